@@ -1,0 +1,7 @@
+// Each binding file registers one concept's functions on the seqlab._core module.
+#pragma once
+#include <pybind11/pybind11.h>
+
+namespace seqlab::bind {
+void bind_threads(pybind11::module_& m);
+}  // namespace seqlab::bind

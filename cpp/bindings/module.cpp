@@ -1,0 +1,7 @@
+// seqlab._core: the pybind11 module. Each bind_* function lives in its own file.
+#include "bindings.hpp"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "seqlab C++ kernels (forward/backward pairs over float32 numpy arrays)";
+  seqlab::bind::bind_threads(m);
+}

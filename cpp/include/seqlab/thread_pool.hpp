@@ -1,0 +1,23 @@
+// The kernel thread pool: the one piece of global state in the C++ core.
+// set_num_threads() sets it and OpenBLAS together, so GEMMs and SIMD loops
+// never oversubscribe the cores.
+#pragma once
+#include <cstddef>
+#include <functional>
+
+namespace seqlab {
+
+// Sets the pool size and OpenBLAS's thread count; n >= 1.
+void set_num_threads(int n);
+int get_num_threads();
+// Cores the process may use (the default thread count).
+int hardware_threads();
+
+// Runs fn(begin, end) over [0, n) split into at most get_num_threads() contiguous
+// chunks of at least `grain` items. The split depends only on n, grain and the
+// thread count, so results are deterministic for a given thread count.
+// Runs inline when one chunk suffices or when called from a pool worker.
+void parallel_for(std::size_t n, std::size_t grain,
+                  const std::function<void(std::size_t, std::size_t)>& fn);
+
+}  // namespace seqlab

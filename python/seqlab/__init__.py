@@ -1,0 +1,34 @@
+"""seqlab: sequence models on the CPU with PyTorch-exact SIMD C++ kernels.
+
+Quick tour::
+
+    import seqlab
+    x = seqlab.tensor(np.random.randn(16, 50, 32), requires_grad=True)   # (B, T, C)
+    lstm = seqlab.nn.LSTM(32, 64, num_layers=2)
+    out, (h, c) = lstm(x)                                                  # (B, T, 64)
+    out.sum().backward()
+"""
+
+from __future__ import annotations
+
+from . import _core
+from .autograd import Tensor, concatenate, is_grad_enabled, no_grad, stack, tensor
+from .random import get_rng_state, manual_seed, set_rng_state
+from .threads import get_num_threads, set_num_threads
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor",
+    "_core",
+    "concatenate",
+    "get_num_threads",
+    "get_rng_state",
+    "is_grad_enabled",
+    "manual_seed",
+    "no_grad",
+    "set_num_threads",
+    "set_rng_state",
+    "stack",
+    "tensor",
+]
