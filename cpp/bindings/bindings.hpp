@@ -4,4 +4,10 @@
 
 namespace seqlab::bind {
 void bind_threads(pybind11::module_& m);
+void bind_linear(pybind11::module_& m);
+void bind_embedding(pybind11::module_& m);
+void bind_activations(pybind11::module_& m);
+void bind_softmax(pybind11::module_& m);
+void bind_optim(pybind11::module_& m);
+void bind_clip(pybind11::module_& m);
 }  // namespace seqlab::bind

@@ -4,4 +4,10 @@
 PYBIND11_MODULE(_core, m) {
   m.doc() = "seqlab C++ kernels (forward/backward pairs over float32 numpy arrays)";
   seqlab::bind::bind_threads(m);
+  seqlab::bind::bind_linear(m);
+  seqlab::bind::bind_embedding(m);
+  seqlab::bind::bind_activations(m);
+  seqlab::bind::bind_softmax(m);
+  seqlab::bind::bind_optim(m);
+  seqlab::bind::bind_clip(m);
 }
