@@ -1,6 +1,26 @@
 """Layers mirroring ``torch.nn``: same constructor arguments, shapes and parameter names."""
 
+from . import init, utils
+from .activation import GELU, ReLU, Sigmoid, Softmax, Tanh
+from .container import Sequential
+from .dropout import Dropout
+from .embedding import Embedding
+from .linear import Linear
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["Module", "Parameter"]
+__all__ = [
+    "GELU",
+    "Dropout",
+    "Embedding",
+    "Linear",
+    "Module",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+    "init",
+    "utils",
+]
