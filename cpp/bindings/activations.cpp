@@ -73,7 +73,7 @@ void bind_activations(py::module_& m) {
         return y;
       },
       py::arg("input"), py::arg("approximate") = "none",
-      "GELU, exact (erf) or approximate='tanh' as torch, any shape float32.");
+      "GELU, exact (erf-based) or approximate='tanh' as torch, any shape float32.");
   m.def(
       "gelu_backward",
       [](const py::handle& g_obj, const py::handle& x_obj, const std::string& approximate) {

@@ -63,7 +63,7 @@ void gelu_forward(const float* x, float* y, std::size_t n, bool approximate_tanh
     });
   } else {
     parallel_map1(x, y, n, [](Batch v) {
-      return v * Batch(0.5f) * (Batch(1.0f) + xsimd::erf(v * Batch(kSqrt1_2)));
+      return v * Batch(0.5f) * xsimd::erfc(-v * Batch(kSqrt1_2));  // erfc: no cancellation for x << 0
     });
   }
 }
@@ -82,7 +82,7 @@ void gelu_backward(const float* grad_y, const float* x, float* grad_x, std::size
     });
   } else {
     parallel_map2(grad_y, x, grad_x, n, [](Batch g, Batch v) {
-      const Batch cdf = Batch(0.5f) * (Batch(1.0f) + xsimd::erf(v * Batch(kSqrt1_2)));
+      const Batch cdf = Batch(0.5f) * xsimd::erfc(-v * Batch(kSqrt1_2));
       const Batch pdf = xsimd::exp(Batch(-0.5f) * v * v) * Batch(kInvSqrt2Pi);
       return g * (cdf + v * pdf);
     });
