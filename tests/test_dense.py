@@ -247,7 +247,9 @@ def test_activation_modules_and_bad_arguments(rng):
 
 
 # ---------------------------------------------------------------- softmax
-@pytest.mark.parametrize(("shape", "dim"), [((5,), -1), ((4, 9), -1), ((3, 4, 33), 2), ((3, 4, 5), 1), ((3, 4, 5), 0)])
+@pytest.mark.parametrize(
+    ("shape", "dim"), [((5,), -1), ((4, 9), -1), ((3, 4, 33), 2), ((3, 4, 5), 1), ((3, 4, 5), 0)]
+)
 def test_softmax_matches_torch(torch, rng, shape, dim):
     x = (rng.standard_normal(shape) * 4).astype(np.float32)
     g = rng.standard_normal(shape).astype(np.float32)

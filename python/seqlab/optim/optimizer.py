@@ -132,7 +132,7 @@ class Optimizer:
                 begin, end = offsets[i], offsets[j] + sizes[j]
                 if end > begin:
                     self._update_range(group, i, j + 1, begin, end, step)
-                self.steps[i : j + 1] = step
+                self.steps[i : j + 1] += 1
                 i = j + 1
 
     def zero_grad(self, set_to_none: bool = False) -> None:
