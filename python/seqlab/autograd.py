@@ -462,10 +462,10 @@ def matmul(a: Any, b: Any) -> Tensor:
         a2 = ta.data[None, :] if ta.ndim == 1 else ta.data
         b2 = tb.data[:, None] if tb.ndim == 1 else tb.data
         g2 = g
+        if tb.ndim == 1:  # first, so that 1-d @ 1-d (a scalar g) becomes (1, 1)
+            g2 = np.expand_dims(g2, -1)
         if ta.ndim == 1:
             g2 = np.expand_dims(g2, -2)
-        if tb.ndim == 1:
-            g2 = np.expand_dims(g2, -1)
         ga = gb = None
         if ta.requires_grad:
             ga = g2 @ np.swapaxes(b2, -1, -2)
@@ -524,7 +524,7 @@ def transpose(a: Tensor, axes: tuple[int, ...] | None = None) -> Tensor:
     if axes is not None and sorted(ax % max(a.ndim, 1) for ax in axes) != list(range(a.ndim)):
         raise ValueError(f"transpose: axes {axes} are not a permutation of {a.ndim} dimensions")
     out = np.ascontiguousarray(np.transpose(a.data, axes))
-    inverse = None if axes is None else tuple(np.argsort(axes))
+    inverse = None if axes is None else tuple(np.argsort([ax % a.ndim for ax in axes]))
     return make_result(out, (a,), lambda g: (np.transpose(g, inverse),))
 
 
