@@ -29,8 +29,15 @@ class ThreadPool {
   void resize(int n) {
     stop_workers();
     size_ = std::max(1, n);
-    stopping_ = false;
-    for (int i = 1; i < size_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    std::size_t generation = 0;
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      stopping_ = false;
+      generation = generation_;
+    }
+    // New workers start at the current generation: a finished earlier run must not wake them.
+    for (int i = 1; i < size_; ++i)
+      workers_.emplace_back([this, i, generation] { worker_loop(i, generation); });
   }
 
   // Runs task(i) for i in [0, ntasks) with ntasks <= size(); task 0 on the caller.
@@ -61,9 +68,8 @@ class ThreadPool {
   }
 
  private:
-  void worker_loop(int index) {
+  void worker_loop(int index, std::size_t seen) {
     t_in_worker = true;
-    std::size_t seen = 0;
     for (;;) {
       const std::function<void(int)>* task = nullptr;
       {

@@ -1,0 +1,72 @@
+"""Dense kernels under the thread pool: same results at 1 and 2 threads, and resizing the
+pool between parallel kernels is safe."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import seqlab
+from seqlab import _core
+from seqlab import functional as F
+
+
+def _run_all(rng_seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(rng_seed)
+    x = rng.standard_normal((600, 130)).astype(np.float32)
+    idx = rng.integers(0, 40, size=5000).astype(np.int64)
+    g = rng.standard_normal((5000, 130)).astype(np.float32)
+    gw = np.zeros((40, 130), np.float32)
+    _core.embedding_backward(g, idx, gw, 3)
+    grads = [rng.standard_normal(n).astype(np.float32) for n in (70000, 33)]
+    norm = _core.clip_grad_norm(grads, 1.0, 2.0)
+    lin_gb = np.zeros(130, np.float32)
+    _core.linear_backward(g[:600], x, np.ones((130, 130), np.float32), None, lin_gb, False)
+    return [F.softmax(x).data, F.gelu(x).data, gw, np.float32(norm), grads[0], lin_gb]
+
+
+def test_results_do_not_depend_on_thread_count():
+    before = seqlab.get_num_threads()
+    try:
+        seqlab.set_num_threads(1)
+        one = _run_all(7)
+        seqlab.set_num_threads(2)
+        two = _run_all(7)
+    finally:
+        seqlab.set_num_threads(before)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+RESIZE_SCRIPT = """
+import time
+import numpy as np
+import seqlab
+p = [seqlab.nn.Parameter(np.ones(1_000_000, np.float32))]
+opt = seqlab.optim.Adam(p, lr=0.1)
+p[0].grad = np.ones(1_000_000, np.float32)
+for _ in range(5):
+    seqlab.set_num_threads(2)
+    opt.step()
+    seqlab.set_num_threads(1)
+    seqlab.set_num_threads(2)
+    time.sleep(0.02)  # the new worker starts before the next parallel kernel
+    opt.step()
+print("ok")
+"""
+
+
+def test_resizing_the_pool_between_parallel_kernels_is_safe():
+    python_dir = Path(seqlab.__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", RESIZE_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(python_dir), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
