@@ -344,3 +344,23 @@ def test_gelu_matches_float64_reference_including_far_tail():
     t = seqlab.tensor(x, requires_grad=True)
     F.gelu(t).backward(np.ones_like(x))
     np.testing.assert_allclose(t.grad, (up - dn) / (2 * h), rtol=1e-4, atol=1e-6)
+
+
+def test_strided_upstream_gradients_reach_the_kernels(torch, rng):
+    # transpose and stack backward hand strided views to the dense ops' backward
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    w = rng.standard_normal((5, 6)).astype(np.float32)
+    sx, sw = seqlab.tensor(x, requires_grad=True), seqlab.nn.Parameter(w)
+    h = F.tanh(F.gelu(F.sigmoid(F.relu(F.linear(sx, sw)))))
+    out = seqlab.stack([F.softmax(h).T, h.T], axis=1)
+    g = rng.standard_normal(out.shape).astype(np.float32)
+    out.backward(g)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    th = torch.tanh(
+        torch.nn.functional.gelu(torch.sigmoid(torch.relu(torch.nn.functional.linear(tx, tw))))
+    )
+    tout = torch.stack([torch.softmax(th, -1).T, th.T], dim=1)
+    tout.backward(torch.tensor(g))
+    _close(out.data, tout.detach().numpy())
+    _close(sx.grad, tx.grad.numpy(), rtol=1e-4, atol=1e-6)
+    _close(sw.grad, tw.grad.numpy(), rtol=1e-4, atol=1e-6)

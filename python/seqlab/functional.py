@@ -28,6 +28,12 @@ def _float_input(x: Any, name: str = "input") -> Tensor:
     return t
 
 
+def _grad(g: np.ndarray) -> np.ndarray:
+    """An upstream gradient as the C-contiguous float32 array the kernels take (views from
+    transpose, split or stack backward may be strided)."""
+    return np.ascontiguousarray(g, dtype=np.float32)
+
+
 def linear(input: Any, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``input @ weight.T + bias``.
 
@@ -43,7 +49,7 @@ def linear(input: Any, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         gw = grad_buffer(weight)
         gb = None if bias is None else grad_buffer(bias)
-        gx = _core.linear_backward(g, x.data, weight.data, gw, gb, x.requires_grad)
+        gx = _core.linear_backward(_grad(g), x.data, weight.data, gw, gb, x.requires_grad)
         grads = (gx, returned_grad(weight, gw))
         return grads if bias is None else (*grads, returned_grad(bias, gb))
 
@@ -65,7 +71,7 @@ def embedding(input: Any, weight: Tensor, padding_idx: int | None = None) -> Ten
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None]:
         gw = grad_buffer(weight)
-        _core.embedding_backward(g, idx, gw, pad)
+        _core.embedding_backward(_grad(g), idx, gw, pad)
         return (returned_grad(weight, gw),)
 
     return make_result(out, (weight,), backward)
@@ -75,21 +81,21 @@ def sigmoid(input: Any) -> Tensor:
     """Elementwise ``1 / (1 + exp(-x))``; any shape."""
     x = _float_input(input)
     out = _core.sigmoid_forward(x.data)
-    return make_result(out, (x,), lambda g: (_core.sigmoid_backward(g, out),))
+    return make_result(out, (x,), lambda g: (_core.sigmoid_backward(_grad(g), out),))
 
 
 def tanh(input: Any) -> Tensor:
     """Elementwise ``tanh(x)``; any shape."""
     x = _float_input(input)
     out = _core.tanh_forward(x.data)
-    return make_result(out, (x,), lambda g: (_core.tanh_backward(g, out),))
+    return make_result(out, (x,), lambda g: (_core.tanh_backward(_grad(g), out),))
 
 
 def relu(input: Any) -> Tensor:
     """Elementwise ``max(x, 0)``; any shape."""
     x = _float_input(input)
     out = _core.relu_forward(x.data)
-    return make_result(out, (x,), lambda g: (_core.relu_backward(g, out),))
+    return make_result(out, (x,), lambda g: (_core.relu_backward(_grad(g), out),))
 
 
 def gelu(input: Any, approximate: str = "none") -> Tensor:
@@ -98,7 +104,7 @@ def gelu(input: Any, approximate: str = "none") -> Tensor:
         raise ValueError(f"approximate: expected 'none' or 'tanh', got {approximate!r}")
     x = _float_input(input)
     out = _core.gelu_forward(x.data, approximate)
-    return make_result(out, (x,), lambda g: (_core.gelu_backward(g, x.data, approximate),))
+    return make_result(out, (x,), lambda g: (_core.gelu_backward(_grad(g), x.data, approximate),))
 
 
 def softmax(input: Any, dim: int = -1) -> Tensor:
@@ -116,7 +122,7 @@ def softmax(input: Any, dim: int = -1) -> Tensor:
 
     def backward(g: np.ndarray) -> tuple[np.ndarray]:
         if last:
-            return (_core.softmax_backward(g, y_last),)
+            return (_core.softmax_backward(_grad(g), y_last),)
         g_last = np.ascontiguousarray(np.moveaxis(g, axis, -1))
         return (np.moveaxis(_core.softmax_backward(g_last, y_last), -1, axis),)
 
