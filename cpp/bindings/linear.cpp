@@ -1,4 +1,6 @@
 // seqlab._core.linear_forward / linear_backward.
+#include <limits>
+
 #include "array_checks.hpp"
 #include "bindings.hpp"
 #include "seqlab/linear.hpp"
@@ -24,7 +26,12 @@ LinearArgs check_linear(const py::handle& x_obj, const py::handle& w_obj) {
     for (py::ssize_t i = 0; i + 1 < x.ndim(); ++i) m *= static_cast<std::size_t>(x.shape(i));
     return m;
   }();
-  return {x, w, M, static_cast<std::size_t>(K), static_cast<std::size_t>(w.shape(0))};
+  const auto N = static_cast<std::size_t>(w.shape(0));
+  constexpr std::size_t kMaxDim = static_cast<std::size_t>(std::numeric_limits<int>::max());
+  if (M > kMaxDim || N > kMaxDim || static_cast<std::size_t>(K) > kMaxDim)
+    throw py::value_error("input: " + std::to_string(M) + " rows x " + std::to_string(K) +
+                          " features exceeds the BLAS limit of 2^31 - 1 per dimension");
+  return {x, w, M, static_cast<std::size_t>(K), N};
 }
 
 }  // namespace
