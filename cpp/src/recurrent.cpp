@@ -9,6 +9,7 @@
 
 #include "seqlab/blas.hpp"
 #include "seqlab/recurrent_cells.hpp"
+#include "seqlab/recurrent_gemm.hpp"
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
@@ -63,6 +64,7 @@ void forward_direction(const RecurrentShape& s, int d, const float* x, const Dir
   }
   if (gru) cache.aux = xt::xtensor<float, 2>::from_shape({BT, static_cast<std::size_t>(H)});
   std::vector<float> gh(static_cast<std::size_t>(B) * GH);
+  const auto w_hh_t = recurrent::PackedMatrix::from_transposed(w.w_hh, GH, H);
   std::vector<float> bias_x(GH, 0.0f);  // b_ih + b_hh, except b_hn for the GRU
   std::vector<float> b_hn(H, 0.0f);
   if (w.b_ih)
@@ -101,7 +103,7 @@ void forward_direction(const RecurrentShape& s, int d, const float* x, const Dir
     float* hn = last ? cache.h_last.data() : hs + t_next * BH;
     const float* cp = lstm ? cs + t * BH : nullptr;
     float* cn = lstm ? (last ? cache.c_last.data() : cs + t_next * BH) : nullptr;
-    sgemm(false, true, B, GH, H, 1.0f, hp, H, w.w_hh, H, 0.0f, gh.data(), GH);
+    w_hh_t.multiply(B, hp, H, gh.data(), GH, false);  // gh = h_prev @ W_hh^T
     parallel_for(B, row_grain(GH), [&](std::size_t b0, std::size_t b1) {
       for (std::size_t b = b0; b < b1; ++b) {
         const std::size_t bt = b * T + t;
@@ -144,8 +146,9 @@ void backward_direction(const RecurrentCache& cache, int d, const float* dy, con
   const std::int64_t* lengths = cache.lengths.empty() ? nullptr : cache.lengths.data();
 
   // All workspaces before the time loop.
-  std::vector<float> dgx(BT * GH);  // rows (b, t): d loss / d input pre-activations
-  std::vector<float> dgh(BT * GH);  // rows (t, b): d loss / d recurrent pre-activations
+  // Uninitialised: every row is written by the time loop before it is read.
+  auto dgx = xt::xtensor<float, 1>::from_shape({BT * GH});  // rows (b, t): d loss / d input pre-activations
+  auto dgh = xt::xtensor<float, 1>::from_shape({BT * GH});  // rows (t, b): d loss / d recurrent pre-activations
   std::vector<float> dh_a(BH), dh_b(BH), dc_a(lstm ? BH : 0), dc_b(lstm ? BH : 0);
   float* dh_cur = dh_a.data();
   float* dh_nxt = dh_b.data();
@@ -155,6 +158,7 @@ void backward_direction(const RecurrentCache& cache, int d, const float* dy, con
   if (lstm) {
     if (dc_n) std::memcpy(dc_cur, dc_n, BH * sizeof(float)); else std::fill(dc_a.begin(), dc_a.end(), 0.0f);
   }
+  const auto w_hh_p = recurrent::PackedMatrix::from_plain(w.w_hh, GH, H);
   const float* gates = dc.gates.data();
   const float* hs = dc.h_prev.data();
   const float* cs = lstm ? dc.c_prev.data() : nullptr;
@@ -196,8 +200,7 @@ void backward_direction(const RecurrentCache& cache, int d, const float* dy, con
         Cell::backward(row, H);
       }
     });
-    // dh_prev += dgates_hh @ W_hh
-    sgemm(false, false, B, H, GH, 1.0f, dgh_t, GH, w.w_hh, H, 1.0f, dh_nxt, H);
+    w_hh_p.multiply(B, dgh_t, GH, dh_nxt, H, true);  // dh_prev += dgates_hh @ W_hh
     std::swap(dh_cur, dh_nxt);
     if (lstm) std::swap(dc_cur, dc_nxt);
   }
