@@ -266,3 +266,30 @@ def test_functional_layer_outputs(rng):
     np.testing.assert_allclose(out.numpy()[:, 0], expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="mode"):
         F.recurrent_layer("elman", x, w_ih, w_hh)
+
+
+def test_second_backward_through_same_graph_raises(rng):
+    module = nn.GRU(3, 4)
+    out, _ = module(rng.standard_normal((2, 3, 3)))
+    loss = out.sum()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="already used by a backward"):
+        loss.backward()
+
+
+def test_reused_buffers_give_identical_steps(rng):
+    module = nn.LSTM(3, 4, num_layers=2, bidirectional=True)
+    grads = []
+    for batch, seq in [(2, 5), (2, 5), (3, 2), (2, 5)]:
+        module.zero_grad()
+        x = np.arange(batch * seq * 3, dtype=np.float32).reshape(batch, seq, 3) / 10
+        with seqlab.no_grad():
+            module(x)  # an evaluation in between recycles buffers without a backward
+        out, (h, c) = module(x, lengths=np.full(batch, seq))
+        (out.sum() + c.sum()).backward()
+        if (batch, seq) == (2, 5):
+            grads.append([p.grad.copy() for p in module.parameters()])
+    for later in grads[1:]:
+        for a, b in zip(grads[0], later, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert all(len(w) == 1 for w in module._workspaces)

@@ -3,6 +3,7 @@
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -16,10 +17,20 @@ namespace {
 namespace py = pybind11;
 
 // The kernel cache plus references that keep x and the weights alive until backward.
+// After its backward (or recurrent_release) it is `released`: its buffers may be
+// moved into the next forward, and a second backward through it is refused.
 struct PyRecurrentCache {
   RecurrentCache cache;
   std::vector<py::object> keep_alive;
+  bool released = false;
 };
+
+void release(PyRecurrentCache& pc) {
+  pc.released = true;
+  pc.keep_alive.clear();
+  pc.cache.x = nullptr;
+  pc.cache.weights.clear();
+}
 
 CellKind parse_mode(const std::string& mode) {
   if (mode == "rnn_tanh") return CellKind::RnnTanh;
@@ -52,7 +63,7 @@ std::vector<py::object> direction_list(const py::object& obj, const char* name, 
 py::tuple forward(const std::string& mode, const py::object& input, const py::object& w_ih_list,
                   const py::object& w_hh_list, const py::object& b_ih_list,
                   const py::object& b_hh_list, const py::object& h0_obj, const py::object& c0_obj,
-                  const py::object& lengths_obj) {
+                  const py::object& lengths_obj, const py::object& reuse) {
   const CellKind kind = parse_mode(mode);
   const int G = gate_count(kind);
   auto x = require<float>(input, "input", {-1, -1, -1});
@@ -80,6 +91,10 @@ py::tuple forward(const std::string& mode, const py::object& input, const py::ob
   auto b_hh_objs = direction_list(b_hh_list, "b_hh", D, true);
 
   auto cache = std::make_unique<PyRecurrentCache>();
+  if (!reuse.is_none()) {
+    auto& old = reuse.cast<PyRecurrentCache&>();  // TypeError if not a RecurrentCache
+    if (old.released) cache->cache.dirs = std::move(old.cache.dirs);
+  }
   std::vector<DirectionWeights> weights(D);
   cache->keep_alive.push_back(x);
   for (int d = 0; d < D; ++d) {
@@ -145,7 +160,11 @@ py::tuple backward(PyRecurrentCache& pc, const py::object& dy_obj, const py::obj
                    const py::object& dc_n_obj, const py::object& dw_ih_list,
                    const py::object& dw_hh_list, const py::object& db_ih_list,
                    const py::object& db_hh_list, bool need_input_grad) {
-  const RecurrentCache& c = pc.cache;
+  if (pc.released)
+    throw std::runtime_error(
+        "recurrent_backward: this cache was already used by a backward pass (its buffers are "
+        "freed for reuse, as PyTorch frees a graph after backward); run the forward again");
+  RecurrentCache& c = pc.cache;
   const RecurrentShape& s = c.shape;
   const int D = s.D, G = gate_count(c.kind);
   const py::ssize_t B = s.B, T = s.T, H = s.H, GH = static_cast<py::ssize_t>(G) * s.H;
@@ -212,6 +231,7 @@ py::tuple backward(PyRecurrentCache& pc, const py::object& dy_obj, const py::obj
     py::gil_scoped_release release;
     recurrent_backward(c, dy, dh_n, dc_n, grads.data(), dx, dh0.mutable_data(), dc0);
   }
+  release(pc);
   return py::make_tuple(dx_obj, dh0, dc0_obj);
 }
 
@@ -222,12 +242,13 @@ void bind_recurrent(py::module_& m) {
                                "Opaque state kept by recurrent_forward for recurrent_backward.");
   m.def("recurrent_forward", &forward, py::arg("mode"), py::arg("input"), py::arg("w_ih"),
         py::arg("w_hh"), py::arg("b_ih") = py::none(), py::arg("b_hh") = py::none(),
-        py::arg("h0") = py::none(), py::arg("c0") = py::none(), py::arg("lengths") = py::none(),
+        py::arg("h0") = py::none(), py::arg("c0") = py::none(), py::arg("lengths") = py::none(), py::arg("reuse") = py::none(),
         R"doc(One recurrent layer over whole sequences, one or two directions.
 
 mode: 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru'. input (B, T, C) float32; w_ih, w_hh,
 b_ih, b_hh: lists of D arrays (G*H, C), (G*H, H), (G*H,), (G*H,) (biases may be None);
-h0, c0 (D, B, H) or None; lengths (B,) int64 in [1, T] or None.
+h0, c0 (D, B, H) or None; lengths (B,) int64 in [1, T] or None; reuse: a released
+cache whose buffers this call takes over (or None).
 Returns (output (B, T, D*H), h_n (D, B, H), c_n (D, B, H) or None, cache).)doc");
   m.def("recurrent_backward", &backward, py::arg("cache"), py::arg("grad_output"),
         py::arg("grad_h_n"), py::arg("grad_c_n"), py::arg("grad_w_ih"), py::arg("grad_w_hh"),
@@ -238,7 +259,10 @@ Returns (output (B, T, D*H), h_n (D, B, H), c_n (D, B, H) or None, cache).)doc")
 grad_output (B, T, D*H), grad_h_n, grad_c_n (D, B, H): each may be None (zero).
 grad_w_ih ... grad_b_hh: lists of D float32 buffers (entries may be None) that the
 parameter gradients are ADDED into. Returns (grad_input (B, T, C) or None when
-need_input_grad is False, grad_h0 (D, B, H), grad_c0 (D, B, H) or None).)doc");
+need_input_grad is False, grad_h0 (D, B, H), grad_c0 (D, B, H) or None).
+The cache is released afterwards: a second backward through it raises RuntimeError.)doc");
+  m.def("recurrent_release", &release, py::arg("cache"),
+        "Marks a cache whose backward will not run (e.g. computed without grad) as reusable.");
 }
 
 }  // namespace seqlab::bind

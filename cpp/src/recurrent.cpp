@@ -41,6 +41,14 @@ void add_column_sums(float* out, const float* a, std::size_t rows, int n) {
   for (std::size_t r = 0; r < rows; ++r) add_row(out, a + r * n, n);
 }
 
+// Gives `a` the shape (rows, cols), keeping its buffer when the shape already fits.
+void ensure_shape(xt::xtensor<float, 2>& a, std::size_t rows, std::size_t cols) {
+  if (a.shape()[0] != rows || a.shape()[1] != cols) a.resize({rows, cols});
+}
+void ensure_shape(xt::xtensor<float, 1>& a, std::size_t n) {
+  if (a.shape()[0] != n) a.resize({n});
+}
+
 bool active(const std::int64_t* lengths, int b, int t) { return !lengths || t < lengths[b]; }
 
 template <class Cell>
@@ -55,14 +63,15 @@ void forward_direction(const RecurrentShape& s, int d, const float* x, const Dir
   const std::size_t BT = static_cast<std::size_t>(B) * T;
 
   // All workspaces before the time loop.
-  cache.gates = xt::xtensor<float, 2>::from_shape({BT, static_cast<std::size_t>(GH)});
-  cache.h_prev = xt::xtensor<float, 2>::from_shape({BT, static_cast<std::size_t>(H)});
-  cache.h_last = xt::xtensor<float, 2>::from_shape({static_cast<std::size_t>(B), static_cast<std::size_t>(H)});
+  const std::size_t uB = static_cast<std::size_t>(B), uH = static_cast<std::size_t>(H);
+  ensure_shape(cache.gates, BT, static_cast<std::size_t>(GH));
+  ensure_shape(cache.h_prev, BT, uH);
+  ensure_shape(cache.h_last, uB, uH);
   if (lstm) {
-    cache.c_prev = xt::xtensor<float, 2>::from_shape({BT, static_cast<std::size_t>(H)});
-    cache.c_last = xt::xtensor<float, 2>::from_shape({static_cast<std::size_t>(B), static_cast<std::size_t>(H)});
+    ensure_shape(cache.c_prev, BT, uH);
+    ensure_shape(cache.c_last, uB, uH);
   }
-  if (gru) cache.aux = xt::xtensor<float, 2>::from_shape({BT, static_cast<std::size_t>(H)});
+  if (gru) ensure_shape(cache.aux, BT, uH);
   std::vector<float> gh(static_cast<std::size_t>(B) * GH);
   const auto w_hh_t = recurrent::PackedMatrix::from_transposed(w.w_hh, GH, H);
   std::vector<float> bias_x(GH, 0.0f);  // b_ih + b_hh, except b_hn for the GRU
@@ -131,7 +140,7 @@ void forward_direction(const RecurrentShape& s, int d, const float* x, const Dir
 }
 
 template <class Cell>
-void backward_direction(const RecurrentCache& cache, int d, const float* dy, const float* dh_n,
+void backward_direction(RecurrentCache& cache, int d, const float* dy, const float* dh_n,
                         const float* dc_n, const DirectionGrads& grad, float* dx, float* dh0,
                         float* dc0) {
   constexpr int G = Cell::gates;
@@ -141,14 +150,16 @@ void backward_direction(const RecurrentCache& cache, int d, const float* dy, con
   const int B = s.B, T = s.T, C = s.C, H = s.H, GH = G * H, DH = s.D * H;
   const bool reverse = d == 1;
   const std::size_t BT = static_cast<std::size_t>(B) * T, BH = static_cast<std::size_t>(B) * H;
-  const DirectionCache& dc = cache.dirs[d];
+  DirectionCache& dc = cache.dirs[d];
   const DirectionWeights& w = cache.weights[d];
   const std::int64_t* lengths = cache.lengths.empty() ? nullptr : cache.lengths.data();
 
   // All workspaces before the time loop.
-  // Uninitialised: every row is written by the time loop before it is read.
-  auto dgx = xt::xtensor<float, 1>::from_shape({BT * GH});  // rows (b, t): d loss / d input pre-activations
-  auto dgh = xt::xtensor<float, 1>::from_shape({BT * GH});  // rows (t, b): d loss / d recurrent pre-activations
+  // Not cleared: every row is written by the time loop before it is read.
+  ensure_shape(dc.dgx, BT * GH);
+  ensure_shape(dc.dgh, BT * GH);
+  auto& dgx = dc.dgx;
+  auto& dgh = dc.dgh;
   std::vector<float> dh_a(BH), dh_b(BH), dc_a(lstm ? BH : 0), dc_b(lstm ? BH : 0);
   float* dh_cur = dh_a.data();
   float* dh_nxt = dh_b.data();
@@ -232,7 +243,7 @@ void forward_layer(const RecurrentShape& s, const float* x, const DirectionWeigh
 }
 
 template <class Cell>
-void backward_layer(const RecurrentCache& cache, const float* dy, const float* dh_n,
+void backward_layer(RecurrentCache& cache, const float* dy, const float* dh_n,
                     const float* dc_n, const DirectionGrads* grads, float* dx, float* dh0,
                     float* dc0) {
   const std::size_t BH = static_cast<std::size_t>(cache.shape.B) * cache.shape.H;
@@ -280,7 +291,7 @@ void recurrent_forward(CellKind kind, const RecurrentShape& shape, const float* 
   throw std::invalid_argument("recurrent_forward: unknown cell kind");
 }
 
-void recurrent_backward(const RecurrentCache& cache, const float* dy, const float* dh_n,
+void recurrent_backward(RecurrentCache& cache, const float* dy, const float* dh_n,
                         const float* dc_n, const DirectionGrads* grads, float* dx, float* dh0,
                         float* dc0) {
   switch (cache.kind) {

@@ -40,6 +40,7 @@ def recurrent_layer(
     h0: Tensor | None = None,
     c0: Tensor | None = None,
     lengths: np.ndarray | None = None,
+    workspace: list | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """One recurrent layer (one or two directions) over whole batch-first sequences.
 
@@ -53,12 +54,18 @@ def recurrent_layer(
         lengths: ``(B,)`` int64 with ``1 <= lengths[b] <= T``, or None for full length;
             outputs past a sequence's length are zero and its final state is taken at
             its last valid step (PyTorch's ``pack_padded_sequence`` semantics).
+        workspace: optional list kept by the caller across calls of the same layer: the
+            kernel's buffers are returned to it once the backward has run (or at once
+            when no gradient is recorded) and reused by the next call, which saves
+            allocating and page-faulting them every step.
 
     Returns:
         ``(output (B, T, D*H), h_n (D, B, H), c_n (D, B, H) or None)``.
 
     The kernel is one tape node; the three outputs are views of it that route their
-    gradients to that node, so any subset of them may be used in the loss.
+    gradients to that node, so any subset of them may be used in the loss. As in
+    PyTorch, the node's buffers are freed by its backward: a second backward through
+    the same graph raises RuntimeError.
     """
     if mode not in RECURRENT_MODES:
         raise ValueError(f"mode: expected one of {RECURRENT_MODES}, got {mode!r}")
@@ -74,6 +81,7 @@ def recurrent_layer(
         None if h0 is None else h0.data,
         None if c0 is None else c0.data,
         lengths,
+        workspace.pop() if workspace else None,
     )
     inputs = (x, *params, *states)
     upstream: dict[str, np.ndarray] = {}
@@ -93,11 +101,17 @@ def recurrent_layer(
             None if b_hh is None else buffers[len(buffers) - n :],
             x.requires_grad,
         )
+        if workspace is not None and not workspace:
+            workspace.append(cache)
         state_grads = [g for s, g in ((h0, dh0), (c0, dc0)) if s is not None]
         param_grads = [returned_grad(p, b) for p, b in zip(params, buffers, strict=True)]
         return (dx, *param_grads, *state_grads)
 
     node = make_result(np.zeros(1, dtype=np.float32), inputs, kernel_backward)
+    if not node.requires_grad:
+        _core.recurrent_release(cache)
+        if workspace is not None and not workspace:
+            workspace.append(cache)
 
     def output_view(data: np.ndarray | None, key: str) -> Tensor | None:
         if data is None:

@@ -55,10 +55,15 @@ struct DirectionCache {
   xt::xtensor<float, 2> c_prev;  // (T*B, H) LSTM cell entering time t
   xt::xtensor<float, 2> h_last;  // (B, H) state after the direction's last step
   xt::xtensor<float, 2> c_last;  // (B, H) LSTM
+  // Backward workspaces, kept so that a recycled cache reuses them too.
+  xt::xtensor<float, 1> dgx;     // (B*T*G*H) d loss / d input pre-activations, rows (b, t)
+  xt::xtensor<float, 1> dgh;     // (T*B*G*H) d loss / d recurrent pre-activations, rows (t, b)
 };
 
 // Everything a layer's backward needs. x and the weights are referenced, not copied:
-// the caller keeps them alive and unchanged until backward has run.
+// the caller keeps them alive and unchanged until backward has run. A cache whose
+// backward has run may be handed to the next forward (its `dirs` moved over), which
+// then reuses its buffers instead of allocating and page-faulting fresh ones.
 struct RecurrentCache {
   CellKind kind = CellKind::Lstm;
   RecurrentShape shape;
@@ -77,8 +82,8 @@ void recurrent_forward(CellKind kind, const RecurrentShape& shape, const float* 
 
 // Backward of one layer. dy, dh_n, dc_n may be null (zero gradients). Writes dx
 // (B, T, C) unless null, dh0 and (LSTM) dc0 (D, B, H); adds the parameter gradients
-// into grads[d].
-void recurrent_backward(const RecurrentCache& cache, const float* dy, const float* dh_n,
+// into grads[d]. Uses the cache's backward workspaces (hence not const).
+void recurrent_backward(RecurrentCache& cache, const float* dy, const float* dh_n,
                         const float* dc_n, const DirectionGrads* grads, float* dx, float* dh0,
                         float* dc0);
 

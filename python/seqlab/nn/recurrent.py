@@ -63,6 +63,8 @@ class RNNBase(Module):
         self.bidirectional = bool(bidirectional)
         self.init = init
         self.num_directions = 2 if bidirectional else 1
+        # Per layer, kernel buffers handed back by a finished step for the next one.
+        self._workspaces: list[list] = [[] for _ in range(self.num_layers)]
         gate_size = _GATES[mode] * self.hidden_size
         for layer in range(self.num_layers):
             layer_input = self.input_size if layer == 0 else self.hidden_size * self.num_directions
@@ -185,7 +187,7 @@ class RNNBase(Module):
             x, h_n, c_n = F.recurrent_layer(
                 self.mode, x, *weights[:2],
                 weights[2] if self.bias else None, weights[3] if self.bias else None,
-                layer_h0, layer_c0, lens,
+                layer_h0, layer_c0, lens, self._workspaces[layer],
             )
             h_list.append(h_n)
             if c_n is not None:
