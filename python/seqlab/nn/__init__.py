@@ -2,5 +2,6 @@
 
 from .module import Module
 from .parameter import Parameter
+from .recurrent import GRU, LSTM, RNN
 
-__all__ = ["Module", "Parameter"]
+__all__ = ["GRU", "LSTM", "Module", "Parameter", "RNN"]
