@@ -128,7 +128,7 @@ def load_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
         FileNotFoundError: the file does not exist.
         CorruptFileError: the file is truncated, altered, or not a seqlab bundle.
     """
-    from safetensors import SafetensorsError
+    from safetensors import SafetensorError
     from safetensors.numpy import load
 
     path = Path(path)
@@ -137,7 +137,7 @@ def load_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
         arrays = load(raw)
         header_len = int.from_bytes(raw[:8], "little")
         header = json.loads(raw[8 : 8 + header_len])
-    except (SafetensorsError, ValueError, UnicodeDecodeError, OverflowError) as e:
+    except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError) as e:
         raise CorruptFileError(f"{path}: not a readable safetensors file ({e})") from e
     metadata = header.get("__metadata__") or {}
     text = metadata.get(_DOC_KEY)
