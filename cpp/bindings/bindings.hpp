@@ -10,4 +10,5 @@ void bind_activations(pybind11::module_& m);
 void bind_softmax(pybind11::module_& m);
 void bind_optim(pybind11::module_& m);
 void bind_clip(pybind11::module_& m);
+void bind_recurrent(pybind11::module_& m);
 }  // namespace seqlab::bind

@@ -51,7 +51,7 @@ py::array_t<T, py::array::c_style> require(const py::handle& obj, const char* na
                                            std::initializer_list<py::ssize_t> shape) {
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string(name) + ": expected a numpy array of " + dtype_name<T>() +
-                         ", got " + std::string(py::str(obj.get_type().attr("__name__"))));
+                         ", got " + std::string(Py_TYPE(obj.ptr())->tp_name));
   auto a = py::reinterpret_borrow<py::array>(obj);
   if (!py::isinstance<py::array_t<T>>(a) || a.dtype().itemsize() != sizeof(T))
     throw py::type_error(std::string(name) + ": expected dtype " + dtype_name<T>() + ", got " +

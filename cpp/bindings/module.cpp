@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
   seqlab::bind::bind_softmax(m);
   seqlab::bind::bind_optim(m);
   seqlab::bind::bind_clip(m);
+  seqlab::bind::bind_recurrent(m);
 }

@@ -24,7 +24,7 @@ from typing import Any, Union
 import numpy as np
 
 ArrayLike = Union[np.ndarray, float, int, Sequence[Any]]
-BackwardFn = Callable[[np.ndarray], Sequence[Union[np.ndarray, None]]]
+BackwardFn = Callable[[np.ndarray], Sequence[np.ndarray | None]]
 
 _state = threading.local()
 

@@ -8,9 +8,13 @@ from .embedding import Embedding
 from .linear import Linear
 from .module import Module
 from .parameter import Parameter
+from .recurrent import GRU, LSTM, RNN
 
 __all__ = [
     "GELU",
+    "GRU",
+    "LSTM",
+    "RNN",
     "Dropout",
     "Embedding",
     "Linear",

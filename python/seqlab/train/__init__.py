@@ -1,0 +1,16 @@
+"""Training: the Trainer and its callbacks (each usable alone)."""
+
+from .callback import Callback
+from .checkpoint import Checkpoint, latest_valid_checkpoint, load_checkpoint
+from .curriculum import Curriculum, Phase
+from .early_stopping import EarlyStopping
+from .grad_monitor import GradientMonitor, GradientWarning
+from .nan_guard import NanGuard, TrainingDivergedError
+from .schedules import LRSchedule, ReduceLROnPlateau, StepDecay, WarmupSchedule
+from .trainer import Trainer
+
+__all__ = [
+    "Callback", "Checkpoint", "Curriculum", "EarlyStopping", "GradientMonitor", "GradientWarning",
+    "LRSchedule", "NanGuard", "Phase", "ReduceLROnPlateau", "StepDecay", "Trainer",
+    "TrainingDivergedError", "WarmupSchedule", "latest_valid_checkpoint", "load_checkpoint",
+]
