@@ -293,3 +293,31 @@ def test_clip_grad_norm_on_flat_buffer_and_edge_cases(rng):
         clip_grad_norm_(model.parameters(), -1.0)
     with pytest.raises(ValueError, match="norm_type"):
         clip_grad_norm_(model.parameters(), 1.0, norm_type=0)
+
+
+def test_training_steps_of_an_lstm_and_linear_head_match_torch(torch, rng):
+    x = rng.standard_normal((4, 7, 5)).astype(np.float32)
+    target = rng.standard_normal((4, 7, 2)).astype(np.float32)
+    seqlab.manual_seed(0)
+    lstm, head = seqlab.nn.LSTM(5, 6, num_layers=2, batch_first=True), seqlab.nn.Linear(6, 2)
+    tlstm, thead = torch.nn.LSTM(5, 6, num_layers=2, batch_first=True), torch.nn.Linear(6, 2)
+    for ours, theirs in ((lstm, tlstm), (head, thead)):
+        theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
+    params = [*lstm.parameters(), *head.parameters()]
+    opt = seqlab.optim.AdamW(params, lr=1e-2)
+    topt = torch.optim.AdamW([*tlstm.parameters(), *thead.parameters()], lr=1e-2)
+    for _ in range(5):
+        opt.zero_grad()
+        diff = head(lstm(x)[0]) - target
+        (diff * diff).mean().backward()
+        clip_grad_norm_(params, 0.1)
+        opt.step()
+        topt.zero_grad()
+        tdiff = thead(tlstm(torch.tensor(x))[0]) - torch.tensor(target)
+        (tdiff * tdiff).mean().backward()
+        torch.nn.utils.clip_grad_norm_([*tlstm.parameters(), *thead.parameters()], 0.1)
+        topt.step()
+    for ours, theirs in ((lstm, tlstm), (head, thead)):
+        tstate = theirs.state_dict()
+        for k, v in ours.state_dict().items():
+            np.testing.assert_allclose(v, tstate[k].numpy(), rtol=1e-4, atol=1e-6)
