@@ -39,7 +39,7 @@ def mse(pred: seqlab.Tensor, target: np.ndarray) -> seqlab.Tensor:
 def make_data(n: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, 4)).astype(np.float32)
-    y = (np.sin(x @ np.array([1.0, -2.0, 0.5, 1.5])) + 0.1 * x[:, 0])[:, None].astype(np.float32)
+    y = (np.tanh(x @ np.array([1.0, -2.0, 0.5, 1.5])) + 0.5 * x[:, 0])[:, None].astype(np.float32)
     return x, y
 
 

@@ -51,6 +51,8 @@ class GradientMonitor(Callback):
         self._warned = set()
 
     def before_step(self, trainer: Trainer, loss: float) -> bool:
+        if not math.isfinite(loss):
+            return True  # no backward ran; the NaN guard handles the step
         layer_norms: dict[str, float] = {}
         total_sq = 0.0
         for name, p in trainer.model.named_parameters():
