@@ -18,9 +18,14 @@ from seqlab.serialization import (
 
 
 def test_bundle_round_trip(tmp_path: Path) -> None:
-    doc = {"epoch": 3, "model": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)},
-           "state": [{"m": np.ones(2, np.float32), "step": 7}, None], "rng": {"state": 2**100 + 5},
-           "name": "run", "flag": True}
+    doc = {
+        "epoch": 3,
+        "model": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)},
+        "state": [{"m": np.ones(2, np.float32), "step": 7}, None],
+        "rng": {"state": 2**100 + 5},
+        "name": "run",
+        "flag": True,
+    }
     path = tmp_path / "b.safetensors"
     save_bundle(path, doc)
     back = load_bundle(path)
@@ -46,9 +51,18 @@ def test_altered_and_truncated_bundles_are_refused(tmp_path: Path) -> None:
 
 
 def test_toml_round_trip(tmp_path: Path) -> None:
-    config = {"model": {"cell": "gru", "hidden": 64, "dropout": 0.1, "bidirectional": False,
-                        "sizes": [8, 16], "name with space": "a \"quoted\" value"},
-              "seed": 0, "skip": None}
+    config = {
+        "model": {
+            "cell": "gru",
+            "hidden": 64,
+            "dropout": 0.1,
+            "bidirectional": False,
+            "sizes": [8, 16],
+            "name with space": 'a "quoted" value',
+        },
+        "seed": 0,
+        "skip": None,
+    }
     write_toml(tmp_path / "c.toml", config)
     back = read_toml(tmp_path / "c.toml")
     expected = {k: v for k, v in config.items() if v is not None}

@@ -51,8 +51,20 @@ def make_trainer(tmp: Path | None = None, seed: int = 0, epochs: int = 4, **kw) 
     seqlab.manual_seed(seed)
     model = make_model()
     opt = kw.pop("optimizer", None) or optim.Adam(model.parameters(), lr=1e-2)
-    return Trainer(model, mse, opt, make_data(), make_data(32, seed=1), epochs=epochs,
-                   batch_size=16, seed=seed, out_dir=tmp, progress=False, verbose=False, **kw)
+    return Trainer(
+        model,
+        mse,
+        opt,
+        make_data(),
+        make_data(32, seed=1),
+        epochs=epochs,
+        batch_size=16,
+        seed=seed,
+        out_dir=tmp,
+        progress=False,
+        verbose=False,
+        **kw,
+    )
 
 
 def strip_timing(history: list[dict]) -> list[dict]:
@@ -88,8 +100,19 @@ def _first_step_grads(batch_size: int, accumulation: int) -> list[np.ndarray]:
             grads.extend(p.grad.copy() for p in trainer.model.parameters())
             return True
 
-    Trainer(model, mse, opt, (x, y), epochs=1, batch_size=batch_size, accumulation_steps=accumulation,
-            callbacks=[Capture()], progress=False, verbose=False, grad_monitor=False).fit()
+    Trainer(
+        model,
+        mse,
+        opt,
+        (x, y),
+        epochs=1,
+        batch_size=batch_size,
+        accumulation_steps=accumulation,
+        callbacks=[Capture()],
+        progress=False,
+        verbose=False,
+        grad_monitor=False,
+    ).fit()
     return grads
 
 
@@ -106,8 +129,13 @@ def test_run_directory_is_complete_and_json_round_trips(tmp_path: Path) -> None:
     out = tmp_path / "run"
     t = make_trainer(out, epochs=3, metrics={"mae": lambda p, y: float(np.abs(p - y).mean())})
     t.fit()
-    for name in ("training_metrics.json", "training_metrics.png", "training_report.md",
-                 "model.safetensors", "config.toml"):
+    for name in (
+        "training_metrics.json",
+        "training_metrics.png",
+        "training_report.md",
+        "model.safetensors",
+        "config.toml",
+    ):
         assert (out / name).is_file(), name
     doc = json.loads((out / "training_metrics.json").read_text())
     assert [h["epoch"] for h in doc["history"]] == [1, 2, 3]
@@ -151,8 +179,11 @@ def test_damaged_checkpoint_is_refused_and_previous_used(tmp_path: Path) -> None
     out = tmp_path / "run"
     make_trainer(out, epochs=3, callbacks=[Checkpoint(keep_last=3)]).fit()
     files = sorted((out / "checkpoints").glob("epoch_*.safetensors"))
-    assert [f.name for f in files] == ["epoch_0001.safetensors", "epoch_0002.safetensors",
-                                       "epoch_0003.safetensors"]
+    assert [f.name for f in files] == [
+        "epoch_0001.safetensors",
+        "epoch_0002.safetensors",
+        "epoch_0003.safetensors",
+    ]
     raw = bytearray(files[-1].read_bytes())
     raw[-10] ^= 0xFF  # flip bits in the last tensor
     files[-1].write_bytes(bytes(raw))
@@ -244,8 +275,10 @@ def test_warmup_cosine_values_step_by_step_and_across_resume(tmp_path: Path) -> 
     t.fit()
     lrs = [s["lr"] for s in t.step_history]
     base = 1e-2
-    expected = [base * s / 4 if s <= 4 else
-                1e-4 + (base - 1e-4) * 0.5 * (1 + np.cos(np.pi * (s - 4) / 20)) for s in range(1, 25)]
+    expected = [
+        base * s / 4 if s <= 4 else 1e-4 + (base - 1e-4) * 0.5 * (1 + np.cos(np.pi * (s - 4) / 20))
+        for s in range(1, 25)
+    ]
     np.testing.assert_allclose(lrs, expected, rtol=1e-9)
 
     out = tmp_path / "run"
@@ -290,10 +323,17 @@ def test_curriculum_sets_ratio_and_max_len() -> None:
             return seqlab.tensor(batch.inputs).mean(axis=1) @ self.w
 
     model = Model()
-    Trainer(model, lambda out, b: mse(out, b.targets), optim.SGD(model.parameters(), lr=0.1), data,
-            epochs=4, callbacks=[Curriculum([(2, 0.9, 20), (1, 0.5, 30), (1, 0.1, 40)])],
-            progress=False, verbose=False).fit()
-    per_epoch = [seen[i * 5:(i + 1) * 5] for i in range(4)]
+    Trainer(
+        model,
+        lambda out, b: mse(out, b.targets),
+        optim.SGD(model.parameters(), lr=0.1),
+        data,
+        epochs=4,
+        callbacks=[Curriculum([(2, 0.9, 20), (1, 0.5, 30), (1, 0.1, 40)])],
+        progress=False,
+        verbose=False,
+    ).fit()
+    per_epoch = [seen[i * 5 : (i + 1) * 5] for i in range(4)]
     for epoch, (ratio, cap) in enumerate([(0.9, 20), (0.9, 20), (0.5, 30), (0.1, 40)]):
         assert all(r == ratio and t <= cap for r, t in per_epoch[epoch])
         assert max(t for _, t in per_epoch[epoch]) == cap
@@ -307,8 +347,17 @@ def test_nan_guard_skips_lowers_lr_and_stops() -> None:
     model = make_model()
     before = model.state_dict()
     opt = optim.Adam(model.parameters(), lr=1e-2)
-    t = Trainer(model, mse, opt, (x, y_bad), epochs=3, batch_size=16, progress=False, verbose=False,
-                callbacks=[NanGuard(lr_factor=0.5, max_consecutive=3)])
+    t = Trainer(
+        model,
+        mse,
+        opt,
+        (x, y_bad),
+        epochs=3,
+        batch_size=16,
+        progress=False,
+        verbose=False,
+        callbacks=[NanGuard(lr_factor=0.5, max_consecutive=3)],
+    )
     with pytest.raises(TrainingDivergedError, match="3th non-finite step in a row"):
         t.fit()
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.25)

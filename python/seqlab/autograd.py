@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
-ArrayLike = Union[np.ndarray, float, int, Sequence[Any]]
+ArrayLike = np.ndarray | float | int | Sequence[Any]
 BackwardFn = Callable[[np.ndarray], Sequence[np.ndarray | None]]
 
 _state = threading.local()
@@ -86,9 +86,7 @@ class Tensor:
     def __init__(self, data: ArrayLike, requires_grad: bool = False) -> None:
         self.data: np.ndarray = _as_array(data)
         if requires_grad and self.data.dtype != np.float32:
-            raise TypeError(
-                f"only float32 tensors can require gradients, got dtype {self.data.dtype}"
-            )
+            raise TypeError(f"only float32 tensors can require gradients, got dtype {self.data.dtype}")
         self.grad: np.ndarray | None = None
         self.requires_grad: bool = bool(requires_grad)
         self._backward: BackwardFn | None = None
@@ -567,6 +565,4 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
         raise ValueError(f"stack: all tensors must have the same shape, got {[t.shape for t in ts]}")
     out = np.stack([t.data for t in ts], axis=axis)
     n = len(ts)
-    return make_result(
-        out, ts, lambda g: tuple(np.squeeze(p, axis=axis) for p in np.split(g, n, axis=axis))
-    )
+    return make_result(out, ts, lambda g: tuple(np.squeeze(p, axis=axis) for p in np.split(g, n, axis=axis)))

@@ -74,11 +74,11 @@ def _split_arrays(obj: Any, arrays: dict[str, np.ndarray], prefix: str) -> Any:
         arrays[key] = np.ascontiguousarray(obj)
         return {_ARRAY_KEY: key}
     if isinstance(obj, Mapping):
-        return {str(k): _split_arrays(v, arrays, f"{prefix}.{k}" if prefix else str(k))
-                for k, v in obj.items()}
+        return {
+            str(k): _split_arrays(v, arrays, f"{prefix}.{k}" if prefix else str(k)) for k, v in obj.items()
+        }
     if isinstance(obj, (list, tuple)):
-        return [_split_arrays(v, arrays, f"{prefix}.{i}" if prefix else str(i))
-                for i, v in enumerate(obj)]
+        return [_split_arrays(v, arrays, f"{prefix}.{i}" if prefix else str(i)) for i, v in enumerate(obj)]
     if isinstance(obj, np.generic):
         return obj.item()
     return obj

@@ -47,8 +47,13 @@ class ArrayBatches:
         shuffle: draw a new permutation from the generator each epoch.
     """
 
-    def __init__(self, arrays: np.ndarray | Sequence[np.ndarray], batch_size: int = 32,
-                 shuffle: bool = True, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        arrays: np.ndarray | Sequence[np.ndarray],
+        batch_size: int = 32,
+        shuffle: bool = True,
+        drop_last: bool = False,
+    ) -> None:
         single = isinstance(arrays, np.ndarray)
         arrs = [np.asarray(a) for a in ([arrays] if single else arrays)]
         if not arrs:
@@ -112,8 +117,9 @@ class PaddedBatch:
         return len(self.lengths)
 
 
-def pad_sequences(seqs: Sequence[np.ndarray], max_len: int | None = None,
-                  pad_value: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def pad_sequences(
+    seqs: Sequence[np.ndarray], max_len: int | None = None, pad_value: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Pads sequences of shape ``(T_i, ...)`` into ``(B, T_max, ...)``; returns (padded, lengths).
 
     Sequences longer than ``max_len`` are truncated to it.
@@ -126,7 +132,8 @@ def pad_sequences(seqs: Sequence[np.ndarray], max_len: int | None = None,
         if s.ndim == 0 or s.shape[1:] != tail:
             raise ValueError(
                 f"pad_sequences: sequence {i} has shape {s.shape}, expected (T, {', '.join(map(str, tail))})"
-                if tail else f"pad_sequences: sequence {i} has shape {s.shape}, expected (T,)"
+                if tail
+                else f"pad_sequences: sequence {i} has shape {s.shape}, expected (T,)"
             )
     lengths = np.array([len(s) for s in arrs], dtype=np.int64)
     if max_len is not None:
@@ -157,9 +164,16 @@ class SequenceBatches:
             (for contrastive losses); they come from ``targets`` when given, else inputs.
     """
 
-    def __init__(self, sequences: Sequence[np.ndarray], targets: Any = None, batch_size: int = 32,
-                 shuffle: bool = True, bucket_size: int = 8, max_len: int | None = None,
-                 negatives: int = 0) -> None:
+    def __init__(
+        self,
+        sequences: Sequence[np.ndarray],
+        targets: Any = None,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        bucket_size: int = 8,
+        max_len: int | None = None,
+        negatives: int = 0,
+    ) -> None:
         if len(sequences) == 0:
             raise ValueError("SequenceBatches: no sequences given")
         self.sequences = [np.asarray(s) for s in sequences]
@@ -167,9 +181,7 @@ class SequenceBatches:
             if s.ndim == 0 or len(s) == 0:
                 raise ValueError(f"SequenceBatches: sequence {i} is empty (shape {s.shape})")
         if targets is not None and len(targets) != len(self.sequences):
-            raise ValueError(
-                f"SequenceBatches: {len(targets)} targets for {len(self.sequences)} sequences"
-            )
+            raise ValueError(f"SequenceBatches: {len(targets)} targets for {len(self.sequences)} sequences")
         self.targets = targets
         self.batch_size = _check_batch_size(batch_size)
         self.shuffle = shuffle
@@ -229,8 +241,9 @@ class SequenceBatches:
     def batches(self, rng: np.random.Generator | None = None) -> Iterator[PaddedBatch]:
         for idx in self._batch_indices(rng):
             inputs, lengths = pad_sequences([self.sequences[i] for i in idx], self.max_len)
-            batch = PaddedBatch(inputs=inputs, lengths=lengths, indices=idx,
-                                targets=self._gather_targets(idx))
+            batch = PaddedBatch(
+                inputs=inputs, lengths=lengths, indices=idx, targets=self._gather_targets(idx)
+            )
             if self.negatives:
                 if rng is None:
                     raise ValueError("SequenceBatches: negatives need a random generator")

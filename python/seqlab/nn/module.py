@@ -31,9 +31,7 @@ class Module:
     # --------------------------------------------------------- registration
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
-            raise RuntimeError(
-                f"{type(self).__name__}: call super().__init__() before assigning attributes"
-            )
+            raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
         for store in (self._parameters, self._modules, self._buffers):
             store.pop(name, None)
         if isinstance(value, Parameter):
@@ -139,7 +137,9 @@ class Module:
         them; a value of the wrong shape always raises ValueError naming the key and shapes.
         """
         if not isinstance(state_dict, Mapping):
-            raise TypeError(f"load_state_dict: expected a mapping of name -> array, got {type(state_dict).__name__}")
+            raise TypeError(
+                f"load_state_dict: expected a mapping of name -> array, got {type(state_dict).__name__}"
+            )
         own: dict[str, Any] = dict(self.named_parameters())
         own.update(dict(self.named_buffers()))
         missing = [k for k in own if k not in state_dict]

@@ -30,8 +30,9 @@ def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], 
     return xs, ys
 
 
-def plot_training_metrics(history: Sequence[Mapping[str, Any]], path: str | Path,
-                          steps: Sequence[Mapping[str, Any]] = ()) -> Path:
+def plot_training_metrics(
+    history: Sequence[Mapping[str, Any]], path: str | Path, steps: Sequence[Mapping[str, Any]] = ()
+) -> Path:
     """Draws losses, each validation metric, the learning rate and gradient norms into one PNG."""
     plt = require_matplotlib()
     keys = sorted({k for row in history for k in row})
@@ -61,7 +62,7 @@ def plot_training_metrics(history: Sequence[Mapping[str, Any]], path: str | Path
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    for ax in axes.ravel()[len(panels):]:
+    for ax in axes.ravel()[len(panels) :]:
         ax.axis("off")
     fig.tight_layout()
     path = Path(path)

@@ -45,11 +45,15 @@ def write_report(run_dir: str | Path) -> Path:
     timing = doc.get("timing", {})
     lines = [f"# Training report: {run_dir.name}", ""]
     if best.get("epoch") is not None:
-        lines.append(f"Best epoch **{best['epoch']}** of {len(history)}: "
-                     f"{best['monitor']} = **{_fmt(best['value'])}**.")
-    lines.append(f"Trained {timing.get('steps', '?')} steps in {_fmt(timing.get('train_seconds', 0.0))} s "
-                 f"on {doc.get('threads', '?')} threads "
-                 f"(seqlab {doc.get('versions', {}).get('seqlab', '?')}).")
+        lines.append(
+            f"Best epoch **{best['epoch']}** of {len(history)}: "
+            f"{best['monitor']} = **{_fmt(best['value'])}**."
+        )
+    lines.append(
+        f"Trained {timing.get('steps', '?')} steps in {_fmt(timing.get('train_seconds', 0.0))} s "
+        f"on {doc.get('threads', '?')} threads "
+        f"(seqlab {doc.get('versions', {}).get('seqlab', '?')})."
+    )
     lines.append("")
     if history:
         keys = [k for k in history[0] if k != "epoch" and isinstance(history[0][k], (int, float))]
@@ -63,11 +67,13 @@ def write_report(run_dir: str | Path) -> Path:
     if doc.get("messages"):
         lines += ["## Messages", ""] + [f"- {m}" for m in doc["messages"]] + [""]
     lines += ["## Files", ""]
-    for name, what in (("training_metrics.json", "per-epoch history, per-step losses and gradient norms, config, versions"),
-                       ("training_metrics.png", "loss, metric, learning-rate and gradient-norm curves"),
-                       ("model.safetensors", "final weights (the best epoch's when early stopping restored them)"),
-                       ("config.toml", "trainer settings and model config"),
-                       ("checkpoints/", "resumable checkpoints")):
+    for name, what in (
+        ("training_metrics.json", "per-epoch history, per-step losses and gradient norms, config, versions"),
+        ("training_metrics.png", "loss, metric, learning-rate and gradient-norm curves"),
+        ("model.safetensors", "final weights (the best epoch's when early stopping restored them)"),
+        ("config.toml", "trainer settings and model config"),
+        ("checkpoints/", "resumable checkpoints"),
+    ):
         if (run_dir / name.rstrip("/")).exists():
             lines.append(f"- [{name}]({name}): {what}")
     report = run_dir / "training_report.md"

@@ -10,7 +10,20 @@ from .schedules import LRSchedule, ReduceLROnPlateau, StepDecay, WarmupSchedule
 from .trainer import Trainer
 
 __all__ = [
-    "Callback", "Checkpoint", "Curriculum", "EarlyStopping", "GradientMonitor", "GradientWarning",
-    "LRSchedule", "NanGuard", "Phase", "ReduceLROnPlateau", "StepDecay", "Trainer",
-    "TrainingDivergedError", "WarmupSchedule", "latest_valid_checkpoint", "load_checkpoint",
+    "Callback",
+    "Checkpoint",
+    "Curriculum",
+    "EarlyStopping",
+    "GradientMonitor",
+    "GradientWarning",
+    "LRSchedule",
+    "NanGuard",
+    "Phase",
+    "ReduceLROnPlateau",
+    "StepDecay",
+    "Trainer",
+    "TrainingDivergedError",
+    "WarmupSchedule",
+    "latest_valid_checkpoint",
+    "load_checkpoint",
 ]

@@ -52,8 +52,14 @@ class Checkpoint(Callback):
     continues exactly as if never stopped.
     """
 
-    def __init__(self, every: int = 1, keep_last: int = 2, monitor: str | None = "val_loss",
-                 mode: str = "min", best_name: str = "best") -> None:
+    def __init__(
+        self,
+        every: int = 1,
+        keep_last: int = 2,
+        monitor: str | None = "val_loss",
+        mode: str = "min",
+        best_name: str = "best",
+    ) -> None:
         if every < 1:
             raise ValueError(f"Checkpoint: every must be >= 1, got {every}")
         if keep_last < 1:

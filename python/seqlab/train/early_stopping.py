@@ -39,8 +39,14 @@ class EarlyStopping(Callback):
         restore_best_weights: load the best epoch's weights into the model at the end.
     """
 
-    def __init__(self, monitor: str = "val_loss", mode: str = "min", patience: int = 5,
-                 min_delta: float = 0.0, restore_best_weights: bool = True) -> None:
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        mode: str = "min",
+        patience: int = 5,
+        min_delta: float = 0.0,
+        restore_best_weights: bool = True,
+    ) -> None:
         if patience < 0:
             raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
         self.monitor = monitor
@@ -78,12 +84,16 @@ class EarlyStopping(Callback):
     def on_fit_end(self, trainer: Trainer) -> None:
         if self.restore_best_weights and self.best_weights is not None:
             trainer.model.load_state_dict(self.best_weights)
-            trainer.log(f"restored the weights of epoch {self.best_epoch} "
-                        f"({self.monitor} = {self.best:.6g})")
+            trainer.log(f"restored the weights of epoch {self.best_epoch} ({self.monitor} = {self.best:.6g})")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+            "stopped_epoch": self.stopped_epoch,
+            "best_weights": self.best_weights,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state.get("best")

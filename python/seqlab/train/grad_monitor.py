@@ -32,9 +32,14 @@ class GradientMonitor(Callback):
     exceeds ``adaptive_clip`` times the median of the last ``window`` norms.
     """
 
-    def __init__(self, vanishing: float = 1e-7, exploding: float = 100.0,
-                 adaptive_clip: float | None = None, window: int = 100,
-                 record_layers: bool = True) -> None:
+    def __init__(
+        self,
+        vanishing: float = 1e-7,
+        exploding: float = 100.0,
+        adaptive_clip: float | None = None,
+        window: int = 100,
+        record_layers: bool = True,
+    ) -> None:
         if adaptive_clip is not None and adaptive_clip <= 1.0:
             raise ValueError(f"GradientMonitor: adaptive_clip must be > 1, got {adaptive_clip}")
         self.vanishing, self.exploding = float(vanishing), float(exploding)
@@ -73,9 +78,12 @@ class GradientMonitor(Callback):
                 new = [n for n in names if (n, kind) not in self._warned]
                 if new:
                     self._warned.update((n, kind) for n in new)
-                    warnings.warn(f"{kind} gradients at step {trainer.global_step + 1} in "
-                                  f"{', '.join(new[:5])}{' ...' if len(new) > 5 else ''}",
-                                  GradientWarning, stacklevel=2)
+                    warnings.warn(
+                        f"{kind} gradients at step {trainer.global_step + 1} in "
+                        f"{', '.join(new[:5])}{' ...' if len(new) > 5 else ''}",
+                        GradientWarning,
+                        stacklevel=2,
+                    )
         if self.adaptive_clip is not None and len(self.recent) >= 10:
             limit = self.adaptive_clip * float(np.median(self.recent))
             if total > limit > 0:

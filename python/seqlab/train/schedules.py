@@ -54,8 +54,13 @@ class WarmupSchedule(LRSchedule):
         min_lr: the final learning rate.
     """
 
-    def __init__(self, warmup_steps: int = 0, total_steps: int | None = None,
-                 decay: str = "cosine", min_lr: float = 0.0) -> None:
+    def __init__(
+        self,
+        warmup_steps: int = 0,
+        total_steps: int | None = None,
+        decay: str = "cosine",
+        min_lr: float = 0.0,
+    ) -> None:
         super().__init__()
         if decay not in ("cosine", "linear"):
             raise ValueError(f"WarmupSchedule: decay must be 'cosine' or 'linear', got {decay!r}")
@@ -124,14 +129,25 @@ class ReduceLROnPlateau(LRSchedule):
     ``eps`` are skipped) and ``cooldown`` epochs follow in which bad epochs are not counted.
     """
 
-    def __init__(self, monitor: str = "val_loss", mode: str = "min", factor: float = 0.1,
-                 patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel",
-                 cooldown: int = 0, min_lr: float = 0.0, eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        mode: str = "min",
+        factor: float = 0.1,
+        patience: int = 10,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+        eps: float = 1e-8,
+    ) -> None:
         super().__init__()
         if not 0.0 < factor < 1.0:
             raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
         if threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
+            raise ValueError(
+                f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}"
+            )
         self.monitor, self.mode = monitor, check_mode(mode)
         self.factor, self.patience = float(factor), int(patience)
         self.threshold, self.threshold_mode = float(threshold), threshold_mode
@@ -144,15 +160,22 @@ class ReduceLROnPlateau(LRSchedule):
         if self.best is None:
             return True
         if self.mode == "min":
-            edge = self.best * (1 - self.threshold) if self.threshold_mode == "rel" else self.best - self.threshold
+            edge = (
+                self.best * (1 - self.threshold)
+                if self.threshold_mode == "rel"
+                else self.best - self.threshold
+            )
             return value < edge
-        edge = self.best * (1 + self.threshold) if self.threshold_mode == "rel" else self.best + self.threshold
+        edge = (
+            self.best * (1 + self.threshold) if self.threshold_mode == "rel" else self.best + self.threshold
+        )
         return value > edge
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
         if self.monitor not in logs:
-            raise KeyError(f"ReduceLROnPlateau: '{self.monitor}' is not in the epoch logs "
-                           f"(available: {sorted(logs)})")
+            raise KeyError(
+                f"ReduceLROnPlateau: '{self.monitor}' is not in the epoch logs (available: {sorted(logs)})"
+            )
         value = float(logs[self.monitor])
         if self._better(value):
             self.best = value
@@ -168,13 +191,19 @@ class ReduceLROnPlateau(LRSchedule):
                 new = max(old * self.factor, self.min_lr)
                 if old - new > self.eps:
                     group["lr"] = new
-                    trainer.log(f"epoch {epoch}: {self.monitor} on a plateau, learning rate {old:.3g} -> {new:.3g}")
+                    trainer.log(
+                        f"epoch {epoch}: {self.monitor} on a plateau, learning rate {old:.3g} -> {new:.3g}"
+                    )
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "best": self.best, "num_bad_epochs": self.num_bad_epochs,
-                "cooldown_counter": self.cooldown_counter}
+        return {
+            **super().state_dict(),
+            "best": self.best,
+            "num_bad_epochs": self.num_bad_epochs,
+            "cooldown_counter": self.cooldown_counter,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)

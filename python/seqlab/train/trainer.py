@@ -125,8 +125,11 @@ class Trainer:
             raise TypeError(f"Trainer: model must be a seqlab.nn.Module, got {type(model).__name__}")
         if loss_fn is None and step_fn is None:
             raise ValueError("Trainer: give loss_fn or step_fn")
-        for name, value in (("epochs", epochs), ("batch_size", batch_size),
-                            ("accumulation_steps", accumulation_steps)):
+        for name, value in (
+            ("epochs", epochs),
+            ("batch_size", batch_size),
+            ("accumulation_steps", accumulation_steps),
+        ):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"Trainer: {name} must be a positive integer, got {value!r}")
         if clip_grad_norm is not None and not clip_grad_norm > 0:
@@ -135,7 +138,9 @@ class Trainer:
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.train_data = _as_batch_source(train_data, batch_size, True, "train_data")
-        self.val_data = None if val_data is None else _as_batch_source(val_data, batch_size, False, "val_data")
+        self.val_data = (
+            None if val_data is None else _as_batch_source(val_data, batch_size, False, "val_data")
+        )
         self.epochs = int(epochs)
         self.batch_size = int(batch_size)
         self.accumulation_steps = int(accumulation_steps)
@@ -160,7 +165,9 @@ class Trainer:
         keys = [c.state_key for c in cbs]
         dupes = {k for k in keys if keys.count(k) > 1}
         if dupes:
-            raise ValueError(f"Trainer: callbacks share state keys {sorted(dupes)}; give each a distinct state_key")
+            raise ValueError(
+                f"Trainer: callbacks share state keys {sorted(dupes)}; give each a distinct state_key"
+            )
         self.callbacks = cbs
 
         # Run state (restored on resume).
@@ -223,8 +230,10 @@ class Trainer:
         self.stop_training = bool(state["stop_training"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
         if state.get("threads") != get_num_threads():
-            self.log(f"note: the run was checkpointed with {state.get('threads')} threads, resuming "
-                     f"with {get_num_threads()}; results may differ in the last bits")
+            self.log(
+                f"note: the run was checkpointed with {state.get('threads')} threads, resuming "
+                f"with {get_num_threads()}; results may differ in the last bits"
+            )
 
     def _prepare_run_dir(self) -> None:
         if self.out_dir is None:
@@ -256,9 +265,12 @@ class Trainer:
         """The trainer settings and the user's config, as saved in config.toml."""
         return {
             "trainer": {
-                "epochs": self.epochs, "batch_size": self.batch_size,
-                "accumulation_steps": self.accumulation_steps, "clip_grad_norm": self.clip_grad_norm,
-                "seed": self.seed, "optimizer": type(self.optimizer).__name__,
+                "epochs": self.epochs,
+                "batch_size": self.batch_size,
+                "accumulation_steps": self.accumulation_steps,
+                "clip_grad_norm": self.clip_grad_norm,
+                "seed": self.seed,
+                "optimizer": type(self.optimizer).__name__,
                 "lr": float(self.optimizer.param_groups[0]["lr"]),
                 "callbacks": [type(c).__name__ for c in self.callbacks],
                 "metrics": list(self.metrics),
@@ -302,14 +314,16 @@ class Trainer:
                 from ..nn.utils import clip_grad_norm_
 
                 self.current_step_record["clipped_norm"] = float(
-                    clip_grad_norm_(self._parameters(), self.clip_grad_norm))
+                    clip_grad_norm_(self._parameters(), self.clip_grad_norm)
+                )
             self.optimizer.step()
         else:
             self.optimizer.zero_grad()
         self.global_step += 1
         record = self.current_step_record
-        record.update({"loss": loss_value, "lr": float(self.optimizer.param_groups[0]["lr"]),
-                       "skipped": not take_step})
+        record.update(
+            {"loss": loss_value, "lr": float(self.optimizer.param_groups[0]["lr"]), "skipped": not take_step}
+        )
         self.step_history.append(record)
         for c in self.callbacks:
             c.on_step_end(self, record)
@@ -323,8 +337,13 @@ class Trainer:
         if self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=self.train_data.num_batches(), desc=f"epoch {epoch}/{self.epochs}",
-                       leave=False, file=sys.stderr, dynamic_ncols=True)
+            bar = tqdm(
+                total=self.train_data.num_batches(),
+                desc=f"epoch {epoch}/{self.epochs}",
+                leave=False,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
         losses: list[float] = []
         weights: list[int] = []
         group: list[Any] = []
@@ -378,7 +397,9 @@ class Trainer:
                     total += float(self._loss(batch).item()) * n
                     count += n
                     if self.metrics:
-                        p, t = (self.predict_fn or (lambda _m, b: self._default_predict(b)))(self.model, batch)
+                        p, t = (self.predict_fn or (lambda _m, b: self._default_predict(b)))(
+                            self.model, batch
+                        )
                         preds.append(np.asarray(p))
                         targets.append(np.asarray(t))
         finally:
@@ -407,9 +428,11 @@ class Trainer:
             c.on_fit_begin(self)
         if self.verbose and self.epoch == 0:
             n_params = self.model.num_parameters()
-            self.log(f"training {type(self.model).__name__} ({n_params:,} parameters) for "
-                     f"{self.epochs} epochs, {self.train_data.num_samples} samples, "
-                     f"{self.steps_per_epoch()} steps per epoch, {get_num_threads()} threads")
+            self.log(
+                f"training {type(self.model).__name__} ({n_params:,} parameters) for "
+                f"{self.epochs} epochs, {self.train_data.num_samples} samples, "
+                f"{self.steps_per_epoch()} steps per epoch, {get_num_threads()} threads"
+            )
         while self.epoch < self.epochs and not self.stop_training:
             epoch = self.epoch + 1
             for c in self.callbacks:
@@ -418,9 +441,12 @@ class Trainer:
             train_loss = self._train_epoch(epoch)
             seconds = time.perf_counter() - start
             self.train_seconds += seconds
-            logs: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss,
-                                    "lr": float(self.optimizer.param_groups[0]["lr"]),
-                                    "seconds": seconds}
+            logs: dict[str, Any] = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "lr": float(self.optimizer.param_groups[0]["lr"]),
+                "seconds": seconds,
+            }
             if self.val_data is not None:
                 logs.update({f"val_{k}": v for k, v in self.evaluate().items()})
             for c in self.callbacks:
@@ -428,8 +454,11 @@ class Trainer:
             self.epoch = epoch
             self.history.append(logs)
             if self.verbose:
-                shown = [f"{k} {v:.4g}" for k, v in logs.items()
-                         if k.startswith(("train_", "val_")) and isinstance(v, float)]
+                shown = [
+                    f"{k} {v:.4g}"
+                    for k, v in logs.items()
+                    if k.startswith(("train_", "val_")) and isinstance(v, float)
+                ]
                 self.log(f"epoch {epoch}/{self.epochs}: " + "  ".join(shown))
             for c in self.callbacks:
                 if isinstance(c, Checkpoint):
@@ -460,13 +489,18 @@ class Trainer:
         monitor = "val_loss" if self.history and "val_loss" in self.history[0] else "train_loss"
         return {
             "history": self.history,
-            "best": {"monitor": monitor, "epoch": best["epoch"] if best else None,
-                     "value": best[monitor] if best else None},
+            "best": {
+                "monitor": monitor,
+                "epoch": best["epoch"] if best else None,
+                "value": best[monitor] if best else None,
+            },
             "steps": self.step_history,
             "config": self.run_config(),
-            "timing": {"train_seconds": self.train_seconds,
-                       "epochs_run": len(self.history),
-                       "steps": self.global_step},
+            "timing": {
+                "train_seconds": self.train_seconds,
+                "epochs_run": len(self.history),
+                "steps": self.global_step,
+            },
             "threads": get_num_threads(),
             "versions": _versions(),
             "messages": self.messages,
