@@ -1,12 +1,11 @@
 """One training step of LSTM and GRU layers: seqlab against PyTorch CPU, same process.
 
-A step is forward, the loss ``mean((output - target)^2)`` and backward (the
-parameters' gradients), then the optimizer step if one is given (``--optimizer``
-takes ``seqlab.optim``'s and ``torch.optim``'s class name, e.g. ``Adam``; skipped
-when seqlab has no ``optim`` module yet). Both libraries get the same shapes,
-weights, inputs and thread count. Prints the median time of each, the ratio and the
-achieved GFLOP/s (GEMM flops of forward and backward: 2*B*T*G*H*(C+H) forward,
-twice that backward).
+A step is forward, the loss ``mean((output - target)^2)``, backward (the
+parameters' gradients; the input is data and needs none) and an optimizer step
+(``--optimizer``, Adam by default; ``none`` for none). Both libraries get the same
+shapes, weights, inputs and thread count, and are timed in alternation. Prints the
+median time of each, the ratio and the achieved GFLOP/s of the step's GEMM work:
+forward 2*B*T*G*H*(C+H), backward 2*B*T*G*H*(C+2H) (dW_ih, dW_hh and dh).
 
     python benchmarks/bench_recurrent.py                 # all rows, 1 and 2 threads
     python benchmarks/bench_recurrent.py --threads 1 --rows 0 1 --repeats 5
@@ -15,33 +14,22 @@ twice that backward).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 
 import seqlab
 import seqlab.nn
+from harness import interleaved_medians, machine_description, markdown_table
 
 ROWS = [(16, 50, 300, 64), (16, 50, 300, 256), (16, 50, 300, 512), (64, 100, 128, 128)]
 GATES = {"LSTM": 4, "GRU": 3}
 
 
 def step_flops(cell: str, batch: int, seq: int, inp: int, hidden: int) -> float:
+    """GEMM flops of forward + backward without the input gradient."""
     gh = GATES[cell] * hidden
-    forward = 2.0 * batch * seq * gh * (inp + hidden)
-    return 3.0 * forward  # forward + backward (dW and dh/dx)
-
-
-def median_time(fn: Callable[[], None], repeats: int) -> float:
-    fn()  # warm-up (allocations, thread pools)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return 2.0 * batch * seq * gh * ((inp + hidden) + (inp + 2 * hidden))
 
 
 def seqlab_step(cell: str, x: np.ndarray, target: np.ndarray, state: dict,
@@ -51,12 +39,13 @@ def seqlab_step(cell: str, x: np.ndarray, target: np.ndarray, state: dict,
     xs = seqlab.tensor(x)
     opt = None
     if optimizer is not None:
-        optim = getattr(seqlab, "optim", None)
-        if optim is not None:
-            opt = getattr(optim, optimizer)(module.parameters(), lr=1e-3)
+        opt = getattr(seqlab.optim, optimizer)(module.parameters(), lr=1e-3)
 
     def step() -> None:
-        module.zero_grad()
+        if opt is not None:
+            opt.zero_grad()
+        else:
+            module.zero_grad()
         out, _ = module(xs)
         diff = out - target
         loss = (diff * diff).mean()
@@ -77,7 +66,7 @@ def torch_step(torch, cell: str, x: np.ndarray, target: np.ndarray, state: dict,
         module.parameters(), lr=1e-3)
 
     def step() -> None:
-        module.zero_grad(set_to_none=False)
+        (opt or module).zero_grad(set_to_none=False)
         out, _ = module(xt)
         loss = ((out - tt) ** 2).mean()
         loss.backward()
@@ -94,12 +83,17 @@ def main() -> None:
                         help=f"indices into {ROWS}")
     parser.add_argument("--cells", nargs="+", default=["LSTM", "GRU"], choices=list(GATES))
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--optimizer", default=None, help="optimizer class name, e.g. Adam")
+    parser.add_argument("--optimizer", default="Adam",
+                        help="optimizer class name (Adam, AdamW, SGD) or 'none'")
+    parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     args = parser.parse_args()
+    optimizer = None if args.optimizer.lower() == "none" else args.optimizer
 
     import torch
 
     rng = np.random.default_rng(0)
+    print(machine_description())
+    table = []
     print(f"{'cell':5} {'thr':>3} {'B':>3} {'T':>4} {'C':>4} {'H':>4} | {'seqlab ms':>9} "
           f"{'torch ms':>9} {'speedup':>7} | {'seqlab GF/s':>11} {'torch GF/s':>10}")
     for threads in args.threads:
@@ -111,13 +105,20 @@ def main() -> None:
                 x = rng.standard_normal((batch, seq, inp), dtype=np.float32)
                 target = rng.standard_normal((batch, seq, hidden), dtype=np.float32)
                 state = getattr(seqlab.nn, cell)(inp, hidden).state_dict()
-                ts = median_time(seqlab_step(cell, x, target, state, args.optimizer), args.repeats)
-                tt = median_time(torch_step(torch, cell, x, target, state, args.optimizer),
-                                 args.repeats)
+                ts, tt = interleaved_medians(
+                    [seqlab_step(cell, x, target, state, optimizer),
+                     torch_step(torch, cell, x, target, state, optimizer)],
+                    repeats=args.repeats)
                 flops = step_flops(cell, batch, seq, inp, hidden)
+                table.append((cell, threads, f"{batch}, {seq}, {inp}, {hidden}", ts * 1e3, tt * 1e3,
+                              tt / ts, flops / ts / 1e9, flops / tt / 1e9))
                 print(f"{cell:5} {threads:>3} {batch:>3} {seq:>4} {inp:>4} {hidden:>4} | "
                       f"{ts * 1e3:9.2f} {tt * 1e3:9.2f} {tt / ts:7.2f} | "
                       f"{flops / ts / 1e9:11.1f} {flops / tt / 1e9:10.1f}", flush=True)
+    if args.markdown:
+        print()
+        print(markdown_table(["cell", "threads", "B, T, C, H", "seqlab ms", "torch ms",
+                              "speedup", "seqlab GFLOP/s", "torch GFLOP/s"], table))
 
 
 if __name__ == "__main__":
