@@ -1,0 +1,186 @@
+"""Configuration and presets of the poetry autoencoder."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+CELLS = ("rnn", "lstm", "gru")
+LOSSES = ("cosine", "mse", "hybrid")
+
+# (share of the epochs, teacher-forcing ratio, maximum length) of the default curriculum,
+# as the original project ran it: 0.9/20, 0.7/30, 0.3/40, 0.1/50.
+DEFAULT_CURRICULUM: tuple[tuple[float, float, int], ...] = (
+    (0.25, 0.9, 20),
+    (0.25, 0.7, 30),
+    (0.25, 0.3, 40),
+    (0.25, 0.1, 50),
+)
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """Everything that defines a poetry autoencoder run; any field can be overridden.
+
+    Model: ``cell`` (rnn, lstm, gru) encoder of ``hidden_size`` x ``num_layers``
+    (``bidirectional``), a ``bottleneck``-dimensional code from its final state, a
+    decoder of the same cell and ``decoder_hidden`` units started from the code, with
+    ``num_heads``-head attention over the encoder states when ``attention``.
+    Loss: ``"cosine"``, ``"mse"`` or ``"hybrid"`` (``cosine_weight`` x cosine distance /
+    ``temperature`` + ``mse_weight`` x MSE per token, masked by length).
+    Data: word vectors from ``embeddings`` (a GloVe/word2vec text file) or fitted on the
+    corpus with ``embedding_dim`` dimensions; poems chunked into ``max_len`` tokens
+    (``stride`` apart); ``val_fraction``/``test_fraction`` of the poems held out.
+    Training: ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``clip_grad_norm``,
+    early stopping after ``patience`` epochs without a better validation loss, the
+    teacher-forcing ``curriculum`` ((share of epochs, ratio, max length) phases).
+    """
+
+    cell: str = "lstm"
+    hidden_size: int = 64
+    num_layers: int = 1
+    bidirectional: bool = False
+    bottleneck: int = 16
+    decoder_hidden: int | None = None
+    attention: bool = False
+    num_heads: int = 8
+    dropout: float = 0.0
+    init: str = "orthogonal"
+    loss: str = "hybrid"
+    cosine_weight: float = 0.9
+    mse_weight: float = 0.1
+    temperature: float = 1.0
+    embeddings: str | None = None
+    embedding_dim: int = 300
+    embedding_epochs: int = 10
+    min_count: int = 1
+    max_len: int = 50
+    stride: int | None = None
+    min_chunk: int = 3
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    clip_grad_norm: float | None = 1.0
+    patience: int = 6
+    curriculum: tuple[tuple[float, float, int], ...] = field(default=DEFAULT_CURRICULUM)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {CELLS}, got {self.cell!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        for name in (
+            "hidden_size",
+            "num_layers",
+            "bottleneck",
+            "max_len",
+            "epochs",
+            "batch_size",
+            "embedding_dim",
+            "min_count",
+            "num_heads",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        hidden = self.decoder_hidden or self.hidden_size
+        if self.attention and hidden % self.num_heads:
+            raise ValueError(
+                f"attention needs the decoder hidden size ({hidden}) to be divisible by "
+                f"num_heads ({self.num_heads})"
+            )
+        if (
+            not 0.0 <= self.val_fraction < 1.0
+            or not 0.0 <= self.test_fraction < 1.0
+            or self.val_fraction + self.test_fraction >= 1.0
+        ):
+            raise ValueError(
+                f"val_fraction ({self.val_fraction}) and test_fraction ({self.test_fraction}) "
+                "must be in [0, 1) and leave poems for training"
+            )
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    @property
+    def decoder_size(self) -> int:
+        return self.decoder_hidden or self.hidden_size
+
+    def with_overrides(self, **overrides: Any) -> AutoencoderConfig:
+        """A copy with some fields replaced; unknown names raise TypeError listing the known ones."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"unknown poetry autoencoder settings {unknown}; known: {sorted(known)}")
+        if "curriculum" in overrides and overrides["curriculum"] is not None:
+            overrides["curriculum"] = tuple(tuple(p) for p in overrides["curriculum"])
+        return replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["curriculum"] = [list(p) for p in self.curriculum]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AutoencoderConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in d.items() if k in known}
+        if "curriculum" in values:
+            values["curriculum"] = tuple(tuple(p) for p in values["curriculum"])
+        return cls(**values)
+
+    def curriculum_phases(self) -> list[tuple[int, float, int]]:
+        """The curriculum in epochs: (epochs, teacher-forcing ratio, max length) per phase."""
+        shares = [p[0] for p in self.curriculum]
+        total = sum(shares)
+        phases = []
+        used = 0
+        for i, (share, ratio, length) in enumerate(self.curriculum):
+            n = (
+                self.epochs - used
+                if i == len(self.curriculum) - 1
+                else max(1, round(self.epochs * share / total))
+            )
+            n = max(1, min(n, self.epochs - used)) if used < self.epochs else 0
+            if n:
+                phases.append((n, float(ratio), min(int(length), self.max_len)))
+            used += n
+        return phases
+
+
+PRESETS: dict[str, AutoencoderConfig] = {
+    # A few seconds: tests, notebooks, smoke runs.
+    "tiny": AutoencoderConfig(
+        hidden_size=32, embedding_dim=50, embedding_epochs=3, epochs=4, max_len=20, batch_size=32, patience=4
+    ),
+    # The default: a couple of minutes on 2 cores for the fortunes corpus.
+    "small": AutoencoderConfig(hidden_size=64, epochs=20),
+    "medium": AutoencoderConfig(hidden_size=128, epochs=30),
+    "large": AutoencoderConfig(hidden_size=256, num_layers=2, epochs=40, dropout=0.1),
+    "xlarge": AutoencoderConfig(
+        hidden_size=512, num_layers=2, bidirectional=True, epochs=50, dropout=0.1, lr=1e-3
+    ),
+    "research": AutoencoderConfig(
+        hidden_size=1024,
+        num_layers=2,
+        bidirectional=True,
+        attention=True,
+        decoder_hidden=1024,
+        epochs=80,
+        dropout=0.2,
+        lr=5e-4,
+        patience=10,
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> AutoencoderConfig:
+    """The named preset with ``overrides`` applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
+    return PRESETS[name].with_overrides(**overrides)
