@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import nn, optim
-from .autograd import Tensor, no_grad, tensor
-from .random import generator, manual_seed
-from .threads import get_num_threads, set_num_threads
+from .. import nn, optim
+from ..autograd import Tensor, no_grad, tensor
+from ..random import generator, manual_seed
+from ..threads import get_num_threads, set_num_threads
 
 
 @dataclass

@@ -1,0 +1,83 @@
+"""SequenceAutoencoder: recurrent encoder -> small bottleneck -> recurrent decoder (+ attention)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ... import functional as F
+from ...autograd import Tensor, tensor
+from ...nn import GRU, LSTM, RNN, Linear, Module, RecurrentDecoder
+from .config import AutoencoderConfig
+
+_ENCODERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+
+
+class SequenceAutoencoder(Module):
+    """Autoencoder of word-vector sequences through a ``config.bottleneck``-d code.
+
+    * encoder: ``config.cell`` over the inputs (B, T, E) with their lengths; the last
+      layer's final states (both directions when bidirectional) give
+      ``code = tanh(to_code(final))`` of shape (B, bottleneck);
+    * decoder: a :class:`~seqlab.nn.RecurrentDecoder` of the same cell started from
+      ``h0 = tanh(from_code(code))``, teacher-forced per timestep with the ratio
+      ``teacher_forcing_ratio`` (set by the training curriculum), and with
+      ``config.num_heads``-head attention over the encoder states when
+      ``config.attention``; it predicts each token's vector (B, T, E).
+
+    Attention lets information bypass the bottleneck, so :meth:`forward` can run the
+    decoder with ``use_attention=False``: the attention then sees all-zero encoder
+    states and the reconstruction depends on the code alone.
+    """
+
+    def __init__(self, config: AutoencoderConfig, embedding_dim: int) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding_dim = int(embedding_dim)
+        c = config
+        directions = 2 if c.bidirectional else 1
+        self.encoder = _ENCODERS[c.cell](embedding_dim, c.hidden_size, num_layers=c.num_layers,
+                                         bidirectional=c.bidirectional, dropout=c.dropout, init=c.init)
+        self.to_code = Linear(directions * c.hidden_size, c.bottleneck)
+        self.from_code = Linear(c.bottleneck, c.decoder_size)
+        self.decoder = RecurrentDecoder(embedding_dim, c.decoder_size, cell=c.cell,
+                                        attention_dim=directions * c.hidden_size if c.attention else None,
+                                        num_heads=c.num_heads, init=c.init)
+
+    @property
+    def teacher_forcing_ratio(self) -> float:
+        return self.decoder.teacher_forcing_ratio
+
+    @teacher_forcing_ratio.setter
+    def teacher_forcing_ratio(self, value: float) -> None:
+        self.decoder.teacher_forcing_ratio = float(value)
+
+    def encode(self, x: Tensor, lengths: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Codes (B, bottleneck) and encoder states (B, T, D*H) of inputs x (B, T, E)."""
+        out, state = self.encoder(x, lengths=lengths)
+        h_n = state[0] if isinstance(state, tuple) else state  # (L*D, B, H)
+        directions = 2 if self.config.bidirectional else 1
+        last = h_n[h_n.shape[0] - directions :]  # (D, B, H): the last layer
+        final = last.transpose(1, 0, 2).reshape(x.shape[0], directions * self.config.hidden_size)
+        return F.tanh(self.to_code(final)), out
+
+    def decode(self, code: Tensor, targets: Tensor, lengths: np.ndarray, memory: Tensor | None = None,
+               teacher_forcing: Any = None) -> Tensor:
+        """Predicted vectors (B, T, E) from codes (B, bottleneck); targets feed teacher-forced steps."""
+        h0 = F.tanh(self.from_code(code))
+        if self.decoder.attention is None:
+            memory = None
+        return self.decoder(targets, h0, teacher_forcing=teacher_forcing, memory=memory,
+                            memory_lengths=lengths if memory is not None else None)
+
+    def forward(self, x: Any, lengths: Any, teacher_forcing: Any = None,
+                use_attention: bool = True) -> tuple[Tensor, Tensor]:
+        """Reconstructs x (B, T, E) with lengths (B,); returns (predictions (B, T, E), codes)."""
+        x = x if isinstance(x, Tensor) else tensor(x)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        code, states = self.encode(x, lengths)
+        memory = None
+        if self.decoder.attention is not None:
+            memory = states if use_attention else tensor(np.zeros(states.shape, np.float32))
+        return self.decode(code, x.detach(), lengths, memory, teacher_forcing), code
