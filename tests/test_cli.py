@@ -8,7 +8,7 @@ from seqlab.cli import main
 
 
 def test_demo_loss_falls(capsys: pytest.CaptureFixture[str]) -> None:
-    from seqlab.recipes import sequence_demo
+    from seqlab.recipes.demo import sequence_demo
 
     result = sequence_demo(epochs=3, hidden=16, samples=256, length=20, verbose=False)
     assert len(result.val_loss) == 3
@@ -28,7 +28,7 @@ def test_bad_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_same_seed_same_run() -> None:
-    from seqlab.recipes import sequence_demo
+    from seqlab.recipes.demo import sequence_demo
 
     a = sequence_demo(epochs=1, hidden=8, samples=128, length=10, seed=3, verbose=False)
     b = sequence_demo(epochs=1, hidden=8, samples=128, length=10, seed=3, verbose=False)

@@ -18,7 +18,19 @@ from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
+_RECIPES = {"poetry_autoencoder", "load", "sequence_demo"}
+
+
+def __getattr__(name: str):  # the recipes load on first use: `import seqlab` stays light
+    if name in _RECIPES:
+        from . import recipes
+
+        return getattr(recipes, name)
+    raise AttributeError(f"module 'seqlab' has no attribute {name!r}")
+
 __all__ = [
+    "load",
+    "poetry_autoencoder",
     "Tensor",
     "_core",
     "concatenate",

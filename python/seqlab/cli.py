@@ -23,6 +23,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--hidden", type=_positive_int, default=64)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=_positive_int, default=None)
+
+    poetry = sub.add_parser("poetry", help="train, evaluate and report a poetry autoencoder")
+    poetry.add_argument("path", nargs="?", default=None,
+                        help="file of poems (default: Debian's fortunes songs-poems)")
+    poetry.add_argument("--preset", default="small",
+                        choices=["tiny", "small", "medium", "large", "xlarge", "research"])
+    poetry.add_argument("--epochs", type=_positive_int, default=None)
+    poetry.add_argument("--seed", type=int, default=None)
+    poetry.add_argument("--cell", choices=["rnn", "lstm", "gru"], default=None)
+    poetry.add_argument("--attention", action="store_true", default=None,
+                        help="decoder attends over the encoder states (8 heads)")
+    poetry.add_argument("--bottleneck", type=_positive_int, default=None)
+    poetry.add_argument("--embeddings", default=None, help="GloVe or word2vec text file of word vectors")
+    poetry.add_argument("--out", default=None, help="run directory (default runs/poetry_autoencoder-<time>)")
+    poetry.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
+    poetry.add_argument("--threads", type=_positive_int, default=None)
+    poetry.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
@@ -35,9 +52,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"seqlab {__version__}")
         return 0
     if args.command == "demo":
-        from .recipes import sequence_demo
+        from .recipes.demo import sequence_demo
 
         sequence_demo(epochs=args.epochs, hidden=args.hidden, seed=args.seed, threads=args.threads)
+        return 0
+    if args.command == "poetry":
+        from . import set_num_threads
+        from .recipes.poetry import poetry_autoencoder
+
+        if args.threads:
+            set_num_threads(args.threads)
+        overrides = {k: getattr(args, k) for k in ("epochs", "seed", "cell", "attention", "bottleneck",
+                                                   "embeddings") if getattr(args, k) is not None}
+        try:
+            poetry_autoencoder(args.path, args.preset, out=args.out, resume=args.resume,
+                               progress=False if args.no_progress else None, **overrides)
+        except (FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
+            print(f"seqlab poetry: {e}", file=sys.stderr)
+            return 1
         return 0
     parser.print_help()
     return 2
