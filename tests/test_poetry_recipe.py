@@ -1,0 +1,138 @@
+"""The poetry autoencoder recipe end to end: formats, run directory, save/load, CLI, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import seqlab
+from seqlab.cli import main
+from seqlab.models.poetry.config import preset
+
+pytest.importorskip("gensim")
+pytest.importorskip("matplotlib")
+
+WORDS = ("moon night sea wind rose heart love light dark star sky rain song bird tree river stone "
+         "fire dream gold sleep morning shadow silver flower winter summer sweet old green").split()
+
+
+def make_poems(n: int = 40, seed: int = 0) -> list[list[str]]:
+    rng = np.random.default_rng(seed)
+    poems = []
+    for _ in range(n):
+        lines = []
+        for _ in range(int(rng.integers(2, 5))):
+            words = rng.choice(WORDS, size=int(rng.integers(3, 7)))
+            lines.append(" ".join(words).capitalize() + rng.choice([",", ".", "!", ""]))
+        poems.append(lines)
+    return poems
+
+
+TINY = {"epochs": 2, "embedding_dim": 16, "hidden_size": 16, "bottleneck": 4, "max_len": 12, "batch_size": 8}
+
+
+def write_corpus(tmp_path: Path, fmt: str) -> Path:
+    poems = make_poems()
+    if fmt == "poetrydb":
+        path = tmp_path / "poems.json"
+        path.write_text(json.dumps([{"title": f"p{i}", "author": f"a{i % 3}", "lines": p}
+                                    for i, p in enumerate(poems)]))
+    elif fmt == "jsonl":
+        path = tmp_path / "poems.jsonl"
+        path.write_text("\n".join(json.dumps({"lines": p}) for p in poems))
+    elif fmt == "text":
+        path = tmp_path / "poems.txt"
+        path.write_text("\n\n".join("\n".join(p) for p in poems))
+    else:
+        path = tmp_path / "poems.fortune"
+        path.write_text("\n%\n".join("\n".join(p) + "\n\t-- Anon" for p in poems))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["poetrydb", "jsonl", "text", "fortune"])
+def test_end_to_end_on_each_format(tmp_path: Path, fmt: str) -> None:
+    path = write_corpus(tmp_path, fmt)
+    out = tmp_path / "run"
+    model = seqlab.poetry_autoencoder(str(path), "tiny", out=out, progress=False, verbose=False, **TINY)
+    for name in ("model.safetensors", "model_config.toml", "vocabulary.json", "training_metrics.json",
+                 "training_metrics.png", "training_report.md", "evaluation.json", "latent_pca.png",
+                 "latent_tsne.png", "config.toml"):
+        assert (out / name).is_file(), name
+    result = json.loads((out / "evaluation.json").read_text())["results"]["bottleneck_only"]
+    for key in ("token_cosine", "sequence_cosine", "mse", "rmse", "word_top1", "word_top5"):
+        assert np.isfinite(result[key])
+    assert 0.0 <= result["word_top1"] <= result["word_top5"] <= 1.0
+    assert result["bottleneck_dims"] == 4
+    codes = model.encode(["moon night sea", "the river sleeps"])
+    assert codes.shape == (2, 4) and np.isfinite(codes).all() and np.abs(codes).max() <= 1.0
+    texts = model.reconstruct(["moon night sea wind"])
+    assert len(texts) == 1 and len(texts[0].split()) == 4
+
+
+def test_load_restores_the_same_model(tmp_path: Path) -> None:
+    path = write_corpus(tmp_path, "poetrydb")
+    fitted = seqlab.poetry_autoencoder(str(path), "tiny", out=tmp_path / "run", progress=False,
+                                       verbose=False, attention=True, num_heads=2, **TINY)
+    restored = seqlab.load(tmp_path / "run")
+    assert restored.config == fitted.config
+    texts = ["moon night sea wind rose", "gold sleep morning"]
+    np.testing.assert_array_equal(restored.encode(texts), fitted.encode(texts))
+    assert restored.reconstruct(texts) == fitted.reconstruct(texts)
+    a, b = fitted.evaluate(path), restored.evaluate(path)
+    assert set(a) == {"with_attention", "bottleneck_only"}
+    assert a == b
+
+
+def test_training_lowers_the_loss_and_beats_untrained(tmp_path: Path) -> None:
+    path = write_corpus(tmp_path, "poetrydb")
+    config = dict(TINY, epochs=12, lr=1e-2)
+    fitted = seqlab.poetry_autoencoder(str(path), "tiny", out=tmp_path / "run", progress=False,
+                                       verbose=False, **config)
+    losses = [h["train_loss"] for h in fitted.history]
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
+    path = write_corpus(tmp_path, "jsonl")
+    seqlab.poetry_autoencoder(str(path), "tiny", out=tmp_path / "run", progress=False, verbose=False, **TINY)
+    with pytest.raises(FileExistsError, match="already holds a training run"):
+        seqlab.poetry_autoencoder(str(path), "tiny", out=tmp_path / "run", progress=False, verbose=False,
+                                  **TINY)
+
+
+def test_cli_runs_and_reports_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_corpus(tmp_path, "text")
+    args = [str(path), "--preset", "tiny", "--epochs", "1", "--out", str(tmp_path / "cli"), "--no-progress"]
+    assert main(["poetry", *args]) == 0
+    assert "report:" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"lines": ["a b c"]},\n {"lines": [}]')
+    assert main(["poetry", str(bad), "--preset", "tiny", "--out", str(tmp_path / "x")]) == 1
+    assert "bad.json, line 2: invalid JSON" in capsys.readouterr().err
+    assert main(["poetry", str(tmp_path / "missing.json"), "--preset", "tiny"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_config_overrides_are_checked() -> None:
+    with pytest.raises(TypeError, match="unknown poetry autoencoder settings"):
+        preset("small", hiden_size=3)
+    with pytest.raises(ValueError, match="cell must be one of"):
+        preset("small", cell="transformer")
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        preset("small", attention=True, hidden_size=20)
+    assert preset("small", epochs=8).curriculum_phases() == [(2, 0.9, 20), (2, 0.7, 30), (2, 0.3, 40),
+                                                             (2, 0.1, 50)]
+
+
+@pytest.mark.slow
+def test_default_corpus_tiny_preset(tmp_path: Path) -> None:
+    from seqlab.data.poems import DEFAULT_CORPUS
+
+    if not DEFAULT_CORPUS.is_file():
+        pytest.skip("Debian's fortunes package is not installed")
+    fitted = seqlab.poetry_autoencoder(None, "tiny", out=tmp_path / "run", progress=False, verbose=False)
+    result = fitted.evaluation["bottleneck_only"]
+    assert result["token_cosine"] > 0.2
