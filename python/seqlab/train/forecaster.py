@@ -43,6 +43,8 @@ class Forecaster:
         splits: the data it was fitted on (None after :meth:`load`).
         history: per-epoch logs of every trained member.
         train_seconds: training time of all members.
+        lookbacks: each member's lookback.
+        search_result: the hyperparameter search that chose it, if any.
     """
 
     model: Module
@@ -57,6 +59,7 @@ class Forecaster:
     history: list[list[dict[str, Any]]] = field(default_factory=list)
     train_seconds: float = 0.0
     lookbacks: list[int] = field(default_factory=list)
+    search_result: Any = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ fit
     @classmethod

@@ -110,10 +110,10 @@ def build_model(config: ForecastConfig, n_features: int, input_size: int, horizo
     n_t = len(target_columns)
     if config.model == "lstm":
         return LSTMForecaster(n_features, horizon, n_t, config.hidden_size, config.num_layers,
-                              config.dropout, config.decoder)
+                              config.dropout, config.decoder, target_columns)
     if config.model == "tcn":
         return TCNForecaster(n_features, horizon, n_t, config.channels, config.kernel_size,
-                             config.dilations, config.dropout)
+                             config.dilations, config.dropout, target_columns)
     stacks = (interpretable_stacks() if config.stack_type == "interpretable"
               else generic_stacks(config.n_stacks, config.blocks_per_stack))
     return NBeats(input_size, horizon, target_columns, stacks, config.width, config.theta_size, config.degree)

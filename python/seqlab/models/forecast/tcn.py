@@ -44,14 +44,17 @@ class TCNForecaster(nn.Module):
         dilations: one block per dilation (default 1, 2, 4, 8, 16: a receptive field of
             ``1 + 2*(kernel_size-1)*sum(dilations)`` steps).
         dropout: after each convolution.
+        target_columns: when given, the network predicts the change from the last observed
+            value of these input channels (as :class:`LSTMForecaster`).
 
     Shapes: input (B, L, C) -> (B, H, n_targets).
     """
 
     def __init__(self, n_features: int, horizon: int, n_targets: int = 1, channels: int = 32,
                  kernel_size: int = 3, dilations: Sequence[int] = (1, 2, 4, 8, 16),
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, target_columns: Sequence[int] | None = None) -> None:
         super().__init__()
+        self.target_columns = None if target_columns is None else [int(c) for c in target_columns]
         if not dilations:
             raise ValueError("TCNForecaster: dilations must not be empty")
         self.horizon, self.n_targets = horizon, n_targets
@@ -64,5 +67,9 @@ class TCNForecaster(nn.Module):
         self.receptive_field = 1 + 2 * (kernel_size - 1) * sum(self.dilations)
 
     def forward(self, x: Any) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
         h = self.blocks(x)
-        return self.head(h[:, -1]).reshape(h.shape[0], self.horizon, self.n_targets)
+        out = self.head(h[:, -1]).reshape(h.shape[0], self.horizon, self.n_targets)
+        if self.target_columns is None:
+            return out
+        return out + x.data[:, -1:, self.target_columns]
