@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from . import _core, functional, nn, optim
 from .autograd import Tensor, concatenate, is_grad_enabled, no_grad, stack, tensor
+from .recipes import forecaster
 from .random import get_rng_state, manual_seed, set_rng_state
 from .threads import get_num_threads, set_num_threads
 
@@ -22,6 +23,7 @@ __all__ = [
     "Tensor",
     "_core",
     "concatenate",
+    "forecaster",
     "functional",
     "get_num_threads",
     "get_rng_state",

@@ -21,7 +21,9 @@ class ForecastConfig:
     Model: ``model`` (``"lstm"``, ``"tcn"``, ``"nbeats"``); LSTM ``hidden_size``,
     ``num_layers``, ``decoder``; TCN ``channels``, ``kernel_size``, ``dilations``; N-BEATS
     ``stack_type`` (``"interpretable"`` or ``"generic"``), ``width``, ``n_stacks``,
-    ``blocks_per_stack``, ``theta_size``, ``degree``; shared ``dropout``.
+    ``blocks_per_stack``, ``theta_size``, ``degree``; shared ``dropout``; ``level_shift``:
+    every model predicts the change from the window's last target value (N-BEATS without
+    it is exactly the paper's model).
     Training: ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``loss`` (``"mse"``,
     ``"mae"``, ``"smape"``), ``patience`` (early stopping on validation loss, 0 = off),
     ``clip_grad_norm``, ``seed``.
@@ -45,6 +47,7 @@ class ForecastConfig:
     theta_size: int = 32
     degree: int = 3
     dropout: float = 0.0
+    level_shift: bool = True
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
@@ -110,10 +113,13 @@ def build_model(config: ForecastConfig, n_features: int, input_size: int, horizo
     n_t = len(target_columns)
     if config.model == "lstm":
         return LSTMForecaster(n_features, horizon, n_t, config.hidden_size, config.num_layers,
-                              config.dropout, config.decoder, target_columns)
+                              config.dropout, config.decoder,
+                              target_columns if config.level_shift else None)
     if config.model == "tcn":
         return TCNForecaster(n_features, horizon, n_t, config.channels, config.kernel_size,
-                             config.dilations, config.dropout, target_columns)
+                             config.dilations, config.dropout,
+                             target_columns if config.level_shift else None)
     stacks = (interpretable_stacks() if config.stack_type == "interpretable"
               else generic_stacks(config.n_stacks, config.blocks_per_stack))
-    return NBeats(input_size, horizon, target_columns, stacks, config.width, config.theta_size, config.degree)
+    return NBeats(input_size, horizon, target_columns, stacks, config.width, config.theta_size, config.degree,
+                  config.level_shift)

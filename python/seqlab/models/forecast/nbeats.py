@@ -100,15 +100,18 @@ class NBeats(nn.Module):
         width: units of each block's fully connected layers (the paper: 512 generic,
             256 trend, 2048 seasonality; smaller here by default for the CPU).
         theta_size, degree: as :class:`NBeatsBlock`.
+        level_shift: subtract each window's last value before the blocks and add it back
+            to the forecast (keeps trending series in range; off = the paper's model).
 
     Shapes: input (B, L, C) -> (B, H, n_targets).
     """
 
     def __init__(self, input_size: int, horizon: int, target_columns: Sequence[int] = (-1,),
                  stacks: Sequence[tuple[str, int, bool]] | None = None, width: int = 256,
-                 theta_size: int = 32, degree: int = 3) -> None:
+                 theta_size: int = 32, degree: int = 3, level_shift: bool = False) -> None:
         super().__init__()
         self.input_size, self.horizon = input_size, horizon
+        self.level_shift = bool(level_shift)
         self.target_columns = [int(c) for c in target_columns]
         self.n_targets = len(self.target_columns)
         spec = list(stacks) if stacks is not None else [("trend", 3, True), ("seasonality", 3, True)]
@@ -132,7 +135,8 @@ class NBeats(nn.Module):
         return out
 
     def decompose(self, x: Any) -> list[Tensor]:
-        """Each stack's forecast (B*n_targets, H); their sum is the model's forecast."""
+        """Each stack's forecast (B*n_targets, H); their sum (plus the level when
+        ``level_shift``) is the model's forecast."""
         residual = self._series(x)
         parts = []
         for (_, n_blocks, shared), stack in zip(self.stack_spec, self.stacks):
@@ -150,13 +154,21 @@ class NBeats(nn.Module):
             raise ValueError(f"NBeats: expected input (B, {self.input_size}, C), got shape {t.shape}")
         b = t.shape[0]
         cols = t[:, :, self.target_columns]  # (B, L, n_t)
-        return cols.transpose(0, 2, 1).reshape(b * self.n_targets, self.input_size)
+        series = cols.transpose(0, 2, 1).reshape(b * self.n_targets, self.input_size)
+        return series - self._level(t) if self.level_shift else series
+
+    def _level(self, x: Tensor) -> np.ndarray:
+        """(B*n_targets, 1) last value of each target series of the window."""
+        return np.ascontiguousarray(x.data[:, -1, self.target_columns].reshape(-1, 1))
 
     def forward(self, x: Any) -> Tensor:
-        parts = self.decompose(x)
+        t = x if isinstance(x, Tensor) else Tensor(x)
+        parts = self.decompose(t)
         forecast = parts[0]
         for p in parts[1:]:
             forecast = forecast + p
+        if self.level_shift:
+            forecast = forecast + self._level(t)
         b = forecast.shape[0] // self.n_targets
         return forecast.reshape(b, self.n_targets, self.horizon).transpose(0, 2, 1)
 
