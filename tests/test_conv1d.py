@@ -20,7 +20,9 @@ def _torch_causal(torch, x_cl, w, b, dilation):
     return x, wt, bt, y
 
 
-@pytest.mark.parametrize("dilation,k,bias", [(1, 3, True), (2, 2, False), (4, 3, True), (8, 5, True), (1, 1, True)])
+@pytest.mark.parametrize(
+    "dilation,k,bias", [(1, 3, True), (2, 2, False), (4, 3, True), (8, 5, True), (1, 1, True)]
+)
 def test_causal_conv_matches_torch(torch, rng, dilation, k, bias):
     B, T, cin, cout = 3, 37, 5, 7
     x = rng.standard_normal((B, T, cin)).astype(np.float32)
@@ -58,8 +60,9 @@ def test_causality_future_inputs_do_not_change_past_outputs(rng):
 @pytest.mark.parametrize("padding", [0, 2, "causal", "same", "valid"])
 def test_module_state_dict_moves_to_torch_and_matches(torch, rng, padding):
     conv = nn.Conv1d(4, 6, kernel_size=3, padding=padding, dilation=2)
-    ref = torch.nn.Conv1d(4, 6, kernel_size=3, dilation=2,
-                          padding=padding if padding not in ("causal",) else 0)
+    ref = torch.nn.Conv1d(
+        4, 6, kernel_size=3, dilation=2, padding=padding if padding not in ("causal",) else 0
+    )
     ref.load_state_dict({k: torch.tensor(v) for k, v in conv.state_dict().items()})
     x = rng.standard_normal((2, 4, 15)).astype(np.float32)
     xt = torch.tensor(x)

@@ -23,9 +23,18 @@ from seqlab.data.synthetic_events import synthetic_events, write_synthetic_event
 
 
 def _event(ts: str = "2024-03-04T10:15:00Z", agent: str = "a", latency: float = 100.0, **prompt) -> dict:
-    e = {"timestamp": ts, "agent_id": agent, "event_type": "chat",
-         "performance_metrics": {"latency_ms": latency, "tokens_per_second": 40.0, "memory_usage_mb": 1000.0,
-                                 "cpu_usage_percent": 50.0, "success_rate": 0.99}}
+    e = {
+        "timestamp": ts,
+        "agent_id": agent,
+        "event_type": "chat",
+        "performance_metrics": {
+            "latency_ms": latency,
+            "tokens_per_second": 40.0,
+            "memory_usage_mb": 1000.0,
+            "cpu_usage_percent": 50.0,
+            "success_rate": 0.99,
+        },
+    }
     if prompt:
         e["prompt_data"] = prompt
     return e
@@ -97,9 +106,11 @@ def test_parse_event_timestamp_forms() -> None:
 
 
 def test_features_per_bucket() -> None:
-    evs = [_event("2024-03-04T10:05:00Z", latency=100, prompt_tokens=10, response_tokens=30, quality_score=0.5),
-           _event("2024-03-04T10:35:00Z", latency=300),
-           _event("2024-03-04T12:10:00Z", latency=50, prompt_tokens=20, response_tokens=20, quality_score=1.0)]
+    evs = [
+        _event("2024-03-04T10:05:00Z", latency=100, prompt_tokens=10, response_tokens=30, quality_score=0.5),
+        _event("2024-03-04T10:35:00Z", latency=300),
+        _event("2024-03-04T12:10:00Z", latency=50, prompt_tokens=20, response_tokens=20, quality_score=1.0),
+    ]
     s = events_to_series(read_events(evs))
     assert s.columns == list(FEATURE_COLUMNS) and s.values.shape == (3, len(FEATURE_COLUMNS))
     col = {c: i for i, c in enumerate(s.columns)}

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from seqlab.data import load_series
-from seqlab.data.timeseries import Scaler, TimeSeries, load_dataset, make_splits, make_windows, read_csv_series
+from seqlab.data.timeseries import (
+    Scaler,
+    TimeSeries,
+    load_dataset,
+    make_splits,
+    make_windows,
+    read_csv_series,
+)
 
 
 def _csv(tmp_path: Path, text: str) -> Path:
@@ -73,7 +80,9 @@ def test_splits_are_in_time_and_scaled_on_training_rows() -> None:
     assert raw_y[1].min() >= 100 * 2 - 1e-3 and raw_y[1].max() <= 149 * 2 + 1e-3
     assert raw_y[2].min() >= 150 * 2 - 1e-3
     # validation windows look back into training rows for their inputs only
-    np.testing.assert_allclose(sp.scaler.inverse_transform(sp.val[0][0])[:, 1], np.arange(90, 100) * 2.0, rtol=1e-5)
+    np.testing.assert_allclose(
+        sp.scaler.inverse_transform(sp.val[0][0])[:, 1], np.arange(90, 100) * 2.0, rtol=1e-5
+    )
     with pytest.raises(ValueError, match="too short for one window"):
         make_splits(s, 10, 5, "b", (190, 4, 6))
     with pytest.raises(ValueError, match="fewer than input_size"):

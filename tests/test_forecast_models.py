@@ -78,7 +78,10 @@ def test_bases_are_the_papers() -> None:
 
 def test_interpretable_stacks_share_weights_and_are_doubly_residual() -> None:
     m = NBeats(24, 6, target_columns=[0], width=16)
-    per_block = NBeatsBlock(24, 6, 16, "trend").num_parameters() + NBeatsBlock(24, 6, 16, "seasonality").num_parameters()
+    per_block = (
+        NBeatsBlock(24, 6, 16, "trend").num_parameters()
+        + NBeatsBlock(24, 6, 16, "seasonality").num_parameters()
+    )
     assert m.num_parameters() == per_block  # 3 blocks per stack, one set of weights
     assert len(m.blocks()) == 6 and m.blocks()[0] is m.blocks()[2]
     x = np.random.default_rng(2).standard_normal((3, 24, 1)).astype(np.float32)
@@ -122,8 +125,14 @@ def test_training_beats_the_naive_baselines(splits, model: str, epochs: int) -> 
 
 
 def test_ensemble_is_the_median_of_its_members(splits, tmp_path: Path) -> None:
-    cfg = preset("tiny", "nbeats", epochs=2, ensemble_lookbacks=[24, 48], ensemble_losses=["mse", "mae"],
-                 ensemble_seeds=[0])
+    cfg = preset(
+        "tiny",
+        "nbeats",
+        epochs=2,
+        ensemble_lookbacks=[24, 48],
+        ensemble_losses=["mse", "mae"],
+        ensemble_seeds=[0],
+    )
     f = Forecaster.fit(splits, cfg)
     assert isinstance(f.model, MedianEnsemble) and len(f.model.members) == 4
     x = splits.test[0][:5]

@@ -35,8 +35,15 @@ def splits():
 
 def test_grid_visits_every_point_once(splits) -> None:
     space = {"channels": [4, 8], "kernel_size": [2, 3]}
-    r = search("tcn", splits, space=space, method="grid", trials=None, base=preset("tiny", "tcn", epochs=1),
-               refit=False)
+    r = search(
+        "tcn",
+        splits,
+        space=space,
+        method="grid",
+        trials=None,
+        base=preset("tiny", "tcn", epochs=1),
+        refit=False,
+    )
     seen = sorted((t["params"]["channels"], t["params"]["kernel_size"]) for t in r.trials)
     assert seen == [(4, 2), (4, 3), (8, 2), (8, 3)]
     assert r.forecaster is None and r.best_value == min(t["value"] for t in r.trials)
@@ -45,8 +52,15 @@ def test_grid_visits_every_point_once(splits) -> None:
 @pytest.mark.parametrize("method", ["random", "bayesian"])
 def test_samplers_run_and_refit(splits, method: str, tmp_path: Path) -> None:
     space = {"width": [8, 16], "lr": ("float", 1e-3, 1e-2, "log")}
-    r = search("nbeats", splits, space=space, method=method, trials=3, base=preset("tiny", "nbeats", epochs=1),
-               out_dir=tmp_path)
+    r = search(
+        "nbeats",
+        splits,
+        space=space,
+        method=method,
+        trials=3,
+        base=preset("tiny", "nbeats", epochs=1),
+        out_dir=tmp_path,
+    )
     assert len(r.trials) == 3 and all(t["state"] == "COMPLETE" for t in r.trials)
     assert all(1e-3 <= t["params"]["lr"] <= 1e-2 for t in r.trials)
     sampler = {"random": optuna.samplers.RandomSampler, "bayesian": optuna.samplers.TPESampler}[method]
@@ -58,8 +72,15 @@ def test_samplers_run_and_refit(splits, method: str, tmp_path: Path) -> None:
 
 
 def test_hyperband_prunes_from_per_epoch_val_loss(splits) -> None:
-    r = search("tcn", splits, space={"lr": ("float", 1e-5, 1e-1, "log")}, method="hyperband", trials=10,
-               base=preset("tiny", "tcn", epochs=9), refit=False)
+    r = search(
+        "tcn",
+        splits,
+        space={"lr": ("float", 1e-5, 1e-1, "log")},
+        method="hyperband",
+        trials=10,
+        base=preset("tiny", "tcn", epochs=9),
+        refit=False,
+    )
     assert isinstance(r.study.pruner, optuna.pruners.HyperbandPruner)
     states = [t["state"] for t in r.trials]
     assert "PRUNED" in states and "COMPLETE" in states
@@ -68,8 +89,9 @@ def test_hyperband_prunes_from_per_epoch_val_loss(splits) -> None:
 
 
 def test_auto_picks_among_the_models(splits) -> None:
-    r = search("auto", splits, method="random", trials=4, base=preset("tiny", "tcn", epochs=1), seed=1,
-               refit=False)
+    r = search(
+        "auto", splits, method="random", trials=4, base=preset("tiny", "tcn", epochs=1), seed=1, refit=False
+    )
     models = {t["params"]["model"] for t in r.trials}
     assert models <= {"lstm", "tcn", "nbeats"} and len(models) >= 2
     assert r.best_params["model"] in models and not any("." in k for k in r.best_params)
@@ -115,10 +137,16 @@ search("tcn", sp, space={"channels": [2, 4, 6, 8], "lr": ("float", 1e-3, 1e-2)},
 def test_two_workers_share_one_sqlite_study(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     optuna.create_study(study_name="shared", storage=url, direction="minimize")  # create before the race
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, str(seed)], env=env, stderr=subprocess.PIPE)
-             for seed in (1, 2)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WORKER, url, str(seed)], env=env, stderr=subprocess.PIPE)
+        for seed in (1, 2)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err.decode()[-2000:]

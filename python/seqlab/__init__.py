@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from . import _core, functional, nn, optim
 from .autograd import Tensor, concatenate, is_grad_enabled, no_grad, stack, tensor
-from .recipes import forecaster
 from .random import get_rng_state, manual_seed, set_rng_state
+from .recipes import forecaster
 from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"

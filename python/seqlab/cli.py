@@ -23,19 +23,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--hidden", type=_positive_int, default=64)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=_positive_int, default=None)
-    fc = sub.add_parser("forecast", help="fit a forecaster (LSTM, TCN, N-BEATS) and print its test scores")
+    fc = sub.add_parser(
+        "forecast", help="fit a forecaster (LSTM, TCN, N-BEATS) and print its test scores"
+    )
     fc.add_argument("path", nargs="?", default=None,
                     help="CSV series, JSON Lines/JSON event file or co2/sunspots/nile (default: synthetic events)")
     fc.add_argument("--model", choices=["nbeats", "tcn", "lstm", "auto"], default="nbeats")
     fc.add_argument("--horizon", type=_positive_int, default=24)
     fc.add_argument("--input-size", type=_positive_int, default=96)
-    fc.add_argument("--target", default=None, help="column to forecast (default: latency_ms or the last column)")
+    fc.add_argument(
+        "--target", default=None, help="column to forecast (default: latency_ms or the last column)"
+    )
     fc.add_argument("--preset", choices=["tiny", "small", "paper"], default="small")
     fc.add_argument("--epochs", type=_positive_int, default=None)
-    fc.add_argument("--tune", type=_positive_int, default=None, metavar="TRIALS", help="Optuna trials to run first")
+    fc.add_argument(
+        "--tune", type=_positive_int, default=None, metavar="TRIALS", help="Optuna trials to run first"
+    )
     fc.add_argument("--method", choices=["random", "grid", "bayesian", "hyperband"], default="bayesian")
     fc.add_argument("--storage", default=None, help="Optuna storage URL shared by several workers")
-    fc.add_argument("--skip-bad-events", action="store_true", help="skip malformed events instead of stopping")
+    fc.add_argument(
+        "--skip-bad-events", action="store_true", help="skip malformed events instead of stopping"
+    )
     fc.add_argument("--out", default=None, help="directory to save the forecaster and its evaluation")
     fc.add_argument("--seed", type=int, default=0)
     fc.add_argument("--threads", type=_positive_int, default=None)

@@ -204,9 +204,9 @@ def forecaster(
     if trials:
         from .tune.search import search
 
+        search_dir = None if out_dir is None else Path(out_dir) / "search"
         result = search(model, splits, method=method, trials=trials, storage=storage, base=base,
-                        season=season, seed=seed, out_dir=None if out_dir is None else Path(out_dir) / "search",
-                        verbose=False)
+                        season=season, seed=seed, out_dir=search_dir, verbose=False)
         fitted = result.forecaster
         assert fitted is not None
         fitted.search_result = result

@@ -4,7 +4,15 @@ from .batching import ArrayBatches, BatchSource, PaddedBatch, SequenceBatches, p
 from .events import Event, EventFormatError, EventStream, aread_events, events_to_series, read_events
 from .sources import load_series
 from .synthetic_events import synthetic_events, write_synthetic_events
-from .timeseries import Scaler, TimeSeries, WindowSplits, load_dataset, make_splits, make_windows, read_csv_series
+from .timeseries import (
+    Scaler,
+    TimeSeries,
+    WindowSplits,
+    load_dataset,
+    make_splits,
+    make_windows,
+    read_csv_series,
+)
 
 __all__ = [
     "ArrayBatches",

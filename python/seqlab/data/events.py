@@ -36,7 +36,13 @@ import numpy as np
 
 from .timeseries import TimeSeries
 
-PERFORMANCE_FIELDS = ("latency_ms", "tokens_per_second", "memory_usage_mb", "cpu_usage_percent", "success_rate")
+PERFORMANCE_FIELDS = (
+    "latency_ms",
+    "tokens_per_second",
+    "memory_usage_mb",
+    "cpu_usage_percent",
+    "success_rate",
+)
 PROMPT_FIELDS = ("prompt_tokens", "response_tokens", "quality_score")
 FEATURE_COLUMNS = (
     *PERFORMANCE_FIELDS,
@@ -182,7 +188,10 @@ def _json_list_items(f: TextIO, source: str) -> Iterator[tuple[int, Any | Except
         if buf[pos] == "]":
             return
         if buf[pos] != ",":
-            yield line, EventFormatError(source, line, f"expected ',' or ']' between events, got {buf[pos]!r}")
+            yield (
+                line,
+                EventFormatError(source, line, f"expected ',' or ']' between events, got {buf[pos]!r}"),
+            )
             return
         pos += 1
 
@@ -237,7 +246,9 @@ class EventStream:
                     try:
                         obj = json.loads(text)
                     except json.JSONDecodeError as e:
-                        self._fail(EventFormatError(str(p), line_no, f"malformed JSON ({e.msg}, column {e.colno})"))
+                        self._fail(
+                            EventFormatError(str(p), line_no, f"malformed JSON ({e.msg}, column {e.colno})")
+                        )
                         continue
                     yield str(p), line_no, obj
             return
@@ -246,7 +257,9 @@ class EventStream:
         try:
             items = iter(src)
         except TypeError:
-            raise TypeError(f"source: expected a path or an iterable of event dicts, got {type(src).__name__}") from None
+            raise TypeError(
+                f"source: expected a path or an iterable of event dicts, got {type(src).__name__}"
+            ) from None
         for i, obj in enumerate(items, start=1):
             yield "<events>", i, obj
 
@@ -266,8 +279,9 @@ def read_events(source: str | Path | Iterable[dict[str, Any]], on_error: str = "
     return EventStream(source, on_error)
 
 
-async def aread_events(source: AsyncIterable[dict[str, Any]], on_error: str = "raise",
-                       errors: list[str] | None = None) -> list[Event]:
+async def aread_events(
+    source: AsyncIterable[dict[str, Any]], on_error: str = "raise", errors: list[str] | None = None
+) -> list[Event]:
     """Validated events collected from an async iterable of dicts (e.g. a websocket feed).
 
     Bad events raise :class:`EventFormatError` (``on_error="raise"``) or are skipped with
@@ -294,7 +308,7 @@ class _Bucket:
     __slots__ = ("sums", "counts")
 
     def __init__(self) -> None:
-        self.sums = np.zeros(9)   # 5 performance, prompt_tokens, response_tokens, ratio, quality
+        self.sums = np.zeros(9)  # 5 performance, prompt_tokens, response_tokens, ratio, quality
         self.counts = np.zeros(9)
 
 
@@ -331,8 +345,19 @@ def events_to_series(
         if b is None:
             b = buckets[key][idx] = _Bucket()
         ratio = ev.response_tokens / ev.prompt_tokens if ev.prompt_tokens > 0 else math.nan
-        vals = np.array([ev.latency_ms, ev.tokens_per_second, ev.memory_usage_mb, ev.cpu_usage_percent,
-                         ev.success_rate, ev.prompt_tokens, ev.response_tokens, ratio, ev.quality_score])
+        vals = np.array(
+            [
+                ev.latency_ms,
+                ev.tokens_per_second,
+                ev.memory_usage_mb,
+                ev.cpu_usage_percent,
+                ev.success_rate,
+                ev.prompt_tokens,
+                ev.response_tokens,
+                ratio,
+                ev.quality_score,
+            ]
+        )
         ok = np.isfinite(vals)
         b.sums[ok] += vals[ok]
         b.counts += ok

@@ -51,8 +51,10 @@ def load_series(
     if isinstance(source, (str, Path)):
         p = Path(source)
         if not p.exists():
-            raise FileNotFoundError(f"{p}: no such file (expected a .csv series, a .jsonl/.json event file, "
-                                    f"or one of the datasets {DATASETS})")
+            raise FileNotFoundError(
+                f"{p}: no such file (expected a .csv series, a .jsonl/.json event file, "
+                f"or one of the datasets {DATASETS})"
+            )
         if p.suffix.lower() in EVENT_SUFFIXES:
             series = events_to_series(read_events(p, on_error=on_error), bucket_seconds)
             series.source = str(p)  # type: ignore[union-attr]
@@ -60,5 +62,7 @@ def load_series(
         return read_csv_series(p, date_column=date_column)
     if hasattr(source, "__iter__"):
         return events_to_series(read_events(source, on_error=on_error), bucket_seconds)  # type: ignore[return-value]
-    raise TypeError(f"data: expected a path, a dataset name, a TimeSeries, an array or events, "
-                    f"got {type(source).__name__}")
+    raise TypeError(
+        f"data: expected a path, a dataset name, a TimeSeries, an array or events, "
+        f"got {type(source).__name__}"
+    )

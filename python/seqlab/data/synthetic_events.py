@@ -70,7 +70,9 @@ def synthetic_events(
                 if incident:
                     lat *= float(rng.uniform(2.0, 4.0))
                 tps = base_tps[a] / (0.6 + 0.4 * load) * float(rng.lognormal(0, 0.1))
-                fail_p = min(0.9, 0.01 + 0.02 * (lat / base_latency[a] - 1).clip(0) + (0.3 if incident else 0))
+                fail_p = min(
+                    0.9, 0.01 + 0.02 * (lat / base_latency[a] - 1).clip(0) + (0.3 if incident else 0)
+                )
                 success = float(np.clip(1 - fail_p + rng.normal(0, 0.01), 0, 1))
                 ev: dict[str, Any] = {
                     "timestamp": (when + timedelta(seconds=sec)).isoformat().replace("+00:00", "Z"),
@@ -90,7 +92,9 @@ def synthetic_events(
                         "prompt_text": "synthetic prompt",
                         "prompt_tokens": pt,
                         "response_tokens": int(pt * rng.uniform(0.5, 3.0)),
-                        "quality_score": round(float(np.clip(0.9 - 0.2 * (1 - success) + rng.normal(0, 0.05), 0, 1)), 3),
+                        "quality_score": round(
+                            float(np.clip(0.9 - 0.2 * (1 - success) + rng.normal(0, 0.05), 0, 1)), 3
+                        ),
                     }
                 batch.append((sec, ev))
         batch.sort(key=lambda p: p[0])

@@ -126,7 +126,9 @@ def read_csv_series(
             d_idx = None
         elif isinstance(date_column, int):
             if not 0 <= date_column < len(header):
-                raise ValueError(f"{p}: line 1: date column {date_column} out of range for {len(header)} columns")
+                raise ValueError(
+                    f"{p}: line 1: date column {date_column} out of range for {len(header)} columns"
+                )
             d_idx = date_column
         elif date_column in header:
             d_idx = header.index(date_column)
@@ -163,8 +165,10 @@ def read_csv_series(
                         f"{p}: line {line_no}, column {header[i]!r}: expected a number, got {text!r}"
                     ) from None
                 if not math.isfinite(x):
-                    raise ValueError(f"{p}: line {line_no}, column {header[i]!r}: value is {text!r} "
-                                     "(NaN/infinite values are refused; fill them first)")
+                    raise ValueError(
+                        f"{p}: line {line_no}, column {header[i]!r}: value is {text!r} "
+                        "(NaN/infinite values are refused; fill them first)"
+                    )
                 vals.append(x)
             rows.append(vals)
     if not rows:
@@ -253,8 +257,11 @@ class Scaler:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Scaler:
-        return cls(str(state["method"]), np.asarray(state["center"], np.float32),
-                   np.asarray(state["scale"], np.float32))
+        return cls(
+            str(state["method"]),
+            np.asarray(state["center"], np.float32),
+            np.asarray(state["scale"], np.float32),
+        )
 
 
 def make_windows(
@@ -349,7 +356,9 @@ def make_splits(
     Raises ValueError naming the series when a part is too short for one window.
     """
     targets = [target] if isinstance(target, (str, int, np.integer)) else list(target)
-    cols = list(range(len(series.columns))) if features is None else [series.column_index(f) for f in features]
+    cols = (
+        list(range(len(series.columns))) if features is None else [series.column_index(f) for f in features]
+    )
     for t in targets:
         if series.column_index(t) not in cols:
             cols.append(series.column_index(t))
@@ -375,4 +384,6 @@ def make_splits(
                 f"input_size {input_size} + horizon {horizon}; use a longer series or another split"
             )
         parts.append(make_windows(scaled[start:hi], input_size, horizon, target_idx))
-    return WindowSplits(parts[0], parts[1], parts[2], sc, target_idx, names, input_size, horizon, bounds, values)
+    return WindowSplits(
+        parts[0], parts[1], parts[2], sc, target_idx, names, input_size, horizon, bounds, values
+    )

@@ -54,8 +54,9 @@ class Conv1d(Module):
         self.kernel_size = _positive_int("kernel_size", kernel_size)
         self.dilation = _positive_int("dilation", dilation)
         if stride != 1 or groups != 1:
-            raise ValueError(f"Conv1d: only stride=1 and groups=1 are supported, got stride={stride}, "
-                             f"groups={groups}")
+            raise ValueError(
+                f"Conv1d: only stride=1 and groups=1 are supported, got stride={stride}, groups={groups}"
+            )
         self.stride, self.groups = 1, 1
         span = self.dilation * (self.kernel_size - 1)
         if causal or padding == "causal":
@@ -70,8 +71,9 @@ class Conv1d(Module):
         elif isinstance(padding, (int, np.integer)) and not isinstance(padding, bool) and padding >= 0:
             self.padding, self._pad = int(padding), (int(padding), int(padding))
         else:
-            raise ValueError(f"Conv1d: padding must be a non-negative int, 'valid', 'same' or 'causal', "
-                             f"got {padding!r}")
+            raise ValueError(
+                f"Conv1d: padding must be a non-negative int, 'valid', 'same' or 'causal', got {padding!r}"
+            )
         self.weight = Parameter(np.zeros((self.out_channels, self.in_channels, self.kernel_size), np.float32))
         self.bias: Parameter | None
         if bias:
@@ -99,8 +101,10 @@ class Conv1d(Module):
         return self.forward_channels_last(x.transpose(0, 2, 1)).transpose(0, 2, 1)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"dilation={self.dilation}, padding={self.padding!r}, bias={self.bias is not None}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"dilation={self.dilation}, padding={self.padding!r}, bias={self.bias is not None}"
+        )
 
 
 class CausalConv1d(Conv1d):
@@ -110,8 +114,9 @@ class CausalConv1d(Conv1d):
     t, t-d, ..., t-d*(kernel_size-1). Parameters as :class:`Conv1d` (torch layout).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1,
-                 bias: bool = True) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1, bias: bool = True
+    ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, dilation=dilation, bias=bias, causal=True)
 
     def forward(self, input: Any) -> Tensor:

@@ -91,8 +91,9 @@ class Forecaster:
         start = time.perf_counter()
         for i, (lb, loss, seed) in enumerate(itertools.product(lookbacks, losses, seeds)):
             run_dir = None if out_dir is None else Path(out_dir) / f"member{i}"
-            model, hist = _train_member(splits, config, lb, loss, seed, callbacks if i == 0 else (),
-                                        run_dir, verbose)
+            model, hist = _train_member(
+                splits, config, lb, loss, seed, callbacks if i == 0 else (), run_dir, verbose
+            )
             members.append(model)
             member_lookbacks.append(lb)
             histories.append(hist)
@@ -100,8 +101,20 @@ class Forecaster:
         single = len(members) == 1 and member_lookbacks[0] == splits.input_size
         model = members[0] if single else MedianEnsemble(members, member_lookbacks)
         model.eval()
-        return cls(model, config, splits.scaler, list(splits.columns), list(splits.target_columns),
-                   splits.input_size, splits.horizon, season, splits, histories, seconds, member_lookbacks)
+        return cls(
+            model,
+            config,
+            splits.scaler,
+            list(splits.columns),
+            list(splits.target_columns),
+            splits.input_size,
+            splits.horizon,
+            season,
+            splits,
+            histories,
+            seconds,
+            member_lookbacks,
+        )
 
     # -------------------------------------------------------------- predict
     def predict_scaled(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -111,7 +124,9 @@ class Forecaster:
         with no_grad():
             for i in range(0, len(x), batch_size):
                 out.append(np.asarray(self.model(np.ascontiguousarray(x[i : i + batch_size])).data))
-        return np.concatenate(out) if out else np.zeros((0, self.horizon, len(self.target_columns)), np.float32)
+        return (
+            np.concatenate(out) if out else np.zeros((0, self.horizon, len(self.target_columns)), np.float32)
+        )
 
     def predict(self, history: Any) -> np.ndarray:
         """Forecasts the next ``horizon`` steps after ``history``, in the data's units.
@@ -128,10 +143,14 @@ class Forecaster:
         if single:
             h = h[None]
         if h.ndim != 3 or h.shape[2] != len(self.columns):
-            raise ValueError(f"predict: history must be (T, {len(self.columns)}) or (B, T, {len(self.columns)}) "
-                             f"with columns {self.columns}, got shape {np.shape(history)}")
+            raise ValueError(
+                f"predict: history must be (T, {len(self.columns)}) or (B, T, {len(self.columns)}) "
+                f"with columns {self.columns}, got shape {np.shape(history)}"
+            )
         if h.shape[1] < self.input_size:
-            raise ValueError(f"predict: history has {h.shape[1]} steps, fewer than input_size {self.input_size}")
+            raise ValueError(
+                f"predict: history has {h.shape[1]} steps, fewer than input_size {self.input_size}"
+            )
         if not np.isfinite(h).all():
             raise ValueError("predict: history contains NaN or infinite values")
         scaled = self.scaler.transform(h[:, -self.input_size :])
@@ -139,8 +158,9 @@ class Forecaster:
         return y[0] if single else y
 
     # ------------------------------------------------------------- evaluate
-    def evaluate(self, split: str = "test", latency_threshold: float = 0.1,
-                 success_cut: float = 0.95) -> dict[str, dict[str, float]]:
+    def evaluate(
+        self, split: str = "test", latency_threshold: float = 0.1, success_cut: float = 0.95
+    ) -> dict[str, dict[str, float]]:
         """Scores on the ``"val"`` or ``"test"`` windows, in the data's units, beside the
         naive baselines (last value, seasonal naive) on the same windows.
 
@@ -167,7 +187,9 @@ class Forecaster:
             scores = forecast_scores(p, truth)
             for j, name in enumerate(names):
                 if name == "latency_ms":
-                    scores["latency_within_threshold"] = within_threshold(p[..., j], truth[..., j], latency_threshold)
+                    scores["latency_within_threshold"] = within_threshold(
+                        p[..., j], truth[..., j], latency_threshold
+                    )
                 if name == "success_rate":
                     scores["success_accuracy"] = success_accuracy(p[..., j], truth[..., j], success_cut)
             out[key] = scores
@@ -179,11 +201,24 @@ class Forecaster:
         checksummed safetensors bundle, the config as TOML); returns the directory."""
         d = Path(path)
         d.mkdir(parents=True, exist_ok=True)
-        meta = {"columns": self.columns, "target_columns": self.target_columns, "input_size": self.input_size,
-                "horizon": self.horizon, "season": self.season, "lookbacks": self.lookbacks,
-                "train_seconds": self.train_seconds}
-        save_bundle(d / BUNDLE, {"config": self.config.to_dict(), "meta": meta, "scaler": self.scaler.state(),
-                                 "weights": dict(self.model.state_dict())})
+        meta = {
+            "columns": self.columns,
+            "target_columns": self.target_columns,
+            "input_size": self.input_size,
+            "horizon": self.horizon,
+            "season": self.season,
+            "lookbacks": self.lookbacks,
+            "train_seconds": self.train_seconds,
+        }
+        save_bundle(
+            d / BUNDLE,
+            {
+                "config": self.config.to_dict(),
+                "meta": meta,
+                "scaler": self.scaler.state(),
+                "weights": dict(self.model.state_dict()),
+            },
+        )
         write_toml(d / "config.toml", {"forecaster": self.config.to_dict(), "data": meta})
         return d
 
@@ -203,14 +238,32 @@ class Forecaster:
         model = members[0] if single else MedianEnsemble(members, lookbacks)
         model.load_state_dict(doc["weights"])
         model.eval()
-        return cls(model, config, Scaler.from_state(doc["scaler"]), list(meta["columns"]), tcols,
-                   int(meta["input_size"]), int(meta["horizon"]), int(meta["season"]), None, [],
-                   float(meta["train_seconds"]), lookbacks)
+        return cls(
+            model,
+            config,
+            Scaler.from_state(doc["scaler"]),
+            list(meta["columns"]),
+            tcols,
+            int(meta["input_size"]),
+            int(meta["horizon"]),
+            int(meta["season"]),
+            None,
+            [],
+            float(meta["train_seconds"]),
+            lookbacks,
+        )
 
 
-def _train_member(splits: WindowSplits, config: ForecastConfig, lookback: int, loss: str, seed: int,
-                  callbacks: Sequence[Callback], out_dir: Path | None,
-                  verbose: bool) -> tuple[Module, list[dict[str, Any]]]:
+def _train_member(
+    splits: WindowSplits,
+    config: ForecastConfig,
+    lookback: int,
+    loss: str,
+    seed: int,
+    callbacks: Sequence[Callback],
+    out_dir: Path | None,
+    verbose: bool,
+) -> tuple[Module, list[dict[str, Any]]]:
     from ..random import manual_seed
 
     manual_seed(seed)
@@ -221,10 +274,23 @@ def _train_member(splits: WindowSplits, config: ForecastConfig, lookback: int, l
     cbs = list(callbacks)
     if config.patience > 0:
         cbs.append(EarlyStopping(monitor="val_loss", patience=config.patience))
-    trainer = Trainer(model, get_loss(loss), opt, (xtr, ytr), (xva, yva), epochs=config.epochs,
-                      batch_size=config.batch_size, clip_grad_norm=config.clip_grad_norm or None, seed=seed,
-                      out_dir=out_dir, callbacks=cbs, progress=False, verbose=verbose,
-                      config=config.to_dict(), grad_monitor=False)
+    trainer = Trainer(
+        model,
+        get_loss(loss),
+        opt,
+        (xtr, ytr),
+        (xva, yva),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        clip_grad_norm=config.clip_grad_norm or None,
+        seed=seed,
+        out_dir=out_dir,
+        callbacks=cbs,
+        progress=False,
+        verbose=verbose,
+        config=config.to_dict(),
+        grad_monitor=False,
+    )
     history = trainer.fit()
     model.eval()
     return model, history

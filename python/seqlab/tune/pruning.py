@@ -24,7 +24,9 @@ class OptunaPruning(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
         value = logs.get(self.monitor)
         if value is None:
-            raise ValueError(f"OptunaPruning: the epoch logs have no {self.monitor!r}; give the Trainer val_data")
+            raise ValueError(
+                f"OptunaPruning: the epoch logs have no {self.monitor!r}; give the Trainer val_data"
+            )
         value = float(value)
         self.trial.report(value if math.isfinite(value) else float("inf"), epoch)
         if self.trial.should_prune():

@@ -92,8 +92,15 @@ def trials_table(study: Any) -> list[dict[str, Any]]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
-        rows.append({"number": t.number, "state": t.state.name, "value": t.value, "params": dict(t.params),
-                     "seconds": seconds})
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "params": dict(t.params),
+                "seconds": seconds,
+            }
+        )
     return rows
 
 
@@ -103,8 +110,13 @@ def _write_outputs(out: Path, study: Any, rows: list[dict[str, Any]]) -> Path | 
     names = sorted({k for r in rows for k in r["params"]})
     lines = [",".join(["number", "state", "value", "seconds", *names])]
     for r in rows:
-        vals = [r["number"], r["state"], "" if r["value"] is None else r["value"],
-                "" if r["seconds"] is None else f"{r['seconds']:.3f}", *(r["params"].get(n, "") for n in names)]
+        vals = [
+            r["number"],
+            r["state"],
+            "" if r["value"] is None else r["value"],
+            "" if r["seconds"] is None else f"{r['seconds']:.3f}",
+            *(r["params"].get(n, "") for n in names),
+        ]
         lines.append(",".join(str(v) for v in vals))
     atomic_write_text(out / "trials.csv", "\n".join(lines) + "\n")
     try:
@@ -192,7 +204,11 @@ def search(
         splits = make_splits(series, input_size, horizon, target, split)
         season = season or guess_season(series.timestamps)
     known = {f.name for f in fields(ForecastConfig)}
-    spaces = {m: dict(DEFAULT_SPACES[m]) for m in MODELS} if auto else {model: dict(space or DEFAULT_SPACES[model])}
+    spaces = (
+        {m: dict(DEFAULT_SPACES[m]) for m in MODELS}
+        if auto
+        else {model: dict(space or DEFAULT_SPACES[model])}
+    )
     if auto and space is not None:
         spaces = {m: dict(space) for m in MODELS}
     for sp in spaces.values():
@@ -226,8 +242,10 @@ def search(
     rows = trials_table(study)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     if not complete:
-        raise RuntimeError(f"search: no trial of study {study.study_name!r} completed "
-                           f"({len(rows)} trials: {sorted({r['state'] for r in rows})})")
+        raise RuntimeError(
+            f"search: no trial of study {study.study_name!r} completed "
+            f"({len(rows)} trials: {sorted({r['state'] for r in rows})})"
+        )
     best = study.best_trial
     best_model = best.params.get("model", model)
     best_params = {"model": best_model}
@@ -245,4 +263,3 @@ def search(
         if forecaster is not None:
             saved = forecaster.save(out / "best")
     return SearchResult(best_params, float(best.value), rows, forecaster, study, plot_path, saved)
-

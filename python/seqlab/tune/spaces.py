@@ -46,11 +46,18 @@ def check_space(space: Mapping[str, SpaceSpec], known: set[str]) -> None:
             if not spec:
                 raise ValueError(f"space[{name!r}]: the list of choices is empty")
             continue
-        ok = (isinstance(spec, tuple) and len(spec) in (3, 4) and spec[0] in ("int", "float")
-              and spec[1] <= spec[2] and (len(spec) == 3 or spec[3] == "log"))
+        ok = (
+            isinstance(spec, tuple)
+            and len(spec) in (3, 4)
+            and spec[0] in ("int", "float")
+            and spec[1] <= spec[2]
+            and (len(spec) == 3 or spec[3] == "log")
+        )
         if not ok:
-            raise ValueError(f"space[{name!r}]: expected a list of choices or ('int'|'float', low, high[, 'log']), "
-                             f"got {spec!r}")
+            raise ValueError(
+                f"space[{name!r}]: expected a list of choices or ('int'|'float', low, high[, 'log']), "
+                f"got {spec!r}"
+            )
 
 
 def suggest(trial: Any, space: Mapping[str, SpaceSpec], prefix: str = "") -> dict[str, Any]:
@@ -76,5 +83,7 @@ def grid_of(space: Mapping[str, SpaceSpec]) -> dict[str, list[Any]]:
         elif spec[0] == "int" and spec[2] - spec[1] <= 64:
             grid[name] = list(range(int(spec[1]), int(spec[2]) + 1))
         else:
-            raise ValueError(f"grid search: space[{name!r}] = {spec!r} is not a finite list; give explicit choices")
+            raise ValueError(
+                f"grid search: space[{name!r}] = {spec!r} is not a finite list; give explicit choices"
+            )
     return grid

@@ -89,13 +89,29 @@ class ForecastConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # seconds on a laptop core: tests, the notebook, --quick benchmarks
-    "tiny": {"hidden_size": 16, "channels": 8, "dilations": [1, 2, 4], "width": 32, "n_stacks": 2,
-             "theta_size": 8, "epochs": 3, "batch_size": 64, "patience": 0},
+    "tiny": {
+        "hidden_size": 16,
+        "channels": 8,
+        "dilations": [1, 2, 4],
+        "width": 32,
+        "n_stacks": 2,
+        "theta_size": 8,
+        "epochs": 3,
+        "batch_size": 64,
+        "patience": 0,
+    },
     # the default: minutes on ETTh1
     "small": {"hidden_size": 64, "channels": 32, "width": 256, "epochs": 30},
     # the N-BEATS paper's sizes (generic width 512, 30 stacks)
-    "paper": {"width": 512, "n_stacks": 30, "blocks_per_stack": 1, "hidden_size": 128, "channels": 64,
-              "epochs": 100, "patience": 10},
+    "paper": {
+        "width": 512,
+        "n_stacks": 30,
+        "blocks_per_stack": 1,
+        "hidden_size": 128,
+        "channels": 64,
+        "epochs": 100,
+        "patience": 10,
+    },
 }
 
 
@@ -106,20 +122,46 @@ def preset(name: str, model: str = "nbeats", **overrides: Any) -> ForecastConfig
     return ForecastConfig(model=model).replace(**{**PRESETS[name], **overrides})
 
 
-def build_model(config: ForecastConfig, n_features: int, input_size: int, horizon: int,
-                target_columns: list[int]) -> nn.Module:
+def build_model(
+    config: ForecastConfig, n_features: int, input_size: int, horizon: int, target_columns: list[int]
+) -> nn.Module:
     """The untrained module of ``config`` for windows (B, input_size, n_features) predicting
     (B, horizon, len(target_columns))."""
     n_t = len(target_columns)
     if config.model == "lstm":
-        return LSTMForecaster(n_features, horizon, n_t, config.hidden_size, config.num_layers,
-                              config.dropout, config.decoder,
-                              target_columns if config.level_shift else None)
+        return LSTMForecaster(
+            n_features,
+            horizon,
+            n_t,
+            config.hidden_size,
+            config.num_layers,
+            config.dropout,
+            config.decoder,
+            target_columns if config.level_shift else None,
+        )
     if config.model == "tcn":
-        return TCNForecaster(n_features, horizon, n_t, config.channels, config.kernel_size,
-                             config.dilations, config.dropout,
-                             target_columns if config.level_shift else None)
-    stacks = (interpretable_stacks() if config.stack_type == "interpretable"
-              else generic_stacks(config.n_stacks, config.blocks_per_stack))
-    return NBeats(input_size, horizon, target_columns, stacks, config.width, config.theta_size, config.degree,
-                  config.level_shift)
+        return TCNForecaster(
+            n_features,
+            horizon,
+            n_t,
+            config.channels,
+            config.kernel_size,
+            config.dilations,
+            config.dropout,
+            target_columns if config.level_shift else None,
+        )
+    stacks = (
+        interpretable_stacks()
+        if config.stack_type == "interpretable"
+        else generic_stacks(config.n_stacks, config.blocks_per_stack)
+    )
+    return NBeats(
+        input_size,
+        horizon,
+        target_columns,
+        stacks,
+        config.width,
+        config.theta_size,
+        config.degree,
+        config.level_shift,
+    )

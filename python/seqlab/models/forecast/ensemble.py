@@ -24,8 +24,10 @@ class MedianEnsemble(nn.Module):
     def __init__(self, members: Sequence[nn.Module], lookbacks: Sequence[int]) -> None:
         super().__init__()
         if not members or len(members) != len(lookbacks):
-            raise ValueError(f"MedianEnsemble: need one lookback per member, got {len(members)} members "
-                             f"and {len(lookbacks)} lookbacks")
+            raise ValueError(
+                f"MedianEnsemble: need one lookback per member, got {len(members)} members "
+                f"and {len(lookbacks)} lookbacks"
+            )
         self.members = nn.Sequential(*members)
         self.lookbacks = [int(v) for v in lookbacks]
 
@@ -33,9 +35,13 @@ class MedianEnsemble(nn.Module):
         """(n_members, B, H, n_targets) forecasts of every member."""
         data = x.data if isinstance(x, Tensor) else np.asarray(x, dtype=np.float32)
         if data.ndim != 3 or data.shape[1] < max(self.lookbacks):
-            raise ValueError(f"MedianEnsemble: expected input (B, >= {max(self.lookbacks)}, C), got {data.shape}")
+            raise ValueError(
+                f"MedianEnsemble: expected input (B, >= {max(self.lookbacks)}, C), got {data.shape}"
+            )
         with no_grad():
-            outs = [m(np.ascontiguousarray(data[:, -lb:])).data for m, lb in zip(self.members, self.lookbacks)]
+            outs = [
+                m(np.ascontiguousarray(data[:, -lb:])).data for m, lb in zip(self.members, self.lookbacks)
+            ]
         return np.stack(outs)
 
     def forward(self, x: Any) -> Tensor:

@@ -63,5 +63,9 @@ def success_accuracy(pred: Any, target: Any, cut: float = 0.95) -> float:
 
 def forecast_scores(pred: Any, target: Any) -> dict[str, float]:
     """MSE, MAE, R^2 and sMAPE of one set of predictions."""
-    return {"mse": mse(pred, target), "mae": mae(pred, target), "r2": r2(pred, target),
-            "smape": smape(pred, target)}
+    return {
+        "mse": mse(pred, target),
+        "mae": mae(pred, target),
+        "r2": r2(pred, target),
+        "smape": smape(pred, target),
+    }

@@ -29,24 +29,40 @@ class LSTMForecaster(nn.Module):
     Shapes: input (B, L, C) -> (B, H, n_targets).
     """
 
-    def __init__(self, n_features: int, horizon: int, n_targets: int = 1, hidden_size: int = 64,
-                 num_layers: int = 1, dropout: float = 0.0, decoder: str = "mlp",
-                 target_columns: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        horizon: int,
+        n_targets: int = 1,
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        decoder: str = "mlp",
+        target_columns: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         if decoder not in ("mlp", "recurrent"):
             raise ValueError(f"LSTMForecaster: decoder must be 'mlp' or 'recurrent', got {decoder!r}")
         self.horizon, self.n_targets, self.decoder_kind = horizon, n_targets, decoder
         self.target_columns = None if target_columns is None else [int(c) for c in target_columns]
         if self.target_columns is not None and len(self.target_columns) != n_targets:
-            raise ValueError(f"LSTMForecaster: {len(self.target_columns)} target_columns for n_targets={n_targets}")
-        self.encoder = nn.LSTM(n_features, hidden_size, num_layers=num_layers,
-                               dropout=dropout if num_layers > 1 else 0.0)
+            raise ValueError(
+                f"LSTMForecaster: {len(self.target_columns)} target_columns for n_targets={n_targets}"
+            )
+        self.encoder = nn.LSTM(
+            n_features, hidden_size, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0
+        )
         if decoder == "mlp":
-            self.head = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Dropout(dropout),
-                                      nn.Linear(hidden_size, horizon * n_targets))
+            self.head = nn.Sequential(
+                nn.Linear(hidden_size, hidden_size),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden_size, horizon * n_targets),
+            )
         else:
-            self.decoder = nn.LSTM(horizon, hidden_size, num_layers=num_layers,
-                                   dropout=dropout if num_layers > 1 else 0.0)
+            self.decoder = nn.LSTM(
+                horizon, hidden_size, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0
+            )
             self.head = nn.Linear(hidden_size, n_targets)
             self._steps = np.eye(horizon, dtype=np.float32)[None]
 

@@ -54,14 +54,29 @@ class NBeatsBlock(nn.Module):
     Shapes: x (B, L) -> (backcast (B, L), forecast (B, H)).
     """
 
-    def __init__(self, input_size: int, horizon: int, width: int = 256, basis: str = "generic",
-                 theta_size: int = 32, degree: int = 3) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        horizon: int,
+        width: int = 256,
+        basis: str = "generic",
+        theta_size: int = 32,
+        degree: int = 3,
+    ) -> None:
         super().__init__()
         if basis not in BASES:
             raise ValueError(f"NBeatsBlock: basis must be one of {BASES}, got {basis!r}")
         self.basis = basis
-        self.fc = nn.Sequential(nn.Linear(input_size, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
-                                nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU())
+        self.fc = nn.Sequential(
+            nn.Linear(input_size, width),
+            nn.ReLU(),
+            nn.Linear(width, width),
+            nn.ReLU(),
+            nn.Linear(width, width),
+            nn.ReLU(),
+            nn.Linear(width, width),
+            nn.ReLU(),
+        )
         if basis == "generic":
             self.theta_b = nn.Linear(width, theta_size, bias=False)
             self.theta_f = nn.Linear(width, theta_size, bias=False)
@@ -106,9 +121,17 @@ class NBeats(nn.Module):
     Shapes: input (B, L, C) -> (B, H, n_targets).
     """
 
-    def __init__(self, input_size: int, horizon: int, target_columns: Sequence[int] = (-1,),
-                 stacks: Sequence[tuple[str, int, bool]] | None = None, width: int = 256,
-                 theta_size: int = 32, degree: int = 3, level_shift: bool = False) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        horizon: int,
+        target_columns: Sequence[int] = (-1,),
+        stacks: Sequence[tuple[str, int, bool]] | None = None,
+        width: int = 256,
+        theta_size: int = 32,
+        degree: int = 3,
+        level_shift: bool = False,
+    ) -> None:
         super().__init__()
         self.input_size, self.horizon = input_size, horizon
         self.level_shift = bool(level_shift)
@@ -123,9 +146,14 @@ class NBeats(nn.Module):
             if n_blocks < 1:
                 raise ValueError(f"NBeats: a stack needs at least one block, got {n_blocks}")
             unique = 1 if shared else n_blocks
-            self.stacks.append(nn.Sequential(*[
-                NBeatsBlock(input_size, horizon, width, basis, theta_size, degree) for _ in range(unique)
-            ]))
+            self.stacks.append(
+                nn.Sequential(
+                    *[
+                        NBeatsBlock(input_size, horizon, width, basis, theta_size, degree)
+                        for _ in range(unique)
+                    ]
+                )
+            )
 
     def blocks(self) -> list[NBeatsBlock]:
         """The blocks in the order they run (a shared block appears once per use)."""

@@ -17,8 +17,9 @@ class TemporalBlock(nn.Module):
     Shapes: input (B, T, C_in) -> (B, T, C_out), channels last.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, dilation: int, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.conv1 = nn.CausalConv1d(in_channels, out_channels, kernel_size, dilation=dilation)
         self.conv2 = nn.CausalConv1d(out_channels, out_channels, kernel_size, dilation=dilation)
@@ -50,19 +51,29 @@ class TCNForecaster(nn.Module):
     Shapes: input (B, L, C) -> (B, H, n_targets).
     """
 
-    def __init__(self, n_features: int, horizon: int, n_targets: int = 1, channels: int = 32,
-                 kernel_size: int = 3, dilations: Sequence[int] = (1, 2, 4, 8, 16),
-                 dropout: float = 0.0, target_columns: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        horizon: int,
+        n_targets: int = 1,
+        channels: int = 32,
+        kernel_size: int = 3,
+        dilations: Sequence[int] = (1, 2, 4, 8, 16),
+        dropout: float = 0.0,
+        target_columns: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         self.target_columns = None if target_columns is None else [int(c) for c in target_columns]
         if not dilations:
             raise ValueError("TCNForecaster: dilations must not be empty")
         self.horizon, self.n_targets = horizon, n_targets
         self.dilations = [int(d) for d in dilations]
-        self.blocks = nn.Sequential(*[
-            TemporalBlock(n_features if i == 0 else channels, channels, kernel_size, d, dropout)
-            for i, d in enumerate(self.dilations)
-        ])
+        self.blocks = nn.Sequential(
+            *[
+                TemporalBlock(n_features if i == 0 else channels, channels, kernel_size, d, dropout)
+                for i, d in enumerate(self.dilations)
+            ]
+        )
         self.head = nn.Linear(channels, horizon * n_targets)
         self.receptive_field = 1 + 2 * (kernel_size - 1) * sum(self.dilations)
 
