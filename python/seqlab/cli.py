@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         "forecast", help="fit a forecaster (LSTM, TCN, N-BEATS) and print its test scores"
     )
     fc.add_argument("path", nargs="?", default=None,
-                    help="CSV series, JSON Lines/JSON event file or co2/sunspots/nile (default: synthetic events)")
+                    help="CSV series, JSON Lines/JSON event file or co2/sunspots/nile "
+                    "(default: synthetic events)")
     fc.add_argument("--model", choices=["nbeats", "tcn", "lstm", "auto"], default="nbeats")
     fc.add_argument("--horizon", type=_positive_int, default=24)
     fc.add_argument("--input-size", type=_positive_int, default=96)
