@@ -35,34 +35,44 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 # ---------------------------------------------------------------- conv kernel
-def bench_conv(torch, threads: int, repeats: int) -> list[list[object]]:
-    rows = []
+def conv_row(torch, shape: tuple[int, int, int, int, int], threads: int, repeats: int) -> list[object]:
+    """One (B, T, C, K, dilation) row: medians of forward + backward, GFLOP/s and the ratio."""
+    b, t, c, k, d = shape
     rng = np.random.default_rng(0)
-    for b, t, c, k, d in [(64, 96, 32, 3, 1), (64, 96, 32, 3, 4), (64, 96, 32, 3, 16), (32, 512, 64, 3, 8)]:
-        x = rng.standard_normal((b, t, c)).astype(np.float32)
-        w = (0.1 * rng.standard_normal((c, c, k))).astype(np.float32)
-        gy = rng.standard_normal((b, t, c)).astype(np.float32)
-        ws, xs = seqlab.nn.Parameter(w), seqlab.tensor(x, requires_grad=True)
-        bias = seqlab.nn.Parameter(np.zeros(c, np.float32))
+    x = rng.standard_normal((b, t, c)).astype(np.float32)
+    w = (0.1 * rng.standard_normal((c, c, k))).astype(np.float32)
+    gy = rng.standard_normal((b, t, c)).astype(np.float32)
+    ws, xs = seqlab.nn.Parameter(w), seqlab.tensor(x, requires_grad=True)
+    bias = seqlab.nn.Parameter(np.zeros(c, np.float32))
 
-        def ours() -> None:
-            y = seqlab.functional.causal_conv1d(xs, ws, bias, dilation=d)
-            y.backward(gy)
+    def ours() -> None:
+        y = seqlab.functional.causal_conv1d(xs, ws, bias, dilation=d)
+        y.backward(gy)
 
-        xt = torch.tensor(x.transpose(0, 2, 1).copy(), requires_grad=True)
-        wt = torch.tensor(w, requires_grad=True)
-        bt = torch.zeros(c, requires_grad=True)
-        gyt = torch.tensor(gy.transpose(0, 2, 1).copy())
+    xt = torch.tensor(x.transpose(0, 2, 1).copy(), requires_grad=True)
+    wt = torch.tensor(w, requires_grad=True)
+    bt = torch.zeros(c, requires_grad=True)
+    gyt = torch.tensor(gy.transpose(0, 2, 1).copy())
 
-        def theirs() -> None:
-            y = torch.nn.functional.conv1d(torch.nn.functional.pad(xt, (d * (k - 1), 0)), wt, bt, dilation=d)
-            y.backward(gyt)
+    def theirs() -> None:
+        y = torch.nn.functional.conv1d(torch.nn.functional.pad(xt, (d * (k - 1), 0)), wt, bt, dilation=d)
+        y.backward(gyt)
 
-        s_ours, s_torch = interleaved_medians([ours, theirs], repeats=repeats)
-        flops = 3 * 2.0 * b * t * c * c * k  # forward, grad input, grad weight
-        rows.append([f"B={b} T={t} C={c} K={k} d={d}", threads, s_ours * 1e3, s_torch * 1e3,
-                     flops / s_ours / 1e9, s_torch / s_ours])
-    return rows
+    s_ours, s_torch = interleaved_medians([ours, theirs], repeats=repeats)
+    flops = 3 * 2.0 * b * t * c * c * k  # forward, grad input, grad weight
+    return [
+        f"B={b} T={t} C={c} K={k} d={d}",
+        threads,
+        s_ours * 1e3,
+        s_torch * 1e3,
+        flops / s_ours / 1e9,
+        s_torch / s_ours,
+    ]
+
+
+def bench_conv(torch, threads: int, repeats: int) -> list[list[object]]:
+    shapes = [(64, 96, 32, 3, 1), (64, 96, 32, 3, 4), (64, 96, 32, 3, 16), (32, 512, 64, 3, 8)]
+    return [conv_row(torch, shape, threads, repeats) for shape in shapes]
 
 
 # ------------------------------------------------------------- torch models
@@ -84,7 +94,11 @@ def torch_models(torch):
     class Block(nn.Module):
         def __init__(self, cin, cout, k, d):
             super().__init__()
-            self.c1, self.c2, self.pad = nn.Conv1d(cin, cout, k, dilation=d), nn.Conv1d(cout, cout, k, dilation=d), d * (k - 1)
+            self.c1, self.c2, self.pad = (
+                nn.Conv1d(cin, cout, k, dilation=d),
+                nn.Conv1d(cout, cout, k, dilation=d),
+                d * (k - 1),
+            )
             self.down = nn.Conv1d(cin, cout, 1) if cin != cout else None
 
         def forward(self, x):
@@ -95,7 +109,9 @@ def torch_models(torch):
     class TCN(nn.Module):
         def __init__(self, c, ch, k, dilations, horizon, tcols):
             super().__init__()
-            self.blocks = nn.Sequential(*[Block(c if i == 0 else ch, ch, k, d) for i, d in enumerate(dilations)])
+            self.blocks = nn.Sequential(
+                *[Block(c if i == 0 else ch, ch, k, d) for i, d in enumerate(dilations)]
+            )
             self.head = nn.Linear(ch, horizon * len(tcols))
             self.horizon, self.tcols = horizon, tcols
 
@@ -110,7 +126,10 @@ def torch_models(torch):
             for i in range(4):
                 layers += [nn.Linear(L if i == 0 else width, width), nn.ReLU()]
             self.fc = nn.Sequential(*layers)
-            self.tb, self.tf = nn.Linear(width, back.shape[0], bias=False), nn.Linear(width, fore.shape[0], bias=False)
+            self.tb, self.tf = (
+                nn.Linear(width, back.shape[0], bias=False),
+                nn.Linear(width, fore.shape[0], bias=False),
+            )
             self.register_buffer("back", torch.tensor(back))
             self.register_buffer("fore", torch.tensor(fore))
 
@@ -122,9 +141,12 @@ def torch_models(torch):
         def __init__(self, L, H, width, degree, tcol):
             super().__init__()
             harm = max(1, H // 2)
-            self.trend = NBeatsBlock(L, H, width, nbeats.trend_basis(degree, L), nbeats.trend_basis(degree, H))
-            self.season = NBeatsBlock(L, H, width, nbeats.seasonality_basis(harm, L),
-                                      nbeats.seasonality_basis(harm, H))
+            self.trend = NBeatsBlock(
+                L, H, width, nbeats.trend_basis(degree, L), nbeats.trend_basis(degree, H)
+            )
+            self.season = NBeatsBlock(
+                L, H, width, nbeats.seasonality_basis(harm, L), nbeats.seasonality_basis(harm, H)
+            )
             self.tcol = tcol
 
         def forward(self, x):
@@ -158,13 +180,16 @@ def torch_fit(torch, model, splits: WindowSplits, epochs: int, batch: int, lr: f
             opt.step()
         model.eval()
         with torch.no_grad():
-            _ = sum(float(torch.mean((model(xva_t[i : i + batch]) - torch.tensor(yva[i : i + batch])) ** 2))
-                    for i in range(0, len(xva), batch))
+            _ = sum(
+                float(torch.mean((model(xva_t[i : i + batch]) - torch.tensor(yva[i : i + batch])) ** 2))
+                for i in range(0, len(xva), batch)
+            )
     seconds = time.perf_counter() - start
     model.eval()
     with torch.no_grad():
-        pred = torch.cat([model(torch.tensor(splits.test[0][i : i + 1024]))
-                          for i in range(0, len(splits.test[0]), 1024)]).numpy()
+        pred = torch.cat(
+            [model(torch.tensor(splits.test[0][i : i + 1024])) for i in range(0, len(splits.test[0]), 1024)]
+        ).numpy()
     return pred, seconds
 
 
@@ -178,8 +203,10 @@ def bench_dataset(torch, name: str, splits: WindowSplits, season: int, epochs: i
     c, L, H, tcols = x_test.shape[2], splits.input_size, splits.horizon, list(splits.target_columns)
     rows: list[list[object]] = []
     raw_x = splits.scaler.inverse_transform(x_test)
-    for base_name, pred_raw in (("last value", baselines.last_value(raw_x, H, tcols)),
-                                ("seasonal naive", baselines.seasonal_naive(raw_x, H, tcols, season))):
+    for base_name, pred_raw in (
+        ("last value", baselines.last_value(raw_x, H, tcols)),
+        ("seasonal naive", baselines.seasonal_naive(raw_x, H, tcols, season)),
+    ):
         pred = splits.scaler.transform(pred_raw, tcols)
         rows.append([name, base_name, *scores(pred, y_test), "", "", "", "", ""])
     sizes = {"hidden_size": 64, "channels": 32, "width": 128 if quick else 256}
@@ -196,8 +223,11 @@ def bench_dataset(torch, name: str, splits: WindowSplits, season: int, epochs: i
         tpred, tsec = torch_fit(torch, tm, splits, epochs, cfg.batch_size, cfg.lr, cfg.seed)
         theirs = scores(tpred, y_test)
         rows.append([name, model, *ours, *theirs, f.train_seconds, tsec, tsec / f.train_seconds])
-        print(f"  {name} {model}: seqlab {f.train_seconds:.1f}s mse {ours[0]:.4f}, "
-              f"torch {tsec:.1f}s mse {theirs[0]:.4f}", flush=True)
+        print(
+            f"  {name} {model}: seqlab {f.train_seconds:.1f}s mse {ours[0]:.4f}, "
+            f"torch {tsec:.1f}s mse {theirs[0]:.4f}",
+            flush=True,
+        )
     return rows
 
 
@@ -216,7 +246,11 @@ def main() -> None:
 
     conv = bench_conv(torch, threads, 5 if args.quick else args.repeats)
     print("## Causal Conv1d forward + backward\n")
-    print(markdown_table(["shape", "threads", "seqlab ms", "torch ms", "seqlab GFLOP/s", "torch / seqlab"], conv))
+    print(
+        markdown_table(
+            ["shape", "threads", "seqlab ms", "torch ms", "seqlab GFLOP/s", "torch / seqlab"], conv
+        )
+    )
 
     rows: list[list[object]] = []
     co2 = load_series("co2")
@@ -234,8 +268,22 @@ def main() -> None:
     else:
         print(f"(ETTh1 skipped: {etth1} not found)")
     print("\n## Accuracy (test MSE / MAE in training-std units) and training time\n")
-    print(markdown_table(["data", "model", "seqlab MSE", "seqlab MAE", "torch MSE", "torch MAE",
-                          "seqlab s", "torch s", "torch / seqlab"], rows))
+    print(
+        markdown_table(
+            [
+                "data",
+                "model",
+                "seqlab MSE",
+                "seqlab MAE",
+                "torch MSE",
+                "torch MAE",
+                "seqlab s",
+                "torch s",
+                "torch / seqlab",
+            ],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":
