@@ -117,3 +117,12 @@ def test_etth1(shared_data: Path) -> None:
     assert sp.train[0].shape == (8521, 96, 7) and sp.val[0].shape == (2857, 96, 7)
     assert sp.test[1].shape == (2857, 24, 1)
     assert abs(float(sp.train[1].mean())) < 0.05  # scaled on training rows
+
+
+def test_missing_statsmodels_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "statsmodels", None)
+    monkeypatch.setitem(sys.modules, "statsmodels.datasets", None)
+    with pytest.raises(ImportError, match=r"pip install 'seqlab\[dev\]'"):
+        load_dataset("co2")
