@@ -14,7 +14,8 @@ Sources: a JSON Lines file, a file holding one JSON list, an iterable of dicts, 
 list element at a time, so a file larger than memory works. A malformed line or an event
 missing a field is reported with its line number and either refused (``on_error="raise"``,
 an :class:`EventFormatError`) or skipped and recorded in :attr:`EventStream.errors`
-(``on_error="skip"``).
+(``on_error="skip"``). In a JSON list a malformed element ends the reading (the
+elements after it cannot be located); in JSON Lines every other line is still read.
 
 :func:`events_to_series` aggregates events into fixed time buckets (streaming: memory
 grows with the number of buckets, not of events) and returns a
