@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
   seqlab::bind::bind_optim(m);
   seqlab::bind::bind_clip(m);
   seqlab::bind::bind_recurrent(m);
+  seqlab::bind::bind_conv1d(m);
 }

@@ -18,7 +18,7 @@ from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
-_RECIPES = {"poetry_autoencoder", "load", "sequence_demo"}
+_RECIPES = {"forecaster", "poetry_autoencoder", "load", "sequence_demo"}
 
 
 def __getattr__(name: str):  # the recipes load on first use: `import seqlab` stays light
@@ -34,6 +34,7 @@ __all__ = [
     "Tensor",
     "_core",
     "concatenate",
+    "forecaster",
     "functional",
     "get_num_threads",
     "get_rng_state",

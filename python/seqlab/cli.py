@@ -40,7 +40,48 @@ def build_parser() -> argparse.ArgumentParser:
     poetry.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
     poetry.add_argument("--threads", type=_positive_int, default=None)
     poetry.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    fc = sub.add_parser(
+        "forecast", help="fit a forecaster (LSTM, TCN, N-BEATS) and print its test scores"
+    )
+    fc.add_argument("path", nargs="?", default=None,
+                    help="CSV series, JSON Lines/JSON event file or co2/sunspots/nile "
+                    "(default: synthetic events)")
+    fc.add_argument("--model", choices=["nbeats", "tcn", "lstm", "auto"], default="nbeats")
+    fc.add_argument("--horizon", type=_positive_int, default=24)
+    fc.add_argument("--input-size", type=_positive_int, default=96)
+    fc.add_argument(
+        "--target", default=None, help="column to forecast (default: latency_ms or the last column)"
+    )
+    fc.add_argument("--preset", choices=["tiny", "small", "paper"], default="small")
+    fc.add_argument("--epochs", type=_positive_int, default=None)
+    fc.add_argument(
+        "--tune", type=_positive_int, default=None, metavar="TRIALS", help="Optuna trials to run first"
+    )
+    fc.add_argument("--method", choices=["random", "grid", "bayesian", "hyperband"], default="bayesian")
+    fc.add_argument("--storage", default=None, help="Optuna storage URL shared by several workers")
+    fc.add_argument(
+        "--skip-bad-events", action="store_true", help="skip malformed events instead of stopping"
+    )
+    fc.add_argument("--out", default=None, help="directory to save the forecaster and its evaluation")
+    fc.add_argument("--seed", type=int, default=0)
+    fc.add_argument("--threads", type=_positive_int, default=None)
     return parser
+
+
+def _forecast(args: argparse.Namespace) -> int:
+    from .recipes.forecast import forecaster
+
+    overrides = {} if args.epochs is None else {"epochs": args.epochs}
+    try:
+        forecaster(args.path, model=args.model, horizon=args.horizon, input_size=args.input_size,
+                   target=args.target, preset=args.preset, tune=args.tune, method=args.method,
+                   storage=args.storage, on_error="skip" if args.skip_bad_events else "raise",
+                   out_dir=args.out, seed=args.seed, threads=args.threads, **overrides)
+    except (OSError, ValueError, ImportError) as e:
+        print(f"seqlab forecast: error: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"seqlab poetry: {e}", file=sys.stderr)
             return 1
         return 0
+
+    if args.command == "forecast":
+        return _forecast(args)
     parser.print_help()
     return 2
 

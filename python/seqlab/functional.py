@@ -254,3 +254,85 @@ def recurrent_layer(
         return make_result(data, (node,), backward)
 
     return output_view(y, "output"), output_view(h_n, "h_n"), output_view(c_n, "c_n")  # type: ignore[return-value]
+
+
+# =====================================================================
+# Convolution: 1-d convolution over channels-last sequences (causal or padded).
+# =====================================================================
+
+
+def conv1d_channels_last(
+    input: Any,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    dilation: int = 1,
+    padding: tuple[int, int] = (0, 0),
+) -> Tensor:
+    """1-d convolution, stride 1, groups 1, over batch-first channels-last sequences.
+
+    Shapes: input (B, T, C_in), weight (C_out, C_in, K) (torch's ``Conv1d`` layout),
+    bias (C_out,) or None -> (B, T + left + right - dilation*(K-1), C_out), where
+    ``padding = (left, right)`` zeros are added around time. One GEMM forward over the
+    unfolded input, one each for the input and weight gradients.
+    """
+    x = _float_input(input)
+    if x.ndim != 3:
+        raise ValueError(f"conv1d: input must be (B, T, C_in), got shape {x.shape}")
+    left, right = (int(p) for p in padding)
+    b_data = None if bias is None else bias.data
+    out, cache = _core.conv1d_forward(x.data, weight.data, b_data, int(dilation), left, right)
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        gw = grad_buffer(weight)
+        gb = None if bias is None else grad_buffer(bias)
+        gx = _core.conv1d_backward(cache, _grad(g), gw, gb, x.requires_grad)
+        grads = (gx, returned_grad(weight, gw))
+        return grads if bias is None else (*grads, returned_grad(bias, gb))
+
+    return make_result(out, inputs, backward)
+
+
+def causal_conv1d(input: Any, weight: Tensor, bias: Tensor | None = None, dilation: int = 1) -> Tensor:
+    """Dilated causal convolution: output step t sees input steps t, t-d, ..., t-d*(K-1).
+
+    Shapes: input (B, T, C_in), weight (C_out, C_in, K), bias (C_out,) or None ->
+    (B, T, C_out). Equals ``torch.nn.Conv1d(dilation=d)`` applied to the input padded
+    with ``d*(K-1)`` zeros on the left (in channels-first layout).
+    """
+    k = weight.shape[-1] if weight.ndim == 3 else 1
+    return conv1d_channels_last(input, weight, bias, dilation, (int(dilation) * (k - 1), 0))
+
+
+def conv1d(
+    input: Any,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int = 1,
+    padding: int | str = 0,
+    dilation: int = 1,
+    groups: int = 1,
+) -> Tensor:
+    """``torch.nn.functional.conv1d`` for stride 1 and groups 1 over channels-first input.
+
+    Shapes: input (B, C_in, L), weight (C_out, C_in, K), bias (C_out,) or None ->
+    (B, C_out, L + 2*padding - dilation*(K-1)); ``padding`` may be an int, ``'valid'``,
+    or ``'causal'`` (left padding of dilation*(K-1), output length L).
+    """
+    if stride != 1 or groups != 1:
+        raise ValueError(f"conv1d: only stride=1 and groups=1 are supported, got stride={stride}, "
+                         f"groups={groups}")
+    x = _float_input(input)
+    if x.ndim != 3:
+        raise ValueError(f"conv1d: input must be (B, C_in, L), got shape {x.shape}")
+    k = weight.shape[-1]
+    if padding == "causal":
+        pad = (int(dilation) * (k - 1), 0)
+    elif padding == "valid":
+        pad = (0, 0)
+    elif isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
+        pad = (padding, padding)
+    else:
+        raise ValueError(f"conv1d: padding must be a non-negative int, 'valid' or 'causal', got {padding!r}")
+    y = conv1d_channels_last(x.transpose(0, 2, 1), weight, bias, dilation, pad)
+    return y.transpose(0, 2, 1)

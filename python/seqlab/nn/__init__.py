@@ -3,6 +3,7 @@
 from . import init, utils
 from .activation import GELU, ReLU, Sigmoid, Softmax, Tanh
 from .container import Sequential
+from .conv import CausalConv1d, Conv1d
 from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Linear
@@ -13,6 +14,8 @@ from .recurrent import GRU, LSTM, RNN
 __all__ = [
     "GELU",
     "GRU",
+    "CausalConv1d",
+    "Conv1d",
     "LSTM",
     "RNN",
     "Dropout",

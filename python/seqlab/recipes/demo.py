@@ -1,4 +1,4 @@
-"""One-line recipes: whole trainings with sensible defaults and a printed report."""
+"""The demo recipe: an LSTM trained on generated sequences (``seqlab demo``)."""
 
 from __future__ import annotations
 

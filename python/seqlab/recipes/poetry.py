@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from .. import metrics
-from ..autograd import Tensor, no_grad, tensor
-from ..data.batching import PaddedBatch, SequenceBatches, pad_sequences
+from ..autograd import Tensor, tensor
+from ..data.batching import PaddedBatch, SequenceBatches
 from ..data.poems import PoemCorpus, load_poems
 from ..data.text import tokenize
 from ..data.vocabulary import Vocabulary
@@ -31,7 +31,9 @@ KIND = "poetry_autoencoder"
 
 def loss_weights(config: AutoencoderConfig) -> tuple[float, float]:
     """(cosine weight, MSE weight) of the configured loss."""
-    return {"cosine": (1.0, 0.0), "mse": (0.0, 1.0)}.get(config.loss, (config.cosine_weight, config.mse_weight))
+    return {"cosine": (1.0, 0.0), "mse": (0.0, 1.0)}.get(
+        config.loss, (config.cosine_weight, config.mse_weight)
+    )
 
 
 class PoetryAutoencoder:
@@ -47,9 +49,16 @@ class PoetryAutoencoder:
         run_dir: the run directory (weights, config, metrics, report, plots).
     """
 
-    def __init__(self, model: SequenceAutoencoder, config: AutoencoderConfig, vocab: Vocabulary,
-                 embedding: np.ndarray, data: PoetryData | None = None,
-                 history: list[dict[str, Any]] | None = None, run_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        model: SequenceAutoencoder,
+        config: AutoencoderConfig,
+        vocab: Vocabulary,
+        embedding: np.ndarray,
+        data: PoetryData | None = None,
+        history: list[dict[str, Any]] | None = None,
+        run_dir: Path | None = None,
+    ) -> None:
         self.model = model
         self.config = config
         self.vocab = vocab
@@ -61,8 +70,10 @@ class PoetryAutoencoder:
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"PoetryAutoencoder({c.cell}, hidden={c.hidden_size}, bottleneck={c.bottleneck}, "
-                f"attention={c.attention}, vocab={len(self.vocab)}, run_dir={self.run_dir})")
+        return (
+            f"PoetryAutoencoder({c.cell}, hidden={c.hidden_size}, bottleneck={c.bottleneck}, "
+            f"attention={c.attention}, vocab={len(self.vocab)}, run_dir={self.run_dir})"
+        )
 
     # ------------------------------------------------------------------ use
     def _chunks_of(self, texts: str | Sequence[str]) -> list[np.ndarray]:
@@ -135,8 +146,10 @@ class PoetryAutoencoder:
         weights = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         weights["embedding"] = self.embedding
         atomic_write_bytes(path / "model.safetensors", save(weights))
-        write_toml(path / "model_config.toml", {"kind": KIND, "embedding_dim": int(self.embedding.shape[1]),
-                                                "config": self.config.to_dict()})
+        write_toml(
+            path / "model_config.toml",
+            {"kind": KIND, "embedding_dim": int(self.embedding.shape[1]), "config": self.config.to_dict()},
+        )
         write_json(path / "vocabulary.json", self.vocab.to_dict())
         return path
 
@@ -163,8 +176,9 @@ def _step(model: SequenceAutoencoder, embedding: np.ndarray, config: Autoencoder
     def step(m: SequenceAutoencoder, batch: PaddedBatch) -> Tensor:
         x = tensor(embedding[batch.inputs])
         pred, _ = m(x, batch.lengths)
-        return cosine_mse_loss(pred, x, batch.lengths, cosine_weight=cos_w, mse_weight=mse_w,
-                               temperature=config.temperature)
+        return cosine_mse_loss(
+            pred, x, batch.lengths, cosine_weight=cos_w, mse_weight=mse_w, temperature=config.temperature
+        )
 
     return step
 
@@ -174,20 +188,29 @@ def _write_latent_plots(run_dir: Path, codes: np.ndarray, authors: Sequence[str]
 
     written = [plot_latents(codes, authors, run_dir / "latent_pca.png", method="pca").name]
     try:
-        written.append(plot_latents(codes, authors, run_dir / "latent_tsne.png", method="tsne", seed=seed).name)
+        written.append(
+            plot_latents(codes, authors, run_dir / "latent_tsne.png", method="tsne", seed=seed).name
+        )
     except ImportError as e:
         print(f"note: {e}; latent_tsne.png not written")
     return written
 
 
-def fit_poetry_autoencoder(data: str | Path | PoemCorpus | None = None, config: AutoencoderConfig | None = None,
-                           out: str | Path | None = None, resume: str | Path | None = None,
-                           progress: bool | None = None, verbose: bool = True) -> PoetryAutoencoder:
+def fit_poetry_autoencoder(
+    data: str | Path | PoemCorpus | None = None,
+    config: AutoencoderConfig | None = None,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    progress: bool | None = None,
+    verbose: bool = True,
+) -> PoetryAutoencoder:
     """Prepares the corpus, trains, evaluates and reports; see :func:`seqlab.poetry_autoencoder`."""
     config = config or preset("small")
     if resume is not None:
         run_dir = Path(resume)
-        saved = read_toml(run_dir / "config.toml").get("config") if (run_dir / "config.toml").exists() else None
+        saved = (
+            read_toml(run_dir / "config.toml").get("config") if (run_dir / "config.toml").exists() else None
+        )
         if saved:
             config = AutoencoderConfig.from_dict(saved)
     else:
@@ -206,11 +229,24 @@ def fit_poetry_autoencoder(data: str | Path | PoemCorpus | None = None, config: 
     callbacks: list[Any] = [Curriculum(config.curriculum_phases())]
     if val is not None:
         callbacks.append(EarlyStopping("val_loss", patience=config.patience))
-    trainer = Trainer(model, None, optimizer, train, val, epochs=config.epochs, batch_size=config.batch_size,
-                      clip_grad_norm=config.clip_grad_norm, seed=config.seed, out_dir=run_dir,
-                      resume=resume is not None, callbacks=callbacks, progress=progress,
-                      step_fn=_step(model, prepared.embedding, config),
-                      config={"kind": KIND, **config.to_dict()}, verbose=verbose)
+    trainer = Trainer(
+        model,
+        None,
+        optimizer,
+        train,
+        val,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        clip_grad_norm=config.clip_grad_norm,
+        seed=config.seed,
+        out_dir=run_dir,
+        resume=resume is not None,
+        callbacks=callbacks,
+        progress=progress,
+        step_fn=_step(model, prepared.embedding, config),
+        config={"kind": KIND, **config.to_dict()},
+        verbose=verbose,
+    )
     history = trainer.fit()
     fitted = PoetryAutoencoder(model, config, prepared.vocab, prepared.embedding, prepared, history, run_dir)
     evaluation = fitted.evaluate() if prepared.chunks["test"] else {}
@@ -219,55 +255,95 @@ def fit_poetry_autoencoder(data: str | Path | PoemCorpus | None = None, config: 
     authors = [prepared.corpus[i].author or "unknown" for i in prepared.chunk_poems[split]]
     plots = _write_latent_plots(run_dir, np.stack(codes), authors, config.seed)
     fitted.save(run_dir)
-    write_json(run_dir / "evaluation.json", {
-        "split": split, "results": evaluation, "data": {
-            "path": str(prepared.corpus.path), "poems": len(prepared.corpus),
-            "skipped_records": len(prepared.corpus.skipped),
-            "splits": {s: len(v) for s, v in prepared.poem_ids.items()},
-            "chunks": {s: len(v) for s, v in prepared.chunks.items()},
-            "tokens_kept_share": prepared.chunk_report.kept_share,
-            "vocabulary": len(prepared.vocab), "embedding_dim": int(prepared.embedding.shape[1]),
-            "embeddings": prepared.vectors.source, "embedding_coverage": list(prepared.coverage)},
-        "plots": plots, "seconds": time.perf_counter() - start,
-    })
+    write_json(
+        run_dir / "evaluation.json",
+        {
+            "split": split,
+            "results": evaluation,
+            "data": {
+                "path": str(prepared.corpus.path),
+                "poems": len(prepared.corpus),
+                "skipped_records": len(prepared.corpus.skipped),
+                "splits": {s: len(v) for s, v in prepared.poem_ids.items()},
+                "chunks": {s: len(v) for s, v in prepared.chunks.items()},
+                "tokens_kept_share": prepared.chunk_report.kept_share,
+                "vocabulary": len(prepared.vocab),
+                "embedding_dim": int(prepared.embedding.shape[1]),
+                "embeddings": prepared.vectors.source,
+                "embedding_coverage": list(prepared.coverage),
+            },
+            "plots": plots,
+            "seconds": time.perf_counter() - start,
+        },
+    )
     _append_evaluation_to_report(run_dir, evaluation, config)
     if verbose:
         for name, res in evaluation.items():
-            print(f"{name}: token cosine {res['token_cosine']:.3f}, sequence cosine {res['sequence_cosine']:.3f}, "
-                  f"word recovery top-1 {res['word_top1']:.3f} / top-5 {res['word_top5']:.3f}, "
-                  f"bottleneck {res['bottleneck_active_dims']}/{res['bottleneck_dims']} dims active")
+            print(
+                f"{name}: token cosine {res['token_cosine']:.3f}, "
+                f"sequence cosine {res['sequence_cosine']:.3f}, "
+                f"word recovery top-1 {res['word_top1']:.3f} / top-5 {res['word_top5']:.3f}, "
+                f"bottleneck {res['bottleneck_active_dims']}/{res['bottleneck_dims']} dims active"
+            )
         print(f"report: {run_dir / 'training_report.md'}")
     return fitted
 
 
-def _append_evaluation_to_report(run_dir: Path, evaluation: dict[str, Any], config: AutoencoderConfig) -> None:
+def _append_evaluation_to_report(
+    run_dir: Path, evaluation: dict[str, Any], config: AutoencoderConfig
+) -> None:
     report = run_dir / "training_report.md"
     if not report.exists() or not evaluation:
         return
     lines = ["", "## Evaluation (held-out poems, free-running decoding)", ""]
     if config.attention:
-        lines.append("Attention lets information bypass the bottleneck: the `bottleneck_only` row runs the "
-                     "decoder with all-zero encoder states, so it alone measures what the "
-                     f"{config.bottleneck}-d code carries.")
+        lines.append(
+            "Attention lets information bypass the bottleneck: the `bottleneck_only` row runs the "
+            "decoder with all-zero encoder states, so it alone measures what the "
+            f"{config.bottleneck}-d code carries."
+        )
     else:
         lines.append(f"Without attention every number measures the {config.bottleneck}-d bottleneck.")
-    keys = ["token_cosine", "sequence_cosine", "mse", "rmse", "word_top1", "word_top5",
-            "bottleneck_active_dims", "bottleneck_participation_ratio"]
+    keys = [
+        "token_cosine",
+        "sequence_cosine",
+        "mse",
+        "rmse",
+        "word_top1",
+        "word_top5",
+        "bottleneck_active_dims",
+        "bottleneck_participation_ratio",
+    ]
     lines += ["", "| decoding | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for name, res in evaluation.items():
-        lines.append(f"| {name} | " + " | ".join(f"{res[k]:.4g}" if isinstance(res[k], float) else str(res[k])
-                                                 for k in keys) + " |")
-    lines += ["", "Latent codes: ![PCA](latent_pca.png) ![t-SNE](latent_tsne.png)", "",
-              "Files: [evaluation.json](evaluation.json), [model_config.toml](model_config.toml), "
-              "[vocabulary.json](vocabulary.json)", ""]
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{res[k]:.4g}" if isinstance(res[k], float) else str(res[k]) for k in keys)
+            + " |"
+        )
+    lines += [
+        "",
+        "Latent codes: ![PCA](latent_pca.png) ![t-SNE](latent_tsne.png)",
+        "",
+        "Files: [evaluation.json](evaluation.json), [model_config.toml](model_config.toml), "
+        "[vocabulary.json](vocabulary.json)",
+        "",
+    ]
     from ..serialization import atomic_write_text
 
     atomic_write_text(report, report.read_text() + "\n".join(lines))
 
 
-def poetry_autoencoder(data: str | Path | PoemCorpus | None = None, preset_name: str = "small", *,
-                       out: str | Path | None = None, resume: str | Path | None = None,
-                       progress: bool | None = None, verbose: bool = True, **overrides: Any) -> PoetryAutoencoder:
+def poetry_autoencoder(
+    data: str | Path | PoemCorpus | None = None,
+    preset_name: str = "small",
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    progress: bool | None = None,
+    verbose: bool = True,
+    **overrides: Any,
+) -> PoetryAutoencoder:
     """Trains, evaluates and reports a poetry autoencoder in one line.
 
     Args:
@@ -285,5 +361,6 @@ def poetry_autoencoder(data: str | Path | PoemCorpus | None = None, preset_name:
         The fitted :class:`PoetryAutoencoder` (``.encode``, ``.reconstruct``, ``.evaluate``,
         ``.save``; ``.run_dir`` holds weights, config, metrics, report and latent plots).
     """
-    return fit_poetry_autoencoder(data, preset(preset_name, **overrides), out=out, resume=resume,
-                                  progress=progress, verbose=verbose)
+    return fit_poetry_autoencoder(
+        data, preset(preset_name, **overrides), out=out, resume=resume, progress=progress, verbose=verbose
+    )

@@ -13,9 +13,14 @@ from ...data.batching import pad_sequences
 from .model import SequenceAutoencoder
 
 
-def run_batches(model: SequenceAutoencoder, embedding: np.ndarray, chunks: Sequence[np.ndarray],
-                batch_size: int = 64, use_attention: bool = True,
-                teacher_forcing: float | None = None) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+def run_batches(
+    model: SequenceAutoencoder,
+    embedding: np.ndarray,
+    chunks: Sequence[np.ndarray],
+    batch_size: int = 64,
+    use_attention: bool = True,
+    teacher_forcing: float | None = None,
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     """Reconstructs token-id chunks; returns (predictions (T_i, E) and codes per chunk in input
     order, and the chunk lengths). Runs in eval mode: free-running unless ``teacher_forcing``."""
     order = np.argsort([len(c) for c in chunks], kind="stable")
@@ -41,8 +46,13 @@ def run_batches(model: SequenceAutoencoder, embedding: np.ndarray, chunks: Seque
     return preds, codes, np.array([len(c) for c in chunks], dtype=np.int64)
 
 
-def evaluate_chunks(model: SequenceAutoencoder, embedding: np.ndarray, chunks: Sequence[np.ndarray],
-                    batch_size: int = 64, use_attention: bool = True) -> dict[str, Any]:
+def evaluate_chunks(
+    model: SequenceAutoencoder,
+    embedding: np.ndarray,
+    chunks: Sequence[np.ndarray],
+    batch_size: int = 64,
+    use_attention: bool = True,
+) -> dict[str, Any]:
     """Reconstruction quality on chunks of token ids (free-running decoding).
 
     Returns token-level and sequence-level cosine, MSE and RMSE between reconstructed and

@@ -37,13 +37,24 @@ class SequenceAutoencoder(Module):
         self.embedding_dim = int(embedding_dim)
         c = config
         directions = 2 if c.bidirectional else 1
-        self.encoder = _ENCODERS[c.cell](embedding_dim, c.hidden_size, num_layers=c.num_layers,
-                                         bidirectional=c.bidirectional, dropout=c.dropout, init=c.init)
+        self.encoder = _ENCODERS[c.cell](
+            embedding_dim,
+            c.hidden_size,
+            num_layers=c.num_layers,
+            bidirectional=c.bidirectional,
+            dropout=c.dropout,
+            init=c.init,
+        )
         self.to_code = Linear(directions * c.hidden_size, c.bottleneck)
         self.from_code = Linear(c.bottleneck, c.decoder_size)
-        self.decoder = RecurrentDecoder(embedding_dim, c.decoder_size, cell=c.cell,
-                                        attention_dim=directions * c.hidden_size if c.attention else None,
-                                        num_heads=c.num_heads, init=c.init)
+        self.decoder = RecurrentDecoder(
+            embedding_dim,
+            c.decoder_size,
+            cell=c.cell,
+            attention_dim=directions * c.hidden_size if c.attention else None,
+            num_heads=c.num_heads,
+            init=c.init,
+        )
 
     @property
     def teacher_forcing_ratio(self) -> float:
@@ -62,17 +73,29 @@ class SequenceAutoencoder(Module):
         final = last.transpose(1, 0, 2).reshape(x.shape[0], directions * self.config.hidden_size)
         return F.tanh(self.to_code(final)), out
 
-    def decode(self, code: Tensor, targets: Tensor, lengths: np.ndarray, memory: Tensor | None = None,
-               teacher_forcing: Any = None) -> Tensor:
+    def decode(
+        self,
+        code: Tensor,
+        targets: Tensor,
+        lengths: np.ndarray,
+        memory: Tensor | None = None,
+        teacher_forcing: Any = None,
+    ) -> Tensor:
         """Predicted vectors (B, T, E) from codes (B, bottleneck); targets feed teacher-forced steps."""
         h0 = F.tanh(self.from_code(code))
         if self.decoder.attention is None:
             memory = None
-        return self.decoder(targets, h0, teacher_forcing=teacher_forcing, memory=memory,
-                            memory_lengths=lengths if memory is not None else None)
+        return self.decoder(
+            targets,
+            h0,
+            teacher_forcing=teacher_forcing,
+            memory=memory,
+            memory_lengths=lengths if memory is not None else None,
+        )
 
-    def forward(self, x: Any, lengths: Any, teacher_forcing: Any = None,
-                use_attention: bool = True) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Any, lengths: Any, teacher_forcing: Any = None, use_attention: bool = True
+    ) -> tuple[Tensor, Tensor]:
         """Reconstructs x (B, T, E) with lengths (B,); returns (predictions (B, T, E), codes)."""
         x = x if isinstance(x, Tensor) else tensor(x)
         lengths = np.asarray(lengths, dtype=np.int64)

@@ -1,0 +1,113 @@
+// seqlab._core.conv1d_forward / conv1d_backward.
+#include <limits>
+#include <memory>
+
+#include "array_checks.hpp"
+#include "bindings.hpp"
+#include "seqlab/conv1d.hpp"
+
+namespace seqlab::bind {
+
+namespace {
+
+py::tuple forward(const py::handle& x_obj, const py::handle& w_obj, const py::object& b_obj,
+                  py::ssize_t dilation, py::ssize_t pad_left, py::ssize_t pad_right) {
+  auto x = require<float>(x_obj, "input", {-1, -1, -1});
+  auto w = require<float>(w_obj, "weight", {-1, -1, -1});
+  if (dilation < 1) throw py::value_error("dilation: expected >= 1, got " + std::to_string(dilation));
+  if (pad_left < 0 || pad_right < 0)
+    throw py::value_error("padding: expected non-negative left and right padding, got (" +
+                          std::to_string(pad_left) + ", " + std::to_string(pad_right) + ")");
+  if (w.shape(2) < 1) throw py::value_error("weight: kernel size must be >= 1, got shape " + shape_str(w));
+  if (x.shape(2) != w.shape(1))
+    throw py::value_error("input: expected " + std::to_string(w.shape(1)) +
+                          " channels in the last dimension (in_channels of weight " + shape_str(w) +
+                          "), got shape " + shape_str(x));
+  Conv1dShape s;
+  s.B = static_cast<std::size_t>(x.shape(0));
+  s.T = static_cast<std::size_t>(x.shape(1));
+  s.Cin = static_cast<std::size_t>(x.shape(2));
+  s.Cout = static_cast<std::size_t>(w.shape(0));
+  s.K = static_cast<std::size_t>(w.shape(2));
+  s.dilation = static_cast<std::size_t>(dilation);
+  s.pad_left = static_cast<std::size_t>(pad_left);
+  s.pad_right = static_cast<std::size_t>(pad_right);
+  const std::size_t To = s.out_len();
+  if (To == 0)
+    throw py::value_error("input: sequence length " + std::to_string(s.T) + " with padding (" +
+                          std::to_string(pad_left) + ", " + std::to_string(pad_right) +
+                          ") is shorter than the receptive field dilation*(K-1)+1 = " +
+                          std::to_string(s.dilation * (s.K - 1) + 1));
+  constexpr std::size_t kMaxDim = static_cast<std::size_t>(std::numeric_limits<int>::max());
+  if (s.B * To > kMaxDim || s.K * s.Cin > kMaxDim)
+    throw py::value_error("input: " + std::to_string(s.B * To) + " output rows x " +
+                          std::to_string(s.K * s.Cin) + " taps exceeds the BLAS limit of 2^31 - 1");
+  const float* bias = nullptr;
+  py::array_t<float, py::array::c_style> b;
+  if (!b_obj.is_none()) {
+    b = require<float>(b_obj, "bias", {static_cast<py::ssize_t>(s.Cout)});
+    bias = b.data();
+  }
+  py::array_t<float> y({x.shape(0), static_cast<py::ssize_t>(To), w.shape(0)});
+  auto cache = std::make_unique<Conv1dCache>();
+  float* yp = y.mutable_data();
+  {
+    py::gil_scoped_release release;
+    conv1d_forward(s, x.data(), w.data(), bias, yp, *cache);
+  }
+  return py::make_tuple(y, py::cast(std::move(cache)));
+}
+
+py::object backward(Conv1dCache& cache, const py::handle& gy_obj, const py::object& gw_obj,
+                    const py::object& gb_obj, bool need_grad_input) {
+  const Conv1dShape& s = cache.shape;
+  if (cache.unfolded.size() == 0 && s.B * s.out_len() * s.K * s.Cin != 0)
+    throw std::runtime_error("conv1d_backward: the cache holds no forward (was it released?)");
+  const auto B = static_cast<py::ssize_t>(s.B), To = static_cast<py::ssize_t>(s.out_len()),
+             Cout = static_cast<py::ssize_t>(s.Cout), Cin = static_cast<py::ssize_t>(s.Cin),
+             K = static_cast<py::ssize_t>(s.K);
+  auto gy = require<float>(gy_obj, "grad_output", {B, To, Cout});
+  float* gw = nullptr;
+  float* gb = nullptr;
+  py::array_t<float, py::array::c_style> gwa, gba;
+  if (!gw_obj.is_none()) {
+    gwa = require_writeable<float>(gw_obj, "grad_weight", {Cout, Cin, K});
+    gw = gwa.mutable_data();
+  }
+  if (!gb_obj.is_none()) {
+    gba = require_writeable<float>(gb_obj, "grad_bias", {Cout});
+    gb = gba.mutable_data();
+  }
+  py::array_t<float> gx;
+  float* gxp = nullptr;
+  if (need_grad_input) {
+    gx = py::array_t<float>({B, static_cast<py::ssize_t>(s.T), Cin});
+    gxp = gx.mutable_data();
+  }
+  {
+    py::gil_scoped_release release;
+    conv1d_backward(cache, gy.data(), gxp, gw, gb);
+  }
+  if (!need_grad_input) return py::none();
+  return std::move(gx);
+}
+
+}  // namespace
+
+void bind_conv1d(py::module_& m) {
+  py::class_<Conv1dCache>(m, "Conv1dCache", "Opaque state kept by conv1d_forward for conv1d_backward.");
+  m.def("conv1d_forward", &forward, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(),
+        py::arg("dilation") = 1, py::arg("pad_left") = 0, py::arg("pad_right") = 0,
+        R"doc(1-d convolution over channels-last sequences, stride 1, groups 1.
+
+input (B, T, Cin) float32, weight (Cout, Cin, K) (torch's layout), bias (Cout,) or None;
+zero padding pad_left / pad_right (causal: pad_left = dilation*(K-1), pad_right = 0).
+Returns (output (B, To, Cout) with To = T + pad_left + pad_right - dilation*(K-1), cache).)doc");
+  m.def("conv1d_backward", &backward, py::arg("cache"), py::arg("grad_output"),
+        py::arg("grad_weight") = py::none(), py::arg("grad_bias") = py::none(),
+        py::arg("need_grad_input") = true,
+        "Backward of conv1d_forward: returns grad_input (B, T, Cin) (or None) and ACCUMULATES "
+        "grad_weight (Cout, Cin, K) and grad_bias (Cout,) in place when given.");
+}
+
+}  // namespace seqlab::bind

@@ -1,0 +1,115 @@
+"""Conv1d / CausalConv1d: parity with torch.nn.Conv1d (left padding), gradients, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import seqlab
+from seqlab import functional as F
+from seqlab import nn
+
+
+def _torch_causal(torch, x_cl, w, b, dilation):
+    """torch.nn.functional.conv1d over the input left-padded with dilation*(K-1) zeros."""
+    x = torch.tensor(x_cl.transpose(0, 2, 1).copy(), requires_grad=True)
+    wt = torch.tensor(w, requires_grad=True)
+    bt = None if b is None else torch.tensor(b, requires_grad=True)
+    pad = dilation * (w.shape[2] - 1)
+    y = torch.nn.functional.conv1d(torch.nn.functional.pad(x, (pad, 0)), wt, bt, dilation=dilation)
+    return x, wt, bt, y
+
+
+@pytest.mark.parametrize(
+    "dilation,k,bias", [(1, 3, True), (2, 2, False), (4, 3, True), (8, 5, True), (1, 1, True)]
+)
+def test_causal_conv_matches_torch(torch, rng, dilation, k, bias):
+    B, T, cin, cout = 3, 37, 5, 7
+    x = rng.standard_normal((B, T, cin)).astype(np.float32)
+    w = rng.standard_normal((cout, cin, k)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32) if bias else None
+    gy = rng.standard_normal((B, T, cout)).astype(np.float32)
+
+    xs = seqlab.tensor(x, requires_grad=True)
+    ws = nn.Parameter(w)
+    bs = None if b is None else nn.Parameter(b)
+    y = F.causal_conv1d(xs, ws, bs, dilation=dilation)
+    (y * gy).sum().backward()
+
+    xt, wt, bt, yt = _torch_causal(torch, x, w, b, dilation)
+    (yt * torch.tensor(gy.transpose(0, 2, 1).copy())).sum().backward()
+
+    np.testing.assert_allclose(y.data, yt.detach().numpy().transpose(0, 2, 1), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(xs.grad, xt.grad.numpy().transpose(0, 2, 1), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ws.grad, wt.grad.numpy(), rtol=1e-4, atol=1e-3)
+    if bias:
+        np.testing.assert_allclose(bs.grad, bt.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_causality_future_inputs_do_not_change_past_outputs(rng):
+    conv = nn.CausalConv1d(3, 4, kernel_size=3, dilation=2)
+    x = rng.standard_normal((2, 20, 3)).astype(np.float32)
+    y1 = conv(x).data
+    x2 = x.copy()
+    x2[:, 12:] += 10.0
+    y2 = conv(x2).data
+    np.testing.assert_array_equal(y1[:, :12], y2[:, :12])
+    assert np.abs(y1[:, 12:] - y2[:, 12:]).max() > 0.1
+
+
+@pytest.mark.parametrize("padding", [0, 2, "causal", "same", "valid"])
+def test_module_state_dict_moves_to_torch_and_matches(torch, rng, padding):
+    conv = nn.Conv1d(4, 6, kernel_size=3, padding=padding, dilation=2)
+    ref = torch.nn.Conv1d(
+        4, 6, kernel_size=3, dilation=2, padding=padding if padding not in ("causal",) else 0
+    )
+    ref.load_state_dict({k: torch.tensor(v) for k, v in conv.state_dict().items()})
+    x = rng.standard_normal((2, 4, 15)).astype(np.float32)
+    xt = torch.tensor(x)
+    if padding == "causal":
+        xt = torch.nn.functional.pad(xt, (4, 0))
+    expected = ref(xt).detach().numpy()
+    got = conv(x).data
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_init_matches_torch_bounds():
+    conv = nn.Conv1d(8, 16, kernel_size=3)
+    bound = 1.0 / np.sqrt(8 * 3)
+    assert np.abs(conv.weight.data).max() <= bound + 1e-6
+    assert np.abs(conv.weight.data).max() > 0.8 * bound
+    assert np.abs(conv.bias.data).max() <= bound + 1e-6
+
+
+def test_bad_input_raises_clear_errors():
+    conv = nn.CausalConv1d(3, 4, kernel_size=3)
+    with pytest.raises(ValueError, match="channels"):
+        conv(np.zeros((2, 10, 5), np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        conv(np.zeros((2, 10, 3), np.int64))
+    with pytest.raises(ValueError, match="receptive field"):
+        F.conv1d_channels_last(np.zeros((1, 2, 3), np.float32), conv.weight, None, 1, (0, 0))
+    with pytest.raises(ValueError, match="stride"):
+        nn.Conv1d(3, 4, 3, stride=2)
+    with pytest.raises(ValueError, match="kernel_size"):
+        nn.Conv1d(3, 4, 0)
+    with pytest.raises(ValueError, match="grad_output"):
+        _, cache = seqlab._core.conv1d_forward(np.zeros((1, 5, 3), np.float32), conv.weight.data)
+        seqlab._core.conv1d_backward(cache, np.zeros((1, 4, 4), np.float32))
+
+
+def test_trains_under_threads_deterministically(rng):
+    x = rng.standard_normal((4, 30, 3)).astype(np.float32)
+    grads = []
+    for threads in (1, 2, 2):
+        seqlab.set_num_threads(threads)
+        seqlab.manual_seed(0)
+        conv = nn.CausalConv1d(3, 8, kernel_size=3, dilation=4)
+        xs = seqlab.tensor(x, requires_grad=True)
+        (conv(xs) ** 2).sum().backward()
+        grads.append((xs.grad.copy(), conv.weight.grad.copy()))
+    seqlab.set_num_threads(2)
+    np.testing.assert_array_equal(grads[1][0], grads[2][0])
+    np.testing.assert_array_equal(grads[1][1], grads[2][1])
+    np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-5)

@@ -1,0 +1,145 @@
+"""The forecaster recipe and `seqlab forecast`: synthetic events by default, CSV and event
+files, tuning, saving, clear errors on bad input, and the real-data checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import seqlab
+from seqlab.cli import main
+from seqlab.data.synthetic_events import synthetic_events, write_synthetic_events
+from seqlab.train.forecaster import Forecaster
+
+
+def test_default_is_the_synthetic_event_stream(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    f = seqlab.forecaster(
+        model="nbeats", preset="tiny", epochs=6, input_size=48, horizon=12, out_dir=tmp_path / "run"
+    )
+    out = capsys.readouterr().out
+    assert "synthetic agent events" in out and "seasonal_naive" in out and "latency_within_threshold" in out
+    assert f.columns[f.target_columns[0]] == "latency_ms"
+    scores = f.evaluate()
+    assert scores["model"]["mse"] < scores["last_value"]["mse"]
+    saved = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert saved["test"]["model"]["mse"] == pytest.approx(scores["model"]["mse"])
+    g = Forecaster.load(tmp_path / "run")
+    hist = f.splits.raw[-48:]
+    np.testing.assert_allclose(g.predict(hist), f.predict(hist), rtol=1e-5)
+
+
+def test_event_file_with_bad_lines(tmp_path: Path) -> None:
+    p = write_synthetic_events(tmp_path / "ev.jsonl", n_agents=2, days=6)
+    lines = p.read_text().splitlines()
+    lines.insert(10, "{not json")
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"ev.jsonl: line 11: malformed JSON"):
+        seqlab.forecaster(str(p), preset="tiny", input_size=24, horizon=6, verbose=False)
+    f = seqlab.forecaster(
+        str(p),
+        model="tcn",
+        preset="tiny",
+        input_size=24,
+        horizon=6,
+        on_error="skip",
+        target="success_rate",
+        verbose=False,
+    )
+    assert "success_accuracy" in f.evaluate()["model"]
+
+
+def test_csv_and_tuning(tmp_path: Path) -> None:
+    t = np.arange(600)
+    rows = ["date,a,target"] + [
+        f"2024-01-{1 + i // 24:02d} {i % 24:02d}:00:00,{np.cos(i / 5):.4f},"
+        f"{np.sin(2 * np.pi * i / 24) + 0.001 * i:.4f}"
+        for i in t[: 24 * 25]
+    ]
+    p = tmp_path / "s.csv"
+    p.write_text("\n".join(rows) + "\n")
+    f = seqlab.forecaster(
+        str(p),
+        model="auto",
+        tune=3,
+        preset="tiny",
+        method="random",
+        input_size=24,
+        horizon=6,
+        epochs=2,
+        verbose=False,
+    )
+    assert f.search_result is not None and len(f.search_result.trials) == 3
+    assert f.config.model == f.search_result.best_params["model"]
+    assert f.columns == ["a", "target"] and f.target_columns == [1]
+
+
+def test_too_short_series_and_missing_file() -> None:
+    with pytest.raises(ValueError, match="fewer than input_size"):
+        seqlab.forecaster("nile", input_size=96, horizon=24, verbose=False)
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        seqlab.forecaster("nope.csv", verbose=False)
+
+
+def test_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    p = tmp_path / "ev.json"
+    p.write_text(json.dumps(list(synthetic_events(n_agents=1, days=5))))
+    assert (
+        main(
+            [
+                "forecast",
+                str(p),
+                "--model",
+                "lstm",
+                "--preset",
+                "tiny",
+                "--input-size",
+                "24",
+                "--horizon",
+                "6",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
+    assert "last_value" in capsys.readouterr().out
+    assert (tmp_path / "o" / "forecaster.safetensors").is_file()
+    assert main(["forecast", str(tmp_path / "missing.csv")]) == 1
+    assert "missing.csv" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["forecast", "--horizon", "0"])
+
+
+def test_co2_nbeats_beats_the_baselines() -> None:
+    f = seqlab.forecaster(
+        "co2",
+        model="nbeats",
+        preset="tiny",
+        epochs=8,
+        width=64,
+        lr=3e-3,
+        input_size=104,
+        horizon=26,
+        verbose=False,
+    )
+    s = f.evaluate()
+    assert f.season == 52
+    assert s["model"]["mse"] < 0.3 * min(s["last_value"]["mse"], s["seasonal_naive"]["mse"]), s
+
+
+def test_etth1_runs_end_to_end(shared_data: Path) -> None:
+    f = seqlab.forecaster(
+        shared_data / "ETTh1.csv",
+        model="nbeats",
+        preset="tiny",
+        epochs=1,
+        target="OT",
+        split=(8640, 2880, 2880),
+        verbose=False,
+    )
+    s = f.evaluate()
+    assert f.season == 24 and np.isfinite(s["model"]["mse"])
+    assert s["model"]["mse"] < 2 * s["last_value"]["mse"]
