@@ -4,4 +4,5 @@
 
 namespace seqlab::bind {
 void bind_threads(pybind11::module_& m);
+void bind_retrieval(pybind11::module_& m);
 }  // namespace seqlab::bind

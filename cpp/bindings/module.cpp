@@ -4,4 +4,5 @@
 PYBIND11_MODULE(_core, m) {
   m.doc() = "seqlab C++ kernels (forward/backward pairs over float32 numpy arrays)";
   seqlab::bind::bind_threads(m);
+  seqlab::bind::bind_retrieval(m);
 }
