@@ -30,7 +30,9 @@ class ThreadPool {
     stop_workers();
     size_ = std::max(1, n);
     stopping_ = false;
-    for (int i = 1; i < size_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    // A new worker starts at the current generation, so it never runs a finished task.
+    for (int i = 1; i < size_; ++i)
+      workers_.emplace_back([this, i, start = generation_] { worker_loop(i, start); });
   }
 
   // Runs task(i) for i in [0, ntasks) with ntasks <= size(); task 0 on the caller.
@@ -61,9 +63,8 @@ class ThreadPool {
   }
 
  private:
-  void worker_loop(int index) {
+  void worker_loop(int index, std::size_t seen) {
     t_in_worker = true;
-    std::size_t seen = 0;
     for (;;) {
       const std::function<void(int)>* task = nullptr;
       {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "seqlab/blas.hpp"
@@ -87,7 +88,7 @@ void scan_topk(const float* s, std::size_t n, std::int64_t j0, Heap& h) {
         }
     }
   }
-  bool finite = !xsimd::any(bad != zero);
+  bool finite = !std::isnan(xsimd::hadd(bad));  // bad is 0 or NaN
   for (; i < n; ++i) {
     if (!std::isfinite(s[i])) finite = false;
     else if (s[i] > thr) {
@@ -114,7 +115,7 @@ std::int64_t count_above(const float* s, std::size_t n, std::int64_t j0, float t
   }
   // Each lane counts at most n / kW <= kMaxBankTile rows: exact in float.
   std::int64_t total = static_cast<std::int64_t>(xsimd::hadd(cnt)) + ties;
-  bool finite = !xsimd::any(bad != zero);
+  bool finite = !std::isnan(xsimd::hadd(bad));  // bad is 0 or NaN
   for (; i < n; ++i) {
     if (!std::isfinite(s[i])) finite = false;
     const std::int64_t j = j0 + static_cast<std::int64_t>(i);
@@ -124,6 +125,94 @@ std::int64_t count_above(const float* s, std::size_t n, std::int64_t j0, float t
   if (t >= j0 && t < j0 + static_cast<std::int64_t>(n) && s[t - j0] > ts) --total;  // not itself
   return total;
 }
+
+// Largest rounding gap between a GEMM score and the SIMD score of the same pair, for
+// rows of squared norm <= max_sq (both dots err by at most ~D u |q| |b|; the transforms
+// are the same, adding at most an ulp of the result each).
+template <Metric M>
+float gemm_tolerance(std::size_t D, float qnorm, float max_sq, float ts) {
+  const float u = std::numeric_limits<float>::epsilon() * 0.5f;
+  const float bn = std::sqrt(max_sq);
+  const float dot_err = 4.0f * static_cast<float>(D + 2) * u * qnorm * bn;
+  if constexpr (M == Metric::inner_product) return dot_err + 8.0f * u * (std::fabs(ts) + qnorm * bn);
+  else if constexpr (M == Metric::cosine) return 4.0f * static_cast<float>(D + 2) * u + 16.0f * u;
+  else return 2.0f * dot_err + 16.0f * u * (2.0f * qnorm * bn + max_sq + std::fabs(ts));
+}
+
+// GEMM-path rank count: rows clearly above the target are counted in SIMD; rows within
+// the rounding band of the target score are rescored exactly as ranking_scores does, so
+// the rank equals the few-queries path's rank, ties included.
+template <Metric M>
+std::int64_t count_above_banded(const float* s, std::size_t n, std::int64_t j0, float ts,
+                                std::int64_t t, const float* q, const float* rows, std::size_t D,
+                                const float* sq, float qnorm) {
+  float max_sq = 0.0f;
+  for (std::size_t r = 0; r < n; ++r) max_sq = std::fmax(max_sq, sq[r]);
+  const float tol = gemm_tolerance<M>(D, qnorm, max_sq, ts);
+  const float hi = ts + tol, lo = ts - tol;
+  const fbatch zero(0.0f), one(1.0f), hiv(hi), lov(lo);
+  fbatch bad(0.0f), cnt(0.0f);
+  std::int64_t extra = 0;
+  auto exact = [&](std::size_t r) {
+    const std::int64_t j = j0 + static_cast<std::int64_t>(r);
+    if (j == t) return;
+    const float e = transform<M>(simd::dot(q, rows + r * D, D), row_term<M>(sq[r]));
+    if (e > ts || (e == ts && j < t)) ++extra;
+  };
+  std::size_t i = 0;
+  for (; i + kW <= n; i += kW) {
+    const fbatch v = fbatch::load_unaligned(s + i);
+    bad += v * zero;
+    cnt += xsimd::select(v > hiv, one, zero);
+    if (xsimd::any((v >= lov) & (v <= hiv)))
+      for (std::size_t l = 0; l < kW; ++l)
+        if (s[i + l] >= lo && s[i + l] <= hi) exact(i + l);
+  }
+  std::int64_t total = static_cast<std::int64_t>(xsimd::hadd(cnt));
+  bool finite = !std::isnan(xsimd::hadd(bad));
+  for (; i < n; ++i) {
+    if (!std::isfinite(s[i])) finite = false;
+    else if (s[i] > hi) ++total;
+    else if (s[i] >= lo) exact(i);
+  }
+  if (!finite) report_nonfinite(s, n, j0);
+  // The target itself scores ts exactly, so its GEMM score lies in the band: never counted.
+  return total + extra;
+}
+
+struct TopKSink {
+  static constexpr bool kNeedsNorms = false;
+  Cand* storage;
+  std::size_t* sizes;
+  std::size_t Q, k;
+  template <class Tag>
+  void operator()(Tag, std::size_t c, std::size_t a, const float* s, std::size_t n,
+                  std::int64_t j0, const float*, const float*) const {
+    const std::size_t slot = c * Q + a;
+    Heap h{storage + slot * k, sizes[slot], k};
+    scan_topk(s, n, j0, h);
+    sizes[slot] = h.n;
+  }
+};
+
+struct RankSink {
+  static constexpr bool kNeedsNorms = true;
+  std::int64_t* partial;
+  std::size_t Q, D;
+  const float* qp;
+  const float* qnorm;
+  const float* target_scores;
+  const std::int64_t* targets;
+  template <class Tag>
+  void operator()(Tag, std::size_t c, std::size_t a, const float* s, std::size_t n,
+                  std::int64_t j0, const float* rows, const float* sq) const {
+    if (sq == nullptr)
+      partial[c * Q + a] += count_above(s, n, j0, target_scores[a], targets[a]);
+    else
+      partial[c * Q + a] += count_above_banded<Tag::value>(
+          s, n, j0, target_scores[a], targets[a], qp + a * D, rows, D, sq, qnorm[a]);
+  }
+};
 
 // Queries as the kernels use them: normalised for cosine, as given otherwise.
 struct PreparedQueries {
@@ -178,8 +267,15 @@ void score_block(const float* qp, std::size_t Q, const float* rows, std::size_t 
   }
 }
 
-// Few-queries path: one contiguous range of bank rows per context (thread);
-// sink(context, query, scores, n, first_global_row) consumes each block.
+template <Metric M>
+using MetricTag = std::integral_constant<Metric, M>;
+
+// Sinks take (MetricTag, context, query, scores s[0, n), first global row j0, the bank
+// rows scored, their squared norms). The squared norms are null when the scores are exact
+// (the few-queries path computes them as ranking_scores does); the GEMM path passes them
+// so a sink can bound the GEMM's rounding and recompute near-ties exactly.
+
+// Few-queries path: one contiguous range of bank rows per context (thread).
 template <Metric M, class Sink>
 void scan_simd(const float* qp, std::size_t Q, const float* bank, std::size_t N, std::size_t D,
                std::int64_t offset, std::size_t ncontexts, Sink&& sink) {
@@ -191,7 +287,8 @@ void scan_simd(const float* qp, std::size_t Q, const float* bank, std::size_t N,
         const std::size_t nb = std::min(kRowBlock, r1 - j);
         score_block<M>(qp, Q, bank + j * D, nb, D, buf.data());
         for (std::size_t a = 0; a < Q; ++a)
-          sink(c, a, buf.data() + a * kRowBlock, nb, offset + static_cast<std::int64_t>(j));
+          sink(MetricTag<M>{}, c, a, buf.data() + a * kRowBlock, nb,
+               offset + static_cast<std::int64_t>(j), bank + j * D, nullptr);
       }
     }
   });
@@ -200,12 +297,12 @@ void scan_simd(const float* qp, std::size_t Q, const float* bank, std::size_t N,
 // Many-queries path: sgemm per (query tile, bank tile), then per-query sinks in parallel.
 template <Metric M, class Sink>
 void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N, std::size_t D,
-               std::int64_t offset, Sink&& sink) {
+               std::int64_t offset, bool need_norms, Sink&& sink) {
   const std::size_t qt = std::min(Q, kMaxQueryTile);
   std::size_t bt = std::clamp(kScoreTileFloats / qt, kMinBankTile, kMaxBankTile);
   bt = std::min(bt, N);
   std::vector<float> S(qt * bt);
-  std::vector<float> term(bt);
+  std::vector<float> term(bt), sq(bt);
   for (std::size_t q0 = 0; q0 < Q; q0 += qt) {
     const std::size_t nq = std::min(qt, Q - q0);
     for (std::size_t j0 = 0; j0 < N; j0 += bt) {
@@ -214,9 +311,12 @@ void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N,
       sgemm(false, true, static_cast<int>(nq), static_cast<int>(nb), static_cast<int>(D), 1.0f,
             qp + q0 * D, static_cast<int>(D), tile, static_cast<int>(D), 0.0f, S.data(),
             static_cast<int>(nb));
-      if constexpr (M != Metric::inner_product) {
+      if (M != Metric::inner_product || need_norms) {
         parallel_for(nb, 512, [&](std::size_t b, std::size_t e) {
-          for (std::size_t r = b; r < e; ++r) term[r] = row_term<M>(simd::sqnorm(tile + r * D, D));
+          for (std::size_t r = b; r < e; ++r) {
+            sq[r] = simd::sqnorm(tile + r * D, D);
+            term[r] = row_term<M>(sq[r]);
+          }
         });
       }
       parallel_for(nq, 1, [&](std::size_t b, std::size_t e) {
@@ -234,7 +334,8 @@ void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N,
             }
             for (; r < nb; ++r) row[r] = transform<M>(row[r], term[r]);
           }
-          sink(0, q0 + a, row, nb, offset + static_cast<std::int64_t>(j0));
+          sink(MetricTag<M>{}, 0, q0 + a, row, nb, offset + static_cast<std::int64_t>(j0), tile,
+               sq.data());
         }
       });
     }
@@ -255,7 +356,7 @@ std::size_t simd_contexts(std::size_t N) {
 template <Metric M, class Sink>
 void scan(const float* qp, std::size_t Q, const float* bank, std::size_t N, std::size_t D,
           std::int64_t offset, bool gemm, std::size_t ncontexts, Sink&& sink) {
-  if (gemm) scan_gemm<M>(qp, Q, bank, N, D, offset, sink);
+  if (gemm) scan_gemm<M>(qp, Q, bank, N, D, offset, std::decay_t<Sink>::kNeedsNorms, sink);
   else scan_simd<M>(qp, Q, bank, N, D, offset, ncontexts, sink);
 }
 
@@ -296,12 +397,7 @@ void topk_search(const float* queries, std::size_t Q, const float* bank, std::si
   const std::size_t ncontexts = gemm ? 1 : simd_contexts(N);
   std::vector<Cand> storage(ncontexts * Q * k);
   std::vector<std::size_t> sizes(ncontexts * Q, 0);
-  auto sink = [&](std::size_t c, std::size_t a, const float* s, std::size_t n, std::int64_t j0) {
-    const std::size_t slot = c * Q + a;
-    Heap h{storage.data() + slot * k, sizes[slot], k};
-    scan_topk(s, n, j0, h);
-    sizes[slot] = h.n;
-  };
+  TopKSink sink{storage.data(), sizes.data(), Q, k};
   dispatch(metric, p.data, Q, bank, N, D, index_offset, gemm, ncontexts, sink);
 
   parallel_for(Q, 16, [&](std::size_t b, std::size_t e) {
@@ -356,9 +452,9 @@ void count_ranked_above(const float* queries, std::size_t Q, const float* bank, 
   const bool gemm = use_gemm(path, Q);
   const std::size_t ncontexts = gemm ? 1 : simd_contexts(N);
   std::vector<std::int64_t> partial(ncontexts * Q, 0);
-  auto sink = [&](std::size_t c, std::size_t a, const float* s, std::size_t n, std::int64_t j0) {
-    partial[c * Q + a] += count_above(s, n, j0, target_scores[a], targets[a]);
-  };
+  std::vector<float> qnorm(Q);
+  for (std::size_t a = 0; a < Q; ++a) qnorm[a] = std::sqrt(simd::sqnorm(p.data + a * D, D));
+  RankSink sink{partial.data(), Q, D, p.data, qnorm.data(), target_scores, targets};
   dispatch(metric, p.data, Q, bank, N, D, index_offset, gemm, ncontexts, sink);
   for (std::size_t c = 0; c < ncontexts; ++c)
     for (std::size_t a = 0; a < Q; ++a) counts[a] += partial[c * Q + a];
