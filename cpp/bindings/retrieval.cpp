@@ -49,9 +49,11 @@ void check_pair(const f32& q, const f32& bank, const char* bank_name) {
 
 [[noreturn]] void raise_nonfinite(const NonFiniteScore& e, const f32& bank, const char* bank_name,
                                   std::int64_t offset) {
-  throw py::value_error(std::string(bank_name) + ": row " + std::to_string(e.row) + " of " +
-                        dims(bank.shape(0), bank.shape(1)) +
-                        (offset ? " (chunk offset " + std::to_string(offset) + ")" : std::string()) +
+  const std::string where =
+      offset ? " (in a chunk of shape " + dims(bank.shape(0), bank.shape(1)) + " from row " +
+                   std::to_string(offset) + ")"
+             : " of " + dims(bank.shape(0), bank.shape(1));
+  throw py::value_error(std::string(bank_name) + ": row " + std::to_string(e.row) + where +
                         " gives a non-finite score: it contains NaN or Inf, or its values "
                         "overflow float32");
 }

@@ -248,7 +248,12 @@ void score_block(const float* qp, std::size_t Q, const float* rows, std::size_t 
       for (int b = 0; b < 4; ++b) term[b] = row_term<M>(sq[b]);
     }
     std::size_t a = 0;
-    float d[8];
+    float d[16];
+    for (; a + 4 <= Q; a += 4) {
+      simd::dot_block<4, 4>(qp + a * D, D, rows + r * D, D, D, d);
+      for (int x = 0; x < 4; ++x)
+        for (int b = 0; b < 4; ++b) out[(a + x) * kRowBlock + r + b] = transform<M>(d[x * 4 + b], term[b]);
+    }
     for (; a + 2 <= Q; a += 2) {
       simd::dot_block<2, 4>(qp + a * D, D, rows + r * D, D, D, d);
       for (int x = 0; x < 2; ++x)
