@@ -133,6 +133,25 @@ def test_single_query_vector_and_k_equals_n(rng):
     assert sorted(i.tolist()) == list(range(64))
 
 
+@pytest.mark.parametrize("metric", METRICS)
+def test_gemm_tiling_boundaries(rng, metric):
+    # 300 queries: bank tiles of ~3.5k rows, so 9000 rows span three; 4100 queries: two
+    # query tiles.
+    for q_count, n in ((300, 9000), (4100, 64)):
+        b = int_data(rng, (n, 8))
+        if metric == "cosine":
+            b = rng.standard_normal((n, 8)).astype(np.float32)
+        q = unit_int_queries(rng, q_count, 8) if metric == "cosine" else int_data(rng, (q_count, 8))
+        s, i = topk(q, b, 5, metric, path="gemm")
+        if metric == "cosine":
+            check_valid_topk(s, i, q, b, 5, metric)
+        else:
+            np.testing.assert_array_equal(i, ref_topk(q, b, 5, metric)[1])
+        t = rng.integers(0, n, q_count)
+        ranks = target_rank(q, t, b, metric, path="gemm")
+        np.testing.assert_array_equal(ranks, ref_rank(q, b, t, metric))
+
+
 def test_paths_agree_on_gaussian(rng):
     b = rng.standard_normal((5000, 96)).astype(np.float32)
     q = rng.standard_normal((8, 96)).astype(np.float32)

@@ -204,8 +204,9 @@ def target_rank(
     return counts
 
 
-def _ranks(predictions: Any, targets: Any, bank: Any, metric: str) -> tuple[np.ndarray, int]:
-    """Ranks of the targets and the bank size; in-batch when bank is None."""
+def _ranks(predictions: Any, targets: Any, bank: Any, metric: str,
+           ks: Sequence[int] | None = None) -> tuple[np.ndarray, list[int]]:
+    """Ranks of the targets and the checked cut-offs; in-batch when bank is None."""
     if bank is None:
         p = float_array(predictions, "predictions", (2,), "(B, D)")
         tv = float_array(targets, "targets", (2,), "(B, D) (vectors, as bank is None)")
@@ -217,15 +218,17 @@ def _ranks(predictions: Any, targets: Any, bank: Any, metric: str) -> tuple[np.n
         q, _ = _queries(p, "predictions")
         b = _bank(tv, q, "targets", "predictions")
         idx = np.arange(q.shape[0], dtype=np.int64)
-        return target_rank(q, idx, b, metric), b.shape[0]
+        checked = _check_ks(ks, b.shape[0], b.shape) if ks is not None else []
+        return target_rank(q, idx, b, metric), checked
     q = float_array(predictions, "predictions", (2,), "(Q, D)")
     b = _bank(bank, q, "bank", "predictions")
     q, _ = _queries(q, "predictions")
     t = _target_indices(targets, q.shape[0], b.shape[0])
-    return target_rank(q, t, b, metric), b.shape[0]
+    checked = _check_ks(ks, b.shape[0], b.shape) if ks is not None else []
+    return target_rank(q, t, b, metric), checked
 
 
-def _check_ks(ks: Sequence[int], n: int, bank_shape: tuple[int, ...]) -> list[int]:
+def _check_ks(ks: Sequence[int] | int, n: int, bank_shape: tuple[int, ...]) -> list[int]:
     ks = [ks] if isinstance(ks, (int, np.integer)) else list(ks)
     if not ks:
         raise ValueError("ks: is empty")
@@ -253,8 +256,7 @@ def hit_at_k(
         ``{"hit@1": ..., "hit@5": ..., "hit@10": ...}`` (one key per k), values in [0, 1].
     """
     metric = _check_metric(metric)
-    ranks, n = _ranks(predictions, targets, bank, metric)
-    ks = _check_ks(ks, n, (n, -1))
+    ranks, ks = _ranks(predictions, targets, bank, metric, ks)
     return {f"hit@{k}": float(np.mean(ranks < k)) for k in ks}
 
 
