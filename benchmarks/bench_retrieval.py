@@ -33,6 +33,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--gemm-peak-small", type=float, default=50.0,
                     help="GFLOP/s per core at M = 16")
     ap.add_argument("--no-numpy", action="store_true")
+    ap.add_argument("--interleaved", action="store_true",
+                    help="alternate the peers' calls instead of timing each in a block")
     ap.add_argument("--no-faiss", action="store_true")
     args = ap.parse_args()
     if args.quick:
@@ -53,7 +55,12 @@ import seqlab  # noqa: E402
 from seqlab import metrics  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import interleaved_medians, machine_description, markdown_table  # noqa: E402
+from harness import (  # noqa: E402
+    interleaved_medians,
+    machine_description,
+    markdown_table,
+    median_seconds,
+)
 
 
 def numpy_topk(q: np.ndarray, bank: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,12 +78,26 @@ def numpy_topk(q: np.ndarray, bank: np.ndarray, k: int) -> tuple[np.ndarray, np.
 
 
 def timed(fns: list, budget: float) -> list[float]:
+    """Median seconds of each function.
+
+    By default each peer is timed in its own block after a pause: OpenBLAS and OpenMP
+    worker threads spin for a while after a call, and on a machine with as many threads
+    as cores a spinning peer would steal the core of the next library's second thread.
+    ``--interleaved`` alternates the calls instead (fair against slow drift, unfair
+    against libraries whose threads sleep).
+    """
     t0 = time.perf_counter()
     for fn in fns:
         fn()
     one = (time.perf_counter() - t0) / len(fns)
     repeats = int(min(15, max(3, budget / max(one, 1e-6))))
-    return interleaved_medians(fns, repeats=repeats, warmup=1)
+    if ARGS.interleaved:
+        return interleaved_medians(fns, repeats=repeats, warmup=1)
+    out = []
+    for fn in fns:
+        time.sleep(0.5)
+        out.append(median_seconds(fn, repeats=repeats, warmup=1))
+    return out
 
 
 def bench_row(bank: np.ndarray, index: object, queries: np.ndarray, k: int) -> list[object]:
@@ -137,7 +158,9 @@ def main() -> None:
             del index
         del big
     print()
-    print(f"Machine: {machine_description()}; threads = {threads}; k = {ARGS.k}; inner product")
+    mode = "interleaved" if ARGS.interleaved else "each peer timed in its own block"
+    print(f"Machine: {machine_description()}; threads = {threads}; k = {ARGS.k}; "
+          f"inner product; {mode}")
     print(f"Ceilings: {ARGS.bandwidth} GB/s per core read bandwidth (Q = 1), "
           f"{ARGS.gemm_peak_small} GFLOP/s per core sgemm at M = 16, {ARGS.gemm_peak} at large M")
     print()
