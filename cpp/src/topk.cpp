@@ -19,6 +19,7 @@ using simd::kW;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr std::size_t kRowBlock = 64;          // few-queries path: bank rows scored per block
 constexpr std::size_t kMinRowsPerThread = 1024;
+constexpr std::size_t kPrefetchRows = 8;      // few-queries path: software prefetch distance
 constexpr std::size_t kMaxQueryTile = 4096;    // GEMM path tiles (as FAISS)
 constexpr std::size_t kMinBankTile = 1024;
 constexpr std::size_t kMaxBankTile = 16384;
@@ -241,6 +242,11 @@ void score_block(const float* qp, std::size_t Q, const float* rows, std::size_t 
                  float* out) {
   std::size_t r = 0;
   for (; r + 4 <= nb; r += 4) {
+    // Software prefetch of the rows kPrefetchRows ahead (prefetches never fault, even
+    // past the end of the bank).
+    const char* ahead = reinterpret_cast<const char*>(rows + (r + kPrefetchRows) * D);
+    for (std::size_t off = 0; off < 4 * D * sizeof(float); off += 64)
+      __builtin_prefetch(ahead + off, 0, 0);
     float term[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     if constexpr (M != Metric::inner_product) {
       float sq[4];
