@@ -237,16 +237,18 @@ PreparedQueries prepare_queries(const float* q, std::size_t Q, std::size_t D, Me
 
 // Ranking scores of rows [0, nb) (nb <= kRowBlock) against all queries into
 // out[q * kRowBlock + r]. Per pair this is the same arithmetic as ranking_scores.
+// `avail` >= nb rows starting at `rows` may be prefetched.
 template <Metric M>
-void score_block(const float* qp, std::size_t Q, const float* rows, std::size_t nb, std::size_t D,
-                 float* out) {
+void score_block(const float* qp, std::size_t Q, const float* rows, std::size_t nb,
+                 std::size_t avail, std::size_t D, float* out) {
   std::size_t r = 0;
   for (; r + 4 <= nb; r += 4) {
-    // Software prefetch of the rows kPrefetchRows ahead (prefetches never fault, even
-    // past the end of the bank).
-    const char* ahead = reinterpret_cast<const char*>(rows + (r + kPrefetchRows) * D);
-    for (std::size_t off = 0; off < 4 * D * sizeof(float); off += 64)
-      __builtin_prefetch(ahead + off, 0, 0);
+    // Software prefetch of the 4 rows kPrefetchRows ahead, while they are in the range.
+    if (r + kPrefetchRows + 4 <= avail) {
+      const char* ahead = reinterpret_cast<const char*>(rows + (r + kPrefetchRows) * D);
+      for (std::size_t off = 0; off < 4 * D * sizeof(float); off += 64)
+        __builtin_prefetch(ahead + off, 0, 0);
+    }
     float term[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     if constexpr (M != Metric::inner_product) {
       float sq[4];
@@ -296,7 +298,7 @@ void scan_simd(const float* qp, std::size_t Q, const float* bank, std::size_t N,
       const std::size_t r0 = N * c / ncontexts, r1 = N * (c + 1) / ncontexts;
       for (std::size_t j = r0; j < r1; j += kRowBlock) {
         const std::size_t nb = std::min(kRowBlock, r1 - j);
-        score_block<M>(qp, Q, bank + j * D, nb, D, buf.data());
+        score_block<M>(qp, Q, bank + j * D, nb, r1 - j, D, buf.data());
         for (std::size_t a = 0; a < Q; ++a)
           sink(MetricTag<M>{}, c, a, buf.data() + a * kRowBlock, nb,
                offset + static_cast<std::int64_t>(j), bank + j * D, nullptr);

@@ -3,10 +3,12 @@
 // Two paths, chosen by the number of queries:
 //  - few queries (Q < kGemmMinQueries): the bank is split into one contiguous range
 //    of rows per thread; each thread scores blocks of 64 rows against all queries with
-//    SIMD dot loops (2 queries x 4 rows per register block) and keeps its own bounded
-//    heap per query; the heaps are merged at the end. The bank is read once.
-//  - many queries: sgemm over tiles of (up to 4096 queries) x (1024..16384 bank rows),
-//    then a SIMD threshold filter and a bounded heap per query (parallel over queries).
+//    SIMD dot loops (4 queries x 4 rows per register block, software prefetch 8 rows
+//    ahead) and keeps its own bounded heap per query; the heaps are merged at the end.
+//    The bank is read once: Q = 1 runs at the memory bandwidth.
+//  - many queries: sgemm over tiles of (up to 4096 queries) x (1024..16384 bank rows,
+//    about 2^20 scores per tile), then a SIMD threshold filter and a bounded heap per
+//    query (parallel over queries).
 // Cosine normalises the queries once and scales by bank norms computed per tile;
 // L2 ranks by 2 q.b - |b|^2 and reports the squared distance |q|^2 - that.
 // Candidates are ordered by score, then by the lower bank index, so the result is a
