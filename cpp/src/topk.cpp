@@ -23,7 +23,7 @@ constexpr std::size_t kPrefetchRows = 8;      // few-queries path: software pref
 constexpr std::size_t kMaxQueryTile = 4096;    // GEMM path tiles (as FAISS)
 constexpr std::size_t kMinBankTile = 1024;
 constexpr std::size_t kMaxBankTile = 16384;
-constexpr std::size_t kScoreTileFloats = std::size_t{1} << 20;
+constexpr std::size_t kScoreTileFloats = std::size_t{1} << 22;  // 16 MB: L3-resident, few joins
 
 struct Cand {
   float s;

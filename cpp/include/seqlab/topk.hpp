@@ -7,7 +7,7 @@
 //    ahead) and keeps its own bounded heap per query; the heaps are merged at the end.
 //    The bank is read once: Q = 1 runs at the memory bandwidth.
 //  - many queries: sgemm over tiles of (up to 4096 queries) x (1024..16384 bank rows,
-//    about 2^20 scores per tile), then a SIMD threshold filter and a bounded heap per
+//    about 2^22 scores (16 MB) per tile), then a SIMD threshold filter and a bounded heap per
 //    query (parallel over queries).
 // Cosine normalises the queries once and scales by bank norms computed per tile;
 // L2 ranks by 2 q.b - |b|^2 and reports the squared distance |q|^2 - that.
