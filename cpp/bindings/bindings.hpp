@@ -12,4 +12,5 @@ void bind_optim(pybind11::module_& m);
 void bind_clip(pybind11::module_& m);
 void bind_recurrent(pybind11::module_& m);
 void bind_conv1d(pybind11::module_& m);
+void bind_retrieval(pybind11::module_& m);
 }  // namespace seqlab::bind

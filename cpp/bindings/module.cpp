@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
   seqlab::bind::bind_clip(m);
   seqlab::bind::bind_recurrent(m);
   seqlab::bind::bind_conv1d(m);
+  seqlab::bind::bind_retrieval(m);
 }

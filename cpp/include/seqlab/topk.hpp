@@ -1,0 +1,61 @@
+// Exact top-k search and target ranks of Q queries against a bank of N vectors.
+//
+// Two paths, chosen by the number of queries:
+//  - few queries (Q < kGemmMinQueries): the bank is split into one contiguous range
+//    of rows per thread; each thread scores blocks of 64 rows against all queries with
+//    SIMD dot loops (4 queries x 4 rows per register block, software prefetch 8 rows
+//    ahead) and keeps its own bounded heap per query; the heaps are merged at the end.
+//    The bank is read once: Q = 1 runs at the memory bandwidth.
+//  - many queries: sgemm over tiles of (up to 4096 queries) x (1024..16384 bank rows,
+//    about 2^22 scores (16 MB) per tile), then a SIMD threshold filter and a bounded heap per
+//    query (parallel over queries).
+// Cosine normalises the queries once and scales by bank norms computed per tile;
+// L2 ranks by 2 q.b - |b|^2 and reports the squared distance |q|^2 - that.
+// Candidates are ordered by score, then by the lower bank index, so the result is a
+// unique total order: identical for any thread count. The bank pointer is only read
+// tile by tile, so a memory-mapped bank is streamed, never copied.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+
+#include "seqlab/similarity.hpp"
+
+namespace seqlab {
+
+enum class SearchPath { automatic, simd, gemm };
+
+// FAISS switches to BLAS at 20 queries; so does seqlab.
+inline constexpr std::size_t kGemmMinQueries = 20;
+
+// Raised when a bank row gives a non-finite score (NaN or Inf in the row, or overflow).
+class NonFiniteScore : public std::runtime_error {
+ public:
+  explicit NonFiniteScore(std::int64_t bank_row)
+      : std::runtime_error("non-finite score"), row(bank_row) {}
+  std::int64_t row;
+};
+
+// queries (Q, D), bank (N, D), 1 <= k <= N. Writes out_scores (Q, k) and out_indices (Q, k)
+// best first: inner products or cosines descending, squared L2 distances ascending.
+// index_offset is added to every reported bank index (for banks searched in chunks).
+void topk_search(const float* queries, std::size_t Q, const float* bank, std::size_t N,
+                 std::size_t D, std::size_t k, Metric metric, SearchPath path,
+                 std::int64_t index_offset, float* out_scores, std::int64_t* out_indices);
+
+// The ranking score of each query against one row: rows (Q, D) paired with queries (Q, D).
+// Inner product, cosine, or 2 q.b - |b|^2 for l2 (higher is better), computed exactly as
+// the few-queries path computes it.
+void ranking_scores(const float* queries, const float* rows, std::size_t Q, std::size_t D,
+                    Metric metric, float* out);
+
+// For each query q, adds to counts[q] the number of bank rows j (global index
+// j + index_offset, != targets[q]) whose ranking score is above target_scores[q],
+// or equal to it with a lower index than targets[q]. Summed over all rows this is the
+// 0-based rank of the target.
+void count_ranked_above(const float* queries, std::size_t Q, const float* bank, std::size_t N,
+                        std::size_t D, Metric metric, SearchPath path, const float* target_scores,
+                        const std::int64_t* targets, std::int64_t index_offset,
+                        std::int64_t* counts);
+
+}  // namespace seqlab

@@ -1,0 +1,476 @@
+#include "seqlab/topk.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "seqlab/blas.hpp"
+#include "seqlab/similarity.hpp"
+#include "seqlab/thread_pool.hpp"
+
+namespace seqlab {
+namespace {
+
+using simd::fbatch;
+using simd::kW;
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr std::size_t kRowBlock = 64;          // few-queries path: bank rows scored per block
+constexpr std::size_t kMinRowsPerThread = 1024;
+constexpr std::size_t kPrefetchRows = 8;      // few-queries path: software prefetch distance
+constexpr std::size_t kMaxQueryTile = 4096;    // GEMM path tiles (as FAISS)
+constexpr std::size_t kMinBankTile = 1024;
+constexpr std::size_t kMaxBankTile = 16384;
+constexpr std::size_t kScoreTileFloats = std::size_t{1} << 22;  // 16 MB: L3-resident, few joins
+
+struct Cand {
+  float s;
+  std::int64_t j;
+};
+
+// The total order of results: higher score first, then lower index.
+inline bool better(const Cand& a, const Cand& b) { return a.s > b.s || (a.s == b.s && a.j < b.j); }
+
+// A bounded heap over external storage; the worst kept candidate sits at d[0].
+struct Heap {
+  Cand* d;
+  std::size_t n;
+  std::size_t k;
+  float threshold() const { return n < k ? -kInf : d[0].s; }
+  void push(float s, std::int64_t j) {
+    const Cand c{s, j};
+    if (n < k) {
+      d[n++] = c;
+      std::push_heap(d, d + n, better);
+    } else if (better(c, d[0])) {
+      std::pop_heap(d, d + k, better);
+      d[k - 1] = c;
+      std::push_heap(d, d + k, better);
+    }
+  }
+};
+
+[[noreturn]] void report_nonfinite(const float* s, std::size_t n, std::int64_t j0) {
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isfinite(s[i])) throw NonFiniteScore(j0 + static_cast<std::int64_t>(i));
+  throw NonFiniteScore(j0);
+}
+
+// Ranking score from a raw dot product and the row's term (see row_term).
+template <Metric M>
+inline float transform(float dot, float term) {
+  if constexpr (M == Metric::inner_product) return dot;
+  else if constexpr (M == Metric::cosine) return dot * term;
+  else return 2.0f * dot - term;
+}
+
+template <Metric M>
+inline float row_term(float sq) {
+  if constexpr (M == Metric::cosine) return simd::inv_norm(sq);
+  else return sq;
+}
+
+// Feeds ranking scores s[0, n) of bank rows j0.. (in increasing order) into the heap.
+void scan_topk(const float* s, std::size_t n, std::int64_t j0, Heap& h) {
+  const fbatch zero(0.0f);
+  fbatch bad(0.0f);
+  float thr = h.threshold();
+  std::size_t i = 0;
+  for (; i + kW <= n; i += kW) {
+    const fbatch v = fbatch::load_unaligned(s + i);
+    bad += v * zero;  // NaN/Inf leave a non-zero mark
+    if (xsimd::any(v > fbatch(thr))) {
+      for (std::size_t l = 0; l < kW; ++l)
+        if (s[i + l] > thr) {
+          h.push(s[i + l], j0 + static_cast<std::int64_t>(i + l));
+          thr = h.threshold();
+        }
+    }
+  }
+  bool finite = !std::isnan(xsimd::hadd(bad));  // bad is 0 or NaN
+  for (; i < n; ++i) {
+    if (!std::isfinite(s[i])) finite = false;
+    else if (s[i] > thr) {
+      h.push(s[i], j0 + static_cast<std::int64_t>(i));
+      thr = h.threshold();
+    }
+  }
+  if (!finite) report_nonfinite(s, n, j0);
+}
+
+// Rows of s[0, n) (bank rows j0..) ranked above the target (score ts, index t).
+std::int64_t count_above(const float* s, std::size_t n, std::int64_t j0, float ts, std::int64_t t) {
+  const fbatch zero(0.0f), one(1.0f), tsv(ts);
+  fbatch bad(0.0f), cnt(0.0f);
+  std::int64_t ties = 0;
+  std::size_t i = 0;
+  for (; i + kW <= n; i += kW) {
+    const fbatch v = fbatch::load_unaligned(s + i);
+    bad += v * zero;
+    cnt += xsimd::select(v > tsv, one, zero);
+    if (xsimd::any(v == tsv))
+      for (std::size_t l = 0; l < kW; ++l)
+        if (s[i + l] == ts && j0 + static_cast<std::int64_t>(i + l) < t) ++ties;
+  }
+  // Each lane counts at most n / kW <= kMaxBankTile rows: exact in float.
+  std::int64_t total = static_cast<std::int64_t>(xsimd::hadd(cnt)) + ties;
+  bool finite = !std::isnan(xsimd::hadd(bad));  // bad is 0 or NaN
+  for (; i < n; ++i) {
+    if (!std::isfinite(s[i])) finite = false;
+    const std::int64_t j = j0 + static_cast<std::int64_t>(i);
+    if (s[i] > ts || (s[i] == ts && j < t)) ++total;
+  }
+  if (!finite) report_nonfinite(s, n, j0);
+  if (t >= j0 && t < j0 + static_cast<std::int64_t>(n) && s[t - j0] > ts) --total;  // not itself
+  return total;
+}
+
+// Largest rounding gap between a GEMM score and the SIMD score of the same pair, for
+// rows of squared norm <= max_sq (both dots err by at most ~D u |q| |b|; the transforms
+// are the same, adding at most an ulp of the result each).
+template <Metric M>
+float gemm_tolerance(std::size_t D, float qnorm, float max_sq, float ts) {
+  const float u = std::numeric_limits<float>::epsilon() * 0.5f;
+  const float bn = std::sqrt(max_sq);
+  const float dot_err = 4.0f * static_cast<float>(D + 2) * u * qnorm * bn;
+  if constexpr (M == Metric::inner_product) return dot_err + 8.0f * u * (std::fabs(ts) + qnorm * bn);
+  else if constexpr (M == Metric::cosine) return 4.0f * static_cast<float>(D + 2) * u + 16.0f * u;
+  else return 2.0f * dot_err + 16.0f * u * (2.0f * qnorm * bn + max_sq + std::fabs(ts));
+}
+
+// GEMM-path rank count: rows clearly above the target are counted in SIMD; rows within
+// the rounding band of the target score are rescored exactly as ranking_scores does, so
+// the rank equals the few-queries path's rank, ties included.
+template <Metric M>
+std::int64_t count_above_banded(const float* s, std::size_t n, std::int64_t j0, float ts,
+                                std::int64_t t, const float* q, const float* rows, std::size_t D,
+                                const float* sq, float qnorm) {
+  float max_sq = 0.0f;
+  for (std::size_t r = 0; r < n; ++r) max_sq = std::fmax(max_sq, sq[r]);
+  const float tol = gemm_tolerance<M>(D, qnorm, max_sq, ts);
+  const float hi = ts + tol, lo = ts - tol;
+  const fbatch zero(0.0f), one(1.0f), hiv(hi), lov(lo);
+  fbatch bad(0.0f), cnt(0.0f);
+  std::int64_t extra = 0;
+  auto exact = [&](std::size_t r) {
+    const std::int64_t j = j0 + static_cast<std::int64_t>(r);
+    if (j == t) return;
+    const float e = transform<M>(simd::dot(q, rows + r * D, D), row_term<M>(sq[r]));
+    if (e > ts || (e == ts && j < t)) ++extra;
+  };
+  std::size_t i = 0;
+  for (; i + kW <= n; i += kW) {
+    const fbatch v = fbatch::load_unaligned(s + i);
+    bad += v * zero;
+    cnt += xsimd::select(v > hiv, one, zero);
+    if (xsimd::any((v >= lov) & (v <= hiv)))
+      for (std::size_t l = 0; l < kW; ++l)
+        if (s[i + l] >= lo && s[i + l] <= hi) exact(i + l);
+  }
+  std::int64_t total = static_cast<std::int64_t>(xsimd::hadd(cnt));
+  bool finite = !std::isnan(xsimd::hadd(bad));
+  for (; i < n; ++i) {
+    if (!std::isfinite(s[i])) finite = false;
+    else if (s[i] > hi) ++total;
+    else if (s[i] >= lo) exact(i);
+  }
+  if (!finite) report_nonfinite(s, n, j0);
+  // The target itself scores ts exactly, so its GEMM score lies in the band: never counted.
+  return total + extra;
+}
+
+struct TopKSink {
+  static constexpr bool kNeedsNorms = false;
+  Cand* storage;
+  std::size_t* sizes;
+  std::size_t Q, k;
+  template <class Tag>
+  void operator()(Tag, std::size_t c, std::size_t a, const float* s, std::size_t n,
+                  std::int64_t j0, const float*, const float*) const {
+    const std::size_t slot = c * Q + a;
+    Heap h{storage + slot * k, sizes[slot], k};
+    scan_topk(s, n, j0, h);
+    sizes[slot] = h.n;
+  }
+};
+
+struct RankSink {
+  static constexpr bool kNeedsNorms = true;
+  std::int64_t* partial;
+  std::size_t Q, D;
+  const float* qp;
+  const float* qnorm;
+  const float* target_scores;
+  const std::int64_t* targets;
+  template <class Tag>
+  void operator()(Tag, std::size_t c, std::size_t a, const float* s, std::size_t n,
+                  std::int64_t j0, const float* rows, const float* sq) const {
+    if (sq == nullptr)
+      partial[c * Q + a] += count_above(s, n, j0, target_scores[a], targets[a]);
+    else
+      partial[c * Q + a] += count_above_banded<Tag::value>(
+          s, n, j0, target_scores[a], targets[a], qp + a * D, rows, D, sq, qnorm[a]);
+  }
+};
+
+// Queries as the kernels use them: normalised for cosine, as given otherwise.
+struct PreparedQueries {
+  std::vector<float> storage;
+  const float* data;
+};
+
+PreparedQueries prepare_queries(const float* q, std::size_t Q, std::size_t D, Metric metric) {
+  PreparedQueries p;
+  p.data = q;
+  if (metric == Metric::cosine) {
+    p.storage.resize(Q * D);
+    for (std::size_t a = 0; a < Q; ++a) {
+      const float inv = simd::inv_norm(simd::sqnorm(q + a * D, D));
+      for (std::size_t i = 0; i < D; ++i) p.storage[a * D + i] = q[a * D + i] * inv;
+    }
+    p.data = p.storage.data();
+  }
+  return p;
+}
+
+// Ranking scores of rows [0, nb) (nb <= kRowBlock) against all queries into
+// out[q * kRowBlock + r]. Per pair this is the same arithmetic as ranking_scores.
+// `avail` >= nb rows starting at `rows` may be prefetched.
+template <Metric M>
+void score_block(const float* qp, std::size_t Q, const float* rows, std::size_t nb,
+                 std::size_t avail, std::size_t D, float* out) {
+  std::size_t r = 0;
+  for (; r + 4 <= nb; r += 4) {
+    // Software prefetch of the 4 rows kPrefetchRows ahead, while they are in the range.
+    if (r + kPrefetchRows + 4 <= avail) {
+      const char* ahead = reinterpret_cast<const char*>(rows + (r + kPrefetchRows) * D);
+      for (std::size_t off = 0; off < 4 * D * sizeof(float); off += 64)
+        __builtin_prefetch(ahead + off, 0, 0);
+    }
+    float term[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if constexpr (M != Metric::inner_product) {
+      float sq[4];
+      simd::sqnorm_block<4>(rows + r * D, D, D, sq);
+      for (int b = 0; b < 4; ++b) term[b] = row_term<M>(sq[b]);
+    }
+    std::size_t a = 0;
+    float d[16];
+    for (; a + 4 <= Q; a += 4) {
+      simd::dot_block<4, 4>(qp + a * D, D, rows + r * D, D, D, d);
+      for (int x = 0; x < 4; ++x)
+        for (int b = 0; b < 4; ++b) out[(a + x) * kRowBlock + r + b] = transform<M>(d[x * 4 + b], term[b]);
+    }
+    for (; a + 2 <= Q; a += 2) {
+      simd::dot_block<2, 4>(qp + a * D, D, rows + r * D, D, D, d);
+      for (int x = 0; x < 2; ++x)
+        for (int b = 0; b < 4; ++b) out[(a + x) * kRowBlock + r + b] = transform<M>(d[x * 4 + b], term[b]);
+    }
+    if (a < Q) {
+      simd::dot_block<1, 4>(qp + a * D, D, rows + r * D, D, D, d);
+      for (int b = 0; b < 4; ++b) out[a * kRowBlock + r + b] = transform<M>(d[b], term[b]);
+    }
+  }
+  for (; r < nb; ++r) {
+    float term = 0.0f;
+    if constexpr (M != Metric::inner_product) term = row_term<M>(simd::sqnorm(rows + r * D, D));
+    for (std::size_t a = 0; a < Q; ++a)
+      out[a * kRowBlock + r] = transform<M>(simd::dot(qp + a * D, rows + r * D, D), term);
+  }
+}
+
+template <Metric M>
+using MetricTag = std::integral_constant<Metric, M>;
+
+// Sinks take (MetricTag, context, query, scores s[0, n), first global row j0, the bank
+// rows scored, their squared norms). The squared norms are null when the scores are exact
+// (the few-queries path computes them as ranking_scores does); the GEMM path passes them
+// so a sink can bound the GEMM's rounding and recompute near-ties exactly.
+
+// Few-queries path: one contiguous range of bank rows per context (thread).
+template <Metric M, class Sink>
+void scan_simd(const float* qp, std::size_t Q, const float* bank, std::size_t N, std::size_t D,
+               std::int64_t offset, std::size_t ncontexts, Sink&& sink) {
+  parallel_for(ncontexts, 1, [&](std::size_t cb, std::size_t ce) {
+    std::vector<float> buf(Q * kRowBlock);
+    for (std::size_t c = cb; c < ce; ++c) {
+      const std::size_t r0 = N * c / ncontexts, r1 = N * (c + 1) / ncontexts;
+      for (std::size_t j = r0; j < r1; j += kRowBlock) {
+        const std::size_t nb = std::min(kRowBlock, r1 - j);
+        score_block<M>(qp, Q, bank + j * D, nb, r1 - j, D, buf.data());
+        for (std::size_t a = 0; a < Q; ++a)
+          sink(MetricTag<M>{}, c, a, buf.data() + a * kRowBlock, nb,
+               offset + static_cast<std::int64_t>(j), bank + j * D, nullptr);
+      }
+    }
+  });
+}
+
+// Many-queries path: sgemm per (query tile, bank tile), then per-query sinks in parallel.
+template <Metric M, class Sink>
+void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N, std::size_t D,
+               std::int64_t offset, bool need_norms, Sink&& sink) {
+  const std::size_t qt = std::min(Q, kMaxQueryTile);
+  std::size_t bt = std::clamp(kScoreTileFloats / qt, kMinBankTile, kMaxBankTile);
+  bt = std::min(bt, N);
+  std::vector<float> S(qt * bt);
+  std::vector<float> term(bt), sq(bt);
+  for (std::size_t q0 = 0; q0 < Q; q0 += qt) {
+    const std::size_t nq = std::min(qt, Q - q0);
+    for (std::size_t j0 = 0; j0 < N; j0 += bt) {
+      const std::size_t nb = std::min(bt, N - j0);
+      const float* tile = bank + j0 * D;
+      sgemm(false, true, static_cast<int>(nq), static_cast<int>(nb), static_cast<int>(D), 1.0f,
+            qp + q0 * D, static_cast<int>(D), tile, static_cast<int>(D), 0.0f, S.data(),
+            static_cast<int>(nb));
+      if (M != Metric::inner_product || need_norms) {
+        parallel_for(nb, 512, [&](std::size_t b, std::size_t e) {
+          for (std::size_t r = b; r < e; ++r) {
+            sq[r] = simd::sqnorm(tile + r * D, D);
+            term[r] = row_term<M>(sq[r]);
+          }
+        });
+      }
+      parallel_for(nq, 1, [&](std::size_t b, std::size_t e) {
+        for (std::size_t a = b; a < e; ++a) {
+          float* row = S.data() + a * nb;
+          if constexpr (M != Metric::inner_product) {
+            std::size_t r = 0;
+            for (; r + kW <= nb; r += kW) {
+              const fbatch v = fbatch::load_unaligned(row + r);
+              const fbatch t = fbatch::load_unaligned(term.data() + r);
+              fbatch out;
+              if constexpr (M == Metric::cosine) out = v * t;
+              else out = fbatch(2.0f) * v - t;
+              out.store_unaligned(row + r);
+            }
+            for (; r < nb; ++r) row[r] = transform<M>(row[r], term[r]);
+          }
+          sink(MetricTag<M>{}, 0, q0 + a, row, nb, offset + static_cast<std::int64_t>(j0), tile,
+               sq.data());
+        }
+      });
+    }
+  }
+}
+
+bool use_gemm(SearchPath path, std::size_t Q) {
+  if (path == SearchPath::gemm) return true;
+  if (path == SearchPath::simd) return false;
+  return Q >= kGemmMinQueries;
+}
+
+std::size_t simd_contexts(std::size_t N) {
+  const std::size_t by_rows = std::max<std::size_t>(1, N / kMinRowsPerThread);
+  return std::min<std::size_t>(static_cast<std::size_t>(get_num_threads()), by_rows);
+}
+
+template <Metric M, class Sink>
+void scan(const float* qp, std::size_t Q, const float* bank, std::size_t N, std::size_t D,
+          std::int64_t offset, bool gemm, std::size_t ncontexts, Sink&& sink) {
+  if (gemm) scan_gemm<M>(qp, Q, bank, N, D, offset, std::decay_t<Sink>::kNeedsNorms, sink);
+  else scan_simd<M>(qp, Q, bank, N, D, offset, ncontexts, sink);
+}
+
+template <class Sink>
+void dispatch(Metric metric, const float* qp, std::size_t Q, const float* bank, std::size_t N,
+              std::size_t D, std::int64_t offset, bool gemm, std::size_t ncontexts, Sink&& sink) {
+  switch (metric) {
+    case Metric::inner_product:
+      scan<Metric::inner_product>(qp, Q, bank, N, D, offset, gemm, ncontexts, sink);
+      break;
+    case Metric::cosine:
+      scan<Metric::cosine>(qp, Q, bank, N, D, offset, gemm, ncontexts, sink);
+      break;
+    case Metric::l2:
+      scan<Metric::l2>(qp, Q, bank, N, D, offset, gemm, ncontexts, sink);
+      break;
+  }
+}
+
+void check_sizes(std::size_t Q, std::size_t N, std::size_t D) {
+  if (N == 0) throw std::invalid_argument("bank is empty");
+  if (D == 0) throw std::invalid_argument("dimension D is 0");
+  if (Q > static_cast<std::size_t>(std::numeric_limits<int>::max()) ||
+      D > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+    throw std::invalid_argument("Q or D too large for BLAS");
+}
+
+}  // namespace
+
+void topk_search(const float* queries, std::size_t Q, const float* bank, std::size_t N,
+                 std::size_t D, std::size_t k, Metric metric, SearchPath path,
+                 std::int64_t index_offset, float* out_scores, std::int64_t* out_indices) {
+  check_sizes(Q, N, D);
+  if (k == 0 || k > N) throw std::invalid_argument("k must be in [1, N]");
+  if (Q == 0) return;
+  const PreparedQueries p = prepare_queries(queries, Q, D, metric);
+  const bool gemm = use_gemm(path, Q);
+  const std::size_t ncontexts = gemm ? 1 : simd_contexts(N);
+  std::vector<Cand> storage(ncontexts * Q * k);
+  std::vector<std::size_t> sizes(ncontexts * Q, 0);
+  TopKSink sink{storage.data(), sizes.data(), Q, k};
+  dispatch(metric, p.data, Q, bank, N, D, index_offset, gemm, ncontexts, sink);
+
+  parallel_for(Q, 16, [&](std::size_t b, std::size_t e) {
+    std::vector<Cand> merged;
+    merged.reserve(ncontexts * k);
+    for (std::size_t a = b; a < e; ++a) {
+      merged.clear();
+      for (std::size_t c = 0; c < ncontexts; ++c) {
+        const Cand* d = storage.data() + (c * Q + a) * k;
+        merged.insert(merged.end(), d, d + sizes[c * Q + a]);
+      }
+      std::partial_sort(merged.begin(), merged.begin() + static_cast<std::ptrdiff_t>(k),
+                        merged.end(), better);
+      const float qsq = metric == Metric::l2 ? simd::sqnorm(queries + a * D, D) : 0.0f;
+      for (std::size_t i = 0; i < k; ++i) {
+        float s = merged[i].s;
+        if (metric == Metric::l2) s = std::fmax(qsq - s, 0.0f);
+        out_scores[a * k + i] = s;
+        out_indices[a * k + i] = merged[i].j;
+      }
+    }
+  });
+}
+
+void ranking_scores(const float* queries, const float* rows, std::size_t Q, std::size_t D,
+                    Metric metric, float* out) {
+  const PreparedQueries p = prepare_queries(queries, Q, D, metric);
+  for (std::size_t a = 0; a < Q; ++a) {
+    const float* row = rows + a * D;
+    const float d = simd::dot(p.data + a * D, row, D);
+    switch (metric) {
+      case Metric::inner_product:
+        out[a] = d;
+        break;
+      case Metric::cosine:
+        out[a] = transform<Metric::cosine>(d, row_term<Metric::cosine>(simd::sqnorm(row, D)));
+        break;
+      case Metric::l2:
+        out[a] = transform<Metric::l2>(d, row_term<Metric::l2>(simd::sqnorm(row, D)));
+        break;
+    }
+  }
+}
+
+void count_ranked_above(const float* queries, std::size_t Q, const float* bank, std::size_t N,
+                        std::size_t D, Metric metric, SearchPath path, const float* target_scores,
+                        const std::int64_t* targets, std::int64_t index_offset,
+                        std::int64_t* counts) {
+  check_sizes(Q, N, D);
+  if (Q == 0) return;
+  const PreparedQueries p = prepare_queries(queries, Q, D, metric);
+  const bool gemm = use_gemm(path, Q);
+  const std::size_t ncontexts = gemm ? 1 : simd_contexts(N);
+  std::vector<std::int64_t> partial(ncontexts * Q, 0);
+  std::vector<float> qnorm(Q);
+  for (std::size_t a = 0; a < Q; ++a) qnorm[a] = std::sqrt(simd::sqnorm(p.data + a * D, D));
+  RankSink sink{partial.data(), Q, D, p.data, qnorm.data(), target_scores, targets};
+  dispatch(metric, p.data, Q, bank, N, D, index_offset, gemm, ncontexts, sink);
+  for (std::size_t c = 0; c < ncontexts; ++c)
+    for (std::size_t a = 0; a < Q; ++a) counts[a] += partial[c * Q + a];
+}
+
+}  // namespace seqlab
