@@ -11,4 +11,6 @@ void bind_softmax(pybind11::module_& m);
 void bind_optim(pybind11::module_& m);
 void bind_clip(pybind11::module_& m);
 void bind_recurrent(pybind11::module_& m);
+void bind_decoder(pybind11::module_& m);
+void bind_losses(pybind11::module_& m);
 }  // namespace seqlab::bind

@@ -11,4 +11,6 @@ PYBIND11_MODULE(_core, m) {
   seqlab::bind::bind_optim(m);
   seqlab::bind::bind_clip(m);
   seqlab::bind::bind_recurrent(m);
+  seqlab::bind::bind_decoder(m);
+  seqlab::bind::bind_losses(m);
 }

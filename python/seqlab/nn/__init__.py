@@ -3,6 +3,7 @@
 from . import init, utils
 from .activation import GELU, ReLU, Sigmoid, Softmax, Tanh
 from .container import Sequential
+from .decoder import DecoderAttention, RecurrentDecoder
 from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Linear
@@ -15,6 +16,8 @@ __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "RecurrentDecoder",
+    "DecoderAttention",
     "Dropout",
     "Embedding",
     "Linear",
