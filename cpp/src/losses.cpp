@@ -101,10 +101,12 @@ void cosine_mse_backward(const float* pred, const float* target, const std::int6
       const float lp = std::sqrt(s.pp), ly = std::sqrt(s.yy);
       const float np = std::max(lp, cfg.eps), ny = std::max(ly, cfg.eps);
       const float cos = s.dot / (np * ny);
-      // d cos/dp = y / (np ny) - [|p| > eps] cos p / |p|^2, and symmetrically for y.
+      // As torch (the clamp is applied outside autograd, so the norm's own gradient
+      // p / |p| is kept even where it is clamped; it is 0 at p = 0):
+      // d cos/dp = y / (np ny) - cos p / (|p| np), and symmetrically for y.
       const float a = -g * cw / (np * ny);
-      const float cp = lp > cfg.eps ? g * cw * cos / s.pp : 0.0f;
-      const float cy = ly > cfg.eps ? g * cw * cos / s.yy : 0.0f;
+      const float cp = lp > 0.0f ? g * cw * cos / (lp * np) : 0.0f;
+      const float cy = ly > 0.0f ? g * cw * cos / (ly * ny) : 0.0f;
       const float m = 2.0f * g * mw;
       const Batch va(a), vcp(cp), vcy(cy), vm(m);
       int e = 0;

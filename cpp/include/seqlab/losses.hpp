@@ -6,6 +6,8 @@
 //               (torch.nn.functional.cosine_similarity: each norm clamped)
 //   l(b, t)   = cosine_weight * (1 - cos(p, y)) / temperature
 //             + mse_weight * sum_e (p_e - y_e)^2 / E
+// The gradient follows torch's: the clamp is outside autograd, so d cos / dp =
+// y / (max|p| max|y|) - cos p / (|p| max(|p|, eps)) (the last term 0 at p = 0).
 // Padding tokens (t >= lengths[b]) have l = 0. Reductions: "mean" = sum of l over
 // real tokens / their count, "sum" = sum of l, "none" = l as (B, T).
 #pragma once
