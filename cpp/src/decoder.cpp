@@ -49,15 +49,6 @@ void add_row(float* dst, const float* src, int n) {
     store(dst + j, load<V>(dst + j) + load<V>(src + j));
   });
 }
-float dot(const float* a, const float* b, int n) {
-  constexpr int W = static_cast<int>(fbatch::size);
-  fbatch acc(0.0f);
-  int j = 0;
-  for (; j + W <= n; j += W) acc = xsimd::fma(fbatch::load_unaligned(a + j), fbatch::load_unaligned(b + j), acc);
-  float s = xsimd::hadd(acc);
-  for (; j < n; ++j) s += a[j] * b[j];
-  return s;
-}
 // out[j] += column sums of a (rows, n) with row stride lda.
 void add_column_sums(float* out, const float* a, usize rows, int n, usize lda) {
   for (usize r = 0; r < rows; ++r) add_row(out, a + r * lda, n);
@@ -72,55 +63,60 @@ void feedback_rows(const DecoderCache& c, int t, std::vector<int>& rows) {
     if (!c.teacher[static_cast<usize>(b) * T + t]) rows.push_back(b);
 }
 
-// Attention of one query row (b, t) over its memory: probs and context.
-void attend_row(const DecoderShape& s, const float* q, const float* keys, const float* values,
+// out[j] = sum_{k < count} coef[k] * rows[k * ld + j] for j < n, accumulated in registers.
+void weighted_sum(float* out, const float* coef, int count, const float* rows, usize ld, int n) {
+  simd_for(n, [&](int j, auto v) {
+    using V = decltype(v);
+    V acc(0.0f);
+    for (int k = 0; k < count; ++k) acc += V(coef[k]) * load<V>(rows + k * ld + j);
+    store(out + j, acc);
+  });
+}
+
+// Attention of one query row (b, t) over its memory: probs and context. keys_t is the
+// row's keys transposed, (H, S), so that a head's scores are SIMD sums along S rather
+// than S horizontal dot-product reductions.
+void attend_row(const DecoderShape& s, const float* q, const float* keys_t, const float* values,
                 int len, float scale, float* probs, float* ctx) {
   const int H = s.H, hd = H / s.heads;
-  std::fill(ctx, ctx + H, 0.0f);
+  const usize S = static_cast<usize>(s.S);
   for (int h = 0; h < s.heads; ++h) {
-    float* p = probs + static_cast<usize>(h) * s.S;
-    const float* qh = q + h * hd;
+    float* p = probs + h * S;
+    weighted_sum(p, q + h * hd, hd, keys_t + h * hd * S, S, len);
     float mx = -std::numeric_limits<float>::infinity();
-    for (int j = 0; j < len; ++j) {
-      p[j] = scale * dot(qh, keys + static_cast<usize>(j) * H + h * hd, hd);
-      mx = std::max(mx, p[j]);
-    }
+    for (int k = 0; k < len; ++k) mx = std::max(mx, p[k]);
     float sum = 0.0f;
-    for (int j = 0; j < len; ++j) {
-      p[j] = std::exp(p[j] - mx);
-      sum += p[j];
+    for (int k = 0; k < len; ++k) {
+      p[k] = std::exp(scale * (p[k] - mx));
+      sum += p[k];
     }
     const float inv = 1.0f / sum;
-    for (int j = 0; j < len; ++j) {
-      p[j] *= inv;
-      axpy(ctx + h * hd, p[j], values + static_cast<usize>(j) * H + h * hd, hd);
-    }
-    std::fill(p + len, p + s.S, 0.0f);
+    for (int k = 0; k < len; ++k) p[k] *= inv;
+    std::fill(p + len, p + S, 0.0f);
+    weighted_sum(ctx + h * hd, p, len, values + h * hd, H, hd);
   }
 }
 
-// Backward of attend_row: dq (written), dkeys and dvalues rows of this batch row (added).
+// Backward of attend_row: dq (written), dkeys and dvalues rows of this batch row
+// (added, (S, H) layout); values_t (H, S) transposed; ds is scratch of S values.
 void attend_row_backward(const DecoderShape& s, const float* q, const float* keys,
-                         const float* values, int len, float scale, const float* probs,
-                         const float* dctx, float* dq, float* dkeys, float* dvalues, float* dp) {
+                         const float* values_t, int len, float scale, const float* probs,
+                         const float* dctx, float* dq, float* dkeys, float* dvalues, float* ds) {
   const int H = s.H, hd = H / s.heads;
-  std::fill(dq, dq + H, 0.0f);
+  const usize S = static_cast<usize>(s.S);
   for (int h = 0; h < s.heads; ++h) {
-    const float* p = probs + static_cast<usize>(h) * s.S;
+    const float* p = probs + h * S;
     const float* g = dctx + h * hd;
+    weighted_sum(ds, g, hd, values_t + h * hd * S, S, len);  // d p
     float pdp = 0.0f;
-    for (int j = 0; j < len; ++j) {
-      const usize off = static_cast<usize>(j) * H + h * hd;
-      dp[j] = dot(g, values + off, hd);
-      pdp += p[j] * dp[j];
-      axpy(dvalues + off, p[j], g, hd);
+    for (int k = 0; k < len; ++k) pdp += p[k] * ds[k];
+    for (int k = 0; k < len; ++k) {
+      const usize off = static_cast<usize>(k) * H + h * hd;
+      ds[k] = scale * p[k] * (ds[k] - pdp);  // d scores (scaled)
+      axpy(dvalues + off, p[k], g, hd);
+      axpy(dkeys + off, ds[k], q + h * hd, hd);
     }
-    for (int j = 0; j < len; ++j) {
-      const usize off = static_cast<usize>(j) * H + h * hd;
-      const float ds = scale * p[j] * (dp[j] - pdp);
-      axpy(dq + h * hd, ds, keys + off, hd);
-      axpy(dkeys + off, ds, q + h * hd, hd);
-    }
+    weighted_sum(dq + h * hd, ds, len, keys + h * hd, H, hd);
   }
 }
 
@@ -150,6 +146,8 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
     const usize BS = static_cast<usize>(B) * s.S;
     ensure_shape(c.keys, BS, uH);
     ensure_shape(c.values, BS, uH);
+    ensure_shape(c.keys_t, static_cast<usize>(B) * H, static_cast<usize>(s.S));
+    ensure_shape(c.values_t, static_cast<usize>(B) * H, static_cast<usize>(s.S));
     ensure_shape(c.queries, BT, uH);
     ensure_shape(c.probs, BT * s.heads, static_cast<usize>(s.S));
     ensure_shape(c.context, BT, uH);
@@ -216,6 +214,15 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
       if (w.b_k) add_row(c.keys.data() + static_cast<usize>(r) * H, w.b_k, H);
       if (w.b_v) add_row(c.values.data() + static_cast<usize>(r) * H, w.b_v, H);
     }
+    parallel_for(B, grain_for(static_cast<usize>(2) * s.S * H), [&](usize b0, usize b1) {
+      for (usize b = b0; b < b1; ++b)
+        for (int k = 0; k < s.S; ++k)
+          for (int j = 0; j < H; ++j) {
+            const usize src = (b * s.S + k) * H + j, dst = (b * H + j) * s.S + k;
+            c.keys_t.data()[dst] = c.keys.data()[src];
+            c.values_t.data()[dst] = c.values.data()[src];
+          }
+    });
   }
 
   if (h0) std::memcpy(hs, h0, BH * sizeof(float)); else std::fill(hs, hs + BH, 0.0f);
@@ -256,7 +263,7 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
           if (w.b_q) add_row(qb, w.b_q, H);
           const int len = c.memory_lengths.empty() ? s.S : static_cast<int>(c.memory_lengths[b]);
           const usize bs = b * s.S;
-          attend_row(s, qb, c.keys.data() + bs * H, c.values.data() + bs * H, len, scale,
+          attend_row(s, qb, c.keys_t.data() + b * H * s.S, c.values.data() + bs * H, len, scale,
                      c.probs.data() + (b * T + t) * s.heads * static_cast<usize>(s.S), ctx + b * ldq);
         }
       });
@@ -374,7 +381,7 @@ void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, 
           const int len = c.memory_lengths.empty() ? s.S : static_cast<int>(c.memory_lengths[b]);
           const usize bs = b * s.S, bt = b * T + t;
           attend_row_backward(s, c.queries.data() + bt * H, c.keys.data() + bs * H,
-                              c.values.data() + bs * H, len, scale,
+                              c.values_t.data() + b * H * s.S, len, scale,
                               c.probs.data() + bt * s.heads * static_cast<usize>(s.S), dctx + b * ldq,
                               dq + b * ldq, c.d_keys.data() + bs * H, c.d_values.data() + bs * H,
                               dp_scratch.data() + bs);

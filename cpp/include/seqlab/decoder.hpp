@@ -97,6 +97,8 @@ struct DecoderCache {
   xt::xtensor<float, 2> features;  // (B*T, Z) [h_t; ctx_t], rows (b, t)
   xt::xtensor<float, 2> keys;      // (B*S, H) projected memory
   xt::xtensor<float, 2> values;    // (B*S, H)
+  xt::xtensor<float, 2> keys_t;    // (B*H, S) keys transposed per batch row
+  xt::xtensor<float, 2> values_t;  // (B*H, S)
   xt::xtensor<float, 2> queries;   // (B*T, H) h_t w_q^T + b_q, rows (b, t)
   xt::xtensor<float, 2> probs;     // (B*T*heads, S) attention weights
   xt::xtensor<float, 2> context;   // (B*T, H) heads' context before w_o, rows (b, t)
