@@ -6,7 +6,10 @@ forward over T steps (LSTM or GRU cell, optionally 8-head attention over encoder
 states that require grad), the masked hybrid loss (0.9 cosine + 0.1 MSE), backward
 into every parameter, h0 (and c0) and the encoder states. PyTorch runs the same model
 as ``LSTMCell``/``GRUCell`` + ``MultiheadAttention`` + ``Linear`` in a Python loop,
-with the same weights. Both are timed in alternation; medians and the ratio.
+with the same weights. Both are timed in alternation; medians, the ratio, and the
+achieved GFLOP/s of the step's matrix work, counted as 3x the forward's (see
+``step_flops``), beside the machine's ceiling in DESIGN.md (about 120 GFLOP/s per core
+on large sgemm, 45-55 at M = 16).
 
     python benchmarks/bench_decoder.py                       # B=32 T=50 E=300 H=256 S=50
     python benchmarks/bench_decoder.py --threads 1 --repeats 5
@@ -21,6 +24,26 @@ import numpy as np
 
 import seqlab
 from harness import interleaved_medians, machine_description, markdown_table
+
+GATES = {"lstm": 4, "gru": 3}
+
+
+def step_flops(cell: str, B: int, T: int, E: int, H: int, S: int, attention: bool,
+               ratio: float) -> float:
+    """Matrix flops of a training step, taken as 3x the forward's (backward ~ 2x forward).
+
+    Forward: input, recurrent and output projections; the fed-back share (1 - ratio) of
+    rows adds a prediction and its input projection per step; attention adds the key
+    and value projections (B*S rows), query and output projections (B*T rows), scores
+    and context.
+    """
+    gh = GATES[cell] * H
+    z = 2 * H if attention else H
+    bt = B * T
+    fwd = 2.0 * bt * (E * gh + H * gh + z * E) + 2.0 * (1.0 - ratio) * bt * (z * E + E * gh)
+    if attention:
+        fwd += 4.0 * B * S * H * H + 4.0 * bt * H * H + 4.0 * bt * S * H
+    return 3.0 * fwd
 
 
 def seqlab_step(dec: seqlab.nn.RecurrentDecoder, targets: np.ndarray, lengths: np.ndarray,
@@ -121,7 +144,8 @@ def main() -> None:
     memory = rng.standard_normal((B, S, H), dtype=np.float32)
     print(machine_description())
     print(f"B={B} T={T} E={E} H={H} S={S} teacher-forcing ratio {args.ratio}")
-    print(f"{'cell':5} {'attention':>9} {'thr':>3} | {'seqlab ms':>9} {'torch ms':>9} {'speedup':>7}")
+    print(f"{'cell':5} {'attention':>9} {'thr':>3} | {'seqlab ms':>9} {'torch ms':>9} {'speedup':>7}"
+          f" | {'seqlab GF/s':>11} {'torch GF/s':>10}")
     table = []
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -136,13 +160,16 @@ def main() -> None:
                      torch_step(torch, dec, targets, lengths, h0, mem, args.ratio)],
                     repeats=args.repeats, warmup=2)
                 label = "8 heads" if attention else "none"
-                table.append((cell, label, threads, ts * 1e3, tt * 1e3, tt / ts))
+                flops = step_flops(cell, B, T, E, H, S, attention, args.ratio)
+                table.append((cell, label, threads, ts * 1e3, tt * 1e3, tt / ts, flops / ts / 1e9,
+                              flops / tt / 1e9))
                 print(f"{cell:5} {label:>9} {threads:>3} | {ts * 1e3:9.2f} {tt * 1e3:9.2f} "
-                      f"{tt / ts:7.2f}", flush=True)
+                      f"{tt / ts:7.2f} | {flops / ts / 1e9:11.1f} {flops / tt / 1e9:10.1f}",
+                      flush=True)
     if args.markdown:
         print()
-        print(markdown_table(["cell", "attention", "threads", "seqlab ms", "torch ms", "speedup"],
-                             table))
+        print(markdown_table(["cell", "attention", "threads", "seqlab ms", "torch ms", "speedup",
+                              "seqlab GFLOP/s", "torch GFLOP/s"], table))
 
 
 if __name__ == "__main__":

@@ -217,6 +217,8 @@ def test_default_mask_follows_ratio_and_mode(rng):
     free = dec(targets, teacher_forcing=np.zeros((B, T), bool)).data
     assert not np.allclose(forced, free)
     np.testing.assert_array_equal(dec(targets).data, forced)  # training, ratio 1.0
+    np.testing.assert_array_equal(dec(targets, teacher_forcing=True).data, forced)
+    np.testing.assert_array_equal(dec(targets, teacher_forcing=False).data, free)
     dec.teacher_forcing_ratio = 0.0
     np.testing.assert_array_equal(dec(targets).data, free)
     dec.teacher_forcing_ratio = 1.0

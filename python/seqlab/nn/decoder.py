@@ -117,8 +117,9 @@ class RecurrentDecoder(Module):
 
     Shapes: targets (B, T, E) (their values feed teacher-forced steps; T sets the
     number of steps; they receive no gradient), h0 and c0 (B, H) or None (zeros; c0 for
-    LSTM only), teacher_forcing a (B, T) bool array (column 0 unused), a ratio in
-    [0, 1] sampled per row and step by :meth:`sample_teacher_forcing`, or None for
+    LSTM only), teacher_forcing a (B, T) bool array (column 0 unused), True/False
+    (every step / no step), a ratio in [0, 1] sampled per row and step by
+    :meth:`sample_teacher_forcing`, or None for
     ``teacher_forcing_ratio`` in training and no teacher forcing in eval mode;
     memory_lengths (B,) ints in [1, S]. Returns predictions (B, T, output_size).
 
@@ -212,11 +213,9 @@ class RecurrentDecoder(Module):
             if not self.training:
                 return np.zeros((batch, steps), dtype=bool)
             return self.sample_teacher_forcing(batch, steps)
-        if isinstance(teacher_forcing, (bool, int, float, np.floating)) and not isinstance(
-            teacher_forcing, np.ndarray
-        ):
-            if isinstance(teacher_forcing, bool):
-                raise ValueError("teacher_forcing: expected a (B, T) bool mask or a ratio, got a bool")
+        if isinstance(teacher_forcing, (bool, np.bool_)):
+            return np.full((batch, steps), bool(teacher_forcing))
+        if isinstance(teacher_forcing, (int, float, np.integer, np.floating)):
             return self.sample_teacher_forcing(batch, steps, float(teacher_forcing))
         mask = np.asarray(teacher_forcing.data if isinstance(teacher_forcing, Tensor) else teacher_forcing)
         if mask.dtype != bool:
