@@ -6,7 +6,9 @@ forward over T steps (LSTM or GRU cell, optionally 8-head attention over encoder
 states that require grad), the masked hybrid loss (0.9 cosine + 0.1 MSE), backward
 into every parameter, h0 (and c0) and the encoder states. PyTorch runs the same model
 as ``LSTMCell``/``GRUCell`` + ``MultiheadAttention`` + ``Linear`` in a Python loop,
-with the same weights. Both are timed in alternation; medians, the ratio, and the
+with the same weights; with attention also a hand-written PyTorch variant that
+projects keys and values once per sequence (``MultiheadAttention`` re-projects them
+every step). All are timed in alternation; medians, the ratios, and the
 achieved GFLOP/s of the step's matrix work, counted as 3x the forward's (see
 ``step_flops``), beside the machine's ceiling in DESIGN.md (about 120 GFLOP/s per core
 on large sgemm, 45-55 at M = 16).
@@ -47,24 +49,29 @@ def step_flops(cell: str, B: int, T: int, E: int, H: int, S: int, attention: boo
 
 
 def seqlab_step(dec: seqlab.nn.RecurrentDecoder, targets: np.ndarray, lengths: np.ndarray,
-                h0: np.ndarray, memory: np.ndarray | None, ratio: float) -> Callable[[], None]:
+                h0: np.ndarray, memory: np.ndarray | None, ratio: float) -> Callable[[], float]:
     lstm = dec.cell == "lstm"
 
-    def step() -> None:
+    def step() -> float:
         dec.zero_grad()
         h = seqlab.tensor(h0, requires_grad=True)
         c = seqlab.tensor(h0, requires_grad=True) if lstm else None
         mem = None if memory is None else seqlab.tensor(memory, requires_grad=True)
-        mem_lengths = None if memory is None else lengths
+        mem_lengths = None if memory is None else np.minimum(lengths, memory.shape[1])
         pred = dec(targets, h, c, teacher_forcing=ratio, memory=mem, memory_lengths=mem_lengths)
         loss = seqlab.losses.cosine_mse_loss(pred, targets, lengths)
         loss.backward()
+        return loss.item()
 
     return step
 
 
 def torch_step(torch, dec: seqlab.nn.RecurrentDecoder, targets: np.ndarray, lengths: np.ndarray,
-               h0: np.ndarray, memory: np.ndarray | None, ratio: float) -> Callable[[], None]:
+               h0: np.ndarray, memory: np.ndarray | None, ratio: float,
+               kv_once: bool = False) -> Callable[[], float]:
+    """The PyTorch loop. ``kv_once``: instead of calling ``MultiheadAttention`` per step
+    (which re-projects keys and values every step), project them once per sequence and
+    run ``scaled_dot_product_attention`` per step with the same weights."""
     state = {k: torch.from_numpy(v) for k, v in dec.state_dict().items()}
     cell = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}[dec.cell](dec.input_size,
                                                                           dec.hidden_size)
@@ -85,17 +92,32 @@ def torch_step(torch, dec: seqlab.nn.RecurrentDecoder, targets: np.ndarray, leng
     y = torch.from_numpy(targets)
     batch, steps = targets.shape[:2]
     mask = torch.arange(steps)[None, :] < torch.from_numpy(lengths)[:, None]
-    kpm = None if memory is None else ~mask[:, : memory.shape[1]]
+    kpm = None
+    if memory is not None:
+        kpm = torch.arange(memory.shape[1])[None, :] >= torch.from_numpy(lengths)[:, None]
     lstm = dec.cell == "lstm"
     F = torch.nn.functional
+    if mha is not None:
+        heads = mha.num_heads
+        keep = None if kpm is None else ~kpm[:, None, None, :]
 
-    def step() -> None:
+    def step() -> float:
         for p in params:
             p.grad = None
         h = torch.from_numpy(h0).requires_grad_()
         c = torch.from_numpy(h0).requires_grad_() if lstm else None
         mem = None if memory is None else torch.from_numpy(memory).requires_grad_()
         tf = torch.rand(batch, steps) < ratio
+        if mha is not None and kv_once:
+            w_q, w_k, w_v = (mha.in_proj_weight.chunk(3) if mha.in_proj_weight is not None
+                             else (mha.q_proj_weight, mha.k_proj_weight, mha.v_proj_weight))
+            b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
+
+            def heads_of(x):
+                return x.view(batch, -1, heads, x.shape[-1] // heads).transpose(1, 2)
+
+            keys = heads_of(F.linear(mem, w_k, b_k))
+            values = heads_of(F.linear(mem, w_v, b_v))
         preds = []
         hs, cs = h, c
         prev = None
@@ -106,7 +128,12 @@ def torch_step(torch, dec: seqlab.nn.RecurrentDecoder, targets: np.ndarray, leng
             else:
                 hs = cell(u, hs)
             z = hs
-            if mha is not None:
+            if mha is not None and kv_once:
+                q = F.linear(hs, w_q, b_q).view(batch, heads, 1, -1)
+                ctx = F.scaled_dot_product_attention(q, keys, values, attn_mask=keep)
+                ctx = F.linear(ctx.reshape(batch, -1), mha.out_proj.weight, mha.out_proj.bias)
+                z = torch.cat([hs, ctx], dim=1)
+            elif mha is not None:
                 ctx, _ = mha(hs.unsqueeze(1), mem, mem, key_padding_mask=kpm, need_weights=False)
                 z = torch.cat([hs, ctx.squeeze(1)], dim=1)
             prev = out(z)
@@ -115,6 +142,7 @@ def torch_step(torch, dec: seqlab.nn.RecurrentDecoder, targets: np.ndarray, leng
         tokens = 0.9 * (1 - F.cosine_similarity(pred, y, dim=-1)) + 0.1 * ((pred - y) ** 2).mean(-1)
         loss = (tokens * mask).sum() / mask.sum()
         loss.backward()
+        return loss.item()
 
     return step
 
@@ -145,7 +173,7 @@ def main() -> None:
     print(machine_description())
     print(f"B={B} T={T} E={E} H={H} S={S} teacher-forcing ratio {args.ratio}")
     print(f"{'cell':5} {'attention':>9} {'thr':>3} | {'seqlab ms':>9} {'torch ms':>9} {'speedup':>7}"
-          f" | {'seqlab GF/s':>11} {'torch GF/s':>10}")
+          f" | {'kv-once ms':>9} {'speedup':>7} | {'seqlab GF/s':>11}")
     table = []
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -155,21 +183,25 @@ def main() -> None:
                 dec = seqlab.nn.RecurrentDecoder(E, H, cell=cell, init="orthogonal",
                                                  attention_dim=H if attention else None, num_heads=8)
                 mem = memory if attention else None
-                ts, tt = interleaved_medians(
-                    [seqlab_step(dec, targets, lengths, h0, mem, args.ratio),
-                     torch_step(torch, dec, targets, lengths, h0, mem, args.ratio)],
-                    repeats=args.repeats, warmup=2)
+                steps = [seqlab_step(dec, targets, lengths, h0, mem, args.ratio),
+                         torch_step(torch, dec, targets, lengths, h0, mem, args.ratio)]
+                if attention:
+                    steps.append(torch_step(torch, dec, targets, lengths, h0, mem, args.ratio,
+                                            kv_once=True))
+                times = interleaved_medians(steps, repeats=args.repeats, warmup=2)
+                ts, tt = times[0], times[1]
+                tk = times[2] if attention else float("nan")
                 label = "8 heads" if attention else "none"
                 flops = step_flops(cell, B, T, E, H, S, attention, args.ratio)
-                table.append((cell, label, threads, ts * 1e3, tt * 1e3, tt / ts, flops / ts / 1e9,
-                              flops / tt / 1e9))
+                table.append((cell, label, threads, ts * 1e3, tt * 1e3, tt / ts, tk * 1e3, tk / ts,
+                              flops / ts / 1e9))
                 print(f"{cell:5} {label:>9} {threads:>3} | {ts * 1e3:9.2f} {tt * 1e3:9.2f} "
-                      f"{tt / ts:7.2f} | {flops / ts / 1e9:11.1f} {flops / tt / 1e9:10.1f}",
+                      f"{tt / ts:7.2f} | {tk * 1e3:9.2f} {tk / ts:7.2f} | {flops / ts / 1e9:11.1f}",
                       flush=True)
     if args.markdown:
         print()
-        print(markdown_table(["cell", "attention", "threads", "seqlab ms", "torch ms", "speedup",
-                              "seqlab GFLOP/s", "torch GFLOP/s"], table))
+        print(markdown_table(["cell", "attention", "threads", "seqlab ms", "torch MHA-loop ms",
+                              "speedup", "torch K/V-once ms", "speedup", "seqlab GFLOP/s"], table))
 
 
 if __name__ == "__main__":
