@@ -54,6 +54,14 @@ void add_column_sums(float* out, const float* a, usize rows, int n, usize lda) {
   for (usize r = 0; r < rows; ++r) add_row(out, a + r * lda, n);
 }
 
+// Whether any step t >= 1 takes the previous prediction.
+bool has_feedback(const DecoderCache& c) {
+  const usize T = static_cast<usize>(c.shape.T);
+  for (usize i = 0; i < c.teacher.size(); ++i)
+    if (i % T != 0 && !c.teacher[i]) return true;
+  return false;
+}
+
 // Rows b whose step t takes the previous prediction (t >= 1 and not teacher-forced).
 void feedback_rows(const DecoderCache& c, int t, std::vector<int>& rows) {
   rows.clear();
@@ -162,9 +170,7 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
     if (gru)
       for (int j = 0; j < H; ++j) b_hn[j] = w.b_hh[2 * H + j];
   }
-  bool any_feedback = false;
-  for (usize i = 0; i < BT; ++i)
-    if (i % T != 0 && !c.teacher[i]) any_feedback = true;
+  const bool any_feedback = has_feedback(c);
   std::vector<int> fb;
   fb.reserve(B);
   std::vector<float> fb_z(any_feedback ? static_cast<usize>(B) * Z : 0);
@@ -328,9 +334,7 @@ void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, 
     std::fill(c.d_keys.begin(), c.d_keys.end(), 0.0f);
     std::fill(c.d_values.begin(), c.d_values.end(), 0.0f);
   }
-  bool any_feedback = false;
-  for (usize i = 0; i < BT; ++i)
-    if (i % T != 0 && !c.teacher[i]) any_feedback = true;
+  const bool any_feedback = has_feedback(c);
   std::vector<int> fb;
   fb.reserve(B);
   std::vector<float> fb_dgx(any_feedback ? static_cast<usize>(B) * GH : 0);
