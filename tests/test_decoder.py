@@ -273,3 +273,32 @@ def test_bad_input_raises_value_error(rng):
         attn(targets, memory=memory, memory_lengths=np.array([1, 0, 2]))
     with pytest.raises(ValueError, match="memory_lengths"):
         attn(targets, memory=memory, memory_lengths=np.array([1, 2]))
+
+
+def test_initialisations():
+    ortho = RecurrentDecoder(E, H, cell="lstm", attention_dim=A, init="orthogonal")
+    for g in range(4):
+        block = ortho.weight_hh.data[g * H : (g + 1) * H]
+        np.testing.assert_allclose(block @ block.T, np.eye(H), atol=1e-5)
+    assert not ortho.bias_ih.data.any() and not ortho.bias_hh.data.any()
+    assert not ortho.out.bias.data.any()
+    bound = np.sqrt(6.0 / (E + 4 * H))
+    assert np.abs(ortho.weight_ih.data).max() <= bound
+    assert np.abs(ortho.weight_ih.data).max() > 0.8 * bound
+    default = RecurrentDecoder(E, H, cell="gru")
+    assert np.abs(default.weight_hh.data).max() <= 1 / np.sqrt(H)
+    assert default.bias_hh.data.std() > 0.1 / np.sqrt(H)
+    assert not ortho.attention.in_proj_bias.data.any()
+    with pytest.raises(ValueError, match="init"):
+        RecurrentDecoder(E, H, init="zeros")
+
+
+def test_returned_predictions_are_the_fed_back_ones(rng):
+    """Teacher-forcing the free-running predictions onto themselves reproduces them."""
+    dec = RecurrentDecoder(E, H, cell="lstm", attention_dim=A, num_heads=HEADS)
+    targets = rng.standard_normal((B, T, E)).astype(np.float32)
+    memory = rng.standard_normal((B, S, A)).astype(np.float32)
+    free = dec(targets, teacher_forcing=False, memory=memory).data
+    again = dec(free, teacher_forcing=True, memory=memory).data
+    np.testing.assert_allclose(again, free, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(free, dec(targets, teacher_forcing=True, memory=memory).data)

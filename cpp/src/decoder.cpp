@@ -304,6 +304,11 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
     parallel_for(BT, grain_for(O), [&](usize r0, usize r1) {
       for (usize r = r0; r < r1; ++r) add_row(pred + r * O, w.b_out, O);
     });
+  // A prediction that was fed back is returned exactly as fed (the in-loop kernel and
+  // the GEMM may round differently).
+  if (any_feedback)
+    for (usize r = 0; r < BT; ++r)
+      if (r % T != 0 && !c.teacher[r]) std::memcpy(pred + (r - 1) * O, U + r * E, O * sizeof(float));
 }
 
 template <class Cell>

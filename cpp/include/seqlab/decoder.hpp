@@ -17,8 +17,8 @@
 //   ctx_t = MHA(query h_t, keys and values memory)   (PyTorch's MultiheadAttention with
 //           kdim = vdim = A, batch_first, key padding s >= memory_lengths[b])
 //   pred[:, t] = [h_t; ctx_t] @ w_out^T + b_out
-// A prediction fed back is computed inside the time loop (packed kernel); the returned
-// predictions by one GEMM after it: the two agree to float rounding.
+// A prediction fed back is computed inside the time loop (for those rows only); the
+// others by one GEMM after it.
 //
 // Cost: one GEMM each for the teacher-forced input projection (M = B*T), the key and
 // value projections (M = B*S) and the output projection (M = B*T); per step the
