@@ -13,4 +13,6 @@ void bind_clip(pybind11::module_& m);
 void bind_recurrent(pybind11::module_& m);
 void bind_conv1d(pybind11::module_& m);
 void bind_retrieval(pybind11::module_& m);
+void bind_decoder(pybind11::module_& m);
+void bind_losses(pybind11::module_& m);
 }  // namespace seqlab::bind

@@ -43,6 +43,7 @@ template <typename T>
 const char* dtype_name();
 template <> inline const char* dtype_name<float>() { return "float32"; }
 template <> inline const char* dtype_name<std::int64_t>() { return "int64"; }
+template <> inline const char* dtype_name<std::uint8_t>() { return "uint8"; }
 
 // Checks that `obj` is a C-contiguous numpy array of dtype T and the given shape;
 // returns it as array_t<T> (no copy).

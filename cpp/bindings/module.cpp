@@ -13,4 +13,6 @@ PYBIND11_MODULE(_core, m) {
   seqlab::bind::bind_recurrent(m);
   seqlab::bind::bind_conv1d(m);
   seqlab::bind::bind_retrieval(m);
+  seqlab::bind::bind_decoder(m);
+  seqlab::bind::bind_losses(m);
 }

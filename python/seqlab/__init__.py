@@ -11,7 +11,7 @@ Quick tour::
 
 from __future__ import annotations
 
-from . import _core, functional, metrics, nn, optim
+from . import _core, functional, losses, metrics, nn, optim
 from .autograd import Tensor, concatenate, is_grad_enabled, no_grad, stack, tensor
 from .random import get_rng_state, manual_seed, set_rng_state
 from .threads import get_num_threads, set_num_threads
@@ -39,6 +39,7 @@ __all__ = [
     "get_num_threads",
     "get_rng_state",
     "is_grad_enabled",
+    "losses",
     "manual_seed",
     "nn",
     "metrics",

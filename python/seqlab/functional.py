@@ -336,3 +336,185 @@ def conv1d(
         raise ValueError(f"conv1d: padding must be a non-negative int, 'valid' or 'causal', got {padding!r}")
     y = conv1d_channels_last(x.transpose(0, 2, 1), weight, bias, dilation, pad)
     return y.transpose(0, 2, 1)
+
+
+# =====================================================================
+# Sequence decoder and losses: the autoregressive recurrent decoder with
+# teacher forcing and attention, the masked cosine + MSE loss.
+# =====================================================================
+
+_DecoderSlot = tuple[Tensor, slice | None] | None
+
+
+def _slot_data(slot: _DecoderSlot) -> np.ndarray | None:
+    if slot is None:
+        return None
+    t, rows = slot
+    return t.data if rows is None else t.data[rows]
+
+
+def recurrent_decoder(
+    mode: str,
+    targets: Any,
+    teacher_forcing: np.ndarray,
+    start: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias_ih: Tensor | None,
+    bias_hh: Tensor | None,
+    out_weight: Tensor,
+    out_bias: Tensor | None,
+    h0: Tensor | None = None,
+    c0: Tensor | None = None,
+    memory: Tensor | None = None,
+    memory_lengths: np.ndarray | None = None,
+    *,
+    num_heads: int = 0,
+    in_proj_weight: Tensor | None = None,
+    q_proj_weight: Tensor | None = None,
+    k_proj_weight: Tensor | None = None,
+    v_proj_weight: Tensor | None = None,
+    in_proj_bias: Tensor | None = None,
+    out_proj_weight: Tensor | None = None,
+    out_proj_bias: Tensor | None = None,
+    workspace: list | None = None,
+) -> Tensor:
+    """Autoregressive recurrent decoder over a whole sequence: one fused kernel, one tape node.
+
+    Step ``t`` reads ``u_t = start`` at ``t = 0``, else ``targets[:, t-1]`` where
+    ``teacher_forcing[:, t]`` is True, else the previous prediction; then
+    ``h_t = cell(u_t, h_{t-1})`` (PyTorch's LSTMCell / GRUCell / RNNCell), with
+    attention ``ctx_t = MHA(h_t, memory, memory)`` (PyTorch's MultiheadAttention with
+    ``kdim = vdim = A``, ``batch_first``, keys ``s >= memory_lengths[b]`` masked), and
+    ``pred_t = [h_t; ctx_t] @ out_weight.T + out_bias``.
+
+    Shapes: targets (B, T, E) (data: receives no gradient); teacher_forcing (B, T)
+    bool; start (E,); weight_ih (G*H, E); weight_hh (G*H, H); biases (G*H,);
+    out_weight (O, H) or (O, 2H) with attention; h0, c0 (B, H); memory (B, S, A);
+    memory_lengths (B,) int in [1, S]. Attention weights as in
+    ``torch.nn.functional.multi_head_attention_forward``: either ``in_proj_weight``
+    (3H, H) (when A == H) or ``q_proj_weight`` (H, H), ``k_proj_weight`` and
+    ``v_proj_weight`` (H, A); ``in_proj_bias`` (3H,); ``out_proj_weight`` (H, H),
+    ``out_proj_bias`` (H,). Returns predictions (B, T, O).
+
+    Gradients flow into every parameter, h0, c0 and memory, including through the
+    fed-back predictions. ``workspace``: as in :func:`recurrent_layer`.
+    """
+    if mode not in RECURRENT_MODES:
+        raise ValueError(f"mode: expected one of {RECURRENT_MODES}, got {mode!r}")
+    y = _float_input(targets, "targets")
+    tf = np.ascontiguousarray(np.asarray(teacher_forcing), dtype=np.uint8)
+    attention = num_heads > 0
+    slots: list[_DecoderSlot] = [(start, None), (weight_ih, None), (weight_hh, None),
+                                 None if bias_ih is None else (bias_ih, None),
+                                 None if bias_hh is None else (bias_hh, None)]
+    if attention:
+        if out_proj_weight is None:
+            raise ValueError("out_proj_weight: required with attention (num_heads > 0)")
+        hidden = weight_hh.shape[1]
+        rows = [slice(i * hidden, (i + 1) * hidden) for i in range(3)]
+        if in_proj_weight is not None:
+            proj: list[_DecoderSlot] = [(in_proj_weight, r) for r in rows]
+        else:
+            if q_proj_weight is None or k_proj_weight is None or v_proj_weight is None:
+                raise ValueError("q_proj_weight, k_proj_weight, v_proj_weight: required with attention "
+                                 "unless in_proj_weight is given")
+            proj = [(q_proj_weight, None), (k_proj_weight, None), (v_proj_weight, None)]
+        biases: list[_DecoderSlot] = [None, None, None] if in_proj_bias is None else [
+            (in_proj_bias, r) for r in rows]
+        slots += [*proj, *biases, (out_proj_weight, None),
+                  None if out_proj_bias is None else (out_proj_bias, None)]
+    else:
+        slots += [None] * 8
+    slots += [(out_weight, None), None if out_bias is None else (out_bias, None)]
+    attention_arrays = [_slot_data(s) for s in slots[5:13]] if attention else None
+    pred, cache = _core.decoder_forward(
+        mode, y.data, tf, *(_slot_data(s) for s in slots[:5]), _slot_data(slots[13]),
+        _slot_data(slots[14]), None if h0 is None else h0.data, None if c0 is None else c0.data,
+        None if memory is None else memory.data, memory_lengths, attention_arrays,
+        int(num_heads), workspace.pop() if workspace else None,
+    )
+    params: list[Tensor] = []
+    for s in slots:
+        if s is not None and all(s[0] is not p for p in params):
+            params.append(s[0])
+    states = [s for s in (h0, c0, memory) if s is not None]
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        buffers = [grad_buffer(p) for p in params]
+        by_id = {id(p): b for p, b in zip(params, buffers, strict=True)}
+        grads = []
+        for s in slots:
+            buf = None if s is None else by_id[id(s[0])]
+            grads.append(None if buf is None else (buf if s[1] is None else buf[s[1]]))  # type: ignore[index]
+        need_memory = memory is not None and memory.requires_grad
+        dh0, dc0, dmem = _core.decoder_backward(cache, _grad(g), grads, need_memory)
+        if workspace is not None and not workspace:
+            workspace.append(cache)
+        state_grads = [d for s, d in ((h0, dh0), (c0, dc0), (memory, dmem)) if s is not None]
+        return (*(returned_grad(p, b) for p, b in zip(params, buffers, strict=True)), *state_grads)
+
+    out = make_result(pred, (*params, *states), backward)
+    if not out.requires_grad:
+        _core.decoder_release(cache)
+        if workspace is not None and not workspace:
+            workspace.append(cache)
+    return out
+
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def cosine_mse_loss(
+    pred: Any,
+    target: Any,
+    lengths: Any = None,
+    cosine_weight: float = 0.9,
+    mse_weight: float = 0.1,
+    temperature: float = 1.0,
+    reduction: str = "mean",
+) -> Tensor:
+    """Masked hybrid loss ``cosine_weight * (1 - cos) / temperature + mse_weight * MSE`` per token.
+
+    Shapes: pred, target (B, T, E); lengths (B,) ints in [0, T] or None (all T). For
+    each real token (t < lengths[b]):
+    ``cos = p.y / (max(|p|, 1e-8) * max(|y|, 1e-8))`` (torch's ``cosine_similarity``,
+    each norm clamped) and ``MSE = sum_e (p_e - y_e)^2 / E``. ``reduction``: "mean"
+    (over real tokens; 0 when there are none), "sum", or "none" (the per-token (B, T)
+    losses, 0 at padding). One fused kernel forward and backward; gradients flow to
+    pred and, when it requires them, target.
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
+    p = _float_input(pred, "pred")
+    y = _float_input(target, "target")
+    if p.shape != y.shape:
+        raise ValueError(f"target: expected the shape of pred {p.shape}, got {y.shape}")
+    if p.ndim != 3:
+        raise ValueError(f"pred: expected a (batch, seq, features) array, got shape {p.shape}")
+    lens = None
+    if lengths is not None:
+        arr = np.asarray(lengths.data if isinstance(lengths, Tensor) else lengths)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"lengths: expected integers, got dtype {arr.dtype}")
+        lens = np.ascontiguousarray(arr, dtype=np.int64)
+    weights = (float(cosine_weight), float(mse_weight), float(temperature))
+    total, count, tokens = _core.cosine_mse_forward(p.data, y.data, lens, *weights)
+    if reduction == "none":
+        out = tokens
+    elif reduction == "sum":
+        out = np.array(total, dtype=np.float32)
+    else:
+        out = np.array(total / count if count else 0.0, dtype=np.float32)
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        if reduction == "none":
+            token_grad, scale = _grad(g), 0.0
+        else:
+            token_grad = None
+            scale = float(g) / (count if reduction == "mean" and count else 1.0)
+        dp, dy = _core.cosine_mse_backward(p.data, y.data, lens, *weights, token_grad, scale,
+                                           p.requires_grad, y.requires_grad)
+        return dp, dy
+
+    return make_result(out, (p, y), backward)

@@ -4,6 +4,7 @@ from . import init, utils
 from .activation import GELU, ReLU, Sigmoid, Softmax, Tanh
 from .container import Sequential
 from .conv import CausalConv1d, Conv1d
+from .decoder import DecoderAttention, RecurrentDecoder
 from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Linear
@@ -18,6 +19,8 @@ __all__ = [
     "Conv1d",
     "LSTM",
     "RNN",
+    "RecurrentDecoder",
+    "DecoderAttention",
     "Dropout",
     "Embedding",
     "Linear",

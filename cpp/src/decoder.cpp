@@ -1,0 +1,516 @@
+// The time-loop driver of the autoregressive decoder (see decoder.hpp), generic over
+// the cell (recurrent_cells.hpp supplies the fused pointwise passes).
+#include "seqlab/decoder.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+
+#include "seqlab/blas.hpp"
+#include "seqlab/recurrent_cells.hpp"
+#include "seqlab/recurrent_gemm.hpp"
+#include "seqlab/thread_pool.hpp"
+
+namespace seqlab {
+namespace {
+
+using recurrent::BwdRow;
+using recurrent::fbatch;
+using recurrent::FwdRow;
+using recurrent::load;
+using recurrent::PackedMatrix;
+using recurrent::simd_for;
+using recurrent::store;
+
+using usize = std::size_t;
+
+void ensure_shape(xt::xtensor<float, 2>& a, usize rows, usize cols) {
+  if (a.shape()[0] != rows || a.shape()[1] != cols) a.resize({rows, cols});
+}
+
+// Rows per parallel chunk so that a chunk carries at least ~32k values of work.
+usize grain_for(usize row_work) { return std::max<usize>(1, 32768 / std::max<usize>(1, row_work)); }
+
+// dst[j] += a * src[j].
+void axpy(float* dst, float a, const float* src, int n) {
+  simd_for(n, [&](int j, auto v) {
+    using V = decltype(v);
+    store(dst + j, load<V>(dst + j) + V(a) * load<V>(src + j));
+  });
+}
+void add_row(float* dst, const float* src, int n) {
+  simd_for(n, [&](int j, auto v) {
+    using V = decltype(v);
+    store(dst + j, load<V>(dst + j) + load<V>(src + j));
+  });
+}
+// out[j] += column sums of a (rows, n) with row stride lda.
+void add_column_sums(float* out, const float* a, usize rows, int n, usize lda) {
+  for (usize r = 0; r < rows; ++r) add_row(out, a + r * lda, n);
+}
+
+// Whether any step t >= 1 takes the previous prediction.
+bool has_feedback(const DecoderCache& c) {
+  const usize T = static_cast<usize>(c.shape.T);
+  for (usize i = 0; i < c.teacher.size(); ++i)
+    if (i % T != 0 && !c.teacher[i]) return true;
+  return false;
+}
+
+// Rows b whose step t takes the previous prediction (t >= 1 and not teacher-forced).
+void feedback_rows(const DecoderCache& c, int t, std::vector<int>& rows) {
+  rows.clear();
+  if (t < 1) return;
+  const int B = c.shape.B, T = c.shape.T;
+  for (int b = 0; b < B; ++b)
+    if (!c.teacher[static_cast<usize>(b) * T + t]) rows.push_back(b);
+}
+
+// out[j] = sum_{k < count} coef[k] * rows[k * ld + j] for j < n, accumulated in registers.
+void weighted_sum(float* out, const float* coef, int count, const float* rows, usize ld, int n) {
+  simd_for(n, [&](int j, auto v) {
+    using V = decltype(v);
+    V acc(0.0f);
+    for (int k = 0; k < count; ++k) acc += V(coef[k]) * load<V>(rows + k * ld + j);
+    store(out + j, acc);
+  });
+}
+
+// Attention of one query row (b, t) over its memory: probs and context. keys_t is the
+// row's keys transposed, (H, S), so that a head's scores are SIMD sums along S rather
+// than S horizontal dot-product reductions.
+void attend_row(const DecoderShape& s, const float* q, const float* keys_t, const float* values,
+                int len, float scale, float* probs, float* ctx) {
+  const int H = s.H, hd = H / s.heads;
+  const usize S = static_cast<usize>(s.S);
+  for (int h = 0; h < s.heads; ++h) {
+    float* p = probs + h * S;
+    weighted_sum(p, q + h * hd, hd, keys_t + h * hd * S, S, len);
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int k = 0; k < len; ++k) mx = std::max(mx, p[k]);
+    float sum = 0.0f;
+    for (int k = 0; k < len; ++k) {
+      p[k] = std::exp(scale * (p[k] - mx));
+      sum += p[k];
+    }
+    const float inv = 1.0f / sum;
+    for (int k = 0; k < len; ++k) p[k] *= inv;
+    std::fill(p + len, p + S, 0.0f);
+    weighted_sum(ctx + h * hd, p, len, values + h * hd, H, hd);
+  }
+}
+
+// Backward of attend_row: dq (written), dkeys and dvalues rows of this batch row
+// (added, (S, H) layout); values_t (H, S) transposed; ds is scratch of S values.
+void attend_row_backward(const DecoderShape& s, const float* q, const float* keys,
+                         const float* values_t, int len, float scale, const float* probs,
+                         const float* dctx, float* dq, float* dkeys, float* dvalues, float* ds) {
+  const int H = s.H, hd = H / s.heads;
+  const usize S = static_cast<usize>(s.S);
+  for (int h = 0; h < s.heads; ++h) {
+    const float* p = probs + h * S;
+    const float* g = dctx + h * hd;
+    weighted_sum(ds, g, hd, values_t + h * hd * S, S, len);  // d p
+    float pdp = 0.0f;
+    for (int k = 0; k < len; ++k) pdp += p[k] * ds[k];
+    for (int k = 0; k < len; ++k) {
+      const usize off = static_cast<usize>(k) * H + h * hd;
+      ds[k] = scale * p[k] * (ds[k] - pdp);  // d scores (scaled)
+      axpy(dvalues + off, p[k], g, hd);
+      axpy(dkeys + off, ds[k], q + h * hd, hd);
+    }
+    weighted_sum(dq + h * hd, ds, len, keys + h * hd, H, hd);
+  }
+}
+
+template <class Cell>
+void forward_impl(DecoderCache& c, const float* targets, const float* h0, const float* c0,
+                  float* pred) {
+  constexpr int G = Cell::gates;
+  constexpr bool lstm = std::is_same_v<Cell, recurrent::LstmCell>;
+  constexpr bool gru = std::is_same_v<Cell, recurrent::GruCell>;
+  const DecoderShape& s = c.shape;
+  const DecoderWeights& w = c.w;
+  const int B = s.B, T = s.T, E = s.E, H = s.H, O = s.O, GH = G * H;
+  const bool att = s.attention();
+  const int Z = att ? 2 * H : H;
+  const usize BT = static_cast<usize>(B) * T, BH = static_cast<usize>(B) * H;
+  const usize uH = static_cast<usize>(H);
+  const float scale = att ? 1.0f / std::sqrt(static_cast<float>(H / s.heads)) : 0.0f;
+
+  // All workspaces before the time loop.
+  ensure_shape(c.inputs, BT, static_cast<usize>(E));
+  ensure_shape(c.gates, BT, static_cast<usize>(GH));
+  ensure_shape(c.h_all, (T + 1) * static_cast<usize>(B), uH);
+  ensure_shape(c.features, BT, static_cast<usize>(Z));
+  if (gru) ensure_shape(c.aux, BT, uH);
+  if (lstm) ensure_shape(c.c_all, (T + 1) * static_cast<usize>(B), uH);
+  if (att) {
+    const usize BS = static_cast<usize>(B) * s.S;
+    ensure_shape(c.keys, BS, uH);
+    ensure_shape(c.values, BS, uH);
+    ensure_shape(c.keys_t, static_cast<usize>(B) * H, static_cast<usize>(s.S));
+    ensure_shape(c.values_t, static_cast<usize>(B) * H, static_cast<usize>(s.S));
+    ensure_shape(c.queries, BT, uH);
+    ensure_shape(c.probs, BT * s.heads, static_cast<usize>(s.S));
+    ensure_shape(c.context, BT, uH);
+  }
+  std::vector<float> gh(static_cast<usize>(B) * GH);
+  std::vector<float> bias_x(GH, 0.0f), b_hn(H, 0.0f);
+  if (w.b_ih)
+    for (int j = 0; j < GH; ++j) bias_x[j] += w.b_ih[j];
+  if (w.b_hh) {
+    const int folded = gru ? 2 * H : GH;
+    for (int j = 0; j < folded; ++j) bias_x[j] += w.b_hh[j];
+    if (gru)
+      for (int j = 0; j < H; ++j) b_hn[j] = w.b_hh[2 * H + j];
+  }
+  const bool any_feedback = has_feedback(c);
+  std::vector<int> fb;
+  fb.reserve(B);
+  std::vector<float> fb_z(any_feedback ? static_cast<usize>(B) * Z : 0);
+  std::vector<float> fb_pred(any_feedback ? static_cast<usize>(B) * O : 0);
+  std::vector<float> fb_gx(any_feedback ? static_cast<usize>(B) * GH : 0);
+  const auto w_hh_t = PackedMatrix::from_transposed(w.w_hh, GH, H);
+  std::optional<PackedMatrix> w_q_t;
+  if (att) w_q_t.emplace(PackedMatrix::from_transposed(w.w_q, H, H));
+  std::optional<PackedMatrix> w_o_t;
+  if (att) w_o_t.emplace(PackedMatrix::from_transposed(w.w_o, H, H));
+  std::optional<PackedMatrix> w_out_t;
+  if (any_feedback) w_out_t.emplace(PackedMatrix::from_transposed(w.w_out, O, Z));
+  std::optional<PackedMatrix> w_ih_t;
+  if (any_feedback) w_ih_t.emplace(PackedMatrix::from_transposed(w.w_ih, GH, E));
+
+  float* U = c.inputs.data();
+  float* gates = c.gates.data();
+  float* hs = c.h_all.data();
+  float* cs = lstm ? c.c_all.data() : nullptr;
+  float* aux = gru ? c.aux.data() : nullptr;
+  float* feat = c.features.data();
+
+  // Inputs known up front (start, teacher targets; fed-back rows are zero until their
+  // step), and their projection for all steps in one GEMM.
+  parallel_for(BT, grain_for(E), [&](usize r0, usize r1) {
+    for (usize r = r0; r < r1; ++r) {
+      const usize t = r % T;
+      float* u = U + r * E;
+      if (t == 0)
+        std::memcpy(u, w.start, E * sizeof(float));
+      else if (c.teacher[r])
+        std::memcpy(u, targets + (r - 1) * E, E * sizeof(float));
+      else
+        std::fill(u, u + E, 0.0f);
+    }
+  });
+  sgemm(false, true, static_cast<int>(BT), GH, E, 1.0f, U, E, w.w_ih, E, 0.0f, gates, GH);
+  parallel_for(BT, grain_for(GH), [&](usize r0, usize r1) {
+    for (usize r = r0; r < r1; ++r) add_row(gates + r * GH, bias_x.data(), GH);
+  });
+  if (att) {
+    // Keys and values of the whole memory, once per call.
+    const int BS = B * s.S;
+    sgemm(false, true, BS, H, s.A, 1.0f, c.memory, s.A, w.w_k, s.A, 0.0f, c.keys.data(), H);
+    sgemm(false, true, BS, H, s.A, 1.0f, c.memory, s.A, w.w_v, s.A, 0.0f, c.values.data(), H);
+    for (int r = 0; r < BS; ++r) {
+      if (w.b_k) add_row(c.keys.data() + static_cast<usize>(r) * H, w.b_k, H);
+      if (w.b_v) add_row(c.values.data() + static_cast<usize>(r) * H, w.b_v, H);
+    }
+    parallel_for(B, grain_for(static_cast<usize>(2) * s.S * H), [&](usize b0, usize b1) {
+      for (usize b = b0; b < b1; ++b)
+        for (int k = 0; k < s.S; ++k)
+          for (int j = 0; j < H; ++j) {
+            const usize src = (b * s.S + k) * H + j, dst = (b * H + j) * s.S + k;
+            c.keys_t.data()[dst] = c.keys.data()[src];
+            c.values_t.data()[dst] = c.values.data()[src];
+          }
+    });
+  }
+
+  if (h0) std::memcpy(hs, h0, BH * sizeof(float)); else std::fill(hs, hs + BH, 0.0f);
+  if (lstm) {
+    if (c0) std::memcpy(cs, c0, BH * sizeof(float)); else std::fill(cs, cs + BH, 0.0f);
+  }
+
+  for (int t = 0; t < T; ++t) {
+    const float* hp = hs + t * BH;
+    float* hn = hs + (t + 1) * BH;
+    const float* cp = lstm ? cs + t * BH : nullptr;
+    float* cn = lstm ? cs + (t + 1) * BH : nullptr;
+    w_hh_t.multiply(B, hp, H, gh.data(), GH, false);  // gh = h_prev @ W_hh^T
+    parallel_for(B, grain_for(GH), [&](usize b0, usize b1) {
+      for (usize b = b0; b < b1; ++b) {
+        const usize bt = b * T + t;
+        FwdRow row;
+        row.gates = gates + bt * GH;
+        row.gh = gh.data() + b * GH;
+        row.b_hn = b_hn.data();
+        row.h_prev = hp + b * H;
+        row.c_prev = lstm ? cp + b * H : nullptr;
+        row.h_new = hn + b * H;
+        row.c_new = lstm ? cn + b * H : nullptr;
+        row.y = feat + bt * Z;
+        row.aux = gru ? aux + bt * H : nullptr;
+        Cell::forward(row, H);
+      }
+    });
+    if (att) {
+      float* q = c.queries.data() + static_cast<usize>(t) * H;
+      float* ctx = c.context.data() + static_cast<usize>(t) * H;
+      const usize ldq = static_cast<usize>(T) * H;
+      w_q_t->multiply(B, hn, H, q, static_cast<int>(ldq), false);  // q = h_t @ W_q^T
+      parallel_for(B, grain_for(static_cast<usize>(2) * s.S * H), [&](usize b0, usize b1) {
+        for (usize b = b0; b < b1; ++b) {
+          float* qb = q + b * ldq;
+          if (w.b_q) add_row(qb, w.b_q, H);
+          const int len = c.memory_lengths.empty() ? s.S : static_cast<int>(c.memory_lengths[b]);
+          const usize bs = b * s.S;
+          attend_row(s, qb, c.keys_t.data() + b * H * s.S, c.values.data() + bs * H, len, scale,
+                     c.probs.data() + (b * T + t) * s.heads * static_cast<usize>(s.S), ctx + b * ldq);
+        }
+      });
+      float* att_out = feat + static_cast<usize>(t) * Z + H;
+      w_o_t->multiply(B, ctx, static_cast<int>(ldq), att_out, T * Z, false);  // ctx @ W_o^T
+      if (w.b_o)
+        for (int b = 0; b < B; ++b) add_row(att_out + static_cast<usize>(b) * T * Z, w.b_o, H);
+    }
+    // Rows of step t+1 fed this step's prediction: pred = [h; ctx] W_out^T + b_out,
+    // then its input projection into their gates.
+    if (!any_feedback || t + 1 >= T) continue;
+    feedback_rows(c, t + 1, fb);
+    const int n = static_cast<int>(fb.size());
+    if (n == 0) continue;
+    for (int i = 0; i < n; ++i)
+      std::memcpy(fb_z.data() + static_cast<usize>(i) * Z, feat + (static_cast<usize>(fb[i]) * T + t) * Z,
+                  Z * sizeof(float));
+    w_out_t->multiply(n, fb_z.data(), Z, fb_pred.data(), O, false);
+    for (int i = 0; i < n; ++i) {
+      float* p = fb_pred.data() + static_cast<usize>(i) * O;
+      if (w.b_out) add_row(p, w.b_out, O);
+      std::memcpy(U + (static_cast<usize>(fb[i]) * T + t + 1) * E, p, E * sizeof(float));
+    }
+    w_ih_t->multiply(n, fb_pred.data(), O, fb_gx.data(), GH, false);
+    for (int i = 0; i < n; ++i)
+      add_row(gates + (static_cast<usize>(fb[i]) * T + t + 1) * GH, fb_gx.data() + static_cast<usize>(i) * GH, GH);
+  }
+
+  // Predictions of every step in one GEMM.
+  sgemm(false, true, static_cast<int>(BT), O, Z, 1.0f, feat, Z, w.w_out, Z, 0.0f, pred, O);
+  if (w.b_out)
+    parallel_for(BT, grain_for(O), [&](usize r0, usize r1) {
+      for (usize r = r0; r < r1; ++r) add_row(pred + r * O, w.b_out, O);
+    });
+  // A prediction that was fed back is returned exactly as fed (the in-loop kernel and
+  // the GEMM may round differently).
+  if (any_feedback)
+    for (usize r = 0; r < BT; ++r)
+      if (r % T != 0 && !c.teacher[r]) std::memcpy(pred + (r - 1) * O, U + r * E, O * sizeof(float));
+}
+
+template <class Cell>
+void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, float* dh0,
+                   float* dc0, float* d_memory) {
+  constexpr int G = Cell::gates;
+  constexpr bool lstm = std::is_same_v<Cell, recurrent::LstmCell>;
+  constexpr bool gru = std::is_same_v<Cell, recurrent::GruCell>;
+  const DecoderShape& s = c.shape;
+  const DecoderWeights& w = c.w;
+  const int B = s.B, T = s.T, E = s.E, H = s.H, O = s.O, GH = G * H;
+  const bool att = s.attention();
+  const int Z = att ? 2 * H : H;
+  const usize BT = static_cast<usize>(B) * T, BH = static_cast<usize>(B) * H;
+  const usize uH = static_cast<usize>(H), BS = static_cast<usize>(B) * s.S;
+  const float scale = att ? 1.0f / std::sqrt(static_cast<float>(H / s.heads)) : 0.0f;
+
+  // All workspaces before the time loop.
+  ensure_shape(c.d_features, BT, static_cast<usize>(Z));
+  ensure_shape(c.d_pred, BT, static_cast<usize>(O));
+  ensure_shape(c.d_gx, BT, static_cast<usize>(GH));
+  ensure_shape(c.d_gh, BT, static_cast<usize>(GH));
+  if (att) {
+    ensure_shape(c.d_queries, BT, uH);
+    ensure_shape(c.d_context, BT, uH);
+    ensure_shape(c.d_keys, BS, uH);
+    ensure_shape(c.d_values, BS, uH);
+    std::fill(c.d_keys.begin(), c.d_keys.end(), 0.0f);
+    std::fill(c.d_values.begin(), c.d_values.end(), 0.0f);
+  }
+  const bool any_feedback = has_feedback(c);
+  std::vector<int> fb;
+  fb.reserve(B);
+  std::vector<float> fb_dgx(any_feedback ? static_cast<usize>(B) * GH : 0);
+  std::vector<float> fb_du(any_feedback ? static_cast<usize>(B) * O : 0);
+  std::vector<float> fb_dz(any_feedback ? static_cast<usize>(B) * Z : 0);
+  std::vector<float> dh_a(BH, 0.0f), dh_b(BH), dc_a(lstm ? BH : 0, 0.0f), dc_b(lstm ? BH : 0);
+  std::vector<float> dp_scratch(att ? static_cast<usize>(B) * s.S : 0);
+  const auto w_hh_p = PackedMatrix::from_plain(w.w_hh, GH, H);
+  std::optional<PackedMatrix> w_q_p;
+  if (att) w_q_p.emplace(PackedMatrix::from_plain(w.w_q, H, H));
+  std::optional<PackedMatrix> w_o_p;
+  if (att) w_o_p.emplace(PackedMatrix::from_plain(w.w_o, H, H));
+  std::optional<PackedMatrix> w_ih_p;
+  if (any_feedback) w_ih_p.emplace(PackedMatrix::from_plain(w.w_ih, GH, E));
+  std::optional<PackedMatrix> w_out_p;
+  if (any_feedback) w_out_p.emplace(PackedMatrix::from_plain(w.w_out, O, Z));
+
+  float* dfeat = c.d_features.data();
+  float* dpred = c.d_pred.data();
+  float* dgx = c.d_gx.data();
+  float* dgh = c.d_gh.data();
+  const float* feat = c.features.data();
+  const float* gates = c.gates.data();
+  const float* hs = c.h_all.data();
+  const float* cs = lstm ? c.c_all.data() : nullptr;
+  const float* aux = gru ? c.aux.data() : nullptr;
+  float* dh_cur = dh_a.data();
+  float* dh_nxt = dh_b.data();
+  float* dc_cur = lstm ? dc_a.data() : nullptr;
+  float* dc_nxt = lstm ? dc_b.data() : nullptr;
+
+  // d features = d pred @ W_out for every step; the fed-back predictions add theirs in the loop.
+  std::memcpy(dpred, d_pred, BT * O * sizeof(float));
+  sgemm(false, false, static_cast<int>(BT), Z, O, 1.0f, dpred, O, w.w_out, Z, 0.0f, dfeat, Z);
+
+  for (int t = T - 1; t >= 0; --t) {
+    const float* hp = hs + t * BH;
+    const float* cp = lstm ? cs + t * BH : nullptr;
+    const float* cn = lstm ? cs + (t + 1) * BH : nullptr;
+    if (att) {
+      const usize ldq = static_cast<usize>(T) * H;
+      float* dctx = c.d_context.data() + static_cast<usize>(t) * H;
+      float* dq = c.d_queries.data() + static_cast<usize>(t) * H;
+      // d ctx = d att_out @ W_o, then the attention's backward row by row.
+      w_o_p->multiply(B, dfeat + static_cast<usize>(t) * Z + H, T * Z, dctx, static_cast<int>(ldq), false);
+      parallel_for(B, grain_for(static_cast<usize>(3) * s.S * H), [&](usize b0, usize b1) {
+        for (usize b = b0; b < b1; ++b) {
+          const int len = c.memory_lengths.empty() ? s.S : static_cast<int>(c.memory_lengths[b]);
+          const usize bs = b * s.S, bt = b * T + t;
+          attend_row_backward(s, c.queries.data() + bt * H, c.keys.data() + bs * H,
+                              c.values_t.data() + b * H * s.S, len, scale,
+                              c.probs.data() + bt * s.heads * static_cast<usize>(s.S), dctx + b * ldq,
+                              dq + b * ldq, c.d_keys.data() + bs * H, c.d_values.data() + bs * H,
+                              dp_scratch.data() + bs);
+        }
+      });
+      w_q_p->multiply(B, dq, static_cast<int>(ldq), dh_cur, H, true);  // dh += dq @ W_q
+    }
+    float* dgh_t = dgh + t * BH * G;
+    parallel_for(B, grain_for(GH), [&](usize b0, usize b1) {
+      for (usize b = b0; b < b1; ++b) {
+        const usize bt = b * T + t;
+        add_row(dh_cur + b * H, dfeat + bt * Z, H);
+        BwdRow row;
+        row.gates = gates + bt * GH;
+        row.aux = gru ? aux + bt * H : nullptr;
+        row.h_prev = hp + b * H;
+        row.c_prev = lstm ? cp + b * H : nullptr;
+        row.c_new = lstm ? cn + b * H : nullptr;
+        row.dh = dh_cur + b * H;
+        row.dc = lstm ? dc_cur + b * H : nullptr;
+        row.dgx = dgx + bt * GH;
+        row.dgh = dgh_t + b * GH;
+        row.dh_prev = dh_nxt + b * H;
+        row.dc_prev = lstm ? dc_nxt + b * H : nullptr;
+        Cell::backward(row, H);
+      }
+    });
+    w_hh_p.multiply(B, dgh_t, GH, dh_nxt, H, true);  // dh_prev += dgates_hh @ W_hh
+    std::swap(dh_cur, dh_nxt);
+    if (lstm) std::swap(dc_cur, dc_nxt);
+    // Rows of step t fed the previous prediction pass d u_t = dgates_x @ W_ih to it.
+    if (!any_feedback) continue;
+    feedback_rows(c, t, fb);
+    const int n = static_cast<int>(fb.size());
+    if (n == 0) continue;
+    for (int i = 0; i < n; ++i)
+      std::memcpy(fb_dgx.data() + static_cast<usize>(i) * GH, dgx + (static_cast<usize>(fb[i]) * T + t) * GH,
+                  GH * sizeof(float));
+    w_ih_p->multiply(n, fb_dgx.data(), GH, fb_du.data(), O, false);
+    w_out_p->multiply(n, fb_du.data(), O, fb_dz.data(), Z, false);
+    for (int i = 0; i < n; ++i) {
+      const usize prev = static_cast<usize>(fb[i]) * T + t - 1;
+      add_row(dpred + prev * O, fb_du.data() + static_cast<usize>(i) * O, O);
+      add_row(dfeat + prev * Z, fb_dz.data() + static_cast<usize>(i) * Z, Z);
+    }
+  }
+  std::memcpy(dh0, dh_cur, BH * sizeof(float));
+  if (lstm && dc0) std::memcpy(dc0, dc_cur, BH * sizeof(float));
+
+  // Weight gradients, one GEMM each over all steps.
+  const int M = static_cast<int>(BT);
+  if (g.w_hh) sgemm(true, false, GH, H, M, 1.0f, dgh, GH, hs, H, 1.0f, g.w_hh, H);
+  if (g.w_ih) sgemm(true, false, GH, E, M, 1.0f, dgx, GH, c.inputs.data(), E, 1.0f, g.w_ih, E);
+  if (g.b_ih) add_column_sums(g.b_ih, dgx, BT, GH, GH);
+  if (g.b_hh) add_column_sums(g.b_hh, dgh, BT, GH, GH);
+  if (g.start) {
+    std::vector<float> d0(GH, 0.0f);  // sum over the batch of step 0's dgates_x
+    for (int b = 0; b < B; ++b) add_row(d0.data(), dgx + static_cast<usize>(b) * T * GH, GH);
+    sgemm(false, false, 1, E, GH, 1.0f, d0.data(), GH, w.w_ih, E, 1.0f, g.start, E);
+  }
+  if (g.w_out) sgemm(true, false, O, Z, M, 1.0f, dpred, O, feat, Z, 1.0f, g.w_out, Z);
+  if (g.b_out) add_column_sums(g.b_out, dpred, BT, O, O);
+  if (!att) return;
+  const float* dq = c.d_queries.data();
+  const float* dk = c.d_keys.data();
+  const float* dv = c.d_values.data();
+  const int MS = static_cast<int>(BS);
+  if (g.w_o) sgemm(true, false, H, H, M, 1.0f, dfeat + H, Z, c.context.data(), H, 1.0f, g.w_o, H);
+  if (g.b_o) add_column_sums(g.b_o, dfeat + H, BT, H, Z);
+  if (g.w_q) sgemm(true, false, H, H, M, 1.0f, dq, H, feat, Z, 1.0f, g.w_q, H);
+  if (g.b_q) add_column_sums(g.b_q, dq, BT, H, H);
+  if (g.w_k) sgemm(true, false, H, s.A, MS, 1.0f, dk, H, c.memory, s.A, 1.0f, g.w_k, s.A);
+  if (g.b_k) add_column_sums(g.b_k, dk, BS, H, H);
+  if (g.w_v) sgemm(true, false, H, s.A, MS, 1.0f, dv, H, c.memory, s.A, 1.0f, g.w_v, s.A);
+  if (g.b_v) add_column_sums(g.b_v, dv, BS, H, H);
+  if (d_memory) {
+    sgemm(false, false, MS, s.A, H, 1.0f, dk, H, w.w_k, s.A, 0.0f, d_memory, s.A);
+    sgemm(false, false, MS, s.A, H, 1.0f, dv, H, w.w_v, s.A, 1.0f, d_memory, s.A);
+  }
+}
+
+}  // namespace
+
+void decoder_forward(CellKind kind, const DecoderShape& shape, const DecoderWeights& w,
+                     const float* targets, const std::uint8_t* teacher, const float* h0,
+                     const float* c0, const float* memory, const std::int64_t* memory_lengths,
+                     float* pred, DecoderCache& cache) {
+  cache.kind = kind;
+  cache.shape = shape;
+  cache.w = w;
+  cache.memory = memory;
+  cache.teacher.assign(teacher, teacher + static_cast<usize>(shape.B) * shape.T);
+  cache.memory_lengths.clear();
+  if (memory_lengths) cache.memory_lengths.assign(memory_lengths, memory_lengths + shape.B);
+  switch (kind) {
+    case CellKind::RnnTanh:
+      return forward_impl<recurrent::RnnTanhCell>(cache, targets, h0, c0, pred);
+    case CellKind::RnnRelu:
+      return forward_impl<recurrent::RnnReluCell>(cache, targets, h0, c0, pred);
+    case CellKind::Lstm:
+      return forward_impl<recurrent::LstmCell>(cache, targets, h0, c0, pred);
+    case CellKind::Gru:
+      return forward_impl<recurrent::GruCell>(cache, targets, h0, c0, pred);
+  }
+  throw std::invalid_argument("decoder_forward: unknown cell kind");
+}
+
+void decoder_backward(DecoderCache& cache, const float* d_pred, const DecoderGrads& grads,
+                      float* dh0, float* dc0, float* d_memory) {
+  switch (cache.kind) {
+    case CellKind::RnnTanh:
+      return backward_impl<recurrent::RnnTanhCell>(cache, d_pred, grads, dh0, dc0, d_memory);
+    case CellKind::RnnRelu:
+      return backward_impl<recurrent::RnnReluCell>(cache, d_pred, grads, dh0, dc0, d_memory);
+    case CellKind::Lstm:
+      return backward_impl<recurrent::LstmCell>(cache, d_pred, grads, dh0, dc0, d_memory);
+    case CellKind::Gru:
+      return backward_impl<recurrent::GruCell>(cache, d_pred, grads, dh0, dc0, d_memory);
+  }
+  throw std::invalid_argument("decoder_backward: unknown cell kind");
+}
+
+}  // namespace seqlab
