@@ -20,13 +20,15 @@ WORDS = ("moon night sea wind rose heart love light dark star sky rain song bird
 
 
 def make_poems(n: int = 40, seed: int = 0) -> list[list[str]]:
+    """Poems whose lines walk a fixed cycle of words from a random start: learnable structure."""
     rng = np.random.default_rng(seed)
     poems = []
     for _ in range(n):
         lines = []
         for _ in range(int(rng.integers(2, 5))):
-            words = rng.choice(WORDS, size=int(rng.integers(3, 7)))
-            lines.append(" ".join(words).capitalize() + rng.choice([",", ".", "!", ""]))
+            start, length = int(rng.integers(len(WORDS))), int(rng.integers(3, 7))
+            words = [WORDS[(start + j) % len(WORDS)] for j in range(length)]
+            lines.append(" ".join(words).capitalize() + rng.choice([",", ".", "!"]))
         poems.append(lines)
     return poems
 
@@ -86,9 +88,10 @@ def test_load_restores_the_same_model(tmp_path: Path) -> None:
     assert a == b
 
 
-def test_training_lowers_the_loss_and_beats_untrained(tmp_path: Path) -> None:
+def test_training_lowers_the_loss(tmp_path: Path) -> None:
     path = write_corpus(tmp_path, "poetrydb")
-    config = dict(TINY, epochs=12, lr=1e-2)
+    # A constant curriculum (full teacher forcing, full length) keeps the epochs' losses comparable.
+    config = dict(TINY, epochs=10, lr=1e-2, curriculum=((1.0, 1.0, 12),), patience=20)
     fitted = seqlab.poetry_autoencoder(str(path), "tiny", out=tmp_path / "run", progress=False,
                                        verbose=False, **config)
     losses = [h["train_loss"] for h in fitted.history]

@@ -135,6 +135,14 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str:
     return text.removeprefix("\ufeff")
 
 
+def _parses(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
 def _parse_json_lines(path: Path, text: str, out: _Collector) -> None:
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
@@ -216,8 +224,8 @@ def load_poems(
             doc = json.loads(text)
         except json.JSONDecodeError as e:
             lines = [ln for ln in text.split("\n") if ln.strip()]
-            looks_jsonl = len(lines) > 1 and all(ln.lstrip()[:1] in '{["' for ln in lines)
-            if looks_jsonl and e.lineno > 1:
+            looks_jsonl = len(lines) > 1 and e.lineno > 1 and _parses(lines[0])
+            if looks_jsonl:
                 _parse_json_lines(path, text, out)
                 fmt = "json-lines"
             else:
