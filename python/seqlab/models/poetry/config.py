@@ -29,7 +29,9 @@ class AutoencoderConfig:
     Loss: ``"cosine"``, ``"mse"`` or ``"hybrid"`` (``cosine_weight`` x cosine distance /
     ``temperature`` + ``mse_weight`` x MSE per token, masked by length).
     Data: word vectors from ``embeddings`` (a GloVe/word2vec text file) or fitted on the
-    corpus with ``embedding_dim`` dimensions; poems chunked into ``max_len`` tokens
+    corpus with ``embedding_dim`` dimensions, centred on their mean and scaled to unit
+    length when ``center_embeddings`` (word vectors share a large common direction;
+    without centring, predicting the mean vector alone scores a high cosine); poems chunked into ``max_len`` tokens
     (``stride`` apart); ``val_fraction``/``test_fraction`` of the poems held out.
     Training: ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``clip_grad_norm``,
     early stopping after ``patience`` epochs without a better validation loss, the
@@ -52,7 +54,8 @@ class AutoencoderConfig:
     temperature: float = 1.0
     embeddings: str | None = None
     embedding_dim: int = 300
-    embedding_epochs: int = 10
+    embedding_epochs: int = 50
+    center_embeddings: bool = True
     min_count: int = 1
     max_len: int = 50
     stride: int | None = None
@@ -156,10 +159,10 @@ class AutoencoderConfig:
 PRESETS: dict[str, AutoencoderConfig] = {
     # A few seconds: tests, notebooks, smoke runs.
     "tiny": AutoencoderConfig(
-        hidden_size=32, embedding_dim=50, embedding_epochs=3, epochs=4, max_len=20, batch_size=32, patience=4
+        hidden_size=32, embedding_dim=50, embedding_epochs=20, epochs=4, max_len=20, batch_size=32, patience=4
     ),
     # The default: a couple of minutes on 2 cores for the fortunes corpus.
-    "small": AutoencoderConfig(hidden_size=64, epochs=20),
+    "small": AutoencoderConfig(hidden_size=64, epochs=60, patience=8),
     "medium": AutoencoderConfig(hidden_size=128, epochs=30),
     "large": AutoencoderConfig(hidden_size=256, num_layers=2, epochs=40, dropout=0.1),
     "xlarge": AutoencoderConfig(

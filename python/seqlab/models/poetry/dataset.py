@@ -71,6 +71,14 @@ def split_poems(n: int, val_fraction: float, test_fraction: float, seed: int) ->
     }
 
 
+def center_and_normalize(matrix: np.ndarray) -> np.ndarray:
+    """Word vectors (V, E) minus their mean, scaled to unit length; row 0 (padding) stays zero."""
+    out = matrix - matrix[1:].mean(axis=0, keepdims=True)
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-8)
+    out[0] = 0.0
+    return out.astype(np.float32)
+
+
 def prepare(
     data: str | Path | PoemCorpus | None,
     config: AutoencoderConfig,
@@ -101,7 +109,12 @@ def prepare(
             min_count=config.min_count,
             seed=config.seed,
         )
-    matrix = embedding if embedding is not None else vectors.matrix_for(vocab, seed=config.seed)
+    if embedding is not None:
+        matrix = embedding
+    else:
+        matrix = vectors.matrix_for(vocab, seed=config.seed)
+        if config.center_embeddings:
+            matrix = center_and_normalize(matrix)
     chunks: dict[str, list[np.ndarray]] = {}
     chunk_poems: dict[str, list[int]] = {}
     reports = []
