@@ -11,4 +11,7 @@ void bind_softmax(pybind11::module_& m);
 void bind_optim(pybind11::module_& m);
 void bind_clip(pybind11::module_& m);
 void bind_recurrent(pybind11::module_& m);
+void bind_attention(pybind11::module_& m);
+void bind_layer_norm(pybind11::module_& m);
+void bind_cross_entropy(pybind11::module_& m);
 }  // namespace seqlab::bind

@@ -11,4 +11,7 @@ PYBIND11_MODULE(_core, m) {
   seqlab::bind::bind_optim(m);
   seqlab::bind::bind_clip(m);
   seqlab::bind::bind_recurrent(m);
+  seqlab::bind::bind_attention(m);
+  seqlab::bind::bind_layer_norm(m);
+  seqlab::bind::bind_cross_entropy(m);
 }
