@@ -2,13 +2,16 @@
 
 from . import init, utils
 from .activation import GELU, ReLU, Sigmoid, Softmax, Tanh
+from .attention import MultiheadAttention
 from .container import Sequential
 from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Linear
 from .module import Module
+from .normalization import LayerNorm
 from .parameter import Parameter
 from .recurrent import GRU, LSTM, RNN
+from .transformer import GPTBlock, TransformerDecoderBlock, TransformerEncoderLayer
 
 __all__ = [
     "GELU",
@@ -17,14 +20,19 @@ __all__ = [
     "RNN",
     "Dropout",
     "Embedding",
+    "GPTBlock",
+    "LayerNorm",
     "Linear",
     "Module",
+    "MultiheadAttention",
     "Parameter",
     "ReLU",
     "Sequential",
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "TransformerDecoderBlock",
+    "TransformerEncoderLayer",
     "init",
     "utils",
 ]
