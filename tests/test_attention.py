@@ -36,7 +36,9 @@ def _compare(torch, rng, q, k, v, mask=None, causal=False, scale=None):
     out.backward(g)
     qt, kt, vt = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
     tmask = None if mask is None else torch.tensor(mask)
-    ref = torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, attn_mask=tmask, is_causal=causal, scale=scale)
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        qt, kt, vt, attn_mask=tmask, is_causal=causal, scale=scale
+    )
     ref.backward(torch.tensor(g))
     np.testing.assert_allclose(out.data, ref.detach().numpy(), rtol=RTOL, atol=ATOL)
     for name, ours, theirs in (("query", qs, qt), ("key", ks, kt), ("value", vs, vt)):
@@ -167,7 +169,9 @@ def test_dropout_gradient_matches_finite_differences(rng):
 
         def loss(qa):
             seqlab.manual_seed(5)
-            return float(F.scaled_dot_product_attention(qa, k, v, dropout_p=0.3).data.astype(np.float64).sum())
+            return float(
+                F.scaled_dot_product_attention(qa, k, v, dropout_p=0.3).data.astype(np.float64).sum()
+            )
 
         seqlab.manual_seed(5)
         qs = seqlab.tensor(q, requires_grad=True)

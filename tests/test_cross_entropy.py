@@ -19,7 +19,9 @@ def test_matches_torch(torch, rng, reduction, smoothing):
     xs = seqlab.tensor(x, requires_grad=True)
     xt = torch.tensor(x, requires_grad=True)
     loss = F.cross_entropy(xs, t, label_smoothing=smoothing, reduction=reduction)
-    ref = torch.nn.functional.cross_entropy(xt, torch.tensor(t), label_smoothing=smoothing, reduction=reduction)
+    ref = torch.nn.functional.cross_entropy(
+        xt, torch.tensor(t), label_smoothing=smoothing, reduction=reduction
+    )
     np.testing.assert_allclose(loss.data, ref.detach().numpy(), rtol=1e-4, atol=1e-5)
     g = rng.standard_normal(loss.shape).astype(np.float32)
     loss.backward(g)

@@ -62,10 +62,18 @@ def test_mha_self_attention(torch, rng, masks, flash):
     seqlab.functional.set_attention_flash_threshold(0 if flash else 10**9)
     try:
         _run(
-            torch, rng, ours, ref, [x],
-            lambda m, a: m(a[0], a[0], a[0], key_padding_mask=kpm, attn_mask=attn_mask, need_weights=not flash),
+            torch,
+            rng,
+            ours,
+            ref,
+            [x],
             lambda m, a: m(
-                a[0], a[0], a[0],
+                a[0], a[0], a[0], key_padding_mask=kpm, attn_mask=attn_mask, need_weights=not flash
+            ),
+            lambda m, a: m(
+                a[0],
+                a[0],
+                a[0],
                 key_padding_mask=None if kpm is None else torch.tensor(kpm),
                 attn_mask=None if attn_mask is None else torch.tensor(attn_mask),
                 need_weights=not flash,
@@ -86,10 +94,16 @@ def test_mha_cross_attention(torch, rng, kind):
     k = rng.standard_normal((B, Tk, kdim or E)).astype(np.float32)
     v = rng.standard_normal((B, Tk, vdim or E)).astype(np.float32)
     if kind == "kv_shared":
-        _run(torch, rng, ours, ref, [q, k], lambda m, a: m(a[0], a[1], a[1]), lambda m, a: m(a[0], a[1], a[1]))
+        _run(
+            torch, rng, ours, ref, [q, k], lambda m, a: m(a[0], a[1], a[1]), lambda m, a: m(a[0], a[1], a[1])
+        )
     else:
         _run(
-            torch, rng, ours, ref, [q, k, v],
+            torch,
+            rng,
+            ours,
+            ref,
+            [q, k, v],
             lambda m, a: m(a[0], a[1], a[2], average_attn_weights=False),
             lambda m, a: m(a[0], a[1], a[2], average_attn_weights=False),
         )
@@ -146,14 +160,20 @@ def test_encoder_layer_eval_with_dropout(torch, rng, norm_first, activation):
     ref = torch.nn.TransformerEncoderLayer(
         E, H, 64, dropout=0.1, activation=activation, batch_first=True, norm_first=norm_first
     ).eval()
-    ours = nn.TransformerEncoderLayer(E, H, 64, dropout=0.1, activation=activation, norm_first=norm_first).eval()
+    ours = nn.TransformerEncoderLayer(
+        E, H, 64, dropout=0.1, activation=activation, norm_first=norm_first
+    ).eval()
     _load_from_torch(ours, ref)
     kpm = np.zeros((B, T), dtype=bool)
     kpm[0, 7:] = True
     mask = np.triu(np.ones((T, T), dtype=bool), 1)
     x = rng.standard_normal((B, T, E)).astype(np.float32)
     _run(
-        torch, rng, ours, ref, [x],
+        torch,
+        rng,
+        ours,
+        ref,
+        [x],
         lambda m, a: (m(a[0], src_mask=mask, src_key_padding_mask=kpm), None),
         lambda m, a: (m(a[0], src_mask=torch.tensor(mask), src_key_padding_mask=torch.tensor(kpm)), None),
     )
@@ -193,7 +213,7 @@ def test_decoder_block_matches_torch_composition(torch, rng):
     attn = torch.nn.MultiheadAttention(E, H, batch_first=True)
     fc, proj = torch.nn.Linear(E, 4 * E), torch.nn.Linear(4 * E, E)
     for prefix, mod in (("ln_1.", ln1), ("ln_2.", ln2), ("attn.", attn), ("mlp.0.", fc), ("mlp.2.", proj)):
-        mod.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        mod.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
     x = rng.standard_normal((B, T, E)).astype(np.float32)
     xs = seqlab.tensor(x, requires_grad=True)
     xt = torch.tensor(x, requires_grad=True)

@@ -292,7 +292,9 @@ def _head_view(arr: np.ndarray, batch: int, seq: int, heads: int, offset: int, w
     )
 
 
-def _additive_mask(mask: Any, shape: tuple[int, int, int, int], name: str, true_means_keep: bool) -> np.ndarray:
+def _additive_mask(
+    mask: Any, shape: tuple[int, int, int, int], name: str, true_means_keep: bool
+) -> np.ndarray:
     """A boolean or float mask as an additive float32 view broadcast to (B, H, Tq, Tk)."""
     m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
     if m.dtype == np.bool_:
@@ -303,7 +305,9 @@ def _additive_mask(mask: Any, shape: tuple[int, int, int, int], name: str, true_
     else:
         raise TypeError(f"{name}: expected a bool or float mask, got dtype {m.dtype}")
     if m.ndim > 4:
-        raise ValueError(f"{name}: expected at most 4 dimensions broadcastable to {shape}, got shape {m.shape}")
+        raise ValueError(
+            f"{name}: expected at most 4 dimensions broadcastable to {shape}, got shape {m.shape}"
+        )
     try:
         np.broadcast_shapes(m.shape, shape)
         if np.broadcast_shapes(m.shape, shape) != shape:
@@ -353,7 +357,8 @@ def _attention_node(
 def _check_attention_inputs(q: Tensor, k: Tensor, v: Tensor) -> None:
     if q.ndim not in (3, 4) or k.ndim != q.ndim or v.ndim != q.ndim:
         raise ValueError(
-            "scaled_dot_product_attention: expected query, key, value of shapes (B, H, Tq, D), (B, H, Tk, D), "
+            "scaled_dot_product_attention: expected query, key, value of shapes (B, H, Tq, D), "
+            "(B, H, Tk, D), "
             f"(B, H, Tk, Dv) (or without H), got {q.shape}, {k.shape}, {v.shape}"
         )
     if k.shape[:-2] != q.shape[:-2] or v.shape[:-2] != q.shape[:-2]:
@@ -363,7 +368,8 @@ def _check_attention_inputs(q: Tensor, k: Tensor, v: Tensor) -> None:
         )
     if k.shape[-1] != q.shape[-1]:
         raise ValueError(
-            f"scaled_dot_product_attention: key's feature size {k.shape[-1]} differs from query's {q.shape[-1]} "
+            f"scaled_dot_product_attention: key's feature size {k.shape[-1]} differs from query's "
+            f"{q.shape[-1]} "
             f"(query {q.shape}, key {k.shape})"
         )
     if v.shape[-2] != k.shape[-2]:
@@ -409,7 +415,9 @@ def scaled_dot_product_attention(
     Tk, Dv = v.shape[-2:]
     scale = 1.0 / float(np.sqrt(D)) if scale is None else float(scale)
     mask = None if attn_mask is None else _additive_mask(attn_mask, (B, H, Tq, Tk), "attn_mask", True)
-    shape4 = (lambda a: None if a is None else a.reshape(B, H, a.shape[-2], a.shape[-1]))
+    def shape4(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a.reshape(B, H, a.shape[-2], a.shape[-1])
+
     out = np.empty((*q.shape[:-1], Dv), dtype=np.float32)
     result, _ = _attention_node(
         (q, k, v), lambda arrs: tuple(shape4(a) for a in arrs), out, shape4, mask, None, scale, is_causal,

@@ -74,7 +74,9 @@ class MultiheadAttention(Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"MultiheadAttention: dropout must be in [0, 1), got {dropout!r}")
         if add_bias_kv or add_zero_attn:
-            raise ValueError("MultiheadAttention: add_bias_kv and add_zero_attn are not supported (must be False)")
+            raise ValueError(
+                "MultiheadAttention: add_bias_kv and add_zero_attn are not supported (must be False)"
+            )
         self.embed_dim = embed_dim
         self.kdim = embed_dim if kdim is None else int(kdim)
         self.vdim = embed_dim if vdim is None else int(vdim)
@@ -140,9 +142,15 @@ class MultiheadAttention(Module):
             mask = F._additive_mask(m4, (B, H, Tq, Tk), "attn_mask", true_means_keep=False)
         bias = None
         if key_padding_mask is not None:
-            k = key_padding_mask.data if isinstance(key_padding_mask, Tensor) else np.asarray(key_padding_mask)
+            k = (
+                key_padding_mask.data
+                if isinstance(key_padding_mask, Tensor)
+                else np.asarray(key_padding_mask)
+            )
             if k.shape != (B, Tk):
-                raise ValueError(f"key_padding_mask: expected shape ({B}, {Tk}) (batch, source length), got {k.shape}")
+                raise ValueError(
+                    f"key_padding_mask: expected shape ({B}, {Tk}) (batch, source length), got {k.shape}"
+                )
             if k.dtype == np.bool_:
                 bias = np.where(k, np.float32(-np.inf), np.float32(0.0)).astype(np.float32)
             elif k.dtype.kind == "f":
@@ -181,7 +189,8 @@ class MultiheadAttention(Module):
         batched = q_in.ndim == 3
         if q_in.ndim not in (2, 3) or k_in.ndim != q_in.ndim or v_in.ndim != q_in.ndim:
             raise ValueError(
-                "MultiheadAttention: query, key, value must all be 3-d (batched) or 2-d (unbatched), got shapes "
+                "MultiheadAttention: query, key, value must all be 3-d (batched) or 2-d (unbatched), "
+                "got shapes "
                 f"{q_in.shape}, {k_in.shape}, {v_in.shape}"
             )
         if not batched:
@@ -201,7 +210,8 @@ class MultiheadAttention(Module):
             )
         if k_in.shape[:2] != v_in.shape[:2] or k_in.shape[0] != B:
             raise ValueError(
-                f"key/value: expected the same batch as query and equal lengths, got query {tuple(query.shape)}, "
+                "key/value: expected the same batch as query and equal lengths, got query "
+                f"{tuple(query.shape)}, "
                 f"key {tuple(key.shape)}, value {tuple(value.shape)}"
             )
         Tk = k_in.shape[1]
