@@ -89,12 +89,14 @@ def test_three_dimensional_inputs(torch, rng, path):
 def test_default_threshold_picks_each_path(torch, rng):
     """Lengths on both sides of the default switch, through the public function."""
     threshold = F.get_attention_flash_threshold()
-    for T in (threshold // 8, threshold + 37):
-        q, k, v = _inputs(rng, 1, 1, T, T, 8, 8)
-        _compare(torch, rng, q, k, v, causal=True)
-        out = np.empty((1, 1, T, 8), dtype=np.float32)
-        _, cache = _core.attention_forward(q, k, v, out, flash=T >= threshold)
-        assert cache.flash == (T >= threshold)
+    assert threshold > 64
+    for causal in (False, True):
+        switch = threshold // 2 if causal else threshold
+        assert F.attention_path(switch - 1, causal) == "plain"
+        assert F.attention_path(switch, causal) == "flash"
+        for T in (switch - 9, switch + 37):
+            q, k, v = _inputs(rng, 1, 2, T, T, 8, 8)
+            _compare(torch, rng, q, k, v, causal=causal)
 
 
 def test_flash_workspace_is_linear_in_sequence(rng):
@@ -141,6 +143,7 @@ def test_causal_more_keys_than_queries_row_zero_sees_one_key(rng, path):
 def test_dropout_same_on_both_paths_and_consistent_with_weights(rng):
     q, k, v = _inputs(rng, 2, 2, 40, 300, 16, 16)
     results = []
+    previous = F.get_attention_flash_threshold()
     for threshold in (0, 10**9):
         F.set_attention_flash_threshold(threshold)
         seqlab.manual_seed(7)
@@ -148,7 +151,7 @@ def test_dropout_same_on_both_paths_and_consistent_with_weights(rng):
         out = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=0.4)
         out.backward(np.ones(out.shape, dtype=np.float32))
         results.append((out.data, qs.grad, ks.grad, vs.grad))
-    F.set_attention_flash_threshold(1024)
+    F.set_attention_flash_threshold(previous)
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     # The weights after dropout times V give the output; about 40% of them are dropped.
@@ -164,7 +167,7 @@ def test_dropout_same_on_both_paths_and_consistent_with_weights(rng):
 
 def test_dropout_gradient_matches_finite_differences(rng):
     q, k, v = _inputs(rng, 1, 1, 6, 9, 4, 4)
-    F.set_attention_flash_threshold(0)
+    previous = F.set_attention_flash_threshold(0)
     try:
 
         def loss(qa):
@@ -184,7 +187,7 @@ def test_dropout_gradient_matches_finite_differences(rng):
             numeric = (loss(qp) - loss(qm)) / (2 * eps)
             assert abs(numeric - qs.grad[idx]) < 2e-3 * max(1.0, abs(numeric))
     finally:
-        F.set_attention_flash_threshold(1024)
+        F.set_attention_flash_threshold(previous)
 
 
 def test_bad_shapes_raise_value_error(rng):

@@ -59,7 +59,7 @@ def test_mha_self_attention(torch, rng, masks, flash):
         kpm[1, 15:] = True
         kpm[2, 3:] = True
     x = rng.standard_normal((B, T, E)).astype(np.float32)
-    seqlab.functional.set_attention_flash_threshold(0 if flash else 10**9)
+    previous = seqlab.functional.set_attention_flash_threshold(0 if flash else 10**9)
     try:
         _run(
             torch,
@@ -80,7 +80,7 @@ def test_mha_self_attention(torch, rng, masks, flash):
             ),
         )
     finally:
-        seqlab.functional.set_attention_flash_threshold(1024)
+        seqlab.functional.set_attention_flash_threshold(previous)
 
 
 @pytest.mark.parametrize("kind", ["kv_shared", "separate", "kdim_vdim"])

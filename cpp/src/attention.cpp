@@ -46,15 +46,6 @@ float row_max(const float* x, int n) {
   return m;
 }
 
-float row_sum(const float* x, int n) {
-  int i = 0;
-  Batch acc(0.0f);
-  for (; i + static_cast<int>(kLanes) <= n; i += kLanes) acc += Batch::load_unaligned(x + i);
-  float s = xsimd::hadd(acc);
-  for (; i < n; ++i) s += x[i];
-  return s;
-}
-
 float row_dot(const float* a, const float* b, int n) {
   int i = 0;
   Batch acc(0.0f);
@@ -62,6 +53,24 @@ float row_dot(const float* a, const float* b, int n) {
     acc = xsimd::fma(Batch::load_unaligned(a + i), Batch::load_unaligned(b + i), acc);
   float s = xsimd::hadd(acc);
   for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// x <- exp(x - m) over a row; returns the sum of the new values (one pass).
+float exp_sum(float* x, int n, float m) {
+  const Batch mb(m);
+  Batch acc(0.0f);
+  int i = 0;
+  for (; i + static_cast<int>(kLanes) <= n; i += kLanes) {
+    const Batch e = xsimd::exp(Batch::load_unaligned(x + i) - mb);
+    e.store_unaligned(x + i);
+    acc += e;
+  }
+  float s = xsimd::hadd(acc);
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - m);
+    s += x[i];
+  }
   return s;
 }
 
@@ -128,9 +137,7 @@ float softmax_row(float* row, int n) {
     std::fill(row, row + n, 0.0f);
     return kPosInf;
   }
-  const Batch mb(m);
-  simd::map1(row, row, static_cast<std::size_t>(n), [&](Batch v) { return xsimd::exp(v - mb); });
-  const float sum = row_sum(row, n);
+  const float sum = exp_sum(row, n, m);
   scale_row(row, n, 1.0f / sum);
   return m + std::log(sum);
 }
@@ -213,9 +220,7 @@ void forward_flash(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
             continue;
           }
           const float corr = std::exp(m[r] - mnew);
-          const Batch mb(mnew);
-          simd::map1(row, row, static_cast<std::size_t>(cols), [&](Batch x) { return xsimd::exp(x - mb); });
-          l[r] = l[r] * corr + row_sum(row, cols);
+          l[r] = l[r] * corr + exp_sum(row, cols, mnew);
           m[r] = mnew;
           if (corr != 1.0f) scale_row(O + r * out.st, s.Dv, corr);
           if (drop) dropout.apply(row, cols, dropout.row_key(bh, i0 + r), j0);
@@ -276,8 +281,8 @@ void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, Att
   if (!dq.data && !dk.data && !dv.data) return;
   SerialBlas serial;
   const bool flash = opt.flash;
-  const int BQ = flash ? kAttnBlockQ : s.Tq;
-  const int BK = flash ? kAttnBlockK : s.Tk;
+  const int BQ = flash ? kAttnBwdBlockQ : s.Tq;
+  const int BK = flash ? kAttnBwdBlockK : s.Tk;
   const I64 TT = static_cast<I64>(s.Tq) * s.Tk;
   const bool drop = opt.dropout_p > 0.0f;
   const RowDropout dropout(opt, s.Tq);

@@ -261,11 +261,15 @@ def recurrent_layer(
 # flash paths), multi-head attention core, layer norm, cross-entropy.
 # =====================================================================
 
-_attention_state = {"flash_threshold": 1024}
+_attention_state = {"flash_threshold": 512}
 
 
 def get_attention_flash_threshold() -> int:
-    """Key length from which attention takes the tiled flash path (below it: plain GEMMs)."""
+    """Key length from which attention takes the tiled flash path (below it: plain GEMMs).
+
+    Causal attention switches at half this length, since the flash path skips the key
+    tiles above the diagonal.
+    """
     return _attention_state["flash_threshold"]
 
 
@@ -281,6 +285,12 @@ def set_attention_flash_threshold(keys: int) -> int:
     previous = _attention_state["flash_threshold"]
     _attention_state["flash_threshold"] = keys
     return previous
+
+
+def attention_path(key_length: int, is_causal: bool = False) -> str:
+    """``"flash"`` or ``"plain"``: the kernel path attention over ``key_length`` keys takes."""
+    threshold = _attention_state["flash_threshold"]
+    return "flash" if key_length >= (threshold // 2 if is_causal else threshold) else "plain"
 
 
 def _head_view(arr: np.ndarray, batch: int, seq: int, heads: int, offset: int, width: int) -> np.ndarray:
@@ -337,7 +347,7 @@ def _attention_node(
     ``out_view(arr)`` maps an array shaped like ``out`` to its (B, H, Tq, Dv) view.
     """
     q, k, v = views(tuple(s.data for s in sources))
-    flash = k.shape[2] >= _attention_state["flash_threshold"]
+    flash = attention_path(k.shape[2], causal) == "flash"
     seed = int(generator().integers(0, 2**63 - 1)) if dropout_p > 0.0 else 0
     weights, cache = _core.attention_forward(
         q, k, v, out_view(out), mask, key_bias, float(scale), bool(causal), float(dropout_p), seed, flash,
@@ -346,10 +356,10 @@ def _attention_node(
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         g = _grad(g)
-        grads = tuple(np.zeros_like(s.data) if s.requires_grad else None for s in sources)
-        dq, dk, dv = views(grads)
+        buffers = tuple(grad_buffer(s) for s in sources)  # leaves: their .grad, added into
+        dq, dk, dv = views(buffers)
         _core.attention_backward(cache, out_view(g), dq, dk, dv)
-        return grads
+        return tuple(returned_grad(s, b) for s, b in zip(sources, buffers, strict=True))
 
     return make_result(out, sources, backward), weights
 

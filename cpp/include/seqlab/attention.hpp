@@ -32,6 +32,9 @@ namespace seqlab {
 // Tile sizes of the flash path (PyTorch's CPU flash kernel: query blocks 32-256, key blocks 512).
 constexpr int kAttnBlockQ = 64;
 constexpr int kAttnBlockK = 256;
+// Backward tiles (key tiles outer): smaller key tiles waste less on the causal diagonal.
+constexpr int kAttnBwdBlockQ = 128;
+constexpr int kAttnBwdBlockK = 64;
 
 struct AttnShape {
   int B = 0, H = 0, Tq = 0, Tk = 0, D = 0, Dv = 0;
