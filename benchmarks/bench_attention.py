@@ -14,10 +14,10 @@ Rows:
 
 Both libraries get the same shapes, inputs, weights and thread count and are timed in
 alternation (medians of repeats). Peak memory: each case runs again in a fresh
-subprocess that measures the growth of the resident-set high-water mark
-(``resource.getrusage(...).ru_maxrss``) over one warm step beyond what the inputs, the
-model and a first step already touched, i.e. the extra memory a step needs at its peak
-(activations, kernel caches, gradients). seqlab's attention also reports its kernel
+subprocess that sets up the inputs (and model), resets the resident-set high-water mark
+and runs one step: the peak minus the resident set before the step is the extra memory
+a step needs at its peak (activations, kernel caches, gradients), after a warm step;
+see ``peak_step_bytes``. seqlab's attention also reports its kernel
 workspace (probabilities on the plain path, one logsumexp per row on the flash path).
 
     python benchmarks/bench_attention.py                    # every row, all cores
@@ -27,6 +27,8 @@ workspace (probabilities on the plain path, one logsumexp per row on the flash p
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import os
 import resource
@@ -129,13 +131,40 @@ def block_cases(torch, kind: str) -> tuple[Callable[[], None], Callable[[], None
     return ours, theirs
 
 
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def peak_step_bytes(fn: Callable[[], None]) -> int:
-    """Growth of ru_maxrss over one warm step (run in a fresh process)."""
-    fn()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    fn()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return (after - before) * 1024
+    """Peak resident memory one step adds over what the set-up process holds (fresh process).
+
+    After a warm step (lazy initialisation) the freed heap is returned to the system
+    (glibc ``malloc_trim``), then the resident-set high-water mark is reset just before
+    the step (Linux: writing 5 to /proc/self/clear_refs resets VmHWM); the result is
+    VmHWM after the step minus VmRSS before it. Without that interface it falls back to
+    ru_maxrss (which may include the import peak). Both libraries' steps start by dropping
+    the previous gradients, so this is the peak over the steady state between steps.
+    """
+    fn()  # one-time lazy initialisation of either library is not counted
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # give the warm step's freed memory back
+    except (OSError, AttributeError):
+        pass
+    base = _status_kib("VmRSS")
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        fn()
+        peak = _status_kib("VmHWM")
+    except OSError:
+        fn()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return max(0, peak - base) * 1024
 
 
 def memory_child(args: argparse.Namespace) -> None:
