@@ -14,11 +14,12 @@ Rows:
 
 Both libraries get the same shapes, inputs, weights and thread count and are timed in
 alternation (medians of repeats). Peak memory: each case runs again in a fresh
-subprocess that sets up the inputs (and model), resets the resident-set high-water mark
-and runs one step: the peak minus the resident set before the step is the extra memory
-a step needs at its peak (activations, kernel caches, gradients), after a warm step;
-see ``peak_step_bytes``. seqlab's attention also reports its kernel
-workspace (probabilities on the plain path, one logsumexp per row on the flash path).
+subprocess (glibc told to map every allocation of 64 KiB or more separately, so freed
+buffers leave the resident set) that sets up the inputs and model, runs a warm step,
+resets the resident-set high-water mark and runs one more step: the peak minus the
+resident set before the step is the extra memory a step needs at its peak (activations,
+kernel caches, gradients); see ``peak_step_bytes``. seqlab's attention also reports its
+kernel workspace (probabilities on the plain path, one logsumexp per row on the flash path).
 
     python benchmarks/bench_attention.py                    # every row, all cores
     python benchmarks/bench_attention.py --threads 1 --repeats 5 --no-memory
@@ -184,9 +185,12 @@ def memory_child(args: argparse.Namespace) -> None:
 def measure_memory(case: str, threads: int) -> tuple[float, float]:
     out = []
     for lib in ("seqlab", "torch"):
+        # Every allocation of 64 KiB or more gets its own mapping, returned on free, so the
+        # resident set follows the live buffers of both libraries.
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
         res = subprocess.run(
             [sys.executable, __file__, "--threads", str(threads), "--memory-case", lib, case],
-            capture_output=True, text=True, check=True, env=os.environ.copy(),
+            capture_output=True, text=True, check=True, env=env,
         )
         out.append(json.loads(res.stdout.strip().splitlines()[-1]) / 2**20)
     return out[0], out[1]

@@ -91,9 +91,9 @@ def test_default_threshold_picks_each_path(torch, rng):
     threshold = F.get_attention_flash_threshold()
     assert threshold > 64
     for causal in (False, True):
-        switch = threshold // 2 if causal else threshold
-        assert F.attention_path(switch - 1, causal) == "plain"
-        assert F.attention_path(switch, causal) == "flash"
+        switch = threshold
+        assert F.attention_path(switch - 1) == "plain"
+        assert F.attention_path(switch) == "flash"
         for T in (switch - 9, switch + 37):
             q, k, v = _inputs(rng, 1, 2, T, T, 8, 8)
             _compare(torch, rng, q, k, v, causal=causal)

@@ -148,35 +148,50 @@ auto head_ptr(const View& v, int b, int h) {
 }
 
 // ---------------------------------------------------------------- plain forward
+// Tiles of kAttnBlockQ query rows against all keys, written straight into the cached
+// probabilities (the tile's scores stay in L2 for the softmax and the P V product).
 void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnView k, AttnView v,
                    AttnMutView out, float* weights, AttentionCache& cache) {
+  constexpr int BQ = kAttnBlockQ;
+  const int nqb = (s.Tq + BQ - 1) / BQ;
   const I64 TT = static_cast<I64>(s.Tq) * s.Tk;
   cache.probs = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(s.B * s.H * TT)});
   float* probs = cache.probs.data();
   const bool drop = o.dropout_p > 0.0f;
   const RowDropout dropout(o, s.Tq);
-  parallel_for(static_cast<std::size_t>(s.B) * s.H, 1, [&](std::size_t t0, std::size_t t1) {
+  parallel_for(static_cast<std::size_t>(s.B) * s.H * nqb, 1, [&](std::size_t t0, std::size_t t1) {
     xt::xtensor<float, 1> scratch;
-    if (drop) scratch = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(TT)});
+    if (drop) scratch = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(BQ) * s.Tk});
     for (std::size_t t = t0; t < t1; ++t) {
-      const int b = static_cast<int>(t) / s.H, h = static_cast<int>(t) % s.H;
-      float* P = probs + static_cast<I64>(t) * TT;
-      // S = scale Q K^T   (Tq, Tk)
-      sgemm(false, true, s.Tq, s.Tk, s.D, o.scale, head_ptr(q, b, h), static_cast<int>(q.st),
+      const I64 bh = static_cast<I64>(t) / nqb;
+      const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
+      const int i0 = static_cast<int>(t % nqb) * BQ;
+      const int rows = std::min(BQ, s.Tq - i0);
+      // Causal: keys from i0 + rows on are masked for every row of the tile.
+      const int jend = o.causal ? std::min(s.Tk, i0 + rows) : s.Tk;
+      float* P = probs + bh * TT + static_cast<I64>(i0) * s.Tk;
+      // S = scale Q_i K^T   (rows, jend)
+      sgemm(false, true, rows, jend, s.D, o.scale, head_ptr(q, b, h) + i0 * q.st, static_cast<int>(q.st),
             head_ptr(k, b, h), static_cast<int>(k.st), 0.0f, P, s.Tk);
-      add_masks(s, o, b, h, 0, 0, s.Tq, s.Tk, P, s.Tk);
-      for (int i = 0; i < s.Tq; ++i) softmax_row(P + static_cast<I64>(i) * s.Tk, s.Tk);
+      add_masks(s, o, b, h, i0, 0, rows, jend, P, s.Tk);
+      for (int r = 0; r < rows; ++r) {
+        float* row = P + static_cast<I64>(r) * s.Tk;
+        softmax_row(row, jend);
+        std::fill(row + jend, row + s.Tk, 0.0f);
+      }
       const float* Pd = P;
       if (drop) {
-        std::copy(P, P + TT, scratch.data());
-        for (int i = 0; i < s.Tq; ++i)
-          dropout.apply(scratch.data() + static_cast<I64>(i) * s.Tk, s.Tk, dropout.row_key(static_cast<I64>(t), i), 0);
+        for (int r = 0; r < rows; ++r) {
+          float* row = scratch.data() + static_cast<I64>(r) * s.Tk;
+          std::copy(P + static_cast<I64>(r) * s.Tk, P + static_cast<I64>(r + 1) * s.Tk, row);
+          dropout.apply(row, jend, dropout.row_key(bh, i0 + r), 0);
+        }
         Pd = scratch.data();
       }
-      if (weights) std::copy(Pd, Pd + TT, weights + static_cast<I64>(t) * TT);
-      // O = P V   (Tq, Dv)
-      sgemm(false, false, s.Tq, s.Dv, s.Tk, 1.0f, Pd, s.Tk, head_ptr(v, b, h), static_cast<int>(v.st), 0.0f,
-            head_ptr(out, b, h), static_cast<int>(out.st));
+      if (weights) std::copy(Pd, Pd + static_cast<I64>(rows) * s.Tk, weights + bh * TT + static_cast<I64>(i0) * s.Tk);
+      // O_i = P V   (rows, Dv)
+      sgemm(false, false, rows, s.Dv, jend, 1.0f, Pd, s.Tk, head_ptr(v, b, h), static_cast<int>(v.st), 0.0f,
+            head_ptr(out, b, h) + i0 * out.st, static_cast<int>(out.st));
     }
   });
 }
@@ -281,8 +296,7 @@ void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, Att
   if (!dq.data && !dk.data && !dv.data) return;
   SerialBlas serial;
   const bool flash = opt.flash;
-  const int BQ = flash ? kAttnBwdBlockQ : s.Tq;
-  const int BK = flash ? kAttnBwdBlockK : s.Tk;
+  const int BQ = kAttnBwdBlockQ, BK = kAttnBwdBlockK;
   const I64 TT = static_cast<I64>(s.Tq) * s.Tk;
   const bool drop = opt.dropout_p > 0.0f;
   const RowDropout dropout(opt, s.Tq);
@@ -324,7 +338,7 @@ void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, Att
             P = S;
             ldp = BK;
           } else {
-            P = cache.probs.data() + bh * TT;
+            P = cache.probs.data() + bh * TT + static_cast<I64>(i0) * s.Tk + j0;
             ldp = s.Tk;
           }
           const float* Pd = P;

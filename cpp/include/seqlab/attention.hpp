@@ -1,12 +1,17 @@
 // Scaled dot-product attention over (B, H, Tq, D) queries and (B, H, Tk, D) keys,
 // (B, H, Tk, Dv) values, as a forward/backward pair with two paths:
 //
-//   plain: per (b, h) S = scale Q K^T (Tq x Tk, one GEMM), masked row softmax P,
-//          O = P V (one GEMM); P is kept for backward (memory B*H*Tq*Tk floats).
+//   plain: per (b, h) and tile of kAttnBlockQ queries, S = scale Q K^T against all keys
+//          (one GEMM), masked row softmax P, O = P V (one GEMM); P is kept for the
+//          backward (memory B*H*Tq*Tk floats), which therefore recomputes nothing.
 //   flash: tiles of kBlockQ queries x kBlockK keys with an online softmax (running
 //          row max and sum, output rescaled per key tile); only the per-row
-//          logsumexp is kept (B*H*Tq floats) and backward recomputes P tile by tile
-//          (FlashAttention-2's schedule: key tiles outer, query tiles inner).
+//          logsumexp is kept (B*H*Tq floats) and backward recomputes P tile by tile.
+//
+// Both backwards run FlashAttention-2's schedule per (b, h): key tiles of
+// kAttnBwdBlockK outer, query tiles of kAttnBwdBlockQ inner, dV and dK accumulated per
+// key tile, dQ across key tiles. Causal attention skips the tiles above the diagonal
+// on both paths.
 //
 // Every tensor is a strided view: element strides for batch, head and token, the
 // feature dimension contiguous. So q, k, v may be slices of one packed (B, T, 3E)
