@@ -211,3 +211,26 @@ def test_bad_shapes_raise_value_error(rng):
         _core.attention_forward(q, k, v, out[:, :1])
     with pytest.raises(TypeError, match="query"):
         _core.attention_forward(q.astype(np.float64), k, v, out)
+
+
+def test_kernel_buffers_recycled_between_steps(rng, path):
+    F.clear_attention_workspace()
+    q, k, v = _inputs(rng, 2, 2, 30, 40, 8, 8)
+    g = rng.standard_normal((2, 2, 30, 8), dtype=np.float32)
+    results = []
+    for _ in range(3):
+        qs, ks = seqlab.tensor(q, requires_grad=True), seqlab.tensor(k, requires_grad=True)
+        out = F.scaled_dot_product_attention(qs, ks, v, is_causal=True)
+        out.backward(g)
+        results.append((out.data, qs.grad, ks.grad))
+    for later in results[1:]:
+        for a, b in zip(results[0], later):
+            np.testing.assert_array_equal(a, b)
+    # A graph whose buffers a later forward took over refuses a second backward.
+    qs = seqlab.tensor(q, requires_grad=True)
+    out = F.scaled_dot_product_attention(qs, k, v)
+    out.backward(g)
+    F.scaled_dot_product_attention(seqlab.tensor(q, requires_grad=True), k, v)
+    with pytest.raises(RuntimeError, match="later forward"):
+        out.backward(g)
+    F.clear_attention_workspace()

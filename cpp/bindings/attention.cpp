@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "bindings.hpp"
@@ -16,10 +17,13 @@ namespace {
 namespace py = pybind11;
 
 // The kernel cache plus references keeping the forward's inputs and output alive.
+// Once its buffers are moved to a later forward (attention_forward(reuse=...)) it is
+// `released` and a backward through it is refused.
 struct PyAttentionCache {
   AttentionCache cache;
   py::object q, k, v, o, mask, key_bias;
   AttnView qv, kv, vv, ov;
+  bool released = false;
 };
 
 struct View4 {
@@ -76,7 +80,8 @@ AttnMutView mview(const View4& v) { return {v.data, v.stride[0], v.stride[1], v.
 
 py::tuple forward(const py::handle& q_obj, const py::handle& k_obj, const py::handle& v_obj,
                   const py::handle& out_obj, const py::object& mask_obj, const py::object& kb_obj, double scale,
-                  bool causal, double dropout_p, std::uint64_t seed, bool flash, bool need_weights) {
+                  bool causal, double dropout_p, std::uint64_t seed, bool flash, bool need_weights,
+                  const py::object& reuse) {
   View4 q = view4(q_obj, "query", false);
   const std::int64_t B = q.shape[0], H = q.shape[1], Tq = q.shape[2], D = q.shape[3];
   View4 k = view4(k_obj, "key", false);
@@ -97,6 +102,13 @@ py::tuple forward(const py::handle& q_obj, const py::handle& k_obj, const py::ha
     throw py::value_error("query/key: sequence lengths beyond the supported range");
 
   auto pc = std::make_unique<PyAttentionCache>();
+  if (!reuse.is_none()) {
+    auto& old = reuse.cast<PyAttentionCache&>();  // TypeError if not an AttentionCache
+    pc->cache.probs = std::move(old.cache.probs);
+    pc->cache.lse = std::move(old.cache.lse);
+    old.released = true;
+    old.q = old.k = old.v = old.o = old.mask = old.key_bias = py::none();
+  }
   AttnOptions opts;
   opts.scale = static_cast<float>(scale);
   opts.causal = causal;
@@ -148,6 +160,10 @@ py::tuple forward(const py::handle& q_obj, const py::handle& k_obj, const py::ha
 
 void backward(PyAttentionCache& pc, const py::handle& g_obj, const py::object& dq_obj, const py::object& dk_obj,
               const py::object& dv_obj) {
+  if (pc.released)
+    throw std::runtime_error(
+        "attention_backward: this cache's buffers were handed to a later forward (reuse=...); "
+        "run the forward again");
   const AttnShape& s = pc.cache.shape;
   View4 g = view4(g_obj, "grad_output", false);
   expect(g, "grad_output", s.B, s.H, s.Tq, s.Dv, "(that of the output)");
@@ -184,11 +200,12 @@ void bind_attention(py::module_& m) {
   m.def("attention_forward", &forward, py::arg("query"), py::arg("key"), py::arg("value"), py::arg("out"),
         py::arg("attn_mask") = py::none(), py::arg("key_padding_bias") = py::none(), py::arg("scale") = 1.0,
         py::arg("causal") = false, py::arg("dropout_p") = 0.0, py::arg("seed") = 0, py::arg("flash") = false,
-        py::arg("need_weights") = false,
+        py::arg("need_weights") = false, py::arg("reuse") = py::none(),
         "Scaled dot-product attention. query (B, H, Tq, D), key (B, H, Tk, D), value (B, H, Tk, Dv) and\n"
         "out (B, H, Tq, Dv), written in place, are float32 views with a contiguous last axis;\n"
         "attn_mask an additive float view broadcast to (B, H, Tq, Tk); key_padding_bias additive (B, Tk).\n"
-        "Returns (weights (B, H, Tq, Tk) after dropout or None, cache). need_weights forces the plain path.");
+        "Returns (weights (B, H, Tq, Tk) after dropout or None, cache). need_weights forces the plain path.\n"
+        "reuse: a cache whose backward has run; its buffer is recycled and it is released.");
   m.def("attention_backward", &backward, py::arg("cache"), py::arg("grad_output"), py::arg("grad_query"),
         py::arg("grad_key"), py::arg("grad_value"),
         "Adds the gradients into grad_query/grad_key/grad_value views (each may be None).");

@@ -261,7 +261,16 @@ def recurrent_layer(
 # flash paths), multi-head attention core, layer norm, cross-entropy.
 # =====================================================================
 
-_attention_state = {"flash_threshold": 512}
+_attention_state: dict[str, Any] = {"flash_threshold": 512, "spares": []}
+# Kernel caches whose backward has run (or whose forward recorded no graph) are kept, at
+# most this many, and handed to later forwards, which reuse their probability or
+# logsumexp buffers instead of allocating and page-faulting new ones every step.
+_MAX_SPARE_CACHES = 16
+
+
+def clear_attention_workspace() -> None:
+    """Frees the attention kernel buffers kept for reuse between steps."""
+    _attention_state["spares"].clear()
 
 
 def get_attention_flash_threshold() -> int:
@@ -349,9 +358,11 @@ def _attention_node(
     q, k, v = views(tuple(s.data for s in sources))
     flash = attention_path(k.shape[2]) == "flash"
     seed = int(generator().integers(0, 2**63 - 1)) if dropout_p > 0.0 else 0
+    spares: list = _attention_state["spares"]
+    reuse = spares.pop() if spares else None
     weights, cache = _core.attention_forward(
         q, k, v, out_view(out), mask, key_bias, float(scale), bool(causal), float(dropout_p), seed, flash,
-        need_weights,
+        need_weights, reuse,
     )
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
@@ -359,9 +370,14 @@ def _attention_node(
         buffers = tuple(grad_buffer(s) for s in sources)  # leaves: their .grad, added into
         dq, dk, dv = views(buffers)
         _core.attention_backward(cache, out_view(g), dq, dk, dv)
+        if len(spares) < _MAX_SPARE_CACHES:
+            spares.append(cache)
         return tuple(returned_grad(s, b) for s, b in zip(sources, buffers, strict=True))
 
-    return make_result(out, sources, backward), weights
+    result = make_result(out, sources, backward)
+    if not result.requires_grad and len(spares) < _MAX_SPARE_CACHES:
+        spares.append(cache)
+    return result, weights
 
 
 def _check_attention_inputs(q: Tensor, k: Tensor, v: Tensor) -> None:

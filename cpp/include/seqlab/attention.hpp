@@ -71,6 +71,8 @@ struct AttnOptions {
 };
 
 // What backward needs besides the inputs (which the caller keeps alive and unchanged).
+// A cache whose backward has run may be passed to the next forward, which then reuses
+// its buffer when the size matches instead of allocating and page-faulting a new one.
 struct AttentionCache {
   AttnShape shape;
   AttnOptions opts;
