@@ -261,7 +261,7 @@ def recurrent_layer(
 # flash paths), multi-head attention core, layer norm, cross-entropy.
 # =====================================================================
 
-_attention_state: dict[str, Any] = {"flash_threshold": 512, "spares": []}
+_attention_state: dict[str, Any] = {"flash_threshold": 1024, "spares": []}
 # Kernel caches whose backward has run (or whose forward recorded no graph) are kept, at
 # most this many, and handed to later forwards, which reuse their probability or
 # logsumexp buffers instead of allocating and page-faulting new ones every step.
@@ -296,8 +296,9 @@ def attention_path(key_length: int) -> str:
     """``"flash"`` or ``"plain"``: the kernel path attention over ``key_length`` keys takes.
 
     Both paths skip the tiles above the diagonal for causal attention, which switches at
-    the same length (measured: plain is faster below 512 keys, flash from 512 on, where the
-    plain path's quadratic probability buffer starts to cost more than recomputing).
+    the same length. Measured on one core at B*H = 32, D = 64, plain is 5-15% faster up
+    to 1024 keys (its backward recomputes nothing), but keeps B*H*Tq*Tk probabilities
+    (128 MiB there, 512 MiB at 2048); from 1024 keys on, flash, whose memory stays linear.
     """
     return "flash" if key_length >= _attention_state["flash_threshold"] else "plain"
 
