@@ -151,6 +151,7 @@ def peak_step_bytes(fn: Callable[[], None]) -> int:
     the previous gradients, so this is the peak over the steady state between steps.
     """
     fn()  # one-time lazy initialisation of either library is not counted
+    SF.clear_attention_workspace()  # seqlab's buffers kept between steps count in the step
     gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # give the warm step's freed memory back

@@ -226,11 +226,19 @@ def test_kernel_buffers_recycled_between_steps(rng, path):
     for later in results[1:]:
         for a, b in zip(results[0], later):
             np.testing.assert_array_equal(a, b)
-    # A graph whose buffers a later forward took over refuses a second backward.
+    # As in PyTorch, the node's buffers are freed by its backward: a second one raises.
     qs = seqlab.tensor(q, requires_grad=True)
     out = F.scaled_dot_product_attention(qs, k, v)
     out.backward(g)
-    F.scaled_dot_product_attention(seqlab.tensor(q, requires_grad=True), k, v)
-    with pytest.raises(RuntimeError, match="later forward"):
+    with pytest.raises(RuntimeError, match="already used by a backward"):
         out.backward(g)
+    # Inference recycles too, and a cache still waiting for its backward cannot be reused.
+    with seqlab.no_grad():
+        a = F.scaled_dot_product_attention(q, k, v).data
+        b = F.scaled_dot_product_attention(q, k, v).data
+    np.testing.assert_array_equal(a, b)
+    out = np.empty((2, 2, 30, 8), dtype=np.float32)
+    _, pending = _core.attention_forward(q, k, v, out)
+    with pytest.raises(ValueError, match="reuse"):
+        _core.attention_forward(q, k, v, out, reuse=pending)
     F.clear_attention_workspace()

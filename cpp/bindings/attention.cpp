@@ -17,8 +17,9 @@ namespace {
 namespace py = pybind11;
 
 // The kernel cache plus references keeping the forward's inputs and output alive.
-// Once its buffers are moved to a later forward (attention_forward(reuse=...)) it is
-// `released` and a backward through it is refused.
+// After its backward (or attention_release) it is `released`: the references are dropped,
+// its buffers may be handed to a later forward (attention_forward(reuse=...)), and a
+// second backward through it is refused (as PyTorch frees a graph after backward).
 struct PyAttentionCache {
   AttentionCache cache;
   py::object q, k, v, o, mask, key_bias;
@@ -75,6 +76,14 @@ void expect(const View4& v, const char* name, std::int64_t b, std::int64_t h, st
                           ") " + what + ", got " + shape4(v));
 }
 
+void release(PyAttentionCache& pc) {
+  pc.released = true;
+  pc.q = pc.k = pc.v = pc.o = pc.mask = pc.key_bias = py::none();
+  pc.qv = pc.kv = pc.vv = pc.ov = AttnView{};
+  pc.cache.opts.mask = nullptr;
+  pc.cache.opts.key_bias = nullptr;
+}
+
 AttnView cview(const View4& v) { return {v.data, v.stride[0], v.stride[1], v.stride[2]}; }
 AttnMutView mview(const View4& v) { return {v.data, v.stride[0], v.stride[1], v.stride[2]}; }
 
@@ -104,10 +113,10 @@ py::tuple forward(const py::handle& q_obj, const py::handle& k_obj, const py::ha
   auto pc = std::make_unique<PyAttentionCache>();
   if (!reuse.is_none()) {
     auto& old = reuse.cast<PyAttentionCache&>();  // TypeError if not an AttentionCache
+    if (!old.released)
+      throw py::value_error("reuse: the cache's backward has not run yet (or call attention_release first)");
     pc->cache.probs = std::move(old.cache.probs);
     pc->cache.lse = std::move(old.cache.lse);
-    old.released = true;
-    old.q = old.k = old.v = old.o = old.mask = old.key_bias = py::none();
   }
   AttnOptions opts;
   opts.scale = static_cast<float>(scale);
@@ -162,8 +171,8 @@ void backward(PyAttentionCache& pc, const py::handle& g_obj, const py::object& d
               const py::object& dv_obj) {
   if (pc.released)
     throw std::runtime_error(
-        "attention_backward: this cache's buffers were handed to a later forward (reuse=...); "
-        "run the forward again");
+        "attention_backward: this cache was already used by a backward pass (its buffers are "
+        "freed for reuse, as PyTorch frees a graph after backward); run the forward again");
   const AttnShape& s = pc.cache.shape;
   View4 g = view4(g_obj, "grad_output", false);
   expect(g, "grad_output", s.B, s.H, s.Tq, s.Dv, "(that of the output)");
@@ -184,8 +193,11 @@ void backward(PyAttentionCache& pc, const py::handle& g_obj, const py::object& d
     expect(dva, "grad_value", s.B, s.H, s.Tk, s.Dv, "(that of value)");
     dv = mview(dva);
   }
-  py::gil_scoped_release release;
-  attention_backward(pc.cache, pc.qv, pc.kv, pc.vv, pc.ov, cview(g), dq, dk, dv);
+  {
+    py::gil_scoped_release unlocked;
+    attention_backward(pc.cache, pc.qv, pc.kv, pc.vv, pc.ov, cview(g), dq, dk, dv);
+  }
+  release(pc);
 }
 
 }  // namespace
@@ -208,7 +220,11 @@ void bind_attention(py::module_& m) {
         "reuse: a cache whose backward has run; its buffer is recycled and it is released.");
   m.def("attention_backward", &backward, py::arg("cache"), py::arg("grad_output"), py::arg("grad_query"),
         py::arg("grad_key"), py::arg("grad_value"),
-        "Adds the gradients into grad_query/grad_key/grad_value views (each may be None).");
+        "Adds the gradients into grad_query/grad_key/grad_value views (each may be None), then\n"
+        "releases the cache (a second backward through it raises RuntimeError).");
+  m.def("attention_release", &release, py::arg("cache"),
+        "Drops the cache's references to its inputs without a backward (no gradient needed), so its\n"
+        "buffer can be reused by a later forward.");
 }
 
 }  // namespace seqlab::bind

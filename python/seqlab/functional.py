@@ -264,7 +264,9 @@ def recurrent_layer(
 _attention_state: dict[str, Any] = {"flash_threshold": 1024, "spares": []}
 # Kernel caches whose backward has run (or whose forward recorded no graph) are kept, at
 # most this many, and handed to later forwards, which reuse their probability or
-# logsumexp buffers instead of allocating and page-faulting new ones every step.
+# logsumexp buffers instead of allocating and page-faulting new ones every step. A
+# released cache holds no reference to any input; as in PyTorch, a second backward
+# through the same attention node raises RuntimeError.
 _MAX_SPARE_CACHES = 16
 
 
@@ -376,8 +378,10 @@ def _attention_node(
         return tuple(returned_grad(s, b) for s, b in zip(sources, buffers, strict=True))
 
     result = make_result(out, sources, backward)
-    if not result.requires_grad and len(spares) < _MAX_SPARE_CACHES:
-        spares.append(cache)
+    if not result.requires_grad:
+        _core.attention_release(cache)
+        if len(spares) < _MAX_SPARE_CACHES:
+            spares.append(cache)
     return result, weights
 
 
