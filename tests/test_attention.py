@@ -242,3 +242,24 @@ def test_kernel_buffers_recycled_between_steps(rng, path):
     with pytest.raises(ValueError, match="reuse"):
         _core.attention_forward(q, k, v, out, reuse=pending)
     F.clear_attention_workspace()
+
+
+def test_same_bits_for_any_thread_count(rng, path):
+    """Each head (and query tile) is computed by one thread with single-threaded GEMMs."""
+    q, k, v = _inputs(rng, 3, 2, 70, 300, 16, 16)
+    mask = rng.standard_normal((70, 300)).astype(np.float32)
+    results = []
+    previous = seqlab.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            seqlab.set_num_threads(threads)
+            seqlab.manual_seed(11)
+            qs, ks, vs = (seqlab.tensor(a, requires_grad=True) for a in (q, k, v))
+            out = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, dropout_p=0.2)
+            out.backward(np.ones(out.shape, dtype=np.float32))
+            results.append((out.data, qs.grad, ks.grad, vs.grad))
+    finally:
+        seqlab.set_num_threads(previous)
+    for later in results[1:]:
+        for a, b in zip(results[0], later):
+            np.testing.assert_array_equal(a, b)

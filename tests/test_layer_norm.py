@@ -57,3 +57,23 @@ def test_bad_shapes(rng):
         ln(np.zeros((2, 5), np.float32))
     with pytest.raises(ValueError, match="normalized_shape"):
         nn.LayerNorm(0)
+
+
+def test_same_bits_for_any_thread_count(rng):
+    x = rng.standard_normal((300, 200)).astype(np.float32)
+    g = rng.standard_normal((300, 200)).astype(np.float32)
+    results = []
+    previous = seqlab.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            seqlab.set_num_threads(threads)
+            ln = nn.LayerNorm(200)
+            xs = seqlab.tensor(x, requires_grad=True)
+            y = ln(xs)
+            y.backward(g)
+            results.append((y.data, xs.grad, ln.weight.grad, ln.bias.grad))
+    finally:
+        seqlab.set_num_threads(previous)
+    for later in results[1:]:
+        for a, b in zip(results[0], later):
+            np.testing.assert_array_equal(a, b)
