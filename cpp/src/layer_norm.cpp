@@ -111,9 +111,11 @@ void layer_norm_backward(const float* grad_y, const float* x, const float* gamma
     });
   }
   if (dgamma || dbeta) {
-    // Parallel over column ranges; every column sums its rows in order.
-    const std::size_t col_grain = std::max<std::size_t>(kLanes, 64);
-    parallel_for(C, col_grain, [&](std::size_t c0, std::size_t c1) {
+    // Parallel over blocks of kLanes columns (so the SIMD/scalar split of the columns is
+    // the same for any thread count); every column sums its rows in order.
+    const std::size_t blocks = (C + kLanes - 1) / kLanes;
+    parallel_for(blocks, std::max<std::size_t>(1, 64 / kLanes), [&](std::size_t b0, std::size_t b1) {
+      const std::size_t c0 = b0 * kLanes, c1 = std::min(C, b1 * kLanes);
       const std::size_t n = c1 - c0;
       for (std::size_t r = 0; r < M; ++r) {
         const float* gy = grad_y + r * C + c0;
