@@ -285,7 +285,8 @@ def set_attention_flash_threshold(keys: int) -> int:
 
     The plain path keeps the ``(B, H, Tq, Tk)`` probabilities for the backward; the flash
     path keeps only one logsumexp per query row and recomputes the probabilities tile by
-    tile (``_core`` tiles of 64 queries x 256 keys). ``0`` forces flash, a huge value plain.
+    tile (forward tiles of 64 queries x 256 keys, backward 128 queries x 64 keys). ``0``
+    forces flash, a huge value plain.
     """
     if not isinstance(keys, int) or isinstance(keys, bool) or keys < 0:
         raise ValueError(f"keys: expected a non-negative int, got {keys!r}")
