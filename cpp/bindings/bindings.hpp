@@ -15,4 +15,7 @@ void bind_conv1d(pybind11::module_& m);
 void bind_retrieval(pybind11::module_& m);
 void bind_decoder(pybind11::module_& m);
 void bind_losses(pybind11::module_& m);
+void bind_attention(pybind11::module_& m);
+void bind_layer_norm(pybind11::module_& m);
+void bind_cross_entropy(pybind11::module_& m);
 }  // namespace seqlab::bind

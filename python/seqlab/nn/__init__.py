@@ -2,6 +2,7 @@
 
 from . import init, utils
 from .activation import GELU, ReLU, Sigmoid, Softmax, Tanh
+from .attention import MultiheadAttention
 from .container import Sequential
 from .conv import CausalConv1d, Conv1d
 from .decoder import DecoderAttention, RecurrentDecoder
@@ -9,8 +10,10 @@ from .dropout import Dropout
 from .embedding import Embedding
 from .linear import Linear
 from .module import Module
+from .normalization import LayerNorm
 from .parameter import Parameter
 from .recurrent import GRU, LSTM, RNN
+from .transformer import GPTBlock, TransformerDecoderBlock, TransformerEncoderLayer
 
 __all__ = [
     "GELU",
@@ -23,14 +26,19 @@ __all__ = [
     "DecoderAttention",
     "Dropout",
     "Embedding",
+    "GPTBlock",
+    "LayerNorm",
     "Linear",
     "Module",
+    "MultiheadAttention",
     "Parameter",
     "ReLU",
     "Sequential",
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "TransformerDecoderBlock",
+    "TransformerEncoderLayer",
     "init",
     "utils",
 ]

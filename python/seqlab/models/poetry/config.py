@@ -31,8 +31,9 @@ class AutoencoderConfig:
     Data: word vectors from ``embeddings`` (a GloVe/word2vec text file) or fitted on the
     corpus with ``embedding_dim`` dimensions, centred on their mean and scaled to unit
     length when ``center_embeddings`` (word vectors share a large common direction;
-    without centring, predicting the mean vector alone scores a high cosine); poems chunked into ``max_len`` tokens
-    (``stride`` apart); ``val_fraction``/``test_fraction`` of the poems held out.
+    without centring, predicting the mean vector alone scores a high cosine); poems
+    chunked into ``max_len`` tokens (``stride`` apart); ``val_fraction``/``test_fraction``
+    of the poems held out.
     Training: ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``clip_grad_norm``,
     early stopping after ``patience`` epochs without a better validation loss, the
     teacher-forcing ``curriculum`` ((share of epochs, ratio, max length) phases).

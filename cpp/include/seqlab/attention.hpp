@@ -1,0 +1,94 @@
+// Scaled dot-product attention over (B, H, Tq, D) queries and (B, H, Tk, D) keys,
+// (B, H, Tk, Dv) values, as a forward/backward pair with two paths:
+//
+//   plain: per (b, h) and tile of kAttnBlockQ queries, S = scale Q K^T against all keys
+//          (one GEMM), masked row softmax P, O = P V (one GEMM); P is kept for the
+//          backward (memory B*H*Tq*Tk floats), which therefore recomputes nothing.
+//   flash: tiles of kBlockQ queries x kBlockK keys with an online softmax (running
+//          row max and sum, output rescaled per key tile); only the per-row
+//          logsumexp is kept (B*H*Tq floats) and backward recomputes P tile by tile.
+//
+// Both backwards run FlashAttention-2's schedule per (b, h): key tiles of
+// kAttnBwdBlockK outer, query tiles of kAttnBwdBlockQ inner, dV and dK accumulated per
+// key tile, dQ across key tiles. Causal attention skips the tiles above the diagonal
+// on both paths.
+//
+// Every tensor is a strided view: element strides for batch, head and token, the
+// feature dimension contiguous. So q, k, v may be slices of one packed (B, T, 3E)
+// projection and the output may be written in (B, T, H*Dv) layout, without copies.
+//
+// Masking, all optional and combined: an additive float mask broadcast to
+// (B, H, Tq, Tk) (element strides, 0 for broadcast dimensions, last dimension
+// contiguous), an additive key bias (B, Tk) (key padding), and causal masking
+// (query i sees keys j <= i, top-left aligned as torch's is_causal). A boolean mask
+// is passed as 0 / -inf. A row whose keys are all masked (-inf) yields output 0 and
+// gradient 0 (torch's math path), never NaN; its logsumexp is stored as +inf.
+//
+// Dropout on the weights (p in [0, 1)) uses a counter-based hash of
+// (seed, b*H + h, i, j), so both paths and the backward recompute the same mask
+// without storing it, independently of the thread count.
+#pragma once
+#include <xtensor/xtensor.hpp>
+
+#include <cstdint>
+
+namespace seqlab {
+
+// Tile sizes of the flash path (PyTorch's CPU flash kernel: query blocks 32-256, key blocks 512).
+constexpr int kAttnBlockQ = 64;
+constexpr int kAttnBlockK = 256;
+// Backward tiles (key tiles outer): smaller key tiles waste less on the causal diagonal.
+constexpr int kAttnBwdBlockQ = 128;
+constexpr int kAttnBwdBlockK = 64;
+
+struct AttnShape {
+  int B = 0, H = 0, Tq = 0, Tk = 0, D = 0, Dv = 0;
+};
+
+// A read-only strided view: element (b, h, t, d) at data[b*sb + h*sh + t*st + d].
+struct AttnView {
+  const float* data = nullptr;
+  std::int64_t sb = 0, sh = 0, st = 0;
+};
+
+// A writable strided view of the same form.
+struct AttnMutView {
+  float* data = nullptr;
+  std::int64_t sb = 0, sh = 0, st = 0;
+};
+
+struct AttnOptions {
+  float scale = 1.0f;
+  bool causal = false;
+  // Additive mask, element (b, h, i, j) at mask[b*mb + h*mh + i*mq + j]; null for none.
+  const float* mask = nullptr;
+  std::int64_t mb = 0, mh = 0, mq = 0;
+  // Additive per-key bias (B, Tk) row-major (key padding); null for none.
+  const float* key_bias = nullptr;
+  float dropout_p = 0.0f;
+  std::uint64_t seed = 0;
+  bool flash = false;
+};
+
+// What backward needs besides the inputs (which the caller keeps alive and unchanged).
+// A cache whose backward has run may be passed to the next forward, which then reuses
+// its buffer when the size matches instead of allocating and page-faulting a new one.
+struct AttentionCache {
+  AttnShape shape;
+  AttnOptions opts;
+  xt::xtensor<float, 1> probs;  // plain path: (B*H, Tq, Tk) softmax before dropout
+  xt::xtensor<float, 1> lse;    // flash path: (B*H, Tq) row logsumexp (+inf for fully masked rows)
+};
+
+// Writes o (B, H, Tq, Dv). If `weights` is not null it receives the attention weights
+// (B, H, Tq, Tk) contiguous, after dropout (plain path only). Fills `cache`.
+void attention_forward(const AttnShape& shape, const AttnOptions& opts, AttnView q, AttnView k,
+                       AttnView v, AttnMutView o, float* weights, AttentionCache& cache);
+
+// ACCUMULATES dq (B, H, Tq, D), dk (B, H, Tk, D), dv (B, H, Tk, Dv) (+=; any data may be
+// null when that gradient is not needed) from do_ (B, H, Tq, Dv), given the forward's
+// inputs, output o and cache.
+void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, AttnView v,
+                        AttnView o, AttnView do_, AttnMutView dq, AttnMutView dk, AttnMutView dv);
+
+}  // namespace seqlab

@@ -1,0 +1,75 @@
+"""Fused softmax cross-entropy against PyTorch: ignore_index, label smoothing, reductions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import seqlab
+import seqlab.functional as F
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_matches_torch(torch, rng, reduction, smoothing):
+    N, V = 37, 53
+    x = (rng.standard_normal((N, V)) * 4).astype(np.float32)
+    t = rng.integers(0, V, N)
+    t[[2, 9, 30]] = -100
+    xs = seqlab.tensor(x, requires_grad=True)
+    xt = torch.tensor(x, requires_grad=True)
+    loss = F.cross_entropy(xs, t, label_smoothing=smoothing, reduction=reduction)
+    ref = torch.nn.functional.cross_entropy(
+        xt, torch.tensor(t), label_smoothing=smoothing, reduction=reduction
+    )
+    np.testing.assert_allclose(loss.data, ref.detach().numpy(), rtol=1e-4, atol=1e-5)
+    g = rng.standard_normal(loss.shape).astype(np.float32)
+    loss.backward(g)
+    ref.backward(torch.tensor(g))
+    np.testing.assert_allclose(xs.grad, xt.grad.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(xs.grad[[2, 9, 30]], 0.0)
+
+
+def test_language_model_layout_and_custom_ignore_index(torch, rng):
+    B, T, V = 2, 9, 31
+    x = rng.standard_normal((B, T, V)).astype(np.float32)
+    t = rng.integers(0, V, (B, T))
+    t[1, 5:] = 0
+    xs = seqlab.tensor(x, requires_grad=True)
+    loss = F.cross_entropy(xs, t, ignore_index=0, label_smoothing=0.2)
+    xt = torch.tensor(x, requires_grad=True)
+    ref = torch.nn.functional.cross_entropy(
+        xt.permute(0, 2, 1), torch.tensor(t), ignore_index=0, label_smoothing=0.2
+    )
+    np.testing.assert_allclose(loss.item(), ref.item(), rtol=1e-5)
+    loss.backward()
+    ref.backward()
+    np.testing.assert_allclose(xs.grad, xt.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_large_logits_are_stable():
+    x = np.array([[1000.0, 0.0, -1000.0]], dtype=np.float32)
+    loss = F.cross_entropy(x, np.array([0]))
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_all_ignored_gives_zero():
+    xs = seqlab.tensor(np.ones((3, 4), np.float32), requires_grad=True)
+    loss = F.cross_entropy(xs, np.full(3, -100))
+    assert loss.item() == 0.0
+    loss.backward()
+    np.testing.assert_array_equal(xs.grad, 0.0)
+
+
+def test_bad_input():
+    x = np.zeros((4, 5), np.float32)
+    with pytest.raises(ValueError, match="target"):
+        F.cross_entropy(x, np.array([0, 1, 5, 2]))
+    with pytest.raises(ValueError, match="target shape"):
+        F.cross_entropy(x, np.array([0, 1]))
+    with pytest.raises(TypeError, match="target"):
+        F.cross_entropy(x, np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="reduction"):
+        F.cross_entropy(x, np.zeros(4, np.int64), reduction="avg")
+    with pytest.raises(ValueError, match="label_smoothing"):
+        F.cross_entropy(x, np.zeros(4, np.int64), label_smoothing=2.0)
