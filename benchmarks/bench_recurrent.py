@@ -3,7 +3,8 @@
 A step is forward, the loss ``mean((output - target)^2)``, backward (the
 parameters' gradients; the input is data and needs none) and an optimizer step
 (``--optimizer``, Adam by default; ``none`` for none). Both libraries get the same
-shapes, weights, inputs and thread count, and are timed in alternation. Prints the
+shapes, weights, inputs and thread count; each is timed in its own block of repeats
+(``--interleaved`` alternates them instead). Prints the
 median time of each, the ratio and the achieved GFLOP/s of the step's GEMM work:
 forward 2*B*T*G*H*(C+H), backward 2*B*T*G*H*(C+2H) (dW_ih, dW_hh and dh).
 
@@ -20,7 +21,7 @@ import numpy as np
 
 import seqlab
 import seqlab.nn
-from harness import interleaved_medians, machine_description, markdown_table
+from harness import interleaved_medians, machine_description, markdown_table, median_seconds
 
 ROWS = [(16, 50, 300, 64), (16, 50, 300, 256), (16, 50, 300, 512), (64, 100, 128, 128)]
 GATES = {"LSTM": 4, "GRU": 3}
@@ -86,6 +87,9 @@ def main() -> None:
     parser.add_argument("--optimizer", default="Adam",
                         help="optimizer class name (Adam, AdamW, SGD) or 'none'")
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="alternate the two libraries' calls instead of timing each in its own "
+                             "block (their idle threads then spin on the core the other one needs)")
     args = parser.parse_args()
     optimizer = None if args.optimizer.lower() == "none" else args.optimizer
 
@@ -105,10 +109,12 @@ def main() -> None:
                 x = rng.standard_normal((batch, seq, inp), dtype=np.float32)
                 target = rng.standard_normal((batch, seq, hidden), dtype=np.float32)
                 state = getattr(seqlab.nn, cell)(inp, hidden).state_dict()
-                ts, tt = interleaved_medians(
-                    [seqlab_step(cell, x, target, state, optimizer),
-                     torch_step(torch, cell, x, target, state, optimizer)],
-                    repeats=args.repeats)
+                steps = [seqlab_step(cell, x, target, state, optimizer),
+                         torch_step(torch, cell, x, target, state, optimizer)]
+                if args.interleaved:
+                    ts, tt = interleaved_medians(steps, repeats=args.repeats)
+                else:
+                    ts, tt = (median_seconds(step, repeats=args.repeats) for step in steps)
                 flops = step_flops(cell, batch, seq, inp, hidden)
                 table.append((cell, threads, f"{batch}, {seq}, {inp}, {hidden}", ts * 1e3, tt * 1e3,
                               tt / ts, flops / ts / 1e9, flops / tt / 1e9))

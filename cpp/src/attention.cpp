@@ -30,14 +30,6 @@ float lane_max(const Batch& b) {
   return *std::max_element(lanes, lanes + kLanes);
 }
 
-// The pool's threads each run their own small GEMMs: OpenBLAS runs single-threaded
-// meanwhile (restored to the pool size afterwards), so the cores are not oversubscribed.
-struct SerialBlas {
-  SerialBlas() { openblas_set_num_threads(1); }
-  ~SerialBlas() { openblas_set_num_threads(get_num_threads()); }
-  SerialBlas(const SerialBlas&) = delete;
-  SerialBlas& operator=(const SerialBlas&) = delete;
-};
 
 float row_max(const float* x, int n) {
   int i = 0;

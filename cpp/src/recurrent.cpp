@@ -91,7 +91,7 @@ void forward_direction(const RecurrentShape& s, int d, const float* x, const Dir
   const std::size_t BH = static_cast<std::size_t>(B) * H;
 
   // Input projection of the whole sequence: gates = x @ W_ih^T + biases.
-  sgemm(false, true, static_cast<int>(BT), GH, C, 1.0f, x, C, w.w_ih, C, 0.0f, gates, GH);
+  sgemm_rows_parallel(false, true, static_cast<int>(BT), GH, C, 1.0f, x, C, w.w_ih, C, 0.0f, gates, GH);
   parallel_for(BT, row_grain(GH), [&](std::size_t r0, std::size_t r1) {
     for (std::size_t r = r0; r < r1; ++r) add_row(gates + r * GH, bias_x.data(), GH);
   });
@@ -220,9 +220,9 @@ void backward_direction(RecurrentCache& cache, int d, const float* dy, const flo
 
   const int M = static_cast<int>(BT);
   // dW_hh += dgates_hh^T @ h_prev over all steps; dW_ih += dgates_x^T @ x; dx (+)= dgates_x @ W_ih.
-  if (grad.w_hh) sgemm(true, false, GH, H, M, 1.0f, dgh.data(), GH, hs, H, 1.0f, grad.w_hh, H);
-  if (grad.w_ih) sgemm(true, false, GH, C, M, 1.0f, dgx.data(), GH, cache.x, C, 1.0f, grad.w_ih, C);
-  if (dx) sgemm(false, false, M, C, GH, 1.0f, dgx.data(), GH, w.w_ih, C, d == 0 ? 0.0f : 1.0f, dx, C);
+  if (grad.w_hh) sgemm_rows_parallel(true, false, GH, H, M, 1.0f, dgh.data(), GH, hs, H, 1.0f, grad.w_hh, H);
+  if (grad.w_ih) sgemm_rows_parallel(true, false, GH, C, M, 1.0f, dgx.data(), GH, cache.x, C, 1.0f, grad.w_ih, C);
+  if (dx) sgemm_rows_parallel(false, false, M, C, GH, 1.0f, dgx.data(), GH, w.w_ih, C, d == 0 ? 0.0f : 1.0f, dx, C);
   if (grad.b_ih) add_column_sums(grad.b_ih, dgx.data(), BT, GH);
   if (grad.b_hh) add_column_sums(grad.b_hh, dgh.data(), BT, GH);
 }
@@ -271,6 +271,7 @@ void recurrent_forward(CellKind kind, const RecurrentShape& shape, const float* 
                        const DirectionWeights* weights, const float* h0, const float* c0,
                        const std::int64_t* lengths, float* y, float* h_n, float* c_n,
                        RecurrentCache& cache) {
+  const SerialBlas serial;  // the large GEMMs split over the pool (sgemm_rows_parallel)
   cache.kind = kind;
   cache.shape = shape;
   cache.x = x;
@@ -294,6 +295,7 @@ void recurrent_forward(CellKind kind, const RecurrentShape& shape, const float* 
 void recurrent_backward(RecurrentCache& cache, const float* dy, const float* dh_n,
                         const float* dc_n, const DirectionGrads* grads, float* dx, float* dh0,
                         float* dc0) {
+  const SerialBlas serial;
   switch (cache.kind) {
     case CellKind::RnnTanh:
       return backward_layer<recurrent::RnnTanhCell>(cache, dy, dh_n, dc_n, grads, dx, dh0, dc0);

@@ -156,4 +156,7 @@ void parallel_for(std::size_t n, std::size_t grain,
   });
 }
 
+SerialBlas::SerialBlas() { openblas_set_num_threads(1); }
+SerialBlas::~SerialBlas() { openblas_set_num_threads(get_num_threads()); }
+
 }  // namespace seqlab

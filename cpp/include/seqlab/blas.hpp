@@ -2,6 +2,11 @@
 #pragma once
 #include <cblas.h>
 
+#include <algorithm>
+#include <cstddef>
+
+#include "seqlab/thread_pool.hpp"
+
 namespace seqlab {
 
 // A is (M, K) after op, B is (K, N) after op, C is (M, N); lda/ldb/ldc are row strides.
@@ -10,6 +15,23 @@ inline void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, 
   if (M == 0 || N == 0) return;
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
               M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// The same product with the rows of C split over the thread pool, each part one
+// single-threaded OpenBLAS call (hold a SerialBlas around the kernel). A part gets at
+// least ~4 MFLOP, so small products run whole on the calling thread.
+inline void sgemm_rows_parallel(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                                const float* A, int lda, const float* B, int ldb, float beta,
+                                float* C, int ldc) {
+  if (M == 0 || N == 0) return;
+  const std::size_t row_flops = 2ull * static_cast<std::size_t>(N) * static_cast<std::size_t>(std::max(K, 1));
+  const std::size_t grain = std::max<std::size_t>(1, (std::size_t{1} << 22) / row_flops);
+  parallel_for(static_cast<std::size_t>(M), grain, [&](std::size_t r0, std::size_t r1) {
+    // Row r of op(A) starts at A + r * lda, or at column r (A + r) when A is transposed.
+    const float* a = trans_a ? A + r0 : A + r0 * static_cast<std::size_t>(lda);
+    sgemm(trans_a, trans_b, static_cast<int>(r1 - r0), N, K, alpha, a, lda, B, ldb, beta,
+          C + r0 * static_cast<std::size_t>(ldc), ldc);
+  });
 }
 
 }  // namespace seqlab

@@ -20,4 +20,16 @@ int hardware_threads();
 void parallel_for(std::size_t n, std::size_t grain,
                   const std::function<void(std::size_t, std::size_t)>& fn);
 
+// OpenBLAS runs single-threaded inside the scope and with the pool's thread count
+// again after it. Kernels that split their GEMMs over the pool themselves
+// (sgemm_rows_parallel) hold one, so OpenBLAS's own threads, which spin after each
+// call, never compete with the pool's for the cores.
+class SerialBlas {
+ public:
+  SerialBlas();
+  ~SerialBlas();
+  SerialBlas(const SerialBlas&) = delete;
+  SerialBlas& operator=(const SerialBlas&) = delete;
+};
+
 }  // namespace seqlab
