@@ -17,9 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import machine_description, markdown_table
-
 import seqlab
+from harness import machine_description, markdown_table
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
