@@ -139,3 +139,19 @@ def test_default_corpus_tiny_preset(tmp_path: Path) -> None:
     fitted = seqlab.poetry_autoencoder(None, "tiny", out=tmp_path / "run", progress=False, verbose=False)
     result = fitted.evaluation["bottleneck_only"]
     assert result["token_cosine"] > 0.2
+
+
+def test_centering_uses_the_pretrained_rows() -> None:
+    from seqlab.models.poetry.dataset import center_and_normalize
+
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((8, 5)).astype(np.float32)
+    matrix[2:5] += 10.0  # the pretrained rows share a large common direction
+    known = np.zeros(8, bool)
+    known[2:5] = True
+    out = center_and_normalize(matrix, known)
+    assert not out[0].any()
+    np.testing.assert_allclose(np.linalg.norm(out[1:], axis=1), 1.0, rtol=1e-6)
+    centred = matrix[2:5] - matrix[2:5].mean(axis=0)
+    expected = centred / np.linalg.norm(centred, axis=1, keepdims=True)
+    np.testing.assert_allclose(out[2:5], expected, rtol=1e-5, atol=1e-6)

@@ -71,9 +71,11 @@ def split_poems(n: int, val_fraction: float, test_fraction: float, seed: int) ->
     }
 
 
-def center_and_normalize(matrix: np.ndarray) -> np.ndarray:
-    """Word vectors (V, E) minus their mean, scaled to unit length; row 0 (padding) stays zero."""
-    out = matrix - matrix[1:].mean(axis=0, keepdims=True)
+def center_and_normalize(matrix: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+    """Word vectors (V, E) minus the mean of the ``known`` rows (pretrained vectors; default
+    every row but padding), scaled to unit length; row 0 (padding) stays zero."""
+    rows = matrix[1:] if known is None or not known.any() else matrix[known]
+    out = matrix - rows.mean(axis=0, keepdims=True)
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-8)
     out[0] = 0.0
     return out.astype(np.float32)
@@ -114,7 +116,8 @@ def prepare(
     else:
         matrix = vectors.matrix_for(vocab, seed=config.seed)
         if config.center_embeddings:
-            matrix = center_and_normalize(matrix)
+            known = np.array([i > 1 and word in vectors.index for i, word in enumerate(vocab.itos)])
+            matrix = center_and_normalize(matrix, known)
     chunks: dict[str, list[np.ndarray]] = {}
     chunk_poems: dict[str, list[int]] = {}
     reports = []
