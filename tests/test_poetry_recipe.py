@@ -155,3 +155,18 @@ def test_centering_uses_the_pretrained_rows() -> None:
     centred = matrix[2:5] - matrix[2:5].mean(axis=0)
     expected = centred / np.linalg.norm(centred, axis=1, keepdims=True)
     np.testing.assert_allclose(out[2:5], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_compare_writes_a_table(tmp_path: Path) -> None:
+    from seqlab.models.poetry import compare
+
+    path = write_corpus(tmp_path, "poetrydb")
+    tiny = {k: v for k, v in TINY.items() if k != "bottleneck"}
+    rows = compare(str(path), cells=("rnn", "gru"), bottlenecks=(4,), attention=(False, True),
+                   preset_name="tiny", out=tmp_path / "cmp", verbose=False, num_heads=2, **tiny)
+    assert [(r["cell"], r["attention"], r["decoding"]) for r in rows] == [
+        ("rnn", False, "bottleneck_only"), ("rnn", True, "with_attention"), ("rnn", True, "bottleneck_only"),
+        ("gru", False, "bottleneck_only"), ("gru", True, "with_attention"), ("gru", True, "bottleneck_only")]
+    assert json.loads((tmp_path / "cmp" / "comparison.json").read_text()) == json.loads(json.dumps(rows))
+    for name in ("comparison.md", "comparison.png", "rnn-b4-plain/model.safetensors"):
+        assert (tmp_path / "cmp" / name).is_file()
