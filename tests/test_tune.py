@@ -11,14 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import seqlab
 from seqlab.data.timeseries import TimeSeries, make_splits
 from seqlab.models.forecast import preset
 
 optuna = pytest.importorskip("optuna")
 
 from seqlab.tune import OptunaPruning, search  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _series(n: int = 400) -> TimeSeries:
@@ -139,7 +138,9 @@ def test_two_workers_share_one_sqlite_study(tmp_path: Path) -> None:
     optuna.create_study(study_name="shared", storage=url, direction="minimize")  # create before the race
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), os.environ.get("PYTHONPATH", "")]),
+        # The workers import seqlab from where this process did (installed or source tree).
+        "PYTHONPATH": os.pathsep.join([str(Path(seqlab.__file__).resolve().parents[1]),
+                                       os.environ.get("PYTHONPATH", "")]),
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
     }
