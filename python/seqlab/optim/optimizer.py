@@ -10,6 +10,7 @@ over the whole buffer.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -37,7 +38,7 @@ def check_nonnegative(name: str, value: Any) -> float:
     return v
 
 
-class Optimizer:
+class Optimizer(ABC):
     """Base class with torch's ``param_groups`` / ``step`` / ``zero_grad`` / ``state_dict``.
 
     Args:
@@ -105,12 +106,12 @@ class Optimizer:
         count they reach with this update)."""
         return (int(self.steps[i]) + 1,)
 
+    @abstractmethod
     def _update_range(
         self, group: dict[str, Any], first: int, last: int, begin: int, end: int, step: int
     ) -> None:
         """Updates parameters ``first..last - 1`` of one group, flat elements [begin, end),
-        all of which reach update number ``step`` with this call."""
-        raise NotImplementedError
+        all of which reach update number ``step`` with this call (each optimizer's kernel)."""
 
     # ------------------------------------------------------------ public API
     def step(self) -> None:
