@@ -14,12 +14,18 @@
 #include "seqlab/blas.hpp"
 #include "seqlab/recurrent_cells.hpp"
 #include "seqlab/recurrent_gemm.hpp"
+#include "seqlab/recurrent_rows.hpp"
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
 namespace {
 
+using recurrent::add_column_sums;
+using recurrent::add_row;
+using recurrent::axpy;
 using recurrent::BwdRow;
+using recurrent::ensure_shape;
+using recurrent::row_grain;
 using recurrent::fbatch;
 using recurrent::FwdRow;
 using recurrent::load;
@@ -28,31 +34,6 @@ using recurrent::simd_for;
 using recurrent::store;
 
 using usize = std::size_t;
-
-void ensure_shape(xt::xtensor<float, 2>& a, usize rows, usize cols) {
-  if (a.shape()[0] != rows || a.shape()[1] != cols) a.resize({rows, cols});
-}
-
-// Rows per parallel chunk so that a chunk carries at least ~32k values of work.
-usize grain_for(usize row_work) { return std::max<usize>(1, 32768 / std::max<usize>(1, row_work)); }
-
-// dst[j] += a * src[j].
-void axpy(float* dst, float a, const float* src, int n) {
-  simd_for(n, [&](int j, auto v) {
-    using V = decltype(v);
-    store(dst + j, load<V>(dst + j) + V(a) * load<V>(src + j));
-  });
-}
-void add_row(float* dst, const float* src, int n) {
-  simd_for(n, [&](int j, auto v) {
-    using V = decltype(v);
-    store(dst + j, load<V>(dst + j) + load<V>(src + j));
-  });
-}
-// out[j] += column sums of a (rows, n) with row stride lda.
-void add_column_sums(float* out, const float* a, usize rows, int n, usize lda) {
-  for (usize r = 0; r < rows; ++r) add_row(out, a + r * lda, n);
-}
 
 // Whether any step t >= 1 takes the previous prediction.
 bool has_feedback(const DecoderCache& c) {
@@ -195,7 +176,7 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
 
   // Inputs known up front (start, teacher targets; fed-back rows are zero until their
   // step), and their projection for all steps in one GEMM.
-  parallel_for(BT, grain_for(E), [&](usize r0, usize r1) {
+  parallel_for(BT, row_grain(E), [&](usize r0, usize r1) {
     for (usize r = r0; r < r1; ++r) {
       const usize t = r % T;
       float* u = U + r * E;
@@ -208,7 +189,7 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
     }
   });
   sgemm(false, true, static_cast<int>(BT), GH, E, 1.0f, U, E, w.w_ih, E, 0.0f, gates, GH);
-  parallel_for(BT, grain_for(GH), [&](usize r0, usize r1) {
+  parallel_for(BT, row_grain(GH), [&](usize r0, usize r1) {
     for (usize r = r0; r < r1; ++r) add_row(gates + r * GH, bias_x.data(), GH);
   });
   if (att) {
@@ -220,7 +201,7 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
       if (w.b_k) add_row(c.keys.data() + static_cast<usize>(r) * H, w.b_k, H);
       if (w.b_v) add_row(c.values.data() + static_cast<usize>(r) * H, w.b_v, H);
     }
-    parallel_for(B, grain_for(static_cast<usize>(2) * s.S * H), [&](usize b0, usize b1) {
+    parallel_for(B, row_grain(static_cast<usize>(2) * s.S * H), [&](usize b0, usize b1) {
       for (usize b = b0; b < b1; ++b)
         for (int k = 0; k < s.S; ++k)
           for (int j = 0; j < H; ++j) {
@@ -242,7 +223,7 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
     const float* cp = lstm ? cs + t * BH : nullptr;
     float* cn = lstm ? cs + (t + 1) * BH : nullptr;
     w_hh_t.multiply(B, hp, H, gh.data(), GH, false);  // gh = h_prev @ W_hh^T
-    parallel_for(B, grain_for(GH), [&](usize b0, usize b1) {
+    parallel_for(B, row_grain(GH), [&](usize b0, usize b1) {
       for (usize b = b0; b < b1; ++b) {
         const usize bt = b * T + t;
         FwdRow row;
@@ -263,7 +244,7 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
       float* ctx = c.context.data() + static_cast<usize>(t) * H;
       const usize ldq = static_cast<usize>(T) * H;
       w_q_t->multiply(B, hn, H, q, static_cast<int>(ldq), false);  // q = h_t @ W_q^T
-      parallel_for(B, grain_for(static_cast<usize>(2) * s.S * H), [&](usize b0, usize b1) {
+      parallel_for(B, row_grain(static_cast<usize>(2) * s.S * H), [&](usize b0, usize b1) {
         for (usize b = b0; b < b1; ++b) {
           float* qb = q + b * ldq;
           if (w.b_q) add_row(qb, w.b_q, H);
@@ -301,7 +282,7 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
   // Predictions of every step in one GEMM.
   sgemm(false, true, static_cast<int>(BT), O, Z, 1.0f, feat, Z, w.w_out, Z, 0.0f, pred, O);
   if (w.b_out)
-    parallel_for(BT, grain_for(O), [&](usize r0, usize r1) {
+    parallel_for(BT, row_grain(O), [&](usize r0, usize r1) {
       for (usize r = r0; r < r1; ++r) add_row(pred + r * O, w.b_out, O);
     });
   // A prediction that was fed back is returned exactly as fed (the in-loop kernel and
@@ -385,7 +366,7 @@ void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, 
       float* dq = c.d_queries.data() + static_cast<usize>(t) * H;
       // d ctx = d att_out @ W_o, then the attention's backward row by row.
       w_o_p->multiply(B, dfeat + static_cast<usize>(t) * Z + H, T * Z, dctx, static_cast<int>(ldq), false);
-      parallel_for(B, grain_for(static_cast<usize>(3) * s.S * H), [&](usize b0, usize b1) {
+      parallel_for(B, row_grain(static_cast<usize>(3) * s.S * H), [&](usize b0, usize b1) {
         for (usize b = b0; b < b1; ++b) {
           const int len = c.memory_lengths.empty() ? s.S : static_cast<int>(c.memory_lengths[b]);
           const usize bs = b * s.S, bt = b * T + t;
@@ -399,7 +380,7 @@ void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, 
       w_q_p->multiply(B, dq, static_cast<int>(ldq), dh_cur, H, true);  // dh += dq @ W_q
     }
     float* dgh_t = dgh + t * BH * G;
-    parallel_for(B, grain_for(GH), [&](usize b0, usize b1) {
+    parallel_for(B, row_grain(GH), [&](usize b0, usize b1) {
       for (usize b = b0; b < b1; ++b) {
         const usize bt = b * T + t;
         add_row(dh_cur + b * H, dfeat + bt * Z, H);

@@ -10,44 +10,22 @@
 #include "seqlab/blas.hpp"
 #include "seqlab/recurrent_cells.hpp"
 #include "seqlab/recurrent_gemm.hpp"
+#include "seqlab/recurrent_rows.hpp"
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
 namespace {
 
+using recurrent::add_column_sums;
+using recurrent::add_row;
 using recurrent::BwdRow;
+using recurrent::ensure_shape;
+using recurrent::row_grain;
 using recurrent::fbatch;
 using recurrent::FwdRow;
 using recurrent::load;
 using recurrent::simd_for;
 using recurrent::store;
-
-// Rows per parallel chunk so that a chunk holds at least ~32k gate values: below
-// that the pool's wake-up costs more than the pointwise work it would split.
-std::size_t row_grain(int row_width) {
-  return static_cast<std::size_t>(std::max(1, 32768 / std::max(1, row_width)));
-}
-
-// dst[j] += src[j] for j < n.
-void add_row(float* dst, const float* src, int n) {
-  simd_for(n, [&](int j, auto v) {
-    using V = decltype(v);
-    store(dst + j, load<V>(dst + j) + load<V>(src + j));
-  });
-}
-
-// out[j] += sum over rows r of a[r * n + j].
-void add_column_sums(float* out, const float* a, std::size_t rows, int n) {
-  for (std::size_t r = 0; r < rows; ++r) add_row(out, a + r * n, n);
-}
-
-// Gives `a` the shape (rows, cols), keeping its buffer when the shape already fits.
-void ensure_shape(xt::xtensor<float, 2>& a, std::size_t rows, std::size_t cols) {
-  if (a.shape()[0] != rows || a.shape()[1] != cols) a.resize({rows, cols});
-}
-void ensure_shape(xt::xtensor<float, 1>& a, std::size_t n) {
-  if (a.shape()[0] != n) a.resize({n});
-}
 
 bool active(const std::int64_t* lengths, int b, int t) { return !lengths || t < lengths[b]; }
 
@@ -223,8 +201,8 @@ void backward_direction(RecurrentCache& cache, int d, const float* dy, const flo
   if (grad.w_hh) sgemm_rows_parallel(true, false, GH, H, M, 1.0f, dgh.data(), GH, hs, H, 1.0f, grad.w_hh, H);
   if (grad.w_ih) sgemm_rows_parallel(true, false, GH, C, M, 1.0f, dgx.data(), GH, cache.x, C, 1.0f, grad.w_ih, C);
   if (dx) sgemm_rows_parallel(false, false, M, C, GH, 1.0f, dgx.data(), GH, w.w_ih, C, d == 0 ? 0.0f : 1.0f, dx, C);
-  if (grad.b_ih) add_column_sums(grad.b_ih, dgx.data(), BT, GH);
-  if (grad.b_hh) add_column_sums(grad.b_hh, dgh.data(), BT, GH);
+  if (grad.b_ih) add_column_sums(grad.b_ih, dgx.data(), BT, GH, static_cast<std::size_t>(GH));
+  if (grad.b_hh) add_column_sums(grad.b_hh, dgh.data(), BT, GH, static_cast<std::size_t>(GH));
 }
 
 template <class Cell>
