@@ -18,7 +18,7 @@ from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
-_RECIPES = {"forecaster", "poetry_autoencoder", "load", "sequence_demo"}
+_RECIPES = {"forecaster", "poetry_autoencoder", "load", "sequence_demo", "vector_predictor"}
 
 
 def __getattr__(name: str):  # the recipes load on first use: `import seqlab` stays light
@@ -49,4 +49,5 @@ __all__ = [
     "set_rng_state",
     "stack",
     "tensor",
+    "vector_predictor",
 ]

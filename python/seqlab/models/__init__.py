@@ -1,5 +1,5 @@
 """The recipes' models: nn.Modules, their config dataclasses and presets."""
 
-from . import forecast
+from . import forecast, vectors
 
-__all__ = ["forecast"]
+__all__ = ["forecast", "vectors"]

@@ -4,5 +4,9 @@ from .demo import DemoResult, sequence_demo
 from .forecast import forecaster
 from .loading import load
 from .poetry import PoetryAutoencoder, poetry_autoencoder
+from .vectors import VectorPredictor, vector_predictor
 
-__all__ = ["DemoResult", "PoetryAutoencoder", "forecaster", "load", "poetry_autoencoder", "sequence_demo"]
+__all__ = [
+    "DemoResult", "PoetryAutoencoder", "VectorPredictor", "forecaster", "load", "poetry_autoencoder",
+    "sequence_demo", "vector_predictor",
+]

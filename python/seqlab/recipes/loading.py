@@ -24,4 +24,8 @@ def load(path: str | Path) -> Any:
         from .poetry import PoetryAutoencoder
 
         return PoetryAutoencoder.load(path)
+    if kind == "vector_predictor":
+        from .vectors import VectorPredictor
+
+        return VectorPredictor.load(path)
     raise ValueError(f"{config}: unknown model kind {kind!r}")

@@ -1,0 +1,104 @@
+"""Configuration of the next-vector predictor."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+CELLS = ("gru", "lstm", "transformer")
+
+
+@dataclass(frozen=True)
+class VectorPredictorConfig:
+    """Everything that defines a next-vector predictor run; any field can be overridden.
+
+    Model: a ``cell`` (``"gru"``, ``"lstm"`` or a small causal ``"transformer"`` of
+    ``num_layers`` blocks with ``num_heads`` heads) of ``hidden_size`` units reads up to
+    ``context`` vectors and predicts a delta: ``next = normalize(last + delta)``.
+    Loss on unit vectors: MSE + ``cosine_weight`` x cosine distance + ``infonce_weight``
+    x InfoNCE over in-batch negatives at ``temperature``, with ``hard_negatives`` extra
+    negatives per target mined from the training bank (cosine to the target in
+    ``hard_negative_range``; 0 turns mining off).
+    Training: AdamW (``lr``, ``weight_decay``), micro-batches of ``segments_per_batch``
+    chain segments accumulated to about ``batch_size`` windows per step, gradient
+    norm clipped to ``clip_grad_norm``, at most ``epochs`` epochs, early stopping on
+    validation Hit@5 after ``patience`` epochs without a better one.
+    Data: quality gates (``min_length``, ``coherence``, ``dedupe``), chains split by
+    ``split`` fractions; text is cut into ``unit`` chunks (``"paragraph"`` or
+    ``"sentence"``) and embedded by ``encoder`` (``"tfidf"``, ``encoder_dim``-d, fitted
+    on the training chains only; or ``"minilm"``).
+    """
+
+    context: int = 100
+    cell: str = "gru"
+    hidden_size: int = 256
+    num_layers: int = 1
+    num_heads: int = 4
+    dropout: float = 0.0
+    cosine_weight: float = 0.5
+    infonce_weight: float = 0.05
+    temperature: float = 0.05
+    hard_negatives: int = 0
+    hard_negative_range: tuple[float, float] = (0.75, 0.9)
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    batch_size: int = 256
+    segments_per_batch: int = 4
+    clip_grad_norm: float = 1.0
+    epochs: int = 40
+    patience: int = 3
+    min_length: int = 7
+    coherence: float = 0.0
+    dedupe: bool = True
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    encoder: str = "tfidf"
+    encoder_dim: int = 256
+    unit: str = "paragraph"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {CELLS}, got {self.cell!r}")
+        for name in ("context", "hidden_size", "num_layers", "num_heads", "batch_size",
+                     "segments_per_batch", "epochs", "encoder_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.cell == "transformer" and self.hidden_size % self.num_heads:
+            raise ValueError(f"the transformer needs hidden_size ({self.hidden_size}) divisible by "
+                             f"num_heads ({self.num_heads})")
+        for name in ("cosine_weight", "infonce_weight", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.temperature <= 0 or self.lr <= 0:
+            raise ValueError(f"temperature and lr must be > 0, got {self.temperature} and {self.lr}")
+        if self.patience < 0 or self.hard_negatives < 0:
+            raise ValueError("patience and hard_negatives must be >= 0")
+        low, high = self.hard_negative_range
+        if not -1.0 <= low < high <= 1.0:
+            raise ValueError(f"hard_negative_range: expected -1 <= low < high <= 1, got {(low, high)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.unit not in ("paragraph", "sentence"):
+            raise ValueError(f"unit must be 'paragraph' or 'sentence', got {self.unit!r}")
+
+    def with_overrides(self, **overrides: Any) -> VectorPredictorConfig:
+        """A copy with some fields replaced; unknown names raise TypeError listing the known ones."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"unknown vector predictor settings {unknown}; known: {sorted(known)}")
+        for key in ("split", "hard_negative_range"):
+            if key in overrides:
+                overrides[key] = tuple(overrides[key])
+        return replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["split"], d["hard_negative_range"] = list(self.split), list(self.hard_negative_range)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VectorPredictorConfig:
+        known = {f.name for f in fields(cls)}
+        return cls().with_overrides(**{k: v for k, v in d.items() if k in known})

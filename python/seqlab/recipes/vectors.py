@@ -1,0 +1,369 @@
+"""The next-vector predictor recipe: ``seqlab.vector_predictor(...)``."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..autograd import Tensor, no_grad, tensor
+from ..data.vector_chains import VectorChains
+from ..data.vector_windows import SegmentBatch, SegmentBatches, padded_windows, window_spans
+from ..models.vectors.baselines import LinearPredictor, context_mean, copy_last, unit_rows
+from ..models.vectors.config import VectorPredictorConfig
+from ..models.vectors.dataset import VectorData, as_windows_input, prepare
+from ..models.vectors.evaluate import format_table, retrieval_scores
+from ..models.vectors.loss import loss_from_config, next_vector_loss
+from ..models.vectors.model import NextVectorModel
+from ..models.vectors.negatives import mine_hard_negatives, negatives_for
+from ..models.vectors.stream import VectorStream
+from ..optim import AdamW
+from ..serialization import atomic_write_bytes, atomic_write_text, read_toml, write_json, write_toml
+from ..train import Checkpoint, EarlyStopping, Trainer
+from .run_dir import new_run_dir
+
+KIND = "vector_predictor"
+BEST_CHECKPOINT = "best_val_hit5"
+_EVAL_BATCH = 256
+
+
+class VectorPredictor:
+    """A fitted next-vector predictor.
+
+    Attributes:
+        model: the :class:`~seqlab.models.vectors.NextVectorModel`.
+        config: its :class:`~seqlab.models.vectors.VectorPredictorConfig`.
+        data: the prepared corpus it was trained on (None after :func:`seqlab.load`).
+        encoder: the text encoder when trained from text (``.encode(texts)`` uses it).
+        history: the per-epoch training history.
+        evaluation: the last :meth:`evaluate` result.
+        run_dir: the run directory (weights, config, metrics, report, evaluation).
+    """
+
+    def __init__(
+        self,
+        model: NextVectorModel,
+        config: VectorPredictorConfig,
+        data: VectorData | None = None,
+        encoder: Any = None,
+        history: list[dict[str, Any]] | None = None,
+        run_dir: Path | None = None,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.data = data
+        self.encoder = encoder
+        self.history = history or []
+        self.evaluation: dict[str, Any] = {}
+        self.run_dir = run_dir
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"VectorPredictor({c.cell}, hidden={c.hidden_size}, dim={self.dim}, context={c.context}, "
+                f"run_dir={self.run_dir})")
+
+    @property
+    def dim(self) -> int:
+        return self.model.dim
+
+    # ------------------------------------------------------------------ use
+    def _predict_padded(self, windows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Unit predictions ``(B, D)`` after the last real vector of each padded window."""
+        m = self.model
+        was_training = m.training
+        m.eval()
+        try:
+            with no_grad():
+                h, _ = m.states(tensor(windows), lengths)
+                last = h.data[np.arange(len(lengths)), lengths - 1]
+                y = windows[np.arange(len(lengths)), lengths - 1] + m.head(tensor(last)).data
+        finally:
+            m.train(was_training)
+        return unit_rows(y)
+
+    def predict_next(self, contexts: Any) -> np.ndarray:
+        """The predicted next vector of each context.
+
+        Args:
+            contexts: ``(T, D)`` one context, ``(B, T, D)`` or a list of ``(T_i, D)``
+                arrays; only the last ``config.context`` vectors of each are read, and
+                vectors are L2-normalised first.
+
+        Returns:
+            ``(D,)`` for one context, else ``(B, D)``: unit vectors.
+        """
+        windows, lengths, single = as_windows_input(contexts, self.dim, self.config.context)
+        out = np.concatenate([
+            self._predict_padded(windows[s : s + _EVAL_BATCH], lengths[s : s + _EVAL_BATCH])
+            for s in range(0, len(lengths), _EVAL_BATCH)
+        ])
+        return out[0] if single else out
+
+    def stream(self) -> VectorStream:
+        """A :class:`~seqlab.models.vectors.stream.VectorStream`: ``.step(vector)`` adds one
+        vector and returns the prediction of the next, keeping the state between calls."""
+        return VectorStream(self.model, lambda window: self.predict_next(window))
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """``(N, D)`` vectors of text chunks, by the encoder fitted in training."""
+        if self.encoder is None:
+            raise ValueError("encode(): this predictor was trained on vectors, it has no text encoder")
+        return unit_rows(self.encoder.encode(list(texts)))
+
+    def predict_windows(self, chains: VectorChains) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every window of ``chains`` (its last ``context`` vectors): (predictions ``(Q, D)``,
+        starts, target rows)."""
+        starts, targets = window_spans(chains, self.config.context)
+        preds = []
+        for s in range(0, len(targets), _EVAL_BATCH):
+            part = slice(s, s + _EVAL_BATCH)
+            w, lens = padded_windows(chains.vectors, starts[part], targets[part])
+            preds.append(self._predict_padded(w, lens))
+        if not preds:
+            raise ValueError(f"{chains.source}: no window to evaluate (every chain has one vector)")
+        return np.concatenate(preds), starts, targets
+
+    def evaluate(self, data: Any = None, split: str = "test") -> dict[str, Any]:
+        """Hit@1/5/10, MRR and contrastive accuracy of the model and three baselines.
+
+        The bank is every vector of the evaluated chains; every window (each target with
+        the ``context`` vectors before it in its chain) is scored.
+
+        Args:
+            data: None evaluates the ``split`` of the training corpus; otherwise chains
+                (``.npz`` path, list of arrays, :class:`VectorChains`) of the model's dimension.
+
+        Returns ``{"model": {...}, "copy_last": {...}, "context_mean": {...},
+        "linear": {...}, "beats_copy_last": bool}``.
+        """
+        from ..data.vector_chains import load_vector_chains
+
+        if data is None:
+            if self.data is None:
+                raise ValueError("evaluate(): this predictor has no training corpus attached; pass data=...")
+            chains = self.data.splits[split]
+        else:
+            chains = load_vector_chains(data)
+            if chains.dim != self.dim:
+                raise ValueError(f"evaluate(): the data has vectors of dimension {chains.dim}, the model "
+                                 f"was trained on dimension {self.dim}")
+            chains = VectorChains(unit_rows(chains.vectors), chains.offsets, chains.names, chains.source)
+        preds, starts, targets = self.predict_windows(chains)
+        bank = chains.vectors
+        results: dict[str, Any] = {"model": retrieval_scores(preds, targets, bank)}
+        results["copy_last"] = retrieval_scores(copy_last(bank, starts, targets), targets, bank)
+        results["context_mean"] = retrieval_scores(context_mean(bank, starts, targets), targets, bank)
+        if self.data is not None:
+            linear = LinearPredictor().fit(self.data.splits["train"])
+            results["linear"] = retrieval_scores(linear(bank, starts, targets), targets, bank)
+        results["beats_copy_last"] = bool(
+            results["model"]["hit@5"] > results["copy_last"]["hit@5"]
+            and results["model"]["mrr"] > results["copy_last"]["mrr"]
+        )
+        self.evaluation = results
+        return results
+
+    # -------------------------------------------------------------- storage
+    def save(self, path: str | Path) -> Path:
+        """Writes ``model.safetensors`` (with the text encoder's arrays) and ``model_config.toml``."""
+        from safetensors.numpy import save
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        weights = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        meta: dict[str, Any] = {"kind": KIND, "dim": self.dim, "config": self.config.to_dict()}
+        if self.encoder is not None and hasattr(self.encoder, "state"):
+            arrays, settings = self.encoder.state()
+            weights.update({f"encoder.{k}": v for k, v in arrays.items()})
+            atomic_write_text(path / "encoder.json", json.dumps(settings))
+            meta["encoder"] = settings["name"]
+        atomic_write_bytes(path / "model.safetensors", save(weights))
+        write_toml(path / "model_config.toml", meta)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> VectorPredictor:
+        """Restores a predictor written by :meth:`save`."""
+        from safetensors.numpy import load_file
+
+        from ..data.text_encoders import encoder_from_state
+
+        path = Path(path)
+        meta = read_toml(path / "model_config.toml")
+        config = VectorPredictorConfig.from_dict(meta["config"])
+        weights = load_file(path / "model.safetensors")
+        model = NextVectorModel(config, int(meta["dim"]))
+        model.load_state_dict(
+            {k.removeprefix("model."): v for k, v in weights.items() if k.startswith("model.")}
+        )
+        model.eval()
+        encoder = None
+        if "encoder" in meta:
+            settings = json.loads((path / "encoder.json").read_text())
+            arrays = {k.removeprefix("encoder."): v for k, v in weights.items() if k.startswith("encoder.")}
+            encoder = encoder_from_state(arrays, settings)
+        return cls(model, config, encoder=encoder, run_dir=path)
+
+
+# ---------------------------------------------------------------- training
+def _step_fn(config: VectorPredictorConfig, train: VectorChains, val: VectorChains, mined: np.ndarray | None):
+    weights = loss_from_config(config)
+
+    def step(m: NextVectorModel, batch: SegmentBatch) -> Tensor:
+        y = m(tensor(batch.inputs), batch.lengths)
+        bank = train if m.training else val
+        targets = bank.vectors[batch.targets]
+        negatives = mask = None
+        if mined is not None and m.training:
+            negatives, mask = negatives_for(batch.targets, mined, train.vectors)
+        return next_vector_loss(y, batch.positions, targets, negatives=negatives, negative_mask=mask,
+                                **weights)
+
+    return step
+
+
+def _predict_fn(m: NextVectorModel, batch: SegmentBatch) -> tuple[np.ndarray, np.ndarray]:
+    y = m(tensor(batch.inputs), batch.lengths).data.reshape(-1, m.dim)[batch.positions]
+    return unit_rows(y), batch.targets
+
+
+def _append_evaluation_to_report(run_dir: Path, evaluation: dict[str, Any], data: VectorData) -> None:
+    report = run_dir / "training_report.md"
+    if not report.exists():
+        return
+    rows = {k: v for k, v in evaluation.items() if isinstance(v, dict)}
+    keys = [k for k in rows["model"] if k not in ("windows", "bank")]
+    lines = [
+        "", "## Evaluation (held-out chains, every window, bank of every test vector)", "",
+        f"{int(rows['model']['windows'])} windows, bank of {int(rows['model']['bank'])} vectors. "
+        + ("The model beats copy-last." if evaluation["beats_copy_last"]
+           else "**The model does not beat the copy-last baseline.**"),
+        "", "| predictor | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys),
+    ]
+    lines += [f"| {name} | " + " | ".join(f"{row[k]:.4f}" for k in keys) + " |" for name, row in rows.items()]
+    lines += ["", f"Data: {data.summary()}", "", data.gates.summary(), "",
+              "Files: [evaluation.json](evaluation.json), [model_config.toml](model_config.toml)", ""]
+    atomic_write_text(report, report.read_text() + "\n".join(lines))
+
+
+def fit_vector_predictor(
+    data: Any = None,
+    config: VectorPredictorConfig | None = None,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    progress: bool | None = None,
+    verbose: bool = True,
+) -> VectorPredictor:
+    """Prepares the chains, trains, evaluates and reports; see :func:`seqlab.vector_predictor`."""
+    config = config or VectorPredictorConfig()
+    if resume is not None:
+        run_dir = Path(resume)
+        saved = read_toml(run_dir / "config.toml").get("config") if (run_dir / "config.toml").exists() else {}
+        if saved:
+            config = VectorPredictorConfig.from_dict(saved)
+    else:
+        run_dir = new_run_dir(out, KIND)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise FileExistsError(f"{run_dir} is not empty; choose another out (nothing was overwritten)")
+    start = time.perf_counter()
+    prepared = prepare(data, config, verbose=verbose)
+    from ..random import manual_seed
+
+    manual_seed(config.seed)
+    train_chains, val_chains = prepared.splits["train"], prepared.splits["val"]
+    model = NextVectorModel(config, prepared.dim)
+    optimizer = AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    train = SegmentBatches(train_chains, config.context, config.segments_per_batch, shuffle=True)
+    windows_per_micro_batch = config.segments_per_batch * train.mean_segment_windows()
+    accumulation = max(1, round(config.batch_size / windows_per_micro_batch))
+    val = None
+    if val_chains.num_vectors >= 2:
+        val = SegmentBatches(val_chains, config.context, config.segments_per_batch * 4, shuffle=False)
+    mined = None
+    if config.hard_negatives:
+        low, high = config.hard_negative_range
+        mined = mine_hard_negatives(train_chains.vectors, config.hard_negatives, low, high)
+        if verbose:
+            print(f"hard negatives: {int((mined >= 0).sum())} mined for {len(mined)} training vectors")
+
+    def retrieval(preds: np.ndarray, target_rows: np.ndarray) -> dict[str, float]:
+        scores = retrieval_scores(preds, target_rows, val_chains.vectors)
+        return {k: v for k, v in scores.items() if k.startswith("hit@") or k == "mrr"}
+
+    callbacks: list[Any] = []
+    if val is not None:
+        callbacks += [EarlyStopping("val_hit@5", mode="max", patience=config.patience),
+                      Checkpoint(monitor="val_hit@5", mode="max", best_name=BEST_CHECKPOINT)]
+    if verbose:
+        print(f"training a {config.cell.upper()} ({config.hidden_size} units) on {train.num_samples} windows "
+              f"of up to {config.context} vectors; {accumulation} micro-batches of "
+              f"{config.segments_per_batch} segments per step (about {config.batch_size} windows)",
+              flush=True)
+    trainer = Trainer(
+        model, None, optimizer, train, val,
+        epochs=config.epochs, accumulation_steps=accumulation, clip_grad_norm=config.clip_grad_norm,
+        metrics={"retrieval": retrieval} if val is not None else None, seed=config.seed,
+        out_dir=run_dir, resume=resume is not None, callbacks=callbacks, progress=progress,
+        step_fn=_step_fn(config, train_chains, val_chains, mined), predict_fn=_predict_fn,
+        config={"kind": KIND, **config.to_dict()}, verbose=verbose,
+    )
+    history = trainer.fit()
+    fitted = VectorPredictor(model, config, prepared, prepared.encoder, history, run_dir)
+    split = "test" if prepared.splits["test"].num_vectors >= 2 else "val"
+    evaluation = fitted.evaluate(split=split)
+    fitted.save(run_dir)
+    write_json(run_dir / "evaluation.json", {
+        "split": split, "results": evaluation, "gates": prepared.gates.to_dict(),
+        "data": {"source": prepared.source, "dim": prepared.dim,
+                 "splits": {s: {"chains": len(c), "vectors": c.num_vectors}
+                            for s, c in prepared.splits.items()}},
+        "seconds": time.perf_counter() - start,
+    })
+    _append_evaluation_to_report(run_dir, evaluation, prepared)
+    if verbose:
+        print(f"{split} split ({int(evaluation['model']['windows'])} windows, bank of "
+              f"{int(evaluation['model']['bank'])} vectors):")
+        print(format_table({k: v for k, v in evaluation.items() if isinstance(v, dict)}))
+        if not evaluation["beats_copy_last"]:
+            print("note: the model does not beat the copy-last baseline on Hit@5 and MRR")
+        print(f"report: {run_dir / 'training_report.md'}")
+    return fitted
+
+
+def vector_predictor(
+    data: Any = None,
+    context: int = 100,
+    cell: str = "gru",
+    *,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    progress: bool | None = None,
+    verbose: bool = True,
+    **overrides: Any,
+) -> VectorPredictor:
+    """Trains, evaluates and reports a next-vector predictor in one line.
+
+    Args:
+        data: None (the documentation of Python's standard library, one chain of
+            paragraphs per module, embedded by TF-IDF + SVD), a folder of ``.txt``/``.md``
+            files or a list of document strings (embedded the same way, or by
+            ``encoder="minilm"``), an ``.npz`` with ``vectors`` and ``chain_offsets`` or
+            ``chain_ids``, a list of ``(L_i, D)`` arrays, or :class:`VectorChains`.
+        context: the most vectors a prediction reads (100 by default; 500 works).
+        cell: ``"gru"``, ``"lstm"`` or ``"transformer"``.
+        out: run directory (default ``runs/vector_predictor-<time>``); never overwritten.
+        resume: a run directory to continue from its last checkpoint.
+        **overrides: any :class:`VectorPredictorConfig` field (``hidden_size=512``,
+            ``epochs=10``, ``infonce_weight=0.1``, ``hard_negatives=4``, ...).
+
+    Returns:
+        The fitted :class:`VectorPredictor` (``.predict_next``, ``.stream``, ``.evaluate``,
+        ``.save``); its ``run_dir`` holds the weights, checkpoints (``best_val_hit5``),
+        metrics, ``evaluation.json`` and ``training_report.md``.
+    """
+    config = VectorPredictorConfig().with_overrides(context=context, cell=cell, **overrides)
+    return fit_vector_predictor(data, config, out=out, resume=resume, progress=progress, verbose=verbose)
