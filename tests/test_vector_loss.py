@@ -9,13 +9,17 @@ import seqlab
 from seqlab.models.vectors.loss import next_vector_loss
 
 
-def _torch_loss(torch, y, positions, targets, cw, aw, temp, negatives=None, mask=None):
+def _torch_loss(torch, y, positions, targets, cw, aw, temp, negatives=None, mask=None, groups=None):
     F = torch.nn.functional
     p = F.normalize(y.reshape(-1, y.shape[-1])[positions], dim=1, eps=1e-12)
     t = torch.tensor(targets)
     loss = F.mse_loss(p, t) + cw * (1 - (p * t).sum(1)).mean()
     if aw > 0:
         logits = p @ t.T / temp
+        if groups is not None:
+            g = torch.tensor(groups)
+            same = (g[:, None] == g[None, :]) & ~torch.eye(len(g), dtype=torch.bool)
+            logits = logits.masked_fill(same, float("-inf"))
         if negatives is not None:
             neg = torch.einsum("md,mkd->mk", p, torch.tensor(negatives)) / temp
             neg = neg.masked_fill(~torch.tensor(mask), float("-inf"))
@@ -30,7 +34,8 @@ def _unit(x):
 
 @pytest.mark.parametrize("weights", [(0.5, 0.05, 0.05), (0.0, 0.0, 1.0), (1.0, 1.0, 0.2)])
 @pytest.mark.parametrize("with_negatives", [False, True])
-def test_matches_torch(torch, rng, weights, with_negatives):
+@pytest.mark.parametrize("with_groups", [False, True])
+def test_matches_torch(torch, rng, weights, with_negatives, with_groups):
     cw, aw, temp = weights
     y = rng.standard_normal((3, 5, 8)).astype(np.float32)
     positions = np.array([0, 1, 2, 5, 6, 10, 11, 12, 13])
@@ -39,11 +44,12 @@ def test_matches_torch(torch, rng, weights, with_negatives):
     if with_negatives:
         negatives = _unit(rng.standard_normal((len(positions), 3, 8)))
         mask = rng.random((len(positions), 3)) > 0.3
+    groups = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2]) if with_groups else None
     yt = seqlab.tensor(y, requires_grad=True)
-    loss = next_vector_loss(yt, positions, targets, cw, aw, temp, negatives, mask)
+    loss = next_vector_loss(yt, positions, targets, cw, aw, temp, negatives, mask, groups)
     loss.backward()
     ty = torch.tensor(y, requires_grad=True)
-    ref = _torch_loss(torch, ty, torch.tensor(positions), targets, cw, aw, temp, negatives, mask)
+    ref = _torch_loss(torch, ty, torch.tensor(positions), targets, cw, aw, temp, negatives, mask, groups)
     ref.backward()
     np.testing.assert_allclose(loss.item(), ref.item(), rtol=1e-5)
     np.testing.assert_allclose(yt.grad, ty.grad.numpy(), rtol=1e-4, atol=1e-6)

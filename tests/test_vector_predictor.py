@@ -162,3 +162,16 @@ def test_hard_negatives_are_mined_within_the_range():
         found = [j for j in mined[i] if j >= 0]
         assert len(found) == min(3, len(in_range))
         assert set(found) <= in_range
+
+
+def test_vectors_command_trains_from_an_npz(tmp_path, capsys):
+    from seqlab.cli import main
+
+    path = synthetic_chains(chains=120, length=20, dim=8, seed=4).save(tmp_path / "chains.npz")
+    assert main(["vectors", str(path), "--context", "10", "--hidden", "16", "--epochs", "2",
+                 "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "copy_last" in out and "hit@5" in out
+    assert (tmp_path / "run" / "evaluation.json").is_file()
+    assert main(["vectors", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r2")]) == 1
+    assert "missing.npz: no such file" in capsys.readouterr().err

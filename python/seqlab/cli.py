@@ -41,6 +41,26 @@ def build_parser() -> argparse.ArgumentParser:
     poetry.add_argument("--threads", type=_positive_int, default=None)
     poetry.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+    vec = sub.add_parser(
+        "vectors", help="train a next-vector predictor and print Hit@K beside the baselines"
+    )
+    vec.add_argument("path", nargs="?", default=None,
+                     help=".npz of vectors with chain_offsets or chain_ids, or a folder of .txt/.md "
+                     "documents (default: Python's standard library documentation)")
+    vec.add_argument("--context", type=_positive_int, default=100, help="vectors read per prediction")
+    vec.add_argument("--cell", choices=["gru", "lstm", "transformer"], default="gru")
+    vec.add_argument("--hidden", type=_positive_int, default=None, help="hidden size (default 256)")
+    vec.add_argument("--epochs", type=_positive_int, default=None)
+    vec.add_argument("--encoder", choices=["tfidf", "minilm"], default=None,
+                     help="text encoder for documents (default tfidf)")
+    vec.add_argument("--hard-negatives", type=int, default=None, metavar="K",
+                     help="mined hard negatives per target (default 0)")
+    vec.add_argument("--out", default=None, help="run directory (default runs/vector_predictor-<time>)")
+    vec.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
+    vec.add_argument("--seed", type=int, default=None)
+    vec.add_argument("--threads", type=_positive_int, default=None)
+    vec.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     fc = sub.add_parser(
         "forecast", help="fit a forecaster (LSTM, TCN, N-BEATS) and print its test scores"
     )
@@ -84,6 +104,24 @@ def _forecast(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vectors(args: argparse.Namespace) -> int:
+    from . import set_num_threads
+    from .recipes.vectors import vector_predictor
+
+    if args.threads:
+        set_num_threads(args.threads)
+    names = {"hidden": "hidden_size", "epochs": "epochs", "encoder": "encoder",
+             "hard_negatives": "hard_negatives", "seed": "seed"}
+    overrides = {key: getattr(args, arg) for arg, key in names.items() if getattr(args, arg) is not None}
+    try:
+        vector_predictor(args.path, context=args.context, cell=args.cell, out=args.out, resume=args.resume,
+                         progress=False if args.no_progress else None, **overrides)
+    except (OSError, ValueError, TypeError, ImportError) as e:
+        print(f"seqlab vectors: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -115,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "forecast":
         return _forecast(args)
+    if args.command == "vectors":
+        return _vectors(args)
     parser.print_help()
     return 2
 

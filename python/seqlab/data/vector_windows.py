@@ -31,12 +31,14 @@ class SegmentBatch:
         positions: ``(M,)`` flat indices into ``B * S`` of the outputs that predict a
             next vector (every real position: ``M = lengths.sum()``).
         targets: ``(M,)`` int64 rows of the chains' ``vectors`` that follow each position.
+        segments: ``(M,)`` int64 index of each target's segment within the batch.
     """
 
     inputs: np.ndarray
     lengths: np.ndarray
     positions: np.ndarray
     targets: np.ndarray
+    segments: np.ndarray
 
     def __len__(self) -> int:  # the Trainer weighs micro-batches by this: windows
         return len(self.targets)
@@ -112,7 +114,8 @@ class SegmentBatches:
                 inputs[j, :n] = vectors[row : row + n]
                 positions.append(j * width + np.arange(n))
                 targets.append(np.arange(row + 1, row + n + 1))
-            yield SegmentBatch(inputs, lengths, np.concatenate(positions), np.concatenate(targets))
+            yield SegmentBatch(inputs, lengths, np.concatenate(positions), np.concatenate(targets),
+                               np.repeat(np.arange(len(group)), lengths))
 
 
 def window_spans(chains: VectorChains, context: int) -> tuple[np.ndarray, np.ndarray]:

@@ -221,6 +221,7 @@ def _step_fn(config: VectorPredictorConfig, train: VectorChains, val: VectorChai
         if mined is not None and m.training:
             negatives, mask = negatives_for(batch.targets, mined, train.vectors)
         return next_vector_loss(y, batch.positions, targets, negatives=negatives, negative_mask=mask,
+                                groups=batch.segments if config.cross_segment_negatives else None,
                                 **weights)
 
     return step

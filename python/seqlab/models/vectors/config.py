@@ -38,6 +38,7 @@ class VectorPredictorConfig:
     cosine_weight: float = 0.5
     infonce_weight: float = 0.05
     temperature: float = 0.05
+    cross_segment_negatives: bool = True
     hard_negatives: int = 0
     hard_negative_range: tuple[float, float] = (0.75, 0.9)
     lr: float = 1e-4

@@ -32,6 +32,7 @@ def next_vector_loss(
     temperature: float = 0.05,
     negatives: np.ndarray | None = None,
     negative_mask: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> Tensor:
     """``mean MSE(p, t) + cosine_weight * mean(1 - p.t) + infonce_weight * InfoNCE``.
 
@@ -43,6 +44,10 @@ def next_vector_loss(
             the batch (row i's positive is target i) and the hard negatives.
         negatives: ``(M, K, D)`` unit hard negatives per target, or None;
             ``negative_mask`` ``(M, K)`` bool marks the real ones (True).
+        groups: ``(M,)`` ids; targets of the same group (the same chain segment) are not
+            used as each other's in-batch negatives. Within a segment the previous
+            target *is* the current input, so it would teach the model mostly to move
+            away from its last vector rather than towards the next.
 
     MSE is the mean over all M x D elements (``torch.nn.functional.mse_loss``); the
     predictions are ``p = y / max(|y|, 1e-12)``.
@@ -65,6 +70,9 @@ def next_vector_loss(
     probs = probs_neg = None
     if infonce_weight > 0 and m > 1:
         logits = (p @ targets.T) * inv_t
+        if groups is not None:
+            same = (groups[:, None] == groups[None, :]) & ~np.eye(m, dtype=bool)
+            logits[same] = -np.inf
         if negatives is not None:
             neg_logits = np.einsum("md,mkd->mk", p, negatives) * inv_t
             if negative_mask is not None:

@@ -7,12 +7,11 @@ from typing import Any
 import numpy as np
 
 from ...autograd import Tensor, tensor
-from ...nn import GRU, LSTM, Embedding, LayerNorm, Linear, Module, Sequential, TransformerDecoderBlock
+from ...nn import GRU, LSTM, Embedding, LayerNorm, Linear, Module, Sequential, TransformerDecoderBlock, init
 from .config import VectorPredictorConfig
 
-# The delta head starts this much smaller than the default initialisation, so an untrained
-# model predicts (nearly) the last vector: training starts at the copy-last baseline.
-_HEAD_SCALE = 0.1
+_HEAD_INIT_STD = 1e-4
+
 
 
 class NextVectorModel(Module):
@@ -42,9 +41,14 @@ class NextVectorModel(Module):
             cell = GRU if c.cell == "gru" else LSTM
             self.rnn = cell(dim, c.hidden_size, num_layers=c.num_layers,
                             dropout=c.dropout if c.num_layers > 1 else 0.0)
+        # The delta head starts near zero, so an untrained model predicts the last vector:
+        # training starts from the copy-last baseline and moves away only as far as the
+        # loss rewards (a default-initialised head adds a random delta about as long as
+        # the vector itself, and the first epochs are spent undoing it). Not exactly zero,
+        # so the sequence model below gets a gradient from the first step.
         self.head = Linear(c.hidden_size, dim)
-        self.head.weight.data *= _HEAD_SCALE
-        self.head.bias.data[:] = 0.0  # type: ignore[union-attr]
+        init.normal_(self.head.weight, std=_HEAD_INIT_STD)
+        init.zeros_(self.head.bias)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ features
     def _transformer_states(self, x: Tensor, lengths: np.ndarray) -> Tensor:
