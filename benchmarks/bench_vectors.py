@@ -72,53 +72,51 @@ def _gemm_floor(context: int, repeats: int) -> tuple[float, float]:
     return t_in + context * t_hh + t_hh * D / (3 * H), flops
 
 
+def _measure(torch, threads: int, context: int, repeats: int) -> list[list[object]]:
+    rng = np.random.default_rng(context)
+    predictor = _seqlab_predictor(context)
+    torch_cold, torch_step = _torch_twin(torch, predictor)
+    window = rng.standard_normal((context, D)).astype(np.float32)
+    vector = rng.standard_normal(D).astype(np.float32)
+    np.testing.assert_allclose(predictor.predict_next(window), torch_cold(window), atol=2e-4)
+
+    stream = predictor.stream()
+    for v in window:
+        stream.step(v)
+    s_cold = median_seconds(lambda: predictor.predict_next(window), repeats)
+    s_step = median_seconds(lambda: stream.step(vector), repeats, min_seconds=0.3)
+
+    state = {"h": None}
+    for v in window:
+        _, state["h"] = torch_step(v, state["h"])
+
+    def torch_stream_step() -> None:
+        _, state["h"] = torch_step(vector, state["h"])
+
+    t_cold = median_seconds(lambda: torch_cold(window), repeats)
+    t_step = median_seconds(torch_stream_step, repeats, min_seconds=0.3)
+    floor, flops = _gemm_floor(context, repeats)
+    step_flops = 2.0 * 3 * H * (D + H) + 2.0 * H * D
+    return [
+        [threads, context, "cold", s_cold * 1e3, t_cold * 1e3, t_cold / s_cold, floor * 1e3,
+         floor / s_cold, flops / s_cold / 1e9],
+        [threads, context, "streaming", s_step * 1e3, t_step * 1e3, t_step / s_step, "", "",
+         step_flops / s_step / 1e9],
+    ]
+
+
 def run(threads: int, contexts: list[int], repeats: int) -> list[list[object]]:
     import torch
 
     seqlab.set_num_threads(threads)
     torch.set_num_threads(threads)
-    rows = []
-    rng = np.random.default_rng(0)
-    for context in contexts:
-        predictor = _seqlab_predictor(context)
-        torch_cold, torch_step = _torch_twin(torch, predictor)
-        window = rng.standard_normal((context, D)).astype(np.float32)
-        vector = rng.standard_normal(D).astype(np.float32)
-        np.testing.assert_allclose(predictor.predict_next(window), torch_cold(window), atol=2e-4)
-
-        stream = predictor.stream()
-        for v in window:
-            stream.step(v)
-        s_cold = median_seconds(lambda: predictor.predict_next(window), repeats)
-        s_step = median_seconds(lambda: stream.step(vector), repeats, min_seconds=0.3)
-        with torch.inference_mode():
-            _, h0 = torch_twin_state(torch, torch_step, window)
-        state = {"h": h0}
-
-        def t_stream_step():
-            _, state["h"] = torch_step(vector, state["h"])
-
-        t_cold = median_seconds(lambda: torch_cold(window), repeats)
-        t_step = median_seconds(t_stream_step, repeats, min_seconds=0.3)
-        floor, flops = _gemm_floor(context, repeats)
-        rows.append([threads, context, "cold", s_cold * 1e3, t_cold * 1e3, t_cold / s_cold,
-                     floor * 1e3, floor / s_cold, flops / s_cold / 1e9])
-        step_flops = 2.0 * 3 * H * (D + H) + 2.0 * H * D
-        rows.append([threads, context, "streaming", s_step * 1e3, t_step * 1e3, t_step / s_step,
-                     "", "", step_flops / s_step / 1e9])
-    return rows
-
-
-def torch_twin_state(torch, torch_step, window):
-    h = None
-    out = None
-    for v in window:
-        out, h = torch_step(v, h)
-    return out, h
+    return [row for context in contexts for row in _measure(torch, threads, context, repeats)]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--contexts", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--repeats", type=int, default=50)

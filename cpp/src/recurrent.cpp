@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <utility>
 
@@ -51,7 +52,10 @@ void forward_direction(const RecurrentShape& s, int d, const float* x, const Dir
   }
   if (gru) ensure_shape(cache.aux, BT, uH);
   std::vector<float> gh(static_cast<std::size_t>(B) * GH);
-  const auto w_hh_t = recurrent::PackedMatrix::from_transposed(w.w_hh, GH, H);
+  // Packing W_hh is one extra pass over it; it pays back from the second step on. A single
+  // step (streaming inference) multiplies the plain matrix instead.
+  std::optional<recurrent::PackedMatrix> w_hh_t;
+  if (T > 1) w_hh_t = recurrent::PackedMatrix::from_transposed(w.w_hh, GH, H);
   std::vector<float> bias_x(GH, 0.0f);  // b_ih + b_hh, except b_hn for the GRU
   std::vector<float> b_hn(H, 0.0f);
   if (w.b_ih)
@@ -90,7 +94,10 @@ void forward_direction(const RecurrentShape& s, int d, const float* x, const Dir
     float* hn = last ? cache.h_last.data() : hs + t_next * BH;
     const float* cp = lstm ? cs + t * BH : nullptr;
     float* cn = lstm ? (last ? cache.c_last.data() : cs + t_next * BH) : nullptr;
-    w_hh_t.multiply(B, hp, H, gh.data(), GH, false);  // gh = h_prev @ W_hh^T
+    if (w_hh_t)  // gh = h_prev @ W_hh^T
+      w_hh_t->multiply(B, hp, H, gh.data(), GH, false);
+    else
+      sgemm(false, true, B, GH, H, 1.0f, hp, H, w.w_hh, H, 0.0f, gh.data(), GH);
     parallel_for(B, row_grain(GH), [&](std::size_t b0, std::size_t b1) {
       for (std::size_t b = b0; b < b1; ++b) {
         const std::size_t bt = b * T + t;
