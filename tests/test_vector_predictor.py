@@ -175,3 +175,26 @@ def test_vectors_command_trains_from_an_npz(tmp_path, capsys):
     assert (tmp_path / "run" / "evaluation.json").is_file()
     assert main(["vectors", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r2")]) == 1
     assert "missing.npz: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_default_corpus_end_to_end(tmp_path):
+    """Python's standard library documentation, embedded by TF-IDF + SVD, two epochs."""
+    pytest.importorskip("sklearn")
+    from seqlab.data.vector_chains import check_disjoint
+
+    p = vector_predictor(out=tmp_path / "pydocs", epochs=2, verbose=False, progress=False)
+    splits = p.data.splits
+    check_disjoint(splits)
+    assert splits["train"].num_vectors > 5000 and p.dim == 256
+    assert all(len(c) > 0 for c in splits.values())
+    assert p.data.gates.vectors_out < p.data.gates.vectors_in  # duplicates and short modules went
+    e = json.loads((tmp_path / "pydocs" / "evaluation.json").read_text())
+    for name in ("model", "copy_last", "context_mean", "linear"):
+        row = e["results"][name]
+        assert 0.0 <= row["hit@1"] <= row["hit@5"] <= row["hit@10"] <= 1.0
+    assert e["results"]["model"]["bank"] == splits["test"].num_vectors
+    # the model starts from copy-last and early stopping keeps the best validation Hit@5
+    assert e["results"]["model"]["hit@10"] > 0.5 * e["results"]["copy_last"]["hit@10"]
+    text = splits["test"].texts[0]
+    np.testing.assert_allclose(p.encode([text])[0], splits["test"].vectors[0], atol=1e-5)
