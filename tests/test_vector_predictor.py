@@ -198,3 +198,11 @@ def test_default_corpus_end_to_end(tmp_path):
     assert e["results"]["model"]["hit@10"] > 0.5 * e["results"]["copy_last"]["hit@10"]
     text = splits["test"].texts[0]
     np.testing.assert_allclose(p.encode([text])[0], splits["test"].vectors[0], atol=1e-5)
+
+
+def test_training_with_mined_hard_negatives(tmp_path, capsys):
+    chains = synthetic_chains(chains=200, length=24, dim=6, rule="rotation", seed=5)
+    p = vector_predictor(chains, context=8, out=tmp_path / "hard", hard_negatives=2,
+                         **{**FAST, "epochs": 10, "verbose": True})
+    assert "hard negatives:" in capsys.readouterr().out
+    assert p.evaluate()["model"]["hit@5"] > p.evaluate()["copy_last"]["hit@5"]
