@@ -8,6 +8,7 @@ library modules, read from their source with :mod:`ast` (nothing is imported or 
 from __future__ import annotations
 
 import ast
+import os
 import re
 import sysconfig
 from collections.abc import Sequence
@@ -95,11 +96,13 @@ def python_docs(
     base = Path(root) if root is not None else Path(sysconfig.get_paths()["stdlib"])
     if not base.is_dir():
         raise FileNotFoundError(f"{base}: the standard library folder does not exist")
+    files = []
+    for folder, subdirs, names in os.walk(base):
+        subdirs[:] = [d for d in subdirs if d not in _STDLIB_SKIP and not d.startswith("config-")]
+        files += [Path(folder) / n for n in names if n.endswith(".py")]
     docs = []
-    for path in sorted(base.rglob("*.py")):
+    for path in sorted(files):
         rel = path.relative_to(base)
-        if any(part in _STDLIB_SKIP or part.startswith("config-") for part in rel.parts[:-1]):
-            continue
         try:
             tree = ast.parse(path.read_bytes())
         except (SyntaxError, ValueError, OSError):

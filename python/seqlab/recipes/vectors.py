@@ -299,6 +299,10 @@ def fit_vector_predictor(
     if val is not None:
         callbacks += [EarlyStopping("val_hit@5", mode="max", patience=config.patience),
                       Checkpoint(monitor="val_hit@5", mode="max", best_name=BEST_CHECKPOINT)]
+    longest = int(train_chains.lengths.max())
+    if verbose and longest - 1 < config.context:
+        print(f"note: the longest training chain has {longest} vectors, so no window reaches the context "
+              f"of {config.context} (windows hold up to {longest - 1})")
     if verbose:
         print(f"training a {config.cell.upper()} ({config.hidden_size} units) on {train.num_samples} windows "
               f"of up to {config.context} vectors; {accumulation} micro-batches of "
