@@ -226,3 +226,18 @@ def test_minilm_encoder_embeds_documents(tmp_path):
     back = seqlab.load(tmp_path / "minilm")
     np.testing.assert_allclose(back.encode(["a boat on the river"]), p.encode(["a boat on the river"]),
                                atol=1e-5)
+
+
+def test_text_file_instead_of_folder_is_explained(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("one two three four five")
+    with pytest.raises(ValueError, match="give the folder"):
+        vector_predictor(path, out=tmp_path / "r", **FAST)
+
+
+def test_all_chains_for_training_evaluates_on_them(tmp_path, capsys):
+    chains = synthetic_chains(chains=40, length=12, dim=4, seed=6)
+    p = vector_predictor(chains, context=4, split=(1.0, 0.0, 0.0), out=tmp_path / "all",
+                         **{**FAST, "epochs": 1, "verbose": True})
+    assert "evaluating on the training chains" in capsys.readouterr().out
+    assert p.evaluation["model"]["bank"] == p.data.splits["train"].num_vectors

@@ -204,8 +204,8 @@ def load_vector_chains(data: Any) -> VectorChains:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file")
         if path.suffix != ".npz":
-            raise ValueError(f"{path}: expected an .npz archive of vectors (text folders are read by "
-                             "seqlab.data.text_chains)")
+            raise ValueError(f"{path}: expected an .npz archive of vectors; for text, give the folder "
+                             "that holds the .txt/.md documents")
         return _from_npz(path)
     if isinstance(data, np.ndarray) and data.ndim == 3:
         return _from_arrays(list(data), "arrays")

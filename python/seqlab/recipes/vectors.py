@@ -318,7 +318,10 @@ def fit_vector_predictor(
     )
     history = trainer.fit()
     fitted = VectorPredictor(model, config, prepared, prepared.encoder, history, run_dir)
-    split = "test" if prepared.splits["test"].num_vectors >= 2 else "val"
+    held_out = [s for s in ("test", "val") if len(window_spans(prepared.splits[s], 1)[1])]
+    split = held_out[0] if held_out else "train"
+    if not held_out and verbose:
+        print("note: no held-out chains (split fractions leave none); evaluating on the training chains")
     evaluation = fitted.evaluate(split=split)
     fitted.save(run_dir)
     write_json(run_dir / "evaluation.json", {
