@@ -7,6 +7,7 @@ configuration then trains with early stopping on validation Hit@5 (patience 3).
 
     python benchmarks/bench_vector_quality.py --markdown
     python benchmarks/bench_vector_quality.py --configs '{}' '{"lr": 1e-3}'
+    python benchmarks/bench_vector_quality.py --encoder minilm --markdown   # all-MiniLM-L6-v2
 """
 
 from __future__ import annotations
@@ -38,12 +39,13 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=None, help="JSON overrides, one per run")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--encoder", choices=["tfidf", "minilm"], default="tfidf")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     configs = [json.loads(c) for c in args.configs] if args.configs else DEFAULT_CONFIGS
     seqlab.set_num_threads(args.threads)
     start = time.perf_counter()
-    data = prepare(None, VectorPredictorConfig(), verbose=False)
+    data = prepare(None, VectorPredictorConfig(encoder=args.encoder), verbose=False)
     prepare_seconds = time.perf_counter() - start
     recipe.prepare = lambda *_a, **_k: data  # every run trains on the same prepared corpus
     rows = []
@@ -51,7 +53,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i, overrides in enumerate(configs):
             t0 = time.perf_counter()
-            p = recipe.vector_predictor(out=Path(tmp) / f"run{i}", verbose=False, progress=False, **overrides)
+            p = recipe.vector_predictor(out=Path(tmp) / f"run{i}", verbose=False, progress=False,
+                                        encoder=args.encoder, **overrides)
             seconds = time.perf_counter() - t0
             e = p.evaluate()
             if not baselines_done:
