@@ -113,3 +113,73 @@ def test_trains_under_threads_deterministically(rng):
     np.testing.assert_array_equal(grads[1][0], grads[2][0])
     np.testing.assert_array_equal(grads[1][1], grads[2][1])
     np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-5)
+
+
+def _torch_padded(torch, x_cl, w, b, dilation, left, right, gy_cl):
+    """torch's conv1d over zero padding (left, right), its output and the three gradients."""
+    x = torch.tensor(x_cl.transpose(0, 2, 1).copy(), requires_grad=True)
+    wt = torch.tensor(w, requires_grad=True)
+    bt = torch.tensor(b, requires_grad=True)
+    y = torch.nn.functional.conv1d(torch.nn.functional.pad(x, (left, right)), wt, bt, dilation=dilation)
+    (y * torch.tensor(gy_cl.transpose(0, 2, 1).copy())).sum().backward()
+    out = y.detach().numpy().transpose(0, 2, 1)
+    return out, x.grad.numpy().transpose(0, 2, 1), wt.grad.numpy(), bt.grad.numpy()
+
+
+@pytest.mark.parametrize(
+    "shape,padding",
+    [
+        ((3, 23, 5, 7, 3, 2), (1, 6)),  # output longer than the input, right padding
+        ((2, 30, 4, 6, 4, 3), (0, 0)),  # 'valid': output shorter than the input
+        ((8, 200, 32, 32, 3, 4), (8, 0)),  # causal, large enough to split over threads and tiles
+        ((5, 150, 24, 40, 2, 1), (3, 2)),
+    ],
+)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_padded_conv_forward_and_gradients_match_torch(torch, rng, shape, padding, threads):
+    B, T, cin, cout, k, d = shape
+    left, right = padding
+    x = rng.standard_normal((B, T, cin)).astype(np.float32)
+    w = (0.3 * rng.standard_normal((cout, cin, k))).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    t_out = T + left + right - d * (k - 1)
+    gy = rng.standard_normal((B, t_out, cout)).astype(np.float32)
+    seqlab.set_num_threads(threads)
+    try:
+        xs, ws, bs = seqlab.tensor(x, requires_grad=True), nn.Parameter(w), nn.Parameter(b)
+        y = F.conv1d_channels_last(xs, ws, bs, d, (left, right))
+        y.backward(gy)
+    finally:
+        seqlab.set_num_threads(2)
+    ty, tgx, tgw, tgb = _torch_padded(torch, x, w, b, d, left, right, gy)
+    assert y.shape == ty.shape
+    np.testing.assert_allclose(y.data, ty, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(xs.grad, tgx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ws.grad, tgw, rtol=1e-4, atol=2e-3)
+    np.testing.assert_allclose(bs.grad, tgb, rtol=1e-4, atol=2e-3)
+
+
+def test_recycled_workspaces_give_identical_results_and_backward_runs_once(rng):
+    conv = nn.CausalConv1d(16, 24, kernel_size=3, dilation=2)
+    other = nn.CausalConv1d(24, 8, kernel_size=2, dilation=5)
+    x = rng.standard_normal((6, 90, 16)).astype(np.float32)
+    runs = []
+    for _ in range(3):  # later runs reuse the caches the earlier ones released
+        conv.zero_grad()
+        other.zero_grad()
+        xs = seqlab.tensor(x, requires_grad=True)
+        y = other(conv(xs))
+        (y**2).sum().backward()
+        runs.append((y.data.copy(), xs.grad.copy(), conv.weight.grad.copy(), other.bias.grad.copy()))
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run, strict=True):
+            np.testing.assert_array_equal(a, b)
+    with seqlab.no_grad():
+        np.testing.assert_array_equal(other(conv(x)).data, runs[0][0])
+    _, cache = seqlab._core.conv1d_forward(x, conv.weight.data, None, 2, 4, 0)
+    seqlab._core.conv1d_backward(cache, np.ones((6, 90, 24), np.float32))
+    with pytest.raises(RuntimeError, match="already used by a backward"):
+        seqlab._core.conv1d_backward(cache, np.ones((6, 90, 24), np.float32))
+    _, fresh = seqlab._core.conv1d_forward(x, conv.weight.data)
+    with pytest.raises(ValueError, match="backward has not run"):
+        seqlab._core.conv1d_forward(x, conv.weight.data, reuse=fresh)

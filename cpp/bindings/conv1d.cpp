@@ -10,8 +10,24 @@ namespace seqlab::bind {
 
 namespace {
 
+// The kernel cache plus a reference keeping the forward's input alive until backward.
+// After its backward (or conv1d_release) it is `released`: the reference is dropped, its
+// workspaces may be handed to a later forward (conv1d_forward(reuse=...)), and a second
+// backward through it is refused (as PyTorch frees a graph after backward).
+struct PyConv1dCache {
+  Conv1dCache cache;
+  py::object x;
+  bool released = false;
+};
+
+void release(PyConv1dCache& pc) {
+  pc.released = true;
+  pc.x = py::none();
+  pc.cache.x = nullptr;
+}
+
 py::tuple forward(const py::handle& x_obj, const py::handle& w_obj, const py::object& b_obj,
-                  py::ssize_t dilation, py::ssize_t pad_left, py::ssize_t pad_right) {
+                  py::ssize_t dilation, py::ssize_t pad_left, py::ssize_t pad_right, const py::object& reuse) {
   auto x = require<float>(x_obj, "input", {-1, -1, -1});
   auto w = require<float>(w_obj, "weight", {-1, -1, -1});
   if (dilation < 1) throw py::value_error("dilation: expected >= 1, got " + std::to_string(dilation));
@@ -49,20 +65,29 @@ py::tuple forward(const py::handle& x_obj, const py::handle& w_obj, const py::ob
     bias = b.data();
   }
   py::array_t<float> y({x.shape(0), static_cast<py::ssize_t>(To), w.shape(0)});
-  auto cache = std::make_unique<Conv1dCache>();
+  auto pc = std::make_unique<PyConv1dCache>();
+  if (!reuse.is_none()) {
+    auto& old = reuse.cast<PyConv1dCache&>();  // TypeError if not a Conv1dCache
+    if (!old.released)
+      throw py::value_error("reuse: the cache's backward has not run yet (or call conv1d_release first)");
+    pc->cache = std::move(old.cache);
+  }
+  pc->x = x;
   float* yp = y.mutable_data();
   {
-    py::gil_scoped_release release;
-    conv1d_forward(s, x.data(), w.data(), bias, yp, *cache);
+    py::gil_scoped_release unlocked;
+    conv1d_forward(s, x.data(), w.data(), bias, yp, pc->cache);
   }
-  return py::make_tuple(y, py::cast(std::move(cache)));
+  return py::make_tuple(y, py::cast(std::move(pc)));
 }
 
-py::object backward(Conv1dCache& cache, const py::handle& gy_obj, const py::object& gw_obj,
+py::object backward(PyConv1dCache& pc, const py::handle& gy_obj, const py::object& gw_obj,
                     const py::object& gb_obj, bool need_grad_input) {
-  const Conv1dShape& s = cache.shape;
-  if (cache.unfolded.size() == 0 && s.B * s.out_len() * s.K * s.Cin != 0)
-    throw std::runtime_error("conv1d_backward: the cache holds no forward (was it released?)");
+  if (pc.released)
+    throw std::runtime_error(
+        "conv1d_backward: this cache was already used by a backward pass (its buffers are freed "
+        "for reuse, as PyTorch frees a graph after backward); run the forward again");
+  const Conv1dShape& s = pc.cache.shape;
   const auto B = static_cast<py::ssize_t>(s.B), To = static_cast<py::ssize_t>(s.out_len()),
              Cout = static_cast<py::ssize_t>(s.Cout), Cin = static_cast<py::ssize_t>(s.Cin),
              K = static_cast<py::ssize_t>(s.K);
@@ -85,9 +110,10 @@ py::object backward(Conv1dCache& cache, const py::handle& gy_obj, const py::obje
     gxp = gx.mutable_data();
   }
   {
-    py::gil_scoped_release release;
-    conv1d_backward(cache, gy.data(), gxp, gw, gb);
+    py::gil_scoped_release unlocked;
+    conv1d_backward(pc.cache, gy.data(), gxp, gw, gb);
   }
+  release(pc);
   if (!need_grad_input) return py::none();
   return std::move(gx);
 }
@@ -95,19 +121,26 @@ py::object backward(Conv1dCache& cache, const py::handle& gy_obj, const py::obje
 }  // namespace
 
 void bind_conv1d(py::module_& m) {
-  py::class_<Conv1dCache>(m, "Conv1dCache", "Opaque state kept by conv1d_forward for conv1d_backward.");
+  py::class_<PyConv1dCache>(m, "Conv1dCache",
+                            "Opaque state kept by conv1d_forward for conv1d_backward (and its workspaces).");
   m.def("conv1d_forward", &forward, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(),
-        py::arg("dilation") = 1, py::arg("pad_left") = 0, py::arg("pad_right") = 0,
+        py::arg("dilation") = 1, py::arg("pad_left") = 0, py::arg("pad_right") = 0, py::arg("reuse") = py::none(),
         R"doc(1-d convolution over channels-last sequences, stride 1, groups 1.
 
 input (B, T, Cin) float32, weight (Cout, Cin, K) (torch's layout), bias (Cout,) or None;
 zero padding pad_left / pad_right (causal: pad_left = dilation*(K-1), pad_right = 0).
-Returns (output (B, To, Cout) with To = T + pad_left + pad_right - dilation*(K-1), cache).)doc");
+Returns (output (B, To, Cout) with To = T + pad_left + pad_right - dilation*(K-1), cache).
+The cache references the input until backward. reuse: a cache whose backward has run (or
+that was released); its workspaces are recycled.)doc");
   m.def("conv1d_backward", &backward, py::arg("cache"), py::arg("grad_output"),
         py::arg("grad_weight") = py::none(), py::arg("grad_bias") = py::none(),
         py::arg("need_grad_input") = true,
         "Backward of conv1d_forward: returns grad_input (B, T, Cin) (or None) and ACCUMULATES "
-        "grad_weight (Cout, Cin, K) and grad_bias (Cout,) in place when given.");
+        "grad_weight (Cout, Cin, K) and grad_bias (Cout,) in place when given; then releases the "
+        "cache (a second backward through it raises RuntimeError).");
+  m.def("conv1d_release", &release, py::arg("cache"),
+        "Drops the cache's reference to its input without a backward (no gradient needed), so its "
+        "workspaces can be reused by a later forward.");
 }
 
 }  // namespace seqlab::bind

@@ -3,18 +3,74 @@
 #include <algorithm>
 #include <cstring>
 
-#include "seqlab/linear.hpp"
-#include "seqlab/simd.hpp"
+#include "seqlab/blas.hpp"
+#include "seqlab/recurrent_rows.hpp"
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
 
 namespace {
-constexpr std::size_t kElementGrain = 1 << 15;  // elements per task for memory-bound loops
 
-std::size_t row_grain(std::size_t row_elems) {
-  return std::max<std::size_t>(1, kElementGrain / std::max<std::size_t>(row_elems, 1));
+// Gather tile sizes (floats): forward tiles of ~256 KiB (measured best for the forward's one
+// GEMM per tile), backward tiles of ~64 KiB (its two GEMMs per tile share the tile's rows).
+constexpr std::size_t kForwardTileFloats = 1 << 16;
+constexpr std::size_t kBackwardTileFloats = 1 << 14;
+constexpr std::size_t kMinTileRows = 16;
+constexpr std::size_t kMinPartFlops = 1 << 22;   // ~4 MFLOP: below that one thread does it all
+
+// How a call splits its rows: `parts` contiguous row ranges (one per thread), each walked
+// in tiles of `tile_rows` unfolded rows; per part the workspace holds one tile and a
+// partial weight and bias gradient.
+struct Plan {
+  std::size_t parts = 1, tile_rows = 0, part_floats = 0;
+};
+
+Plan make_plan(const Conv1dShape& s, std::size_t tile_floats) {
+  const std::size_t To = s.out_len(), KC = s.K * s.Cin;
+  const std::size_t width = std::max(KC, s.K * s.Cout);  // forward / grad-input tile widths
+  const std::size_t rows = std::max(s.B * To, s.B * s.T);
+  Plan p;
+  const std::size_t flops = 2 * s.B * To * KC * s.Cout;
+  p.parts = std::clamp<std::size_t>(flops / kMinPartFlops, 1, static_cast<std::size_t>(get_num_threads()));
+  p.parts = std::min(p.parts, std::max<std::size_t>(rows, 1));
+  p.tile_rows = std::max(kMinTileRows, tile_floats / std::max<std::size_t>(width, 1));
+  p.part_floats = p.tile_rows * width + s.Cout * KC + s.Cout;
+  return p;
 }
+
+// Rows [begin, end) of part i of `parts` over `rows` rows.
+std::pair<std::size_t, std::size_t> part_range(std::size_t rows, std::size_t parts, std::size_t i) {
+  return {rows * i / parts, rows * (i + 1) / parts};
+}
+
+void grow(xt::xtensor<float, 1>& a, std::size_t n) {
+  if (a.size() < n) a.resize({n});
+}
+
+// Rows [r0, r1) of the unfolded matrix of `src` (sequences of src_len steps of C channels)
+// with out_len rows per sequence: row (b, t) holds, for each tap k, src[b, t + offset + step*k, :]
+// or zeros where that step falls outside [0, src_len). Rows of K*C values into `out`.
+void gather_taps(const float* src, std::size_t src_len, std::size_t C, std::size_t out_len,
+                 std::size_t K, std::ptrdiff_t offset, std::ptrdiff_t step, std::size_t r0,
+                 std::size_t r1, float* out) {
+  const auto len = static_cast<std::ptrdiff_t>(src_len);
+  std::size_t b = r0 / out_len, t = r0 % out_len;
+  for (std::size_t r = r0; r < r1; ++r) {
+    const float* seq = src + b * src_len * C;
+    for (std::size_t k = 0; k < K; ++k, out += C) {
+      const std::ptrdiff_t p = static_cast<std::ptrdiff_t>(t) + offset + step * static_cast<std::ptrdiff_t>(k);
+      if (p < 0 || p >= len)
+        std::fill(out, out + C, 0.0f);
+      else
+        std::memcpy(out, seq + static_cast<std::size_t>(p) * C, C * sizeof(float));
+    }
+    if (++t == out_len) {
+      t = 0;
+      ++b;
+    }
+  }
+}
+
 }  // namespace
 
 std::size_t Conv1dShape::out_len() const {
@@ -27,68 +83,109 @@ void conv1d_forward(const Conv1dShape& s, const float* x, const float* w, const 
                     Conv1dCache& cache) {
   const std::size_t To = s.out_len(), KC = s.K * s.Cin, rows = s.B * To;
   cache.shape = s;
-  cache.weight.resize({s.Cout, KC});
-  cache.unfolded.resize({rows, KC});
+  cache.x = x;
+  recurrent::ensure_shape(cache.weight, s.Cout, KC);
   // Wr[co, k, ci] = w[co, ci, k]
   float* wr = cache.weight.data();
   for (std::size_t co = 0; co < s.Cout; ++co)
     for (std::size_t ci = 0; ci < s.Cin; ++ci)
       for (std::size_t k = 0; k < s.K; ++k) wr[(co * s.K + k) * s.Cin + ci] = w[(co * s.Cin + ci) * s.K + k];
-  // U[b*To + t, k*Cin : (k+1)*Cin] = x[b, t + d*k - pad_left, :] or zeros.
-  float* u = cache.unfolded.data();
-  parallel_for(rows, row_grain(KC), [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t r = r0; r < r1; ++r) {
-      const std::size_t bi = r / To, t = r % To;
-      float* dst = u + r * KC;
-      for (std::size_t k = 0; k < s.K; ++k, dst += s.Cin) {
-        const std::size_t src = t + s.dilation * k;  // index into the padded input
-        if (src < s.pad_left || src - s.pad_left >= s.T)
-          std::fill(dst, dst + s.Cin, 0.0f);
-        else
-          std::memcpy(dst, x + (bi * s.T + (src - s.pad_left)) * s.Cin, s.Cin * sizeof(float));
+  if (rows == 0) return;
+  const Plan plan = make_plan(s, kForwardTileFloats);
+  grow(cache.work, plan.parts * plan.part_floats);
+  float* work = cache.work.data();
+  const auto pad = static_cast<std::ptrdiff_t>(s.pad_left), dil = static_cast<std::ptrdiff_t>(s.dilation);
+  const SerialBlas serial;
+  parallel_for(plan.parts, 1, [&](std::size_t p0, std::size_t p1) {
+    for (std::size_t part = p0; part < p1; ++part) {
+      float* tile = work + part * plan.part_floats;
+      const auto [begin, end] = part_range(rows, plan.parts, part);
+      for (std::size_t r = begin; r < end; r += plan.tile_rows) {
+        const std::size_t n = std::min(plan.tile_rows, end - r);
+        // tile (n, K*Cin): the unfolded rows; y rows = bias + tile @ Wr^T
+        gather_taps(x, s.T, s.Cin, To, s.K, -pad, dil, r, r + n, tile);
+        float* yr = y + r * s.Cout;
+        if (b != nullptr)
+          for (std::size_t i = 0; i < n; ++i) std::memcpy(yr + i * s.Cout, b, s.Cout * sizeof(float));
+        sgemm(false, true, static_cast<int>(n), static_cast<int>(s.Cout), static_cast<int>(KC), 1.0f, tile,
+              static_cast<int>(KC), wr, static_cast<int>(KC), b != nullptr ? 1.0f : 0.0f, yr,
+              static_cast<int>(s.Cout));
       }
     }
   });
-  linear_forward(u, wr, b, y, rows, KC, s.Cout);
 }
 
-void conv1d_backward(const Conv1dCache& cache, const float* grad_y, float* dx, float* dw, float* db) {
+void conv1d_backward(Conv1dCache& cache, const float* grad_y, float* dx, float* dw, float* db) {
   const Conv1dShape& s = cache.shape;
-  const std::size_t To = s.out_len(), KC = s.K * s.Cin, rows = s.B * To;
-  xt::xtensor<float, 2> du;
-  xt::xtensor<float, 2> dwr;
-  if (dx != nullptr) du.resize({rows, KC});
-  if (dw != nullptr) {
-    dwr.resize({s.Cout, KC});
-    std::fill(dwr.begin(), dwr.end(), 0.0f);
-  }
-  linear_backward(grad_y, cache.unfolded.data(), cache.weight.data(), dx ? du.data() : nullptr,
-                  dw ? dwr.data() : nullptr, db, rows, KC, s.Cout);
-  if (dw != nullptr) {
-    const float* g = dwr.data();
+  const std::size_t To = s.out_len(), KC = s.K * s.Cin, KCo = s.K * s.Cout, rows = s.B * To;
+  const float* wr = cache.weight.data();
+  if (dx != nullptr) {
+    // Wb[k, co, ci] = Wr[co, k, ci]
+    recurrent::ensure_shape(cache.mirrored, KCo, s.Cin);
+    float* wb = cache.mirrored.data();
     for (std::size_t co = 0; co < s.Cout; ++co)
-      for (std::size_t ci = 0; ci < s.Cin; ++ci)
-        for (std::size_t k = 0; k < s.K; ++k) dw[(co * s.Cin + ci) * s.K + k] += g[(co * s.K + k) * s.Cin + ci];
+      for (std::size_t k = 0; k < s.K; ++k)
+        std::memcpy(wb + (k * s.Cout + co) * s.Cin, wr + (co * s.K + k) * s.Cin, s.Cin * sizeof(float));
   }
-  if (dx == nullptr) return;
-  // dx[b, tau, :] = sum over (t, k) with t + d*k - pad_left == tau of dU[b*To + t, k*Cin : ...].
-  // Each task owns whole sequences, so every dx row is written by one thread in a fixed order.
-  const float* g = du.data();
-  parallel_for(s.B, std::max<std::size_t>(1, row_grain(s.T * s.Cin)), [&](std::size_t b0, std::size_t b1) {
-    for (std::size_t bi = b0; bi < b1; ++bi) {
-      float* dxb = dx + bi * s.T * s.Cin;
-      std::fill(dxb, dxb + s.T * s.Cin, 0.0f);
-      for (std::size_t t = 0; t < To; ++t) {
-        const float* src = g + (bi * To + t) * KC;
-        for (std::size_t k = 0; k < s.K; ++k, src += s.Cin) {
-          const std::size_t p = t + s.dilation * k;
-          if (p < s.pad_left || p - s.pad_left >= s.T) continue;
-          float* dst = dxb + (p - s.pad_left) * s.Cin;
-          simd::map2(dst, src, dst, s.Cin, [](simd::Batch a, simd::Batch v) { return a + v; });
+  if (rows == 0) {
+    if (dx != nullptr) std::fill(dx, dx + s.B * s.T * s.Cin, 0.0f);
+    return;
+  }
+  const Plan plan = make_plan(s, kBackwardTileFloats);
+  grow(cache.work, plan.parts * plan.part_floats);
+  float* work = cache.work.data();
+  const std::size_t tile_floats = plan.tile_rows * std::max(KC, KCo);
+  const auto pad = static_cast<std::ptrdiff_t>(s.pad_left), dil = static_cast<std::ptrdiff_t>(s.dilation);
+  const SerialBlas serial;
+  parallel_for(plan.parts, 1, [&](std::size_t p0, std::size_t p1) {
+    for (std::size_t part = p0; part < p1; ++part) {
+      float* tile = work + part * plan.part_floats;
+      if (dx != nullptr) {
+        // dx[b, t] = sum_k W_k^T dy[b, t + pad_left - d*k]: a gather of dy rows, mirrored taps.
+        const auto [begin, end] = part_range(s.B * s.T, plan.parts, part);
+        for (std::size_t r = begin; r < end; r += plan.tile_rows) {
+          const std::size_t n = std::min(plan.tile_rows, end - r);
+          gather_taps(grad_y, To, s.Cout, s.T, s.K, pad, -dil, r, r + n, tile);
+          sgemm(false, false, static_cast<int>(n), static_cast<int>(s.Cin), static_cast<int>(KCo), 1.0f, tile,
+                static_cast<int>(KCo), cache.mirrored.data(), static_cast<int>(s.Cin), 0.0f, dx + r * s.Cin,
+                static_cast<int>(s.Cin));
         }
+      }
+      if (dw == nullptr && db == nullptr) continue;
+      float* gw = tile + tile_floats;  // partial dWr (Cout, K*Cin) of this part
+      float* gb = gw + s.Cout * KC;    // partial db (Cout,)
+      std::fill(gw, gb + s.Cout, 0.0f);
+      const auto [begin, end] = part_range(rows, plan.parts, part);
+      for (std::size_t r = begin; r < end; r += plan.tile_rows) {
+        const std::size_t n = std::min(plan.tile_rows, end - r);
+        const float* gy = grad_y + r * s.Cout;
+        if (dw != nullptr) {
+          gather_taps(cache.x, s.T, s.Cin, To, s.K, -pad, dil, r, r + n, tile);
+          sgemm(true, false, static_cast<int>(s.Cout), static_cast<int>(KC), static_cast<int>(n), 1.0f, gy,
+                static_cast<int>(s.Cout), tile, static_cast<int>(KC), 1.0f, gw, static_cast<int>(KC));
+        }
+        if (db != nullptr) recurrent::add_column_sums(gb, gy, n, static_cast<int>(s.Cout), s.Cout);
       }
     }
   });
+  // Add the parts' partial gradients in part order (deterministic for a thread count).
+  const float* part0 = work + tile_floats;
+  if (dw != nullptr)
+    for (std::size_t co = 0; co < s.Cout; ++co)
+      for (std::size_t k = 0; k < s.K; ++k)
+        for (std::size_t ci = 0; ci < s.Cin; ++ci) {
+          const std::size_t j = (co * s.K + k) * s.Cin + ci;
+          float sum = part0[j];
+          for (std::size_t p = 1; p < plan.parts; ++p) sum += part0[p * plan.part_floats + j];
+          dw[(co * s.Cin + ci) * s.K + k] += sum;
+        }
+  if (db != nullptr)
+    for (std::size_t co = 0; co < s.Cout; ++co) {
+      const std::size_t j = s.Cout * KC + co;
+      float sum = part0[j];
+      for (std::size_t p = 1; p < plan.parts; ++p) sum += part0[p * plan.part_floats + j];
+      db[co] += sum;
+    }
 }
 
 }  // namespace seqlab

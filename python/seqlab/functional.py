@@ -260,6 +260,12 @@ def recurrent_layer(
 # Convolution: 1-d convolution over channels-last sequences (causal or padded).
 # =====================================================================
 
+# Kernel caches whose backward has run (or whose forward recorded no graph), handed to
+# later forwards, which reuse their weight copies and gather workspaces. A released cache
+# holds no reference to its input; a second backward through the same node raises
+# RuntimeError, as in PyTorch.
+_conv_spares: list = []
+
 
 def conv1d_channels_last(
     input: Any,
@@ -272,25 +278,35 @@ def conv1d_channels_last(
 
     Shapes: input (B, T, C_in), weight (C_out, C_in, K) (torch's ``Conv1d`` layout),
     bias (C_out,) or None -> (B, T + left + right - dilation*(K-1), C_out), where
-    ``padding = (left, right)`` zeros are added around time. One GEMM forward over the
-    unfolded input, one each for the input and weight gradients.
+    ``padding = (left, right)`` zeros are added around time. Forward and both gradients are
+    GEMMs over tiles of the unfolded input (gathered into a reused workspace, split over
+    the threads); the input is referenced by the node until its backward has run.
     """
     x = _float_input(input)
     if x.ndim != 3:
         raise ValueError(f"conv1d: input must be (B, T, C_in), got shape {x.shape}")
     left, right = (int(p) for p in padding)
     b_data = None if bias is None else bias.data
-    out, cache = _core.conv1d_forward(x.data, weight.data, b_data, int(dilation), left, right)
+    spares = _conv_spares
+    reuse = spares.pop() if spares else None
+    out, cache = _core.conv1d_forward(x.data, weight.data, b_data, int(dilation), left, right, reuse)
     inputs = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         gw = grad_buffer(weight)
         gb = None if bias is None else grad_buffer(bias)
         gx = _core.conv1d_backward(cache, _grad(g), gw, gb, x.requires_grad)
+        if len(spares) < _MAX_SPARE_CACHES:
+            spares.append(cache)
         grads = (gx, returned_grad(weight, gw))
         return grads if bias is None else (*grads, returned_grad(bias, gb))
 
-    return make_result(out, inputs, backward)
+    result = make_result(out, inputs, backward)
+    if not result.requires_grad:
+        _core.conv1d_release(cache)
+        if len(spares) < _MAX_SPARE_CACHES:
+            spares.append(cache)
+    return result
 
 
 def causal_conv1d(input: Any, weight: Tensor, bias: Tensor | None = None, dilation: int = 1) -> Tensor:

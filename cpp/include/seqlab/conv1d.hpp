@@ -7,11 +7,18 @@
 //   y (B, To, Cout) with To = T + pad_left + pad_right - dilation*(K-1)
 //   y[b, t, :] = b + sum_k W[:, :, k] @ x[b, t + dilation*k - pad_left, :]   (zero outside [0, T))
 //
-// Cost: the input is unfolded once into U (B*To, K*Cin) (contiguous Cin-length row copies,
-// parallel over rows; the zero padding is written there, never materialised around x);
-// then forward is one GEMM y = U @ Wr^T with Wr (Cout, K*Cin) the weight with its taps
-// moved before the input channels; backward is one GEMM each for dWr = dy^T @ U and
-// dU = dy @ Wr, and a parallel fold of dU back into dx. No allocation per timestep.
+// Cost: every product is a GEMM over the unfolded rows of a sequence, but the unfolded
+// matrix is never materialised whole: the output rows are split into one contiguous part
+// per thread, and each part gathers tiles of a few hundred unfolded rows (the K taps of a
+// row side by side, the zero padding written there) into an L2-sized workspace and
+// multiplies each tile while it is hot (single-threaded OpenBLAS inside the pool):
+//   forward   y  tile = U(x)  tile (R, K*Cin)  @ Wr^T (K*Cin, Cout)
+//   grad x    dx tile = U'(dy) tile (R, K*Cout) @ Wb   (K*Cout, Cin)   (taps mirrored:
+//             dx[b, s] = sum_k W_k^T dy[b, s + pad_left - dilation*k], a gather, no scatter)
+//   grad w    dWr_part += dy tile^T (Cout, R) @ U(x) tile (R, K*Cin), per part, then the
+//             parts are added in a fixed order (deterministic for a given thread count).
+// Wr (Cout, K*Cin) and Wb (K*Cout, Cin) are the weight with its taps moved before the
+// channels. Nothing is allocated per call once a cache is recycled, and nothing per tile.
 #pragma once
 #include <xtensor/xtensor.hpp>
 
@@ -26,20 +33,23 @@ struct Conv1dShape {
   std::size_t out_len() const;
 };
 
-// What backward needs: the unfolded input and the tap-major weight.
+// What backward needs, plus the workspaces of both passes. The input is referenced, not
+// copied: the caller keeps x alive and unchanged until backward has run. A cache whose
+// backward has run may be handed to the next forward, which reuses its buffers.
 struct Conv1dCache {
   Conv1dShape shape;
-  xt::xtensor<float, 2> unfolded;  // (B*To, K*Cin)
-  xt::xtensor<float, 2> weight;    // (Cout, K*Cin) tap-major copy of w
+  const float* x = nullptr;       // (B, T, Cin)
+  xt::xtensor<float, 2> weight;   // Wr (Cout, K*Cin): Wr[co, k*Cin + ci] = w[co, ci, k]
+  xt::xtensor<float, 2> mirrored; // Wb (K*Cout, Cin): Wb[k*Cout + co, ci] = w[co, ci, k]
+  xt::xtensor<float, 1> work;     // per part: one gather tile, then a partial dWr and db
 };
 
-// y (B, To, Cout); b may be null. Fills `cache`.
+// y (B, To, Cout); b may be null. Fills `cache` (reusing its buffers when they fit).
 void conv1d_forward(const Conv1dShape& shape, const float* x, const float* w, const float* b,
                     float* y, Conv1dCache& cache);
 
 // grad_y (B, To, Cout). Writes dx (B, T, Cin) when dx != nullptr; ACCUMULATES
 // dw (Cout, Cin, K) += and db (Cout,) += when they are not null.
-void conv1d_backward(const Conv1dCache& cache, const float* grad_y, float* dx, float* dw,
-                     float* db);
+void conv1d_backward(Conv1dCache& cache, const float* grad_y, float* dx, float* dw, float* db);
 
 }  // namespace seqlab
