@@ -183,3 +183,42 @@ def test_recycled_workspaces_give_identical_results_and_backward_runs_once(rng):
     _, fresh = seqlab._core.conv1d_forward(x, conv.weight.data)
     with pytest.raises(ValueError, match="backward has not run"):
         seqlab._core.conv1d_forward(x, conv.weight.data, reuse=fresh)
+
+
+@pytest.mark.parametrize("shape", [(3, 37, 5, 7, 3, 2), (8, 120, 32, 32, 3, 4)])
+def test_fused_relu_equals_conv_then_relu(rng, shape):
+    B, T, cin, cout, k, d = shape
+    x = rng.standard_normal((B, T, cin)).astype(np.float32)
+    w = (0.3 * rng.standard_normal((cout, cin, k))).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    gy = rng.standard_normal((B, T, cout)).astype(np.float32)
+    results = []
+    for fused in (False, True):
+        xs, ws, bs = seqlab.tensor(x, requires_grad=True), nn.Parameter(w), nn.Parameter(b)
+        if fused:
+            y = F.causal_conv1d(xs, ws, bs, dilation=d, activation="relu")
+        else:
+            y = F.relu(F.causal_conv1d(xs, ws, bs, dilation=d))
+        y.backward(gy)
+        results.append((y.data, xs.grad, ws.grad, bs.grad))
+    assert (results[0][0] == 0).any() and (results[0][0] > 0).any()
+    for a, b2 in zip(*results, strict=True):
+        np.testing.assert_array_equal(a, b2)
+    with pytest.raises(ValueError, match="activation"):
+        F.causal_conv1d(x, nn.Parameter(w), None, activation="tanh")
+
+
+def test_add_relu_matches_relu_of_sum(rng):
+    a = rng.standard_normal((4, 9, 6)).astype(np.float32)
+    b = rng.standard_normal((4, 9, 6)).astype(np.float32)
+    g = rng.standard_normal((4, 9, 6)).astype(np.float32)
+    grads = []
+    for fused in (False, True):
+        ta, tb = seqlab.tensor(a, requires_grad=True), seqlab.tensor(b, requires_grad=True)
+        y = F.add_relu(ta, tb) if fused else F.relu(ta + tb)
+        y.backward(g)
+        grads.append((y.data, ta.grad, tb.grad))
+    for u, v in zip(*grads, strict=True):
+        np.testing.assert_array_equal(u, v)
+    with pytest.raises(ValueError, match="other"):
+        F.add_relu(a, b[:, :3])

@@ -1,6 +1,7 @@
 // seqlab._core.conv1d_forward / conv1d_backward.
 #include <limits>
 #include <memory>
+#include <string>
 
 #include "array_checks.hpp"
 #include "bindings.hpp"
@@ -16,18 +17,19 @@ namespace {
 // backward through it is refused (as PyTorch frees a graph after backward).
 struct PyConv1dCache {
   Conv1dCache cache;
-  py::object x;
+  py::object x, y;
   bool released = false;
 };
 
 void release(PyConv1dCache& pc) {
   pc.released = true;
-  pc.x = py::none();
-  pc.cache.x = nullptr;
+  pc.x = pc.y = py::none();
+  pc.cache.x = pc.cache.y = nullptr;
 }
 
 py::tuple forward(const py::handle& x_obj, const py::handle& w_obj, const py::object& b_obj,
-                  py::ssize_t dilation, py::ssize_t pad_left, py::ssize_t pad_right, const py::object& reuse) {
+                  py::ssize_t dilation, py::ssize_t pad_left, py::ssize_t pad_right, const py::object& reuse,
+                  const std::string& activation) {
   auto x = require<float>(x_obj, "input", {-1, -1, -1});
   auto w = require<float>(w_obj, "weight", {-1, -1, -1});
   if (dilation < 1) throw py::value_error("dilation: expected >= 1, got " + std::to_string(dilation));
@@ -39,7 +41,10 @@ py::tuple forward(const py::handle& x_obj, const py::handle& w_obj, const py::ob
     throw py::value_error("input: expected " + std::to_string(w.shape(1)) +
                           " channels in the last dimension (in_channels of weight " + shape_str(w) +
                           "), got shape " + shape_str(x));
+  if (activation != "none" && activation != "relu")
+    throw py::value_error("activation: expected 'none' or 'relu', got '" + activation + "'");
   Conv1dShape s;
+  s.relu = activation == "relu";
   s.B = static_cast<std::size_t>(x.shape(0));
   s.T = static_cast<std::size_t>(x.shape(1));
   s.Cin = static_cast<std::size_t>(x.shape(2));
@@ -73,6 +78,7 @@ py::tuple forward(const py::handle& x_obj, const py::handle& w_obj, const py::ob
     pc->cache = std::move(old.cache);
   }
   pc->x = x;
+  if (s.relu) pc->y = y;
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release unlocked;
@@ -125,12 +131,14 @@ void bind_conv1d(py::module_& m) {
                             "Opaque state kept by conv1d_forward for conv1d_backward (and its workspaces).");
   m.def("conv1d_forward", &forward, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(),
         py::arg("dilation") = 1, py::arg("pad_left") = 0, py::arg("pad_right") = 0, py::arg("reuse") = py::none(),
+        py::arg("activation") = "none",
         R"doc(1-d convolution over channels-last sequences, stride 1, groups 1.
 
 input (B, T, Cin) float32, weight (Cout, Cin, K) (torch's layout), bias (Cout,) or None;
 zero padding pad_left / pad_right (causal: pad_left = dilation*(K-1), pad_right = 0).
 Returns (output (B, To, Cout) with To = T + pad_left + pad_right - dilation*(K-1), cache).
-The cache references the input until backward. reuse: a cache whose backward has run (or
+activation 'relu' applies max(y, 0) inside the kernel (and its gradient in backward).
+The cache references the input (and with 'relu' the output) until backward. reuse: a cache whose backward has run (or
 that was released); its workspaces are recycled.)doc");
   m.def("conv1d_backward", &backward, py::arg("cache"), py::arg("grad_output"),
         py::arg("grad_weight") = py::none(), py::arg("grad_bias") = py::none(),

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cstring>
 
+#include "seqlab/activations.hpp"
 #include "seqlab/blas.hpp"
 #include "seqlab/recurrent_rows.hpp"
+#include "seqlab/simd.hpp"
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
@@ -84,6 +86,7 @@ void conv1d_forward(const Conv1dShape& s, const float* x, const float* w, const 
   const std::size_t To = s.out_len(), KC = s.K * s.Cin, rows = s.B * To;
   cache.shape = s;
   cache.x = x;
+  cache.y = y;
   recurrent::ensure_shape(cache.weight, s.Cout, KC);
   // Wr[co, k, ci] = w[co, ci, k]
   float* wr = cache.weight.data();
@@ -110,6 +113,8 @@ void conv1d_forward(const Conv1dShape& s, const float* x, const float* w, const 
         sgemm(false, true, static_cast<int>(n), static_cast<int>(s.Cout), static_cast<int>(KC), 1.0f, tile,
               static_cast<int>(KC), wr, static_cast<int>(KC), b != nullptr ? 1.0f : 0.0f, yr,
               static_cast<int>(s.Cout));
+        if (s.relu)
+          simd::map1(yr, yr, n * s.Cout, [](simd::Batch v) { return xsimd::max(v, simd::Batch(0.0f)); });
       }
     }
   });
@@ -130,6 +135,11 @@ void conv1d_backward(Conv1dCache& cache, const float* grad_y, float* dx, float* 
   if (rows == 0) {
     if (dx != nullptr) std::fill(dx, dx + s.B * s.T * s.Cin, 0.0f);
     return;
+  }
+  if (s.relu) {  // the fused ReLU's backward: grad_y * (y > 0)
+    grow(cache.masked, rows * s.Cout);
+    relu_backward(grad_y, cache.y, cache.masked.data(), rows * s.Cout);
+    grad_y = cache.masked.data();
   }
   const Plan plan = make_plan(s, kBackwardTileFloats);
   grow(cache.work, plan.parts * plan.part_floats);

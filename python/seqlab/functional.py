@@ -99,6 +99,19 @@ def relu(input: Any) -> Tensor:
     return make_result(out, (x,), lambda g: (_core.relu_backward(_grad(g), out),))
 
 
+def add_relu(input: Any, other: Any) -> Tensor:
+    """``relu(input + other)`` in one pass and one tape node (a residual connection and its
+    activation); both of the same shape. Both inputs receive the same gradient."""
+    a, b = _float_input(input), _float_input(other, "other")
+    out = _core.add_relu_forward(a.data, b.data)
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gx = _core.relu_backward(_grad(g), out)
+        return gx, gx
+
+    return make_result(out, (a, b), backward)
+
+
 def gelu(input: Any, approximate: str = "none") -> Tensor:
     """GELU ``x * Phi(x)``: exact (``approximate='none'``) or torch's ``'tanh'`` form; any shape."""
     if approximate not in ("none", "tanh"):
@@ -273,6 +286,7 @@ def conv1d_channels_last(
     bias: Tensor | None = None,
     dilation: int = 1,
     padding: tuple[int, int] = (0, 0),
+    activation: str | None = None,
 ) -> Tensor:
     """1-d convolution, stride 1, groups 1, over batch-first channels-last sequences.
 
@@ -281,6 +295,8 @@ def conv1d_channels_last(
     ``padding = (left, right)`` zeros are added around time. Forward and both gradients are
     GEMMs over tiles of the unfolded input (gathered into a reused workspace, split over
     the threads); the input is referenced by the node until its backward has run.
+    ``activation="relu"`` fuses ``relu`` into the kernel (one tape node, no extra pass
+    over memory in the forward).
     """
     x = _float_input(input)
     if x.ndim != 3:
@@ -289,7 +305,9 @@ def conv1d_channels_last(
     b_data = None if bias is None else bias.data
     spares = _conv_spares
     reuse = spares.pop() if spares else None
-    out, cache = _core.conv1d_forward(x.data, weight.data, b_data, int(dilation), left, right, reuse)
+    out, cache = _core.conv1d_forward(
+        x.data, weight.data, b_data, int(dilation), left, right, reuse, activation or "none"
+    )
     inputs = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
@@ -309,15 +327,22 @@ def conv1d_channels_last(
     return result
 
 
-def causal_conv1d(input: Any, weight: Tensor, bias: Tensor | None = None, dilation: int = 1) -> Tensor:
+def causal_conv1d(
+    input: Any,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    dilation: int = 1,
+    activation: str | None = None,
+) -> Tensor:
     """Dilated causal convolution: output step t sees input steps t, t-d, ..., t-d*(K-1).
 
     Shapes: input (B, T, C_in), weight (C_out, C_in, K), bias (C_out,) or None ->
     (B, T, C_out). Equals ``torch.nn.Conv1d(dilation=d)`` applied to the input padded
-    with ``d*(K-1)`` zeros on the left (in channels-first layout).
+    with ``d*(K-1)`` zeros on the left (in channels-first layout); ``activation="relu"``
+    fuses a ReLU on the output.
     """
     k = weight.shape[-1] if weight.ndim == 3 else 1
-    return conv1d_channels_last(input, weight, bias, dilation, (int(dilation) * (k - 1), 0))
+    return conv1d_channels_last(input, weight, bias, dilation, (int(dilation) * (k - 1), 0), activation)
 
 
 def conv1d(

@@ -6,6 +6,8 @@
 //   x (B, T, Cin)   w (Cout, Cin, K) (torch's Conv1d layout)   b (Cout,)
 //   y (B, To, Cout) with To = T + pad_left + pad_right - dilation*(K-1)
 //   y[b, t, :] = b + sum_k W[:, :, k] @ x[b, t + dilation*k - pad_left, :]   (zero outside [0, T))
+//   and with `relu`, y = max(y, 0) applied to each output tile while it is in cache (the
+//   backward masks grad_y by y > 0 first), so a convolution + ReLU is one op.
 //
 // Cost: every product is a GEMM over the unfolded rows of a sequence, but the unfolded
 // matrix is never materialised whole: the output rows are split into one contiguous part
@@ -29,6 +31,7 @@ namespace seqlab {
 struct Conv1dShape {
   std::size_t B = 0, T = 0, Cin = 0, Cout = 0, K = 0;
   std::size_t dilation = 1, pad_left = 0, pad_right = 0;
+  bool relu = false;  // fused ReLU on the output
   // Output length (0 when the padded input is shorter than the receptive field).
   std::size_t out_len() const;
 };
@@ -39,12 +42,15 @@ struct Conv1dShape {
 struct Conv1dCache {
   Conv1dShape shape;
   const float* x = nullptr;       // (B, T, Cin)
+  const float* y = nullptr;       // (B, To, Cout), referenced as x is (read only with relu)
   xt::xtensor<float, 2> weight;   // Wr (Cout, K*Cin): Wr[co, k*Cin + ci] = w[co, ci, k]
   xt::xtensor<float, 2> mirrored; // Wb (K*Cout, Cin): Wb[k*Cout + co, ci] = w[co, ci, k]
   xt::xtensor<float, 1> work;     // per part: one gather tile, then a partial dWr and db
+  xt::xtensor<float, 1> masked;   // relu: grad_y masked by y > 0 (B*To*Cout)
 };
 
-// y (B, To, Cout); b may be null. Fills `cache` (reusing its buffers when they fit).
+// y (B, To, Cout); b may be null. Fills `cache` (reusing its buffers when they fit); with
+// shape.relu the cache references y, which must stay unchanged until backward.
 void conv1d_forward(const Conv1dShape& shape, const float* x, const float* w, const float* b,
                     float* y, Conv1dCache& cache);
 

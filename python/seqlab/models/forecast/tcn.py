@@ -27,10 +27,11 @@ class TemporalBlock(nn.Module):
         self.downsample = nn.Linear(in_channels, out_channels) if in_channels != out_channels else None
 
     def forward(self, x: Any) -> Tensor:
-        out = self.dropout(F.relu(self.conv1(x)))
-        out = self.dropout(F.relu(self.conv2(out)))
+        # Three tape nodes: each convolution with its ReLU fused, the residual sum with its ReLU.
+        out = self.dropout(self.conv1.forward_channels_last(x, activation="relu"))
+        out = self.dropout(self.conv2.forward_channels_last(out, activation="relu"))
         res = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + res)
+        return F.add_relu(out, res)
 
 
 class TCNForecaster(nn.Module):
