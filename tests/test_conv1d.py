@@ -222,3 +222,70 @@ def test_add_relu_matches_relu_of_sum(rng):
         np.testing.assert_array_equal(u, v)
     with pytest.raises(ValueError, match="other"):
         F.add_relu(a, b[:, :3])
+
+
+@pytest.mark.parametrize("cin,threads", [(5, 1), (16, 2), (7, 2)])
+def test_temporal_block_matches_unfused_ops_and_torch(torch, rng, cin, threads):
+    from seqlab.models.forecast.tcn import TemporalBlock
+
+    B, T, C, k, d = 6, 70, 16, 3, 4
+    block = TemporalBlock(cin, C, k, d)
+    x = rng.standard_normal((B, T, cin)).astype(np.float32)
+    gy = rng.standard_normal((B, T, C)).astype(np.float32)
+    seqlab.set_num_threads(threads)
+    try:
+        xs = seqlab.tensor(x, requires_grad=True)
+        y = block(xs)
+        y.backward(gy)
+        # the same block as separate ops
+        xu = seqlab.tensor(x, requires_grad=True)
+        params = list(block.parameters())
+        fused_grads = [p.grad.copy() for p in params]
+        block.zero_grad()
+        h = block.conv1.forward_channels_last(xu, activation="relu")
+        h = block.conv2.forward_channels_last(h, activation="relu")
+        res = xu if block.downsample is None else block.downsample(xu)
+        yu = F.add_relu(h, res)
+        yu.backward(gy)
+    finally:
+        seqlab.set_num_threads(2)
+    np.testing.assert_array_equal(y.data, yu.data)
+    np.testing.assert_allclose(xs.grad, xu.grad, rtol=1e-6, atol=1e-6)
+    for a, p in zip(fused_grads, params, strict=True):
+        np.testing.assert_allclose(a, p.grad, rtol=1e-6, atol=1e-6)
+
+    tnn, tF = torch.nn, torch.nn.functional
+    c1, c2 = tnn.Conv1d(cin, C, k, dilation=d), tnn.Conv1d(C, C, k, dilation=d)
+    for mod, ours in ((c1, block.conv1), (c2, block.conv2)):
+        mod.load_state_dict({n: torch.tensor(v) for n, v in ours.state_dict().items()})
+    xt = torch.tensor(x.transpose(0, 2, 1).copy(), requires_grad=True)
+    pad = d * (k - 1)
+    out = tF.relu(c2(tF.pad(tF.relu(c1(tF.pad(xt, (pad, 0)))), (pad, 0))))
+    if block.downsample is None:
+        res_t = xt
+    else:
+        lin = tnn.Linear(cin, C)
+        lin.load_state_dict({n: torch.tensor(v) for n, v in block.downsample.state_dict().items()})
+        res_t = lin(xt.transpose(1, 2)).transpose(1, 2)
+    yt = tF.relu(out + res_t)
+    yt.backward(torch.tensor(gy.transpose(0, 2, 1).copy()))
+    np.testing.assert_allclose(y.data, yt.detach().numpy().transpose(0, 2, 1), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(xs.grad, xt.grad.numpy().transpose(0, 2, 1), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fused_grads[0], c1.weight.grad.numpy(), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(fused_grads[3], c2.bias.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_temporal_block_bad_input_and_second_backward(rng):
+    w1 = np.zeros((4, 3, 2), np.float32)
+    w2 = np.zeros((4, 4, 2), np.float32)
+    x = rng.standard_normal((2, 9, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="downsample_weight"):
+        seqlab._core.temporal_block_forward(x, w1, None, w2, None)
+    with pytest.raises(ValueError, match="conv2_weight"):
+        seqlab._core.temporal_block_forward(x, w1, None, w1, None, np.zeros((4, 3), np.float32))
+    wd = np.zeros((4, 3), np.float32)
+    y, cache = seqlab._core.temporal_block_forward(x, w1, None, w2, None, wd, None, 2)
+    assert y.shape == (2, 9, 4)
+    seqlab._core.temporal_block_backward(cache, np.ones_like(y))
+    with pytest.raises(RuntimeError, match="already used by a backward"):
+        seqlab._core.temporal_block_backward(cache, np.ones_like(y))

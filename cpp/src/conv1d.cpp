@@ -5,6 +5,7 @@
 
 #include "seqlab/activations.hpp"
 #include "seqlab/blas.hpp"
+#include "seqlab/linear.hpp"
 #include "seqlab/recurrent_rows.hpp"
 #include "seqlab/simd.hpp"
 #include "seqlab/thread_pool.hpp"
@@ -120,7 +121,8 @@ void conv1d_forward(const Conv1dShape& s, const float* x, const float* w, const 
   });
 }
 
-void conv1d_backward(Conv1dCache& cache, const float* grad_y, float* dx, float* dw, float* db) {
+void conv1d_backward(Conv1dCache& cache, const float* grad_y, float* dx, float* dw, float* db,
+                     bool accumulate_dx) {
   const Conv1dShape& s = cache.shape;
   const std::size_t To = s.out_len(), KC = s.K * s.Cin, KCo = s.K * s.Cout, rows = s.B * To;
   const float* wr = cache.weight.data();
@@ -133,7 +135,7 @@ void conv1d_backward(Conv1dCache& cache, const float* grad_y, float* dx, float* 
         std::memcpy(wb + (k * s.Cout + co) * s.Cin, wr + (co * s.K + k) * s.Cin, s.Cin * sizeof(float));
   }
   if (rows == 0) {
-    if (dx != nullptr) std::fill(dx, dx + s.B * s.T * s.Cin, 0.0f);
+    if (dx != nullptr && !accumulate_dx) std::fill(dx, dx + s.B * s.T * s.Cin, 0.0f);
     return;
   }
   if (s.relu) {  // the fused ReLU's backward: grad_y * (y > 0)
@@ -157,7 +159,8 @@ void conv1d_backward(Conv1dCache& cache, const float* grad_y, float* dx, float* 
           const std::size_t n = std::min(plan.tile_rows, end - r);
           gather_taps(grad_y, To, s.Cout, s.T, s.K, pad, -dil, r, r + n, tile);
           sgemm(false, false, static_cast<int>(n), static_cast<int>(s.Cin), static_cast<int>(KCo), 1.0f, tile,
-                static_cast<int>(KCo), cache.mirrored.data(), static_cast<int>(s.Cin), 0.0f, dx + r * s.Cin,
+                static_cast<int>(KCo), cache.mirrored.data(), static_cast<int>(s.Cin), accumulate_dx ? 1.0f : 0.0f,
+                dx + r * s.Cin,
                 static_cast<int>(s.Cin));
         }
       }
@@ -196,6 +199,50 @@ void conv1d_backward(Conv1dCache& cache, const float* grad_y, float* dx, float* 
       for (std::size_t p = 1; p < plan.parts; ++p) sum += part0[p * plan.part_floats + j];
       db[co] += sum;
     }
+}
+
+// ------------------------------------------------------------------ TCN temporal block
+
+void temporal_block_forward(const Conv1dShape& shape, const TemporalBlockWeights& w, const float* x,
+                            float* y, TemporalBlockCache& cache) {
+  Conv1dShape s1 = shape;
+  s1.pad_left = s1.dilation * (s1.K - 1);
+  s1.pad_right = 0;
+  s1.relu = true;
+  Conv1dShape s2 = s1;
+  s2.Cin = s1.Cout;
+  const std::size_t n = s1.B * s1.T * s1.Cout;
+  cache.x = x;
+  cache.y = y;
+  cache.wd = w.wd;
+  grow(cache.h1, n);
+  grow(cache.h2, n);
+  float* h1 = cache.h1.data();
+  float* h2 = cache.h2.data();
+  conv1d_forward(s1, x, w.w1, w.b1, h1, cache.conv1);
+  conv1d_forward(s2, h1, w.w2, w.b2, h2, cache.conv2);
+  if (w.wd != nullptr) {  // y = relu(h2 + x @ Wd^T + bd)
+    linear_forward(x, w.wd, w.bd, y, s1.B * s1.T, s1.Cin, s1.Cout);
+    add_relu_forward(h2, y, y, n);
+  } else {
+    add_relu_forward(h2, x, y, n);
+  }
+}
+
+void temporal_block_backward(TemporalBlockCache& cache, const float* grad_y, float* dx,
+                             const TemporalBlockGrads& grads) {
+  const Conv1dShape& s1 = cache.conv1.shape;
+  const std::size_t rows = s1.B * s1.T, n = rows * s1.Cout;
+  grow(cache.g, n);
+  grow(cache.dh1, n);
+  float* g = cache.g.data();
+  relu_backward(grad_y, cache.y, g, n);  // the gradient of h2 and of the residual
+  if (cache.wd != nullptr)
+    linear_backward(g, cache.x, cache.wd, dx, grads.wd, grads.bd, rows, s1.Cin, s1.Cout);
+  else if (dx != nullptr)
+    std::copy(g, g + n, dx);
+  conv1d_backward(cache.conv2, g, cache.dh1.data(), grads.w2, grads.b2);
+  conv1d_backward(cache.conv1, cache.dh1.data(), dx, grads.w1, grads.b1, /*accumulate_dx=*/true);
 }
 
 }  // namespace seqlab

@@ -345,6 +345,53 @@ def causal_conv1d(
     return conv1d_channels_last(input, weight, bias, dilation, (int(dilation) * (k - 1), 0), activation)
 
 
+_block_spares: list = []
+
+
+def temporal_block(
+    input: Any,
+    conv1_weight: Tensor,
+    conv1_bias: Tensor | None,
+    conv2_weight: Tensor,
+    conv2_bias: Tensor | None,
+    downsample_weight: Tensor | None = None,
+    downsample_bias: Tensor | None = None,
+    dilation: int = 1,
+) -> Tensor:
+    """A TCN temporal block (Bai et al., 2018, without dropout) as one op and one tape node:
+    ``relu(relu(causal_conv2(relu(causal_conv1(x)))) + res)`` with ``res = x`` or, when
+    ``downsample_weight`` is given, ``linear(x, downsample_weight, downsample_bias)``.
+
+    Shapes: input (B, T, C_in), conv1_weight (C, C_in, K), conv2_weight (C, C, K), biases
+    (C,) or None, downsample_weight (C, C_in) (required when C_in != C) -> (B, T, C). The
+    hidden activations and gradient buffers stay in a recycled kernel workspace, so the
+    block allocates only its output and its input gradient.
+    """
+    x = _float_input(input)
+    if x.ndim != 3:
+        raise ValueError(f"temporal_block: input must be (B, T, C_in), got shape {x.shape}")
+    params = (conv1_weight, conv1_bias, conv2_weight, conv2_bias, downsample_weight, downsample_bias)
+    reuse = _block_spares.pop() if _block_spares else None
+    out, cache = _core.temporal_block_forward(
+        x.data, *(None if p is None else p.data for p in params), int(dilation), reuse
+    )
+    present = [p for p in params if p is not None]
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        buffers = [None if p is None else grad_buffer(p) for p in params]
+        gx = _core.temporal_block_backward(cache, _grad(g), *buffers, x.requires_grad)
+        if len(_block_spares) < _MAX_SPARE_CACHES:
+            _block_spares.append(cache)
+        return (gx, *(returned_grad(p, b) for p, b in zip(params, buffers, strict=True) if p is not None))
+
+    result = make_result(out, (x, *present), backward)
+    if not result.requires_grad:
+        _core.temporal_block_release(cache)
+        if len(_block_spares) < _MAX_SPARE_CACHES:
+            _block_spares.append(cache)
+    return result
+
+
 def conv1d(
     input: Any,
     weight: Tensor,

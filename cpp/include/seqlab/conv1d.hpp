@@ -54,8 +54,47 @@ struct Conv1dCache {
 void conv1d_forward(const Conv1dShape& shape, const float* x, const float* w, const float* b,
                     float* y, Conv1dCache& cache);
 
-// grad_y (B, To, Cout). Writes dx (B, T, Cin) when dx != nullptr; ACCUMULATES
-// dw (Cout, Cin, K) += and db (Cout,) += when they are not null.
-void conv1d_backward(Conv1dCache& cache, const float* grad_y, float* dx, float* dw, float* db);
+// grad_y (B, To, Cout). Writes dx (B, T, Cin) when dx != nullptr (adds into it with
+// accumulate_dx); ACCUMULATES dw (Cout, Cin, K) += and db (Cout,) += when they are not null.
+void conv1d_backward(Conv1dCache& cache, const float* grad_y, float* dx, float* dw, float* db,
+                     bool accumulate_dx = false);
+
+// ------------------------------------------------------------------ TCN temporal block
+// y = relu(relu(conv2(relu(conv1(x)))) + res), res = x or the 1x1 projection x @ Wd^T + bd,
+// with conv1 (Cin -> C) and conv2 (C -> C) dilated causal convolutions of K taps (Bai et
+// al. 2018's block without dropout), as one forward/backward pair: the two hidden
+// activations and every gradient buffer live in the cache and are recycled, so a block
+// allocates only its output (forward) and its input gradient (backward).
+struct TemporalBlockWeights {
+  const float* w1 = nullptr;  // (C, Cin, K)
+  const float* b1 = nullptr;  // (C,) or null
+  const float* w2 = nullptr;  // (C, C, K)
+  const float* b2 = nullptr;  // (C,) or null
+  const float* wd = nullptr;  // (C, Cin) or null: identity residual (Cin == C)
+  const float* bd = nullptr;  // (C,) or null
+};
+
+// Gradient buffers, accumulated into (+=); any may be null (not needed).
+struct TemporalBlockGrads {
+  float *w1 = nullptr, *b1 = nullptr, *w2 = nullptr, *b2 = nullptr, *wd = nullptr, *bd = nullptr;
+};
+
+// x, y and wd are referenced: the caller keeps them alive and unchanged until backward.
+struct TemporalBlockCache {
+  Conv1dCache conv1, conv2;
+  const float* x = nullptr;   // (B, T, Cin)
+  const float* y = nullptr;   // (B, T, C)
+  const float* wd = nullptr;  // (C, Cin) or null
+  xt::xtensor<float, 1> h1, h2;    // (B*T*C) the two convolutions' activated outputs
+  xt::xtensor<float, 1> g, dh1;    // (B*T*C) backward: masked grad_y, grad of h1
+};
+
+// shape: that of conv1 (B, T, Cin, Cout = C, K, dilation; the padding is made causal).
+void temporal_block_forward(const Conv1dShape& shape, const TemporalBlockWeights& w, const float* x,
+                            float* y, TemporalBlockCache& cache);
+
+// grad_y (B, T, C). Writes dx (B, T, Cin) unless null; adds the parameter gradients.
+void temporal_block_backward(TemporalBlockCache& cache, const float* grad_y, float* dx,
+                             const TemporalBlockGrads& grads);
 
 }  // namespace seqlab
