@@ -2,8 +2,8 @@
 same models written in PyTorch (same process, same threads, same data and epochs).
 
 1. The causal convolution kernel: forward + backward of a dilated causal Conv1d,
-   seqlab against ``torch.nn.functional.conv1d`` on left-padded input, timed in
-   alternation, with achieved GFLOP/s.
+   seqlab against ``torch.nn.functional.conv1d`` on left-padded input, each timed in its
+   own block of repeats (``--interleaved``: alternating), with achieved GFLOP/s.
 2. ETTh1 (target OT, input 96, horizon 24, train/val/test = 12/4/4 months; LSTM and TCN
    read all 7 columns, N-BEATS the target) and statsmodels co2 (weekly, input 104,
    horizon 26, 70/10/20 split): MSE and MAE on the test windows, in units of the
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import seqlab
-from harness import interleaved_medians, machine_description, markdown_table
+from harness import interleaved_medians, machine_description, markdown_table, median_seconds
 from seqlab.data.sources import load_series
 from seqlab.data.timeseries import WindowSplits, make_splits
 from seqlab.models.forecast import baselines, nbeats, preset
@@ -37,7 +37,9 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 # ---------------------------------------------------------------- conv kernel
-def conv_row(torch, shape: tuple[int, int, int, int, int], threads: int, repeats: int) -> list[object]:
+def conv_row(
+    torch, shape: tuple[int, int, int, int, int], threads: int, repeats: int, interleaved: bool = False
+) -> list[object]:
     """One (B, T, C, K, dilation) row: medians of forward + backward, GFLOP/s and the ratio."""
     b, t, c, k, d = shape
     rng = np.random.default_rng(0)
@@ -60,7 +62,10 @@ def conv_row(torch, shape: tuple[int, int, int, int, int], threads: int, repeats
         y = torch.nn.functional.conv1d(torch.nn.functional.pad(xt, (d * (k - 1), 0)), wt, bt, dilation=d)
         y.backward(gyt)
 
-    s_ours, s_torch = interleaved_medians([ours, theirs], repeats=repeats)
+    if interleaved:
+        s_ours, s_torch = interleaved_medians([ours, theirs], repeats=repeats)
+    else:  # each in its own block (PyTorch's idle OpenMP threads spin on the core we need next)
+        s_ours, s_torch = (median_seconds(fn, repeats=repeats) for fn in (ours, theirs))
     flops = 3 * 2.0 * b * t * c * c * k  # forward, grad input, grad weight
     return [
         f"B={b} T={t} C={c} K={k} d={d}",
@@ -72,9 +77,9 @@ def conv_row(torch, shape: tuple[int, int, int, int, int], threads: int, repeats
     ]
 
 
-def bench_conv(torch, threads: int, repeats: int) -> list[list[object]]:
+def bench_conv(torch, threads: int, repeats: int, interleaved: bool = False) -> list[list[object]]:
     shapes = [(64, 96, 32, 3, 1), (64, 96, 32, 3, 4), (64, 96, 32, 3, 16), (32, 512, 64, 3, 8)]
-    return [conv_row(torch, shape, threads, repeats) for shape in shapes]
+    return [conv_row(torch, shape, threads, repeats, interleaved) for shape in shapes]
 
 
 # ------------------------------------------------------------- torch models
@@ -250,6 +255,9 @@ def main() -> None:
     parser.add_argument(
         "--train-repeats", type=int, default=1, help="trainings of each model per library (median time)"
     )
+    parser.add_argument(
+        "--interleaved", action="store_true", help="alternate the convolution calls instead of timing blocks"
+    )
     parser.add_argument("--skip-training", action="store_true", help="only the convolution kernel")
     args = parser.parse_args()
     import torch
@@ -259,7 +267,7 @@ def main() -> None:
     torch.set_num_threads(threads)
     print(f"# Forecasting benchmark\n\n{machine_description()}, {threads} threads\n")
 
-    conv = bench_conv(torch, threads, 5 if args.quick else args.repeats)
+    conv = bench_conv(torch, threads, args.repeats, args.interleaved)
     print("## Causal Conv1d forward + backward\n")
     print(
         markdown_table(
