@@ -222,7 +222,12 @@ void temporal_block_forward(const Conv1dShape& shape, const TemporalBlockWeights
   conv1d_forward(s1, x, w.w1, w.b1, h1, cache.conv1);
   conv1d_forward(s2, h1, w.w2, w.b2, h2, cache.conv2);
   if (w.wd != nullptr) {  // y = relu(h2 + x @ Wd^T + bd)
-    linear_forward(x, w.wd, w.bd, y, s1.B * s1.T, s1.Cin, s1.Cout);
+    {
+      // A thin product (K = Cin): single-threaded, so no OpenBLAS threads wake up and then
+      // spin on the core the pool needs next.
+      const SerialBlas serial;
+      linear_forward(x, w.wd, w.bd, y, s1.B * s1.T, s1.Cin, s1.Cout);
+    }
     add_relu_forward(h2, y, y, n);
   } else {
     add_relu_forward(h2, x, y, n);
@@ -237,10 +242,12 @@ void temporal_block_backward(TemporalBlockCache& cache, const float* grad_y, flo
   grow(cache.dh1, n);
   float* g = cache.g.data();
   relu_backward(grad_y, cache.y, g, n);  // the gradient of h2 and of the residual
-  if (cache.wd != nullptr)
+  if (cache.wd != nullptr) {
+    const SerialBlas serial;  // thin products, as in the forward
     linear_backward(g, cache.x, cache.wd, dx, grads.wd, grads.bd, rows, s1.Cin, s1.Cout);
-  else if (dx != nullptr)
+  } else if (dx != nullptr) {
     std::copy(g, g + n, dx);
+  }
   conv1d_backward(cache.conv2, g, cache.dh1.data(), grads.w2, grads.b2);
   conv1d_backward(cache.conv1, cache.dh1.data(), dx, grads.w1, grads.b1, /*accumulate_dx=*/true);
 }
