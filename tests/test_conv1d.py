@@ -176,6 +176,8 @@ def test_recycled_workspaces_give_identical_results_and_backward_runs_once(rng):
             np.testing.assert_array_equal(a, b)
     with seqlab.no_grad():
         np.testing.assert_array_equal(other(conv(x)).data, runs[0][0])
+    F.clear_conv_workspace()
+    np.testing.assert_array_equal(other(conv(x)).data, runs[0][0])
     _, cache = seqlab._core.conv1d_forward(x, conv.weight.data, None, 2, 4, 0)
     seqlab._core.conv1d_backward(cache, np.ones((6, 90, 24), np.float32))
     with pytest.raises(RuntimeError, match="already used by a backward"):

@@ -280,6 +280,13 @@ def recurrent_layer(
 _conv_spares: list = []
 
 
+def clear_conv_workspace() -> None:
+    """Frees the convolution and TCN-block kernel buffers kept for reuse between steps (they
+    grow to the largest batch seen, e.g. a large prediction batch)."""
+    _conv_spares.clear()
+    _block_spares.clear()
+
+
 def conv1d_channels_last(
     input: Any,
     weight: Tensor,
