@@ -94,6 +94,8 @@ def test_bad_input_raises_clear_errors():
         nn.Conv1d(3, 4, 3, stride=2)
     with pytest.raises(ValueError, match="kernel_size"):
         nn.Conv1d(3, 4, 0)
+    with pytest.raises(ValueError, match="one input channel"):
+        seqlab._core.conv1d_forward(np.zeros((1, 5, 0), np.float32), np.zeros((4, 0, 3), np.float32))
     with pytest.raises(ValueError, match="grad_output"):
         _, cache = seqlab._core.conv1d_forward(np.zeros((1, 5, 3), np.float32), conv.weight.data)
         seqlab._core.conv1d_backward(cache, np.zeros((1, 4, 4), np.float32))

@@ -40,6 +40,9 @@ Conv1dShape checked_shape(const py::array_t<float, py::array::c_style>& x,
                           std::to_string(pad_left) + ", " + std::to_string(pad_right) + ")");
   if (w.shape(2) < 1)
     throw py::value_error(std::string(w_name) + ": kernel size must be >= 1, got shape " + shape_str(w));
+  if (w.shape(0) < 1 || w.shape(1) < 1)
+    throw py::value_error(std::string(w_name) + ": expected at least one output and one input channel, got shape " +
+                          shape_str(w));
   if (x.shape(2) != w.shape(1))
     throw py::value_error("input: expected " + std::to_string(w.shape(1)) + " channels in the last dimension (" +
                           "in_channels of " + w_name + " " + shape_str(w) + "), got shape " + shape_str(x));
