@@ -22,8 +22,8 @@ constexpr std::size_t kMinTileRows = 16;
 constexpr std::size_t kMinPartFlops = 1 << 22;   // ~4 MFLOP: below that one thread does it all
 
 // How a call splits its rows: `parts` contiguous row ranges (one per thread), each walked
-// in tiles of `tile_rows` unfolded rows; per part the workspace holds one tile and a
-// partial weight and bias gradient.
+// in tiles of `tile_rows` unfolded rows; per part the workspace holds one tile, a tile of
+// masked grad_y rows (fused ReLU) and a partial weight and bias gradient.
 struct Plan {
   std::size_t parts = 1, tile_rows = 0, part_floats = 0;
 };
@@ -37,7 +37,7 @@ Plan make_plan(const Conv1dShape& s, std::size_t tile_floats) {
   p.parts = std::clamp<std::size_t>(flops / kMinPartFlops, 1, static_cast<std::size_t>(get_num_threads()));
   p.parts = std::min(p.parts, std::max<std::size_t>(rows, 1));
   p.tile_rows = std::max(kMinTileRows, tile_floats / std::max<std::size_t>(width, 1));
-  p.part_floats = p.tile_rows * width + s.Cout * KC + s.Cout;
+  p.part_floats = p.tile_rows * (width + s.Cout) + s.Cout * KC + s.Cout;
   return p;
 }
 
@@ -46,16 +46,25 @@ std::pair<std::size_t, std::size_t> part_range(std::size_t rows, std::size_t par
   return {rows * i / parts, rows * (i + 1) / parts};
 }
 
+// out[i] = y[i] > 0 ? g[i] : 0 for i < n (ReLU's backward, as relu_backward but serial).
+void relu_mask(const float* g, const float* y, float* out, std::size_t n) {
+  simd::map2(g, y, out, n, [](simd::Batch gv, simd::Batch yv) {
+    return xsimd::select(yv > simd::Batch(0.0f), gv, simd::Batch(0.0f));
+  });
+}
+
 void grow(xt::xtensor<float, 1>& a, std::size_t n) {
   if (a.size() < n) a.resize({n});
 }
 
 // Rows [r0, r1) of the unfolded matrix of `src` (sequences of src_len steps of C channels)
 // with out_len rows per sequence: row (b, t) holds, for each tap k, src[b, t + offset + step*k, :]
-// or zeros where that step falls outside [0, src_len). Rows of K*C values into `out`.
+// or zeros where that step falls outside [0, src_len). Rows of K*C values into `out`. With
+// `relu_of` (an array shaped like src), each copied value is kept only where relu_of > 0:
+// the fused ReLU's backward applied on the fly.
 void gather_taps(const float* src, std::size_t src_len, std::size_t C, std::size_t out_len,
                  std::size_t K, std::ptrdiff_t offset, std::ptrdiff_t step, std::size_t r0,
-                 std::size_t r1, float* out) {
+                 std::size_t r1, float* out, const float* relu_of = nullptr) {
   const auto len = static_cast<std::ptrdiff_t>(src_len);
   std::size_t b = r0 / out_len, t = r0 % out_len;
   for (std::size_t r = r0; r < r1; ++r) {
@@ -64,6 +73,9 @@ void gather_taps(const float* src, std::size_t src_len, std::size_t C, std::size
       const std::ptrdiff_t p = static_cast<std::ptrdiff_t>(t) + offset + step * static_cast<std::ptrdiff_t>(k);
       if (p < 0 || p >= len)
         std::fill(out, out + C, 0.0f);
+      else if (relu_of != nullptr)
+        relu_mask(seq + static_cast<std::size_t>(p) * C, relu_of + (b * src_len + static_cast<std::size_t>(p)) * C,
+                  out, C);
       else
         std::memcpy(out, seq + static_cast<std::size_t>(p) * C, C * sizeof(float));
     }
@@ -138,11 +150,9 @@ void conv1d_backward(Conv1dCache& cache, const float* grad_y, float* dx, float* 
     if (dx != nullptr && !accumulate_dx) std::fill(dx, dx + s.B * s.T * s.Cin, 0.0f);
     return;
   }
-  if (s.relu) {  // the fused ReLU's backward: grad_y * (y > 0)
-    grow(cache.masked, rows * s.Cout);
-    relu_backward(grad_y, cache.y, cache.masked.data(), rows * s.Cout);
-    grad_y = cache.masked.data();
-  }
+  // The fused ReLU's backward, grad_y * (y > 0), is applied where grad_y rows are read:
+  // in the grad-input gather and into a per-tile copy for the weight and bias gradients.
+  const float* relu_of = s.relu ? cache.y : nullptr;
   const Plan plan = make_plan(s, kBackwardTileFloats);
   grow(cache.work, plan.parts * plan.part_floats);
   float* work = cache.work.data();
@@ -157,7 +167,7 @@ void conv1d_backward(Conv1dCache& cache, const float* grad_y, float* dx, float* 
         const auto [begin, end] = part_range(s.B * s.T, plan.parts, part);
         for (std::size_t r = begin; r < end; r += plan.tile_rows) {
           const std::size_t n = std::min(plan.tile_rows, end - r);
-          gather_taps(grad_y, To, s.Cout, s.T, s.K, pad, -dil, r, r + n, tile);
+          gather_taps(grad_y, To, s.Cout, s.T, s.K, pad, -dil, r, r + n, tile, relu_of);
           sgemm(false, false, static_cast<int>(n), static_cast<int>(s.Cin), static_cast<int>(KCo), 1.0f, tile,
                 static_cast<int>(KCo), cache.mirrored.data(), static_cast<int>(s.Cin), accumulate_dx ? 1.0f : 0.0f,
                 dx + r * s.Cin,
@@ -167,11 +177,16 @@ void conv1d_backward(Conv1dCache& cache, const float* grad_y, float* dx, float* 
       if (dw == nullptr && db == nullptr) continue;
       float* gw = tile + tile_floats;  // partial dWr (Cout, K*Cin) of this part
       float* gb = gw + s.Cout * KC;    // partial db (Cout,)
+      float* gmask = gb + s.Cout;      // (tile_rows, Cout) masked grad_y rows
       std::fill(gw, gb + s.Cout, 0.0f);
       const auto [begin, end] = part_range(rows, plan.parts, part);
       for (std::size_t r = begin; r < end; r += plan.tile_rows) {
         const std::size_t n = std::min(plan.tile_rows, end - r);
         const float* gy = grad_y + r * s.Cout;
+        if (relu_of != nullptr) {
+          relu_mask(gy, relu_of + r * s.Cout, gmask, n * s.Cout);
+          gy = gmask;
+        }
         if (dw != nullptr) {
           gather_taps(cache.x, s.T, s.Cin, To, s.K, -pad, dil, r, r + n, tile);
           sgemm(true, false, static_cast<int>(s.Cout), static_cast<int>(KC), static_cast<int>(n), 1.0f, gy,

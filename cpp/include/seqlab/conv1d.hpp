@@ -7,7 +7,7 @@
 //   y (B, To, Cout) with To = T + pad_left + pad_right - dilation*(K-1)
 //   y[b, t, :] = b + sum_k W[:, :, k] @ x[b, t + dilation*k - pad_left, :]   (zero outside [0, T))
 //   and with `relu`, y = max(y, 0) applied to each output tile while it is in cache (the
-//   backward masks grad_y by y > 0 first), so a convolution + ReLU is one op.
+//   backward masks grad_y by y > 0 as it gathers its rows), so a convolution + ReLU is one op.
 //
 // Cost: every product is a GEMM over the unfolded rows of a sequence, but the unfolded
 // matrix is never materialised whole: the output rows are split into one contiguous part
@@ -45,8 +45,7 @@ struct Conv1dCache {
   const float* y = nullptr;       // (B, To, Cout), referenced as x is (read only with relu)
   xt::xtensor<float, 2> weight;   // Wr (Cout, K*Cin): Wr[co, k*Cin + ci] = w[co, ci, k]
   xt::xtensor<float, 2> mirrored; // Wb (K*Cout, Cin): Wb[k*Cout + co, ci] = w[co, ci, k]
-  xt::xtensor<float, 1> work;     // per part: one gather tile, then a partial dWr and db
-  xt::xtensor<float, 1> masked;   // relu: grad_y masked by y > 0 (B*To*Cout)
+  xt::xtensor<float, 1> work;     // per part: a gather tile, a masked grad_y tile, partial dWr and db
 };
 
 // y (B, To, Cout); b may be null. Fills `cache` (reusing its buffers when they fit); with
