@@ -2,8 +2,8 @@
 same models written in PyTorch (same process, same threads, same data and epochs).
 
 1. The causal convolution kernel: forward + backward of a dilated causal Conv1d,
-   seqlab against ``torch.nn.functional.conv1d`` on left-padded input, timed in
-   alternation, with achieved GFLOP/s.
+   seqlab against ``torch.nn.functional.conv1d`` on left-padded input, each timed in its
+   own block of repeats (``--interleaved``: alternating), with achieved GFLOP/s.
 2. ETTh1 (target OT, input 96, horizon 24, train/val/test = 12/4/4 months; LSTM and TCN
    read all 7 columns, N-BEATS the target) and statsmodels co2 (weekly, input 104,
    horizon 26, 70/10/20 split): MSE and MAE on the test windows, in units of the
@@ -14,18 +14,20 @@ same models written in PyTorch (same process, same threads, same data and epochs
 
     python benchmarks/bench_forecast.py            # ~10 minutes on 2 cores
     python benchmarks/bench_forecast.py --quick    # ~3 minutes: co2 4 epochs, ETTh1 1 epoch on 2048 windows
+    python benchmarks/bench_forecast.py --quick --train-repeats 3   # median of 3 trainings each
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
 import seqlab
-from harness import interleaved_medians, machine_description, markdown_table
+from harness import interleaved_medians, machine_description, markdown_table, median_seconds
 from seqlab.data.sources import load_series
 from seqlab.data.timeseries import WindowSplits, make_splits
 from seqlab.models.forecast import baselines, nbeats, preset
@@ -35,7 +37,9 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 # ---------------------------------------------------------------- conv kernel
-def conv_row(torch, shape: tuple[int, int, int, int, int], threads: int, repeats: int) -> list[object]:
+def conv_row(
+    torch, shape: tuple[int, int, int, int, int], threads: int, repeats: int, interleaved: bool = False
+) -> list[object]:
     """One (B, T, C, K, dilation) row: medians of forward + backward, GFLOP/s and the ratio."""
     b, t, c, k, d = shape
     rng = np.random.default_rng(0)
@@ -58,7 +62,10 @@ def conv_row(torch, shape: tuple[int, int, int, int, int], threads: int, repeats
         y = torch.nn.functional.conv1d(torch.nn.functional.pad(xt, (d * (k - 1), 0)), wt, bt, dilation=d)
         y.backward(gyt)
 
-    s_ours, s_torch = interleaved_medians([ours, theirs], repeats=repeats)
+    if interleaved:
+        s_ours, s_torch = interleaved_medians([ours, theirs], repeats=repeats)
+    else:  # each in its own block (PyTorch's idle OpenMP threads spin on the core we need next)
+        s_ours, s_torch = (median_seconds(fn, repeats=repeats) for fn in (ours, theirs))
     flops = 3 * 2.0 * b * t * c * c * k  # forward, grad input, grad weight
     return [
         f"B={b} T={t} C={c} K={k} d={d}",
@@ -70,9 +77,9 @@ def conv_row(torch, shape: tuple[int, int, int, int, int], threads: int, repeats
     ]
 
 
-def bench_conv(torch, threads: int, repeats: int) -> list[list[object]]:
+def bench_conv(torch, threads: int, repeats: int, interleaved: bool = False) -> list[list[object]]:
     shapes = [(64, 96, 32, 3, 1), (64, 96, 32, 3, 4), (64, 96, 32, 3, 16), (32, 512, 64, 3, 8)]
-    return [conv_row(torch, shape, threads, repeats) for shape in shapes]
+    return [conv_row(torch, shape, threads, repeats, interleaved) for shape in shapes]
 
 
 # ------------------------------------------------------------- torch models
@@ -197,7 +204,9 @@ def scores(pred: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(np.mean((pred - y) ** 2)), float(np.mean(np.abs(pred - y)))
 
 
-def bench_dataset(torch, name: str, splits: WindowSplits, season: int, epochs: int, quick: bool):
+def bench_dataset(
+    torch, name: str, splits: WindowSplits, season: int, epochs: int, quick: bool, repeats: int = 1
+):
     LSTM, TCN, NBeats = torch_models(torch)
     x_test, y_test = splits.test
     c, L, H, tcols = x_test.shape[2], splits.input_size, splits.horizon, list(splits.target_columns)
@@ -212,20 +221,27 @@ def bench_dataset(torch, name: str, splits: WindowSplits, season: int, epochs: i
     sizes = {"hidden_size": 64, "channels": 32, "width": 128 if quick else 256}
     for model in ("lstm", "tcn", "nbeats"):
         cfg = preset("small", model, epochs=epochs, patience=0, lr=1e-3, batch_size=64, **sizes)
-        f = Forecaster.fit(splits, cfg, season=season)
+        ours_s: list[float] = []
+        torch_s: list[float] = []
+        for _ in range(repeats):  # alternating, so load drift hits both alike; medians
+            f = Forecaster.fit(splits, cfg, season=season)
+            ours_s.append(f.train_seconds)
+            torch.manual_seed(cfg.seed)
+            if model == "lstm":
+                tm = LSTM(c, cfg.hidden_size, H, tcols)
+            elif model == "tcn":
+                tm = TCN(c, cfg.channels, cfg.kernel_size, cfg.dilations, H, tcols)
+            else:
+                tm = NBeats(L, H, cfg.width, cfg.degree, tcols[0])
+            tpred, tsec = torch_fit(torch, tm, splits, epochs, cfg.batch_size, cfg.lr, cfg.seed)
+            torch_s.append(tsec)
         ours = scores(f.predict_scaled(x_test), y_test)
-        if model == "lstm":
-            tm = LSTM(c, cfg.hidden_size, H, tcols)
-        elif model == "tcn":
-            tm = TCN(c, cfg.channels, cfg.kernel_size, cfg.dilations, H, tcols)
-        else:
-            tm = NBeats(L, H, cfg.width, cfg.degree, tcols[0])
-        tpred, tsec = torch_fit(torch, tm, splits, epochs, cfg.batch_size, cfg.lr, cfg.seed)
         theirs = scores(tpred, y_test)
-        rows.append([name, model, *ours, *theirs, f.train_seconds, tsec, tsec / f.train_seconds])
+        sec, tsec = statistics.median(ours_s), statistics.median(torch_s)
+        rows.append([name, model, *ours, *theirs, sec, tsec, tsec / sec])
         print(
-            f"  {name} {model}: seqlab {f.train_seconds:.1f}s mse {ours[0]:.4f}, "
-            f"torch {tsec:.1f}s mse {theirs[0]:.4f}",
+            f"  {name} {model}: seqlab {sec:.2f}s mse {ours[0]:.4f}, torch {tsec:.2f}s mse {theirs[0]:.4f} "
+            f"(medians of {repeats})",
             flush=True,
         )
     return rows
@@ -235,7 +251,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="few epochs, ETTh1 on a quarter of its windows")
     parser.add_argument("--threads", type=int, default=None, help="threads for both libraries (default: all)")
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=15, help="repetitions of each convolution timing")
+    parser.add_argument(
+        "--train-repeats", type=int, default=1, help="trainings of each model per library (median time)"
+    )
+    parser.add_argument(
+        "--interleaved", action="store_true", help="alternate the convolution calls instead of timing blocks"
+    )
+    parser.add_argument("--skip-training", action="store_true", help="only the convolution kernel")
     args = parser.parse_args()
     import torch
 
@@ -244,7 +267,7 @@ def main() -> None:
     torch.set_num_threads(threads)
     print(f"# Forecasting benchmark\n\n{machine_description()}, {threads} threads\n")
 
-    conv = bench_conv(torch, threads, 5 if args.quick else args.repeats)
+    conv = bench_conv(torch, threads, args.repeats, args.interleaved)
     print("## Causal Conv1d forward + backward\n")
     print(
         markdown_table(
@@ -252,11 +275,14 @@ def main() -> None:
         )
     )
 
+    if args.skip_training:
+        return
     rows: list[list[object]] = []
     co2 = load_series("co2")
     co2_splits = make_splits(co2, 104, 26, "co2", (0.7, 0.1, 0.2))
     print("\ntraining...", flush=True)
-    rows += bench_dataset(torch, "co2", co2_splits, 52, 4 if args.quick else 8, args.quick)
+    reps = args.train_repeats
+    rows += bench_dataset(torch, "co2", co2_splits, 52, 4 if args.quick else 8, args.quick, reps)
     etth1 = DATA / "ETTh1.csv"
     if etth1.is_file():
         series = load_series(etth1)
@@ -264,7 +290,7 @@ def main() -> None:
         sp = make_splits(series, 96, 24, "OT", (12 * month, 4 * month, 4 * month))
         if args.quick:  # the time ratio on one epoch of a quarter of the training windows
             sp.train = (sp.train[0][-2048:], sp.train[1][-2048:])
-        rows += bench_dataset(torch, "ETTh1", sp, 24, 1 if args.quick else 2, args.quick)
+        rows += bench_dataset(torch, "ETTh1", sp, 24, 1 if args.quick else 2, args.quick, reps)
     else:
         print(f"(ETTh1 skipped: {etth1} not found)")
     print("\n## Accuracy (test MSE / MAE in training-std units) and training time\n")

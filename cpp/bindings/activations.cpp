@@ -35,6 +35,19 @@ py::array_t<float> run_backward(const py::handle& g_obj, const py::handle& s_obj
   return gx;
 }
 
+py::array_t<float> add_relu(const py::handle& a_obj, const py::handle& b_obj) {
+  auto a = require_nd<float>(a_obj, "input", 0);
+  auto b = require_nd<float>(b_obj, "other", 0);
+  require_same_shape(b, "other", a, "input");
+  py::array_t<float> y(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+  float* yp = y.mutable_data();
+  {
+    py::gil_scoped_release release;
+    add_relu_forward(a.data(), b.data(), yp, static_cast<std::size_t>(a.size()));
+  }
+  return y;
+}
+
 bool gelu_mode(const std::string& approximate) {
   if (approximate == "none") return false;
   if (approximate == "tanh") return true;
@@ -56,6 +69,8 @@ void bind_activations(py::module_& m) {
         py::arg("grad_output"), py::arg("output"), "grad * (1 - y^2).");
   m.def("relu_forward", [](const py::handle& x) { return run_forward(x, relu_forward); },
         py::arg("input"), "max(x, 0), any shape float32.");
+  m.def("add_relu_forward", &add_relu, py::arg("input"), py::arg("other"),
+        "max(input + other, 0) for two float32 arrays of the same shape (backward: relu_backward).");
   m.def("relu_backward",
         [](const py::handle& g, const py::handle& y) { return run_backward(g, y, "output", relu_backward); },
         py::arg("grad_output"), py::arg("output"), "grad where y > 0, else 0.");

@@ -55,6 +55,10 @@ void relu_backward(const float* grad_y, const float* y, float* grad_x, std::size
                 [](Batch g, Batch o) { return xsimd::select(o > Batch(0.0f), g, Batch(0.0f)); });
 }
 
+void add_relu_forward(const float* a, const float* b, float* y, std::size_t n) {
+  parallel_map2(a, b, y, n, [](Batch u, Batch v) { return xsimd::max(u + v, Batch(0.0f)); });
+}
+
 void gelu_forward(const float* x, float* y, std::size_t n, bool approximate_tanh) {
   if (approximate_tanh) {
     parallel_map1(x, y, n, [](Batch v) {

@@ -99,6 +99,19 @@ def relu(input: Any) -> Tensor:
     return make_result(out, (x,), lambda g: (_core.relu_backward(_grad(g), out),))
 
 
+def add_relu(input: Any, other: Any) -> Tensor:
+    """``relu(input + other)`` in one pass and one tape node (a residual connection and its
+    activation); both of the same shape. Both inputs receive the same gradient."""
+    a, b = _float_input(input), _float_input(other, "other")
+    out = _core.add_relu_forward(a.data, b.data)
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gx = _core.relu_backward(_grad(g), out)
+        return gx, gx
+
+    return make_result(out, (a, b), backward)
+
+
 def gelu(input: Any, approximate: str = "none") -> Tensor:
     """GELU ``x * Phi(x)``: exact (``approximate='none'``) or torch's ``'tanh'`` form; any shape."""
     if approximate not in ("none", "tanh"):
@@ -260,6 +273,19 @@ def recurrent_layer(
 # Convolution: 1-d convolution over channels-last sequences (causal or padded).
 # =====================================================================
 
+# Kernel caches whose backward has run (or whose forward recorded no graph), handed to
+# later forwards, which reuse their weight copies and gather workspaces. A released cache
+# holds no reference to its input; a second backward through the same node raises
+# RuntimeError, as in PyTorch.
+_conv_spares: list = []
+
+
+def clear_conv_workspace() -> None:
+    """Frees the convolution and TCN-block kernel buffers kept for reuse between steps (they
+    grow to the largest batch seen, e.g. a large prediction batch)."""
+    _conv_spares.clear()
+    _block_spares.clear()
+
 
 def conv1d_channels_last(
     input: Any,
@@ -267,41 +293,110 @@ def conv1d_channels_last(
     bias: Tensor | None = None,
     dilation: int = 1,
     padding: tuple[int, int] = (0, 0),
+    activation: str | None = None,
 ) -> Tensor:
     """1-d convolution, stride 1, groups 1, over batch-first channels-last sequences.
 
     Shapes: input (B, T, C_in), weight (C_out, C_in, K) (torch's ``Conv1d`` layout),
     bias (C_out,) or None -> (B, T + left + right - dilation*(K-1), C_out), where
-    ``padding = (left, right)`` zeros are added around time. One GEMM forward over the
-    unfolded input, one each for the input and weight gradients.
+    ``padding = (left, right)`` zeros are added around time. Forward and both gradients are
+    GEMMs over tiles of the unfolded input (gathered into a reused workspace, split over
+    the threads); the input is referenced by the node until its backward has run.
+    ``activation="relu"`` fuses ``relu`` into the kernel (one tape node, no extra pass
+    over memory in the forward).
     """
     x = _float_input(input)
     if x.ndim != 3:
         raise ValueError(f"conv1d: input must be (B, T, C_in), got shape {x.shape}")
     left, right = (int(p) for p in padding)
     b_data = None if bias is None else bias.data
-    out, cache = _core.conv1d_forward(x.data, weight.data, b_data, int(dilation), left, right)
+    spares = _conv_spares
+    reuse = spares.pop() if spares else None
+    out, cache = _core.conv1d_forward(
+        x.data, weight.data, b_data, int(dilation), left, right, reuse, activation or "none"
+    )
     inputs = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         gw = grad_buffer(weight)
         gb = None if bias is None else grad_buffer(bias)
         gx = _core.conv1d_backward(cache, _grad(g), gw, gb, x.requires_grad)
+        if len(spares) < _MAX_SPARE_CACHES:
+            spares.append(cache)
         grads = (gx, returned_grad(weight, gw))
         return grads if bias is None else (*grads, returned_grad(bias, gb))
 
-    return make_result(out, inputs, backward)
+    result = make_result(out, inputs, backward)
+    if not result.requires_grad:
+        _core.conv1d_release(cache)
+        if len(spares) < _MAX_SPARE_CACHES:
+            spares.append(cache)
+    return result
 
 
-def causal_conv1d(input: Any, weight: Tensor, bias: Tensor | None = None, dilation: int = 1) -> Tensor:
+def causal_conv1d(
+    input: Any,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    dilation: int = 1,
+    activation: str | None = None,
+) -> Tensor:
     """Dilated causal convolution: output step t sees input steps t, t-d, ..., t-d*(K-1).
 
     Shapes: input (B, T, C_in), weight (C_out, C_in, K), bias (C_out,) or None ->
     (B, T, C_out). Equals ``torch.nn.Conv1d(dilation=d)`` applied to the input padded
-    with ``d*(K-1)`` zeros on the left (in channels-first layout).
+    with ``d*(K-1)`` zeros on the left (in channels-first layout); ``activation="relu"``
+    fuses a ReLU on the output.
     """
     k = weight.shape[-1] if weight.ndim == 3 else 1
-    return conv1d_channels_last(input, weight, bias, dilation, (int(dilation) * (k - 1), 0))
+    return conv1d_channels_last(input, weight, bias, dilation, (int(dilation) * (k - 1), 0), activation)
+
+
+_block_spares: list = []
+
+
+def temporal_block(
+    input: Any,
+    conv1_weight: Tensor,
+    conv1_bias: Tensor | None,
+    conv2_weight: Tensor,
+    conv2_bias: Tensor | None,
+    downsample_weight: Tensor | None = None,
+    downsample_bias: Tensor | None = None,
+    dilation: int = 1,
+) -> Tensor:
+    """A TCN temporal block (Bai et al., 2018, without dropout) as one op and one tape node:
+    ``relu(relu(causal_conv2(relu(causal_conv1(x)))) + res)`` with ``res = x`` or, when
+    ``downsample_weight`` is given, ``linear(x, downsample_weight, downsample_bias)``.
+
+    Shapes: input (B, T, C_in), conv1_weight (C, C_in, K), conv2_weight (C, C, K), biases
+    (C,) or None, downsample_weight (C, C_in) (required when C_in != C) -> (B, T, C). The
+    hidden activations and gradient buffers stay in a recycled kernel workspace, so the
+    block allocates only its output and its input gradient.
+    """
+    x = _float_input(input)
+    if x.ndim != 3:
+        raise ValueError(f"temporal_block: input must be (B, T, C_in), got shape {x.shape}")
+    params = (conv1_weight, conv1_bias, conv2_weight, conv2_bias, downsample_weight, downsample_bias)
+    reuse = _block_spares.pop() if _block_spares else None
+    out, cache = _core.temporal_block_forward(
+        x.data, *(None if p is None else p.data for p in params), int(dilation), reuse
+    )
+    present = [p for p in params if p is not None]
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        buffers = [None if p is None else grad_buffer(p) for p in params]
+        gx = _core.temporal_block_backward(cache, _grad(g), *buffers, x.requires_grad)
+        if len(_block_spares) < _MAX_SPARE_CACHES:
+            _block_spares.append(cache)
+        return (gx, *(returned_grad(p, b) for p, b in zip(params, buffers, strict=True) if p is not None))
+
+    result = make_result(out, (x, *present), backward)
+    if not result.requires_grad:
+        _core.temporal_block_release(cache)
+        if len(_block_spares) < _MAX_SPARE_CACHES:
+            _block_spares.append(cache)
+    return result
 
 
 def conv1d(

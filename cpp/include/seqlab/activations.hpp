@@ -14,6 +14,9 @@ void tanh_backward(const float* grad_y, const float* y, float* grad_x, std::size
 
 void relu_forward(const float* x, float* y, std::size_t n);
 void relu_backward(const float* grad_y, const float* y, float* grad_x, std::size_t n);
+// y = max(a + b, 0): a residual connection and its ReLU in one pass (backward: relu_backward,
+// whose result is the gradient of both a and b).
+void add_relu_forward(const float* a, const float* b, float* y, std::size_t n);
 
 // approximate_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) as torch's
 // approximate='tanh'; otherwise the exact 0.5 x (1 + erf(x / sqrt(2))).

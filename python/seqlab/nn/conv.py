@@ -89,10 +89,10 @@ class Conv1d(Module):
             bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size)
             init.uniform_(self.bias, -bound, bound)
 
-    def forward_channels_last(self, input: Any) -> Tensor:
+    def forward_channels_last(self, input: Any, activation: str | None = None) -> Tensor:
         """The same convolution over channels-last input (B, L, C_in) -> (B, L_out, C_out),
-        without the two transposes of :meth:`forward`."""
-        return F.conv1d_channels_last(input, self.weight, self.bias, self.dilation, self._pad)
+        without the two transposes of :meth:`forward`; ``activation="relu"`` fuses a ReLU."""
+        return F.conv1d_channels_last(input, self.weight, self.bias, self.dilation, self._pad, activation)
 
     def forward(self, input: Any) -> Tensor:
         x = input if isinstance(input, Tensor) else Tensor(input)
