@@ -12,14 +12,18 @@ Rows:
   pre-LN causal decoder block against the same layers of torch (loss mean(y^2), backward,
   Adam step).
 
-Both libraries get the same shapes, inputs, weights and thread count and are timed in
-alternation (medians of repeats). Peak memory: each case runs again in a fresh
-subprocess (glibc told to map every allocation of 64 KiB or more separately, so freed
-buffers leave the resident set) that sets up the inputs and model, runs a warm step,
-resets the resident-set high-water mark and runs one more step: the peak minus the
-resident set before the step is the extra memory a step needs at its peak (activations,
-kernel caches, gradients); see ``peak_step_bytes``. seqlab's attention also reports its
-kernel workspace (probabilities on the plain path, one logsumexp per row on the flash path).
+Both libraries get the same shapes, inputs, weights and thread count; each is timed in
+its own block of repeats after a pause (medians), seqlab first: PyTorch's OpenMP threads
+spin for a while after each call and, on a machine with as many threads as cores, would
+steal the second core from whatever runs next if the calls alternated.
+
+Peak memory: each case runs again in a fresh subprocess (glibc told to map every
+allocation of 64 KiB or more separately, so freed buffers leave the resident set) that
+sets up the inputs and model, runs a warm step, resets the resident-set high-water mark
+and runs one more step: the peak minus the resident set before the step is the extra
+memory a step needs at its peak (activations, kernel caches, gradients); see
+``peak_step_bytes``. seqlab's attention also reports its kernel workspace (probabilities
+on the plain path, one logsumexp per row on the flash path).
 
     python benchmarks/bench_attention.py                    # every row, all cores
     python benchmarks/bench_attention.py --threads 1 --repeats 5 --no-memory
@@ -35,6 +39,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -43,7 +48,7 @@ import seqlab
 import seqlab.functional as SF
 import seqlab.nn as snn
 import seqlab.optim
-from harness import interleaved_medians, machine_description, markdown_table
+from harness import machine_description, markdown_table, median_seconds
 
 ATTN_ROWS = [(T, causal) for T in (128, 512, 2048) for causal in (False, True)]
 B, H, D = 4, 8, 64
@@ -130,6 +135,15 @@ def block_cases(torch, kind: str) -> tuple[Callable[[], None], Callable[[], None
         opt_t.step()
 
     return ours, theirs
+
+
+def blocked_medians(fns: list[Callable[[], None]], repeats: int, warmup: int = 2) -> list[float]:
+    """Median seconds of each function, each timed in its own block after a short pause."""
+    out = []
+    for fn in fns:
+        time.sleep(0.5)
+        out.append(median_seconds(fn, repeats=repeats, warmup=warmup))
+    return out
 
 
 def _status_kib(field: str) -> int:
@@ -219,7 +233,7 @@ def main() -> None:
         for T, causal in ATTN_ROWS:
             ours, theirs, workspace = attention_cases(torch, T, causal)
             reps = max(3, args.repeats // (4 if T >= 2048 else 1))
-            t_s, t_t = interleaved_medians([ours, theirs], repeats=reps, warmup=2)
+            t_s, t_t = blocked_medians([ours, theirs], repeats=reps)
             flops = attention_flops(T, causal)
             row = [T, "yes" if causal else "no", t_s * 1e3, t_t * 1e3, t_t / t_s, flops / t_s / 1e9,
                    flops / t_t / 1e9, workspace / 2**20]
@@ -237,7 +251,7 @@ def main() -> None:
         rows = []
         for kind in BLOCK_KINDS:
             ours, theirs = block_cases(torch, kind)
-            t_s, t_t = interleaved_medians([ours, theirs], repeats=args.repeats, warmup=2)
+            t_s, t_t = blocked_medians([ours, theirs], repeats=args.repeats)
             row = [kind, t_s * 1e3, t_t * 1e3, t_t / t_s]
             if not args.no_memory:
                 row += list(measure_memory(kind, args.threads))
