@@ -70,12 +70,19 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, st
   float* z = pre != nullptr ? pre : y;  // where the GEMM writes x w^T
   if (K == 0) std::fill(z, z + M * N, 0.0f);
   const SerialBlas serial;
+  // Blocks of rows, claimed dynamically by the pool's threads: at least ~4 MFLOP each, at
+  // most kBlockBytes of output, and about four per thread so a thread slowed by another
+  // process hands its remaining blocks to the others.
   const std::size_t row_flops = 2 * N * std::max<std::size_t>(K, 1);
-  const std::size_t grain = std::max<std::size_t>(1, (std::size_t{1} << 22) / row_flops);
-  const std::size_t block = std::max<std::size_t>(16, kBlockBytes / (sizeof(float) * N));
-  parallel_for(M, grain, [&](std::size_t r0, std::size_t r1) {
-    for (std::size_t i = r0; i < r1; i += block) {
-      const std::size_t rows = std::min(block, r1 - i);
+  const std::size_t min_rows = std::max<std::size_t>(1, (std::size_t{1} << 22) / row_flops);
+  const std::size_t max_rows = std::max<std::size_t>(16, kBlockBytes / (sizeof(float) * N));
+  const std::size_t parts = 4 * static_cast<std::size_t>(get_num_threads());
+  const std::size_t per_thread = (M + parts - 1) / parts;
+  const std::size_t block = std::max(min_rows, std::min(max_rows, per_thread));
+  parallel_claim((M + block - 1) / block, [&](const ClaimFn& next) {
+    for (std::size_t blk; next(blk);) {
+      const std::size_t i = blk * block;
+      const std::size_t rows = std::min(block, M - i);
       // z rows (rows, N) = x rows (rows, K) @ w^T (K, N)
       if (K > 0)
         sgemm(false, true, static_cast<int>(rows), static_cast<int>(N), static_cast<int>(K), 1.0f, x + i * K,

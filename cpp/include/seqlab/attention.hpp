@@ -11,7 +11,9 @@
 // Both backwards run FlashAttention-2's schedule per (b, h): key tiles of
 // kAttnBwdBlockK outer, query tiles of kAttnBwdBlockQ inner, dV and dK accumulated per
 // key tile, dQ across key tiles. Causal attention skips the tiles above the diagonal
-// on both paths.
+// on both paths (backward: a key tile starts at its first query row that sees it, the
+// forward's softmax stops at each row's last visible key). Tiles (forward) and heads
+// (backward) are claimed dynamically by the pool's threads (parallel_claim).
 //
 // Every tensor is a strided view: element strides for batch, head and token, the
 // feature dimension contiguous. So q, k, v may be slices of one packed (B, T, 3E)
