@@ -71,12 +71,12 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, st
   if (K == 0) std::fill(z, z + M * N, 0.0f);
   const SerialBlas serial;
   // Blocks of rows, claimed dynamically by the pool's threads: at least ~4 MFLOP each, at
-  // most kBlockBytes of output, and about four per thread so a thread slowed by another
-  // process hands its remaining blocks to the others.
+  // most kBlockBytes of output, and about two per thread (each block packs w again, ~1%
+  // at M = 4096), so a thread slowed by another process hands its last block to the others.
   const std::size_t row_flops = 2 * N * std::max<std::size_t>(K, 1);
   const std::size_t min_rows = std::max<std::size_t>(1, (std::size_t{1} << 22) / row_flops);
   const std::size_t max_rows = std::max<std::size_t>(16, kBlockBytes / (sizeof(float) * N));
-  const std::size_t parts = 4 * static_cast<std::size_t>(get_num_threads());
+  const std::size_t parts = 2 * static_cast<std::size_t>(get_num_threads());
   const std::size_t per_thread = (M + parts - 1) / parts;
   const std::size_t block = std::max(min_rows, std::min(max_rows, per_thread));
   parallel_claim((M + block - 1) / block, [&](const ClaimFn& next) {
