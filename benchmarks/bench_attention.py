@@ -50,7 +50,6 @@ import seqlab.nn as snn
 import seqlab.optim
 from harness import machine_description, markdown_table, median_seconds
 
-ATTN_ROWS = [(T, causal) for T in (128, 512, 2048) for causal in (False, True)]
 B, H, D = 4, 8, 64
 BLOCK = dict(batch=32, seq=128, d_model=256, heads=8, ff=1024)
 BLOCK_KINDS = ["encoder post-LN", "encoder pre-LN", "decoder block (causal)"]
@@ -217,6 +216,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--only", choices=["attention", "block"], default=None)
+    parser.add_argument("--seq", type=int, nargs="+", default=[128, 512, 2048],
+                        help="attention rows: sequence lengths (default 128 512 2048)")
     parser.add_argument("--memory-case", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_case:
@@ -230,7 +231,7 @@ def main() -> None:
           f"flash threshold: {SF.get_attention_flash_threshold()} keys\n")
     if args.only in (None, "attention"):
         rows = []
-        for T, causal in ATTN_ROWS:
+        for T, causal in [(T, c) for T in args.seq for c in (False, True)]:
             ours, theirs, workspace = attention_cases(torch, T, causal)
             reps = max(3, args.repeats // (4 if T >= 2048 else 1))
             t_s, t_t = blocked_medians([ours, theirs], repeats=reps)

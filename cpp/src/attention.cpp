@@ -310,10 +310,27 @@ void attention_forward(const AttnShape& shape, const AttnOptions& opts, AttnView
 }
 
 void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, AttnView v, AttnView o,
-                        AttnView dO, AttnMutView dq, AttnMutView dk, AttnMutView dv) {
+                        AttnView dO, AttnMutView dq, AttnMutView dk, AttnMutView dv, AttnOverwrite overwrite) {
   const AttnShape& s = cache.shape;
   const AttnOptions& opt = cache.opts;
-  if (s.B == 0 || s.H == 0 || s.Tq == 0 || s.Tk == 0) return;
+  if (s.B == 0 || s.H == 0) return;
+  // Rows of head (b, h) of a gradient to be overwritten start as zeros.
+  const auto zero_head = [](AttnMutView g, bool flag, int b, int h, int rows, int cols) {
+    if (!g.data || !flag) return;
+    for (int i = 0; i < rows; ++i) {
+      float* row = head_ptr(g, b, h) + i * g.st;
+      std::fill(row, row + cols, 0.0f);
+    }
+  };
+  if (s.Tq == 0 || s.Tk == 0) {  // no products: the overwritten gradients are zeros
+    for (int b = 0; b < s.B; ++b)
+      for (int h = 0; h < s.H; ++h) {
+        zero_head(dq, overwrite.dq, b, h, s.Tq, s.D);
+        zero_head(dk, overwrite.dk, b, h, s.Tk, s.D);
+        zero_head(dv, overwrite.dv, b, h, s.Tk, s.Dv);
+      }
+    return;
+  }
   if (!dq.data && !dk.data && !dv.data) return;
   SerialBlas serial;
   const bool flash = opt.flash;
@@ -336,6 +353,9 @@ void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, Att
       const float* Vh = head_ptr(v, b, h);
       const float* Oh = head_ptr(o, b, h);
       const float* dOh = head_ptr(dO, b, h);
+      zero_head(dq, overwrite.dq, b, h, s.Tq, s.D);
+      zero_head(dk, overwrite.dk, b, h, s.Tk, s.D);
+      zero_head(dv, overwrite.dv, b, h, s.Tk, s.Dv);
       // D_i = sum_d dO_id O_id  (= sum_j P_ij dP_ij)
       for (int i = 0; i < s.Tq; ++i) Di[i] = row_dot(dOh + i * dO.st, Oh + i * o.st, s.Dv);
       const float* L = flash ? cache.lse.data() + bh * s.Tq : nullptr;

@@ -633,6 +633,38 @@ def _additive_mask(
     return np.broadcast_to(m, shape)
 
 
+def _attention_grad_buffers(sources: tuple[Tensor, ...]) -> tuple[tuple, tuple[bool, ...]]:
+    """Gradient buffers of the attention's sources and whether each is fresh.
+
+    A leaf's existing ``.grad`` is added into; a leaf without one and an intermediate get
+    an uninitialised buffer that the kernel overwrites (zeroing each head's rows in its
+    parallel task instead of a single-threaded ``np.zeros`` here). A tensor passed twice
+    (key is value) takes the zeroed path throughout.
+    """
+    if len({id(s) for s in sources}) != len(sources):
+        return tuple(grad_buffer(s) for s in sources), (False,) * len(sources)
+    buffers, fresh = [], []
+    for s in sources:
+        if not s.requires_grad:
+            buffers.append(None)
+            fresh.append(False)
+        elif s.is_leaf and s.grad is not None:
+            buffers.append(s.grad)
+            fresh.append(False)
+        else:
+            buf = np.empty_like(s.data)
+            if s.is_leaf:
+                s.grad = buf
+            buffers.append(buf)
+            fresh.append(True)
+    return tuple(buffers), tuple(fresh)
+
+
+# Which source holds the (q, k, v) views, by number of sources: one packed [q | k | v]
+# projection, query and packed [k | v], or three tensors.
+_VIEW_SOURCES = {1: (0, 0, 0), 2: (0, 1, 1), 3: (0, 1, 2)}
+
+
 def _attention_node(
     sources: tuple[Tensor, ...],
     views: Any,
@@ -662,9 +694,10 @@ def _attention_node(
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         g = _grad(g)
-        buffers = tuple(grad_buffer(s) for s in sources)  # leaves: their .grad, added into
+        buffers, fresh = _attention_grad_buffers(sources)
         dq, dk, dv = views(buffers)
-        _core.attention_backward(cache, out_view(g), dq, dk, dv)
+        overwrite = tuple(fresh[i] for i in _VIEW_SOURCES[len(sources)]) if any(fresh) else None
+        _core.attention_backward(cache, out_view(g), dq, dk, dv, overwrite)
         if len(spares) < _MAX_SPARE_CACHES:
             spares.append(cache)
         return tuple(returned_grad(s, b) for s, b in zip(sources, buffers, strict=True))
