@@ -27,6 +27,7 @@ on the plain path, one logsumexp per row on the flash path).
 
     python benchmarks/bench_attention.py                    # every row, all cores
     python benchmarks/bench_attention.py --threads 1 --repeats 5 --no-memory
+    python benchmarks/bench_attention.py --threads 1 --cpu-time --no-memory --seq 128 512
 """
 
 from __future__ import annotations
@@ -136,12 +137,13 @@ def block_cases(torch, kind: str) -> tuple[Callable[[], None], Callable[[], None
     return ours, theirs
 
 
-def blocked_medians(fns: list[Callable[[], None]], repeats: int, warmup: int = 2) -> list[float]:
+def blocked_medians(fns: list[Callable[[], None]], repeats: int, warmup: int = 2,
+                    clock: Callable[[], float] = time.perf_counter) -> list[float]:
     """Median seconds of each function, each timed in its own block after a short pause."""
     out = []
     for fn in fns:
         time.sleep(0.5)
-        out.append(median_seconds(fn, repeats=repeats, warmup=warmup))
+        out.append(median_seconds(fn, repeats=repeats, warmup=warmup, clock=clock))
     return out
 
 
@@ -218,6 +220,9 @@ def main() -> None:
     parser.add_argument("--only", choices=["attention", "block"], default=None)
     parser.add_argument("--seq", type=int, nargs="+", default=[128, 512, 2048],
                         help="attention rows: sequence lengths (default 128 512 2048)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="median process CPU time instead of wall time (with --threads 1: a "
+                        "comparison that other jobs on the machine do not inflate)")
     parser.add_argument("--memory-case", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_case:
@@ -227,14 +232,16 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     seqlab.set_num_threads(args.threads)
+    clock = time.process_time if args.cpu_time else time.perf_counter
     print(f"Machine: {machine_description()}; threads: {args.threads}; "
-          f"flash threshold: {SF.get_attention_flash_threshold()} keys\n")
+          f"flash threshold: {SF.get_attention_flash_threshold()} keys; "
+          f"{'CPU' if args.cpu_time else 'wall'} time; load average {os.getloadavg()[0]:.1f}\n")
     if args.only in (None, "attention"):
         rows = []
         for T, causal in [(T, c) for T in args.seq for c in (False, True)]:
             ours, theirs, workspace = attention_cases(torch, T, causal)
             reps = max(3, args.repeats // (4 if T >= 2048 else 1))
-            t_s, t_t = blocked_medians([ours, theirs], repeats=reps)
+            t_s, t_t = blocked_medians([ours, theirs], repeats=reps, clock=clock)
             flops = attention_flops(T, causal)
             row = [T, "yes" if causal else "no", t_s * 1e3, t_t * 1e3, t_t / t_s, flops / t_s / 1e9,
                    flops / t_t / 1e9, workspace / 2**20]
@@ -252,7 +259,7 @@ def main() -> None:
         rows = []
         for kind in BLOCK_KINDS:
             ours, theirs = block_cases(torch, kind)
-            t_s, t_t = blocked_medians([ours, theirs], repeats=args.repeats)
+            t_s, t_t = blocked_medians([ours, theirs], repeats=args.repeats, clock=clock)
             row = [kind, t_s * 1e3, t_t * 1e3, t_t / t_s]
             if not args.no_memory:
                 row += list(measure_memory(kind, args.threads))
