@@ -12,17 +12,22 @@ Rows:
   pre-LN causal decoder block against the same layers of torch (loss mean(y^2), backward,
   Adam step).
 
-Both libraries get the same shapes, inputs, weights and thread count and are timed in
-alternation (medians of repeats). Peak memory: each case runs again in a fresh
-subprocess (glibc told to map every allocation of 64 KiB or more separately, so freed
-buffers leave the resident set) that sets up the inputs and model, runs a warm step,
-resets the resident-set high-water mark and runs one more step: the peak minus the
-resident set before the step is the extra memory a step needs at its peak (activations,
-kernel caches, gradients); see ``peak_step_bytes``. seqlab's attention also reports its
-kernel workspace (probabilities on the plain path, one logsumexp per row on the flash path).
+Both libraries get the same shapes, inputs, weights and thread count; each is timed in
+its own block of repeats after a pause (medians), seqlab first: PyTorch's OpenMP threads
+spin for a while after each call and, on a machine with as many threads as cores, would
+steal the second core from whatever runs next if the calls alternated.
+
+Peak memory: each case runs again in a fresh subprocess (glibc told to map every
+allocation of 64 KiB or more separately, so freed buffers leave the resident set) that
+sets up the inputs and model, runs a warm step, resets the resident-set high-water mark
+and runs one more step: the peak minus the resident set before the step is the extra
+memory a step needs at its peak (activations, kernel caches, gradients); see
+``peak_step_bytes``. seqlab's attention also reports its kernel workspace (probabilities
+on the plain path, one logsumexp per row on the flash path).
 
     python benchmarks/bench_attention.py                    # every row, all cores
     python benchmarks/bench_attention.py --threads 1 --repeats 5 --no-memory
+    python benchmarks/bench_attention.py --threads 1 --cpu-time --no-memory --seq 128 512
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -43,9 +49,8 @@ import seqlab
 import seqlab.functional as SF
 import seqlab.nn as snn
 import seqlab.optim
-from harness import interleaved_medians, machine_description, markdown_table
+from harness import machine_description, markdown_table, median_seconds
 
-ATTN_ROWS = [(T, causal) for T in (128, 512, 2048) for causal in (False, True)]
 B, H, D = 4, 8, 64
 BLOCK = dict(batch=32, seq=128, d_model=256, heads=8, ff=1024)
 BLOCK_KINDS = ["encoder post-LN", "encoder pre-LN", "decoder block (causal)"]
@@ -132,6 +137,16 @@ def block_cases(torch, kind: str) -> tuple[Callable[[], None], Callable[[], None
     return ours, theirs
 
 
+def blocked_medians(fns: list[Callable[[], None]], repeats: int, warmup: int = 2,
+                    clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Median seconds of each function, each timed in its own block after a short pause."""
+    out = []
+    for fn in fns:
+        time.sleep(0.5)
+        out.append(median_seconds(fn, repeats=repeats, warmup=warmup, clock=clock))
+    return out
+
+
 def _status_kib(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -203,6 +218,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--only", choices=["attention", "block"], default=None)
+    parser.add_argument("--seq", type=int, nargs="+", default=[128, 512, 2048],
+                        help="attention rows: sequence lengths (default 128 512 2048)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="median process CPU time instead of wall time (with --threads 1: a "
+                        "comparison that other jobs on the machine do not inflate)")
     parser.add_argument("--memory-case", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_case:
@@ -212,14 +232,16 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     seqlab.set_num_threads(args.threads)
+    clock = time.process_time if args.cpu_time else time.perf_counter
     print(f"Machine: {machine_description()}; threads: {args.threads}; "
-          f"flash threshold: {SF.get_attention_flash_threshold()} keys\n")
+          f"flash threshold: {SF.get_attention_flash_threshold()} keys; "
+          f"{'CPU' if args.cpu_time else 'wall'} time; load average {os.getloadavg()[0]:.1f}\n")
     if args.only in (None, "attention"):
         rows = []
-        for T, causal in ATTN_ROWS:
+        for T, causal in [(T, c) for T in args.seq for c in (False, True)]:
             ours, theirs, workspace = attention_cases(torch, T, causal)
             reps = max(3, args.repeats // (4 if T >= 2048 else 1))
-            t_s, t_t = interleaved_medians([ours, theirs], repeats=reps, warmup=2)
+            t_s, t_t = blocked_medians([ours, theirs], repeats=reps, clock=clock)
             flops = attention_flops(T, causal)
             row = [T, "yes" if causal else "no", t_s * 1e3, t_t * 1e3, t_t / t_s, flops / t_s / 1e9,
                    flops / t_t / 1e9, workspace / 2**20]
@@ -237,7 +259,7 @@ def main() -> None:
         rows = []
         for kind in BLOCK_KINDS:
             ours, theirs = block_cases(torch, kind)
-            t_s, t_t = interleaved_medians([ours, theirs], repeats=args.repeats, warmup=2)
+            t_s, t_t = blocked_medians([ours, theirs], repeats=args.repeats, clock=clock)
             row = [kind, t_s * 1e3, t_t * 1e3, t_t / t_s]
             if not args.no_memory:
                 row += list(measure_memory(kind, args.threads))

@@ -36,3 +36,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} not present")
     return SHARED_DATA
+
+
+def central_difference(loss, array: np.ndarray, index, step: float) -> float:
+    """(loss() with array[index] + step  -  loss() with array[index] - step) / (2 step), in
+    place on ``array`` (restored afterwards): the numerical derivative a gradient is checked
+    against."""
+    saved = array[index]
+    array[index] = saved + step
+    up = loss()
+    array[index] = saved - step
+    down = loss()
+    array[index] = saved
+    return (up - down) / (2 * step)

@@ -263,3 +263,41 @@ def test_same_bits_for_any_thread_count(rng, path):
     for later in results[1:]:
         for a, b in zip(results[0], later):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_overwritten_gradients_equal_accumulated_into_zeros(rng, path, causal):
+    """overwrite=(...) writes into garbage buffers what accumulation adds to zeros, including
+    key rows no query sees (causal, more keys than queries)."""
+    q, k, v = _inputs(rng, 2, 3, 20, 90, 16, 8)
+    g = rng.standard_normal((2, 3, 20, 8), dtype=np.float32)
+    flash = path == "flash"
+    grads = []
+    for overwrite in (None, (True, True, True), (True, False, True)):
+        out = np.empty((2, 3, 20, 8), dtype=np.float32)
+        _, cache = _core.attention_forward(q, k, v, out, scale=0.25, causal=causal, flash=flash)
+        bufs = [np.zeros_like(a) for a in (q, k, v)]
+        if overwrite is not None:
+            for b, flag in zip(bufs, overwrite):
+                if flag:
+                    b[...] = np.nan
+        _core.attention_backward(cache, g, *bufs, overwrite=overwrite)
+        grads.append(bufs)
+    for later in grads[1:]:
+        for a, b in zip(grads[0], later):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="overwrite: expected 3 flags"):
+        _, cache = _core.attention_forward(q, k, v, np.empty((2, 3, 20, 8), np.float32))
+        _core.attention_backward(cache, g, None, None, None, overwrite=(True,))
+
+
+def test_existing_leaf_gradients_are_added_to_and_aliased_inputs(torch, rng, path):
+    q, k, _ = _inputs(rng, 2, 2, 30, 40, 8, 8)
+    g = rng.standard_normal((2, 2, 30, 8), dtype=np.float32)
+    qs, ks = seqlab.tensor(q, requires_grad=True), seqlab.tensor(k, requires_grad=True)
+    qs.grad = np.ones_like(q)
+    F.scaled_dot_product_attention(qs, ks, ks, is_causal=True).backward(g)  # key is value
+    qt, kt = torch.tensor(q, requires_grad=True), torch.tensor(k, requires_grad=True)
+    torch.nn.functional.scaled_dot_product_attention(qt, kt, kt, is_causal=True).backward(torch.tensor(g))
+    np.testing.assert_allclose(qs.grad, 1.0 + qt.grad.numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(ks.grad, kt.grad.numpy(), rtol=RTOL, atol=ATOL)

@@ -280,3 +280,23 @@ def test_tensor_conversions():
     assert f.dtype == np.float32 and f.data.flags.c_contiguous
     np.testing.assert_array_equal(f.numpy(), [[0, 2], [1, 3]])
     assert seqlab.tensor(2.5).item() == 2.5
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_square_and_full_mean_are_single_nodes_with_exact_gradients(torch, rng, keepdims):
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    sx = seqlab.tensor(x, requires_grad=True)
+    sq = sx * sx
+    assert sq._inputs == (sx,)  # one input: the square's backward runs once
+    loss = sq.mean(keepdims=keepdims)
+    assert loss._inputs == (sq,)
+    loss.backward(np.ones(loss.shape, np.float32))
+    tx = torch.tensor(x, requires_grad=True)
+    tl = (tx * tx).mean()
+    tl.backward()
+    np.testing.assert_allclose(loss.data.reshape(()), tl.item(), rtol=1e-6)
+    np.testing.assert_allclose(sx.grad, tx.grad.numpy(), rtol=1e-6, atol=1e-7)
+    # 2 g x is g x + g x exactly: the same gradient as two separate operands
+    sy = seqlab.tensor(x, requires_grad=True)
+    (sy * sy).backward(np.full(x.shape, 0.5, np.float32))
+    np.testing.assert_array_equal(sy.grad, x * np.float32(0.5) + x * np.float32(0.5))

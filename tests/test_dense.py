@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import seqlab
+from conftest import central_difference
 from seqlab import _core
 from seqlab import functional as F
 
@@ -69,6 +70,109 @@ def test_linear_backward_accumulates_parameter_grads(rng):
     assert _core.linear_backward(g, x, w, gw, gb, False) is None
     _close(gw, 1.0 + g.T @ x)
     _close(gb, 1.0 + g.sum(axis=0))
+
+
+FUSED = [
+    ("relu", lambda t, y: t.relu(y)),
+    ("gelu", lambda t, y: t.nn.functional.gelu(y)),
+    ("gelu_tanh", lambda t, y: t.nn.functional.gelu(y, approximate="tanh")),
+    ("none", lambda t, y: y),
+]
+
+
+@pytest.mark.parametrize(("activation", "theirs"), FUSED, ids=[f[0] for f in FUSED])
+@pytest.mark.parametrize(("x_shape", "out"), [((5, 4), 3), ((2, 3, 17), 33), ((3000, 24), 1500)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_activation_matches_torch(torch, rng, activation, theirs, x_shape, out, with_bias):
+    # (3000, 24) -> 1500: several row blocks per thread and both threads' parts
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = (rng.standard_normal((out, x_shape[-1])) / np.sqrt(x_shape[-1])).astype(np.float32)
+    b = rng.standard_normal(out).astype(np.float32)
+    g = rng.standard_normal((*x_shape[:-1], out)).astype(np.float32)
+    sx = seqlab.tensor(x, requires_grad=True)
+    sw = seqlab.nn.Parameter(w)
+    sb = seqlab.nn.Parameter(b) if with_bias else None
+    y = F.linear_activation(sx, sw, sb, activation)
+    y.backward(g)
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(w, requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True) if with_bias else None
+    ty = theirs(torch, torch.nn.functional.linear(tx, tw, tb))
+    ty.backward(torch.tensor(g))
+    assert y.shape == tuple(ty.shape)
+    _close(y.data, ty.detach().numpy(), rtol=1e-4, atol=1e-5)
+    _close(sx.grad, tx.grad.numpy(), rtol=1e-4, atol=1e-4)
+    _close(sw.grad, tw.grad.numpy(), rtol=1e-4, atol=1e-3)
+    if with_bias:
+        _close(sb.grad, tb.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh"])
+def test_linear_activation_equals_the_unfused_ops_bit_for_bit(rng, activation):
+    x = rng.standard_normal((700, 40)).astype(np.float32)
+    w = rng.standard_normal((90, 40)).astype(np.float32)
+    b = rng.standard_normal(90).astype(np.float32)
+    g = rng.standard_normal((700, 90)).astype(np.float32)
+    grads = []
+    outs = []
+    for fused in (True, False):
+        sx = seqlab.tensor(x, requires_grad=True)
+        sw, sb = seqlab.nn.Parameter(w), seqlab.nn.Parameter(b)
+        if fused:
+            y = F.linear_activation(sx, sw, sb, activation)
+        elif activation == "relu":
+            y = F.relu(F.linear(sx, sw, sb))
+        else:
+            y = F.gelu(F.linear(sx, sw, sb), "tanh" if activation == "gelu_tanh" else "none")
+        y.backward(g)
+        outs.append(y.data)
+        grads.append((sx.grad, sw.grad, sb.grad))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    for a, c in zip(grads[0], grads[1], strict=True):
+        np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh"])
+def test_linear_activation_finite_differences(rng, activation):
+    x = rng.standard_normal((3, 5)).astype(np.float32)
+    w = rng.standard_normal((4, 5)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    c = rng.standard_normal((3, 4)).astype(np.float32)  # loss = sum(c * y)
+
+    def loss(xv, wv, bv):
+        y = F.linear_activation(xv.astype(np.float32), seqlab.nn.Parameter(wv.astype(np.float32)),
+                                seqlab.nn.Parameter(bv.astype(np.float32)), activation)
+        return float((y.data.astype(np.float64) * c).sum())
+
+    sx = seqlab.tensor(x, requires_grad=True)
+    sw, sb = seqlab.nn.Parameter(w), seqlab.nn.Parameter(b)
+    F.linear_activation(sx, sw, sb, activation).backward(c)
+    eps = 1e-2
+    for arr, grad in ((x, sx.grad), (w, sw.grad), (b, sb.grad)):
+        flat = arr.reshape(-1)
+        for i in range(flat.size):
+            if activation == "relu" and np.any(np.abs(x @ w.T + b) < 2 * eps):
+                break  # a kink within the step
+            numeric = central_difference(lambda: loss(x, w, b), flat, i, eps)
+            np.testing.assert_allclose(grad.reshape(-1)[i], numeric, rtol=2e-2, atol=2e-3)
+
+
+def test_linear_activation_bad_arguments(rng):
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    w = seqlab.nn.Parameter(rng.standard_normal((2, 4)).astype(np.float32))
+    with pytest.raises(ValueError, match="activation: expected one of"):
+        F.linear_activation(x, w, None, "swish")
+    with pytest.raises(ValueError, match="activation: expected 'none', 'relu'"):
+        _core.linear_forward(x, w.data, None, "swish")
+    with pytest.raises(ValueError, match="pre: gelu's backward needs"):
+        _core.linear_forward(x, w.data, None, "gelu")
+    with pytest.raises(ValueError, match=r"pre: expected shape \(3, 2\)"):
+        _core.linear_forward(x, w.data, None, "gelu", np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match="saved: the activation's backward needs"):
+        _core.linear_backward(np.zeros((3, 2), np.float32), x, w.data, None, None, True, "relu")
+    with pytest.raises(ValueError, match=r"saved: expected shape \(3, 2\)"):
+        _core.linear_backward(np.zeros((3, 2), np.float32), x, w.data, None, None, True, "relu",
+                              np.zeros((2, 3), np.float32))
 
 
 def test_linear_module_init_and_torch_state_dict_round_trip(torch, rng):

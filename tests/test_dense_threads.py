@@ -26,7 +26,14 @@ def _run_all(rng_seed: int) -> list[np.ndarray]:
     norm = _core.clip_grad_norm(grads, 1.0, 2.0)
     lin_gb = np.zeros(130, np.float32)
     _core.linear_backward(g[:600], x, np.ones((130, 130), np.float32), None, lin_gb, False)
-    return [F.softmax(x).data, F.gelu(x).data, gw, np.float32(norm), grads[0], lin_gb]
+    # the fused linear + GELU kernel splits rows over the pool (and backward its GEMMs)
+    w1 = (rng.standard_normal((300, 130)) / 12).astype(np.float32)
+    b1 = rng.standard_normal(300).astype(np.float32)
+    sx, sw, sb = seqlab.tensor(x, requires_grad=True), seqlab.nn.Parameter(w1), seqlab.nn.Parameter(b1)
+    y = F.linear_activation(sx, sw, sb, "gelu_tanh")
+    y.backward(np.ones_like(y.data))
+    return [F.softmax(x).data, F.gelu(x).data, gw, np.float32(norm), grads[0], lin_gb, y.data, sx.grad,
+            sw.grad, sb.grad]
 
 
 def test_results_do_not_depend_on_thread_count():

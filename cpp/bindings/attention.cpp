@@ -168,7 +168,15 @@ py::tuple forward(const py::handle& q_obj, const py::handle& k_obj, const py::ha
 }
 
 void backward(PyAttentionCache& pc, const py::handle& g_obj, const py::object& dq_obj, const py::object& dk_obj,
-              const py::object& dv_obj) {
+              const py::object& dv_obj, const py::object& overwrite) {
+  AttnOverwrite ow;
+  if (!overwrite.is_none()) {
+    const auto flags = overwrite.cast<py::tuple>();  // TypeError for anything but a tuple
+    if (flags.size() != 3)
+      throw py::value_error("overwrite: expected 3 flags (grad_query, grad_key, grad_value), got " +
+                            std::to_string(flags.size()));
+    ow = {flags[0].cast<bool>(), flags[1].cast<bool>(), flags[2].cast<bool>()};
+  }
   if (pc.released)
     throw std::runtime_error(
         "attention_backward: this cache was already used by a backward pass (its buffers are "
@@ -195,7 +203,7 @@ void backward(PyAttentionCache& pc, const py::handle& g_obj, const py::object& d
   }
   {
     py::gil_scoped_release unlocked;
-    attention_backward(pc.cache, pc.qv, pc.kv, pc.vv, pc.ov, cview(g), dq, dk, dv);
+    attention_backward(pc.cache, pc.qv, pc.kv, pc.vv, pc.ov, cview(g), dq, dk, dv, ow);
   }
   release(pc);
 }
@@ -219,9 +227,10 @@ void bind_attention(py::module_& m) {
         "Returns (weights (B, H, Tq, Tk) after dropout or None, cache). need_weights forces the plain path.\n"
         "reuse: a cache whose backward has run; its buffer is recycled and it is released.");
   m.def("attention_backward", &backward, py::arg("cache"), py::arg("grad_output"), py::arg("grad_query"),
-        py::arg("grad_key"), py::arg("grad_value"),
+        py::arg("grad_key"), py::arg("grad_value"), py::arg("overwrite") = py::none(),
         "Adds the gradients into grad_query/grad_key/grad_value views (each may be None), then\n"
-        "releases the cache (a second backward through it raises RuntimeError).");
+        "releases the cache (a second backward through it raises RuntimeError). overwrite: None or a\n"
+        "tuple of three bools; a flagged gradient is written instead of added to (its buffer may be uninitialised).");
   m.def("attention_release", &release, py::arg("cache"),
         "Drops the cache's references to its inputs without a backward (no gradient needed), so its\n"
         "buffer can be reused by a later forward.");

@@ -175,10 +175,10 @@ void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
   float* probs = cache.probs.data();
   const bool drop = o.dropout_p > 0.0f;
   const RowDropout dropout(o, s.Tq);
-  parallel_for(static_cast<std::size_t>(s.B) * s.H * nqb, 1, [&](std::size_t t0, std::size_t t1) {
+  parallel_claim(static_cast<std::size_t>(s.B) * s.H * nqb, [&](const ClaimFn& next) {
     xt::xtensor<float, 1> scratch;
     if (drop) scratch = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(BQ) * s.Tk});
-    for (std::size_t t = t0; t < t1; ++t) {
+    for (std::size_t t; next(t);) {
       const I64 bh = static_cast<I64>(t) / nqb;
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
       const int i0 = static_cast<int>(t % nqb) * BQ;
@@ -192,8 +192,9 @@ void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
       add_masks(s, o, b, h, i0, 0, rows, jend, P, s.Tk);
       for (int r = 0; r < rows; ++r) {
         float* row = P + static_cast<I64>(r) * s.Tk;
-        softmax_row(row, jend);
-        std::fill(row + jend, row + s.Tk, 0.0f);
+        const int n = o.causal ? std::min(jend, i0 + r + 1) : jend;  // keys past n are masked
+        softmax_row(row, n);
+        std::fill(row + n, row + s.Tk, 0.0f);
       }
       const float* Pd = P;
       if (drop) {
@@ -222,10 +223,10 @@ void forward_flash(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
   float* lse = cache.lse.data();
   const bool drop = o.dropout_p > 0.0f;
   const RowDropout dropout(o, s.Tq);
-  parallel_for(static_cast<std::size_t>(s.B) * s.H * nqb, 1, [&](std::size_t t0, std::size_t t1) {
+  parallel_claim(static_cast<std::size_t>(s.B) * s.H * nqb, [&](const ClaimFn& next) {
     auto S = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(BQ) * BK});
     float m[BQ], l[BQ];
-    for (std::size_t t = t0; t < t1; ++t) {
+    for (std::size_t t; next(t);) {
       const I64 bh = static_cast<I64>(t) / nqb;
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
       const int i0 = static_cast<int>(t % nqb) * BQ;
@@ -309,10 +310,27 @@ void attention_forward(const AttnShape& shape, const AttnOptions& opts, AttnView
 }
 
 void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, AttnView v, AttnView o,
-                        AttnView dO, AttnMutView dq, AttnMutView dk, AttnMutView dv) {
+                        AttnView dO, AttnMutView dq, AttnMutView dk, AttnMutView dv, AttnOverwrite overwrite) {
   const AttnShape& s = cache.shape;
   const AttnOptions& opt = cache.opts;
-  if (s.B == 0 || s.H == 0 || s.Tq == 0 || s.Tk == 0) return;
+  if (s.B == 0 || s.H == 0) return;
+  // Rows of head (b, h) of a gradient to be overwritten start as zeros.
+  const auto zero_head = [](AttnMutView g, bool flag, int b, int h, int rows, int cols) {
+    if (!g.data || !flag) return;
+    for (int i = 0; i < rows; ++i) {
+      float* row = head_ptr(g, b, h) + i * g.st;
+      std::fill(row, row + cols, 0.0f);
+    }
+  };
+  if (s.Tq == 0 || s.Tk == 0) {  // no products: the overwritten gradients are zeros
+    for (int b = 0; b < s.B; ++b)
+      for (int h = 0; h < s.H; ++h) {
+        zero_head(dq, overwrite.dq, b, h, s.Tq, s.D);
+        zero_head(dk, overwrite.dk, b, h, s.Tk, s.D);
+        zero_head(dv, overwrite.dv, b, h, s.Tk, s.Dv);
+      }
+    return;
+  }
   if (!dq.data && !dk.data && !dv.data) return;
   SerialBlas serial;
   const bool flash = opt.flash;
@@ -320,14 +338,14 @@ void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, Att
   const I64 TT = static_cast<I64>(s.Tq) * s.Tk;
   const bool drop = opt.dropout_p > 0.0f;
   const RowDropout dropout(opt, s.Tq);
-  parallel_for(static_cast<std::size_t>(s.B) * s.H, 1, [&](std::size_t t0, std::size_t t1) {
+  parallel_claim(static_cast<std::size_t>(s.B) * s.H, [&](const ClaimFn& next) {
     const auto tile = static_cast<std::size_t>(BQ) * BK;
     auto Di = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(s.Tq)});
     auto dP = xt::xtensor<float, 1>::from_shape({tile});
     xt::xtensor<float, 1> Sbuf, Pdrop;
     if (flash) Sbuf = xt::xtensor<float, 1>::from_shape({tile});
     if (drop) Pdrop = xt::xtensor<float, 1>::from_shape({tile});
-    for (std::size_t t = t0; t < t1; ++t) {
+    for (std::size_t t; next(t);) {
       const I64 bh = static_cast<I64>(t);
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
       const float* Qh = head_ptr(q, b, h);
@@ -335,12 +353,15 @@ void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, Att
       const float* Vh = head_ptr(v, b, h);
       const float* Oh = head_ptr(o, b, h);
       const float* dOh = head_ptr(dO, b, h);
+      zero_head(dq, overwrite.dq, b, h, s.Tq, s.D);
+      zero_head(dk, overwrite.dk, b, h, s.Tk, s.D);
+      zero_head(dv, overwrite.dv, b, h, s.Tk, s.Dv);
       // D_i = sum_d dO_id O_id  (= sum_j P_ij dP_ij)
       for (int i = 0; i < s.Tq; ++i) Di[i] = row_dot(dOh + i * dO.st, Oh + i * o.st, s.Dv);
       const float* L = flash ? cache.lse.data() + bh * s.Tq : nullptr;
       for (int j0 = 0; j0 < s.Tk; j0 += BK) {
         const int cols = std::min(BK, s.Tk - j0);
-        const int i_start = opt.causal ? (std::min(j0, s.Tq) / BQ) * BQ : 0;
+        const int i_start = opt.causal ? std::min(j0, s.Tq) : 0;  // rows above j0 see none of these keys
         for (int i0 = i_start; i0 < s.Tq; i0 += BQ) {
           const int rows = std::min(BQ, s.Tq - i0);
           const float* P;

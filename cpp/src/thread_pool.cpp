@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <exception>
 #include <memory>
@@ -12,6 +13,7 @@
 
 extern "C" {
 void openblas_set_num_threads(int);
+int openblas_get_num_threads(void);
 }
 
 namespace seqlab {
@@ -156,7 +158,22 @@ void parallel_for(std::size_t n, std::size_t grain,
   });
 }
 
-SerialBlas::SerialBlas() { openblas_set_num_threads(1); }
-SerialBlas::~SerialBlas() { openblas_set_num_threads(get_num_threads()); }
+void parallel_claim(std::size_t n, const std::function<void(const ClaimFn& next)>& body) {
+  if (n == 0) return;
+  std::atomic<std::size_t> counter{0};
+  const ClaimFn next = [&](std::size_t& i) {
+    i = counter.fetch_add(1, std::memory_order_relaxed);
+    return i < n;
+  };
+  const int nthreads = static_cast<int>(std::min<std::size_t>(pool().size(), n));
+  if (nthreads <= 1 || t_in_worker) {
+    body(next);
+    return;
+  }
+  pool().run(nthreads, [&](int) { body(next); });
+}
+
+SerialBlas::SerialBlas() : previous_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
+SerialBlas::~SerialBlas() { openblas_set_num_threads(previous_); }
 
 }  // namespace seqlab

@@ -395,6 +395,8 @@ def sub(a: Any, b: Any) -> Tensor:
 def mul(a: Any, b: Any) -> Tensor:
     """Elementwise a * b with NumPy broadcasting."""
     ta, tb = _float_operands(a, b)
+    if ta is tb:  # a square: one gradient pass, 2 g a (== g a + g a exactly), not two and a sum
+        return make_result(ta.data * ta.data, (ta,), lambda g: ((g * ta.data) * np.float32(2.0),))
     return make_result(
         ta.data * tb.data,
         (ta, tb),
@@ -505,7 +507,12 @@ def tensor_mean(a: Tensor, axis: int | tuple[int, ...] | None = None, keepdims: 
     count = int(np.prod([a.shape[i] for i in axes])) if axes else 1
     if count == 0:
         raise ValueError(f"mean of an empty tensor of shape {a.shape}")
-    return tensor_sum(a, axis, keepdims) * np.float32(1.0 / count)
+    if axes != tuple(range(a.ndim)):
+        return tensor_sum(a, axis, keepdims) * np.float32(1.0 / count)
+    # Mean of everything: one node whose backward fills the input's shape once.
+    scale = np.float32(1.0 / count)
+    out = np.asarray(np.asarray(a.data.sum(keepdims=keepdims), dtype=a.data.dtype) * scale, dtype=np.float32)
+    return make_result(out, (a,), lambda g: (np.full(a.shape, np.float32(g.reshape(())) * scale),))
 
 
 def reshape(a: Tensor, shape: tuple[int, ...]) -> Tensor:

@@ -42,15 +42,42 @@ def linear(input: Any, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     bias (out_features,) or None -> (*, out_features). One GEMM forward, one each for
     the input and weight gradients; the weight and bias gradients accumulate in place.
     """
+    return linear_activation(input, weight, bias, "none")
+
+
+LINEAR_ACTIVATIONS = ("none", "relu", "gelu", "gelu_tanh")
+
+
+def linear_activation(
+    input: Any, weight: Tensor, bias: Tensor | None = None, activation: str = "relu"
+) -> Tensor:
+    """``activation(input @ weight.T + bias)`` as one fused op (one tape node).
+
+    ``activation``: ``"relu"``, ``"gelu"`` (exact, torch's ``approximate='none'``),
+    ``"gelu_tanh"`` (``approximate='tanh'``) or ``"none"`` (plain :func:`linear`). The same
+    values as ``relu(linear(...))``/``gelu(linear(...))``, bit for bit: the kernel adds the
+    bias and applies the activation to each block of rows right after its GEMM, while the
+    block is in cache, instead of two more passes over memory and two more tape nodes.
+    gelu keeps the pre-activation for its backward (relu needs only the output); the
+    backward forms ``grad * act'`` once and runs the two GEMMs on it.
+    """
+    if activation not in LINEAR_ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {LINEAR_ACTIVATIONS}, got {activation!r}")
     x = _float_input(input)
     b_data = None if bias is None else bias.data
-    out = _core.linear_forward(x.data, weight.data, b_data)
+    pre = None
+    if activation in ("gelu", "gelu_tanh"):
+        if x.ndim < 1 or weight.ndim != 2:
+            raise ValueError(f"linear: input {x.shape} and weight {weight.shape} do not fit")
+        pre = np.empty((*x.shape[:-1], weight.shape[0]), dtype=np.float32)
+    out = _core.linear_forward(x.data, weight.data, b_data, activation, pre)
+    saved = pre if pre is not None else (out if activation == "relu" else None)
     inputs = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         gw = grad_buffer(weight)
         gb = None if bias is None else grad_buffer(bias)
-        gx = _core.linear_backward(_grad(g), x.data, weight.data, gw, gb, x.requires_grad)
+        gx = _core.linear_backward(_grad(g), x.data, weight.data, gw, gb, x.requires_grad, activation, saved)
         grads = (gx, returned_grad(weight, gw))
         return grads if bias is None else (*grads, returned_grad(bias, gb))
 
@@ -701,6 +728,38 @@ def _additive_mask(
     return np.broadcast_to(m, shape)
 
 
+def _attention_grad_buffers(sources: tuple[Tensor, ...]) -> tuple[tuple, tuple[bool, ...]]:
+    """Gradient buffers of the attention's sources and whether each is fresh.
+
+    A leaf's existing ``.grad`` is added into; a leaf without one and an intermediate get
+    an uninitialised buffer that the kernel overwrites (zeroing each head's rows in its
+    parallel task instead of a single-threaded ``np.zeros`` here). A tensor passed twice
+    (key is value) takes the zeroed path throughout.
+    """
+    if len({id(s) for s in sources}) != len(sources):
+        return tuple(grad_buffer(s) for s in sources), (False,) * len(sources)
+    buffers, fresh = [], []
+    for s in sources:
+        if not s.requires_grad:
+            buffers.append(None)
+            fresh.append(False)
+        elif s.is_leaf and s.grad is not None:
+            buffers.append(s.grad)
+            fresh.append(False)
+        else:
+            buf = np.empty_like(s.data)
+            if s.is_leaf:
+                s.grad = buf
+            buffers.append(buf)
+            fresh.append(True)
+    return tuple(buffers), tuple(fresh)
+
+
+# Which source holds the (q, k, v) views, by number of sources: one packed [q | k | v]
+# projection, query and packed [k | v], or three tensors.
+_VIEW_SOURCES = {1: (0, 0, 0), 2: (0, 1, 1), 3: (0, 1, 2)}
+
+
 def _attention_node(
     sources: tuple[Tensor, ...],
     views: Any,
@@ -730,9 +789,10 @@ def _attention_node(
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         g = _grad(g)
-        buffers = tuple(grad_buffer(s) for s in sources)  # leaves: their .grad, added into
+        buffers, fresh = _attention_grad_buffers(sources)
         dq, dk, dv = views(buffers)
-        _core.attention_backward(cache, out_view(g), dq, dk, dv)
+        overwrite = tuple(fresh[i] for i in _VIEW_SOURCES[len(sources)]) if any(fresh) else None
+        _core.attention_backward(cache, out_view(g), dq, dk, dv, overwrite)
         if len(spares) < _MAX_SPARE_CACHES:
             spares.append(cache)
         return tuple(returned_grad(s, b) for s, b in zip(sources, buffers, strict=True))

@@ -11,7 +11,9 @@
 // Both backwards run FlashAttention-2's schedule per (b, h): key tiles of
 // kAttnBwdBlockK outer, query tiles of kAttnBwdBlockQ inner, dV and dK accumulated per
 // key tile, dQ across key tiles. Causal attention skips the tiles above the diagonal
-// on both paths.
+// on both paths (backward: a key tile starts at its first query row that sees it, the
+// forward's softmax stops at each row's last visible key). Tiles (forward) and heads
+// (backward) are claimed dynamically by the pool's threads (parallel_claim).
 //
 // Every tensor is a strided view: element strides for batch, head and token, the
 // feature dimension contiguous. So q, k, v may be slices of one packed (B, T, 3E)
@@ -87,8 +89,15 @@ void attention_forward(const AttnShape& shape, const AttnOptions& opts, AttnView
 
 // ACCUMULATES dq (B, H, Tq, D), dk (B, H, Tk, D), dv (B, H, Tk, Dv) (+=; any data may be
 // null when that gradient is not needed) from do_ (B, H, Tq, Dv), given the forward's
-// inputs, output o and cache.
+// inputs, output o and cache. A gradient whose `overwrite` flag is set is written
+// instead: each head's task zeroes its rows first (in parallel, leaving them in cache),
+// so the caller need not zero a fresh buffer. The zeroing of all three precedes any
+// accumulation of a head, so views of one buffer may alias.
+struct AttnOverwrite {
+  bool dq = false, dk = false, dv = false;
+};
 void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, AttnView v,
-                        AttnView o, AttnView do_, AttnMutView dq, AttnMutView dk, AttnMutView dv);
+                        AttnView o, AttnView do_, AttnMutView dq, AttnMutView dk, AttnMutView dv,
+                        AttnOverwrite overwrite = {});
 
 }  // namespace seqlab

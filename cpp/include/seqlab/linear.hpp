@@ -1,17 +1,31 @@
-// Linear layer: y = x W^T + b over M rows (all leading dimensions flattened).
+// Linear layer: y = act(x W^T + b) over M rows (all leading dimensions flattened), with
+// the bias and an optional activation fused into the GEMM's epilogue.
+//
+// Every GEMM here splits its rows over the kernel thread pool, each part one
+// single-threaded OpenBLAS call (SerialBlas): OpenBLAS's own worker threads spin for a
+// while after each call and would otherwise compete with the pool's threads of the
+// next kernel (attention, LayerNorm, activations) for the cores.
 #pragma once
 #include <cstddef>
 
 namespace seqlab {
 
-// x (M, K), w (N, K), b (N,) or nullptr -> y (M, N). One sgemm.
-void linear_forward(const float* x, const float* w, const float* b, float* y, std::size_t M,
-                    std::size_t K, std::size_t N);
+enum class Activation { kNone, kRelu, kGelu, kGeluTanh };
 
-// grad_y (M, N). Writes dx (M, K) = grad_y W when dx != nullptr; ACCUMULATES
-// dw (N, K) += grad_y^T x when dw != nullptr and db (N,) += column sums of grad_y
-// when db != nullptr. One sgemm for each of dx and dw.
+// x (M, K), w (N, K), b (N,) or nullptr -> y (M, N) = act(x w^T + b). When `pre` is not
+// null it receives x w^T + b (gelu's backward needs it; relu's uses y). Each thread adds
+// the bias and applies the activation to a block of rows right after its GEMM, while the
+// block is still in cache.
+void linear_forward(const float* x, const float* w, const float* b, float* y, std::size_t M,
+                    std::size_t K, std::size_t N, Activation act = Activation::kNone,
+                    float* pre = nullptr);
+
+// grad_y (M, N) is the gradient of y. With an activation, `saved` is y (relu) or pre
+// (gelu) from the forward, and dz = grad_y * act' is formed first in a scratch buffer.
+// Writes dx (M, K) = dz W when dx != nullptr; ACCUMULATES dw (N, K) += dz^T x when
+// dw != nullptr and db (N,) += column sums of dz when db != nullptr.
 void linear_backward(const float* grad_y, const float* x, const float* w, float* dx, float* dw,
-                     float* db, std::size_t M, std::size_t K, std::size_t N);
+                     float* db, std::size_t M, std::size_t K, std::size_t N,
+                     Activation act = Activation::kNone, const float* saved = nullptr);
 
 }  // namespace seqlab

@@ -27,6 +27,10 @@ def _activation(activation: str | Callable[[Tensor], Tensor]) -> Callable[[Tenso
     raise ValueError(f"activation: expected 'relu', 'gelu' or a callable, got {activation!r}")
 
 
+# Activations the linear kernel applies in its epilogue (F.linear_activation).
+_FUSED = {F.relu: "relu", F.gelu: "gelu"}
+
+
 class TransformerEncoderLayer(Module):
     """Self-attention and feed-forward block, as ``torch.nn.TransformerEncoderLayer``.
 
@@ -71,6 +75,7 @@ class TransformerEncoderLayer(Module):
         self.dropout1 = Dropout(dropout)
         self.dropout2 = Dropout(dropout)
         self.activation = _activation(activation)
+        self._fused_activation = _FUSED.get(self.activation)
 
     def _sa_block(self, x: Tensor, attn_mask: Any, key_padding_mask: Any, is_causal: bool) -> Tensor:
         out, _ = self.self_attn(
@@ -85,7 +90,11 @@ class TransformerEncoderLayer(Module):
         return self.dropout1(out)
 
     def _ff_block(self, x: Tensor) -> Tensor:
-        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        if self._fused_activation is not None:  # bias and activation in the GEMM's epilogue
+            h = F.linear_activation(x, self.linear1.weight, self.linear1.bias, self._fused_activation)
+        else:
+            h = self.activation(self.linear1(x))
+        return self.dropout2(self.linear2(self.dropout(h)))
 
     def forward(
         self, src: Any, src_mask: Any = None, src_key_padding_mask: Any = None, is_causal: bool = False
@@ -148,7 +157,11 @@ class TransformerDecoderBlock(Module):
         h = self.ln_1(x)
         a, _ = self.attn(h, h, h, key_padding_mask=key_padding_mask, need_weights=False, is_causal=True)
         x = x + self.dropout(a)
-        return x + self.dropout(self.mlp(self.ln_2(x)))
+        fc, gelu, proj = self.mlp[0], self.mlp[1], self.mlp[2]
+        # Linear -> GELU as one fused op (bias and GELU in the GEMM's epilogue).
+        act = "gelu_tanh" if gelu.approximate == "tanh" else "gelu"
+        h = F.linear_activation(self.ln_2(x), fc.weight, fc.bias, act)
+        return x + self.dropout(proj(h))
 
 
 GPTBlock = TransformerDecoderBlock
