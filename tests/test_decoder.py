@@ -157,6 +157,15 @@ def test_larger_shape_with_threads(torch, rng):
         seqlab.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("heads", [2, 16])
+def test_wide_and_narrow_heads(torch, rng, heads):
+    """Heads of 32 values (context summed over whole rows) and of 4 (dot products along
+    the memory steps), memory longer than a SIMD batch with a ragged tail."""
+    dec = RecurrentDecoder(20, 64, cell="gru", attention_dim=24, num_heads=heads)
+    compare(torch, dec, rng, make_mask("mixed", rng, 5, 6), batch=5, steps=6, mem_steps=37,
+            lengths=np.array([37, 1, 17, 16, 33]), rtol=2e-4, atol=5e-5)
+
+
 def test_finite_differences(rng):
     """Central differences in float32 on a tiny case (through feedback and attention)."""
     dec = RecurrentDecoder(3, 4, cell="gru", attention_dim=3, num_heads=2)

@@ -113,6 +113,8 @@ struct DecoderCache {
   xt::xtensor<float, 2> d_context;   // (B*T, H)
   xt::xtensor<float, 2> d_keys;      // (B*S, H)
   xt::xtensor<float, 2> d_values;    // (B*S, H)
+  xt::xtensor<float, 2> d_keys_t;    // (B*H, S) d_keys transposed per batch row
+  xt::xtensor<float, 2> d_values_t;  // (B*H, S)
 };
 
 // Forward over all T steps. c0 (LSTM only), memory_lengths may be null (zeros, full
