@@ -4,9 +4,10 @@ A step is the recipe's: word-vector lookup of a batch of real poem chunks
 (``../shared/data/poems.json``, batched by ``SequenceBatches`` as the recipe does), the
 encoder (RNN/LSTM/GRU over the padded batch with its lengths; PyTorch: packed
 sequences), the ``tanh(Linear)`` bottleneck and back, the teacher-forced decoder (ratio
-``--ratio`` per row and step; with or without 8-head attention over the encoder
-states), the masked hybrid loss (0.9 cosine + 0.1 MSE), backward, gradient clipping to
-norm 1 and an Adam(W) step. The PyTorch twin (``torch_twins.TorchAutoencoder``) has the
+``--ratio`` per row and step; the code fed to every step; with or without 8-head
+attention over the encoder states, half the rows without them: memory dropout), the
+masked hybrid loss (0.9 cosine + 0.1 MSE), backward, gradient clipping to norm 1 and an
+Adam(W) step. The PyTorch twin (``torch_twins.TorchAutoencoder``) has the
 same weights; its decoder is a loop over timesteps with ``GRUCell``/``LSTMCell``/
 ``RNNCell`` and, with attention, keys and values projected once per sequence (the
 hand-optimised loop; ``nn.MultiheadAttention`` per step is 4-8x slower, see
@@ -129,6 +130,8 @@ def check_twin(torch, model, twin, embedding, config, batch, ratio: float) -> tu
 
     cos_w, mse_w = loss_weights(config)
     mask_tf = np.random.default_rng(1).random(batch.inputs.shape) < ratio
+    model.eval()  # no memory dropout (its draws differ); the teacher-forcing mask is explicit
+    twin.eval()
     model.zero_grad()
     x = seqlab.tensor(embedding[batch.inputs])
     pred, _ = model(x, batch.lengths, teacher_forcing=mask_tf)
@@ -141,6 +144,8 @@ def check_twin(torch, model, twin, embedding, config, batch, ratio: float) -> tu
     tloss = hybrid_loss(twin(xt, lengths, torch.from_numpy(mask_tf)), xt, mask, cos_w, mse_w,
                         config.temperature)
     tloss.backward()
+    model.train()
+    twin.train()
     g = model.encoder.weight_ih_l0.grad
     tg = twin.encoder.weight_ih_l0.grad.numpy()
     return (abs(loss.item() - tloss.item()) / abs(tloss.item()),

@@ -6,7 +6,9 @@
   and a ``Linear`` output.
 * :func:`torch_autoencoder` is the poetry recipe's
   :class:`seqlab.models.SequenceAutoencoder`: packed ``nn.RNN``/``LSTM``/``GRU`` encoder,
-  ``tanh(Linear)`` bottleneck and back, the decoder above started from it.
+  ``tanh(Linear)`` bottleneck and back, the decoder above started from it and reading
+  the code beside its input at every step (``code_every_step``; seqlab adds it to the
+  gates as ``gate_bias``, the same product).
 * :func:`hybrid_loss` is :func:`seqlab.losses.cosine_mse_loss` (masked mean).
 
 Same parameter names, layouts and values as the seqlab modules they are built from.
@@ -38,12 +40,18 @@ class TorchDecoder(nn.Module):
     same weights: the hand-optimised loop.
     """
 
-    def __init__(self, dec: Any, kv_once: bool = False) -> None:
+    def __init__(self, dec: Any, kv_once: bool = False, condition: Any = None) -> None:
         super().__init__()
         state = _state(dec)
         self.lstm = dec.cell == "lstm"
-        self.cell = _CELLS[dec.cell](dec.input_size, dec.hidden_size)
-        self.cell.load_state_dict({k: state[k] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
+        weights = {k: state[k] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+        extra = 0
+        if condition is not None:  # the gate bias c W_ic^T: the cell reads [u_t; c]
+            w_ic = torch.from_numpy(np.array(condition.weight.data))
+            weights["weight_ih"] = torch.cat([weights["weight_ih"], w_ic], dim=1)
+            extra = w_ic.shape[1]
+        self.cell = _CELLS[dec.cell](dec.input_size + extra, dec.hidden_size)
+        self.cell.load_state_dict(weights)
         self.out = nn.Linear(dec.out.in_features, dec.output_size)
         self.out.load_state_dict({"weight": state["out.weight"], "bias": state["out.bias"]})
         self.start = nn.Parameter(state["start"].clone())
@@ -58,9 +66,11 @@ class TorchDecoder(nn.Module):
 
     def forward(self, y: torch.Tensor, h: torch.Tensor | None, c: torch.Tensor | None,
                 tf: torch.Tensor, memory: torch.Tensor | None = None,
-                key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+                key_padding_mask: torch.Tensor | None = None,
+                condition: torch.Tensor | None = None) -> torch.Tensor:
         """Predictions (B, T, E) for targets y (B, T, E), states (B, H) or None, a (B, T)
-        bool teacher-forcing mask, memory (B, S, A) and its key padding mask (B, S)."""
+        bool teacher-forcing mask, memory (B, S, A) and its key padding mask (B, S), and
+        a condition (B, C) read at every step beside the input (when built with one)."""
         batch, steps = y.shape[:2]
         hidden = self.cell.hidden_size
         if h is None:
@@ -85,6 +95,8 @@ class TorchDecoder(nn.Module):
         prev = None
         for t in range(steps):
             u = self.start.expand(batch, -1) if t == 0 else torch.where(tf[:, t : t + 1], y[:, t - 1], prev)
+            if condition is not None:
+                u = torch.cat([u, condition], dim=1)
             if self.lstm:
                 h, c = self.cell(u, (h, c))
             else:
@@ -134,7 +146,9 @@ class TorchAutoencoder(nn.Module):
         self.to_code.load_state_dict(_state(model.to_code))
         self.from_code = nn.Linear(c.bottleneck, c.decoder_size)
         self.from_code.load_state_dict(_state(model.from_code))
-        self.decoder = TorchDecoder(model.decoder, kv_once)
+        self.memory_dropout = c.memory_dropout
+        self.code_every_step = model.code_to_gates is not None
+        self.decoder = TorchDecoder(model.decoder, kv_once, model.code_to_gates)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor, tf: torch.Tensor) -> torch.Tensor:
         """Reconstructions (B, T, E) of x (B, T, E) with lengths (B,) and teacher-forcing mask tf."""
@@ -143,12 +157,16 @@ class TorchAutoencoder(nn.Module):
         out, state = self.encoder(packed)
         h_n = state[0] if self.lstm else state
         final = h_n[-self.directions:].transpose(0, 1).reshape(batch, self.directions * self.hidden)
-        h0 = torch.tanh(self.from_code(torch.tanh(self.to_code(final))))
+        code = torch.tanh(self.to_code(final))
+        h0 = torch.tanh(self.from_code(code))
         memory = kpm = None
         if self.decoder.mha is not None:
             memory, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=steps)
             kpm = torch.arange(steps)[None, :] >= lengths[:, None]
-        return self.decoder(x, h0, None, tf, memory, kpm)
+            if self.training and self.memory_dropout > 0:  # rows decoded from the code alone
+                keep = torch.rand(batch) >= self.memory_dropout
+                memory = memory * keep[:, None, None]
+        return self.decoder(x, h0, None, tf, memory, kpm, code if self.code_every_step else None)
 
 
 def torch_autoencoder(model: Any, kv_once: bool = True) -> TorchAutoencoder:

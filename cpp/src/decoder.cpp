@@ -122,7 +122,7 @@ void attend_row_backward(const DecoderShape& s, const float* q, const float* key
 
 template <class Cell>
 void forward_impl(DecoderCache& c, const float* targets, const float* h0, const float* c0,
-                  float* pred) {
+                  const float* gate_bias, float* pred) {
   constexpr int G = Cell::gates;
   constexpr bool lstm = std::is_same_v<Cell, recurrent::LstmCell>;
   constexpr bool gru = std::is_same_v<Cell, recurrent::GruCell>;
@@ -201,7 +201,10 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
   });
   sgemm(false, true, static_cast<int>(BT), GH, E, 1.0f, U, E, w.w_ih, E, 0.0f, gates, GH);
   parallel_for(BT, row_grain(GH), [&](usize r0, usize r1) {
-    for (usize r = r0; r < r1; ++r) add_row(gates + r * GH, bias_x.data(), GH);
+    for (usize r = r0; r < r1; ++r) {
+      add_row(gates + r * GH, bias_x.data(), GH);
+      if (gate_bias) add_row(gates + r * GH, gate_bias + (r / T) * GH, GH);
+    }
   });
   if (att) {
     // Keys and values of the whole memory, once per call.
@@ -305,7 +308,7 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
 
 template <class Cell>
 void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, float* dh0,
-                   float* dc0, float* d_memory) {
+                   float* dc0, float* d_memory, float* d_gate_bias) {
   constexpr int G = Cell::gates;
   constexpr bool lstm = std::is_same_v<Cell, recurrent::LstmCell>;
   constexpr bool gru = std::is_same_v<Cell, recurrent::GruCell>;
@@ -441,6 +444,13 @@ void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, 
   if (g.w_ih) sgemm(true, false, GH, E, M, 1.0f, dgx, GH, c.inputs.data(), E, 1.0f, g.w_ih, E);
   if (g.b_ih) add_column_sums(g.b_ih, dgx, BT, GH, GH);
   if (g.b_hh) add_column_sums(g.b_hh, dgh, BT, GH, GH);
+  if (d_gate_bias)  // each row's gate bias gets its steps' input-gate gradients
+    parallel_for(B, row_grain(static_cast<usize>(T) * GH), [&](usize b0, usize b1) {
+      for (usize b = b0; b < b1; ++b) {
+        std::fill(d_gate_bias + b * GH, d_gate_bias + (b + 1) * GH, 0.0f);
+        add_column_sums(d_gate_bias + b * GH, dgx + b * T * GH, static_cast<usize>(T), GH, GH);
+      }
+    });
   if (g.start) {
     std::vector<float> d0(GH, 0.0f);  // sum over the batch of step 0's dgates_x
     for (int b = 0; b < B; ++b) add_row(d0.data(), dgx + static_cast<usize>(b) * T * GH, GH);
@@ -482,7 +492,7 @@ void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, 
 void decoder_forward(CellKind kind, const DecoderShape& shape, const DecoderWeights& w,
                      const float* targets, const std::uint8_t* teacher, const float* h0,
                      const float* c0, const float* memory, const std::int64_t* memory_lengths,
-                     float* pred, DecoderCache& cache) {
+                     const float* gate_bias, float* pred, DecoderCache& cache) {
   cache.kind = kind;
   cache.shape = shape;
   cache.w = w;
@@ -492,28 +502,28 @@ void decoder_forward(CellKind kind, const DecoderShape& shape, const DecoderWeig
   if (memory_lengths) cache.memory_lengths.assign(memory_lengths, memory_lengths + shape.B);
   switch (kind) {
     case CellKind::RnnTanh:
-      return forward_impl<recurrent::RnnTanhCell>(cache, targets, h0, c0, pred);
+      return forward_impl<recurrent::RnnTanhCell>(cache, targets, h0, c0, gate_bias, pred);
     case CellKind::RnnRelu:
-      return forward_impl<recurrent::RnnReluCell>(cache, targets, h0, c0, pred);
+      return forward_impl<recurrent::RnnReluCell>(cache, targets, h0, c0, gate_bias, pred);
     case CellKind::Lstm:
-      return forward_impl<recurrent::LstmCell>(cache, targets, h0, c0, pred);
+      return forward_impl<recurrent::LstmCell>(cache, targets, h0, c0, gate_bias, pred);
     case CellKind::Gru:
-      return forward_impl<recurrent::GruCell>(cache, targets, h0, c0, pred);
+      return forward_impl<recurrent::GruCell>(cache, targets, h0, c0, gate_bias, pred);
   }
   throw std::invalid_argument("decoder_forward: unknown cell kind");
 }
 
 void decoder_backward(DecoderCache& cache, const float* d_pred, const DecoderGrads& grads,
-                      float* dh0, float* dc0, float* d_memory) {
+                      float* dh0, float* dc0, float* d_memory, float* d_gate_bias) {
   switch (cache.kind) {
     case CellKind::RnnTanh:
-      return backward_impl<recurrent::RnnTanhCell>(cache, d_pred, grads, dh0, dc0, d_memory);
+      return backward_impl<recurrent::RnnTanhCell>(cache, d_pred, grads, dh0, dc0, d_memory, d_gate_bias);
     case CellKind::RnnRelu:
-      return backward_impl<recurrent::RnnReluCell>(cache, d_pred, grads, dh0, dc0, d_memory);
+      return backward_impl<recurrent::RnnReluCell>(cache, d_pred, grads, dh0, dc0, d_memory, d_gate_bias);
     case CellKind::Lstm:
-      return backward_impl<recurrent::LstmCell>(cache, d_pred, grads, dh0, dc0, d_memory);
+      return backward_impl<recurrent::LstmCell>(cache, d_pred, grads, dh0, dc0, d_memory, d_gate_bias);
     case CellKind::Gru:
-      return backward_impl<recurrent::GruCell>(cache, d_pred, grads, dh0, dc0, d_memory);
+      return backward_impl<recurrent::GruCell>(cache, d_pred, grads, dh0, dc0, d_memory, d_gate_bias);
   }
   throw std::invalid_argument("decoder_backward: unknown cell kind");
 }

@@ -24,8 +24,11 @@ class AutoencoderConfig:
 
     Model: ``cell`` (rnn, lstm, gru) encoder of ``hidden_size`` x ``num_layers``
     (``bidirectional``), a ``bottleneck``-dimensional code from its final state, a
-    decoder of the same cell and ``decoder_hidden`` units started from the code, with
-    ``num_heads``-head attention over the encoder states when ``attention``.
+    decoder of the same cell and ``decoder_hidden`` units started from the code (and
+    fed it at every step when ``code_every_step``), with ``num_heads``-head attention
+    over the encoder states when ``attention``; in training a share ``memory_dropout``
+    of the rows decodes without the encoder states (from the code alone), so attention
+    cannot make the bottleneck useless.
     Loss: ``"cosine"``, ``"mse"`` or ``"hybrid"`` (``cosine_weight`` x cosine distance /
     ``temperature`` + ``mse_weight`` x MSE per token, masked by length).
     Data: word vectors from ``embeddings`` (a GloVe/word2vec text file) or fitted on the
@@ -47,6 +50,8 @@ class AutoencoderConfig:
     decoder_hidden: int | None = None
     attention: bool = False
     num_heads: int = 8
+    code_every_step: bool = True
+    memory_dropout: float = 0.5
     dropout: float = 0.0
     init: str = "orthogonal"
     loss: str = "hybrid"
@@ -106,6 +111,8 @@ class AutoencoderConfig:
                 f"val_fraction ({self.val_fraction}) and test_fraction ({self.test_fraction}) "
                 "must be in [0, 1) and leave poems for training"
             )
+        if not 0.0 <= self.memory_dropout <= 1.0:
+            raise ValueError(f"memory_dropout must be in [0, 1], got {self.memory_dropout}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.lr <= 0:
