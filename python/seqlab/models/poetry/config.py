@@ -7,6 +7,7 @@ from typing import Any
 
 CELLS = ("rnn", "lstm", "gru")
 LOSSES = ("cosine", "mse", "hybrid")
+LR_SCHEDULES = ("constant", "cosine")
 
 # (share of the epochs, teacher-forcing ratio, maximum length) of the default curriculum,
 # as the original project ran it: 0.9/20, 0.7/30, 0.3/40, 0.1/50.
@@ -37,7 +38,9 @@ class AutoencoderConfig:
     without centring, predicting the mean vector alone scores a high cosine); poems
     chunked into ``max_len`` tokens (``stride`` apart); ``val_fraction``/``test_fraction``
     of the poems held out.
-    Training: ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``clip_grad_norm``,
+    Training: ``epochs``, ``batch_size``, ``lr`` (with ``lr_schedule`` ``"cosine"``: a
+    linear warmup over the first ``warmup`` share of the steps, then cosine decay to
+    ``min_lr_ratio`` x ``lr`` at the last epoch; ``"constant"``), ``weight_decay``, ``clip_grad_norm``,
     early stopping after ``patience`` epochs without a better validation loss, the
     teacher-forcing ``curriculum`` ((share of epochs, ratio, max length) phases).
     """
@@ -71,6 +74,9 @@ class AutoencoderConfig:
     epochs: int = 20
     batch_size: int = 32
     lr: float = 2e-3
+    lr_schedule: str = "constant"
+    warmup: float = 0.02
+    min_lr_ratio: float = 0.05
     weight_decay: float = 0.0
     clip_grad_norm: float | None = 1.0
     patience: int = 6
@@ -115,6 +121,12 @@ class AutoencoderConfig:
             raise ValueError(f"memory_dropout must be in [0, 1], got {self.memory_dropout}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.warmup < 1.0 or not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(
+                f"warmup ({self.warmup}) must be in [0, 1) and min_lr_ratio ({self.min_lr_ratio}) in [0, 1]"
+            )
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
