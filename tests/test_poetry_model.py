@@ -46,7 +46,7 @@ def test_code_reaches_every_step(rng, cell):
 
 def test_code_every_step_gets_gradients(rng):
     x, lengths = batch(rng)
-    model = SequenceAutoencoder(small(), E)
+    model = SequenceAutoencoder(small(code_every_step=True), E)
     pred, _ = model(x, lengths, teacher_forcing=0.5)
     seqlab.losses.cosine_mse_loss(pred, seqlab.tensor(x), lengths).backward()
     assert model.code_to_gates is not None
@@ -99,4 +99,4 @@ def test_bottleneck_settings_are_checked():
         small(lr_schedule="linear-ish")
     with pytest.raises(ValueError, match="warmup"):
         small(warmup=1.0)
-    assert SequenceAutoencoder(small(code_every_step=False), E).code_to_gates is None
+    assert SequenceAutoencoder(small(), E).code_to_gates is None  # off by default
