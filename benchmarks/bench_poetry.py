@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"])
     parser.add_argument("--max-len", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=None, help="default: all cores")
     parser.add_argument("--attention", nargs="+", default=["no", "yes"], choices=["no", "yes"])
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                         help="config overrides, e.g. --set code_every_step=false lr_schedule=constant")
@@ -44,6 +45,8 @@ def main() -> None:
     poems, glove = DATA / "poems.json", DATA / "glove.6B.50d.subset.txt"
     if not poems.is_file() or not glove.is_file():
         raise SystemExit(f"needs {poems} and {glove} (the shared real-data folder)")
+    if args.threads:
+        seqlab.set_num_threads(args.threads)
     print(machine_description(), f"threads {seqlab.get_num_threads()}")
     rows, curves = [], []
     for cell in args.cells:
