@@ -14,7 +14,6 @@ from ...random import generator
 from .config import AutoencoderConfig
 
 _ENCODERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 class SequenceAutoencoder(Module):
@@ -66,7 +65,8 @@ class SequenceAutoencoder(Module):
         )
         self.code_to_gates: Linear | None = None
         if c.code_every_step:
-            self.code_to_gates = Linear(c.bottleneck, _GATES[c.cell] * c.decoder_size, bias=False)
+            gates = self.decoder.weight_ih.shape[0]  # G * decoder hidden
+            self.code_to_gates = Linear(c.bottleneck, gates, bias=False)
             if c.init == "orthogonal":
                 initializers.xavier_uniform_(self.code_to_gates.weight)
 
