@@ -8,7 +8,8 @@ into every parameter, h0 (and c0) and the encoder states. PyTorch runs the same 
 as ``LSTMCell``/``GRUCell`` + ``MultiheadAttention`` + ``Linear`` in a Python loop,
 with the same weights; with attention also a hand-written PyTorch variant that
 projects keys and values once per sequence (``MultiheadAttention`` re-projects them
-every step). All are timed in alternation; medians, the ratios, and the
+every step). Each is timed in its own block of repeats, the blocks alternating twice
+(``--interleaved``: call by call); medians, the ratios, and the
 achieved GFLOP/s of the step's matrix work, counted as 3x the forward's (see
 ``step_flops``), beside the machine's ceiling in DESIGN.md (about 120 GFLOP/s per core
 on large sgemm, 45-55 at M = 16).
@@ -25,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 import seqlab
-from harness import interleaved_medians, machine_description, markdown_table
+from harness import block_medians, interleaved_medians, machine_description, markdown_table
 
 GATES = {"lstm": 4, "gru": 3}
 
@@ -107,6 +108,8 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=0.5, help="teacher-forcing ratio")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="alternate the libraries call by call instead of timing each in its own block")
     args = parser.parse_args()
 
     import torch
@@ -136,7 +139,8 @@ def main() -> None:
                 if attention:
                     steps.append(torch_step(torch, dec, targets, lengths, h0, mem, args.ratio,
                                             kv_once=True))
-                times = interleaved_medians(steps, repeats=args.repeats, warmup=2)
+                times = (interleaved_medians(steps, repeats=args.repeats, warmup=2) if args.interleaved
+                         else block_medians(steps, repeats=args.repeats, rounds=2))
                 ts, tt = times[0], times[1]
                 tk = times[2] if attention else float("nan")
                 label = "8 heads" if attention else "none"

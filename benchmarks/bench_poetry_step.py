@@ -29,15 +29,12 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 import seqlab
-from harness import machine_description, markdown_table
+from harness import block_medians, machine_description, markdown_table
 from seqlab.data.batching import SequenceBatches
 from seqlab.models.poetry import SequenceAutoencoder, preset
 from seqlab.models.poetry.dataset import prepare
@@ -150,20 +147,6 @@ def check_twin(torch, model, twin, embedding, config, batch, ratio: float) -> tu
     tg = twin.encoder.weight_ih_l0.grad.numpy()
     return (abs(loss.item() - tloss.item()) / abs(tloss.item()),
             float(np.abs(g - tg).max() / max(np.abs(tg).max(), 1e-12)))
-
-
-def block_medians(fns: list[Callable[[], object]], repeats: int, rounds: int) -> list[float]:
-    """Median seconds of each fn, each timed in its own block of ``repeats`` calls after
-    one warm-up call; the blocks alternate ``rounds`` times."""
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(rounds):
-        for i, fn in enumerate(fns):
-            fn()
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                fn()
-                times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
