@@ -8,7 +8,8 @@ into every parameter, h0 (and c0) and the encoder states. PyTorch runs the same 
 as ``LSTMCell``/``GRUCell`` + ``MultiheadAttention`` + ``Linear`` in a Python loop,
 with the same weights; with attention also a hand-written PyTorch variant that
 projects keys and values once per sequence (``MultiheadAttention`` re-projects them
-every step). All are timed in alternation; medians, the ratios, and the
+every step). Each is timed in its own block of repeats, the blocks alternating twice
+(``--interleaved``: call by call); medians, the ratios, and the
 achieved GFLOP/s of the step's matrix work, counted as 3x the forward's (see
 ``step_flops``), beside the machine's ceiling in DESIGN.md (about 120 GFLOP/s per core
 on large sgemm, 45-55 at M = 16).
@@ -25,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 import seqlab
-from harness import interleaved_medians, machine_description, markdown_table
+from harness import block_medians, interleaved_medians, machine_description, markdown_table
 
 GATES = {"lstm": 4, "gru": 3}
 
@@ -69,26 +70,11 @@ def seqlab_step(dec: seqlab.nn.RecurrentDecoder, targets: np.ndarray, lengths: n
 def torch_step(torch, dec: seqlab.nn.RecurrentDecoder, targets: np.ndarray, lengths: np.ndarray,
                h0: np.ndarray, memory: np.ndarray | None, ratio: float,
                kv_once: bool = False) -> Callable[[], float]:
-    """The PyTorch loop. ``kv_once``: instead of calling ``MultiheadAttention`` per step
-    (which re-projects keys and values every step), project them once per sequence and
-    run ``scaled_dot_product_attention`` per step with the same weights."""
-    state = {k: torch.from_numpy(v) for k, v in dec.state_dict().items()}
-    cell = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}[dec.cell](dec.input_size,
-                                                                          dec.hidden_size)
-    cell.load_state_dict({k: state[k] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
-    out = torch.nn.Linear(dec.out.in_features, dec.output_size)
-    out.load_state_dict({"weight": state["out.weight"], "bias": state["out.bias"]})
-    start = torch.nn.Parameter(state["start"].clone())
-    modules = [cell, out]
-    mha = None
-    if dec.attention is not None:
-        a = dec.attention
-        mha = torch.nn.MultiheadAttention(a.embed_dim, a.num_heads, kdim=a.kdim, vdim=a.vdim,
-                                          batch_first=True)
-        mha.load_state_dict({k[len("attention."):]: v for k, v in state.items()
-                             if k.startswith("attention.")})
-        modules.append(mha)
-    params = [start] + [p for m in modules for p in m.parameters()]
+    """The PyTorch loop (``torch_twins.TorchDecoder``). ``kv_once``: project keys and
+    values once per sequence instead of calling ``MultiheadAttention`` per step."""
+    from torch_twins import hybrid_loss, torch_decoder
+
+    model = torch_decoder(dec, kv_once)
     y = torch.from_numpy(targets)
     batch, steps = targets.shape[:2]
     mask = torch.arange(steps)[None, :] < torch.from_numpy(lengths)[:, None]
@@ -96,51 +82,14 @@ def torch_step(torch, dec: seqlab.nn.RecurrentDecoder, targets: np.ndarray, leng
     if memory is not None:
         kpm = torch.arange(memory.shape[1])[None, :] >= torch.from_numpy(lengths)[:, None]
     lstm = dec.cell == "lstm"
-    F = torch.nn.functional
-    if mha is not None:
-        heads = mha.num_heads
-        keep = None if kpm is None else ~kpm[:, None, None, :]
 
     def step() -> float:
-        for p in params:
-            p.grad = None
+        model.zero_grad(set_to_none=True)
         h = torch.from_numpy(h0).requires_grad_()
         c = torch.from_numpy(h0).requires_grad_() if lstm else None
         mem = None if memory is None else torch.from_numpy(memory).requires_grad_()
         tf = torch.rand(batch, steps) < ratio
-        if mha is not None and kv_once:
-            w_q, w_k, w_v = (mha.in_proj_weight.chunk(3) if mha.in_proj_weight is not None
-                             else (mha.q_proj_weight, mha.k_proj_weight, mha.v_proj_weight))
-            b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
-
-            def heads_of(x):
-                return x.view(batch, -1, heads, x.shape[-1] // heads).transpose(1, 2)
-
-            keys = heads_of(F.linear(mem, w_k, b_k))
-            values = heads_of(F.linear(mem, w_v, b_v))
-        preds = []
-        hs, cs = h, c
-        prev = None
-        for t in range(steps):
-            u = start.expand(batch, -1) if t == 0 else torch.where(tf[:, t : t + 1], y[:, t - 1], prev)
-            if lstm:
-                hs, cs = cell(u, (hs, cs))
-            else:
-                hs = cell(u, hs)
-            z = hs
-            if mha is not None and kv_once:
-                q = F.linear(hs, w_q, b_q).view(batch, heads, 1, -1)
-                ctx = F.scaled_dot_product_attention(q, keys, values, attn_mask=keep)
-                ctx = F.linear(ctx.reshape(batch, -1), mha.out_proj.weight, mha.out_proj.bias)
-                z = torch.cat([hs, ctx], dim=1)
-            elif mha is not None:
-                ctx, _ = mha(hs.unsqueeze(1), mem, mem, key_padding_mask=kpm, need_weights=False)
-                z = torch.cat([hs, ctx.squeeze(1)], dim=1)
-            prev = out(z)
-            preds.append(prev)
-        pred = torch.stack(preds, dim=1)
-        tokens = 0.9 * (1 - F.cosine_similarity(pred, y, dim=-1)) + 0.1 * ((pred - y) ** 2).mean(-1)
-        loss = (tokens * mask).sum() / mask.sum()
+        loss = hybrid_loss(model(y, h, c, tf, mem, kpm), y, mask)
         loss.backward()
         return loss.item()
 
@@ -159,6 +108,8 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=0.5, help="teacher-forcing ratio")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
+    parser.add_argument("--interleaved", action="store_true",
+                        help="alternate the libraries call by call instead of timing each in its own block")
     args = parser.parse_args()
 
     import torch
@@ -188,7 +139,8 @@ def main() -> None:
                 if attention:
                     steps.append(torch_step(torch, dec, targets, lengths, h0, mem, args.ratio,
                                             kv_once=True))
-                times = interleaved_medians(steps, repeats=args.repeats, warmup=2)
+                times = (interleaved_medians(steps, repeats=args.repeats, warmup=2) if args.interleaved
+                         else block_medians(steps, repeats=args.repeats, rounds=2))
                 ts, tt = times[0], times[1]
                 tk = times[2] if attention else float("nan")
                 label = "8 heads" if attention else "none"

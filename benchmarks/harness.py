@@ -43,6 +43,23 @@ def interleaved_medians(fns: Sequence[Callable[[], object]], repeats: int = 15,
     return [statistics.median(t) for t in times]
 
 
+def block_medians(fns: Sequence[Callable[[], object]], repeats: int = 5, rounds: int = 2,
+                  warmup: int = 1) -> list[float]:
+    """Median seconds of each fn, each timed in its own block (``warmup`` untimed calls,
+    then ``repeats`` timed ones), the blocks alternating ``rounds`` times: a library's
+    threads that spin after its calls (PyTorch's OpenMP, OpenBLAS) then only slow itself."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            for _ in range(warmup):
+                fn()
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
 def machine_description() -> str:
     """CPU model, core count and library versions, one line."""
     cpu = platform.processor() or "unknown CPU"

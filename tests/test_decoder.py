@@ -157,6 +157,66 @@ def test_larger_shape_with_threads(torch, rng):
         seqlab.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("heads", [2, 16])
+def test_wide_and_narrow_heads(torch, rng, heads):
+    """Heads of 32 values (context summed over whole rows) and of 4 (dot products along
+    the memory steps), memory longer than a SIMD batch with a ragged tail."""
+    dec = RecurrentDecoder(20, 64, cell="gru", attention_dim=24, num_heads=heads)
+    compare(torch, dec, rng, make_mask("mixed", rng, 5, 6), batch=5, steps=6, mem_steps=37,
+            lengths=np.array([37, 1, 17, 16, 33]), rtol=2e-4, atol=5e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_gate_bias_is_a_condition_read_at_every_step(torch, rng, cell):
+    """gate_bias = code @ W_ic^T equals torch's cell reading [u_t; code] with weight
+    [W_ih, W_ic] at every step (through fed-back steps): outputs, W_ic, code and h0
+    gradients."""
+    C = 3
+    dec = RecurrentDecoder(E, H, cell=cell, init="orthogonal")
+    proj = seqlab.nn.Linear(C, dec.weight_ih.shape[0], bias=False)
+    code = rng.standard_normal((B, C)).astype(np.float32)
+    targets = rng.standard_normal((B, T, E)).astype(np.float32)
+    h0 = rng.standard_normal((B, H)).astype(np.float32)
+    mask = make_mask("mixed", rng)
+    grad = rng.standard_normal((B, T, E)).astype(np.float32)
+    code_s = seqlab.tensor(code, requires_grad=True)
+    h0_s = seqlab.tensor(h0, requires_grad=True)
+    pred = dec(targets, h0_s, teacher_forcing=mask, gate_bias=proj(code_s))
+    pred.backward(grad)
+
+    state = {k: torch.from_numpy(v) for k, v in dec.state_dict().items()}
+    w_ic = torch.from_numpy(proj.weight.data.copy()).requires_grad_()
+    out = torch.nn.Linear(H, E)
+    out.load_state_dict({"weight": state["out.weight"], "bias": state["out.bias"]})
+    code_t = torch.from_numpy(code).requires_grad_()
+    h = h0_t = torch.from_numpy(h0).requires_grad_()
+    c = torch.zeros(B, H)
+    y, tf = torch.from_numpy(targets), torch.from_numpy(mask)
+    preds, prev = [], None
+    for t in range(T):
+        u = state["start"].expand(B, -1) if t == 0 else torch.where(tf[:, t : t + 1], y[:, t - 1], prev)
+        x = torch.cat([u, code_t], dim=1)
+        w_ih = torch.cat([state["weight_ih"], w_ic], dim=1)
+        if cell == "lstm":
+            h, c = torch._VF.lstm_cell(x, (h, c), w_ih, state["weight_hh"], state["bias_ih"],
+                                       state["bias_hh"])
+        elif cell == "gru":
+            h = torch._VF.gru_cell(x, h, w_ih, state["weight_hh"], state["bias_ih"], state["bias_hh"])
+        else:
+            h = torch._VF.rnn_tanh_cell(x, h, w_ih, state["weight_hh"], state["bias_ih"],
+                                        state["bias_hh"])
+        prev = out(h)
+        preds.append(prev)
+    ref = torch.stack(preds, dim=1)
+    ref.backward(torch.from_numpy(grad))
+    np.testing.assert_allclose(pred.data, ref.detach().numpy(), rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(proj.weight.grad, w_ic.grad.numpy(), rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(code_s.grad, code_t.grad.numpy(), rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(h0_s.grad, h0_t.grad.numpy(), rtol=1e-4, atol=2e-5)
+    with pytest.raises(ValueError, match="gate_bias"):
+        dec(targets, h0, teacher_forcing=mask, gate_bias=np.zeros((B, 5), np.float32))
+
+
 def test_finite_differences(rng):
     """Central differences in float32 on a tiny case (through feedback and attention)."""
     dec = RecurrentDecoder(3, 4, cell="gru", attention_dim=3, num_heads=2)

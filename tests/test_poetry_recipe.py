@@ -10,7 +10,7 @@ import pytest
 
 import seqlab
 from seqlab.cli import main
-from seqlab.models.poetry.config import preset
+from seqlab.models.poetry.config import TEACHER_FORCED_CURRICULUM, preset
 
 pytest.importorskip("gensim")
 pytest.importorskip("matplotlib")
@@ -126,8 +126,9 @@ def test_config_overrides_are_checked() -> None:
         preset("small", cell="transformer")
     with pytest.raises(ValueError, match="divisible by num_heads"):
         preset("small", attention=True, hidden_size=20)
-    assert preset("small", epochs=8).curriculum_phases() == [(2, 0.9, 20), (2, 0.7, 30), (2, 0.3, 40),
-                                                             (2, 0.1, 50)]
+    assert preset("small", epochs=8).curriculum_phases() == [(8, 0.0, 50)]  # free-running throughout
+    forced = preset("small", epochs=8, curriculum=TEACHER_FORCED_CURRICULUM, max_len=30)
+    assert forced.curriculum_phases() == [(2, 0.9, 20), (2, 0.7, 30), (2, 0.3, 30), (2, 0.1, 30)]
 
 
 @pytest.mark.slow

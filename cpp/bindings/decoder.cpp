@@ -62,7 +62,7 @@ py::tuple forward(const std::string& mode, const py::object& targets_obj,
                   const py::object& w_out, const py::object& b_out, const py::object& h0_obj,
                   const py::object& c0_obj, const py::object& memory_obj,
                   const py::object& lengths_obj, const py::object& attention, int num_heads,
-                  const py::object& reuse) {
+                  const py::object& reuse, const py::object& gate_bias_obj) {
   const CellKind kind = parse_mode(mode);
   const py::ssize_t G = gate_count(kind);
   auto pc = std::make_unique<PyDecoderCache>();
@@ -165,11 +165,17 @@ py::tuple forward(const std::string& mode, const py::object& targets_obj,
     c0_arr = require<float>(c0_obj, "c0", {B, H});
     c0 = c0_arr.data();
   }
+  const float* gate_bias = nullptr;
+  farray gate_bias_arr;
+  if (!gate_bias_obj.is_none()) {
+    gate_bias_arr = require<float>(gate_bias_obj, "gate_bias", {B, GH});
+    gate_bias = gate_bias_arr.data();
+  }
   py::array_t<float> pred({B, T, O});
   {
     py::gil_scoped_release release;
-    decoder_forward(kind, s, w, targets.data(), teacher.data(), h0, c0, memory, lengths, pred.mutable_data(),
-                    pc->cache);
+    decoder_forward(kind, s, w, targets.data(), teacher.data(), h0, c0, memory, lengths, gate_bias,
+                    pred.mutable_data(), pc->cache);
   }
   return py::make_tuple(pred, py::cast(std::move(pc)));
 }
@@ -179,7 +185,7 @@ constexpr const char* kGradNames[] = {"start", "w_ih", "w_hh", "b_ih", "b_hh", "
 constexpr int kGradCount = 15;
 
 py::tuple backward(PyDecoderCache& pc, const py::object& grad_obj, const py::object& grads_obj,
-                   bool need_memory_grad) {
+                   bool need_memory_grad, bool need_gate_bias_grad) {
   if (pc.released)
     throw std::runtime_error(
         "decoder_backward: this cache was already used by a backward pass (its buffers are freed for "
@@ -242,12 +248,19 @@ py::tuple backward(PyDecoderCache& pc, const py::object& grad_obj, const py::obj
     dmem = a.mutable_data();
     dmem_obj = a;
   }
+  py::object dbias_obj = py::none();
+  float* dbias = nullptr;
+  if (need_gate_bias_grad) {
+    py::array_t<float> a({B, GH});
+    dbias = a.mutable_data();
+    dbias_obj = a;
+  }
   {
     py::gil_scoped_release release;
-    decoder_backward(c, dpred.data(), g, dh0.mutable_data(), dc0, dmem);
+    decoder_backward(c, dpred.data(), g, dh0.mutable_data(), dc0, dmem, dbias);
   }
   release(pc);
-  return py::make_tuple(dh0, dc0_obj, dmem_obj);
+  return py::make_tuple(dh0, dc0_obj, dmem_obj, dbias_obj);
 }
 
 }  // namespace
@@ -258,7 +271,7 @@ void bind_decoder(py::module_& m) {
         py::arg("start"), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"), py::arg("w_out"),
         py::arg("b_out"), py::arg("h0") = py::none(), py::arg("c0") = py::none(), py::arg("memory") = py::none(),
         py::arg("memory_lengths") = py::none(), py::arg("attention") = py::none(), py::arg("num_heads") = 0,
-        py::arg("reuse") = py::none(),
+        py::arg("reuse") = py::none(), py::arg("gate_bias") = py::none(),
         R"doc(Autoregressive recurrent decoder over a whole sequence (one fused op).
 
 mode: 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru'. targets (B, T, E) float32;
@@ -268,16 +281,17 @@ b_ih, b_hh (G*H,) or None; w_out (O, Z), b_out (O,) or None with Z = H, or 2H wi
 attention; h0, c0 (B, H) or None. Attention: attention = (w_q (H, H), w_k (H, A),
 w_v (H, A), b_q, b_k, b_v (H,) or None, w_o (H, H), b_o (H,) or None), num_heads
 dividing H, memory (B, S, A), memory_lengths (B,) int64 in [1, S] or None.
-reuse: a released cache whose buffers this call takes over.
+reuse: a released cache whose buffers this call takes over. gate_bias (B, G*H) or None:
+added to the input part of every step's gate pre-activations (a per-row condition).
 Returns (predictions (B, T, O), cache).)doc");
   m.def("decoder_backward", &backward, py::arg("cache"), py::arg("grad_output"), py::arg("grads"),
-        py::arg("need_memory_grad") = true,
+        py::arg("need_memory_grad") = true, py::arg("need_gate_bias_grad") = false,
         R"doc(Backward of decoder_forward.
 
 grad_output (B, T, O). grads: 15 float32 buffers (or None) that the parameter gradients
 are ADDED into, in the order start, w_ih, w_hh, b_ih, b_hh, w_q, w_k, w_v, b_q, b_k, b_v,
-w_o, b_o, w_out, b_out. Returns (grad_h0 (B, H), grad_c0 (B, H) or None,
-grad_memory (B, S, A) or None). The cache is released afterwards.)doc");
+w_o, b_o, w_out, b_out. Returns (grad_h0 (B, H), grad_c0 (B, H) or None, grad_memory (B, S, A) or None,
+grad_gate_bias (B, G*H) or None). The cache is released afterwards.)doc");
   m.def("decoder_release", &release, py::arg("cache"),
         "Marks a cache whose backward will not run (e.g. computed without grad) as reusable.");
 }

@@ -18,63 +18,15 @@ namespace seqlab {
 namespace {
 
 using simd::Batch;
+using simd::exp_sum;
 using simd::kLanes;
+using simd::row_dot;
+using simd::row_max;
+using simd::scale_row;
+using simd::softmax_row;
 using I64 = std::int64_t;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr float kPosInf = std::numeric_limits<float>::infinity();
-
-// Largest lane of a batch.
-float lane_max(const Batch& b) {
-  alignas(64) float lanes[kLanes];
-  b.store_aligned(lanes);
-  return *std::max_element(lanes, lanes + kLanes);
-}
-
-
-float row_max(const float* x, int n) {
-  int i = 0;
-  float m = kNegInf;
-  if (n >= static_cast<int>(kLanes)) {
-    Batch acc = Batch::load_unaligned(x);
-    for (i = kLanes; i + static_cast<int>(kLanes) <= n; i += kLanes) acc = xsimd::max(acc, Batch::load_unaligned(x + i));
-    m = lane_max(acc);
-  }
-  for (; i < n; ++i) m = std::max(m, x[i]);
-  return m;
-}
-
-float row_dot(const float* a, const float* b, int n) {
-  int i = 0;
-  Batch acc(0.0f);
-  for (; i + static_cast<int>(kLanes) <= n; i += kLanes)
-    acc = xsimd::fma(Batch::load_unaligned(a + i), Batch::load_unaligned(b + i), acc);
-  float s = xsimd::hadd(acc);
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-// x <- exp(x - m) over a row; returns the sum of the new values (one pass).
-float exp_sum(float* x, int n, float m) {
-  const Batch mb(m);
-  Batch acc(0.0f);
-  int i = 0;
-  for (; i + static_cast<int>(kLanes) <= n; i += kLanes) {
-    const Batch e = xsimd::exp(Batch::load_unaligned(x + i) - mb);
-    e.store_unaligned(x + i);
-    acc += e;
-  }
-  float s = xsimd::hadd(acc);
-  for (; i < n; ++i) {
-    x[i] = std::exp(x[i] - m);
-    s += x[i];
-  }
-  return s;
-}
-
-void scale_row(float* x, int n, float c) {
-  const Batch cb(c);
-  simd::map1(x, x, static_cast<std::size_t>(n), [&](Batch v) { return v * cb; });
-}
 
 // Asks the kernel to back a large fresh buffer with transparent huge pages (Linux, THP in
 // "madvise" mode): one fault per 2 MiB instead of per 4 KiB when the plain path first
@@ -140,18 +92,6 @@ void add_masks(const AttnShape& s, const AttnOptions& o, int b, int h, int i0, i
       if (first < cols) std::fill(row + first, row + cols, kNegInf);
     }
   }
-}
-
-// Softmax of one row in place; a row of -inf becomes zeros. Returns the logsumexp (+inf then).
-float softmax_row(float* row, int n) {
-  const float m = row_max(row, n);
-  if (m == kNegInf) {
-    std::fill(row, row + n, 0.0f);
-    return kPosInf;
-  }
-  const float sum = exp_sum(row, n, m);
-  scale_row(row, n, 1.0f / sum);
-  return m + std::log(sum);
 }
 
 template <class View>

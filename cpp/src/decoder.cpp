@@ -15,6 +15,7 @@
 #include "seqlab/recurrent_cells.hpp"
 #include "seqlab/recurrent_gemm.hpp"
 #include "seqlab/recurrent_rows.hpp"
+#include "seqlab/simd.hpp"
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
@@ -62,56 +63,66 @@ void weighted_sum(float* out, const float* coef, int count, const float* rows, u
   });
 }
 
-// Attention of one query row (b, t) over its memory: probs and context. keys_t is the
-// row's keys transposed, (H, S), so that a head's scores are SIMD sums along S rather
-// than S horizontal dot-product reductions.
+// One head's weighted sum of memory rows: out[d] = sum_{k < len} coef[k] * m[k * H + d]
+// for d < hd, where m_t is the same head's rows transposed (hd rows of S). A head
+// narrower than a SIMD batch takes hd dot products along S (SIMD over the keys);
+// a wider one sums whole rows (SIMD over d).
+void head_sum(float* out, const float* coef, int len, const float* m, int H, const float* m_t,
+              usize S, int hd) {
+  if (hd >= static_cast<int>(fbatch::size)) {
+    weighted_sum(out, coef, len, m, static_cast<usize>(H), hd);
+    return;
+  }
+  for (int d = 0; d < hd; ++d) out[d] = simd::row_dot(coef, m_t + d * S, len);
+}
+
+// Attention of one query row (b, t) over its memory: probs and context. keys_t and
+// values_t are the row's keys and values transposed, (H, S), so that a head's scores
+// (and, for narrow heads, its context) are SIMD sums along S.
 void attend_row(const DecoderShape& s, const float* q, const float* keys_t, const float* values,
-                int len, float scale, float* probs, float* ctx) {
+                const float* values_t, int len, float scale, float* probs, float* ctx) {
   const int H = s.H, hd = H / s.heads;
   const usize S = static_cast<usize>(s.S);
   for (int h = 0; h < s.heads; ++h) {
     float* p = probs + h * S;
     weighted_sum(p, q + h * hd, hd, keys_t + h * hd * S, S, len);
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int k = 0; k < len; ++k) mx = std::max(mx, p[k]);
-    float sum = 0.0f;
-    for (int k = 0; k < len; ++k) {
-      p[k] = std::exp(scale * (p[k] - mx));
-      sum += p[k];
-    }
-    const float inv = 1.0f / sum;
-    for (int k = 0; k < len; ++k) p[k] *= inv;
+    simd::scale_row(p, len, scale);
+    simd::softmax_row(p, len);
     std::fill(p + len, p + S, 0.0f);
-    weighted_sum(ctx + h * hd, p, len, values + h * hd, H, hd);
+    head_sum(ctx + h * hd, p, len, values + h * hd, H, values_t + h * hd * S, S, hd);
   }
 }
 
-// Backward of attend_row: dq (written), dkeys and dvalues rows of this batch row
-// (added, (S, H) layout); values_t (H, S) transposed; ds is scratch of S values.
+// Backward of attend_row: dq (written); dkeys_t and dvalues_t, this batch row's key
+// and value gradients transposed ((H, S) layout, added: SIMD along S); ds is scratch
+// of S values.
 void attend_row_backward(const DecoderShape& s, const float* q, const float* keys,
-                         const float* values_t, int len, float scale, const float* probs,
-                         const float* dctx, float* dq, float* dkeys, float* dvalues, float* ds) {
+                         const float* keys_t, const float* values_t, int len, float scale,
+                         const float* probs, const float* dctx, float* dq, float* dkeys_t,
+                         float* dvalues_t, float* ds) {
   const int H = s.H, hd = H / s.heads;
   const usize S = static_cast<usize>(s.S);
   for (int h = 0; h < s.heads; ++h) {
     const float* p = probs + h * S;
     const float* g = dctx + h * hd;
-    weighted_sum(ds, g, hd, values_t + h * hd * S, S, len);  // d p
-    float pdp = 0.0f;
-    for (int k = 0; k < len; ++k) pdp += p[k] * ds[k];
-    for (int k = 0; k < len; ++k) {
-      const usize off = static_cast<usize>(k) * H + h * hd;
-      ds[k] = scale * p[k] * (ds[k] - pdp);  // d scores (scaled)
-      axpy(dvalues + off, p[k], g, hd);
-      axpy(dkeys + off, ds[k], q + h * hd, hd);
+    const usize rows = static_cast<usize>(h) * hd * S;
+    weighted_sum(ds, g, hd, values_t + rows, S, len);  // d p
+    const float pdp = simd::row_dot(p, ds, len);
+    simd_for(len, [&](int k, auto v) {  // d scores (scaled)
+      using V = decltype(v);
+      store(ds + k, V(scale) * load<V>(p + k) * (load<V>(ds + k) - V(pdp)));
+    });
+    for (int d = 0; d < hd; ++d) {
+      axpy(dvalues_t + rows + d * S, g[d], p, len);
+      axpy(dkeys_t + rows + d * S, q[h * hd + d], ds, len);
     }
-    weighted_sum(dq + h * hd, ds, len, keys + h * hd, H, hd);
+    head_sum(dq + h * hd, ds, len, keys + h * hd, H, keys_t + rows, S, hd);
   }
 }
 
 template <class Cell>
 void forward_impl(DecoderCache& c, const float* targets, const float* h0, const float* c0,
-                  float* pred) {
+                  const float* gate_bias, float* pred) {
   constexpr int G = Cell::gates;
   constexpr bool lstm = std::is_same_v<Cell, recurrent::LstmCell>;
   constexpr bool gru = std::is_same_v<Cell, recurrent::GruCell>;
@@ -190,7 +201,10 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
   });
   sgemm(false, true, static_cast<int>(BT), GH, E, 1.0f, U, E, w.w_ih, E, 0.0f, gates, GH);
   parallel_for(BT, row_grain(GH), [&](usize r0, usize r1) {
-    for (usize r = r0; r < r1; ++r) add_row(gates + r * GH, bias_x.data(), GH);
+    for (usize r = r0; r < r1; ++r) {
+      add_row(gates + r * GH, bias_x.data(), GH);
+      if (gate_bias) add_row(gates + r * GH, gate_bias + (r / T) * GH, GH);
+    }
   });
   if (att) {
     // Keys and values of the whole memory, once per call.
@@ -250,8 +264,8 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
           if (w.b_q) add_row(qb, w.b_q, H);
           const int len = c.memory_lengths.empty() ? s.S : static_cast<int>(c.memory_lengths[b]);
           const usize bs = b * s.S;
-          attend_row(s, qb, c.keys_t.data() + b * H * s.S, c.values.data() + bs * H, len, scale,
-                     c.probs.data() + (b * T + t) * s.heads * static_cast<usize>(s.S), ctx + b * ldq);
+          attend_row(s, qb, c.keys_t.data() + b * H * s.S, c.values.data() + bs * H,
+                     c.values_t.data() + b * H * s.S, len, scale, c.probs.data() + (b * T + t) * s.heads * static_cast<usize>(s.S), ctx + b * ldq);
         }
       });
       float* att_out = feat + static_cast<usize>(t) * Z + H;
@@ -294,7 +308,7 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
 
 template <class Cell>
 void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, float* dh0,
-                   float* dc0, float* d_memory) {
+                   float* dc0, float* d_memory, float* d_gate_bias) {
   constexpr int G = Cell::gates;
   constexpr bool lstm = std::is_same_v<Cell, recurrent::LstmCell>;
   constexpr bool gru = std::is_same_v<Cell, recurrent::GruCell>;
@@ -317,8 +331,10 @@ void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, 
     ensure_shape(c.d_context, BT, uH);
     ensure_shape(c.d_keys, BS, uH);
     ensure_shape(c.d_values, BS, uH);
-    std::fill(c.d_keys.begin(), c.d_keys.end(), 0.0f);
-    std::fill(c.d_values.begin(), c.d_values.end(), 0.0f);
+    ensure_shape(c.d_keys_t, static_cast<usize>(B) * H, static_cast<usize>(s.S));
+    ensure_shape(c.d_values_t, static_cast<usize>(B) * H, static_cast<usize>(s.S));
+    std::fill(c.d_keys_t.begin(), c.d_keys_t.end(), 0.0f);
+    std::fill(c.d_values_t.begin(), c.d_values_t.end(), 0.0f);
   }
   const bool any_feedback = has_feedback(c);
   std::vector<int> fb;
@@ -370,10 +386,11 @@ void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, 
         for (usize b = b0; b < b1; ++b) {
           const int len = c.memory_lengths.empty() ? s.S : static_cast<int>(c.memory_lengths[b]);
           const usize bs = b * s.S, bt = b * T + t;
+          const usize bh = b * H * s.S;
           attend_row_backward(s, c.queries.data() + bt * H, c.keys.data() + bs * H,
-                              c.values_t.data() + b * H * s.S, len, scale,
+                              c.keys_t.data() + bh, c.values_t.data() + bh, len, scale,
                               c.probs.data() + bt * s.heads * static_cast<usize>(s.S), dctx + b * ldq,
-                              dq + b * ldq, c.d_keys.data() + bs * H, c.d_values.data() + bs * H,
+                              dq + b * ldq, c.d_keys_t.data() + bh, c.d_values_t.data() + bh,
                               dp_scratch.data() + bs);
         }
       });
@@ -427,6 +444,13 @@ void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, 
   if (g.w_ih) sgemm(true, false, GH, E, M, 1.0f, dgx, GH, c.inputs.data(), E, 1.0f, g.w_ih, E);
   if (g.b_ih) add_column_sums(g.b_ih, dgx, BT, GH, GH);
   if (g.b_hh) add_column_sums(g.b_hh, dgh, BT, GH, GH);
+  if (d_gate_bias)  // each row's gate bias gets its steps' input-gate gradients
+    parallel_for(B, row_grain(static_cast<usize>(T) * GH), [&](usize b0, usize b1) {
+      for (usize b = b0; b < b1; ++b) {
+        std::fill(d_gate_bias + b * GH, d_gate_bias + (b + 1) * GH, 0.0f);
+        add_column_sums(d_gate_bias + b * GH, dgx + b * T * GH, static_cast<usize>(T), GH, GH);
+      }
+    });
   if (g.start) {
     std::vector<float> d0(GH, 0.0f);  // sum over the batch of step 0's dgates_x
     for (int b = 0; b < B; ++b) add_row(d0.data(), dgx + static_cast<usize>(b) * T * GH, GH);
@@ -435,6 +459,16 @@ void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, 
   if (g.w_out) sgemm(true, false, O, Z, M, 1.0f, dpred, O, feat, Z, 1.0f, g.w_out, Z);
   if (g.b_out) add_column_sums(g.b_out, dpred, BT, O, O);
   if (!att) return;
+  // The key and value gradients back from (H, S) per batch row to (B*S, H).
+  parallel_for(B, row_grain(static_cast<usize>(2) * s.S * H), [&](usize b0, usize b1) {
+    for (usize b = b0; b < b1; ++b)
+      for (int j = 0; j < H; ++j)
+        for (int k = 0; k < s.S; ++k) {
+          const usize src = (b * H + j) * s.S + k, dst = (b * s.S + k) * H + j;
+          c.d_keys.data()[dst] = c.d_keys_t.data()[src];
+          c.d_values.data()[dst] = c.d_values_t.data()[src];
+        }
+  });
   const float* dq = c.d_queries.data();
   const float* dk = c.d_keys.data();
   const float* dv = c.d_values.data();
@@ -458,7 +492,7 @@ void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, 
 void decoder_forward(CellKind kind, const DecoderShape& shape, const DecoderWeights& w,
                      const float* targets, const std::uint8_t* teacher, const float* h0,
                      const float* c0, const float* memory, const std::int64_t* memory_lengths,
-                     float* pred, DecoderCache& cache) {
+                     const float* gate_bias, float* pred, DecoderCache& cache) {
   cache.kind = kind;
   cache.shape = shape;
   cache.w = w;
@@ -468,28 +502,28 @@ void decoder_forward(CellKind kind, const DecoderShape& shape, const DecoderWeig
   if (memory_lengths) cache.memory_lengths.assign(memory_lengths, memory_lengths + shape.B);
   switch (kind) {
     case CellKind::RnnTanh:
-      return forward_impl<recurrent::RnnTanhCell>(cache, targets, h0, c0, pred);
+      return forward_impl<recurrent::RnnTanhCell>(cache, targets, h0, c0, gate_bias, pred);
     case CellKind::RnnRelu:
-      return forward_impl<recurrent::RnnReluCell>(cache, targets, h0, c0, pred);
+      return forward_impl<recurrent::RnnReluCell>(cache, targets, h0, c0, gate_bias, pred);
     case CellKind::Lstm:
-      return forward_impl<recurrent::LstmCell>(cache, targets, h0, c0, pred);
+      return forward_impl<recurrent::LstmCell>(cache, targets, h0, c0, gate_bias, pred);
     case CellKind::Gru:
-      return forward_impl<recurrent::GruCell>(cache, targets, h0, c0, pred);
+      return forward_impl<recurrent::GruCell>(cache, targets, h0, c0, gate_bias, pred);
   }
   throw std::invalid_argument("decoder_forward: unknown cell kind");
 }
 
 void decoder_backward(DecoderCache& cache, const float* d_pred, const DecoderGrads& grads,
-                      float* dh0, float* dc0, float* d_memory) {
+                      float* dh0, float* dc0, float* d_memory, float* d_gate_bias) {
   switch (cache.kind) {
     case CellKind::RnnTanh:
-      return backward_impl<recurrent::RnnTanhCell>(cache, d_pred, grads, dh0, dc0, d_memory);
+      return backward_impl<recurrent::RnnTanhCell>(cache, d_pred, grads, dh0, dc0, d_memory, d_gate_bias);
     case CellKind::RnnRelu:
-      return backward_impl<recurrent::RnnReluCell>(cache, d_pred, grads, dh0, dc0, d_memory);
+      return backward_impl<recurrent::RnnReluCell>(cache, d_pred, grads, dh0, dc0, d_memory, d_gate_bias);
     case CellKind::Lstm:
-      return backward_impl<recurrent::LstmCell>(cache, d_pred, grads, dh0, dc0, d_memory);
+      return backward_impl<recurrent::LstmCell>(cache, d_pred, grads, dh0, dc0, d_memory, d_gate_bias);
     case CellKind::Gru:
-      return backward_impl<recurrent::GruCell>(cache, d_pred, grads, dh0, dc0, d_memory);
+      return backward_impl<recurrent::GruCell>(cache, d_pred, grads, dh0, dc0, d_memory, d_gate_bias);
   }
   throw std::invalid_argument("decoder_backward: unknown cell kind");
 }

@@ -499,6 +499,7 @@ def recurrent_decoder(
     in_proj_bias: Tensor | None = None,
     out_proj_weight: Tensor | None = None,
     out_proj_bias: Tensor | None = None,
+    gate_bias: Tensor | None = None,
     workspace: list | None = None,
 ) -> Tensor:
     """Autoregressive recurrent decoder over a whole sequence: one fused kernel, one tape node.
@@ -519,8 +520,12 @@ def recurrent_decoder(
     ``v_proj_weight`` (H, A); ``in_proj_bias`` (3H,); ``out_proj_weight`` (H, H),
     ``out_proj_bias`` (H,). Returns predictions (B, T, O).
 
-    Gradients flow into every parameter, h0, c0 and memory, including through the
-    fed-back predictions. ``workspace``: as in :func:`recurrent_layer`.
+    ``gate_bias`` (B, G*H) or None: added to the input part of the gate pre-activations
+    at every step, i.e. a per-row condition ``c`` fed to every step as ``W_ic c`` (the
+    cell then computes torch's cell on the input ``[u_t; c]`` with weight ``[W_ih, W_ic]``).
+
+    Gradients flow into every parameter, h0, c0, memory and gate_bias, including through
+    the fed-back predictions. ``workspace``: as in :func:`recurrent_layer`.
     """
     if mode not in RECURRENT_MODES:
         raise ValueError(f"mode: expected one of {RECURRENT_MODES}, got {mode!r}")
@@ -555,12 +560,13 @@ def recurrent_decoder(
         _slot_data(slots[14]), None if h0 is None else h0.data, None if c0 is None else c0.data,
         None if memory is None else memory.data, memory_lengths, attention_arrays,
         int(num_heads), workspace.pop() if workspace else None,
+        None if gate_bias is None else gate_bias.data,
     )
     params: list[Tensor] = []
     for s in slots:
         if s is not None and all(s[0] is not p for p in params):
             params.append(s[0])
-    states = [s for s in (h0, c0, memory) if s is not None]
+    states = [s for s in (h0, c0, memory, gate_bias) if s is not None]
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         buffers = [grad_buffer(p) for p in params]
@@ -570,10 +576,12 @@ def recurrent_decoder(
             buf = None if s is None else by_id[id(s[0])]
             grads.append(None if buf is None else (buf if s[1] is None else buf[s[1]]))  # type: ignore[index]
         need_memory = memory is not None and memory.requires_grad
-        dh0, dc0, dmem = _core.decoder_backward(cache, _grad(g), grads, need_memory)
+        need_bias = gate_bias is not None and gate_bias.requires_grad
+        dh0, dc0, dmem, dbias = _core.decoder_backward(cache, _grad(g), grads, need_memory, need_bias)
         if workspace is not None and not workspace:
             workspace.append(cache)
-        state_grads = [d for s, d in ((h0, dh0), (c0, dc0), (memory, dmem)) if s is not None]
+        state_grads = [d for s, d in ((h0, dh0), (c0, dc0), (memory, dmem), (gate_bias, dbias))
+                       if s is not None]
         return (*(returned_grad(p, b) for p, b in zip(params, buffers, strict=True)), *state_grads)
 
     out = make_result(pred, (*params, *states), backward)

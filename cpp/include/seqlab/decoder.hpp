@@ -13,7 +13,10 @@
 //   u_t = start                     t == 0
 //         targets[:, t-1]           teacher[:, t] != 0
 //         pred[:, t-1]              otherwise (needs O == E)
-//   h_t = cell(u_t, h_{t-1})        (PyTorch's LSTMCell / GRUCell / RNNCell)
+//   h_t = cell(u_t, h_{t-1})        (PyTorch's LSTMCell / GRUCell / RNNCell); a
+//           per-row gate bias (B, G*H), when given, is added to the input part of
+//           the gates at every step (a condition such as a code: the cell then
+//           computes W_ih [u_t; c] with gate_bias = c W_ic^T)
 //   ctx_t = MHA(query h_t, keys and values memory)   (PyTorch's MultiheadAttention with
 //           kdim = vdim = A, batch_first, key padding s >= memory_lengths[b])
 //   pred[:, t] = [h_t; ctx_t] @ w_out^T + b_out
@@ -113,18 +116,22 @@ struct DecoderCache {
   xt::xtensor<float, 2> d_context;   // (B*T, H)
   xt::xtensor<float, 2> d_keys;      // (B*S, H)
   xt::xtensor<float, 2> d_values;    // (B*S, H)
+  xt::xtensor<float, 2> d_keys_t;    // (B*H, S) d_keys transposed per batch row
+  xt::xtensor<float, 2> d_values_t;  // (B*H, S)
 };
 
-// Forward over all T steps. c0 (LSTM only), memory_lengths may be null (zeros, full
-// lengths); memory is required exactly when shape.heads > 0. Writes pred (B, T, O).
+// Forward over all T steps. c0 (LSTM only), memory_lengths, gate_bias (B, G*H) may be
+// null (zeros, full lengths, none); memory is required exactly when shape.heads > 0.
+// Writes pred (B, T, O).
 void decoder_forward(CellKind kind, const DecoderShape& shape, const DecoderWeights& w,
                      const float* targets, const std::uint8_t* teacher, const float* h0,
                      const float* c0, const float* memory, const std::int64_t* memory_lengths,
-                     float* pred, DecoderCache& cache);
+                     const float* gate_bias, float* pred, DecoderCache& cache);
 
-// Backward: d_pred (B, T, O). Writes dh0 and (LSTM, unless null) dc0 (B, H), and
-// d_memory (B, S, A) unless null; adds the parameter gradients into grads.
+// Backward: d_pred (B, T, O). Writes dh0 and (LSTM, unless null) dc0 (B, H),
+// d_memory (B, S, A) and d_gate_bias (B, G*H) unless null; adds the parameter
+// gradients into grads.
 void decoder_backward(DecoderCache& cache, const float* d_pred, const DecoderGrads& grads,
-                      float* dh0, float* dc0, float* d_memory);
+                      float* dh0, float* dc0, float* d_memory, float* d_gate_bias);
 
 }  // namespace seqlab

@@ -101,7 +101,7 @@ class RecurrentDecoder(Module):
     num_heads=8, output_size=None, init="default")``.
 
     Step ``t`` of ``forward(targets, h0, c0=None, teacher_forcing=None, memory=None,
-    memory_lengths=None)``:
+    memory_lengths=None, gate_bias=None)``:
 
     * ``u_t = start`` (a learned ``(input_size,)`` parameter) at ``t = 0``; else
       ``targets[:, t-1]`` where ``teacher_forcing[:, t]`` is True; else the decoder's
@@ -114,6 +114,10 @@ class RecurrentDecoder(Module):
       module ``attention`` holds torch MultiheadAttention's parameters.
     * ``pred_t = out([h_t; ctx_t])`` (``out`` a Linear from H, or 2H with attention, to
       ``output_size``).
+
+    * with ``gate_bias`` (B, G*H): it is added to the input part of the gates at every
+      step, a per-row condition (e.g. a code ``c`` projected as ``c W_ic^T``): the cell
+      then computes torch's cell on ``[u_t; c]`` with input weight ``[W_ih, W_ic]``.
 
     Shapes: targets (B, T, E) (their values feed teacher-forced steps; T sets the
     number of steps; they receive no gradient), h0 and c0 (B, H) or None (zeros; c0 for
@@ -246,6 +250,7 @@ class RecurrentDecoder(Module):
         teacher_forcing: Any = None,
         memory: Any = None,
         memory_lengths: Any = None,
+        gate_bias: Any = None,
     ) -> Tensor:
         y = targets if isinstance(targets, Tensor) else tensor(targets)
         if y.dtype != np.float32:
@@ -260,6 +265,15 @@ class RecurrentDecoder(Module):
             raise ValueError(f"c0: only an LSTM decoder has a cell state, this one is {self.cell!r}")
         c0_t = self._state(c0, "c0", batch)
         mask = self._teacher_mask(teacher_forcing, batch, steps)
+        bias_t = None
+        if gate_bias is not None:
+            bias_t = gate_bias if isinstance(gate_bias, Tensor) else tensor(gate_bias)
+            gates = self.weight_ih.shape[0]
+            if bias_t.dtype != np.float32:
+                raise TypeError(f"gate_bias: expected float32, got dtype {bias_t.dtype}")
+            if bias_t.shape != (batch, gates):
+                raise ValueError(f"gate_bias: expected shape ({batch}, {gates}) (batch, gates * "
+                                 f"hidden_size), got {bias_t.shape}")
         if self.output_size != self.input_size and not mask[:, 1:].all():
             raise ValueError(
                 f"output_size: {self.output_size} differs from input_size {self.input_size}, so "
@@ -296,7 +310,7 @@ class RecurrentDecoder(Module):
         return F.recurrent_decoder(
             self.mode, y, mask, self.start, self.weight_ih, self.weight_hh, self.bias_ih,
             self.bias_hh, self.out.weight, self.out.bias, h0_t, c0_t, mem, lens,
-            workspace=self._workspace, **kwargs,
+            gate_bias=bias_t, workspace=self._workspace, **kwargs,
         )
 
     def extra_repr(self) -> str:

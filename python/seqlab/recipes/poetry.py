@@ -23,7 +23,7 @@ from ..models.poetry.evaluate import evaluate_chunks, run_batches
 from ..models.poetry.model import SequenceAutoencoder
 from ..optim import AdamW
 from ..serialization import atomic_write_bytes, read_toml, write_json, write_toml
-from ..train import Curriculum, EarlyStopping, Trainer
+from ..train import Curriculum, EarlyStopping, Trainer, WarmupSchedule
 from .run_dir import new_run_dir
 
 KIND = "poetry_autoencoder"
@@ -227,6 +227,11 @@ def fit_poetry_autoencoder(
     if prepared.chunks["val"]:
         val = SequenceBatches(prepared.chunks["val"], batch_size=config.batch_size, shuffle=False)
     callbacks: list[Any] = [Curriculum(config.curriculum_phases())]
+    if config.lr_schedule == "cosine":
+        total = config.epochs * train.num_batches()
+        callbacks.append(
+            WarmupSchedule(round(config.warmup * total), total, "cosine", config.lr * config.min_lr_ratio)
+        )
     if val is not None:
         callbacks.append(EarlyStopping("val_loss", patience=config.patience))
     trainer = Trainer(

@@ -9,6 +9,8 @@ import numpy as np
 from ... import functional as F
 from ...autograd import Tensor, tensor
 from ...nn import GRU, LSTM, RNN, Linear, Module, RecurrentDecoder
+from ...nn import init as initializers
+from ...random import generator
 from .config import AutoencoderConfig
 
 _ENCODERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
@@ -24,11 +26,17 @@ class SequenceAutoencoder(Module):
       ``h0 = tanh(from_code(code))``, teacher-forced per timestep with the ratio
       ``teacher_forcing_ratio`` (set by the training curriculum), and with
       ``config.num_heads``-head attention over the encoder states when
-      ``config.attention``; it predicts each token's vector (B, T, E).
+      ``config.attention``; it predicts each token's vector (B, T, E). With
+      ``config.code_every_step`` the code also enters every step's gates
+      (``code_to_gates``, the decoder's ``gate_bias``), so the decoder does not have to
+      carry it through its state across the whole sequence.
 
     Attention lets information bypass the bottleneck, so :meth:`forward` can run the
     decoder with ``use_attention=False``: the attention then sees all-zero encoder
-    states and the reconstruction depends on the code alone.
+    states and the reconstruction depends on the code alone. In training, a share
+    ``config.memory_dropout`` of the rows (drawn from the seeded generator) runs that
+    way, so that the decoder learns to reconstruct from the code and the code is
+    trained to carry the sequence rather than being bypassed.
     """
 
     def __init__(self, config: AutoencoderConfig, embedding_dim: int) -> None:
@@ -55,6 +63,12 @@ class SequenceAutoencoder(Module):
             num_heads=c.num_heads,
             init=c.init,
         )
+        self.code_to_gates: Linear | None = None
+        if c.code_every_step:
+            gates = self.decoder.weight_ih.shape[0]  # G * decoder hidden
+            self.code_to_gates = Linear(c.bottleneck, gates, bias=False)
+            if c.init == "orthogonal":
+                initializers.xavier_uniform_(self.code_to_gates.weight)
 
     @property
     def teacher_forcing_ratio(self) -> float:
@@ -91,6 +105,7 @@ class SequenceAutoencoder(Module):
             teacher_forcing=teacher_forcing,
             memory=memory,
             memory_lengths=lengths if memory is not None else None,
+            gate_bias=None if self.code_to_gates is None else self.code_to_gates(code),
         )
 
     def forward(
@@ -102,5 +117,11 @@ class SequenceAutoencoder(Module):
         code, states = self.encode(x, lengths)
         memory = None
         if self.decoder.attention is not None:
-            memory = states if use_attention else tensor(np.zeros(states.shape, np.float32))
+            if not use_attention:
+                memory = tensor(np.zeros(states.shape, np.float32))
+            elif self.training and self.config.memory_dropout > 0:
+                keep = generator().random(states.shape[0]) >= self.config.memory_dropout
+                memory = states * tensor(keep.astype(np.float32)[:, None, None])
+            else:
+                memory = states
         return self.decode(code, x.detach(), lengths, memory, teacher_forcing), code

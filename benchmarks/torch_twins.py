@@ -1,0 +1,174 @@
+"""PyTorch twins of seqlab models, built from a seqlab model's weights, for the benchmarks.
+
+* :func:`torch_decoder` is :class:`seqlab.nn.RecurrentDecoder` written the way a PyTorch
+  user writes it: a Python loop over timesteps with ``LSTMCell``/``GRUCell``/``RNNCell``,
+  per-timestep teacher forcing, optional ``nn.MultiheadAttention`` over encoder states,
+  and a ``Linear`` output.
+* :func:`torch_autoencoder` is the poetry recipe's
+  :class:`seqlab.models.SequenceAutoencoder`: packed ``nn.RNN``/``LSTM``/``GRU`` encoder,
+  ``tanh(Linear)`` bottleneck and back, the decoder above started from it and reading
+  the code beside its input at every step (``code_every_step``; seqlab adds it to the
+  gates as ``gate_bias``, the same product).
+* :func:`hybrid_loss` is :func:`seqlab.losses.cosine_mse_loss` (masked mean).
+
+Same parameter names, layouts and values as the seqlab modules they are built from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+_CELLS = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "rnn": nn.RNNCell}
+_LAYERS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+def _state(module: Any) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.array(v)) for k, v in module.state_dict().items()}
+
+
+class TorchDecoder(nn.Module):
+    """``RecurrentDecoder`` as a loop over timesteps.
+
+    ``kv_once``: instead of calling ``MultiheadAttention`` at every step (which
+    re-projects keys and values every step, as a user calling the module would), project
+    them once per sequence and run ``scaled_dot_product_attention`` per step with the
+    same weights: the hand-optimised loop.
+    """
+
+    def __init__(self, dec: Any, kv_once: bool = False, condition: Any = None) -> None:
+        super().__init__()
+        state = _state(dec)
+        self.lstm = dec.cell == "lstm"
+        weights = {k: state[k] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+        extra = 0
+        if condition is not None:  # the gate bias c W_ic^T: the cell reads [u_t; c]
+            w_ic = torch.from_numpy(np.array(condition.weight.data))
+            weights["weight_ih"] = torch.cat([weights["weight_ih"], w_ic], dim=1)
+            extra = w_ic.shape[1]
+        self.cell = _CELLS[dec.cell](dec.input_size + extra, dec.hidden_size)
+        self.cell.load_state_dict(weights)
+        self.out = nn.Linear(dec.out.in_features, dec.output_size)
+        self.out.load_state_dict({"weight": state["out.weight"], "bias": state["out.bias"]})
+        self.start = nn.Parameter(state["start"].clone())
+        self.mha: nn.MultiheadAttention | None = None
+        self.kv_once = kv_once
+        if dec.attention is not None:
+            a = dec.attention
+            self.mha = nn.MultiheadAttention(a.embed_dim, a.num_heads, kdim=a.kdim, vdim=a.vdim,
+                                             batch_first=True)
+            self.mha.load_state_dict({k[len("attention."):]: v for k, v in state.items()
+                                      if k.startswith("attention.")})
+
+    def forward(self, y: torch.Tensor, h: torch.Tensor | None, c: torch.Tensor | None,
+                tf: torch.Tensor, memory: torch.Tensor | None = None,
+                key_padding_mask: torch.Tensor | None = None,
+                condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Predictions (B, T, E) for targets y (B, T, E), states (B, H) or None, a (B, T)
+        bool teacher-forcing mask, memory (B, S, A) and its key padding mask (B, S), and
+        a condition (B, C) read at every step beside the input (when built with one)."""
+        batch, steps = y.shape[:2]
+        hidden = self.cell.hidden_size
+        if h is None:
+            h = y.new_zeros(batch, hidden)
+        if self.lstm and c is None:
+            c = y.new_zeros(batch, hidden)
+        mha = self.mha
+        if mha is not None and self.kv_once:
+            assert memory is not None
+            heads = mha.num_heads
+            w_q, w_k, w_v = (mha.in_proj_weight.chunk(3) if mha.in_proj_weight is not None
+                             else (mha.q_proj_weight, mha.k_proj_weight, mha.v_proj_weight))
+            b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
+            keep = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
+
+            def heads_of(x: torch.Tensor) -> torch.Tensor:
+                return x.view(batch, -1, heads, x.shape[-1] // heads).transpose(1, 2)
+
+            keys = heads_of(F.linear(memory, w_k, b_k))
+            values = heads_of(F.linear(memory, w_v, b_v))
+        preds = []
+        prev = None
+        for t in range(steps):
+            u = self.start.expand(batch, -1) if t == 0 else torch.where(tf[:, t : t + 1], y[:, t - 1], prev)
+            if condition is not None:
+                u = torch.cat([u, condition], dim=1)
+            if self.lstm:
+                h, c = self.cell(u, (h, c))
+            else:
+                h = self.cell(u, h)
+            z = h
+            if mha is not None and self.kv_once:
+                q = F.linear(h, w_q, b_q).view(batch, heads, 1, -1)
+                ctx = F.scaled_dot_product_attention(q, keys, values, attn_mask=keep)
+                ctx = F.linear(ctx.reshape(batch, -1), mha.out_proj.weight, mha.out_proj.bias)
+                z = torch.cat([h, ctx], dim=1)
+            elif mha is not None:
+                ctx, _ = mha(h.unsqueeze(1), memory, memory, key_padding_mask=key_padding_mask,
+                             need_weights=False)
+                z = torch.cat([h, ctx.squeeze(1)], dim=1)
+            prev = self.out(z)
+            preds.append(prev)
+        return torch.stack(preds, dim=1)
+
+
+def torch_decoder(dec: Any, kv_once: bool = False) -> TorchDecoder:
+    """The PyTorch twin of a ``seqlab.nn.RecurrentDecoder`` (same weights)."""
+    return TorchDecoder(dec, kv_once)
+
+
+def hybrid_loss(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, cosine_weight: float = 0.9,
+                mse_weight: float = 0.1, temperature: float = 1.0) -> torch.Tensor:
+    """``seqlab.losses.cosine_mse_loss``: masked mean of w_c (1 - cos) / temp + w_m MSE."""
+    tokens = (cosine_weight * (1 - F.cosine_similarity(pred, y, dim=-1)) / temperature
+              + mse_weight * ((pred - y) ** 2).mean(-1))
+    return (tokens * mask).sum() / mask.sum()
+
+
+class TorchAutoencoder(nn.Module):
+    """``SequenceAutoencoder``: encoder over packed sequences, bottleneck, decoder loop."""
+
+    def __init__(self, model: Any, kv_once: bool = True) -> None:
+        super().__init__()
+        c = model.config
+        self.directions = 2 if c.bidirectional else 1
+        self.hidden = c.hidden_size
+        self.lstm = c.cell == "lstm"
+        self.encoder = _LAYERS[c.cell](model.embedding_dim, c.hidden_size, num_layers=c.num_layers,
+                                       bidirectional=c.bidirectional, dropout=c.dropout,
+                                       batch_first=True)
+        self.encoder.load_state_dict(_state(model.encoder))
+        self.to_code = nn.Linear(self.directions * c.hidden_size, c.bottleneck)
+        self.to_code.load_state_dict(_state(model.to_code))
+        self.from_code = nn.Linear(c.bottleneck, c.decoder_size)
+        self.from_code.load_state_dict(_state(model.from_code))
+        self.memory_dropout = c.memory_dropout
+        self.code_every_step = model.code_to_gates is not None
+        self.decoder = TorchDecoder(model.decoder, kv_once, model.code_to_gates)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, tf: torch.Tensor) -> torch.Tensor:
+        """Reconstructions (B, T, E) of x (B, T, E) with lengths (B,) and teacher-forcing mask tf."""
+        batch, steps = x.shape[:2]
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, state = self.encoder(packed)
+        h_n = state[0] if self.lstm else state
+        final = h_n[-self.directions:].transpose(0, 1).reshape(batch, self.directions * self.hidden)
+        code = torch.tanh(self.to_code(final))
+        h0 = torch.tanh(self.from_code(code))
+        memory = kpm = None
+        if self.decoder.mha is not None:
+            memory, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=steps)
+            kpm = torch.arange(steps)[None, :] >= lengths[:, None]
+            if self.training and self.memory_dropout > 0:  # rows decoded from the code alone
+                keep = torch.rand(batch) >= self.memory_dropout
+                memory = memory * keep[:, None, None]
+        return self.decoder(x, h0, None, tf, memory, kpm, code if self.code_every_step else None)
+
+
+def torch_autoencoder(model: Any, kv_once: bool = True) -> TorchAutoencoder:
+    """The PyTorch twin of a ``seqlab.models.SequenceAutoencoder`` (same weights)."""
+    return TorchAutoencoder(model, kv_once)
