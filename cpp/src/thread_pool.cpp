@@ -21,6 +21,20 @@ namespace {
 
 thread_local bool t_in_worker = false;
 
+// A waiting thread first spins this many pause iterations (tens of microseconds)
+// before it sleeps on a condition variable. Kernels with time loops (recurrent layers,
+// decoders) enter the pool once per step with ~10-100 us of work; a futex wake-up per
+// step costs a sizeable share of that, where a spinning worker starts at once.
+constexpr int kSpinIterations = 4000;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
 class ThreadPool {
  public:
   explicit ThreadPool(int n) { resize(n); }
@@ -31,27 +45,26 @@ class ThreadPool {
   void resize(int n) {
     stop_workers();
     size_ = std::max(1, n);
-    std::size_t generation = 0;
-    {
-      std::lock_guard<std::mutex> lk(mutex_);
-      stopping_ = false;
-      generation = generation_;
-    }
+    stopping_.store(false, std::memory_order_relaxed);
     // New workers start at the current generation: a finished earlier run must not wake them.
+    const std::size_t generation = generation_.load(std::memory_order_acquire);
     for (int i = 1; i < size_; ++i)
       workers_.emplace_back([this, i, generation] { worker_loop(i, generation); });
   }
 
   // Runs task(i) for i in [0, ntasks) with ntasks <= size(); task 0 on the caller.
+  // Every worker (also those with index >= ntasks) acknowledges every run before it
+  // completes, so no worker still reads this run's task when the next run replaces it.
   void run(int ntasks, const std::function<void(int)>& task) {
     std::lock_guard<std::mutex> run_guard(run_mutex_);  // one parallel region at a time
+    task_ = &task;
+    ntasks_ = ntasks;
+    error_ = nullptr;
+    pending_.store(size_ - 1, std::memory_order_relaxed);
     {
+      // Under the mutex: a worker about to sleep checks the generation under it too.
       std::lock_guard<std::mutex> lk(mutex_);
-      task_ = &task;
-      ntasks_ = ntasks;
-      pending_ = ntasks - 1;
-      error_ = nullptr;
-      ++generation_;
+      generation_.fetch_add(1, std::memory_order_release);
     }
     cv_start_.notify_all();
     std::exception_ptr caller_error;
@@ -62,36 +75,49 @@ class ThreadPool {
       caller_error = std::current_exception();
     }
     t_in_worker = false;
-    std::unique_lock<std::mutex> lk(mutex_);
-    cv_done_.wait(lk, [this] { return pending_ == 0; });
+    for (int spin = 0; spin < kSpinIterations && pending_.load(std::memory_order_acquire) != 0; ++spin)
+      cpu_relax();
+    {
+      std::unique_lock<std::mutex> lk(mutex_);
+      cv_done_.wait(lk, [this] { return pending_.load(std::memory_order_acquire) == 0; });
+    }
     task_ = nullptr;
     if (caller_error) std::rethrow_exception(caller_error);
     if (error_) std::rethrow_exception(error_);
   }
 
  private:
+  bool changed(std::size_t seen) const {
+    return stopping_.load(std::memory_order_acquire) ||
+           generation_.load(std::memory_order_acquire) != seen;
+  }
+
   void worker_loop(int index, std::size_t seen) {
     t_in_worker = true;
     for (;;) {
-      const std::function<void(int)>* task = nullptr;
-      {
+      for (int spin = 0; spin < kSpinIterations && !changed(seen); ++spin) cpu_relax();
+      if (!changed(seen)) {
         std::unique_lock<std::mutex> lk(mutex_);
-        cv_start_.wait(lk, [&] { return stopping_ || generation_ != seen; });
-        if (stopping_) return;
-        seen = generation_;
-        if (index >= ntasks_) continue;
-        task = task_;
+        cv_start_.wait(lk, [&] { return changed(seen); });
       }
+      if (stopping_.load(std::memory_order_acquire)) return;
+      seen = generation_.load(std::memory_order_acquire);
+      // task_ and ntasks_ stay fixed until this worker's acknowledgement below.
       std::exception_ptr err;
-      try {
-        (*task)(index);
-      } catch (...) {
-        err = std::current_exception();
+      if (index < ntasks_) {
+        try {
+          (*task_)(index);
+        } catch (...) {
+          err = std::current_exception();
+        }
       }
-      {
+      if (err) {
         std::lock_guard<std::mutex> lk(mutex_);
-        if (err && !error_) error_ = err;
-        if (--pending_ == 0) cv_done_.notify_all();
+        if (!error_) error_ = err;
+      }
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lk(mutex_);  // the caller checks pending_ under it
+        cv_done_.notify_all();
       }
     }
   }
@@ -99,7 +125,7 @@ class ThreadPool {
   void stop_workers() {
     {
       std::lock_guard<std::mutex> lk(mutex_);
-      stopping_ = true;
+      stopping_.store(true, std::memory_order_release);
     }
     cv_start_.notify_all();
     for (auto& w : workers_) w.join();
@@ -113,9 +139,9 @@ class ThreadPool {
   std::condition_variable cv_start_, cv_done_;
   const std::function<void(int)>* task_ = nullptr;
   int ntasks_ = 0;
-  int pending_ = 0;
-  std::size_t generation_ = 0;
-  bool stopping_ = false;
+  std::atomic<int> pending_{0};
+  std::atomic<std::size_t> generation_{0};
+  std::atomic<bool> stopping_{false};
   std::exception_ptr error_;
 };
 
