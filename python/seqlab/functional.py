@@ -6,7 +6,7 @@ for sequences) and records one node on the autograd tape.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -338,7 +338,7 @@ def conv1d_channels_last(
     left, right = (int(p) for p in padding)
     b_data = None if bias is None else bias.data
     spares = _conv_spares
-    reuse = spares.pop() if spares else None
+    reuse = _take_spare(spares)
     out, cache = _core.conv1d_forward(
         x.data, weight.data, b_data, int(dilation), left, right, reuse, activation or "none"
     )
@@ -348,16 +348,13 @@ def conv1d_channels_last(
         gw = grad_buffer(weight)
         gb = None if bias is None else grad_buffer(bias)
         gx = _core.conv1d_backward(cache, _grad(g), gw, gb, x.requires_grad)
-        if len(spares) < _MAX_SPARE_CACHES:
-            spares.append(cache)
+        _keep_spare(spares, cache)
         grads = (gx, returned_grad(weight, gw))
         return grads if bias is None else (*grads, returned_grad(bias, gb))
 
     result = make_result(out, inputs, backward)
     if not result.requires_grad:
-        _core.conv1d_release(cache)
-        if len(spares) < _MAX_SPARE_CACHES:
-            spares.append(cache)
+        _keep_spare(spares, cache, _core.conv1d_release)
     return result
 
 
@@ -405,7 +402,7 @@ def temporal_block(
     if x.ndim != 3:
         raise ValueError(f"temporal_block: input must be (B, T, C_in), got shape {x.shape}")
     params = (conv1_weight, conv1_bias, conv2_weight, conv2_bias, downsample_weight, downsample_bias)
-    reuse = _block_spares.pop() if _block_spares else None
+    reuse = _take_spare(_block_spares)
     out, cache = _core.temporal_block_forward(
         x.data, *(None if p is None else p.data for p in params), int(dilation), reuse
     )
@@ -414,15 +411,12 @@ def temporal_block(
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         buffers = [None if p is None else grad_buffer(p) for p in params]
         gx = _core.temporal_block_backward(cache, _grad(g), *buffers, x.requires_grad)
-        if len(_block_spares) < _MAX_SPARE_CACHES:
-            _block_spares.append(cache)
+        _keep_spare(_block_spares, cache)
         return (gx, *(returned_grad(p, b) for p, b in zip(params, buffers, strict=True) if p is not None))
 
     result = make_result(out, (x, *present), backward)
     if not result.requires_grad:
-        _core.temporal_block_release(cache)
-        if len(_block_spares) < _MAX_SPARE_CACHES:
-            _block_spares.append(cache)
+        _keep_spare(_block_spares, cache, _core.temporal_block_release)
     return result
 
 
@@ -664,6 +658,20 @@ _attention_state: dict[str, Any] = {"flash_threshold": 1024, "spares": []}
 _MAX_SPARE_CACHES = 16
 
 
+def _take_spare(spares: list) -> Any:
+    """A released kernel cache to reuse, or None."""
+    return spares.pop() if spares else None
+
+
+def _keep_spare(spares: list, cache: Any, release: Callable[[Any], None] | None = None) -> None:
+    """Hands a kernel cache back for reuse (after ``release`` drops its references to the
+    inputs, when its backward will not run); at most ``_MAX_SPARE_CACHES`` are kept."""
+    if release is not None:
+        release(cache)
+    if len(spares) < _MAX_SPARE_CACHES:
+        spares.append(cache)
+
+
 def clear_attention_workspace() -> None:
     """Frees the attention kernel buffers kept for reuse between steps."""
     _attention_state["spares"].clear()
@@ -789,7 +797,7 @@ def _attention_node(
     flash = attention_path(k.shape[2]) == "flash"
     seed = int(generator().integers(0, 2**63 - 1)) if dropout_p > 0.0 else 0
     spares: list = _attention_state["spares"]
-    reuse = spares.pop() if spares else None
+    reuse = _take_spare(spares)
     weights, cache = _core.attention_forward(
         q, k, v, out_view(out), mask, key_bias, float(scale), bool(causal), float(dropout_p), seed, flash,
         need_weights, reuse,
@@ -801,15 +809,12 @@ def _attention_node(
         dq, dk, dv = views(buffers)
         overwrite = tuple(fresh[i] for i in _VIEW_SOURCES[len(sources)]) if any(fresh) else None
         _core.attention_backward(cache, out_view(g), dq, dk, dv, overwrite)
-        if len(spares) < _MAX_SPARE_CACHES:
-            spares.append(cache)
+        _keep_spare(spares, cache)
         return tuple(returned_grad(s, b) for s, b in zip(sources, buffers, strict=True))
 
     result = make_result(out, sources, backward)
     if not result.requires_grad:
-        _core.attention_release(cache)
-        if len(spares) < _MAX_SPARE_CACHES:
-            spares.append(cache)
+        _keep_spare(spares, cache, _core.attention_release)
     return result, weights
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .vector_chains import VectorChains
+from .vector_chains import VectorChains, unit_rows
 
 
 @dataclass
@@ -71,7 +71,7 @@ class GateReport:
 def chain_coherence(chains: VectorChains) -> np.ndarray:
     """``(C,)`` mean cosine between consecutive vectors of each chain (NaN for length < 2)."""
     v = chains.vectors
-    unit = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    unit = unit_rows(v)
     pair = np.einsum("ij,ij->i", unit[:-1], unit[1:]) if len(v) > 1 else np.zeros(0, np.float32)
     out = np.full(len(chains), np.nan)
     for i, (a, b) in enumerate(zip(chains.offsets[:-1], chains.offsets[1:])):

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .vector_chains import unit_rows
+
 
 class TextEncoder(Protocol):
     """What the vector predictor needs of an encoder."""
@@ -28,11 +30,6 @@ class TextEncoder(Protocol):
     def fit(self, chunks: Sequence[str]) -> TextEncoder: ...
 
     def encode(self, chunks: Sequence[str]) -> np.ndarray: ...
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))
 
 
 def _sklearn() -> Any:
@@ -105,7 +102,7 @@ class TfidfSvdEncoder:
         if self._vectorizer is None or self.components is None:
             raise RuntimeError("TfidfSvdEncoder: call fit() before encode()")
         tf = self._vectorizer.transform(list(chunks))
-        return _unit_rows(np.asarray(tf @ self.components.T))
+        return unit_rows(np.asarray(tf @ self.components.T))
 
     # ------------------------------------------------------------ storage
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -155,7 +152,7 @@ class MiniLMEncoder:
     def encode(self, chunks: Sequence[str]) -> np.ndarray:
         out = self._model.encode(list(chunks), batch_size=self.batch_size, normalize_embeddings=True,
                                  show_progress_bar=False, convert_to_numpy=True)
-        return _unit_rows(out)
+        return unit_rows(out)
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return {}, {"name": self.name, "batch_size": self.batch_size}

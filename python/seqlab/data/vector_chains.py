@@ -17,6 +17,12 @@ from typing import Any
 import numpy as np
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), float32 and contiguous."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))
+
+
 @dataclass
 class VectorChains:
     """Chains of D-dimensional vectors stored flat.

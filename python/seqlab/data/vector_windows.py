@@ -73,6 +73,7 @@ class SegmentBatches:
         if windows.sum() == 0:
             raise ValueError(f"{chains.source}: no chain has two vectors, so there is no window")
         self._windows = windows
+        self._unshuffled = self._segments(None)
 
     @property
     def num_samples(self) -> int:
@@ -93,14 +94,13 @@ class SegmentBatches:
         return out
 
     def num_batches(self) -> int:
-        return -(-len(self._segments(None)) // self.segments_per_batch)
+        return -(-len(self._unshuffled) // self.segments_per_batch)
 
     def mean_segment_windows(self) -> float:
-        segs = self._segments(None)
-        return float(np.mean([n for _, n in segs]))
+        return float(np.mean([n for _, n in self._unshuffled]))
 
     def batches(self, rng: np.random.Generator | None = None) -> Iterator[SegmentBatch]:
-        segs = self._segments(rng)
+        segs = self._segments(rng) if (self.shuffle and rng is not None) else self._unshuffled
         if self.shuffle and rng is not None:
             segs = [segs[i] for i in rng.permutation(len(segs))]
         vectors = self.chains.vectors

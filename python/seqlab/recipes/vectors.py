@@ -75,14 +75,16 @@ class VectorPredictor:
         """Unit predictions ``(B, D)`` after the last real vector of each padded window."""
         m = self.model
         was_training = m.training
-        m.eval()
+        if was_training:
+            m.eval()
         try:
             with no_grad():
                 h, _ = m.states(tensor(windows), lengths)
                 last = h.data[np.arange(len(lengths)), lengths - 1]
                 y = windows[np.arange(len(lengths)), lengths - 1] + m.head(tensor(last)).data
         finally:
-            m.train(was_training)
+            if was_training:
+                m.train()
         return unit_rows(y)
 
     def predict_next(self, contexts: Any) -> np.ndarray:

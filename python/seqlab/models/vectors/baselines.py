@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...data.vector_chains import VectorChains
+from ...data.vector_chains import VectorChains, unit_rows
 from ...data.vector_windows import window_spans
 
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero), float32."""
-    x = np.asarray(x, dtype=np.float32)
-    return np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))
+__all__ = ["LinearPredictor", "context_mean", "copy_last", "unit_rows"]
 
 
 def copy_last(vectors: np.ndarray, starts: np.ndarray, targets: np.ndarray) -> np.ndarray:

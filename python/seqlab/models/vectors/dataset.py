@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ...data.batching import pad_sequences
 from ...data.chain_gates import GateReport, apply_quality_gates
 from ...data.documents import Document, load_documents
 from ...data.text_encoders import make_encoder
@@ -150,8 +151,5 @@ def as_windows_input(contexts: Any, dim: int, context: int) -> tuple[np.ndarray,
         if not np.isfinite(s).all():
             raise ValueError(f"contexts[{i}]: holds NaN or infinite values")
         out.append(unit_rows(s[-context:]))
-    lengths = np.array([len(s) for s in out], dtype=np.int64)
-    padded = np.zeros((len(out), int(lengths.max()), dim), dtype=np.float32)
-    for i, s in enumerate(out):
-        padded[i, : len(s)] = s
+    padded, lengths = pad_sequences(out)
     return padded, lengths, single

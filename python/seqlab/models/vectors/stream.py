@@ -50,10 +50,12 @@ class VectorStream:
             self._window.append(x[0])
             return self._predict_window(np.stack(self._window))
         was_training = self.model.training
-        self.model.eval()
+        if was_training:  # switching modes walks every submodule: not once per step
+            self.model.eval()
         try:
             with no_grad():
                 y, self._state = self.model.step(x, self._state)
         finally:
-            self.model.train(was_training)
+            if was_training:
+                self.model.train()
         return unit_rows(y)[0]
