@@ -182,6 +182,8 @@ class Module:
 
     # --------------------------------------------------------------- calling
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The layer's computation; every subclass defines it (as in ``torch.nn.Module``,
+        calling a Module that does not is an error naming the class)."""
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
