@@ -288,3 +288,28 @@ def test_reused_buffers_give_identical_steps(rng):
         for a, b in zip(grads[0], later, strict=True):
             np.testing.assert_array_equal(a, b)
     assert all(len(w) == 1 for w in module._workspaces)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("hidden", [16, 300])
+def test_same_bits_for_any_thread_count(rng, cell, hidden):
+    """Each row's arithmetic is the same whether a step splits its product over the pool
+    (wide layers) or each thread runs the whole sequence for its own batch rows (narrow)."""
+    x = rng.standard_normal((50, 6, 5)).astype(np.float32)
+    lengths = rng.integers(1, 7, size=50)
+    results = []
+    previous = seqlab.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            seqlab.set_num_threads(threads)
+            seqlab.manual_seed(3)
+            module = build(cell, 5, hidden, num_layers=2, bidirectional=True)
+            xs = seqlab.tensor(x, requires_grad=True)
+            y, _ = module(xs, lengths=lengths)
+            (y * y).sum().backward()
+            results.append([y.data, xs.grad] + [p.grad for p in module.parameters()])
+    finally:
+        seqlab.set_num_threads(previous)
+    for later in results[1:]:
+        for a, b in zip(results[0], later, strict=True):
+            np.testing.assert_array_equal(a, b)

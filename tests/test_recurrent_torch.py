@@ -135,6 +135,18 @@ def test_matches_torch_wide_and_seq_first(torch, cell):
                         with_states=False, bias=False)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_matches_torch_batch_split_time_loop(torch, cell, threads):
+    """Batch 40 and hidden 18 at several threads: the time loop splits over the batch rows."""
+    previous = seqlab.get_num_threads()
+    try:
+        seqlab.set_num_threads(threads)
+        check_against_torch(torch, cell, 2, True, batch=40, seq=7, with_lengths=True, with_states=True)
+    finally:
+        seqlab.set_num_threads(previous)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_state_dict_moves_both_ways(torch, cell):
     module, ref = make_pair(torch, cell, 3, 4, num_layers=2, bidirectional=True)

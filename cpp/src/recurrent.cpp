@@ -30,6 +30,24 @@ using recurrent::store;
 
 bool active(const std::int64_t* lengths, int b, int t) { return !lengths || t < lengths[b]; }
 
+// Packed W_hh up to this size stays in each core's L2 next to a thread's rows of state.
+constexpr std::size_t kBatchSplitMaxBytes = std::size_t{512} << 10;
+
+// The time loop runs in one of two ways. Per step: each step's product splits its column
+// panels over the pool, and the pool joins once per step. Per batch: each thread runs every
+// step for its own contiguous rows of the batch, and the pool joins once per sequence. Rows
+// are independent of each other, and each row's arithmetic is the same either way, so both
+// give the same numbers. Per batch wins when every thread gets at least one full register
+// block of rows and the packed W_hh it streams every step fits in its L2 (small hidden
+// sizes, where a per-step join costs as much as the step's work); the row grain is
+// returned, or 0 for per step.
+std::size_t batch_split_grain(int B, const recurrent::PackedMatrix* w_hh) {
+  const std::size_t block = static_cast<std::size_t>(recurrent::PackedMatrix::row_block());
+  const auto threads = static_cast<std::size_t>(get_num_threads());
+  if (threads < 2 || w_hh == nullptr || w_hh->bytes() > kBatchSplitMaxBytes) return 0;
+  return static_cast<std::size_t>(B) >= threads * block ? block : 0;
+}
+
 template <class Cell>
 void forward_direction(const RecurrentShape& s, int d, const float* x, const DirectionWeights& w,
                        const float* h0, const float* c0, const std::int64_t* lengths, float* y,
@@ -86,7 +104,8 @@ void forward_direction(const RecurrentShape& s, int d, const float* x, const Dir
     if (c0) std::memcpy(c_start, c0, BH * sizeof(float)); else std::fill(c_start, c_start + BH, 0.0f);
   }
 
-  for (int k = 0; k < T; ++k) {
+  // One step for batch rows [b0, b1): gh = h_prev @ W_hh^T, then the cell's pointwise pass.
+  const auto step = [&](int k, std::size_t b0, std::size_t b1) {
     const int t = reverse ? T - 1 - k : k;
     const int t_next = reverse ? t - 1 : t + 1;
     const bool last = k == T - 1;
@@ -94,12 +113,14 @@ void forward_direction(const RecurrentShape& s, int d, const float* x, const Dir
     float* hn = last ? cache.h_last.data() : hs + t_next * BH;
     const float* cp = lstm ? cs + t * BH : nullptr;
     float* cn = lstm ? (last ? cache.c_last.data() : cs + t_next * BH) : nullptr;
-    if (w_hh_t)  // gh = h_prev @ W_hh^T
-      w_hh_t->multiply(B, hp, H, gh.data(), GH, false);
+    const int rows = static_cast<int>(b1 - b0);
+    float* gh_rows = gh.data() + b0 * GH;
+    if (w_hh_t)
+      w_hh_t->multiply(rows, hp + b0 * H, H, gh_rows, GH, false);
     else
-      sgemm(false, true, B, GH, H, 1.0f, hp, H, w.w_hh, H, 0.0f, gh.data(), GH);
-    parallel_for(B, row_grain(GH), [&](std::size_t b0, std::size_t b1) {
-      for (std::size_t b = b0; b < b1; ++b) {
+      sgemm(false, true, rows, GH, H, 1.0f, hp + b0 * H, H, w.w_hh, H, 0.0f, gh_rows, GH);
+    parallel_for(b1 - b0, row_grain(GH), [&](std::size_t i0, std::size_t i1) {
+      for (std::size_t b = b0 + i0; b < b0 + i1; ++b) {
         const std::size_t bt = b * T + t;
         float* yr = y + bt * DH + d * H;
         if (!active(lengths, static_cast<int>(b), t)) {
@@ -121,7 +142,14 @@ void forward_direction(const RecurrentShape& s, int d, const float* x, const Dir
         Cell::forward(row, H);
       }
     });
-  }
+  };
+  const auto steps = [&](std::size_t b0, std::size_t b1) {
+    for (int k = 0; k < T; ++k) step(k, b0, b1);
+  };
+  if (const std::size_t grain = batch_split_grain(B, w_hh_t ? &*w_hh_t : nullptr))
+    parallel_for(uB, grain, steps);  // inside, the product and the row pass run inline
+  else
+    steps(0, uB);
 }
 
 template <class Cell>
@@ -146,13 +174,9 @@ void backward_direction(RecurrentCache& cache, int d, const float* dy, const flo
   auto& dgx = dc.dgx;
   auto& dgh = dc.dgh;
   std::vector<float> dh_a(BH), dh_b(BH), dc_a(lstm ? BH : 0), dc_b(lstm ? BH : 0);
-  float* dh_cur = dh_a.data();
-  float* dh_nxt = dh_b.data();
-  float* dc_cur = lstm ? dc_a.data() : nullptr;
-  float* dc_nxt = lstm ? dc_b.data() : nullptr;
-  if (dh_n) std::memcpy(dh_cur, dh_n, BH * sizeof(float)); else std::fill(dh_a.begin(), dh_a.end(), 0.0f);
+  if (dh_n) std::memcpy(dh_a.data(), dh_n, BH * sizeof(float)); else std::fill(dh_a.begin(), dh_a.end(), 0.0f);
   if (lstm) {
-    if (dc_n) std::memcpy(dc_cur, dc_n, BH * sizeof(float)); else std::fill(dc_a.begin(), dc_a.end(), 0.0f);
+    if (dc_n) std::memcpy(dc_a.data(), dc_n, BH * sizeof(float)); else std::fill(dc_a.begin(), dc_a.end(), 0.0f);
   }
   const auto w_hh_p = recurrent::PackedMatrix::from_plain(w.w_hh, GH, H);
   const float* gates = dc.gates.data();
@@ -160,7 +184,10 @@ void backward_direction(RecurrentCache& cache, int d, const float* dy, const flo
   const float* cs = lstm ? dc.c_prev.data() : nullptr;
   const float* aux = gru ? dc.aux.data() : nullptr;
 
-  for (int k = T - 1; k >= 0; --k) {
+  // One step back for batch rows [b0, b1): the cell's backward pass reads dh_cur (dc_cur)
+  // and writes dh_nxt (dc_nxt), then dh_nxt += dgates_hh @ W_hh.
+  const auto step = [&](int k, std::size_t b0, std::size_t b1, float* dh_cur, float* dh_nxt,
+                        float* dc_cur, float* dc_nxt) {
     const int t = reverse ? T - 1 - k : k;
     const int t_next = reverse ? t - 1 : t + 1;
     const bool last = k == T - 1;
@@ -168,8 +195,8 @@ void backward_direction(RecurrentCache& cache, int d, const float* dy, const flo
     const float* cp = lstm ? cs + t * BH : nullptr;
     const float* cn = lstm ? (last ? dc.c_last.data() : cs + t_next * BH) : nullptr;
     float* dgh_t = dgh.data() + t * BH * G;
-    parallel_for(B, row_grain(GH), [&](std::size_t b0, std::size_t b1) {
-      for (std::size_t b = b0; b < b1; ++b) {
+    parallel_for(b1 - b0, row_grain(GH), [&](std::size_t i0, std::size_t i1) {
+      for (std::size_t b = b0 + i0; b < b0 + i1; ++b) {
         const std::size_t bt = b * T + t;
         float* dgx_r = dgx.data() + bt * GH;
         float* dgh_r = dgh_t + b * GH;
@@ -196,12 +223,27 @@ void backward_direction(RecurrentCache& cache, int d, const float* dy, const flo
         Cell::backward(row, H);
       }
     });
-    w_hh_p.multiply(B, dgh_t, GH, dh_nxt, H, true);  // dh_prev += dgates_hh @ W_hh
-    std::swap(dh_cur, dh_nxt);
-    if (lstm) std::swap(dc_cur, dc_nxt);
-  }
-  std::memcpy(dh0 + d * BH, dh_cur, BH * sizeof(float));
-  if (lstm && dc0) std::memcpy(dc0 + d * BH, dc_cur, BH * sizeof(float));
+    w_hh_p.multiply(static_cast<int>(b1 - b0), dgh_t + b0 * GH, GH, dh_nxt + b0 * H, H, true);
+  };
+  const auto steps = [&](std::size_t b0, std::size_t b1) {
+    float* dh_cur = dh_a.data();
+    float* dh_nxt = dh_b.data();
+    float* dc_cur = lstm ? dc_a.data() : nullptr;
+    float* dc_nxt = lstm ? dc_b.data() : nullptr;
+    for (int k = T - 1; k >= 0; --k) {
+      step(k, b0, b1, dh_cur, dh_nxt, dc_cur, dc_nxt);
+      std::swap(dh_cur, dh_nxt);
+      std::swap(dc_cur, dc_nxt);
+    }
+  };
+  if (const std::size_t grain = batch_split_grain(B, &w_hh_p))
+    parallel_for(static_cast<std::size_t>(B), grain, steps);  // the step's passes run inline
+  else
+    steps(0, static_cast<std::size_t>(B));
+  // After T swaps the gradients at the sequence start are in the a buffers when T is even.
+  const float* dh_start = T % 2 == 0 ? dh_a.data() : dh_b.data();
+  std::memcpy(dh0 + d * BH, dh_start, BH * sizeof(float));
+  if (lstm && dc0) std::memcpy(dc0 + d * BH, T % 2 == 0 ? dc_a.data() : dc_b.data(), BH * sizeof(float));
 
   const int M = static_cast<int>(BT);
   // dW_hh += dgates_hh^T @ h_prev over all steps; dW_ih += dgates_x^T @ x; dx (+)= dgates_x @ W_ih.

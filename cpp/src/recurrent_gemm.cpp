@@ -68,6 +68,8 @@ PackedMatrix::PackedMatrix(int K, int N)
     : K_(K), N_(N), panels_((N + NR - 1) / NR),
       data_(xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(panels_) * K * NR})) {}
 
+int PackedMatrix::row_block() { return MR; }
+
 PackedMatrix PackedMatrix::from_transposed(const float* w, int N, int K) {
   PackedMatrix p(K, N);
   float* d = p.data_.data();

@@ -7,6 +7,8 @@
 #pragma once
 #include <xtensor/xtensor.hpp>
 
+#include <cstddef>
+
 namespace seqlab::recurrent {
 
 class PackedMatrix {
@@ -18,6 +20,10 @@ class PackedMatrix {
 
   int rows() const { return K_; }
   int cols() const { return N_; }
+  // Bytes of the packed panels (what one multiply streams through the cache).
+  std::size_t bytes() const { return data_.size() * sizeof(float); }
+  // Rows of A one register block of the kernel multiplies at once.
+  static int row_block();
 
   // C (M, N), row stride ldc, = A (M, K) @ B (+ C when accumulate); A's row stride lda.
   // Splits the column panels over the thread pool when the product is large enough.
