@@ -32,6 +32,17 @@ inline fbatch load_tail(const float* p, std::size_t rem) {
   return fbatch::load_aligned(buf);
 }
 
+// Pins v to a register at this point. Without it GCC re-loads each row chunk for every
+// FMA that uses it (a memory operand per FMA), which makes dot_block load-bound at
+// 2.5x its FMA-bound speed on Zen 4. The arithmetic is unchanged.
+inline void keep_in_register(fbatch& v) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  asm volatile("" : "+v"(v.data));
+#else
+  (void)v;
+#endif
+}
+
 // out[a * R + r] = dot(q + a * ldq, b + r * ldb) for a < QB, r < R; vectors of length D.
 template <int QB, int R>
 inline void dot_block(const float* q, std::size_t ldq, const float* b, std::size_t ldb,
@@ -42,9 +53,13 @@ inline void dot_block(const float* q, std::size_t ldq, const float* b, std::size
   std::size_t i = 0;
   for (; i + kW <= D; i += kW) {
     fbatch bv[R];
-    for (int r = 0; r < R; ++r) bv[r] = fbatch::load_unaligned(b + r * ldb + i);
+    for (int r = 0; r < R; ++r) {
+      bv[r] = fbatch::load_unaligned(b + r * ldb + i);
+      keep_in_register(bv[r]);
+    }
     for (int a = 0; a < QB; ++a) {
-      const fbatch qv = fbatch::load_unaligned(q + a * ldq + i);
+      fbatch qv = fbatch::load_unaligned(q + a * ldq + i);
+      keep_in_register(qv);
       for (int r = 0; r < R; ++r) acc[a][r] = xsimd::fma(qv, bv[r], acc[a][r]);
     }
   }
