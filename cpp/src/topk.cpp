@@ -1,6 +1,8 @@
 #include "seqlab/topk.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -20,10 +22,26 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr std::size_t kRowBlock = 64;          // few-queries path: bank rows scored per block
 constexpr std::size_t kMinRowsPerThread = 1024;
 constexpr std::size_t kPrefetchRows = 8;      // few-queries path: software prefetch distance
-constexpr std::size_t kMaxQueryTile = 4096;    // GEMM path tiles (as FAISS)
-constexpr std::size_t kMinBankTile = 1024;
-constexpr std::size_t kMaxBankTile = 16384;
-constexpr std::size_t kScoreTileFloats = std::size_t{1} << 22;  // 16 MB: L3-resident, few joins
+// GEMM path: queries per sgemm and bank rows per work item; the score tile
+// (kQueryBlock x kBankChunk floats, 512 KB) stays in the core's L2 between the sgemm
+// that writes it and the scan that reads it.
+constexpr std::size_t kQueryBlock = 1024;
+constexpr std::size_t kBankChunk = 512;
+constexpr std::size_t kItemsPerContext = 4;  // split query blocks when chunks are fewer
+
+std::size_t env_size(const char* name, std::size_t fallback) {
+  const char* v = std::getenv(name);
+  return v ? static_cast<std::size_t>(std::strtoul(v, nullptr, 10)) : fallback;
+}
+std::size_t gemm_query_block() {
+  static const std::size_t v = env_size("SEQLAB_QB", kQueryBlock);
+  return v;
+}
+std::size_t gemm_bank_chunk() {
+  static const std::size_t v = env_size("SEQLAB_RB", kBankChunk);
+  return v;
+}
+std::size_t gemm_contexts() { return static_cast<std::size_t>(get_num_threads()); }
 
 struct Cand {
   float s;
@@ -307,33 +325,57 @@ void scan_simd(const float* qp, std::size_t Q, const float* bank, std::size_t N,
   });
 }
 
-// Many-queries path: sgemm per (query tile, bank tile), then per-query sinks in parallel.
+// Many-queries path: fused per-thread tiles. The work is split into items of
+// (bank chunk of kBankChunk rows) x (group of query blocks), claimed dynamically by the
+// pool's threads. An item computes its chunk's norms once, then for each block of
+// kQueryBlock queries runs one single-threaded sgemm into the thread's own score tile
+// (kQueryBlock x kBankChunk floats, L2-sized), applies the metric transform and feeds
+// the tile to the sinks while it is hot. Sinks get the running thread's context index,
+// so every context owns its heaps/counters; the caller merges the contexts. Item
+// boundaries depend only on Q, N and the thread count, so every score is computed by
+// the same sgemm call whatever thread runs it: results do not depend on scheduling.
+// A non-finite score is reported for the lowest such bank row (items past it are skipped).
 template <Metric M, class Sink>
 void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N, std::size_t D,
-               std::int64_t offset, bool need_norms, Sink&& sink) {
-  const std::size_t qt = std::min(Q, kMaxQueryTile);
-  std::size_t bt = std::clamp(kScoreTileFloats / qt, kMinBankTile, kMaxBankTile);
-  bt = std::min(bt, N);
-  std::vector<float> S(qt * bt);
-  std::vector<float> term(bt), sq(bt);
-  for (std::size_t q0 = 0; q0 < Q; q0 += qt) {
-    const std::size_t nq = std::min(qt, Q - q0);
-    for (std::size_t j0 = 0; j0 < N; j0 += bt) {
-      const std::size_t nb = std::min(bt, N - j0);
-      const float* tile = bank + j0 * D;
-      sgemm(false, true, static_cast<int>(nq), static_cast<int>(nb), static_cast<int>(D), 1.0f,
-            qp + q0 * D, static_cast<int>(D), tile, static_cast<int>(D), 0.0f, S.data(),
-            static_cast<int>(nb));
-      if (M != Metric::inner_product || need_norms) {
-        parallel_for(nb, 512, [&](std::size_t b, std::size_t e) {
-          for (std::size_t r = b; r < e; ++r) {
-            sq[r] = simd::sqnorm(tile + r * D, D);
-            term[r] = row_term<M>(sq[r]);
-          }
-        });
+               std::int64_t offset, bool need_norms, std::size_t ncontexts, Sink&& sink) {
+  // Query blocks of at most kQueryBlock, of equal size (1500 queries: 2 x 750).
+  const std::size_t nqblocks = (Q + gemm_query_block() - 1) / gemm_query_block();
+  const std::size_t qb = (Q + nqblocks - 1) / nqblocks;
+  const std::size_t rb = std::min(N, gemm_bank_chunk());
+  const std::size_t nchunks = (N + rb - 1) / rb;
+  // Few chunks (small banks): split the query blocks too, so every thread gets items.
+  const std::size_t want = kItemsPerContext * ncontexts;
+  const std::size_t ngroups =
+      nchunks >= want ? 1 : std::min(nqblocks, (want + nchunks - 1) / nchunks);
+  const std::size_t nitems = nchunks * ngroups;
+  const bool norms = M != Metric::inner_product || need_norms;
+  constexpr std::int64_t kNone = std::numeric_limits<std::int64_t>::max();
+  std::atomic<std::int64_t> first_bad{kNone};
+  std::atomic<std::size_t> next_context{0};
+  const SerialBlas serial;  // each item is one single-threaded sgemm per query block
+  parallel_claim(nitems, [&](const ClaimFn& next) {
+    const std::size_t c = next_context.fetch_add(1, std::memory_order_relaxed);
+    std::vector<float> S(qb * rb), sq(norms ? rb : 0), term(norms ? rb : 0);
+    for (std::size_t item; next(item);) {
+      const std::size_t chunk = item / ngroups, group = item % ngroups;
+      const std::size_t j0 = chunk * rb, nb = std::min(rb, N - j0);
+      const std::int64_t gj0 = offset + static_cast<std::int64_t>(j0);
+      if (gj0 > first_bad.load(std::memory_order_relaxed)) continue;
+      const float* rows = bank + j0 * D;
+      if (norms) {
+        for (std::size_t r = 0; r < nb; ++r) {
+          sq[r] = simd::sqnorm(rows + r * D, D);
+          term[r] = row_term<M>(sq[r]);
+        }
       }
-      parallel_for(nq, 1, [&](std::size_t b, std::size_t e) {
-        for (std::size_t a = b; a < e; ++a) {
+      const std::size_t b0 = nqblocks * group / ngroups, b1 = nqblocks * (group + 1) / ngroups;
+      std::int64_t bad = kNone;
+      for (std::size_t blk = b0; blk < b1; ++blk) {
+        const std::size_t q0 = blk * qb, nq = std::min(qb, Q - q0);
+        sgemm(false, true, static_cast<int>(nq), static_cast<int>(nb), static_cast<int>(D), 1.0f,
+              qp + q0 * D, static_cast<int>(D), rows, static_cast<int>(D), 0.0f, S.data(),
+              static_cast<int>(nb));
+        for (std::size_t a = 0; a < nq; ++a) {
           float* row = S.data() + a * nb;
           if constexpr (M != Metric::inner_product) {
             std::size_t r = 0;
@@ -347,12 +389,21 @@ void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N,
             }
             for (; r < nb; ++r) row[r] = transform<M>(row[r], term[r]);
           }
-          sink(MetricTag<M>{}, 0, q0 + a, row, nb, offset + static_cast<std::int64_t>(j0), tile,
-               sq.data());
+          try {
+            sink(MetricTag<M>{}, c, q0 + a, row, nb, gj0, rows, norms ? sq.data() : nullptr);
+          } catch (const NonFiniteScore& e) {
+            bad = std::min(bad, e.row);
+          }
         }
-      });
+      }
+      if (bad != kNone) {
+        std::int64_t seen = first_bad.load(std::memory_order_relaxed);
+        while (bad < seen && !first_bad.compare_exchange_weak(seen, bad, std::memory_order_relaxed)) {
+        }
+      }
     }
-  }
+  });
+  if (first_bad.load() != kNone) throw NonFiniteScore(first_bad.load());
 }
 
 bool use_gemm(SearchPath path, std::size_t Q) {
@@ -369,7 +420,7 @@ std::size_t simd_contexts(std::size_t N) {
 template <Metric M, class Sink>
 void scan(const float* qp, std::size_t Q, const float* bank, std::size_t N, std::size_t D,
           std::int64_t offset, bool gemm, std::size_t ncontexts, Sink&& sink) {
-  if (gemm) scan_gemm<M>(qp, Q, bank, N, D, offset, std::decay_t<Sink>::kNeedsNorms, sink);
+  if (gemm) scan_gemm<M>(qp, Q, bank, N, D, offset, std::decay_t<Sink>::kNeedsNorms, ncontexts, sink);
   else scan_simd<M>(qp, Q, bank, N, D, offset, ncontexts, sink);
 }
 
@@ -407,7 +458,7 @@ void topk_search(const float* queries, std::size_t Q, const float* bank, std::si
   if (Q == 0) return;
   const PreparedQueries p = prepare_queries(queries, Q, D, metric);
   const bool gemm = use_gemm(path, Q);
-  const std::size_t ncontexts = gemm ? 1 : simd_contexts(N);
+  const std::size_t ncontexts = gemm ? gemm_contexts() : simd_contexts(N);
   std::vector<Cand> storage(ncontexts * Q * k);
   std::vector<std::size_t> sizes(ncontexts * Q, 0);
   TopKSink sink{storage.data(), sizes.data(), Q, k};
@@ -463,7 +514,7 @@ void count_ranked_above(const float* queries, std::size_t Q, const float* bank, 
   if (Q == 0) return;
   const PreparedQueries p = prepare_queries(queries, Q, D, metric);
   const bool gemm = use_gemm(path, Q);
-  const std::size_t ncontexts = gemm ? 1 : simd_contexts(N);
+  const std::size_t ncontexts = gemm ? gemm_contexts() : simd_contexts(N);
   std::vector<std::int64_t> partial(ncontexts * Q, 0);
   std::vector<float> qnorm(Q);
   for (std::size_t a = 0; a < Q; ++a) qnorm[a] = std::sqrt(simd::sqnorm(p.data + a * D, D));
