@@ -136,9 +136,10 @@ def test_single_query_vector_and_k_equals_n(rng):
 
 @pytest.mark.parametrize("metric", METRICS)
 def test_gemm_tiling_boundaries(rng, metric):
-    # 1000 queries: bank tiles of ~4.2k rows, so 9000 rows span three; 4100 queries: two
-    # query tiles.
-    for q_count, n in ((1000, 9000), (4100, 64)):
+    # Work items are bank chunks of 512 rows x query blocks of <= 1024 queries: 9000 rows
+    # span 18 chunks (the last partial); 2100 queries form three blocks of 700, and a bank
+    # of 300 rows (one chunk) splits them into several items.
+    for q_count, n in ((1000, 9000), (2100, 300)):
         b = int_data(rng, (n, 8))
         if metric == "cosine":
             b = rng.standard_normal((n, 8)).astype(np.float32)
@@ -266,6 +267,25 @@ def test_nonfinite_bank_row_raises(rng, metric, path, value):
         topk(q, b, 3, metric, path=path)
     with pytest.raises(ValueError, match=r"row 1234"):
         target_rank(q, np.array([0, 1, 2, 3]), b, metric, path=path)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_nonfinite_gemm_reports_lowest_row_for_any_thread_count(rng, metric):
+    # Bad rows in different bank chunks: whichever thread meets one first, the lowest is named.
+    b = rng.standard_normal((6000, 16)).astype(np.float32)
+    b[5000, 3] = np.nan
+    b[1234, 5] = np.inf
+    q = rng.standard_normal((40, 16)).astype(np.float32)
+    before = seqlab.get_num_threads()
+    try:
+        for n in (1, 2):
+            seqlab.set_num_threads(n)
+            with pytest.raises(ValueError, match=r"bank: row 1234 of \(6000, 16\)"):
+                topk(q, b, 3, metric, path="gemm")
+            with pytest.raises(ValueError, match=r"row 1234 "):
+                target_rank(q, np.arange(40), b, metric, path="gemm")
+    finally:
+        seqlab.set_num_threads(before)
 
 
 def test_target_rank_errors(rng):

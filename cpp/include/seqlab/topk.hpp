@@ -6,14 +6,18 @@
 //    SIMD dot loops (4 queries x 4 rows per register block, software prefetch 8 rows
 //    ahead) and keeps its own bounded heap per query; the heaps are merged at the end.
 //    The bank is read once: Q = 1 runs at the memory bandwidth.
-//  - many queries: sgemm over tiles of (up to 4096 queries) x (1024..16384 bank rows,
-//    about 2^22 scores (16 MB) per tile), then a SIMD threshold filter and a bounded heap per
-//    query (parallel over queries).
-// Cosine normalises the queries once and scales by bank norms computed per tile;
+//  - many queries: fused per-thread tiles. Work items (a chunk of 512 bank rows x a group
+//    of query blocks of up to 1024 queries) are claimed dynamically by the pool's threads;
+//    each runs one single-threaded sgemm per query block into the thread's own score tile,
+//    then at once a SIMD threshold filter and that thread's bounded heap per query (or
+//    rank counter). No score matrix goes through memory and there is one pool join per
+//    call; the per-thread heaps are merged at the end.
+// Cosine normalises the queries once and scales by bank norms computed once per bank chunk;
 // L2 ranks by 2 q.b - |b|^2 and reports the squared distance |q|^2 - that.
 // Candidates are ordered by score, then by the lower bank index, so the result is a
-// unique total order: identical for any thread count. The bank pointer is only read
-// tile by tile, so a memory-mapped bank is streamed, never copied.
+// unique total order: identical for any thread count (item boundaries, hence every sgemm
+// call, do not depend on which thread runs an item). The bank pointer is only read
+// chunk by chunk, so a memory-mapped bank is streamed, never copied.
 #pragma once
 #include <cstddef>
 #include <cstdint>
