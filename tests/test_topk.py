@@ -136,9 +136,10 @@ def test_single_query_vector_and_k_equals_n(rng):
 
 @pytest.mark.parametrize("metric", METRICS)
 def test_gemm_tiling_boundaries(rng, metric):
-    # Work items are bank chunks of 512 rows x query blocks of <= 1024 queries: 9000 rows
-    # span 18 chunks (the last partial); 2100 queries form three blocks of 700, and a bank
-    # of 300 rows (one chunk) splits them into several items.
+    # Work items are bank chunks of 512 rows (at this D) x groups of 6-query panels, and
+    # the register tile is 6 queries x 64 (or 16) rows: 9000 rows span 18 chunks, the last
+    # partial, and 1000 queries end in a panel of 4; a bank of 300 rows (one chunk, a
+    # partial row panel) splits 2100 queries into several items.
     for q_count, n in ((1000, 9000), (2100, 300)):
         b = int_data(rng, (n, 8))
         if metric == "cosine":

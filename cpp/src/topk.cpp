@@ -8,7 +8,6 @@
 #include <type_traits>
 #include <vector>
 
-#include "seqlab/blas.hpp"
 #include "seqlab/similarity.hpp"
 #include "seqlab/thread_pool.hpp"
 
@@ -22,24 +21,21 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr std::size_t kRowBlock = 64;          // few-queries path: bank rows scored per block
 constexpr std::size_t kMinRowsPerThread = 1024;
 constexpr std::size_t kPrefetchRows = 8;      // few-queries path: software prefetch distance
-// GEMM path: queries per sgemm and bank rows per work item; the score tile
-// (kQueryBlock x kBankChunk floats, 512 KB) stays in the core's L2 between the sgemm
-// that writes it and the scan that reads it.
-constexpr std::size_t kQueryBlock = 1024;
-constexpr std::size_t kBankChunk = 512;
-constexpr std::size_t kItemsPerContext = 4;  // split query blocks when chunks are fewer
+// Many-queries path: bank rows per work item, so the packed chunk (~768 KB) stays in
+// the core's L2 while every query panel streams over it.
+constexpr std::size_t kPackedChunkFloats = std::size_t{3} << 16;
+constexpr std::size_t kMaxBankChunk = 512;
+constexpr std::size_t kItemsPerContext = 4;  // split query panels when chunks are fewer
 
 std::size_t env_size(const char* name, std::size_t fallback) {
   const char* v = std::getenv(name);
   return v ? static_cast<std::size_t>(std::strtoul(v, nullptr, 10)) : fallback;
 }
-std::size_t gemm_query_block() {
-  static const std::size_t v = env_size("SEQLAB_QB", kQueryBlock);
-  return v;
-}
-std::size_t gemm_bank_chunk() {
-  static const std::size_t v = env_size("SEQLAB_RB", kBankChunk);
-  return v;
+std::size_t gemm_bank_chunk(std::size_t D) {
+  static const std::size_t forced = env_size("SEQLAB_RB", 0);
+  if (forced) return forced;
+  const std::size_t rows = kPackedChunkFloats / D / 64 * 64;
+  return std::clamp<std::size_t>(rows, 64, kMaxBankChunk);
 }
 std::size_t gemm_contexts() { return static_cast<std::size_t>(get_num_threads()); }
 
@@ -325,72 +321,128 @@ void scan_simd(const float* qp, std::size_t Q, const float* bank, std::size_t N,
   });
 }
 
+// Register tile of the many-queries path: kTileQ queries x kTileR bank rows, kTileV
+// vectors of kW rows each (6 x 64 with AVX-512: 24 accumulators; 6 x 16 otherwise).
+constexpr std::size_t kTileQ = 6;  // dot_tile names its six query rows
+constexpr std::size_t kTileV = kW >= 16 ? 4 : 2;
+constexpr std::size_t kTileR = kTileV * kW;
+
+using AlignedFloats = std::vector<float, xsimd::aligned_allocator<float, 64>>;
+
+// Bank rows [0, nb) (nb <= kTileR) transposed into panel[k * kTileR + r], zero padded, so
+// the tile kernel loads kTileV vectors of rows per k.
+void pack_panel(const float* rows, std::size_t nb, std::size_t D, float* panel) {
+  for (std::size_t r = 0; r < nb; ++r) {
+    const float* src = rows + r * D;
+    for (std::size_t k = 0; k < D; ++k) panel[k * kTileR + r] = src[k];
+  }
+  for (std::size_t r = nb; r < kTileR; ++r)
+    for (std::size_t k = 0; k < D; ++k) panel[k * kTileR + r] = 0.0f;
+}
+
+// out[i * ldo + r] = q[i] . row r for the kTileQ queries q[i] and a packed panel of rows.
+// Each score is one fused multiply-add chain over k = 0..D-1 from zero, whatever the
+// tile's position: the same query and row always give the same float.
+void dot_tile(const float* const* q, const float* panel, std::size_t D, float* out,
+              std::size_t ldo) {
+  fbatch acc[kTileQ][kTileV];
+  for (std::size_t i = 0; i < kTileQ; ++i)
+    for (std::size_t v = 0; v < kTileV; ++v) acc[i][v] = fbatch(0.0f);
+  const float* q0 = q[0];
+  const float* q1 = q[1];
+  const float* q2 = q[2];
+  const float* q3 = q[3];
+  const float* q4 = q[4];
+  const float* q5 = q[5];
+  for (std::size_t k = 0; k < D; ++k) {
+    fbatch b[kTileV];
+    for (std::size_t v = 0; v < kTileV; ++v) b[v] = fbatch::load_aligned(panel + k * kTileR + v * kW);
+    const float a[kTileQ] = {q0[k], q1[k], q2[k], q3[k], q4[k], q5[k]};
+    for (std::size_t i = 0; i < kTileQ; ++i) {
+      const fbatch av(a[i]);
+      for (std::size_t v = 0; v < kTileV; ++v) acc[i][v] = xsimd::fma(av, b[v], acc[i][v]);
+    }
+  }
+  for (std::size_t i = 0; i < kTileQ; ++i)
+    for (std::size_t v = 0; v < kTileV; ++v) acc[i][v].store_unaligned(out + i * ldo + v * kW);
+}
+
 // Many-queries path: fused per-thread tiles. The work is split into items of
-// (bank chunk of kBankChunk rows) x (group of query blocks), claimed dynamically by the
-// pool's threads. An item computes its chunk's norms once, then for each block of
-// kQueryBlock queries runs one single-threaded sgemm into the thread's own score tile
-// (kQueryBlock x kBankChunk floats, L2-sized), applies the metric transform and feeds
-// the tile to the sinks while it is hot. Sinks get the running thread's context index,
-// so every context owns its heaps/counters; the caller merges the contexts. Item
-// boundaries depend only on Q, N and the thread count, so every score is computed by
-// the same sgemm call whatever thread runs it: results do not depend on scheduling.
-// A non-finite score is reported for the lowest such bank row (items past it are skipped).
+// (bank chunk of gemm_bank_chunk(D) rows) x (group of query panels), claimed dynamically
+// by the pool's threads. An item computes its chunk's norms once and packs the chunk into
+// the thread's panel buffer (L2-sized); then for each panel of kTileQ queries it fills a
+// kTileQ x chunk score tile with the register-tile kernel, applies the metric transform
+// and feeds the tile's rows to the sinks while they are in L1. Sinks get the running
+// thread's context index, so every context owns its heaps/counters; the caller merges
+// the contexts. Every score is computed the same way wherever it lies, so results do not
+// depend on the schedule or the thread count. A non-finite score is reported for the
+// lowest such bank row (items past a known one are skipped).
 template <Metric M, class Sink>
 void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N, std::size_t D,
                std::int64_t offset, bool need_norms, std::size_t ncontexts, Sink&& sink) {
-  // Query blocks of at most kQueryBlock, of equal size (1500 queries: 2 x 750).
-  const std::size_t nqblocks = (Q + gemm_query_block() - 1) / gemm_query_block();
-  const std::size_t qb = (Q + nqblocks - 1) / nqblocks;
-  const std::size_t rb = std::min(N, gemm_bank_chunk());
+  const std::size_t npanels = (Q + kTileQ - 1) / kTileQ;
+  const std::size_t rb = std::min(N, gemm_bank_chunk(D));
   const std::size_t nchunks = (N + rb - 1) / rb;
-  // Few chunks (small banks): split the query blocks too, so every thread gets items.
+  // Few chunks (small banks): split the query panels too, so every thread gets items.
   const std::size_t want = kItemsPerContext * ncontexts;
   const std::size_t ngroups =
-      nchunks >= want ? 1 : std::min(nqblocks, (want + nchunks - 1) / nchunks);
+      nchunks >= want ? 1 : std::min(npanels, (want + nchunks - 1) / nchunks);
   const std::size_t nitems = nchunks * ngroups;
+  const std::size_t rpanels_max = (rb + kTileR - 1) / kTileR;
+  const std::size_t ld = rpanels_max * kTileR;
   const bool norms = M != Metric::inner_product || need_norms;
   constexpr std::int64_t kNone = std::numeric_limits<std::int64_t>::max();
   std::atomic<std::int64_t> first_bad{kNone};
   std::atomic<std::size_t> next_context{0};
-  const SerialBlas serial;  // each item is one single-threaded sgemm per query block
   parallel_claim(nitems, [&](const ClaimFn& next) {
     const std::size_t c = next_context.fetch_add(1, std::memory_order_relaxed);
-    std::vector<float> S(qb * rb), sq(norms ? rb : 0), term(norms ? rb : 0);
+    AlignedFloats packed(rpanels_max * kTileR * D);
+    AlignedFloats S(kTileQ * ld);
+    std::vector<float> sq(norms ? rb : 0), term(norms ? rb : 0);
+    std::size_t packed_chunk = nchunks;  // the chunk now in `packed`
     for (std::size_t item; next(item);) {
       const std::size_t chunk = item / ngroups, group = item % ngroups;
       const std::size_t j0 = chunk * rb, nb = std::min(rb, N - j0);
       const std::int64_t gj0 = offset + static_cast<std::int64_t>(j0);
       if (gj0 > first_bad.load(std::memory_order_relaxed)) continue;
       const float* rows = bank + j0 * D;
-      if (norms) {
-        for (std::size_t r = 0; r < nb; ++r) {
-          sq[r] = simd::sqnorm(rows + r * D, D);
-          term[r] = row_term<M>(sq[r]);
+      const std::size_t rpanels = (nb + kTileR - 1) / kTileR;
+      if (packed_chunk != chunk) {
+        if (norms) {
+          for (std::size_t r = 0; r < nb; ++r) {
+            sq[r] = simd::sqnorm(rows + r * D, D);
+            term[r] = row_term<M>(sq[r]);
+          }
         }
+        for (std::size_t rp = 0; rp < rpanels; ++rp)
+          pack_panel(rows + rp * kTileR * D, std::min(kTileR, nb - rp * kTileR), D,
+                     packed.data() + rp * kTileR * D);
+        packed_chunk = chunk;
       }
-      const std::size_t b0 = nqblocks * group / ngroups, b1 = nqblocks * (group + 1) / ngroups;
+      const std::size_t p0 = npanels * group / ngroups, p1 = npanels * (group + 1) / ngroups;
       std::int64_t bad = kNone;
-      for (std::size_t blk = b0; blk < b1; ++blk) {
-        const std::size_t q0 = blk * qb, nq = std::min(qb, Q - q0);
-        sgemm(false, true, static_cast<int>(nq), static_cast<int>(nb), static_cast<int>(D), 1.0f,
-              qp + q0 * D, static_cast<int>(D), rows, static_cast<int>(D), 0.0f, S.data(),
-              static_cast<int>(nb));
-        for (std::size_t a = 0; a < nq; ++a) {
-          float* row = S.data() + a * nb;
+      for (std::size_t pnl = p0; pnl < p1; ++pnl) {
+        const std::size_t a0 = pnl * kTileQ, nq = std::min(kTileQ, Q - a0);
+        const float* q[kTileQ];
+        for (std::size_t i = 0; i < kTileQ; ++i) q[i] = qp + (a0 + std::min(i, nq - 1)) * D;
+        for (std::size_t rp = 0; rp < rpanels; ++rp)
+          dot_tile(q, packed.data() + rp * kTileR * D, D, S.data() + rp * kTileR, ld);
+        for (std::size_t i = 0; i < nq; ++i) {
+          float* row = S.data() + i * ld;
           if constexpr (M != Metric::inner_product) {
             std::size_t r = 0;
             for (; r + kW <= nb; r += kW) {
-              const fbatch v = fbatch::load_unaligned(row + r);
+              const fbatch v = fbatch::load_aligned(row + r);
               const fbatch t = fbatch::load_unaligned(term.data() + r);
               fbatch out;
               if constexpr (M == Metric::cosine) out = v * t;
               else out = fbatch(2.0f) * v - t;
-              out.store_unaligned(row + r);
+              out.store_aligned(row + r);
             }
             for (; r < nb; ++r) row[r] = transform<M>(row[r], term[r]);
           }
           try {
-            sink(MetricTag<M>{}, c, q0 + a, row, nb, gj0, rows, norms ? sq.data() : nullptr);
+            sink(MetricTag<M>{}, c, a0 + i, row, nb, gj0, rows, norms ? sq.data() : nullptr);
           } catch (const NonFiniteScore& e) {
             bad = std::min(bad, e.row);
           }
