@@ -331,13 +331,25 @@ using AlignedFloats = std::vector<float, xsimd::aligned_allocator<float, 64>>;
 
 // Bank rows [0, nb) (nb <= kTileR) transposed into panel[k * kTileR + r], zero padded, so
 // the tile kernel loads kTileV vectors of rows per k.
+// Blocks of kW rows are copied k by k, so each k writes one whole vector of the panel.
 void pack_panel(const float* rows, std::size_t nb, std::size_t D, float* panel) {
-  for (std::size_t r = 0; r < nb; ++r) {
-    const float* src = rows + r * D;
-    for (std::size_t k = 0; k < D; ++k) panel[k * kTileR + r] = src[k];
+  for (std::size_t r0 = 0; r0 < kTileR; r0 += kW) {
+    const std::size_t n = r0 < nb ? std::min(kW, nb - r0) : 0;
+    if (n == kW) {
+      const float* src[kW];
+      for (std::size_t i = 0; i < kW; ++i) src[i] = rows + (r0 + i) * D;
+      for (std::size_t k = 0; k < D; ++k) {
+        alignas(64) float v[kW];
+        for (std::size_t i = 0; i < kW; ++i) v[i] = src[i][k];
+        fbatch::load_aligned(v).store_aligned(panel + k * kTileR + r0);
+      }
+    } else {
+      for (std::size_t k = 0; k < D; ++k) {
+        for (std::size_t i = 0; i < n; ++i) panel[k * kTileR + r0 + i] = rows[(r0 + i) * D + k];
+        for (std::size_t i = n; i < kW; ++i) panel[k * kTileR + r0 + i] = 0.0f;
+      }
+    }
   }
-  for (std::size_t r = nb; r < kTileR; ++r)
-    for (std::size_t k = 0; k < D; ++k) panel[k * kTileR + r] = 0.0f;
 }
 
 // out[i * ldo + r] = q[i] . row r for the kTileQ queries q[i] and a packed panel of rows.
