@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -21,21 +20,20 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr std::size_t kRowBlock = 64;          // few-queries path: bank rows scored per block
 constexpr std::size_t kMinRowsPerThread = 1024;
 constexpr std::size_t kPrefetchRows = 8;      // few-queries path: software prefetch distance
-// Many-queries path: bank rows per work item, so the packed chunk (~768 KB) stays in
-// the core's L2 while every query panel streams over it.
+// Register tile of the many-queries path: kTileQ queries x kTileR bank rows, kTileV
+// vectors of kW rows each (6 x 64 with AVX-512: 24 accumulators; 6 x 16 otherwise).
+constexpr std::size_t kTileQ = 6;  // dot_tile names its six query rows
+constexpr std::size_t kTileV = kW >= 16 ? 4 : 2;
+constexpr std::size_t kTileR = kTileV * kW;
+// Many-queries path: bank rows per work item (a multiple of kTileR), so the packed
+// chunk (<= 768 KB) stays in the core's L2 while every query panel streams over it.
 constexpr std::size_t kPackedChunkFloats = std::size_t{3} << 16;
 constexpr std::size_t kMaxBankChunk = 512;
 constexpr std::size_t kItemsPerContext = 4;  // split query panels when chunks are fewer
 
-std::size_t env_size(const char* name, std::size_t fallback) {
-  const char* v = std::getenv(name);
-  return v ? static_cast<std::size_t>(std::strtoul(v, nullptr, 10)) : fallback;
-}
 std::size_t gemm_bank_chunk(std::size_t D) {
-  static const std::size_t forced = env_size("SEQLAB_RB", 0);
-  if (forced) return forced;
-  const std::size_t rows = kPackedChunkFloats / D / 64 * 64;
-  return std::clamp<std::size_t>(rows, 64, kMaxBankChunk);
+  const std::size_t rows = kPackedChunkFloats / D / kTileR * kTileR;
+  return std::clamp<std::size_t>(rows, kTileR, kMaxBankChunk);
 }
 std::size_t gemm_contexts() { return static_cast<std::size_t>(get_num_threads()); }
 
@@ -128,7 +126,7 @@ std::int64_t count_above(const float* s, std::size_t n, std::int64_t j0, float t
       for (std::size_t l = 0; l < kW; ++l)
         if (s[i + l] == ts && j0 + static_cast<std::int64_t>(i + l) < t) ++ties;
   }
-  // Each lane counts at most n / kW <= kMaxBankTile rows: exact in float.
+  // Each lane counts at most n / kW <= kMaxBankChunk rows: exact in float.
   std::int64_t total = static_cast<std::int64_t>(xsimd::hadd(cnt)) + ties;
   bool finite = !std::isnan(xsimd::hadd(bad));  // bad is 0 or NaN
   for (; i < n; ++i) {
@@ -321,11 +319,6 @@ void scan_simd(const float* qp, std::size_t Q, const float* bank, std::size_t N,
   });
 }
 
-// Register tile of the many-queries path: kTileQ queries x kTileR bank rows, kTileV
-// vectors of kW rows each (6 x 64 with AVX-512: 24 accumulators; 6 x 16 otherwise).
-constexpr std::size_t kTileQ = 6;  // dot_tile names its six query rows
-constexpr std::size_t kTileV = kW >= 16 ? 4 : 2;
-constexpr std::size_t kTileR = kTileV * kW;
 
 using AlignedFloats = std::vector<float, xsimd::aligned_allocator<float, 64>>;
 
