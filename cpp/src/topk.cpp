@@ -155,13 +155,19 @@ float gemm_tolerance(std::size_t D, float qnorm, float max_sq, float ts) {
 // GEMM-path rank count: rows clearly above the target are counted in SIMD; rows within
 // the rounding band of the target score are rescored exactly as ranking_scores does, so
 // the rank equals the few-queries path's rank, ties included.
+// Squared norms of the scored rows and their largest (the GEMM path computes both once
+// per bank chunk).
+struct RowNorms {
+  const float* sq;
+  float max_sq;
+};
+
 template <Metric M>
 std::int64_t count_above_banded(const float* s, std::size_t n, std::int64_t j0, float ts,
                                 std::int64_t t, const float* q, const float* rows, std::size_t D,
-                                const float* sq, float qnorm) {
-  float max_sq = 0.0f;
-  for (std::size_t r = 0; r < n; ++r) max_sq = std::fmax(max_sq, sq[r]);
-  const float tol = gemm_tolerance<M>(D, qnorm, max_sq, ts);
+                                const RowNorms& norms, float qnorm) {
+  const float* sq = norms.sq;
+  const float tol = gemm_tolerance<M>(D, qnorm, norms.max_sq, ts);
   const float hi = ts + tol, lo = ts - tol;
   const fbatch zero(0.0f), one(1.0f), hiv(hi), lov(lo);
   fbatch bad(0.0f), cnt(0.0f);
@@ -200,7 +206,7 @@ struct TopKSink {
   std::size_t Q, k;
   template <class Tag>
   void operator()(Tag, std::size_t c, std::size_t a, const float* s, std::size_t n,
-                  std::int64_t j0, const float*, const float*) const {
+                  std::int64_t j0, const float*, const RowNorms*) const {
     const std::size_t slot = c * Q + a;
     Heap h{storage + slot * k, sizes[slot], k};
     scan_topk(s, n, j0, h);
@@ -218,12 +224,12 @@ struct RankSink {
   const std::int64_t* targets;
   template <class Tag>
   void operator()(Tag, std::size_t c, std::size_t a, const float* s, std::size_t n,
-                  std::int64_t j0, const float* rows, const float* sq) const {
-    if (sq == nullptr)
+                  std::int64_t j0, const float* rows, const RowNorms* norms) const {
+    if (norms == nullptr)
       partial[c * Q + a] += count_above(s, n, j0, target_scores[a], targets[a]);
     else
       partial[c * Q + a] += count_above_banded<Tag::value>(
-          s, n, j0, target_scores[a], targets[a], qp + a * D, rows, D, sq, qnorm[a]);
+          s, n, j0, target_scores[a], targets[a], qp + a * D, rows, D, *norms, qnorm[a]);
   }
 };
 
@@ -296,9 +302,9 @@ template <Metric M>
 using MetricTag = std::integral_constant<Metric, M>;
 
 // Sinks take (MetricTag, context, query, scores s[0, n), first global row j0, the bank
-// rows scored, their squared norms). The squared norms are null when the scores are exact
-// (the few-queries path computes them as ranking_scores does); the GEMM path passes them
-// so a sink can bound the GEMM's rounding and recompute near-ties exactly.
+// rows scored, their squared norms). The norms are null when the scores are exact (the
+// few-queries path computes them as ranking_scores does); the GEMM path passes them so a
+// sink can bound the GEMM's rounding and recompute near-ties exactly.
 
 // Few-queries path: one contiguous range of bank rows per context (thread).
 template <Metric M, class Sink>
@@ -404,6 +410,7 @@ void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N,
     AlignedFloats packed(rpanels_max * kTileR * D);
     AlignedFloats S(kTileQ * ld);
     std::vector<float> sq(norms ? rb : 0), term(norms ? rb : 0);
+    RowNorms row_norms{sq.data(), 0.0f};
     std::size_t packed_chunk = nchunks;  // the chunk now in `packed`
     for (std::size_t item; next(item);) {
       const std::size_t chunk = item / ngroups, group = item % ngroups;
@@ -418,6 +425,8 @@ void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N,
             sq[r] = simd::sqnorm(rows + r * D, D);
             term[r] = row_term<M>(sq[r]);
           }
+          row_norms.max_sq = 0.0f;
+          for (std::size_t r = 0; r < nb; ++r) row_norms.max_sq = std::fmax(row_norms.max_sq, sq[r]);
         }
         for (std::size_t rp = 0; rp < rpanels; ++rp)
           pack_panel(rows + rp * kTileR * D, std::min(kTileR, nb - rp * kTileR), D,
@@ -447,7 +456,7 @@ void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N,
             for (; r < nb; ++r) row[r] = transform<M>(row[r], term[r]);
           }
           try {
-            sink(MetricTag<M>{}, c, a0 + i, row, nb, gj0, rows, norms ? sq.data() : nullptr);
+            sink(MetricTag<M>{}, c, a0 + i, row, nb, gj0, rows, norms ? &row_norms : nullptr);
           } catch (const NonFiniteScore& e) {
             bad = std::min(bad, e.row);
           }
