@@ -329,8 +329,8 @@ void scan_simd(const float* qp, std::size_t Q, const float* bank, std::size_t N,
 using AlignedFloats = std::vector<float, xsimd::aligned_allocator<float, 64>>;
 
 // Bank rows [0, nb) (nb <= kTileR) transposed into panel[k * kTileR + r], zero padded, so
-// the tile kernel loads kTileV vectors of rows per k.
-// Blocks of kW rows are copied k by k, so each k writes one whole vector of the panel.
+// the tile kernel loads kTileV vectors of rows per k. Blocks of kW rows are copied k by k:
+// each k writes one whole vector of the panel.
 void pack_panel(const float* rows, std::size_t nb, std::size_t D, float* panel) {
   for (std::size_t r0 = 0; r0 < kTileR; r0 += kW) {
     const std::size_t n = r0 < nb ? std::min(kW, nb - r0) : 0;
@@ -407,6 +407,7 @@ void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N,
   std::atomic<std::size_t> next_context{0};
   parallel_claim(nitems, [&](const ClaimFn& next) {
     const std::size_t c = next_context.fetch_add(1, std::memory_order_relaxed);
+    if (c >= ncontexts) return;  // the pool grew since ncontexts was read: others take all items
     AlignedFloats packed(rpanels_max * kTileR * D);
     AlignedFloats S(kTileQ * ld);
     std::vector<float> sq(norms ? rb : 0), term(norms ? rb : 0);
