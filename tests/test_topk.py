@@ -195,6 +195,7 @@ def test_memory_mapped_bank(rng, tmp_path, monkeypatch):
     _, ri = ref_topk(q, b, 10, "l2")
     s, i = topk(q, mm, 10, "l2")
     np.testing.assert_array_equal(i, ri)
+    np.testing.assert_array_equal(topk(q, mm, 10, "l2", path="gemm")[1], ri)
     # A float64 memmap is converted in chunks of rows (force several chunks) and merged.
     np.save(tmp_path / "bank64.npy", b.astype(np.float64))
     mm64 = np.load(tmp_path / "bank64.npy", mmap_mode="r")
