@@ -352,7 +352,7 @@ void pack_panel(const float* rows, std::size_t nb, std::size_t D, float* panel) 
 }
 
 // out[i * ldo + r] = q[i] . row r for the kTileQ queries q[i] and a packed panel of rows.
-// Each score is one fused multiply-add chain over k = 0..D-1 from zero, whatever the
+// Each score is one multiply-add chain (fused with FMA) over k = 0..D-1 from zero, whatever the
 // tile's position: the same query and row always give the same float.
 void dot_tile(const float* const* q, const float* panel, std::size_t D, float* out,
               std::size_t ldo) {

@@ -6,18 +6,21 @@
 //    SIMD dot loops (4 queries x 4 rows per register block, software prefetch 8 rows
 //    ahead) and keeps its own bounded heap per query; the heaps are merged at the end.
 //    The bank is read once: Q = 1 runs at the memory bandwidth.
-//  - many queries: fused per-thread tiles. Work items (a chunk of 512 bank rows x a group
-//    of query blocks of up to 1024 queries) are claimed dynamically by the pool's threads;
-//    each runs one single-threaded sgemm per query block into the thread's own score tile,
-//    then at once a SIMD threshold filter and that thread's bounded heap per query (or
-//    rank counter). No score matrix goes through memory and there is one pool join per
-//    call; the per-thread heaps are merged at the end.
+//  - many queries: fused per-thread tiles, no BLAS. Work items (a chunk of bank rows,
+//    512 at D=384 and 256 at D=768, x all queries, or x a group of queries when the bank
+//    has few chunks) are claimed dynamically by the pool's threads. An item packs its chunk
+//    into the thread's L2-resident panel buffer, then for each panel of 6 queries fills a
+//    6 x chunk score tile with a 6 x 64-row register-tile kernel (AVX-512: 24 accumulators)
+//    and at once feeds it to a SIMD threshold filter and that thread's bounded heap per
+//    query (or rank counter). No score matrix goes through memory and there is one pool
+//    join per call; the per-thread heaps are merged at the end.
 // Cosine normalises the queries once and scales by bank norms computed once per bank chunk;
 // L2 ranks by 2 q.b - |b|^2 and reports the squared distance |q|^2 - that.
 // Candidates are ordered by score, then by the lower bank index, so the result is a
-// unique total order: identical for any thread count (item boundaries, hence every sgemm
-// call, do not depend on which thread runs an item). The bank pointer is only read
-// chunk by chunk, so a memory-mapped bank is streamed, never copied.
+// unique total order: identical for any thread count (each score is one
+// multiply-add chain over k, the same wherever its tile lies and whichever thread runs it). The
+// bank pointer is only read chunk by chunk, so a memory-mapped bank is streamed, never
+// copied.
 #pragma once
 #include <cstddef>
 #include <cstdint>
