@@ -38,7 +38,8 @@ int main(int argc, char** argv) {
   }
   const int D = std::atoi(argv[1]), N = std::atoi(argv[2]), Q = std::atoi(argv[3]);
   const int qblock = std::atoi(argv[4]), chunk = std::atoi(argv[5]), threads = std::atoi(argv[6]);
-  std::vector<float> bank(static_cast<std::size_t>(N) * D), queries(static_cast<std::size_t>(Q) * D);
+  std::vector<float> bank(static_cast<std::size_t>(N) * D);
+  std::vector<float> queries(static_cast<std::size_t>(Q) * D);
   std::mt19937 gen(0);
   std::normal_distribution<float> normal;
   for (float& x : bank) x = normal(gen);

@@ -367,7 +367,8 @@ void dot_tile(const float* const* q, const float* panel, std::size_t D, float* o
   const float* q5 = q[5];
   for (std::size_t k = 0; k < D; ++k) {
     fbatch b[kTileV];
-    for (std::size_t v = 0; v < kTileV; ++v) b[v] = fbatch::load_aligned(panel + k * kTileR + v * kW);
+    const float* pk = panel + k * kTileR;
+    for (std::size_t v = 0; v < kTileV; ++v) b[v] = fbatch::load_aligned(pk + v * kW);
     const float a[kTileQ] = {q0[k], q1[k], q2[k], q3[k], q4[k], q5[k]};
     for (std::size_t i = 0; i < kTileQ; ++i) {
       const fbatch av(a[i]);
@@ -426,8 +427,9 @@ void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N,
             sq[r] = simd::sqnorm(rows + r * D, D);
             term[r] = row_term<M>(sq[r]);
           }
-          row_norms.max_sq = 0.0f;
-          for (std::size_t r = 0; r < nb; ++r) row_norms.max_sq = std::fmax(row_norms.max_sq, sq[r]);
+          float max_sq = 0.0f;
+          for (std::size_t r = 0; r < nb; ++r) max_sq = std::fmax(max_sq, sq[r]);
+          row_norms.max_sq = max_sq;
         }
         for (std::size_t rp = 0; rp < rpanels; ++rp)
           pack_panel(rows + rp * kTileR * D, std::min(kTileR, nb - rp * kTileR), D,
@@ -465,7 +467,8 @@ void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N,
       }
       if (bad != kNone) {
         std::int64_t seen = first_bad.load(std::memory_order_relaxed);
-        while (bad < seen && !first_bad.compare_exchange_weak(seen, bad, std::memory_order_relaxed)) {
+        while (bad < seen &&
+               !first_bad.compare_exchange_weak(seen, bad, std::memory_order_relaxed)) {
         }
       }
     }
@@ -487,7 +490,8 @@ std::size_t simd_contexts(std::size_t N) {
 template <Metric M, class Sink>
 void scan(const float* qp, std::size_t Q, const float* bank, std::size_t N, std::size_t D,
           std::int64_t offset, bool gemm, std::size_t ncontexts, Sink&& sink) {
-  if (gemm) scan_gemm<M>(qp, Q, bank, N, D, offset, std::decay_t<Sink>::kNeedsNorms, ncontexts, sink);
+  if (gemm)
+    scan_gemm<M>(qp, Q, bank, N, D, offset, std::decay_t<Sink>::kNeedsNorms, ncontexts, sink);
   else scan_simd<M>(qp, Q, bank, N, D, offset, ncontexts, sink);
 }
 
