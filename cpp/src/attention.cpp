@@ -4,6 +4,11 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
+
+#if defined(__AVX__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -23,7 +28,6 @@ using simd::kLanes;
 using simd::row_dot;
 using simd::row_max;
 using simd::scale_row;
-using simd::softmax_row;
 using I64 = std::int64_t;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr float kPosInf = std::numeric_limits<float>::infinity();
@@ -100,11 +104,35 @@ auto head_ptr(const View& v, int b, int h) {
 }
 
 // ---------------------------------------------------------------- plain forward
-// Tiles of kAttnBlockQ query rows against all keys, written straight into the cached
-// probabilities (the tile's scores stay in L2 for the softmax and the P V product).
+// y[0, n) = c x[0, n), y written with non-temporal stores where aligned (it is not read
+// again soon: no read-for-ownership of its lines, no eviction of the hot tile).
+void store_scaled_stream(const float* x, float* y, int n, float c) {
+  int i = 0;
+#if defined(__AVX512F__)
+  for (; i < n && (reinterpret_cast<std::uintptr_t>(y + i) & 63u) != 0; ++i) y[i] = x[i] * c;
+  const __m512 cv = _mm512_set1_ps(c);
+  for (; i + 16 <= n; i += 16) _mm512_stream_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), cv));
+#elif defined(__AVX__)
+  for (; i < n && (reinterpret_cast<std::uintptr_t>(y + i) & 31u) != 0; ++i) y[i] = x[i] * c;
+  const __m256 cv = _mm256_set1_ps(c);
+  for (; i + 8 <= n; i += 8) _mm256_stream_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), cv));
+#endif
+  for (; i < n; ++i) y[i] = x[i] * c;
+}
+
+inline void stream_fence() {
+#if defined(__AVX__) || defined(__AVX512F__)
+  _mm_sfence();
+#endif
+}
+
+// Tiles of kAttnPlainBlockQ query rows against all keys. Per tile, in a per-thread
+// scratch that stays in L2: S = scale Q_i K^T, masks, E = exp(S - rowmax), l = rowsum E;
+// the cached probabilities P = E / l are streamed out to memory in the same pass, and
+// O_i = (E V) / l takes the unnormalised E while it is hot (dropout: Ed V / l).
 void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnView k, AttnView v,
                    AttnMutView out, float* weights, AttentionCache& cache) {
-  constexpr int BQ = kAttnBlockQ;
+  constexpr int BQ = kAttnPlainBlockQ;
   const int nqb = (s.Tq + BQ - 1) / BQ;
   const I64 TT = static_cast<I64>(s.Tq) * s.Tk;
   const auto n = static_cast<std::size_t>(s.B * s.H * TT);
@@ -116,8 +144,8 @@ void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
   const bool drop = o.dropout_p > 0.0f;
   const RowDropout dropout(o, s.Tq);
   parallel_claim(static_cast<std::size_t>(s.B) * s.H * nqb, [&](const ClaimFn& next) {
-    xt::xtensor<float, 1> scratch;
-    if (drop) scratch = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(BQ) * s.Tk});
+    auto E = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(BQ) * s.Tk});
+    std::vector<float> inv_l(static_cast<std::size_t>(BQ));
     for (std::size_t t; next(t);) {
       const I64 bh = static_cast<I64>(t) / nqb;
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
@@ -128,28 +156,37 @@ void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
       float* P = probs + bh * TT + static_cast<I64>(i0) * s.Tk;
       // S = scale Q_i K^T   (rows, jend)
       sgemm(false, true, rows, jend, s.D, o.scale, head_ptr(q, b, h) + i0 * q.st, static_cast<int>(q.st),
-            head_ptr(k, b, h), static_cast<int>(k.st), 0.0f, P, s.Tk);
-      add_masks(s, o, b, h, i0, 0, rows, jend, P, s.Tk);
+            head_ptr(k, b, h), static_cast<int>(k.st), 0.0f, E.data(), s.Tk);
+      add_masks(s, o, b, h, i0, 0, rows, jend, E.data(), s.Tk);
       for (int r = 0; r < rows; ++r) {
-        float* row = P + static_cast<I64>(r) * s.Tk;
+        float* row = E.data() + static_cast<I64>(r) * s.Tk;
+        float* prow = P + static_cast<I64>(r) * s.Tk;
         const int n = o.causal ? std::min(jend, i0 + r + 1) : jend;  // keys past n are masked
-        softmax_row(row, n);
-        std::fill(row + n, row + s.Tk, 0.0f);
-      }
-      const float* Pd = P;
-      if (drop) {
-        for (int r = 0; r < rows; ++r) {
-          float* row = scratch.data() + static_cast<I64>(r) * s.Tk;
-          std::copy(P + static_cast<I64>(r) * s.Tk, P + static_cast<I64>(r + 1) * s.Tk, row);
-          dropout.apply(row, jend, dropout.row_key(bh, i0 + r), 0);
+        const float m = row_max(row, n);
+        float c = 0.0f;
+        if (m == kNegInf) {  // every key masked: weights 0, output 0
+          std::fill(row, row + n, 0.0f);
+        } else {
+          c = 1.0f / exp_sum(row, n, m);
         }
-        Pd = scratch.data();
+        std::fill(row + n, row + jend, 0.0f);
+        store_scaled_stream(row, prow, n, c);
+        std::fill(prow + n, prow + s.Tk, 0.0f);
+        inv_l[static_cast<std::size_t>(r)] = c;
+        if (drop) dropout.apply(row, n, dropout.row_key(bh, i0 + r), 0);
+        if (weights) {
+          float* w = weights + bh * TT + static_cast<I64>(i0 + r) * s.Tk;
+          store_scaled_stream(row, w, n, c);
+          std::fill(w + n, w + s.Tk, 0.0f);
+        }
       }
-      if (weights) std::copy(Pd, Pd + static_cast<I64>(rows) * s.Tk, weights + bh * TT + static_cast<I64>(i0) * s.Tk);
-      // O_i = P V   (rows, Dv)
-      sgemm(false, false, rows, s.Dv, jend, 1.0f, Pd, s.Tk, head_ptr(v, b, h), static_cast<int>(v.st), 0.0f,
-            head_ptr(out, b, h) + i0 * out.st, static_cast<int>(out.st));
+      // O_i = (Ed V) / l   (rows, Dv)
+      float* O = head_ptr(out, b, h) + i0 * out.st;
+      sgemm(false, false, rows, s.Dv, jend, 1.0f, E.data(), s.Tk, head_ptr(v, b, h), static_cast<int>(v.st), 0.0f,
+            O, static_cast<int>(out.st));
+      for (int r = 0; r < rows; ++r) scale_row(O + r * out.st, s.Dv, inv_l[static_cast<std::size_t>(r)]);
     }
+    stream_fence();
   });
 }
 
@@ -216,6 +253,103 @@ void forward_flash(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
   });
 }
 
+// ---------------------------------------------------------------- plain backward
+// Per (b, h), tiles of kAttnPlainBwdBlockQ query rows against all (visible) keys, reading
+// the tile's cached probabilities once from memory:
+//   dPd = dO_i V^T (rows, jend) ; dV += Pd^T dO_i ; dS = P (dP - D_i) in place ;
+//   dQ_i = scale dS K ; dK += scale dS^T Q_i
+// Every GEMM has one dimension of 512-ish and runs near OpenBLAS's peak; dS stays in L2
+// between its three uses. dQ rows are written once (beta 0 when overwritten); dK and dV
+// rows are set by the first tile that reaches them when overwritten (no zero pass).
+void backward_plain(const AttentionCache& cache, AttnView q, AttnView k, AttnView v, AttnView o, AttnView dO,
+                    AttnMutView dq, AttnMutView dk, AttnMutView dv, AttnOverwrite overwrite) {
+  const AttnShape& s = cache.shape;
+  const AttnOptions& opt = cache.opts;
+  constexpr int BQ = kAttnPlainBwdBlockQ;
+  const I64 TT = static_cast<I64>(s.Tq) * s.Tk;
+  const bool drop = opt.dropout_p > 0.0f;
+  const RowDropout dropout(opt, s.Tq);
+  parallel_claim(static_cast<std::size_t>(s.B) * s.H, [&](const ClaimFn& next) {
+    const auto tile = static_cast<std::size_t>(BQ) * s.Tk;
+    auto dP = xt::xtensor<float, 1>::from_shape({tile});
+    xt::xtensor<float, 1> Pdrop;
+    if (drop) Pdrop = xt::xtensor<float, 1>::from_shape({tile});
+    std::vector<float> Di(static_cast<std::size_t>(BQ));
+    for (std::size_t t; next(t);) {
+      const I64 bh = static_cast<I64>(t);
+      const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
+      const float* Qh = head_ptr(q, b, h);
+      const float* Kh = head_ptr(k, b, h);
+      const float* Vh = head_ptr(v, b, h);
+      const float* Oh = head_ptr(o, b, h);
+      const float* dOh = head_ptr(dO, b, h);
+      float* dQh = dq.data ? head_ptr(dq, b, h) : nullptr;
+      float* dKh = dk.data ? head_ptr(dk, b, h) : nullptr;
+      float* dVh = dv.data ? head_ptr(dv, b, h) : nullptr;
+      // Keys [0, done) of dK/dV hold values (accumulate); later keys are set on first reach.
+      int done_k = overwrite.dk ? 0 : s.Tk;
+      int done_v = overwrite.dv ? 0 : s.Tk;
+      // C rows [0, jend) of dK or dV += / = alpha A^T B, split at `done`.
+      const auto acc_rows = [&](float alpha, const float* A, int lda, const float* Bm, int ldb, int rows, int jend,
+                                int cols, float* C, I64 ldc, int& done) {
+        const int n_acc = std::min(done, jend);
+        if (n_acc > 0)
+          sgemm(true, false, n_acc, cols, rows, alpha, A, lda, Bm, ldb, 1.0f, C, static_cast<int>(ldc));
+        if (jend > n_acc)
+          sgemm(true, false, jend - n_acc, cols, rows, alpha, A + n_acc, lda, Bm, ldb, 0.0f, C + n_acc * ldc,
+                static_cast<int>(ldc));
+        done = std::max(done, jend);
+      };
+      for (int i0 = 0; i0 < s.Tq; i0 += BQ) {
+        const int rows = std::min(BQ, s.Tq - i0);
+        const int jend = opt.causal ? std::min(s.Tk, i0 + rows) : s.Tk;  // keys past jend: P = 0 for the tile
+        const float* P = cache.probs.data() + bh * TT + static_cast<I64>(i0) * s.Tk;
+        const float* dOi = dOh + i0 * dO.st;
+        const float* Pd = drop ? Pdrop.data() : P;
+        const bool need_ds = dQh || dKh;
+        if (need_ds) {
+          // D_i = sum_d dO_id O_id  (= sum_j P_ij dP_ij)
+          for (int r = 0; r < rows; ++r) Di[r] = row_dot(dOi + r * dO.st, Oh + (i0 + r) * o.st, s.Dv);
+          // dPd = dO_i V^T   (rows, jend)
+          sgemm(false, true, rows, jend, s.Dv, 1.0f, dOi, static_cast<int>(dO.st), Vh, static_cast<int>(v.st), 0.0f,
+                dP.data(), s.Tk);
+        }
+        // One pass over the tile's probabilities (their only read from memory; dV below
+        // finds them in L2): Pd = dropout(P), dS = P (dP - D_i) with dP = dropout(dPd).
+        for (int r = 0; r < rows; ++r) {
+          const float* prow = P + static_cast<I64>(r) * s.Tk;
+          if (drop) {
+            float* row = Pdrop.data() + static_cast<I64>(r) * s.Tk;
+            std::copy(prow, prow + jend, row);
+            dropout.apply(row, jend, dropout.row_key(bh, i0 + r), 0);
+          }
+          if (!need_ds) continue;
+          float* dpr = dP.data() + static_cast<I64>(r) * s.Tk;
+          if (drop) dropout.apply(dpr, jend, dropout.row_key(bh, i0 + r), 0);
+          const Batch di(Di[r]);
+          simd::map2(prow, dpr, dpr, static_cast<std::size_t>(jend), [&](Batch p, Batch g) { return p * (g - di); });
+        }
+        // dV[0, jend) += Pd^T dO_i   (jend, Dv)
+        if (dVh) acc_rows(1.0f, Pd, s.Tk, dOi, static_cast<int>(dO.st), rows, jend, s.Dv, dVh, dv.st, done_v);
+        if (!need_ds) continue;
+        // dQ_i (+)= scale dS K ;  dK[0, jend) += scale dS^T Q_i
+        if (dQh)
+          sgemm(false, false, rows, s.D, jend, opt.scale, dP.data(), s.Tk, Kh, static_cast<int>(k.st),
+                overwrite.dq ? 0.0f : 1.0f, dQh + i0 * dq.st, static_cast<int>(dq.st));
+        if (dKh)
+          acc_rows(opt.scale, dP.data(), s.Tk, Qh + i0 * q.st, static_cast<int>(q.st), rows, jend, s.D, dKh, dk.st,
+                   done_k);
+      }
+      // Keys no query row sees (causal with Tk > Tq) have zero gradients.
+      const auto zero_tail = [&](float* G, I64 ld, int from, int cols) {
+        for (int j = from; j < s.Tk; ++j) std::fill(G + j * ld, G + j * ld + cols, 0.0f);
+      };
+      if (dKh && done_k < s.Tk) zero_tail(dKh, dk.st, done_k, s.D);
+      if (dVh && done_v < s.Tk) zero_tail(dVh, dv.st, done_v, s.Dv);
+    }
+  });
+}
+
 }  // namespace
 
 void attention_forward(const AttnShape& shape, const AttnOptions& opts, AttnView q, AttnView k,
@@ -274,6 +408,10 @@ void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, Att
   if (!dq.data && !dk.data && !dv.data) return;
   SerialBlas serial;
   const bool flash = opt.flash;
+  if (!flash) {
+    backward_plain(cache, q, k, v, o, dO, dq, dk, dv, overwrite);
+    return;
+  }
   const int BQ = kAttnBwdBlockQ, BK = kAttnBwdBlockK;
   const I64 TT = static_cast<I64>(s.Tq) * s.Tk;
   const bool drop = opt.dropout_p > 0.0f;

@@ -42,6 +42,10 @@ constexpr int kAttnBlockK = 256;
 // Backward tiles (key tiles outer): smaller key tiles waste less on the causal diagonal.
 constexpr int kAttnBwdBlockQ = 128;
 constexpr int kAttnBwdBlockK = 64;
+// Plain forward: query tiles of this many rows against all keys (scratch 512 KiB at Tk = 512).
+constexpr int kAttnPlainBlockQ = 256;
+// Plain backward: query tiles of this many rows against all keys.
+constexpr int kAttnPlainBwdBlockQ = 128;
 
 struct AttnShape {
   int B = 0, H = 0, Tq = 0, Tk = 0, D = 0, Dv = 0;
