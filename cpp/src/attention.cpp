@@ -104,10 +104,27 @@ auto head_ptr(const View& v, int b, int h) {
 }
 
 // ---------------------------------------------------------------- plain forward
+// Query rows per tile of the plain path (measured on one core, B*H = 32, D = 64): large
+// tiles amortise OpenBLAS's packing of K and V, small ones waste less on the causal
+// diagonal (and let OpenBLAS take its unpacked small-matrix kernels at short lengths).
+int plain_block_q(const AttnShape& s, const AttnOptions& o, bool backward) {
+  if (o.causal) return std::clamp(s.Tk / 8, 32, 64);
+  return backward ? std::clamp(s.Tk / 4, 64, kAttnPlainBwdBlockQ) : std::clamp(s.Tk / 2, 64, kAttnPlainBlockQ);
+}
+
+inline void scale_copy(const float* x, float* y, int n, float c) {
+  const Batch cb(c);
+  simd::map1(x, y, static_cast<std::size_t>(n), [&](Batch v) { return v * cb; });
+}
+
 // y[0, n) = c x[0, n), y written with non-temporal stores where aligned (it is not read
 // again soon: no read-for-ownership of its lines, no eviction of the hot tile).
-void store_scaled_stream(const float* x, float* y, int n, float c) {
+void store_scaled(const float* x, float* y, int n, float c, bool stream) {
   int i = 0;
+  if (!stream) {
+    scale_copy(x, y, n, c);
+    return;
+  }
 #if defined(__AVX512F__)
   for (; i < n && (reinterpret_cast<std::uintptr_t>(y + i) & 63u) != 0; ++i) y[i] = x[i] * c;
   const __m512 cv = _mm512_set1_ps(c);
@@ -126,16 +143,18 @@ inline void stream_fence() {
 #endif
 }
 
-// Tiles of kAttnPlainBlockQ query rows against all keys. Per tile, in a per-thread
-// scratch that stays in L2: S = scale Q_i K^T, masks, E = exp(S - rowmax), l = rowsum E;
-// the cached probabilities P = E / l are streamed out to memory in the same pass, and
-// O_i = (E V) / l takes the unnormalised E while it is hot (dropout: Ed V / l).
+// Tiles of plain_block_q query rows against all keys. Per tile, in a per-thread scratch
+// that stays in L2: S = scale Q_i K^T, masks, E = exp(S - rowmax), l = rowsum E; the
+// cached probabilities P = E / l are written (streamed out when large) in the same pass,
+// and O_i = (E V) / l takes the unnormalised E while it is hot (dropout: Ed V / l).
 void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnView k, AttnView v,
                    AttnMutView out, float* weights, AttentionCache& cache) {
-  constexpr int BQ = kAttnPlainBlockQ;
+  const int BQ = plain_block_q(s, o, false);
+  // Stream the probabilities out when they would not stay in the caches for the backward.
   const int nqb = (s.Tq + BQ - 1) / BQ;
   const I64 TT = static_cast<I64>(s.Tq) * s.Tk;
   const auto n = static_cast<std::size_t>(s.B * s.H * TT);
+  const bool stream = n * sizeof(float) >= kAttnStreamBytes;
   if (cache.probs.size() != n) {  // a recycled cache of the same size keeps its (faulted-in) buffer
     cache.probs = xt::xtensor<float, 1>::from_shape({n});
     advise_huge_pages(cache.probs.data(), n);
@@ -170,13 +189,13 @@ void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
           c = 1.0f / exp_sum(row, n, m);
         }
         std::fill(row + n, row + jend, 0.0f);
-        store_scaled_stream(row, prow, n, c);
+        store_scaled(row, prow, n, c, stream);
         std::fill(prow + n, prow + s.Tk, 0.0f);
         inv_l[static_cast<std::size_t>(r)] = c;
         if (drop) dropout.apply(row, n, dropout.row_key(bh, i0 + r), 0);
         if (weights) {
           float* w = weights + bh * TT + static_cast<I64>(i0 + r) * s.Tk;
-          store_scaled_stream(row, w, n, c);
+          store_scaled(row, w, n, c, false);
           std::fill(w + n, w + s.Tk, 0.0f);
         }
       }
@@ -265,7 +284,7 @@ void backward_plain(const AttentionCache& cache, AttnView q, AttnView k, AttnVie
                     AttnMutView dq, AttnMutView dk, AttnMutView dv, AttnOverwrite overwrite) {
   const AttnShape& s = cache.shape;
   const AttnOptions& opt = cache.opts;
-  constexpr int BQ = kAttnPlainBwdBlockQ;
+  const int BQ = plain_block_q(s, opt, true);
   const I64 TT = static_cast<I64>(s.Tq) * s.Tk;
   const bool drop = opt.dropout_p > 0.0f;
   const RowDropout dropout(opt, s.Tq);
