@@ -103,6 +103,114 @@ auto head_ptr(const View& v, int b, int h) {
   return v.data + b * v.sb + h * v.sh;
 }
 
+// ---------------------------------------------------------------- unpacked GEMM
+// C (M x N) = alpha A B (+ C when `acc`), A element (i, k) at a[i*sai + k*sak] (so A
+// may be read transposed), B row-major (K x N). A register-blocked AVX-512 kernel: 6
+// rows x 64 columns of C in 24 accumulators, per k one broadcast of each A element and
+// four loads of B's row; neither operand is packed. At the attention's shapes (one of
+// M, N, K of 64, the others 128-512, operands in L2) it runs at 105-115 GFLOP/s on one
+// core where OpenBLAS's sgemm, which packs both operands per call, reaches 94-99
+// (measured on the 2-core AVX-512 machine of benchmarks/RESULTS.md).
+// Usable when N is a multiple of 16 on an AVX-512 build (gemm_unpacked_ok); otherwise
+// callers take OpenBLAS.
+#if defined(__AVX512F__)
+constexpr bool kUnpackedGemm = true;
+
+template <int MR, int NC>
+inline void gemm_block(int K, float alpha, const float* a, I64 sai, I64 sak, const float* b, I64 ldb, float* c,
+                       I64 ldc, bool acc) {
+  __m512 cr[MR][NC];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < NC; ++j) cr[r][j] = _mm512_setzero_ps();
+  for (int k = 0; k < K; ++k) {
+    const float* br = b + k * ldb;
+    __m512 bv[NC];
+    for (int j = 0; j < NC; ++j) bv[j] = _mm512_loadu_ps(br + 16 * j);
+    const float* ak = a + k * sak;
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(ak[r * sai]);
+      for (int j = 0; j < NC; ++j) cr[r][j] = _mm512_fmadd_ps(av, bv[j], cr[r][j]);
+    }
+  }
+  const __m512 al = _mm512_set1_ps(alpha);
+  for (int r = 0; r < MR; ++r) {
+    float* row = c + r * ldc;
+    for (int j = 0; j < NC; ++j) {
+      __m512 x = _mm512_mul_ps(al, cr[r][j]);
+      if (acc) x = _mm512_add_ps(x, _mm512_loadu_ps(row + 16 * j));
+      _mm512_storeu_ps(row + 16 * j, x);
+    }
+  }
+}
+
+template <int NC>
+void gemm_cols(int M, int K, float alpha, const float* a, I64 sai, I64 sak, const float* b, I64 ldb, float* c,
+               I64 ldc, bool acc) {
+  constexpr int MR = 6;
+  int i = 0;
+  for (; i + MR <= M; i += MR) gemm_block<MR, NC>(K, alpha, a + i * sai, sai, sak, b, ldb, c + i * ldc, ldc, acc);
+  const float* ai = a + i * sai;
+  float* ci = c + i * ldc;
+  switch (M - i) {
+    case 5: gemm_block<5, NC>(K, alpha, ai, sai, sak, b, ldb, ci, ldc, acc); break;
+    case 4: gemm_block<4, NC>(K, alpha, ai, sai, sak, b, ldb, ci, ldc, acc); break;
+    case 3: gemm_block<3, NC>(K, alpha, ai, sai, sak, b, ldb, ci, ldc, acc); break;
+    case 2: gemm_block<2, NC>(K, alpha, ai, sai, sak, b, ldb, ci, ldc, acc); break;
+    case 1: gemm_block<1, NC>(K, alpha, ai, sai, sak, b, ldb, ci, ldc, acc); break;
+    default: break;
+  }
+}
+
+void gemm_unpacked(bool acc, int M, int N, int K, float alpha, const float* a, I64 sai, I64 sak, const float* b,
+                   I64 ldb, float* c, I64 ldc) {
+  int j = 0;
+  for (; j + 64 <= N; j += 64) gemm_cols<4>(M, K, alpha, a, sai, sak, b + j, ldb, c + j, ldc, acc);
+  switch ((N - j) / 16) {
+    case 3: gemm_cols<3>(M, K, alpha, a, sai, sak, b + j, ldb, c + j, ldc, acc); break;
+    case 2: gemm_cols<2>(M, K, alpha, a, sai, sak, b + j, ldb, c + j, ldc, acc); break;
+    case 1: gemm_cols<1>(M, K, alpha, a, sai, sak, b + j, ldb, c + j, ldc, acc); break;
+    default: break;
+  }
+}
+#else
+constexpr bool kUnpackedGemm = false;
+void gemm_unpacked(bool, int, int, int, float, const float*, I64, I64, const float*, I64, float*, I64) {}
+#endif
+
+inline bool gemm_unpacked_ok(int N) { return kUnpackedGemm && N % 16 == 0; }
+
+// C (M x N) = alpha A B (+ C when `acc`) with A (i, k) at a[i*sai + k*sak], one of sai,
+// sak being 1, B row-major: the unpacked kernel when it applies, OpenBLAS otherwise.
+void gemm_ab(bool acc, int M, int N, int K, float alpha, const float* a, I64 sai, I64 sak, const float* b, I64 ldb,
+             float* c, I64 ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // C = 0 (or unchanged)
+    if (!acc)
+      for (int i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, 0.0f);
+    return;
+  }
+  if (gemm_unpacked_ok(N)) {
+    gemm_unpacked(acc, M, N, K, alpha, a, sai, sak, b, ldb, c, ldc);
+    return;
+  }
+  // sak == 1: A row-major with lda = sai; otherwise A (i, k) at a[i + k*sak], A^T row-major.
+  const bool trans_a = sak != 1;
+  const I64 lda = trans_a ? (K == 1 ? std::max<I64>(sak, M) : sak) : (M == 1 ? std::max<I64>(sai, K) : sai);
+  sgemm(trans_a, false, M, N, K, alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), acc ? 1.0f : 0.0f, c,
+        static_cast<int>(ldc));
+}
+
+// dst (cols x rows) = src (rows x cols, row stride ld)^T, dst row-major.
+void transpose(const float* src, I64 ld, int rows, int cols, float* dst) {
+  constexpr int TB = 16;
+  for (int i0 = 0; i0 < rows; i0 += TB)
+    for (int j0 = 0; j0 < cols; j0 += TB) {
+      const int i1 = std::min(rows, i0 + TB), j1 = std::min(cols, j0 + TB);
+      for (int i = i0; i < i1; ++i)
+        for (int j = j0; j < j1; ++j) dst[static_cast<I64>(j) * rows + i] = src[i * ld + j];
+    }
+}
+
 // ---------------------------------------------------------------- plain forward
 // Query rows per tile of the plain path (measured on one core, B*H = 32, D = 64): large
 // tiles amortise OpenBLAS's packing of K and V, small ones waste less on the causal
@@ -162,9 +270,14 @@ void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
   float* probs = cache.probs.data();
   const bool drop = o.dropout_p > 0.0f;
   const RowDropout dropout(o, s.Tq);
+  // S through the unpacked kernel against K^T (transposed once per head and thread).
+  const bool unpacked_s = gemm_unpacked_ok(s.Tk);
   parallel_claim(static_cast<std::size_t>(s.B) * s.H * nqb, [&](const ClaimFn& next) {
     auto E = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(BQ) * s.Tk});
     std::vector<float> inv_l(static_cast<std::size_t>(BQ));
+    xt::xtensor<float, 1> Kt;
+    if (unpacked_s) Kt = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(s.D) * s.Tk});
+    I64 kt_head = -1;
     for (std::size_t t; next(t);) {
       const I64 bh = static_cast<I64>(t) / nqb;
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
@@ -174,8 +287,19 @@ void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
       const int jend = o.causal ? std::min(s.Tk, i0 + rows) : s.Tk;
       float* P = probs + bh * TT + static_cast<I64>(i0) * s.Tk;
       // S = scale Q_i K^T   (rows, jend)
-      sgemm(false, true, rows, jend, s.D, o.scale, head_ptr(q, b, h) + i0 * q.st, static_cast<int>(q.st),
-            head_ptr(k, b, h), static_cast<int>(k.st), 0.0f, E.data(), s.Tk);
+      if (unpacked_s) {
+        if (kt_head != bh) {
+          transpose(head_ptr(k, b, h), k.st, s.Tk, s.D, Kt.data());
+          kt_head = bh;
+        }
+        // Columns up to the next multiple of 16 (<= Tk): those past jend are never read.
+        const int n16 = std::min(s.Tk, (jend + 15) / 16 * 16);
+        gemm_ab(false, rows, n16, s.D, o.scale, head_ptr(q, b, h) + i0 * q.st, q.st, 1, Kt.data(), s.Tk, E.data(),
+                s.Tk);
+      } else {
+        sgemm(false, true, rows, jend, s.D, o.scale, head_ptr(q, b, h) + i0 * q.st, static_cast<int>(q.st),
+              head_ptr(k, b, h), static_cast<int>(k.st), 0.0f, E.data(), s.Tk);
+      }
       add_masks(s, o, b, h, i0, 0, rows, jend, E.data(), s.Tk);
       for (int r = 0; r < rows; ++r) {
         float* row = E.data() + static_cast<I64>(r) * s.Tk;
@@ -201,8 +325,7 @@ void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
       }
       // O_i = (Ed V) / l   (rows, Dv)
       float* O = head_ptr(out, b, h) + i0 * out.st;
-      sgemm(false, false, rows, s.Dv, jend, 1.0f, E.data(), s.Tk, head_ptr(v, b, h), static_cast<int>(v.st), 0.0f,
-            O, static_cast<int>(out.st));
+      gemm_ab(false, rows, s.Dv, jend, 1.0f, E.data(), s.Tk, 1, head_ptr(v, b, h), v.st, O, out.st);
       for (int r = 0; r < rows; ++r) scale_row(O + r * out.st, s.Dv, inv_l[static_cast<std::size_t>(r)]);
     }
     stream_fence();
@@ -288,11 +411,14 @@ void backward_plain(const AttentionCache& cache, AttnView q, AttnView k, AttnVie
   const I64 TT = static_cast<I64>(s.Tq) * s.Tk;
   const bool drop = opt.dropout_p > 0.0f;
   const RowDropout dropout(opt, s.Tq);
+  // dP through the unpacked kernel against V^T (transposed once per head).
+  const bool unpacked_dp = gemm_unpacked_ok(s.Tk);
   parallel_claim(static_cast<std::size_t>(s.B) * s.H, [&](const ClaimFn& next) {
     const auto tile = static_cast<std::size_t>(BQ) * s.Tk;
     auto dP = xt::xtensor<float, 1>::from_shape({tile});
-    xt::xtensor<float, 1> Pdrop;
+    xt::xtensor<float, 1> Pdrop, Vt;
     if (drop) Pdrop = xt::xtensor<float, 1>::from_shape({tile});
+    if (unpacked_dp) Vt = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(s.Dv) * s.Tk});
     std::vector<float> Di(static_cast<std::size_t>(BQ));
     for (std::size_t t; next(t);) {
       const I64 bh = static_cast<I64>(t);
@@ -309,16 +435,14 @@ void backward_plain(const AttentionCache& cache, AttnView q, AttnView k, AttnVie
       int done_k = overwrite.dk ? 0 : s.Tk;
       int done_v = overwrite.dv ? 0 : s.Tk;
       // C rows [0, jend) of dK or dV += / = alpha A^T B, split at `done`.
-      const auto acc_rows = [&](float alpha, const float* A, int lda, const float* Bm, int ldb, int rows, int jend,
+      const auto acc_rows = [&](float alpha, const float* A, I64 lda, const float* Bm, I64 ldb, int rows, int jend,
                                 int cols, float* C, I64 ldc, int& done) {
         const int n_acc = std::min(done, jend);
-        if (n_acc > 0)
-          sgemm(true, false, n_acc, cols, rows, alpha, A, lda, Bm, ldb, 1.0f, C, static_cast<int>(ldc));
-        if (jend > n_acc)
-          sgemm(true, false, jend - n_acc, cols, rows, alpha, A + n_acc, lda, Bm, ldb, 0.0f, C + n_acc * ldc,
-                static_cast<int>(ldc));
+        if (n_acc > 0) gemm_ab(true, n_acc, cols, rows, alpha, A, 1, lda, Bm, ldb, C, ldc);
+        if (jend > n_acc) gemm_ab(false, jend - n_acc, cols, rows, alpha, A + n_acc, 1, lda, Bm, ldb, C + n_acc * ldc, ldc);
         done = std::max(done, jend);
       };
+      if (unpacked_dp && (dQh || dKh)) transpose(Vh, v.st, s.Tk, s.Dv, Vt.data());
       for (int i0 = 0; i0 < s.Tq; i0 += BQ) {
         const int rows = std::min(BQ, s.Tq - i0);
         const int jend = opt.causal ? std::min(s.Tk, i0 + rows) : s.Tk;  // keys past jend: P = 0 for the tile
@@ -330,8 +454,12 @@ void backward_plain(const AttentionCache& cache, AttnView q, AttnView k, AttnVie
           // D_i = sum_d dO_id O_id  (= sum_j P_ij dP_ij)
           for (int r = 0; r < rows; ++r) Di[r] = row_dot(dOi + r * dO.st, Oh + (i0 + r) * o.st, s.Dv);
           // dPd = dO_i V^T   (rows, jend)
-          sgemm(false, true, rows, jend, s.Dv, 1.0f, dOi, static_cast<int>(dO.st), Vh, static_cast<int>(v.st), 0.0f,
-                dP.data(), s.Tk);
+          if (unpacked_dp)
+            gemm_ab(false, rows, std::min(s.Tk, (jend + 15) / 16 * 16), s.Dv, 1.0f, dOi, dO.st, 1, Vt.data(), s.Tk,
+                    dP.data(), s.Tk);
+          else
+            sgemm(false, true, rows, jend, s.Dv, 1.0f, dOi, static_cast<int>(dO.st), Vh, static_cast<int>(v.st), 0.0f,
+                  dP.data(), s.Tk);
         }
         // One pass over the tile's probabilities (their only read from memory; dV below
         // finds them in L2): Pd = dropout(P), dS = P (dP - D_i) with dP = dropout(dPd).
@@ -349,15 +477,13 @@ void backward_plain(const AttentionCache& cache, AttnView q, AttnView k, AttnVie
           simd::map2(prow, dpr, dpr, static_cast<std::size_t>(jend), [&](Batch p, Batch g) { return p * (g - di); });
         }
         // dV[0, jend) += Pd^T dO_i   (jend, Dv)
-        if (dVh) acc_rows(1.0f, Pd, s.Tk, dOi, static_cast<int>(dO.st), rows, jend, s.Dv, dVh, dv.st, done_v);
+        if (dVh) acc_rows(1.0f, Pd, s.Tk, dOi, dO.st, rows, jend, s.Dv, dVh, dv.st, done_v);
         if (!need_ds) continue;
         // dQ_i (+)= scale dS K ;  dK[0, jend) += scale dS^T Q_i
         if (dQh)
-          sgemm(false, false, rows, s.D, jend, opt.scale, dP.data(), s.Tk, Kh, static_cast<int>(k.st),
-                overwrite.dq ? 0.0f : 1.0f, dQh + i0 * dq.st, static_cast<int>(dq.st));
+          gemm_ab(!overwrite.dq, rows, s.D, jend, opt.scale, dP.data(), s.Tk, 1, Kh, k.st, dQh + i0 * dq.st, dq.st);
         if (dKh)
-          acc_rows(opt.scale, dP.data(), s.Tk, Qh + i0 * q.st, static_cast<int>(q.st), rows, jend, s.D, dKh, dk.st,
-                   done_k);
+          acc_rows(opt.scale, dP.data(), s.Tk, Qh + i0 * q.st, q.st, rows, jend, s.D, dKh, dk.st, done_k);
       }
       // Keys no query row sees (causal with Tk > Tq) have zero gradients.
       const auto zero_tail = [&](float* G, I64 ld, int from, int cols) {
