@@ -206,8 +206,8 @@ void transpose(const float* src, I64 ld, int rows, int cols, float* dst) {
   for (int i0 = 0; i0 < rows; i0 += TB)
     for (int j0 = 0; j0 < cols; j0 += TB) {
       const int i1 = std::min(rows, i0 + TB), j1 = std::min(cols, j0 + TB);
-      for (int i = i0; i < i1; ++i)
-        for (int j = j0; j < j1; ++j) dst[static_cast<I64>(j) * rows + i] = src[i * ld + j];
+      for (int j = j0; j < j1; ++j)  // each dst row segment written contiguously; src block in L1
+        for (int i = i0; i < i1; ++i) dst[static_cast<I64>(j) * rows + i] = src[i * ld + j];
     }
 }
 
