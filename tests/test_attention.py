@@ -140,6 +140,29 @@ def test_causal_more_keys_than_queries_row_zero_sees_one_key(rng, path):
     np.testing.assert_allclose(out.data[0, 0, 0], v[0, 0, 0], rtol=1e-6)
 
 
+
+# Key lengths and head sizes that are multiples of 16 take the plain path's unpacked
+# AVX-512 GEMM kernel (S and dP over K^T, V^T); the others above take OpenBLAS.
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(("Tq", "Tk"), [(100, 272), (272, 96), (13, 16)])
+def test_unpacked_kernel_shapes_match_torch(torch, rng, path, causal, Tq, Tk):
+    q, k, v = _inputs(rng, 2, 2, Tq, Tk, 48, 32)
+    _compare(torch, rng, q, k, v, causal=causal)
+
+
+def test_unpacked_kernel_shapes_with_masks_and_masked_rows(torch, rng, path):
+    q, k, v = _inputs(rng, 2, 3, 37, 288, 64, 80)
+    mask = rng.random((2, 1, 37, 288)) > 0.4
+    mask[..., 0] = True
+    _compare(torch, rng, q, k, v, mask=mask)
+    mask[:, :, 5] = False  # a row that sees nothing: zeros and zero gradients
+    qs, ks, vs = (seqlab.tensor(a, requires_grad=True) for a in (q, k, v))
+    out = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask)
+    out.backward(np.ones(out.shape, dtype=np.float32))
+    np.testing.assert_array_equal(out.data[:, :, 5], 0.0)
+    np.testing.assert_array_equal(qs.grad[:, :, 5], 0.0)
+    assert np.all(np.isfinite(ks.grad)) and np.all(np.isfinite(vs.grad))
+
 def test_dropout_same_on_both_paths_and_consistent_with_weights(rng):
     q, k, v = _inputs(rng, 2, 2, 40, 300, 16, 16)
     results = []
