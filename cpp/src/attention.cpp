@@ -161,20 +161,23 @@ void gemm_cols(int M, int K, float alpha, const float* a, I64 sai, I64 sak, cons
   }
 }
 
+// Columns [64c, 64c + 64) of B start at b + c*bstep (bstep 64: B row-major; K*64: B
+// stored as chunks of 64 columns, each K rows of stride ldb = 64, see transpose_chunked).
 void gemm_unpacked(bool acc, int M, int N, int K, float alpha, const float* a, I64 sai, I64 sak, const float* b,
-                   I64 ldb, float* c, I64 ldc) {
+                   I64 ldb, I64 bstep, float* c, I64 ldc) {
   int j = 0;
-  for (; j + 64 <= N; j += 64) gemm_cols<4>(M, K, alpha, a, sai, sak, b + j, ldb, c + j, ldc, acc);
+  for (; j + 64 <= N; j += 64) gemm_cols<4>(M, K, alpha, a, sai, sak, b + j / 64 * bstep, ldb, c + j, ldc, acc);
+  const float* bj = b + j / 64 * bstep;
   switch ((N - j) / 16) {
-    case 3: gemm_cols<3>(M, K, alpha, a, sai, sak, b + j, ldb, c + j, ldc, acc); break;
-    case 2: gemm_cols<2>(M, K, alpha, a, sai, sak, b + j, ldb, c + j, ldc, acc); break;
-    case 1: gemm_cols<1>(M, K, alpha, a, sai, sak, b + j, ldb, c + j, ldc, acc); break;
+    case 3: gemm_cols<3>(M, K, alpha, a, sai, sak, bj, ldb, c + j, ldc, acc); break;
+    case 2: gemm_cols<2>(M, K, alpha, a, sai, sak, bj, ldb, c + j, ldc, acc); break;
+    case 1: gemm_cols<1>(M, K, alpha, a, sai, sak, bj, ldb, c + j, ldc, acc); break;
     default: break;
   }
 }
 #else
 constexpr bool kUnpackedGemm = false;
-void gemm_unpacked(bool, int, int, int, float, const float*, I64, I64, const float*, I64, float*, I64) {}
+void gemm_unpacked(bool, int, int, int, float, const float*, I64, I64, const float*, I64, I64, float*, I64) {}
 #endif
 
 inline bool gemm_unpacked_ok(int N) { return kUnpackedGemm && N % 16 == 0; }
@@ -190,7 +193,7 @@ void gemm_ab(bool acc, int M, int N, int K, float alpha, const float* a, I64 sai
     return;
   }
   if (gemm_unpacked_ok(N)) {
-    gemm_unpacked(acc, M, N, K, alpha, a, sai, sak, b, ldb, c, ldc);
+    gemm_unpacked(acc, M, N, K, alpha, a, sai, sak, b, ldb, 64, c, ldc);
     return;
   }
   // sak == 1: A row-major with lda = sai; otherwise A (i, k) at a[i + k*sak], A^T row-major.
@@ -200,15 +203,31 @@ void gemm_ab(bool acc, int M, int N, int K, float alpha, const float* a, I64 sai
         static_cast<int>(ldc));
 }
 
-// dst (cols x rows) = src (rows x cols, row stride ld)^T, dst row-major.
-void transpose(const float* src, I64 ld, int rows, int cols, float* dst) {
-  constexpr int TB = 16;
-  for (int i0 = 0; i0 < rows; i0 += TB)
-    for (int j0 = 0; j0 < cols; j0 += TB) {
-      const int i1 = std::min(rows, i0 + TB), j1 = std::min(cols, j0 + TB);
-      for (int j = j0; j < j1; ++j)  // each dst row segment written contiguously; src block in L1
-        for (int i = i0; i < i1; ++i) dst[static_cast<I64>(j) * rows + i] = src[i * ld + j];
-    }
+// Floats of a chunked transpose of a (rows x cols) matrix (see transpose_chunked).
+inline std::size_t chunked_size(int rows, int cols) {
+  return static_cast<std::size_t>((rows + 63) / 64) * 64 * static_cast<std::size_t>(cols);
+}
+
+// dst = src (rows x cols, row stride ld)^T stored in chunks of 64 of its columns (src
+// rows): chunk c holds dst columns [64c, 64c + 64) as `cols` rows of 64 floats, at
+// dst + c*cols*64. The unpacked kernel then reads each B row of a 64-column block from
+// one contiguous 16 KiB panel (a row-major K^T with a stride of Tk floats would map the
+// panel's rows to a few L1 sets).
+void transpose_chunked(const float* src, I64 ld, int rows, int cols, float* dst) {
+  for (int c0 = 0; c0 < rows; c0 += 64) {
+    const int w = std::min(64, rows - c0);
+    float* chunk = dst + static_cast<I64>(c0) * cols;
+    for (int d = 0; d < cols; ++d)
+      for (int j = 0; j < w; ++j) chunk[d * 64 + j] = src[(c0 + j) * ld + d];
+  }
+}
+
+// C (M x N) = alpha A Bt[:, j0 : j0 + N) with A (i, k) at a[i*sai + k], Bt (K x *) a
+// chunked transpose, j0 a multiple of 64, N a multiple of 16 (unpacked kernel only).
+inline void gemm_chunked(int M, int N, int K, float alpha, const float* a, I64 sai, const float* bt, int j0, float* c,
+                         I64 ldc) {
+  gemm_unpacked(false, M, N, K, alpha, a, sai, 1, bt + static_cast<I64>(j0) * K, 64, static_cast<I64>(K) * 64, c,
+                ldc);
 }
 
 // ---------------------------------------------------------------- plain forward
@@ -276,7 +295,7 @@ void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
     auto E = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(BQ) * s.Tk});
     std::vector<float> inv_l(static_cast<std::size_t>(BQ));
     xt::xtensor<float, 1> Kt;
-    if (unpacked_s) Kt = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(s.D) * s.Tk});
+    if (unpacked_s) Kt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.D)});
     I64 kt_head = -1;
     for (std::size_t t; next(t);) {
       const I64 bh = static_cast<I64>(t) / nqb;
@@ -289,13 +308,12 @@ void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
       // S = scale Q_i K^T   (rows, jend)
       if (unpacked_s) {
         if (kt_head != bh) {
-          transpose(head_ptr(k, b, h), k.st, s.Tk, s.D, Kt.data());
+          transpose_chunked(head_ptr(k, b, h), k.st, s.Tk, s.D, Kt.data());
           kt_head = bh;
         }
         // Columns up to the next multiple of 16 (<= Tk): those past jend are never read.
         const int n16 = std::min(s.Tk, (jend + 15) / 16 * 16);
-        gemm_ab(false, rows, n16, s.D, o.scale, head_ptr(q, b, h) + i0 * q.st, q.st, 1, Kt.data(), s.Tk, E.data(),
-                s.Tk);
+        gemm_chunked(rows, n16, s.D, o.scale, head_ptr(q, b, h) + i0 * q.st, q.st, Kt.data(), 0, E.data(), s.Tk);
       } else {
         sgemm(false, true, rows, jend, s.D, o.scale, head_ptr(q, b, h) + i0 * q.st, static_cast<int>(q.st),
               head_ptr(k, b, h), static_cast<int>(k.st), 0.0f, E.data(), s.Tk);
@@ -342,9 +360,14 @@ void forward_flash(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
   float* lse = cache.lse.data();
   const bool drop = o.dropout_p > 0.0f;
   const RowDropout dropout(o, s.Tq);
+  // S through the unpacked kernel against K^T (transposed once per head and thread).
+  const bool unpacked_s = gemm_unpacked_ok(s.Tk);
   parallel_claim(static_cast<std::size_t>(s.B) * s.H * nqb, [&](const ClaimFn& next) {
     auto S = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(BQ) * BK});
     float m[BQ], l[BQ];
+    xt::xtensor<float, 1> Kt;
+    if (unpacked_s) Kt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.D)});
+    I64 kt_head = -1;
     for (std::size_t t; next(t);) {
       const I64 bh = static_cast<I64>(t) / nqb;
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
@@ -361,8 +384,16 @@ void forward_flash(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
       for (int j0 = 0; j0 < jend; j0 += BK) {
         const int cols = std::min(BK, jend - j0);
         // S = scale Q_i K_j^T   (rows, cols)
-        sgemm(false, true, rows, cols, s.D, o.scale, Q, static_cast<int>(q.st), head_ptr(k, b, h) + j0 * k.st,
-              static_cast<int>(k.st), 0.0f, S.data(), BK);
+        if (unpacked_s) {
+          if (kt_head != bh) {
+            transpose_chunked(head_ptr(k, b, h), k.st, s.Tk, s.D, Kt.data());
+            kt_head = bh;
+          }
+          gemm_chunked(rows, std::min(BK, (cols + 15) / 16 * 16), s.D, o.scale, Q, q.st, Kt.data(), j0, S.data(), BK);
+        } else {
+          sgemm(false, true, rows, cols, s.D, o.scale, Q, static_cast<int>(q.st), head_ptr(k, b, h) + j0 * k.st,
+                static_cast<int>(k.st), 0.0f, S.data(), BK);
+        }
         add_masks(s, o, b, h, i0, j0, rows, cols, S.data(), BK);
         for (int r = 0; r < rows; ++r) {
           float* row = S.data() + static_cast<I64>(r) * BK;
@@ -378,8 +409,7 @@ void forward_flash(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
           if (drop) dropout.apply(row, cols, dropout.row_key(bh, i0 + r), j0);
         }
         // O_i += P V_j   (rows, Dv)
-        sgemm(false, false, rows, s.Dv, cols, 1.0f, S.data(), BK, head_ptr(v, b, h) + j0 * v.st,
-              static_cast<int>(v.st), 1.0f, O, static_cast<int>(out.st));
+        gemm_ab(true, rows, s.Dv, cols, 1.0f, S.data(), BK, 1, head_ptr(v, b, h) + j0 * v.st, v.st, O, out.st);
       }
       float* L = lse + bh * s.Tq + i0;
       for (int r = 0; r < rows; ++r) {
@@ -418,7 +448,7 @@ void backward_plain(const AttentionCache& cache, AttnView q, AttnView k, AttnVie
     auto dP = xt::xtensor<float, 1>::from_shape({tile});
     xt::xtensor<float, 1> Pdrop, Vt;
     if (drop) Pdrop = xt::xtensor<float, 1>::from_shape({tile});
-    if (unpacked_dp) Vt = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(s.Dv) * s.Tk});
+    if (unpacked_dp) Vt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.Dv)});
     std::vector<float> Di(static_cast<std::size_t>(BQ));
     for (std::size_t t; next(t);) {
       const I64 bh = static_cast<I64>(t);
@@ -442,7 +472,7 @@ void backward_plain(const AttentionCache& cache, AttnView q, AttnView k, AttnVie
         if (jend > n_acc) gemm_ab(false, jend - n_acc, cols, rows, alpha, A + n_acc, 1, lda, Bm, ldb, C + n_acc * ldc, ldc);
         done = std::max(done, jend);
       };
-      if (unpacked_dp && (dQh || dKh)) transpose(Vh, v.st, s.Tk, s.Dv, Vt.data());
+      if (unpacked_dp && (dQh || dKh)) transpose_chunked(Vh, v.st, s.Tk, s.Dv, Vt.data());
       for (int i0 = 0; i0 < s.Tq; i0 += BQ) {
         const int rows = std::min(BQ, s.Tq - i0);
         const int jend = opt.causal ? std::min(s.Tk, i0 + rows) : s.Tk;  // keys past jend: P = 0 for the tile
@@ -455,8 +485,8 @@ void backward_plain(const AttentionCache& cache, AttnView q, AttnView k, AttnVie
           for (int r = 0; r < rows; ++r) Di[r] = row_dot(dOi + r * dO.st, Oh + (i0 + r) * o.st, s.Dv);
           // dPd = dO_i V^T   (rows, jend)
           if (unpacked_dp)
-            gemm_ab(false, rows, std::min(s.Tk, (jend + 15) / 16 * 16), s.Dv, 1.0f, dOi, dO.st, 1, Vt.data(), s.Tk,
-                    dP.data(), s.Tk);
+            gemm_chunked(rows, std::min(s.Tk, (jend + 15) / 16 * 16), s.Dv, 1.0f, dOi, dO.st, Vt.data(), 0, dP.data(),
+                         s.Tk);
           else
             sgemm(false, true, rows, jend, s.Dv, 1.0f, dOi, static_cast<int>(dO.st), Vh, static_cast<int>(v.st), 0.0f,
                   dP.data(), s.Tk);
@@ -552,22 +582,26 @@ void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, Att
   }
   if (!dq.data && !dk.data && !dv.data) return;
   SerialBlas serial;
-  const bool flash = opt.flash;
-  if (!flash) {
+  if (!opt.flash) {
     backward_plain(cache, q, k, v, o, dO, dq, dk, dv, overwrite);
     return;
   }
   const int BQ = kAttnBwdBlockQ, BK = kAttnBwdBlockK;
-  const I64 TT = static_cast<I64>(s.Tq) * s.Tk;
   const bool drop = opt.dropout_p > 0.0f;
   const RowDropout dropout(opt, s.Tq);
+  // S and dP through the unpacked kernel against K^T and V^T (transposed once per head).
+  const bool unpacked = gemm_unpacked_ok(s.Tk);
   parallel_claim(static_cast<std::size_t>(s.B) * s.H, [&](const ClaimFn& next) {
     const auto tile = static_cast<std::size_t>(BQ) * BK;
     auto Di = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(s.Tq)});
     auto dP = xt::xtensor<float, 1>::from_shape({tile});
-    xt::xtensor<float, 1> Sbuf, Pdrop;
-    if (flash) Sbuf = xt::xtensor<float, 1>::from_shape({tile});
+    auto Sbuf = xt::xtensor<float, 1>::from_shape({tile});
+    xt::xtensor<float, 1> Pdrop, Kt, Vt;
     if (drop) Pdrop = xt::xtensor<float, 1>::from_shape({tile});
+    if (unpacked) {
+      Kt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.D)});
+      Vt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.Dv)});
+    }
     for (std::size_t t; next(t);) {
       const I64 bh = static_cast<I64>(t);
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
@@ -579,64 +613,66 @@ void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, Att
       zero_head(dq, overwrite.dq, b, h, s.Tq, s.D);
       zero_head(dk, overwrite.dk, b, h, s.Tk, s.D);
       zero_head(dv, overwrite.dv, b, h, s.Tk, s.Dv);
+      if (unpacked) {
+        transpose_chunked(Kh, k.st, s.Tk, s.D, Kt.data());
+        if (dq.data || dk.data) transpose_chunked(Vh, v.st, s.Tk, s.Dv, Vt.data());
+      }
       // D_i = sum_d dO_id O_id  (= sum_j P_ij dP_ij)
       for (int i = 0; i < s.Tq; ++i) Di[i] = row_dot(dOh + i * dO.st, Oh + i * o.st, s.Dv);
-      const float* L = flash ? cache.lse.data() + bh * s.Tq : nullptr;
+      const float* L = cache.lse.data() + bh * s.Tq;
       for (int j0 = 0; j0 < s.Tk; j0 += BK) {
         const int cols = std::min(BK, s.Tk - j0);
+        const int cols16 = std::min(BK, (cols + 15) / 16 * 16);  // unpacked: columns past cols never read
         const int i_start = opt.causal ? std::min(j0, s.Tq) : 0;  // rows above j0 see none of these keys
         for (int i0 = i_start; i0 < s.Tq; i0 += BQ) {
           const int rows = std::min(BQ, s.Tq - i0);
-          const float* P;
-          int ldp;
-          if (flash) {
-            float* S = Sbuf.data();
+          // P = exp(scale Q_i K_j^T + masks - L_i)   (rows, cols)
+          float* P = Sbuf.data();
+          if (unpacked)
+            gemm_chunked(rows, cols16, s.D, opt.scale, Qh + i0 * q.st, q.st, Kt.data(), j0, P, BK);
+          else
             sgemm(false, true, rows, cols, s.D, opt.scale, Qh + i0 * q.st, static_cast<int>(q.st), Kh + j0 * k.st,
-                  static_cast<int>(k.st), 0.0f, S, BK);
-            add_masks(s, opt, b, h, i0, j0, rows, cols, S, BK);
-            for (int r = 0; r < rows; ++r) {
-              const Batch lb(L[i0 + r]);
-              float* row = S + static_cast<I64>(r) * BK;
-              simd::map1(row, row, static_cast<std::size_t>(cols), [&](Batch x) { return xsimd::exp(x - lb); });
-            }
-            P = S;
-            ldp = BK;
-          } else {
-            P = cache.probs.data() + bh * TT + static_cast<I64>(i0) * s.Tk + j0;
-            ldp = s.Tk;
+                  static_cast<int>(k.st), 0.0f, P, BK);
+          add_masks(s, opt, b, h, i0, j0, rows, cols, P, BK);
+          for (int r = 0; r < rows; ++r) {
+            const Batch lb(L[i0 + r]);
+            float* row = P + static_cast<I64>(r) * BK;
+            simd::map1(row, row, static_cast<std::size_t>(cols), [&](Batch x) { return xsimd::exp(x - lb); });
           }
           const float* Pd = P;
           if (drop) {
             for (int r = 0; r < rows; ++r) {
               float* row = Pdrop.data() + static_cast<I64>(r) * BK;
-              std::copy(P + static_cast<I64>(r) * ldp, P + static_cast<I64>(r) * ldp + cols, row);
+              std::copy(P + static_cast<I64>(r) * BK, P + static_cast<I64>(r) * BK + cols, row);
               dropout.apply(row, cols, dropout.row_key(bh, i0 + r), j0);
             }
             Pd = Pdrop.data();
           }
-          const int ldpd = drop ? BK : ldp;
           // dV_j += Pd^T dO_i   (cols, Dv)
           if (dv.data)
-            sgemm(true, false, cols, s.Dv, rows, 1.0f, Pd, ldpd, dOh + i0 * dO.st, static_cast<int>(dO.st), 1.0f,
-                  head_ptr(dv, b, h) + j0 * dv.st, static_cast<int>(dv.st));
+            gemm_ab(true, cols, s.Dv, rows, 1.0f, Pd, 1, BK, dOh + i0 * dO.st, dO.st, head_ptr(dv, b, h) + j0 * dv.st,
+                    dv.st);
           if (!dq.data && !dk.data) continue;
           // dPd = dO_i V_j^T   (rows, cols)
-          sgemm(false, true, rows, cols, s.Dv, 1.0f, dOh + i0 * dO.st, static_cast<int>(dO.st), Vh + j0 * v.st,
-                static_cast<int>(v.st), 0.0f, dP.data(), BK);
+          if (unpacked)
+            gemm_chunked(rows, cols16, s.Dv, 1.0f, dOh + i0 * dO.st, dO.st, Vt.data(), j0, dP.data(), BK);
+          else
+            sgemm(false, true, rows, cols, s.Dv, 1.0f, dOh + i0 * dO.st, static_cast<int>(dO.st), Vh + j0 * v.st,
+                  static_cast<int>(v.st), 0.0f, dP.data(), BK);
           for (int r = 0; r < rows; ++r) {
             float* dpr = dP.data() + static_cast<I64>(r) * BK;
             if (drop) dropout.apply(dpr, cols, dropout.row_key(bh, i0 + r), j0);
             const Batch di(Di[i0 + r]);
-            simd::map2(P + static_cast<I64>(r) * ldp, dpr, dpr, static_cast<std::size_t>(cols),
+            simd::map2(P + static_cast<I64>(r) * BK, dpr, dpr, static_cast<std::size_t>(cols),
                        [&](Batch p, Batch g) { return p * (g - di); });
           }
           // dQ_i += scale dS K_j ;  dK_j += scale dS^T Q_i
           if (dq.data)
-            sgemm(false, false, rows, s.D, cols, opt.scale, dP.data(), BK, Kh + j0 * k.st, static_cast<int>(k.st),
-                  1.0f, head_ptr(dq, b, h) + i0 * dq.st, static_cast<int>(dq.st));
+            gemm_ab(true, rows, s.D, cols, opt.scale, dP.data(), BK, 1, Kh + j0 * k.st, k.st,
+                    head_ptr(dq, b, h) + i0 * dq.st, dq.st);
           if (dk.data)
-            sgemm(true, false, cols, s.D, rows, opt.scale, dP.data(), BK, Qh + i0 * q.st, static_cast<int>(q.st),
-                  1.0f, head_ptr(dk, b, h) + j0 * dk.st, static_cast<int>(dk.st));
+            gemm_ab(true, cols, s.D, rows, opt.scale, dP.data(), 1, BK, Qh + i0 * q.st, q.st,
+                    head_ptr(dk, b, h) + j0 * dk.st, dk.st);
         }
       }
     }
