@@ -324,3 +324,39 @@ def test_existing_leaf_gradients_are_added_to_and_aliased_inputs(torch, rng, pat
     torch.nn.functional.scaled_dot_product_attention(qt, kt, kt, is_causal=True).backward(torch.tensor(g))
     np.testing.assert_allclose(qs.grad, 1.0 + qt.grad.numpy(), rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(ks.grad, kt.grad.numpy(), rtol=RTOL, atol=ATOL)
+
+
+def test_output_and_gradient_buffers_reused_only_when_unreferenced(rng):
+    q, k, v = _inputs(rng, 2, 4, 128, 128, 64, 64)  # 256 KiB per buffer: pooled
+    previous = F._attention_buffers.min_bytes
+    F._attention_buffers.min_bytes = 1 << 16
+    try:
+        F.clear_attention_workspace()
+        qs, ks, vs = (seqlab.tensor(a, requires_grad=True) for a in (q, k, v))
+        first = F.scaled_dot_product_attention(qs, ks, vs)
+        first.backward(np.ones(first.shape, dtype=np.float32))
+        kept_out, kept_grad = first.data, qs.grad  # still referenced: never handed out again
+        expected = (kept_out.copy(), kept_grad.copy())
+        for t in (qs, ks, vs):
+            t.grad = None
+        second = F.scaled_dot_product_attention(qs, ks, vs)
+        second.backward(np.ones(second.shape, dtype=np.float32))
+        assert not np.shares_memory(second.data, kept_out)
+        assert not any(np.shares_memory(t.grad, kept_grad) for t in (qs, ks, vs))
+        np.testing.assert_array_equal(kept_out, expected[0])
+        np.testing.assert_array_equal(kept_grad, expected[1])
+        np.testing.assert_array_equal(second.data, expected[0])
+        np.testing.assert_array_equal(qs.grad, expected[1])
+        # Once nothing refers to them, the next step writes into the same buffers.
+        address = second.data.__array_interface__["data"][0]
+        del first, kept_out, kept_grad, second
+        for t in (qs, ks, vs):
+            t.grad = None
+        third = F.scaled_dot_product_attention(qs, ks, vs)
+        pooled = {b.__array_interface__["data"][0] for b in F._attention_buffers.blocks}
+        assert third.data.__array_interface__["data"][0] in pooled
+        assert address in pooled
+        np.testing.assert_array_equal(third.data, expected[0])
+    finally:
+        F._attention_buffers.min_bytes = previous
+        F.clear_attention_workspace()
