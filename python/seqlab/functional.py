@@ -683,13 +683,19 @@ class _BufferPool:
     page faults (and the unmaps of the previous step's buffers) that cost ~2 ms of CPU
     on one thread and 5-6 ms of wall time on two (the threads fault on the same pages'
     mapping lock and the unmaps interrupt both cores). Contents are undefined, as with
-    ``np.empty``: the kernels overwrite every element.
+    ``np.empty``: the kernels overwrite every element. At most ``limit`` blocks are kept
+    (arrays under ``min_bytes`` come from ``np.empty``); ``clear_attention_workspace()``
+    drops them.
     """
 
     def __init__(self, limit: int = 16, min_bytes: int = 1 << 20) -> None:
         self.limit = limit
         self.min_bytes = min_bytes
         self.blocks: list[np.ndarray] = []
+        # What sys.getrefcount reports for a block only the list refers to (measured, as
+        # interpreters differ in the temporary references they count).
+        probe = [np.empty(1, dtype=np.float32)]
+        self._free_refs = sys.getrefcount(probe[0])
 
     def empty(self, shape: tuple[int, ...]) -> np.ndarray:
         n = 1
@@ -700,8 +706,7 @@ class _BufferPool:
         blocks = self.blocks
         free = None
         for i in range(len(blocks)):
-            # A free block's references: the pool's list and getrefcount's argument.
-            if sys.getrefcount(blocks[i]) == 2:
+            if sys.getrefcount(blocks[i]) == self._free_refs:  # no view of it is alive
                 if blocks[i].size == n:
                     return blocks[i].reshape(shape)
                 free = i
