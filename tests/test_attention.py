@@ -140,6 +140,29 @@ def test_causal_more_keys_than_queries_row_zero_sees_one_key(rng, path):
     np.testing.assert_allclose(out.data[0, 0, 0], v[0, 0, 0], rtol=1e-6)
 
 
+
+# Key lengths and head sizes that are multiples of 16 take the plain path's unpacked
+# AVX-512 GEMM kernel (S and dP over K^T, V^T); the others above take OpenBLAS.
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(("Tq", "Tk"), [(100, 272), (272, 96), (13, 16)])
+def test_unpacked_kernel_shapes_match_torch(torch, rng, path, causal, Tq, Tk):
+    q, k, v = _inputs(rng, 2, 2, Tq, Tk, 48, 32)
+    _compare(torch, rng, q, k, v, causal=causal)
+
+
+def test_unpacked_kernel_shapes_with_masks_and_masked_rows(torch, rng, path):
+    q, k, v = _inputs(rng, 2, 3, 37, 288, 64, 80)
+    mask = rng.random((2, 1, 37, 288)) > 0.4
+    mask[..., 0] = True
+    _compare(torch, rng, q, k, v, mask=mask)
+    mask[:, :, 5] = False  # a row that sees nothing: zeros and zero gradients
+    qs, ks, vs = (seqlab.tensor(a, requires_grad=True) for a in (q, k, v))
+    out = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask)
+    out.backward(np.ones(out.shape, dtype=np.float32))
+    np.testing.assert_array_equal(out.data[:, :, 5], 0.0)
+    np.testing.assert_array_equal(qs.grad[:, :, 5], 0.0)
+    assert np.all(np.isfinite(ks.grad)) and np.all(np.isfinite(vs.grad))
+
 def test_dropout_same_on_both_paths_and_consistent_with_weights(rng):
     q, k, v = _inputs(rng, 2, 2, 40, 300, 16, 16)
     results = []
@@ -301,3 +324,39 @@ def test_existing_leaf_gradients_are_added_to_and_aliased_inputs(torch, rng, pat
     torch.nn.functional.scaled_dot_product_attention(qt, kt, kt, is_causal=True).backward(torch.tensor(g))
     np.testing.assert_allclose(qs.grad, 1.0 + qt.grad.numpy(), rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(ks.grad, kt.grad.numpy(), rtol=RTOL, atol=ATOL)
+
+
+def test_output_and_gradient_buffers_reused_only_when_unreferenced(rng):
+    q, k, v = _inputs(rng, 2, 4, 128, 128, 64, 64)  # 256 KiB per buffer: pooled
+    previous = F._attention_buffers.min_bytes
+    F._attention_buffers.min_bytes = 1 << 16
+    try:
+        F.clear_attention_workspace()
+        qs, ks, vs = (seqlab.tensor(a, requires_grad=True) for a in (q, k, v))
+        first = F.scaled_dot_product_attention(qs, ks, vs)
+        first.backward(np.ones(first.shape, dtype=np.float32))
+        kept_out, kept_grad = first.data, qs.grad  # still referenced: never handed out again
+        expected = (kept_out.copy(), kept_grad.copy())
+        for t in (qs, ks, vs):
+            t.grad = None
+        second = F.scaled_dot_product_attention(qs, ks, vs)
+        second.backward(np.ones(second.shape, dtype=np.float32))
+        assert not np.shares_memory(second.data, kept_out)
+        assert not any(np.shares_memory(t.grad, kept_grad) for t in (qs, ks, vs))
+        np.testing.assert_array_equal(kept_out, expected[0])
+        np.testing.assert_array_equal(kept_grad, expected[1])
+        np.testing.assert_array_equal(second.data, expected[0])
+        np.testing.assert_array_equal(qs.grad, expected[1])
+        # Once nothing refers to them, the next step writes into the same buffers.
+        address = second.data.__array_interface__["data"][0]
+        del first, kept_out, kept_grad, second
+        for t in (qs, ks, vs):
+            t.grad = None
+        third = F.scaled_dot_product_attention(qs, ks, vs)
+        pooled = {b.__array_interface__["data"][0] for b in F._attention_buffers.blocks}
+        assert third.data.__array_interface__["data"][0] in pooled
+        assert address in pooled
+        np.testing.assert_array_equal(third.data, expected[0])
+    finally:
+        F._attention_buffers.min_bytes = previous
+        F.clear_attention_workspace()

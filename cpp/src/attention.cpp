@@ -4,6 +4,11 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
+
+#if defined(__AVX__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -23,7 +28,6 @@ using simd::kLanes;
 using simd::row_dot;
 using simd::row_max;
 using simd::scale_row;
-using simd::softmax_row;
 using I64 = std::int64_t;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr float kPosInf = std::numeric_limits<float>::infinity();
@@ -99,15 +103,192 @@ auto head_ptr(const View& v, int b, int h) {
   return v.data + b * v.sb + h * v.sh;
 }
 
+// ---------------------------------------------------------------- unpacked GEMM
+// C (M x N) = alpha A B (+ C when `acc`), A element (i, k) at a[i*sai + k*sak] (so A
+// may be read transposed), B row-major (K x N). A register-blocked AVX-512 kernel: 6
+// rows x 64 columns of C in 24 accumulators, per k one broadcast of each A element and
+// four loads of B's row; neither operand is packed. At the attention's shapes (one of
+// M, N, K of 64, the others 128-512, operands in L2) it runs at 105-115 GFLOP/s on one
+// core where OpenBLAS's sgemm, which packs both operands per call, reaches 94-99
+// (measured on the 2-core AVX-512 machine of benchmarks/RESULTS.md).
+// Usable when N is a multiple of 16 on an AVX-512 build (gemm_unpacked_ok); otherwise
+// callers take OpenBLAS.
+#if defined(__AVX512F__)
+constexpr bool kUnpackedGemm = true;
+
+template <int MR, int NC>
+inline void gemm_block(int K, float alpha, const float* a, I64 sai, I64 sak, const float* b, I64 ldb, float* c,
+                       I64 ldc, bool acc) {
+  __m512 cr[MR][NC];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < NC; ++j) cr[r][j] = _mm512_setzero_ps();
+  for (int k = 0; k < K; ++k) {
+    const float* br = b + k * ldb;
+    __m512 bv[NC];
+    for (int j = 0; j < NC; ++j) {
+      bv[j] = _mm512_loadu_ps(br + 16 * j);
+#if defined(__GNUC__)
+      // Keep B's row in registers: folded into every FMA as a memory operand (which GCC
+      // does for blocks of up to 4 rows) it costs MR loads per k and halves the speed.
+      __asm__("" : "+v"(bv[j]));
+#endif
+    }
+    const float* ak = a + k * sak;
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(ak[r * sai]);
+      for (int j = 0; j < NC; ++j) cr[r][j] = _mm512_fmadd_ps(av, bv[j], cr[r][j]);
+    }
+  }
+  const __m512 al = _mm512_set1_ps(alpha);
+  for (int r = 0; r < MR; ++r) {
+    float* row = c + r * ldc;
+    for (int j = 0; j < NC; ++j) {
+      __m512 x = _mm512_mul_ps(al, cr[r][j]);
+      if (acc) x = _mm512_add_ps(x, _mm512_loadu_ps(row + 16 * j));
+      _mm512_storeu_ps(row + 16 * j, x);
+    }
+  }
+}
+
+template <int NC>
+void gemm_cols(int M, int K, float alpha, const float* a, I64 sai, I64 sak, const float* b, I64 ldb, float* c,
+               I64 ldc, bool acc) {
+  constexpr int MR = 6;
+  int i = 0;
+  for (; i + MR <= M; i += MR) gemm_block<MR, NC>(K, alpha, a + i * sai, sai, sak, b, ldb, c + i * ldc, ldc, acc);
+  const float* ai = a + i * sai;
+  float* ci = c + i * ldc;
+  switch (M - i) {
+    case 5: gemm_block<5, NC>(K, alpha, ai, sai, sak, b, ldb, ci, ldc, acc); break;
+    case 4: gemm_block<4, NC>(K, alpha, ai, sai, sak, b, ldb, ci, ldc, acc); break;
+    case 3: gemm_block<3, NC>(K, alpha, ai, sai, sak, b, ldb, ci, ldc, acc); break;
+    case 2: gemm_block<2, NC>(K, alpha, ai, sai, sak, b, ldb, ci, ldc, acc); break;
+    case 1: gemm_block<1, NC>(K, alpha, ai, sai, sak, b, ldb, ci, ldc, acc); break;
+    default: break;
+  }
+}
+
+// Columns [64c, 64c + 64) of B start at b + c*bstep (bstep 64: B row-major; K*64: B
+// stored as chunks of 64 columns, each K rows of stride ldb = 64, see transpose_chunked).
+void gemm_unpacked(bool acc, int M, int N, int K, float alpha, const float* a, I64 sai, I64 sak, const float* b,
+                   I64 ldb, I64 bstep, float* c, I64 ldc) {
+  int j = 0;
+  for (; j + 64 <= N; j += 64) gemm_cols<4>(M, K, alpha, a, sai, sak, b + j / 64 * bstep, ldb, c + j, ldc, acc);
+  const float* bj = b + j / 64 * bstep;
+  switch ((N - j) / 16) {
+    case 3: gemm_cols<3>(M, K, alpha, a, sai, sak, bj, ldb, c + j, ldc, acc); break;
+    case 2: gemm_cols<2>(M, K, alpha, a, sai, sak, bj, ldb, c + j, ldc, acc); break;
+    case 1: gemm_cols<1>(M, K, alpha, a, sai, sak, bj, ldb, c + j, ldc, acc); break;
+    default: break;
+  }
+}
+#else
+constexpr bool kUnpackedGemm = false;
+void gemm_unpacked(bool, int, int, int, float, const float*, I64, I64, const float*, I64, I64, float*, I64) {}
+#endif
+
+inline bool gemm_unpacked_ok(int N) { return kUnpackedGemm && N % 16 == 0; }
+
+// C (M x N) = alpha A B (+ C when `acc`) with A (i, k) at a[i*sai + k*sak], one of sai,
+// sak being 1, B row-major: the unpacked kernel when it applies, OpenBLAS otherwise.
+void gemm_ab(bool acc, int M, int N, int K, float alpha, const float* a, I64 sai, I64 sak, const float* b, I64 ldb,
+             float* c, I64 ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // C = 0 (or unchanged)
+    if (!acc)
+      for (int i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, 0.0f);
+    return;
+  }
+  if (gemm_unpacked_ok(N)) {
+    gemm_unpacked(acc, M, N, K, alpha, a, sai, sak, b, ldb, 64, c, ldc);
+    return;
+  }
+  // sak == 1: A row-major with lda = sai; otherwise A (i, k) at a[i + k*sak], A^T row-major.
+  const bool trans_a = sak != 1;
+  const I64 lda = trans_a ? (K == 1 ? std::max<I64>(sak, M) : sak) : (M == 1 ? std::max<I64>(sai, K) : sai);
+  sgemm(trans_a, false, M, N, K, alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), acc ? 1.0f : 0.0f, c,
+        static_cast<int>(ldc));
+}
+
+// Floats of a chunked transpose of a (rows x cols) matrix (see transpose_chunked).
+inline std::size_t chunked_size(int rows, int cols) {
+  return static_cast<std::size_t>((rows + 63) / 64) * 64 * static_cast<std::size_t>(cols);
+}
+
+// dst = src (rows x cols, row stride ld)^T stored in chunks of 64 of its columns (src
+// rows): chunk c holds dst columns [64c, 64c + 64) as `cols` rows of 64 floats, at
+// dst + c*cols*64. The unpacked kernel then reads each B row of a 64-column block from
+// one contiguous 16 KiB panel (a row-major K^T with a stride of Tk floats would map the
+// panel's rows to a few L1 sets).
+void transpose_chunked(const float* src, I64 ld, int rows, int cols, float* dst) {
+  for (int c0 = 0; c0 < rows; c0 += 64) {
+    const int w = std::min(64, rows - c0);
+    float* chunk = dst + static_cast<I64>(c0) * cols;
+    for (int d = 0; d < cols; ++d)
+      for (int j = 0; j < w; ++j) chunk[d * 64 + j] = src[(c0 + j) * ld + d];
+  }
+}
+
+// C (M x N) = alpha A Bt[:, j0 : j0 + N) with A (i, k) at a[i*sai + k], Bt (K x *) a
+// chunked transpose, j0 a multiple of 64, N a multiple of 16 (unpacked kernel only).
+inline void gemm_chunked(int M, int N, int K, float alpha, const float* a, I64 sai, const float* bt, int j0, float* c,
+                         I64 ldc) {
+  gemm_unpacked(false, M, N, K, alpha, a, sai, 1, bt + static_cast<I64>(j0) * K, 64, static_cast<I64>(K) * 64, c,
+                ldc);
+}
+
 // ---------------------------------------------------------------- plain forward
-// Tiles of kAttnBlockQ query rows against all keys, written straight into the cached
-// probabilities (the tile's scores stay in L2 for the softmax and the P V product).
+// Query rows per tile of the plain path (measured on one core, B*H = 32, D = 64): large
+// tiles amortise OpenBLAS's packing of K and V, small ones waste less on the causal
+// diagonal (and let OpenBLAS take its unpacked small-matrix kernels at short lengths).
+int plain_block_q(const AttnShape& s, const AttnOptions& o, bool backward) {
+  if (o.causal) return std::clamp(s.Tk / 8, 32, 64);
+  return backward ? std::clamp(s.Tk / 4, 64, kAttnPlainBwdBlockQ) : std::clamp(s.Tk / 2, 64, kAttnPlainBlockQ);
+}
+
+inline void scale_copy(const float* x, float* y, int n, float c) {
+  const Batch cb(c);
+  simd::map1(x, y, static_cast<std::size_t>(n), [&](Batch v) { return v * cb; });
+}
+
+// y[0, n) = c x[0, n), y written with non-temporal stores where aligned (it is not read
+// again soon: no read-for-ownership of its lines, no eviction of the hot tile).
+void store_scaled(const float* x, float* y, int n, float c, bool stream) {
+  int i = 0;
+  if (!stream) {
+    scale_copy(x, y, n, c);
+    return;
+  }
+#if defined(__AVX512F__)
+  for (; i < n && (reinterpret_cast<std::uintptr_t>(y + i) & 63u) != 0; ++i) y[i] = x[i] * c;
+  const __m512 cv = _mm512_set1_ps(c);
+  for (; i + 16 <= n; i += 16) _mm512_stream_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), cv));
+#elif defined(__AVX__)
+  for (; i < n && (reinterpret_cast<std::uintptr_t>(y + i) & 31u) != 0; ++i) y[i] = x[i] * c;
+  const __m256 cv = _mm256_set1_ps(c);
+  for (; i + 8 <= n; i += 8) _mm256_stream_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), cv));
+#endif
+  for (; i < n; ++i) y[i] = x[i] * c;
+}
+
+inline void stream_fence() {
+#if defined(__AVX__) || defined(__AVX512F__)
+  _mm_sfence();
+#endif
+}
+
+// Tiles of plain_block_q query rows against all keys. Per tile, in a per-thread scratch
+// that stays in L2: S = scale Q_i K^T, masks, E = exp(S - rowmax), l = rowsum E; the
+// cached probabilities P = E / l are written (streamed out when large) in the same pass,
+// and O_i = (E V) / l takes the unnormalised E while it is hot (dropout: Ed V / l).
 void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnView k, AttnView v,
                    AttnMutView out, float* weights, AttentionCache& cache) {
-  constexpr int BQ = kAttnBlockQ;
+  const int BQ = plain_block_q(s, o, false);
+  // Stream the probabilities out when they would not stay in the caches for the backward.
   const int nqb = (s.Tq + BQ - 1) / BQ;
   const I64 TT = static_cast<I64>(s.Tq) * s.Tk;
   const auto n = static_cast<std::size_t>(s.B * s.H * TT);
+  const bool stream = n * sizeof(float) >= kAttnStreamBytes;
   if (cache.probs.size() != n) {  // a recycled cache of the same size keeps its (faulted-in) buffer
     cache.probs = xt::xtensor<float, 1>::from_shape({n});
     advise_huge_pages(cache.probs.data(), n);
@@ -115,9 +296,14 @@ void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
   float* probs = cache.probs.data();
   const bool drop = o.dropout_p > 0.0f;
   const RowDropout dropout(o, s.Tq);
+  // S through the unpacked kernel against K^T (transposed once per head and thread).
+  const bool unpacked_s = gemm_unpacked_ok(s.Tk);
   parallel_claim(static_cast<std::size_t>(s.B) * s.H * nqb, [&](const ClaimFn& next) {
-    xt::xtensor<float, 1> scratch;
-    if (drop) scratch = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(BQ) * s.Tk});
+    auto E = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(BQ) * s.Tk});
+    std::vector<float> inv_l(static_cast<std::size_t>(BQ));
+    xt::xtensor<float, 1> Kt;
+    if (unpacked_s) Kt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.D)});
+    I64 kt_head = -1;
     for (std::size_t t; next(t);) {
       const I64 bh = static_cast<I64>(t) / nqb;
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
@@ -127,29 +313,47 @@ void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
       const int jend = o.causal ? std::min(s.Tk, i0 + rows) : s.Tk;
       float* P = probs + bh * TT + static_cast<I64>(i0) * s.Tk;
       // S = scale Q_i K^T   (rows, jend)
-      sgemm(false, true, rows, jend, s.D, o.scale, head_ptr(q, b, h) + i0 * q.st, static_cast<int>(q.st),
-            head_ptr(k, b, h), static_cast<int>(k.st), 0.0f, P, s.Tk);
-      add_masks(s, o, b, h, i0, 0, rows, jend, P, s.Tk);
-      for (int r = 0; r < rows; ++r) {
-        float* row = P + static_cast<I64>(r) * s.Tk;
-        const int n = o.causal ? std::min(jend, i0 + r + 1) : jend;  // keys past n are masked
-        softmax_row(row, n);
-        std::fill(row + n, row + s.Tk, 0.0f);
-      }
-      const float* Pd = P;
-      if (drop) {
-        for (int r = 0; r < rows; ++r) {
-          float* row = scratch.data() + static_cast<I64>(r) * s.Tk;
-          std::copy(P + static_cast<I64>(r) * s.Tk, P + static_cast<I64>(r + 1) * s.Tk, row);
-          dropout.apply(row, jend, dropout.row_key(bh, i0 + r), 0);
+      if (unpacked_s) {
+        if (kt_head != bh) {
+          transpose_chunked(head_ptr(k, b, h), k.st, s.Tk, s.D, Kt.data());
+          kt_head = bh;
         }
-        Pd = scratch.data();
+        // Columns up to the next multiple of 16 (<= Tk): those past jend are never read.
+        const int n16 = std::min(s.Tk, (jend + 15) / 16 * 16);
+        gemm_chunked(rows, n16, s.D, o.scale, head_ptr(q, b, h) + i0 * q.st, q.st, Kt.data(), 0, E.data(), s.Tk);
+      } else {
+        sgemm(false, true, rows, jend, s.D, o.scale, head_ptr(q, b, h) + i0 * q.st, static_cast<int>(q.st),
+              head_ptr(k, b, h), static_cast<int>(k.st), 0.0f, E.data(), s.Tk);
       }
-      if (weights) std::copy(Pd, Pd + static_cast<I64>(rows) * s.Tk, weights + bh * TT + static_cast<I64>(i0) * s.Tk);
-      // O_i = P V   (rows, Dv)
-      sgemm(false, false, rows, s.Dv, jend, 1.0f, Pd, s.Tk, head_ptr(v, b, h), static_cast<int>(v.st), 0.0f,
-            head_ptr(out, b, h) + i0 * out.st, static_cast<int>(out.st));
+      add_masks(s, o, b, h, i0, 0, rows, jend, E.data(), s.Tk);
+      for (int r = 0; r < rows; ++r) {
+        float* row = E.data() + static_cast<I64>(r) * s.Tk;
+        float* prow = P + static_cast<I64>(r) * s.Tk;
+        const int n = o.causal ? std::min(jend, i0 + r + 1) : jend;  // keys past n are masked
+        const float m = row_max(row, n);
+        float c = 0.0f;
+        if (m == kNegInf) {  // every key masked: weights 0, output 0
+          std::fill(row, row + n, 0.0f);
+        } else {
+          c = 1.0f / exp_sum(row, n, m);
+        }
+        std::fill(row + n, row + jend, 0.0f);
+        store_scaled(row, prow, n, c, stream);
+        std::fill(prow + n, prow + s.Tk, 0.0f);
+        inv_l[static_cast<std::size_t>(r)] = c;
+        if (drop) dropout.apply(row, n, dropout.row_key(bh, i0 + r), 0);
+        if (weights) {
+          float* w = weights + bh * TT + static_cast<I64>(i0 + r) * s.Tk;
+          store_scaled(row, w, n, c, false);
+          std::fill(w + n, w + s.Tk, 0.0f);
+        }
+      }
+      // O_i = (Ed V) / l   (rows, Dv)
+      float* O = head_ptr(out, b, h) + i0 * out.st;
+      gemm_ab(false, rows, s.Dv, jend, 1.0f, E.data(), s.Tk, 1, head_ptr(v, b, h), v.st, O, out.st);
+      for (int r = 0; r < rows; ++r) scale_row(O + r * out.st, s.Dv, inv_l[static_cast<std::size_t>(r)]);
     }
+    stream_fence();
   });
 }
 
@@ -163,9 +367,14 @@ void forward_flash(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
   float* lse = cache.lse.data();
   const bool drop = o.dropout_p > 0.0f;
   const RowDropout dropout(o, s.Tq);
+  // S through the unpacked kernel against K^T (transposed once per head and thread).
+  const bool unpacked_s = gemm_unpacked_ok(s.Tk);
   parallel_claim(static_cast<std::size_t>(s.B) * s.H * nqb, [&](const ClaimFn& next) {
     auto S = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(BQ) * BK});
     float m[BQ], l[BQ];
+    xt::xtensor<float, 1> Kt;
+    if (unpacked_s) Kt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.D)});
+    I64 kt_head = -1;
     for (std::size_t t; next(t);) {
       const I64 bh = static_cast<I64>(t) / nqb;
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
@@ -182,8 +391,16 @@ void forward_flash(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
       for (int j0 = 0; j0 < jend; j0 += BK) {
         const int cols = std::min(BK, jend - j0);
         // S = scale Q_i K_j^T   (rows, cols)
-        sgemm(false, true, rows, cols, s.D, o.scale, Q, static_cast<int>(q.st), head_ptr(k, b, h) + j0 * k.st,
-              static_cast<int>(k.st), 0.0f, S.data(), BK);
+        if (unpacked_s) {
+          if (kt_head != bh) {
+            transpose_chunked(head_ptr(k, b, h), k.st, s.Tk, s.D, Kt.data());
+            kt_head = bh;
+          }
+          gemm_chunked(rows, std::min(BK, (cols + 15) / 16 * 16), s.D, o.scale, Q, q.st, Kt.data(), j0, S.data(), BK);
+        } else {
+          sgemm(false, true, rows, cols, s.D, o.scale, Q, static_cast<int>(q.st), head_ptr(k, b, h) + j0 * k.st,
+                static_cast<int>(k.st), 0.0f, S.data(), BK);
+        }
         add_masks(s, o, b, h, i0, j0, rows, cols, S.data(), BK);
         for (int r = 0; r < rows; ++r) {
           float* row = S.data() + static_cast<I64>(r) * BK;
@@ -199,8 +416,7 @@ void forward_flash(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
           if (drop) dropout.apply(row, cols, dropout.row_key(bh, i0 + r), j0);
         }
         // O_i += P V_j   (rows, Dv)
-        sgemm(false, false, rows, s.Dv, cols, 1.0f, S.data(), BK, head_ptr(v, b, h) + j0 * v.st,
-              static_cast<int>(v.st), 1.0f, O, static_cast<int>(out.st));
+        gemm_ab(true, rows, s.Dv, cols, 1.0f, S.data(), BK, 1, head_ptr(v, b, h) + j0 * v.st, v.st, O, out.st);
       }
       float* L = lse + bh * s.Tq + i0;
       for (int r = 0; r < rows; ++r) {
@@ -212,6 +428,106 @@ void forward_flash(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
           L[r] = kPosInf;
         }
       }
+    }
+  });
+}
+
+// ---------------------------------------------------------------- plain backward
+// Per (b, h), tiles of kAttnPlainBwdBlockQ query rows against all (visible) keys, reading
+// the tile's cached probabilities once from memory:
+//   dPd = dO_i V^T (rows, jend) ; dV += Pd^T dO_i ; dS = P (dP - D_i) in place ;
+//   dQ_i = scale dS K ; dK += scale dS^T Q_i
+// Every GEMM has one dimension of 512-ish and runs near OpenBLAS's peak; dS stays in L2
+// between its three uses. dQ rows are written once (beta 0 when overwritten); dK and dV
+// rows are set by the first tile that reaches them when overwritten (no zero pass).
+void backward_plain(const AttentionCache& cache, AttnView q, AttnView k, AttnView v, AttnView o, AttnView dO,
+                    AttnMutView dq, AttnMutView dk, AttnMutView dv, AttnOverwrite overwrite) {
+  const AttnShape& s = cache.shape;
+  const AttnOptions& opt = cache.opts;
+  const int BQ = plain_block_q(s, opt, true);
+  const I64 TT = static_cast<I64>(s.Tq) * s.Tk;
+  const bool drop = opt.dropout_p > 0.0f;
+  const RowDropout dropout(opt, s.Tq);
+  // dP through the unpacked kernel against V^T (transposed once per head).
+  const bool unpacked_dp = gemm_unpacked_ok(s.Tk);
+  parallel_claim(static_cast<std::size_t>(s.B) * s.H, [&](const ClaimFn& next) {
+    const auto tile = static_cast<std::size_t>(BQ) * s.Tk;
+    auto dP = xt::xtensor<float, 1>::from_shape({tile});
+    xt::xtensor<float, 1> Pdrop, Vt;
+    if (drop) Pdrop = xt::xtensor<float, 1>::from_shape({tile});
+    if (unpacked_dp) Vt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.Dv)});
+    std::vector<float> Di(static_cast<std::size_t>(BQ));
+    for (std::size_t t; next(t);) {
+      const I64 bh = static_cast<I64>(t);
+      const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
+      const float* Qh = head_ptr(q, b, h);
+      const float* Kh = head_ptr(k, b, h);
+      const float* Vh = head_ptr(v, b, h);
+      const float* Oh = head_ptr(o, b, h);
+      const float* dOh = head_ptr(dO, b, h);
+      float* dQh = dq.data ? head_ptr(dq, b, h) : nullptr;
+      float* dKh = dk.data ? head_ptr(dk, b, h) : nullptr;
+      float* dVh = dv.data ? head_ptr(dv, b, h) : nullptr;
+      // Keys [0, done) of dK/dV hold values (accumulate); later keys are set on first reach.
+      int done_k = overwrite.dk ? 0 : s.Tk;
+      int done_v = overwrite.dv ? 0 : s.Tk;
+      // C rows [0, jend) of dK or dV += / = alpha A^T B, split at `done`.
+      const auto acc_rows = [&](float alpha, const float* A, I64 lda, const float* Bm, I64 ldb, int rows, int jend,
+                                int cols, float* C, I64 ldc, int& done) {
+        const int n_acc = std::min(done, jend);
+        if (n_acc > 0) gemm_ab(true, n_acc, cols, rows, alpha, A, 1, lda, Bm, ldb, C, ldc);
+        if (jend > n_acc) gemm_ab(false, jend - n_acc, cols, rows, alpha, A + n_acc, 1, lda, Bm, ldb, C + n_acc * ldc, ldc);
+        done = std::max(done, jend);
+      };
+      if (unpacked_dp && (dQh || dKh)) transpose_chunked(Vh, v.st, s.Tk, s.Dv, Vt.data());
+      for (int i0 = 0; i0 < s.Tq; i0 += BQ) {
+        const int rows = std::min(BQ, s.Tq - i0);
+        const int jend = opt.causal ? std::min(s.Tk, i0 + rows) : s.Tk;  // keys past jend: P = 0 for the tile
+        const float* P = cache.probs.data() + bh * TT + static_cast<I64>(i0) * s.Tk;
+        const float* dOi = dOh + i0 * dO.st;
+        const float* Pd = drop ? Pdrop.data() : P;
+        const bool need_ds = dQh || dKh;
+        if (need_ds) {
+          // D_i = sum_d dO_id O_id  (= sum_j P_ij dP_ij)
+          for (int r = 0; r < rows; ++r) Di[r] = row_dot(dOi + r * dO.st, Oh + (i0 + r) * o.st, s.Dv);
+          // dPd = dO_i V^T   (rows, jend)
+          if (unpacked_dp)
+            gemm_chunked(rows, std::min(s.Tk, (jend + 15) / 16 * 16), s.Dv, 1.0f, dOi, dO.st, Vt.data(), 0, dP.data(),
+                         s.Tk);
+          else
+            sgemm(false, true, rows, jend, s.Dv, 1.0f, dOi, static_cast<int>(dO.st), Vh, static_cast<int>(v.st), 0.0f,
+                  dP.data(), s.Tk);
+        }
+        // One pass over the tile's probabilities (their only read from memory; dV below
+        // finds them in L2): Pd = dropout(P), dS = P (dP - D_i) with dP = dropout(dPd).
+        for (int r = 0; r < rows; ++r) {
+          const float* prow = P + static_cast<I64>(r) * s.Tk;
+          if (drop) {
+            float* row = Pdrop.data() + static_cast<I64>(r) * s.Tk;
+            std::copy(prow, prow + jend, row);
+            dropout.apply(row, jend, dropout.row_key(bh, i0 + r), 0);
+          }
+          if (!need_ds) continue;
+          float* dpr = dP.data() + static_cast<I64>(r) * s.Tk;
+          if (drop) dropout.apply(dpr, jend, dropout.row_key(bh, i0 + r), 0);
+          const Batch di(Di[r]);
+          simd::map2(prow, dpr, dpr, static_cast<std::size_t>(jend), [&](Batch p, Batch g) { return p * (g - di); });
+        }
+        // dV[0, jend) += Pd^T dO_i   (jend, Dv)
+        if (dVh) acc_rows(1.0f, Pd, s.Tk, dOi, dO.st, rows, jend, s.Dv, dVh, dv.st, done_v);
+        if (!need_ds) continue;
+        // dQ_i (+)= scale dS K ;  dK[0, jend) += scale dS^T Q_i
+        if (dQh)
+          gemm_ab(!overwrite.dq, rows, s.D, jend, opt.scale, dP.data(), s.Tk, 1, Kh, k.st, dQh + i0 * dq.st, dq.st);
+        if (dKh)
+          acc_rows(opt.scale, dP.data(), s.Tk, Qh + i0 * q.st, q.st, rows, jend, s.D, dKh, dk.st, done_k);
+      }
+      // Keys no query row sees (causal with Tk > Tq) have zero gradients.
+      const auto zero_tail = [&](float* G, I64 ld, int from, int cols) {
+        for (int j = from; j < s.Tk; ++j) std::fill(G + j * ld, G + j * ld + cols, 0.0f);
+      };
+      if (dKh && done_k < s.Tk) zero_tail(dKh, dk.st, done_k, s.D);
+      if (dVh && done_v < s.Tk) zero_tail(dVh, dv.st, done_v, s.Dv);
     }
   });
 }
@@ -273,18 +589,26 @@ void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, Att
   }
   if (!dq.data && !dk.data && !dv.data) return;
   SerialBlas serial;
-  const bool flash = opt.flash;
+  if (!opt.flash) {
+    backward_plain(cache, q, k, v, o, dO, dq, dk, dv, overwrite);
+    return;
+  }
   const int BQ = kAttnBwdBlockQ, BK = kAttnBwdBlockK;
-  const I64 TT = static_cast<I64>(s.Tq) * s.Tk;
   const bool drop = opt.dropout_p > 0.0f;
   const RowDropout dropout(opt, s.Tq);
+  // S and dP through the unpacked kernel against K^T and V^T (transposed once per head).
+  const bool unpacked = gemm_unpacked_ok(s.Tk);
   parallel_claim(static_cast<std::size_t>(s.B) * s.H, [&](const ClaimFn& next) {
     const auto tile = static_cast<std::size_t>(BQ) * BK;
     auto Di = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(s.Tq)});
     auto dP = xt::xtensor<float, 1>::from_shape({tile});
-    xt::xtensor<float, 1> Sbuf, Pdrop;
-    if (flash) Sbuf = xt::xtensor<float, 1>::from_shape({tile});
+    auto Sbuf = xt::xtensor<float, 1>::from_shape({tile});
+    xt::xtensor<float, 1> Pdrop, Kt, Vt;
     if (drop) Pdrop = xt::xtensor<float, 1>::from_shape({tile});
+    if (unpacked) {
+      Kt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.D)});
+      Vt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.Dv)});
+    }
     for (std::size_t t; next(t);) {
       const I64 bh = static_cast<I64>(t);
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
@@ -296,64 +620,66 @@ void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, Att
       zero_head(dq, overwrite.dq, b, h, s.Tq, s.D);
       zero_head(dk, overwrite.dk, b, h, s.Tk, s.D);
       zero_head(dv, overwrite.dv, b, h, s.Tk, s.Dv);
+      if (unpacked) {
+        transpose_chunked(Kh, k.st, s.Tk, s.D, Kt.data());
+        if (dq.data || dk.data) transpose_chunked(Vh, v.st, s.Tk, s.Dv, Vt.data());
+      }
       // D_i = sum_d dO_id O_id  (= sum_j P_ij dP_ij)
       for (int i = 0; i < s.Tq; ++i) Di[i] = row_dot(dOh + i * dO.st, Oh + i * o.st, s.Dv);
-      const float* L = flash ? cache.lse.data() + bh * s.Tq : nullptr;
+      const float* L = cache.lse.data() + bh * s.Tq;
       for (int j0 = 0; j0 < s.Tk; j0 += BK) {
         const int cols = std::min(BK, s.Tk - j0);
+        const int cols16 = std::min(BK, (cols + 15) / 16 * 16);  // unpacked: columns past cols never read
         const int i_start = opt.causal ? std::min(j0, s.Tq) : 0;  // rows above j0 see none of these keys
         for (int i0 = i_start; i0 < s.Tq; i0 += BQ) {
           const int rows = std::min(BQ, s.Tq - i0);
-          const float* P;
-          int ldp;
-          if (flash) {
-            float* S = Sbuf.data();
+          // P = exp(scale Q_i K_j^T + masks - L_i)   (rows, cols)
+          float* P = Sbuf.data();
+          if (unpacked)
+            gemm_chunked(rows, cols16, s.D, opt.scale, Qh + i0 * q.st, q.st, Kt.data(), j0, P, BK);
+          else
             sgemm(false, true, rows, cols, s.D, opt.scale, Qh + i0 * q.st, static_cast<int>(q.st), Kh + j0 * k.st,
-                  static_cast<int>(k.st), 0.0f, S, BK);
-            add_masks(s, opt, b, h, i0, j0, rows, cols, S, BK);
-            for (int r = 0; r < rows; ++r) {
-              const Batch lb(L[i0 + r]);
-              float* row = S + static_cast<I64>(r) * BK;
-              simd::map1(row, row, static_cast<std::size_t>(cols), [&](Batch x) { return xsimd::exp(x - lb); });
-            }
-            P = S;
-            ldp = BK;
-          } else {
-            P = cache.probs.data() + bh * TT + static_cast<I64>(i0) * s.Tk + j0;
-            ldp = s.Tk;
+                  static_cast<int>(k.st), 0.0f, P, BK);
+          add_masks(s, opt, b, h, i0, j0, rows, cols, P, BK);
+          for (int r = 0; r < rows; ++r) {
+            const Batch lb(L[i0 + r]);
+            float* row = P + static_cast<I64>(r) * BK;
+            simd::map1(row, row, static_cast<std::size_t>(cols), [&](Batch x) { return xsimd::exp(x - lb); });
           }
           const float* Pd = P;
           if (drop) {
             for (int r = 0; r < rows; ++r) {
               float* row = Pdrop.data() + static_cast<I64>(r) * BK;
-              std::copy(P + static_cast<I64>(r) * ldp, P + static_cast<I64>(r) * ldp + cols, row);
+              std::copy(P + static_cast<I64>(r) * BK, P + static_cast<I64>(r) * BK + cols, row);
               dropout.apply(row, cols, dropout.row_key(bh, i0 + r), j0);
             }
             Pd = Pdrop.data();
           }
-          const int ldpd = drop ? BK : ldp;
           // dV_j += Pd^T dO_i   (cols, Dv)
           if (dv.data)
-            sgemm(true, false, cols, s.Dv, rows, 1.0f, Pd, ldpd, dOh + i0 * dO.st, static_cast<int>(dO.st), 1.0f,
-                  head_ptr(dv, b, h) + j0 * dv.st, static_cast<int>(dv.st));
+            gemm_ab(true, cols, s.Dv, rows, 1.0f, Pd, 1, BK, dOh + i0 * dO.st, dO.st, head_ptr(dv, b, h) + j0 * dv.st,
+                    dv.st);
           if (!dq.data && !dk.data) continue;
           // dPd = dO_i V_j^T   (rows, cols)
-          sgemm(false, true, rows, cols, s.Dv, 1.0f, dOh + i0 * dO.st, static_cast<int>(dO.st), Vh + j0 * v.st,
-                static_cast<int>(v.st), 0.0f, dP.data(), BK);
+          if (unpacked)
+            gemm_chunked(rows, cols16, s.Dv, 1.0f, dOh + i0 * dO.st, dO.st, Vt.data(), j0, dP.data(), BK);
+          else
+            sgemm(false, true, rows, cols, s.Dv, 1.0f, dOh + i0 * dO.st, static_cast<int>(dO.st), Vh + j0 * v.st,
+                  static_cast<int>(v.st), 0.0f, dP.data(), BK);
           for (int r = 0; r < rows; ++r) {
             float* dpr = dP.data() + static_cast<I64>(r) * BK;
             if (drop) dropout.apply(dpr, cols, dropout.row_key(bh, i0 + r), j0);
             const Batch di(Di[i0 + r]);
-            simd::map2(P + static_cast<I64>(r) * ldp, dpr, dpr, static_cast<std::size_t>(cols),
+            simd::map2(P + static_cast<I64>(r) * BK, dpr, dpr, static_cast<std::size_t>(cols),
                        [&](Batch p, Batch g) { return p * (g - di); });
           }
           // dQ_i += scale dS K_j ;  dK_j += scale dS^T Q_i
           if (dq.data)
-            sgemm(false, false, rows, s.D, cols, opt.scale, dP.data(), BK, Kh + j0 * k.st, static_cast<int>(k.st),
-                  1.0f, head_ptr(dq, b, h) + i0 * dq.st, static_cast<int>(dq.st));
+            gemm_ab(true, rows, s.D, cols, opt.scale, dP.data(), BK, 1, Kh + j0 * k.st, k.st,
+                    head_ptr(dq, b, h) + i0 * dq.st, dq.st);
           if (dk.data)
-            sgemm(true, false, cols, s.D, rows, opt.scale, dP.data(), BK, Qh + i0 * q.st, static_cast<int>(q.st),
-                  1.0f, head_ptr(dk, b, h) + j0 * dk.st, static_cast<int>(dk.st));
+            gemm_ab(true, cols, s.D, rows, opt.scale, dP.data(), 1, BK, Qh + i0 * q.st, q.st,
+                    head_ptr(dk, b, h) + j0 * dk.st, dk.st);
         }
       }
     }

@@ -1,19 +1,30 @@
 // Scaled dot-product attention over (B, H, Tq, D) queries and (B, H, Tk, D) keys,
 // (B, H, Tk, Dv) values, as a forward/backward pair with two paths:
 //
-//   plain: per (b, h) and tile of kAttnBlockQ queries, S = scale Q K^T against all keys
-//          (one GEMM), masked row softmax P, O = P V (one GEMM); P is kept for the
-//          backward (memory B*H*Tq*Tk floats), which therefore recomputes nothing.
+//   plain: per (b, h) and tile of query rows against all keys, in a per-thread scratch
+//          that stays in L2: S = scale Q K^T (one GEMM), masks, E = exp(S - rowmax),
+//          P = E / rowsum stored for the backward (memory B*H*Tq*Tk floats; streamed out
+//          with non-temporal stores once it outgrows the caches), O = (E V) / rowsum (one
+//          GEMM on the hot tile). The backward recomputes nothing: per (b, h), tiles of
+//          query rows against all keys, dP = dO V^T, dS = P (dP - rowsum(dO O)) while the
+//          tile is in L2, dV += P^T dO, dQ = scale dS K, dK += scale dS^T Q.
 //   flash: tiles of kBlockQ queries x kBlockK keys with an online softmax (running
 //          row max and sum, output rescaled per key tile); only the per-row
 //          logsumexp is kept (B*H*Tq floats) and backward recomputes P tile by tile.
 //
-// Both backwards run FlashAttention-2's schedule per (b, h): key tiles of
+// The flash backward runs FlashAttention-2's schedule per (b, h): key tiles of
 // kAttnBwdBlockK outer, query tiles of kAttnBwdBlockQ inner, dV and dK accumulated per
 // key tile, dQ across key tiles. Causal attention skips the tiles above the diagonal
-// on both paths (backward: a key tile starts at its first query row that sees it, the
-// forward's softmax stops at each row's last visible key). Tiles (forward) and heads
-// (backward) are claimed dynamically by the pool's threads (parallel_claim).
+// on both paths (flash backward: a key tile starts at its first query row that sees it;
+// plain: a query tile's products stop at its last row's last visible key; the forward's
+// softmax stops at each row's last visible key). Tiles (forward) and heads (backward)
+// are claimed dynamically by the pool's threads (parallel_claim).
+//
+// The products run on an unpacked AVX-512 GEMM kernel (attention.cpp: 6 x 64 register
+// blocks, A broadcast element by element, B rows read in place; K^T and V^T transposed
+// once per head into 64-column panels) when the key length and head sizes are multiples
+// of 16 on an AVX-512 build, on OpenBLAS otherwise: at these shapes OpenBLAS spends
+// 10-15% of its time packing operands it uses once.
 //
 // Every tensor is a strided view: element strides for batch, head and token, the
 // feature dimension contiguous. So q, k, v may be slices of one packed (B, T, 3E)
@@ -32,6 +43,7 @@
 #pragma once
 #include <xtensor/xtensor.hpp>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace seqlab {
@@ -42,6 +54,13 @@ constexpr int kAttnBlockK = 256;
 // Backward tiles (key tiles outer): smaller key tiles waste less on the causal diagonal.
 constexpr int kAttnBwdBlockQ = 128;
 constexpr int kAttnBwdBlockK = 64;
+// Plain path: query rows per tile (against all keys) at most, forward and backward
+// (scratch 512 KiB and 256 KiB at Tk = 512); fewer at short or causal lengths.
+constexpr int kAttnPlainBlockQ = 256;
+constexpr int kAttnPlainBwdBlockQ = 128;
+// Plain path: probabilities of at least this many bytes in all are written with
+// non-temporal stores (they would not stay in the caches until the backward).
+constexpr std::size_t kAttnStreamBytes = std::size_t{16} << 20;
 
 struct AttnShape {
   int B = 0, H = 0, Tq = 0, Tk = 0, D = 0, Dv = 0;
