@@ -7,6 +7,7 @@ for sequences) and records one node on the autograd tape.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -696,6 +697,8 @@ class _BufferPool:
         # interpreters differ in the temporary references they count).
         probe = [np.empty(1, dtype=np.float32)]
         self._free_refs = sys.getrefcount(probe[0])
+        # Two Python threads must not both find the same block free before either takes it.
+        self._lock = threading.Lock()
 
     def empty(self, shape: tuple[int, ...]) -> np.ndarray:
         n = 1
@@ -703,6 +706,10 @@ class _BufferPool:
             n *= int(d)
         if n * 4 < self.min_bytes:
             return np.empty(shape, dtype=np.float32)
+        with self._lock:
+            return self._take(n, shape)
+
+    def _take(self, n: int, shape: tuple[int, ...]) -> np.ndarray:
         blocks = self.blocks
         free = None
         for i in range(len(blocks)):
@@ -718,7 +725,8 @@ class _BufferPool:
         return block.reshape(shape)
 
     def clear(self) -> None:
-        self.blocks.clear()
+        with self._lock:
+            self.blocks.clear()
 
 
 _attention_buffers = _BufferPool()
