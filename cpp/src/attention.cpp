@@ -127,11 +127,7 @@ inline void gemm_block(int K, float alpha, const float* a, I64 sai, I64 sak, con
     __m512 bv[NC];
     for (int j = 0; j < NC; ++j) {
       bv[j] = _mm512_loadu_ps(br + 16 * j);
-#if defined(__GNUC__)
-      // Keep B's row in registers: folded into every FMA as a memory operand (which GCC
-      // does for blocks of up to 4 rows) it costs MR loads per k and halves the speed.
-      __asm__("" : "+v"(bv[j]));
-#endif
+      simd::keep_in_register(bv[j]);  // GCC folds it into every FMA for blocks of <= 4 rows
     }
     const float* ak = a + k * sak;
     for (int r = 0; r < MR; ++r) {

@@ -423,13 +423,12 @@ void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N,
       const std::size_t rpanels = (nb + kTileR - 1) / kTileR;
       if (packed_chunk != chunk) {
         if (norms) {
+          row_norms.max_sq = 0.0f;
           for (std::size_t r = 0; r < nb; ++r) {
             sq[r] = simd::sqnorm(rows + r * D, D);
             term[r] = row_term<M>(sq[r]);
+            row_norms.max_sq = std::fmax(row_norms.max_sq, sq[r]);
           }
-          float max_sq = 0.0f;
-          for (std::size_t r = 0; r < nb; ++r) max_sq = std::fmax(max_sq, sq[r]);
-          row_norms.max_sq = max_sq;
         }
         for (std::size_t rp = 0; rp < rpanels; ++rp)
           pack_panel(rows + rp * kTileR * D, std::min(kTileR, nb - rp * kTileR), D,

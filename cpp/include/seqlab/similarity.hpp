@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "seqlab/simd.hpp"
+
 namespace seqlab {
 
 // How a query scores a bank row. Higher ranks first for inner_product and cosine;
@@ -30,17 +32,6 @@ inline fbatch load_tail(const float* p, std::size_t rem) {
   alignas(64) float buf[kW] = {};
   for (std::size_t i = 0; i < rem; ++i) buf[i] = p[i];
   return fbatch::load_aligned(buf);
-}
-
-// Pins v to a register at this point. Without it GCC re-loads each row chunk for every
-// FMA that uses it (a memory operand per FMA), which makes dot_block load-bound at
-// 2.5x its FMA-bound speed on Zen 4. The arithmetic is unchanged.
-inline void keep_in_register(fbatch& v) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  asm volatile("" : "+v"(v.data));
-#else
-  (void)v;
-#endif
 }
 
 // out[a * R + r] = dot(q + a * ldq, b + r * ldb) for a < QB, r < R; vectors of length D.
