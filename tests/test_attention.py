@@ -9,6 +9,7 @@ import pytest
 import seqlab
 import seqlab.functional as F
 from seqlab import _core
+from seqlab.functional.attention import _attention_buffers as attention_buffers
 
 RTOL, ATOL = 1e-4, 2e-5
 
@@ -328,8 +329,8 @@ def test_existing_leaf_gradients_are_added_to_and_aliased_inputs(torch, rng, pat
 
 def test_output_and_gradient_buffers_reused_only_when_unreferenced(rng):
     q, k, v = _inputs(rng, 2, 4, 128, 128, 64, 64)  # 256 KiB per buffer: pooled
-    previous = F._attention_buffers.min_bytes
-    F._attention_buffers.min_bytes = 1 << 16
+    previous = attention_buffers.min_bytes
+    attention_buffers.min_bytes = 1 << 16
     try:
         F.clear_attention_workspace()
         qs, ks, vs = (seqlab.tensor(a, requires_grad=True) for a in (q, k, v))
@@ -353,10 +354,10 @@ def test_output_and_gradient_buffers_reused_only_when_unreferenced(rng):
         for t in (qs, ks, vs):
             t.grad = None
         third = F.scaled_dot_product_attention(qs, ks, vs)
-        pooled = {b.__array_interface__["data"][0] for b in F._attention_buffers.blocks}
+        pooled = {b.__array_interface__["data"][0] for b in attention_buffers.blocks}
         assert third.data.__array_interface__["data"][0] in pooled
         assert address in pooled
         np.testing.assert_array_equal(third.data, expected[0])
     finally:
-        F._attention_buffers.min_bytes = previous
+        attention_buffers.min_bytes = previous
         F.clear_attention_workspace()

@@ -14,6 +14,8 @@ void bind_threads(pybind11::module_& m) {
       pybind11::arg("n"), "Set the kernel thread pool and OpenBLAS to n threads.");
   m.def("get_num_threads", &seqlab::get_num_threads, "Threads used by kernels and OpenBLAS.");
   m.def("hardware_threads", &seqlab::hardware_threads, "Cores available to this process.");
+  m.def("blas_kernel_family", &seqlab::blas_kernel_family,
+        "The kernel family OpenBLAS chose for this CPU (its openblas_get_corename).");
 }
 
 }  // namespace seqlab::bind

@@ -14,6 +14,7 @@
 extern "C" {
 void openblas_set_num_threads(int);
 int openblas_get_num_threads(void);
+char* openblas_get_corename(void);
 }
 
 namespace seqlab {
@@ -151,6 +152,8 @@ ThreadPool& pool() {
 }
 
 }  // namespace
+
+std::string blas_kernel_family() { return openblas_get_corename(); }
 
 int hardware_threads() {
   cpu_set_t set;

@@ -2,8 +2,10 @@
 // set_num_threads() sets it and OpenBLAS together, so GEMMs and SIMD loops
 // never oversubscribe the cores.
 #pragma once
+
 #include <cstddef>
 #include <functional>
+#include <string>
 
 namespace seqlab {
 
@@ -12,6 +14,9 @@ void set_num_threads(int n);
 int get_num_threads();
 // Cores the process may use (the default thread count).
 int hardware_threads();
+
+// The kernel family OpenBLAS chose for this CPU ("SkylakeX", "Haswell", "Zen", ...).
+std::string blas_kernel_family();
 
 // Runs fn(begin, end) over [0, n) split into at most get_num_threads() contiguous
 // chunks of at least `grain` items. The split depends only on n, grain and the

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import Tensor, make_result
+from ..functional.attention import _additive_mask
 from . import init
 from .linear import Linear
 from .module import Module
@@ -139,7 +140,7 @@ class MultiheadAttention(Module):
                     f"attn_mask: expected shape ({Tq}, {Tk}) or ({B * H}, {Tq}, {Tk}) "
                     f"(batch*num_heads, target length, source length), got {m.shape}"
                 )
-            mask = F._additive_mask(m4, (B, H, Tq, Tk), "attn_mask", true_means_keep=False)
+            mask = _additive_mask(m4, (B, H, Tq, Tk), "attn_mask", true_means_keep=False)
         bias = None
         if key_padding_mask is not None:
             k = (

@@ -1,0 +1,71 @@
+"""Differentiable operations: each a thin wrapper of one ``seqlab._core`` forward/backward pair.
+
+Every function takes and returns :class:`seqlab.Tensor` (batch-first ``(B, T, C)``
+for sequences) and records one node on the autograd tape. The ops live by family:
+
+- :mod:`.dense`: linear (with fused activation), embedding, activations, softmax,
+  dropout, layer norm;
+- :mod:`.recurrent`: RNN/LSTM/GRU layers over whole sequences, the fused recurrent decoder;
+- :mod:`.conv`: 1-d convolution (causal or padded) and the TCN's temporal block;
+- :mod:`.attention`: scaled dot-product and multi-head attention (plain and flash paths);
+- :mod:`.losses`: the masked cosine + MSE loss and cross-entropy.
+"""
+
+from __future__ import annotations
+
+from .attention import (
+    attention_path,
+    clear_attention_workspace,
+    get_attention_flash_threshold,
+    multi_head_attention_core,
+    scaled_dot_product_attention,
+    set_attention_flash_threshold,
+)
+from .conv import causal_conv1d, clear_conv_workspace, conv1d, conv1d_channels_last, temporal_block
+from .dense import (
+    LINEAR_ACTIVATIONS,
+    add_relu,
+    dropout,
+    embedding,
+    gelu,
+    layer_norm,
+    linear,
+    linear_activation,
+    relu,
+    sigmoid,
+    softmax,
+    tanh,
+)
+from .losses import cosine_mse_loss, cross_entropy
+from .recurrent import RECURRENT_MODES, recurrent_decoder, recurrent_layer
+
+__all__ = [
+    "LINEAR_ACTIVATIONS",
+    "RECURRENT_MODES",
+    "add_relu",
+    "attention_path",
+    "causal_conv1d",
+    "clear_attention_workspace",
+    "clear_conv_workspace",
+    "conv1d",
+    "conv1d_channels_last",
+    "cosine_mse_loss",
+    "cross_entropy",
+    "dropout",
+    "embedding",
+    "gelu",
+    "get_attention_flash_threshold",
+    "layer_norm",
+    "linear",
+    "linear_activation",
+    "multi_head_attention_core",
+    "recurrent_decoder",
+    "recurrent_layer",
+    "relu",
+    "scaled_dot_product_attention",
+    "set_attention_flash_threshold",
+    "sigmoid",
+    "softmax",
+    "tanh",
+    "temporal_block",
+]

@@ -1,0 +1,213 @@
+"""Dense layers, activations and normalisation: linear (with fused activation), embedding,
+sigmoid, tanh, relu, gelu, softmax, dropout, layer norm."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import _core
+from ..autograd import Tensor, grad_buffer, make_result, returned_grad
+from ..random import generator
+from ._common import _float_input, _grad
+
+
+def linear(input: Any, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``input @ weight.T + bias``.
+
+    Shapes: input (*, in_features), weight (out_features, in_features),
+    bias (out_features,) or None -> (*, out_features). One GEMM forward, one each for
+    the input and weight gradients; the weight and bias gradients accumulate in place.
+    """
+    return linear_activation(input, weight, bias, "none")
+
+
+LINEAR_ACTIVATIONS = ("none", "relu", "gelu", "gelu_tanh")
+
+
+def linear_activation(
+    input: Any, weight: Tensor, bias: Tensor | None = None, activation: str = "relu"
+) -> Tensor:
+    """``activation(input @ weight.T + bias)`` as one fused op (one tape node).
+
+    ``activation``: ``"relu"``, ``"gelu"`` (exact, torch's ``approximate='none'``),
+    ``"gelu_tanh"`` (``approximate='tanh'``) or ``"none"`` (plain :func:`linear`). The same
+    values as ``relu(linear(...))``/``gelu(linear(...))``, bit for bit: the kernel adds the
+    bias and applies the activation to each block of rows right after its GEMM, while the
+    block is in cache, instead of two more passes over memory and two more tape nodes.
+    gelu keeps the pre-activation for its backward (relu needs only the output); the
+    backward forms ``grad * act'`` once and runs the two GEMMs on it.
+    """
+    if activation not in LINEAR_ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {LINEAR_ACTIVATIONS}, got {activation!r}")
+    x = _float_input(input)
+    b_data = None if bias is None else bias.data
+    pre = None
+    if activation in ("gelu", "gelu_tanh"):
+        if x.ndim < 1 or weight.ndim != 2:
+            raise ValueError(f"linear: input {x.shape} and weight {weight.shape} do not fit")
+        pre = np.empty((*x.shape[:-1], weight.shape[0]), dtype=np.float32)
+    out = _core.linear_forward(x.data, weight.data, b_data, activation, pre)
+    saved = pre if pre is not None else (out if activation == "relu" else None)
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        gw = grad_buffer(weight)
+        gb = None if bias is None else grad_buffer(bias)
+        gx = _core.linear_backward(_grad(g), x.data, weight.data, gw, gb, x.requires_grad, activation, saved)
+        grads = (gx, returned_grad(weight, gw))
+        return grads if bias is None else (*grads, returned_grad(bias, gb))
+
+    return make_result(out, inputs, backward)
+
+
+def embedding(input: Any, weight: Tensor, padding_idx: int | None = None) -> Tensor:
+    """Rows of ``weight`` picked by integer ``input``.
+
+    Shapes: input (*) int64 in [0, num_embeddings), weight (num_embeddings, dim) ->
+    (*, dim). The row ``padding_idx`` receives no gradient.
+    """
+    idx = input.data if isinstance(input, Tensor) else np.asarray(input)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"input: expected integer indices (int64), got dtype {idx.dtype}")
+    idx = np.ascontiguousarray(idx, dtype=np.int64)
+    pad = -1 if padding_idx is None else int(padding_idx)
+    out = _core.embedding_forward(idx, weight.data)
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray | None]:
+        gw = grad_buffer(weight)
+        _core.embedding_backward(_grad(g), idx, gw, pad)
+        return (returned_grad(weight, gw),)
+
+    return make_result(out, (weight,), backward)
+
+
+def sigmoid(input: Any) -> Tensor:
+    """Elementwise ``1 / (1 + exp(-x))``; any shape."""
+    x = _float_input(input)
+    out = _core.sigmoid_forward(x.data)
+    return make_result(out, (x,), lambda g: (_core.sigmoid_backward(_grad(g), out),))
+
+
+def tanh(input: Any) -> Tensor:
+    """Elementwise ``tanh(x)``; any shape."""
+    x = _float_input(input)
+    out = _core.tanh_forward(x.data)
+    return make_result(out, (x,), lambda g: (_core.tanh_backward(_grad(g), out),))
+
+
+def relu(input: Any) -> Tensor:
+    """Elementwise ``max(x, 0)``; any shape."""
+    x = _float_input(input)
+    out = _core.relu_forward(x.data)
+    return make_result(out, (x,), lambda g: (_core.relu_backward(_grad(g), out),))
+
+
+def add_relu(input: Any, other: Any) -> Tensor:
+    """``relu(input + other)`` in one pass and one tape node (a residual connection and its
+    activation); both of the same shape. Both inputs receive the same gradient."""
+    a, b = _float_input(input), _float_input(other, "other")
+    out = _core.add_relu_forward(a.data, b.data)
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gx = _core.relu_backward(_grad(g), out)
+        return gx, gx
+
+    return make_result(out, (a, b), backward)
+
+
+def gelu(input: Any, approximate: str = "none") -> Tensor:
+    """GELU ``x * Phi(x)``: exact (``approximate='none'``) or torch's ``'tanh'`` form; any shape."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"approximate: expected 'none' or 'tanh', got {approximate!r}")
+    x = _float_input(input)
+    out = _core.gelu_forward(x.data, approximate)
+    return make_result(out, (x,), lambda g: (_core.gelu_backward(_grad(g), x.data, approximate),))
+
+
+def softmax(input: Any, dim: int = -1) -> Tensor:
+    """Softmax along ``dim`` (numerically stable); same shape as input."""
+    x = _float_input(input)
+    if x.ndim == 0:
+        raise ValueError("softmax: input must have at least 1 dimension, got a scalar")
+    if not -x.ndim <= dim < x.ndim:
+        raise ValueError(f"softmax: dim {dim} is out of range for input of shape {x.shape}")
+    axis = dim % x.ndim
+    last = axis == x.ndim - 1
+    xin = x.data if last else np.ascontiguousarray(np.moveaxis(x.data, axis, -1))
+    y_last = _core.softmax_forward(xin)
+    out = y_last if last else np.ascontiguousarray(np.moveaxis(y_last, -1, axis))
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray]:
+        if last:
+            return (_core.softmax_backward(_grad(g), y_last),)
+        g_last = np.ascontiguousarray(np.moveaxis(g, axis, -1))
+        return (np.moveaxis(_core.softmax_backward(g_last, y_last), -1, axis),)
+
+    return make_result(out, (x,), backward)
+
+
+def dropout(input: Any, p: float = 0.5, training: bool = True) -> Tensor:
+    """Inverted dropout: zeroes each element with probability ``p`` and scales the rest by
+    ``1 / (1 - p)``; identity when not training or ``p == 0``. The mask comes from the
+    seeded ``seqlab.random`` generator. Same shape as input.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    x = _float_input(input)
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        mask = np.zeros(x.shape, dtype=np.float32)
+    else:
+        keep = generator().random(x.shape, dtype=np.float32) >= np.float32(p)
+        mask = keep.astype(np.float32) * np.float32(1.0 / (1.0 - p))
+    return make_result(x.data * mask, (x,), lambda g: (g * mask,))
+
+
+
+
+def layer_norm(
+    input: Any,
+    normalized_shape: int | Sequence[int],
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Layer normalisation over the trailing ``normalized_shape`` axes, as ``torch``'s.
+
+    Shapes: input (*, *normalized_shape); weight and bias of ``normalized_shape`` or None.
+    ``y = (x - mean) / sqrt(var + eps) * weight + bias`` with the biased variance.
+    One tape node; weight and bias gradients accumulate in place.
+    """
+    x = _float_input(input)
+    ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not ns or x.shape[x.ndim - len(ns) :] != ns or len(ns) > x.ndim:
+        raise ValueError(f"layer_norm: input of shape {x.shape} does not end with normalized_shape {ns}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and p.shape != ns:
+            raise ValueError(f"layer_norm: {name} has shape {p.shape}, expected normalized_shape {ns}")
+    C = int(np.prod(ns))
+    x2 = x.data.reshape(-1, C)
+    w = None if weight is None else weight.data.reshape(C)
+    b = None if bias is None else bias.data.reshape(C)
+    y, mean, rstd = _core.layer_norm_forward(x2, w, b, float(eps))
+    inputs = tuple(t for t in (x, weight, bias) if t is not None)
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        gw = None if weight is None else grad_buffer(weight)
+        gb = None if bias is None else grad_buffer(bias)
+        dx = _core.layer_norm_backward(
+            _grad(g).reshape(-1, C), x2, w, mean, rstd,
+            None if gw is None else gw.reshape(C), None if gb is None else gb.reshape(C), x.requires_grad,
+        )
+        grads: list[np.ndarray | None] = [None if dx is None else dx.reshape(x.shape)]
+        if weight is not None:
+            grads.append(returned_grad(weight, gw))
+        if bias is not None:
+            grads.append(returned_grad(bias, gb))
+        return tuple(grads)
+
+    return make_result(y.reshape(x.shape), inputs, backward)
