@@ -171,14 +171,17 @@ def _tune(args: argparse.Namespace) -> int:
             storage = args.storage or str(
                 Path(args.out or tempfile.mkdtemp(prefix="seqlab-tune-")) / "study.journal"
             )
+            import optuna
+
+            # the study (and a database's tables) exist before the workers race to join it
+            optuna.create_study(study_name=study_name, storage=open_storage(storage, args.heartbeat),
+                                direction="minimize", load_if_exists=True)
             shares = trial_shares(trials, args.workers)
             threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
             run_local_workers(
                 [_tune_worker_argv(args, storage, study_name, i, n) for i, n in enumerate(shares) if n != 0],
                 threads,
             )
-            import optuna
-
             finished = optuna.load_study(study_name=study_name, storage=open_storage(storage)).get_trials(
                 deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
             )

@@ -70,7 +70,19 @@ def init() -> int:
         _world.rank = comm.Get_rank()
         _world.size = comm.Get_size()
         _install_abort_hook()
+        _share_cores(comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size())
     return _world.size
+
+
+def _share_cores(local_ranks: int) -> None:
+    """Ranks on one host split its cores (unless OMP_NUM_THREADS says otherwise), so two
+    ranks on two cores run one kernel thread each instead of four competing ones."""
+    if local_ranks <= 1 or "OMP_NUM_THREADS" in os.environ:
+        return
+    from ..threads import set_num_threads
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    set_num_threads(max(1, cores // local_ranks))
 
 
 def _install_abort_hook() -> None:

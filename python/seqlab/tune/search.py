@@ -106,13 +106,14 @@ def _write_outputs(out: Path, study: Any, rows: list[dict[str, Any]]) -> Path | 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "trials.json", rows)
     names = sorted({k for r in rows for k in r["params"]})
-    lines = [",".join(["number", "state", "value", "seconds", *names])]
+    lines = [",".join(["number", "state", "value", "seconds", "worker", *names])]
     for r in rows:
         vals = [
             r["number"],
             r["state"],
             "" if r["value"] is None else r["value"],
             "" if r["seconds"] is None else f"{r['seconds']:.3f}",
+            r.get("worker") or "",
             *(r["params"].get(n, "") for n in names),
         ]
         lines.append(",".join(str(v) for v in vals))

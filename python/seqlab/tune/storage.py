@@ -15,12 +15,29 @@
 
 from __future__ import annotations
 
+import importlib.util
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 from .optional import require_optuna
 
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def _postgres_url(url: str) -> str:
+    """``url`` with the PostgreSQL driver that is installed (psycopg 3, else psycopg2) when
+    it names none: SQLAlchemy's default driver changed between versions."""
+    scheme, rest = url.split("://", 1)
+    if "+" in scheme:
+        return url
+    for module, driver in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{driver}://{rest}"
+    raise ImportError(
+        "a PostgreSQL storage needs a driver: pip install 'seqlab[mpi]' (psycopg) or psycopg2-binary"
+    )
 
 
 def open_storage(storage: Any, heartbeat: float = 60.0) -> Any:
@@ -49,14 +66,24 @@ def open_storage(storage: Any, heartbeat: float = 60.0) -> Any:
                 f"storage: {text!r} is not a database URL (postgresql://, mysql://, sqlite:///) "
                 "nor a file path"
             )
-        if scheme == "postgres":  # SQLAlchemy knows only the long name
-            text = "postgresql" + text[len("postgres") :]
-        return optuna.storages.RDBStorage(
-            text,
-            heartbeat_interval=max(1, round(heartbeat)),
-            grace_period=max(2, round(2 * heartbeat)),
-            engine_kwargs={"pool_pre_ping": True},
-        )
+        if scheme in ("postgresql", "postgres"):
+            text = _postgres_url(text)
+        from sqlalchemy.exc import IntegrityError
+
+        for attempt in range(3):
+            try:
+                with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna's terms
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        text,
+                        heartbeat_interval=max(1, round(heartbeat)),
+                        grace_period=max(2, round(2 * heartbeat)),
+                        engine_kwargs={"pool_pre_ping": True},
+                    )
+            except IntegrityError:  # another worker created the tables at the same moment
+                if attempt == 2:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     path = Path(text).resolve()
     if path.suffix.lower() in SQLITE_SUFFIXES:
         return f"sqlite:///{path}"
