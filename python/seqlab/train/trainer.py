@@ -212,8 +212,11 @@ class Trainer:
                 print(message, flush=True)
 
     def steps_per_epoch(self) -> int:
-        """Optimizer steps per epoch."""
-        return -(-self.train_data.num_batches() // self.accumulation_steps)
+        """Optimizer steps per epoch (of each rank in a data-parallel run: its shard's)."""
+        batches = self.train_data.num_batches()
+        if self.data_parallel is not None and self.data_parallel.world_size > 1:
+            batches = -(-batches // self.data_parallel.world_size)
+        return -(-batches // self.accumulation_steps)
 
     def _parameters(self) -> list[Any]:
         return list(self.model.parameters())
