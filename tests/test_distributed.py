@@ -80,6 +80,24 @@ if dist.is_main():
 '''
 
 
+COLLECTIVES = r'''
+import json, sys
+import numpy as np
+from seqlab import distributed as dist
+from seqlab.serialization import atomic_write_text
+
+r, n = dist.rank(), dist.world_size()
+out = {"rank": r, "size": n, "main": dist.is_main()}
+for op in ("mean", "sum", "min", "max"):
+    out[op] = dist.all_reduce_(np.array([r + 1.0, 10.0 * r], dtype=np.float32), op=op).tolist()
+out["bcast"] = dist.broadcast_(np.full(3, r, dtype=np.int64), root=1).tolist()
+out["object"] = dist.broadcast_object({"from": r})
+dist.barrier()
+atomic_write_text(sys.argv[1] + f".rank{r}", "written")  # only rank 0's file appears
+print(json.dumps(out))
+'''
+
+
 def _env() -> dict[str, str]:
     path = os.pathsep.join(p for p in (PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
     return {**os.environ, **MPI_ENV, "PYTHONPATH": path}
@@ -144,6 +162,36 @@ def test_subsets_keep_the_chosen_samples() -> None:
     got = [b for b in part.batches(None)]
     assert sorted(int(i) for b in got for i in b.indices) == [2, 3]  # positions in the full list
     assert sorted(int(n) for b in got for n in b.lengths) == [2, 4]
+
+
+def test_collectives_under_mpirun(tmp_path: Path) -> None:
+    script = tmp_path / "collectives.py"
+    script.write_text(COLLECTIVES)
+    proc = subprocess.run(mpirun_command(2, sys.executable, str(script), str(tmp_path / "file")),
+                          env=_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = sorted((json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")),
+                  key=lambda r: r["rank"])
+    assert [(r["rank"], r["size"], r["main"]) for r in rows] == [(0, 2, True), (1, 2, False)]
+    for r in rows:
+        assert r["mean"] == [1.5, 5.0] and r["sum"] == [3.0, 10.0]
+        assert r["min"] == [1.0, 0.0] and r["max"] == [2.0, 10.0]
+        assert r["bcast"] == [1, 1, 1] and r["object"] == {"from": 0}
+    assert (tmp_path / "file.rank0").exists() and not (tmp_path / "file.rank1").exists()
+
+
+def test_chain_shards_keep_row_indices() -> None:
+    from seqlab.data.vector_chains import VectorChains
+    from seqlab.data.vector_windows import SegmentBatches
+
+    vectors = np.arange(20, dtype=np.float32)[:, None].repeat(2, axis=1)
+    chains = VectorChains(vectors, np.array([0, 5, 12, 20]), ["a", "b", "c"])
+    source = SegmentBatches(chains, context=4, segments_per_batch=8, shuffle=False)
+    part = source.subset(np.array([2, 0]))
+    assert part.subset_size == 2 and part.num_samples == 7 + 4  # windows of chains 2 and 0
+    (batch,) = list(part.batches(None))
+    assert sorted(batch.targets.tolist()) == [1, 2, 3, 4, *range(13, 20)]  # rows of the full bank
+    np.testing.assert_array_equal(batch.inputs[0, 0], vectors[12])  # chain 2 first, as asked
 
 
 def test_two_ranks_match_one_process_with_twice_the_batch(tmp_path: Path) -> None:

@@ -74,6 +74,17 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_write_figure(path: str | os.PathLike[str], fig: Any, dpi: int = 100) -> Path:
+    """Saves a matplotlib figure as PNG atomically (rendered in memory, then written as
+    :func:`atomic_write_bytes` writes); returns the path."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
 # ---------------------------------------------------------------- documents
 def _split_arrays(obj: Any, arrays: dict[str, np.ndarray], prefix: str) -> Any:
     """Replaces arrays inside nested dicts/lists by references, collecting them."""

@@ -81,7 +81,7 @@ class SegmentBatches:
     @property
     def subset_size(self) -> int:
         """Chains (the items :meth:`subset` selects)."""
-        return len(self._windows)
+        return len(self._chain_ids)
 
     def subset(self, indices: np.ndarray) -> SegmentBatches:
         """A source over the chains ``indices`` only; targets stay row indices into

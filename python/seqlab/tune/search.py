@@ -26,7 +26,7 @@ from ..data.sources import load_series
 from ..data.timeseries import TimeSeries, WindowSplits, make_splits
 from ..models.forecast.baselines import guess_season
 from ..models.forecast.config import MODELS, ForecastConfig, preset
-from ..serialization import atomic_write_text, write_json
+from ..serialization import atomic_write_figure, atomic_write_text, write_json
 from ..train.forecaster import Forecaster
 from .optional import require_optuna
 from .pruning import OptunaPruning
@@ -137,8 +137,7 @@ def _write_outputs(out: Path, study: Any, rows: list[dict[str, Any]]) -> Path | 
     ax.set_ylabel("validation MSE (scaled)")
     ax.set_title(f"optimisation history: {study.study_name}")
     fig.tight_layout()
-    path = out / "optimization_history.png"
-    fig.savefig(path, dpi=100)
+    path = atomic_write_figure(out / "optimization_history.png", fig)
     plt.close(fig)
     return path
 
