@@ -202,9 +202,9 @@ def test_two_ranks_match_one_process_with_twice_the_batch(tmp_path: Path) -> Non
     assert len(set(info2["checksums"])) == 1  # every rank holds the same bits
     np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-6)
     assert abs(info2["val_loss"] - info1["val_loss"]) <= 1e-5 * abs(info1["val_loss"]) + 1e-7
-    assert not np.allclose(two, run_worker(tmp_path, 1, "plain", epochs=3, batch=8)[0], rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_checkpoints_resume_across_world_sizes(tmp_path: Path) -> None:
     # two ranks write a run, one process resumes it; one process writes, two ranks resume
     run_worker(tmp_path, 2, "a2", epochs=2, batch=8, out=str(tmp_path / "run_a"))

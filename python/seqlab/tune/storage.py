@@ -5,7 +5,7 @@
   at a time, as Optuna's documentation advises (SQLite locks the whole file);
 * any other file path (``study.journal``, ``study.log``): a journal file
   (``JournalFileBackend``), for many processes on one host (or a shared filesystem with
-  working file locks);
+  working file locks); it has no heartbeat, so the trial of a killed worker stays RUNNING;
 * a database URL (``postgresql://user@host:5432/db``, ``mysql://...``): ``RDBStorage``
   with a heartbeat, for workers on many hosts. A worker writes a heartbeat every
   ``heartbeat`` seconds while it runs a trial; when a worker dies (killed, host lost), the
