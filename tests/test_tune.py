@@ -1,17 +1,14 @@
-"""Hyperparameter search on Optuna: every method, pruning, outputs, a study shared by two
-worker processes through SQLite, and the missing-extra error."""
+"""Hyperparameter search on Optuna: every method, pruning, outputs and the missing-extra
+error (studies shared by several workers: test_tune_shared.py)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import seqlab
 from seqlab.data.timeseries import TimeSeries, make_splits
 from seqlab.models.forecast import preset
 
@@ -116,47 +113,6 @@ def test_bad_arguments(splits) -> None:
         search("tcn", splits, space={"lr": ("float", 1e-3, 1e-2)}, method="grid", trials=None)
     with pytest.raises(ValueError, match="model"):
         search("transformer", splits)
-
-
-WORKER = """
-import sys
-from seqlab.data.timeseries import TimeSeries, make_splits
-from seqlab.models.forecast import preset
-from seqlab.tune import search
-import numpy as np
-t = np.arange(300)
-s = TimeSeries(np.sin(2 * np.pi * t / 24)[:, None], ["y"])
-sp = make_splits(s, 24, 6, "y", (0.7, 0.15, 0.15))
-search("tcn", sp, space={"channels": [2, 4, 6, 8], "lr": ("float", 1e-3, 1e-2)}, method="random",
-       trials=3, storage=sys.argv[1], study_name="shared", base=preset("tiny", "tcn", epochs=1),
-       seed=int(sys.argv[2]), refit=False)
-"""
-
-
-def test_two_workers_share_one_sqlite_study(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    optuna.create_study(study_name="shared", storage=url, direction="minimize")  # create before the race
-    env = {
-        **os.environ,
-        # The workers import seqlab from where this process did (installed or source tree).
-        "PYTHONPATH": os.pathsep.join([str(Path(seqlab.__file__).resolve().parents[1]),
-                                       os.environ.get("PYTHONPATH", "")]),
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-    }
-    procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, url, str(seed)], env=env, stderr=subprocess.PIPE)
-        for seed in (1, 2)
-    ]
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err.decode()[-2000:]
-    study = optuna.load_study(study_name="shared", storage=url)
-    trials = study.get_trials()
-    assert len(trials) == 6
-    assert sorted(t.number for t in trials) == list(range(6))
-    assert len({t._trial_id for t in trials}) == 6
-    assert all(t.state.name == "COMPLETE" for t in trials)
 
 
 def test_missing_optuna_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

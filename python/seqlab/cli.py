@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -86,7 +87,117 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--out", default=None, help="directory to save the forecaster and its evaluation")
     fc.add_argument("--seed", type=int, default=0)
     fc.add_argument("--threads", type=_positive_int, default=None)
+
+    tn = sub.add_parser(
+        "tune",
+        help="search a forecaster's hyperparameters with Optuna, alone or as a worker of a shared study",
+    )
+    tn.add_argument("path", nargs="?", default=None,
+                    help="CSV series, event file or co2/sunspots/nile (default: synthetic events)")
+    tn.add_argument("--model", choices=["nbeats", "tcn", "lstm", "auto"], default="tcn")
+    tn.add_argument("--method", choices=["random", "grid", "bayesian", "hyperband"], default="bayesian")
+    tn.add_argument("--trials", type=_positive_int, default=None,
+                    help="trials this command adds, split between its --workers (default 20 unless "
+                    "--max-trials or --timeout)")
+    tn.add_argument("--max-trials", type=_positive_int, default=None,
+                    help="no worker starts a trial once the study holds this many finished ones")
+    tn.add_argument("--timeout", type=float, default=None, help="stop starting trials after these seconds")
+    tn.add_argument("--storage", default=None,
+                    help="journal file (one host), postgresql:// URL (many hosts) or SQLite file "
+                    "(one process)")
+    tn.add_argument("--study-name", default=None,
+                    help="study to create or join (default seqlab-<model>-<method>)")
+    tn.add_argument("--workers", type=_positive_int, default=1, help="local worker processes on the study")
+    tn.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    tn.add_argument("--heartbeat", type=float, default=60.0,
+                    help="seconds between heartbeats on a database; a silent worker's trial fails after 2x")
+    tn.add_argument("--horizon", type=_positive_int, default=24)
+    tn.add_argument("--input-size", type=_positive_int, default=96)
+    tn.add_argument("--target", default=None, help="column to forecast (default: the last column)")
+    tn.add_argument("--preset", choices=["tiny", "small", "paper"], default="small")
+    tn.add_argument("--epochs", type=_positive_int, default=None)
+    tn.add_argument("--seed", type=int, default=0, help="sampler seed (worker i of --workers uses seed + i)")
+    tn.add_argument("--no-refit", action="store_true", help="do not train the best configuration again")
+    tn.add_argument("--out", default=None, help="directory for trials.csv/json, the plot and the best model")
+    tn.add_argument("--threads", type=_positive_int, default=None)
     return parser
+
+
+def _tune_worker_argv(args: argparse.Namespace, storage: str, study_name: str, index: int,
+                      trials: int | None) -> list[str]:
+    argv = ["tune", *([args.path] if args.path else []), "--model", args.model, "--method", args.method,
+            "--storage", storage, "--study-name", study_name, "--worker-index", str(index), "--no-refit",
+            "--heartbeat", str(args.heartbeat), "--horizon", str(args.horizon),
+            "--input-size", str(args.input_size), "--preset", args.preset, "--seed", str(args.seed)]
+    for flag, value in (("--trials", trials), ("--max-trials", args.max_trials), ("--timeout", args.timeout),
+                        ("--target", args.target), ("--epochs", args.epochs), ("--threads", args.threads)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+def _tune(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from .models.forecast.config import preset
+    from .tune.search import search
+    from .tune.storage import open_storage
+    from .tune.workers import run_local_workers, trial_shares
+
+    trials = args.trials
+    if trials is None and args.max_trials is None and args.timeout is None:
+        trials = 20
+    target: str | int = -1
+    if args.target is not None:
+        target = int(args.target) if args.target.lstrip("-").isdigit() else args.target
+    overrides = {} if args.epochs is None else {"epochs": args.epochs}
+    base = preset(args.preset, "nbeats" if args.model == "auto" else args.model, seed=args.seed, **overrides)
+    study_name = args.study_name or f"seqlab-{args.model}-{args.method}"
+    common = dict(model=args.model, data=args.path, method=args.method, study_name=study_name,
+                  input_size=args.input_size, horizon=args.horizon, target=target, base=base,
+                  heartbeat=args.heartbeat, out_dir=args.out)
+    try:
+        if args.threads:
+            from . import set_num_threads
+
+            set_num_threads(args.threads)
+        if args.workers == 1:
+            result = search(trials=trials, timeout=args.timeout, max_trials=args.max_trials,
+                            storage=args.storage, seed=args.seed + args.worker_index,
+                            refit=not args.no_refit, **common)
+        else:
+            storage = args.storage or str(
+                Path(args.out or tempfile.mkdtemp(prefix="seqlab-tune-")) / "study.journal"
+            )
+            import optuna
+
+            # the study (and a database's tables) exist before the workers race to join it
+            optuna.create_study(study_name=study_name, storage=open_storage(storage, args.heartbeat),
+                                direction="minimize", load_if_exists=True)
+            shares = trial_shares(trials, args.workers)
+            threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+            run_local_workers(
+                [_tune_worker_argv(args, storage, study_name, i, n) for i, n in enumerate(shares) if n != 0],
+                threads,
+            )
+            finished = optuna.load_study(study_name=study_name, storage=open_storage(storage)).get_trials(
+                deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+            )
+            # every worker is done: collect the study (no new trial) and refit its best
+            result = search(trials=None, max_trials=max(len(finished), 1), storage=storage, seed=args.seed,
+                            refit=not args.no_refit, **common)
+    except (OSError, ValueError, ImportError, RuntimeError) as e:
+        print(f"seqlab tune: error: {e}", file=sys.stderr)
+        return 1
+    states: dict[str, int] = {}
+    for row in result.trials:
+        states[row["state"]] = states.get(row["state"], 0) + 1
+    counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(states.items()))
+    print(f"study {study_name!r}: {len(result.trials)} trials ({counts}); "
+          f"best {result.best_params} (val mse {result.best_value:.4g}, scaled)")
+    return 0
 
 
 def _forecast(args: argparse.Namespace) -> int:
@@ -123,6 +234,22 @@ def _vectors(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command; under MPI (``mpirun -np N seqlab ...``) every rank runs it, rank 0
+    prints, and a rank that fails ends the whole job."""
+    from . import distributed
+
+    distributed.init()
+    if distributed.world_size() > 1 and not distributed.is_main():
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
+    code = _run(argv)
+    if code != 0 and distributed.world_size() > 1:
+        print(f"seqlab: rank {distributed.rank()} failed (status {code}); aborting every rank",
+              file=sys.stderr)
+        distributed.abort(code)
+    return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -155,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _forecast(args)
     if args.command == "vectors":
         return _vectors(args)
+    if args.command == "tune":
+        return _tune(args)
     parser.print_help()
     return 2
 

@@ -38,7 +38,15 @@ class CorruptFileError(ValueError):
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Writes ``data`` to ``path`` atomically (temporary file, fsync, rename, fsync dir)."""
+    """Writes ``data`` to ``path`` atomically (temporary file, fsync, rename, fsync dir).
+
+    Under MPI with several ranks only rank 0 writes (the others return at once), so a
+    recipe run by every rank writes each of its files once.
+    """
+    from .distributed.comm import is_main
+
+    if not is_main():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -64,6 +72,17 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Writes UTF-8 text atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_figure(path: str | os.PathLike[str], fig: Any, dpi: int = 100) -> Path:
+    """Saves a matplotlib figure as PNG atomically (rendered in memory, then written as
+    :func:`atomic_write_bytes` writes); returns the path."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
 
 
 # ---------------------------------------------------------------- documents

@@ -32,6 +32,18 @@ class BatchSource(Protocol):
     def batches(self, rng: np.random.Generator | None) -> Iterator[Any]: ...
 
 
+@runtime_checkable
+class ShardableSource(Protocol):
+    """A batch source that data-parallel training can split between ranks: ``subset_size``
+    items (samples, or whole chains for chain sources), of which ``subset(indices)`` keeps
+    the given ones, in that order, as a source of the same kind."""
+
+    @property
+    def subset_size(self) -> int: ...
+
+    def subset(self, indices: np.ndarray) -> BatchSource: ...
+
+
 def _check_batch_size(batch_size: int) -> int:
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -82,6 +94,16 @@ class ArrayBatches:
     def num_batches(self) -> int:
         n, b = self.num_samples, self.batch_size
         return n // b if self.drop_last else -(-n // b)
+
+    @property
+    def subset_size(self) -> int:
+        return self.num_samples
+
+    def subset(self, indices: np.ndarray) -> ArrayBatches:
+        """The samples ``indices`` (non-empty), batched in that order (no further shuffling)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        parts = [a[idx] for a in self.arrays]
+        return ArrayBatches(parts[0] if self.single else parts, self.batch_size, False, self.drop_last)
 
     def batches(self, rng: np.random.Generator | None = None) -> Iterator[Any]:
         n = self.num_samples
@@ -196,6 +218,27 @@ class SequenceBatches:
             )
         self.negatives = int(negatives)
         self._lengths = np.array([len(s) for s in self.sequences], dtype=np.int64)
+        #: position of each sequence in the list this source was made from (see subset)
+        self._origin: np.ndarray | None = None
+
+    @property
+    def subset_size(self) -> int:
+        return self.num_samples
+
+    def subset(self, indices: np.ndarray) -> SequenceBatches:
+        """The sequences ``indices`` (non-empty) with the same settings; batches' ``indices``
+        keep naming positions in this source's list."""
+        idx = np.asarray(indices, dtype=np.int64)
+        targets = self.targets
+        if targets is not None:
+            targets = targets[idx] if isinstance(targets, np.ndarray) else [targets[i] for i in idx]
+        negatives = min(self.negatives, max(len(idx) - self.batch_size, 0))
+        sub = SequenceBatches(
+            [self.sequences[i] for i in idx], targets, self.batch_size, self.shuffle,
+            self.bucket_size, self.max_len, negatives,
+        )
+        sub._origin = idx if self._origin is None else self._origin[idx]
+        return sub
 
     @property
     def num_samples(self) -> int:
@@ -242,7 +285,10 @@ class SequenceBatches:
         for idx in self._batch_indices(rng):
             inputs, lengths = pad_sequences([self.sequences[i] for i in idx], self.max_len)
             batch = PaddedBatch(
-                inputs=inputs, lengths=lengths, indices=idx, targets=self._gather_targets(idx)
+                inputs=inputs,
+                lengths=lengths,
+                indices=idx if self._origin is None else self._origin[idx],
+                targets=self._gather_targets(idx),
             )
             if self.negatives:
                 if rng is None:

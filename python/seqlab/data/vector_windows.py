@@ -13,6 +13,7 @@ follows them. Two ways to get them:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -73,17 +74,33 @@ class SegmentBatches:
         if windows.sum() == 0:
             raise ValueError(f"{chains.source}: no chain has two vectors, so there is no window")
         self._windows = windows
+        #: the chains this source cuts segments from, in order (see subset)
+        self._chain_ids = np.arange(len(windows))
         self._unshuffled = self._segments(None)
+
+    @property
+    def subset_size(self) -> int:
+        """Chains (the items :meth:`subset` selects)."""
+        return len(self._chain_ids)
+
+    def subset(self, indices: np.ndarray) -> SegmentBatches:
+        """A source over the chains ``indices`` only; targets stay row indices into
+        ``chains.vectors``. It may hold no window (then no batch)."""
+        sub = copy.copy(self)
+        sub._chain_ids = self._chain_ids[np.asarray(indices, dtype=np.int64)]
+        sub._unshuffled = sub._segments(None)
+        return sub
 
     @property
     def num_samples(self) -> int:
         """Windows per epoch."""
-        return int(self._windows.sum())
+        return int(self._windows[self._chain_ids].sum())
 
     def _segments(self, rng: np.random.Generator | None) -> list[tuple[int, int]]:
         """(first input row, windows) of every segment of the epoch."""
         out = []
-        for i, n in enumerate(self._windows):
+        for i in self._chain_ids:
+            n = int(self._windows[i])
             if n == 0:
                 continue
             start = int(self.chains.offsets[i])

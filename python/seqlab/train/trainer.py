@@ -14,6 +14,7 @@ import numpy as np
 
 from ..autograd import Tensor, no_grad, tensor
 from ..data.batching import ArrayBatches, BatchSource, PaddedBatch
+from ..distributed.data_parallel import DataParallel
 from ..nn.module import Module
 from ..random import generator, get_rng_state, manual_seed, set_rng_state
 from ..serialization import atomic_write_bytes, write_json, write_toml
@@ -94,6 +95,11 @@ class Trainer:
         nan_guard, grad_monitor: add the default :class:`NanGuard` /
             :class:`GradientMonitor` unless one is in ``callbacks``.
         verbose: print epoch summaries and messages.
+        data_parallel: the data-parallel hooks (:class:`seqlab.distributed.DataParallel`);
+            default: one when the process runs under MPI with several ranks, so each rank
+            trains on its shard and gradients are averaged every step (only rank 0 writes
+            files, logs and progress bars). False turns it off (each rank trains alone);
+            an explicit one in a single process draws epochs as a world of ranks does.
     """
 
     def __init__(
@@ -120,6 +126,7 @@ class Trainer:
         nan_guard: bool = True,
         grad_monitor: bool = True,
         verbose: bool = True,
+        data_parallel: DataParallel | bool | None = None,
     ) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"Trainer: model must be a seqlab.nn.Module, got {type(model).__name__}")
@@ -153,7 +160,17 @@ class Trainer:
         self.step_fn = step_fn
         self.predict_fn = predict_fn
         self.config = dict(config or {})
-        self.verbose = verbose
+        if data_parallel is None:
+            from ..distributed import world_size
+
+            data_parallel = world_size() > 1
+        if isinstance(data_parallel, bool):
+            data_parallel = DataParallel() if data_parallel else None
+        self.data_parallel: DataParallel | None = data_parallel
+        #: whether this process writes the run's files and prints (rank 0 of data-parallel runs)
+        self.is_main = data_parallel is None or data_parallel.is_main
+        self.verbose = verbose and self.is_main
+        self.progress = self.progress and self.is_main
 
         cbs = list(callbacks)
         if nan_guard and not any(isinstance(c, NanGuard) for c in cbs):
@@ -195,8 +212,11 @@ class Trainer:
                 print(message, flush=True)
 
     def steps_per_epoch(self) -> int:
-        """Optimizer steps per epoch."""
-        return -(-self.train_data.num_batches() // self.accumulation_steps)
+        """Optimizer steps per epoch (of each rank in a data-parallel run: its shard's)."""
+        batches = self.train_data.num_batches()
+        if self.data_parallel is not None and self.data_parallel.world_size > 1:
+            batches = -(-batches // self.data_parallel.world_size)
+        return -(-batches // self.accumulation_steps)
 
     def _parameters(self) -> list[Any]:
         return list(self.model.parameters())
@@ -308,6 +328,8 @@ class Trainer:
             if len(group) > 1:
                 loss = loss * weight
             loss.backward()
+        if self.data_parallel is not None:
+            loss_value = self.data_parallel.reduce_gradients(self, loss_value)
         take_step = all(c.before_step(self, loss_value) for c in self.callbacks)
         if take_step:
             if self.clip_grad_norm is not None:
@@ -332,13 +354,17 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> float:
         self.model.train()
         rng = generator()
-        batches: Iterable[Any] = self.train_data.batches(rng)
+        batches: Iterable[Any]
+        if self.data_parallel is not None:
+            batches, num_batches = self.data_parallel.epoch_batches(self, epoch, rng)
+        else:
+            batches, num_batches = self.train_data.batches(rng), self.train_data.num_batches()
         bar = None
         if self.progress:
             from tqdm import tqdm
 
             bar = tqdm(
-                total=self.train_data.num_batches(),
+                total=num_batches,
                 desc=f"epoch {epoch}/{self.epochs}",
                 leave=False,
                 file=sys.stderr,
@@ -390,9 +416,10 @@ class Trainer:
         total = count = 0.0
         preds: list[np.ndarray] = []
         targets: list[np.ndarray] = []
+        shard = source if self.data_parallel is None else self.data_parallel.eval_shard(source)
         try:
             with no_grad():
-                for batch in source.batches(None):
+                for batch in shard.batches(None) if shard is not None else ():
                     n = _batch_len(batch)
                     total += float(self._loss(batch).item()) * n
                     count += n
@@ -404,6 +431,8 @@ class Trainer:
                         targets.append(np.asarray(t))
         finally:
             self.model.train(was_training)
+        if self.data_parallel is not None:
+            total, count, preds, targets = self.data_parallel.reduce_evaluation(total, count, preds, targets)
         results: dict[str, float] = {"loss": total / max(count, 1.0)}
         if self.metrics:
             try:
@@ -423,7 +452,10 @@ class Trainer:
 
     def fit(self) -> list[dict[str, Any]]:
         """Trains up to ``epochs`` (or until a callback stops it); returns the per-epoch history."""
-        self._prepare_run_dir()
+        if self.data_parallel is not None:
+            self.data_parallel.prepare(self)
+        else:
+            self._prepare_run_dir()
         for c in self.callbacks:
             c.on_fit_begin(self)
         if self.verbose and self.epoch == 0:
@@ -432,6 +464,11 @@ class Trainer:
                 f"training {type(self.model).__name__} ({n_params:,} parameters) for "
                 f"{self.epochs} epochs, {self.train_data.num_samples} samples, "
                 f"{self.steps_per_epoch()} steps per epoch, {get_num_threads()} threads"
+                + (
+                    f" on each of {self.data_parallel.world_size} ranks (data-parallel)"
+                    if self.data_parallel is not None and self.data_parallel.world_size > 1
+                    else ""
+                )
             )
         while self.epoch < self.epochs and not self.stop_training:
             epoch = self.epoch + 1
@@ -461,13 +498,13 @@ class Trainer:
                 ]
                 self.log(f"epoch {epoch}/{self.epochs}: " + "  ".join(shown))
             for c in self.callbacks:
-                if isinstance(c, Checkpoint):
+                if isinstance(c, Checkpoint) and self.is_main:
                     c.write(self, epoch, logs)
-            if self.out_dir is not None:
+            if self.out_dir is not None and self.is_main:
                 write_json(self.out_dir / "training_metrics.json", self.metrics_document())
         for c in self.callbacks:
             c.on_fit_end(self)
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.is_main:
             self._write_run_files()
         return self.history
 

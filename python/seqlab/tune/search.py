@@ -3,14 +3,18 @@
 ``method`` picks Optuna's sampler and pruner: ``"random"`` (RandomSampler), ``"grid"``
 (GridSampler), ``"bayesian"`` (TPESampler) or ``"hyperband"`` (TPESampler with a
 HyperbandPruner fed each epoch's validation loss through :class:`OptunaPruning`).
-``storage`` is any Optuna storage URL (``sqlite:///study.db`` on one machine,
-``postgresql://...`` across machines): processes running :func:`search` with the same
-``storage`` and ``study_name`` share one study, each adding ``trials`` trials.
+``storage`` (see :mod:`seqlab.tune.storage`) is a journal file for several processes on
+one host, a PostgreSQL URL for workers on many hosts, or a SQLite file for one process:
+processes running :func:`search` with the same ``storage`` and ``study_name`` share one
+study. Each adds ``trials`` trials, and none starts a trial once the study holds
+``max_trials`` finished (complete or pruned) ones.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -22,11 +26,12 @@ from ..data.sources import load_series
 from ..data.timeseries import TimeSeries, WindowSplits, make_splits
 from ..models.forecast.baselines import guess_season
 from ..models.forecast.config import MODELS, ForecastConfig, preset
-from ..serialization import atomic_write_text, write_json
+from ..serialization import atomic_write_figure, atomic_write_text, write_json
 from ..train.forecaster import Forecaster
 from .optional import require_optuna
 from .pruning import OptunaPruning
 from .spaces import DEFAULT_SPACES, SpaceSpec, check_space, grid_of, suggest
+from .storage import open_storage
 
 METHODS = ("random", "grid", "bayesian", "hyperband")
 
@@ -55,15 +60,6 @@ class SearchResult:
     saved_path: Path | None = None
 
 
-def _storage_url(storage: str | Path | None) -> str | None:
-    if storage is None:
-        return None
-    text = str(storage)
-    if "://" in text:
-        return text
-    return f"sqlite:///{Path(text).resolve()}"
-
-
 def _sampler(optuna: Any, method: str, space: Mapping[str, SpaceSpec], seed: int, auto: bool) -> Any:
     if method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -88,10 +84,11 @@ def _val_mse(forecaster: Forecaster, splits: WindowSplits) -> float:
 
 
 def trials_table(study: Any) -> list[dict[str, Any]]:
-    """One row per trial of ``study``: number, state, value, params, seconds."""
+    """One row per trial of ``study``: number, state, value, params, seconds, worker."""
     rows = []
     for t in study.get_trials(deepcopy=False):
-        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
+        done = t.datetime_complete is not None and t.datetime_start is not None
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if done else None
         rows.append(
             {
                 "number": t.number,
@@ -99,6 +96,7 @@ def trials_table(study: Any) -> list[dict[str, Any]]:
                 "value": t.value,
                 "params": dict(t.params),
                 "seconds": seconds,
+                "worker": t.user_attrs.get("worker"),
             }
         )
     return rows
@@ -108,13 +106,14 @@ def _write_outputs(out: Path, study: Any, rows: list[dict[str, Any]]) -> Path | 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "trials.json", rows)
     names = sorted({k for r in rows for k in r["params"]})
-    lines = [",".join(["number", "state", "value", "seconds", *names])]
+    lines = [",".join(["number", "state", "value", "seconds", "worker", *names])]
     for r in rows:
         vals = [
             r["number"],
             r["state"],
             "" if r["value"] is None else r["value"],
             "" if r["seconds"] is None else f"{r['seconds']:.3f}",
+            r.get("worker") or "",
             *(r["params"].get(n, "") for n in names),
         ]
         lines.append(",".join(str(v) for v in vals))
@@ -138,8 +137,7 @@ def _write_outputs(out: Path, study: Any, rows: list[dict[str, Any]]) -> Path | 
     ax.set_ylabel("validation MSE (scaled)")
     ax.set_title(f"optimisation history: {study.study_name}")
     fig.tight_layout()
-    path = out / "optimization_history.png"
-    fig.savefig(path, dpi=100)
+    path = atomic_write_figure(out / "optimization_history.png", fig)
     plt.close(fig)
     return path
 
@@ -151,8 +149,10 @@ def search(
     method: str = "bayesian",
     trials: int | None = 20,
     timeout: float | None = None,
-    storage: str | Path | None = None,
+    storage: Any = None,
     study_name: str | None = None,
+    max_trials: int | None = None,
+    heartbeat: float = 60.0,
     input_size: int = 48,
     horizon: int = 12,
     target: str | int = -1,
@@ -173,10 +173,17 @@ def search(
         space: ``{config field: choices or range}`` (see :mod:`seqlab.tune.spaces`);
             default: the model's :data:`DEFAULT_SPACES` entry.
         method: ``"random"``, ``"grid"``, ``"bayesian"`` (TPE) or ``"hyperband"``.
-        trials: trials this call runs (grid: default the grid's size); None with a timeout.
+        trials: trials this call runs (grid: default the grid's size); None with a timeout
+            or ``max_trials``.
         timeout: stop starting trials after this many seconds.
-        storage: an Optuna storage URL or a SQLite file path; shared by several workers.
+        storage: where the study lives, shared by the workers that name it: a journal file
+            path (one host), a ``postgresql://`` URL (many hosts), a SQLite file (one
+            process) or an Optuna storage (see :func:`seqlab.tune.storage.open_storage`).
         study_name: the study to create or join (default ``"seqlab-<model>-<method>"``).
+        max_trials: stop starting trials once the study holds this many complete or
+            pruned trials, counting every worker's (failed trials do not count).
+        heartbeat: seconds between heartbeats on a database URL; the trial of a worker
+            silent for twice this is marked failed by the next worker that starts one.
         base: the configuration the sampled parameters replace (default the ``"small"``
             preset of the model); its ``epochs`` bound every trial.
         season: the seasonal-naive season (default guessed from the timestamps).
@@ -192,8 +199,10 @@ def search(
     auto = model == "auto"
     if not auto and model not in MODELS:
         raise ValueError(f"model: expected one of {MODELS} or 'auto', got {model!r}")
-    if trials is None and timeout is None and method != "grid":
-        raise ValueError("search: give trials, timeout or both")
+    if trials is None and timeout is None and max_trials is None and method != "grid":
+        raise ValueError("search: give trials, timeout or max_trials")
+    if max_trials is not None and max_trials < 1:
+        raise ValueError(f"max_trials: expected a positive int, got {max_trials}")
     if trials is not None and trials < 1:
         raise ValueError(f"trials: expected a positive int, got {trials}")
     if isinstance(data, WindowSplits):
@@ -221,14 +230,17 @@ def search(
         trials = int(np.prod([len(v) for v in grid_of(next(iter(spaces.values()))).values()]))
     study = optuna.create_study(
         study_name=study_name or f"seqlab-{model}-{method}",
-        storage=_storage_url(storage),
+        storage=open_storage(storage, heartbeat),
         sampler=sampler,
         pruner=_pruner(optuna, method, max(b.epochs for b in bases.values())),
         direction="minimize",
         load_if_exists=True,
     )
 
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+
     def objective(trial: Any) -> float:
+        trial.set_user_attr("worker", worker)
         name = trial.suggest_categorical("model", list(MODELS)) if auto else model
         params = suggest(trial, spaces[name], prefix=f"{name}." if auto else "")
         config = bases[name].replace(**params)
@@ -238,7 +250,14 @@ def search(
             raise optuna.TrialPruned()
         return _val_mse(fitted, splits)
 
-    study.optimize(objective, n_trials=trials, timeout=timeout, catch=(FloatingPointError,))
+    callbacks = []
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    if max_trials is not None:
+        callbacks.append(optuna.study.MaxTrialsCallback(max_trials, states=finished))
+    if max_trials is None or len(study.get_trials(deepcopy=False, states=finished)) < max_trials:
+        study.optimize(
+            objective, n_trials=trials, timeout=timeout, catch=(FloatingPointError,), callbacks=callbacks
+        )
     rows = trials_table(study)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     if not complete:
