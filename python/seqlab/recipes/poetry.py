@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,15 @@ from ..data.poems import PoemCorpus, load_poems
 from ..data.text import tokenize
 from ..data.vocabulary import Vocabulary
 from ..losses import cosine_mse_loss
-from ..models.poetry.config import AutoencoderConfig, preset
+from ..models.poetry.config import AutoencoderConfig
+from ..models.poetry.config import preset as make_preset
 from ..models.poetry.dataset import PoetryData, prepare
 from ..models.poetry.evaluate import evaluate_chunks, run_batches
 from ..models.poetry.model import SequenceAutoencoder
 from ..optim import AdamW
 from ..serialization import atomic_write_bytes, read_toml, write_json, write_toml
 from ..train import Curriculum, EarlyStopping, Trainer, WarmupSchedule
-from .run_dir import new_run_dir
+from .run_dir import claim_run_dir, interruptible, read_run, resume_data, resumed_config
 
 KIND = "poetry_autoencoder"
 
@@ -203,18 +205,22 @@ def fit_poetry_autoencoder(
     resume: str | Path | None = None,
     progress: bool | None = None,
     verbose: bool = True,
+    *,
+    other_data: bool = False,
+    arguments: dict[str, Any] | None = None,
 ) -> PoetryAutoencoder:
-    """Prepares the corpus, trains, evaluates and reports; see :func:`seqlab.poetry_autoencoder`."""
-    config = config or preset("small")
+    """Prepares the corpus, trains, evaluates and reports; see :func:`seqlab.poetry_autoencoder`.
+
+    A new run claims ``out`` first (an existing run is refused before any work); a resumed
+    run (``resume``: its directory) trains on the data recorded in it, with ``config`` as
+    resolved by :func:`seqlab.poetry_autoencoder` (the run's own, ``epochs`` excepted).
+    """
+    config = config or make_preset("small")
     if resume is not None:
         run_dir = Path(resume)
-        saved = (
-            read_toml(run_dir / "config.toml").get("config") if (run_dir / "config.toml").exists() else None
-        )
-        if saved:
-            config = AutoencoderConfig.from_dict(saved)
+        data = resume_data(run_dir, read_run(run_dir, KIND), data, other_data)
     else:
-        run_dir = new_run_dir(out, KIND)
+        run_dir = claim_run_dir(out, KIND, data, arguments or {"config": config.to_dict()})
     start = time.perf_counter()
     prepared = prepare(data, config, verbose=verbose)
     from ..random import manual_seed
@@ -252,7 +258,8 @@ def fit_poetry_autoencoder(
         config={"kind": KIND, **config.to_dict()},
         verbose=verbose,
     )
-    history = trainer.fit()
+    with interruptible(run_dir, KIND):
+        history = trainer.fit()
     fitted = PoetryAutoencoder(model, config, prepared.vocab, prepared.embedding, prepared, history, run_dir)
     evaluation = fitted.evaluate() if prepared.chunks["test"] else {}
     split = "test" if prepared.chunks["test"] else "train"
@@ -339,14 +346,30 @@ def _append_evaluation_to_report(
     atomic_write_text(report, report.read_text() + "\n".join(lines))
 
 
+def _saved_config(run_dir: Path) -> AutoencoderConfig:
+    """The config a poetry run was started with (from its config.toml or run.json)."""
+    if (run_dir / "config.toml").exists():
+        saved = read_toml(run_dir / "config.toml").get("config")
+        if saved:
+            return AutoencoderConfig.from_dict(saved)
+    arguments = read_run(run_dir, KIND).get("arguments")
+    if not arguments:
+        raise ValueError(f"resume: {run_dir} holds no poetry autoencoder run (no config.toml or run.json)")
+    if "config" in arguments:
+        return AutoencoderConfig.from_dict(arguments["config"])
+    return make_preset(arguments["preset"], **arguments.get("overrides", {}))
+
+
 def poetry_autoencoder(
     data: str | Path | PoemCorpus | None = None,
-    preset_name: str = "small",
+    preset: str | None = None,
     *,
     out: str | Path | None = None,
     resume: str | Path | None = None,
+    other_data: bool = False,
     progress: bool | None = None,
     verbose: bool = True,
+    preset_name: str | None = None,
     **overrides: Any,
 ) -> PoetryAutoencoder:
     """Trains, evaluates and reports a poetry autoencoder in one line.
@@ -355,17 +378,45 @@ def poetry_autoencoder(
         data: a file of poems (PoetryDB JSON, JSON lists, JSON Lines, plain text, fortune
             files; see :func:`seqlab.data.load_poems`), or None for the default corpus
             (Debian's ``fortunes`` songs-poems).
-        preset_name: ``"tiny"``, ``"small"``, ``"medium"``, ``"large"``, ``"xlarge"``, ``"research"``.
+        preset: ``"tiny"``, ``"small"`` (the default), ``"medium"``, ``"large"``, ``"xlarge"``,
+            ``"research"`` (:data:`seqlab.models.poetry.config.PRESETS`).
         out: run directory (default ``runs/poetry_autoencoder-<time>``); an existing run is
-            never overwritten.
-        resume: a run directory to continue from its last checkpoint.
+            never overwritten: it is refused before any work.
+        resume: a run directory to continue from its last checkpoint, on the data and with
+            the settings it was started with (``data`` may be left out). ``epochs=N`` is
+            honoured: training continues up to epoch N counted from the run's start (an
+            early-stopped run stays stopped); other changed settings are refused.
+        other_data: with ``resume``, continue training on ``data`` although it is not the
+            data the run was started on (refused otherwise).
+        preset_name: deprecated spelling of ``preset``.
         **overrides: any :class:`AutoencoderConfig` field, e.g. ``cell="gru"``, ``attention=True``,
             ``epochs=30``, ``embeddings="glove.6B.300d.txt"``.
 
     Returns:
         The fitted :class:`PoetryAutoencoder` (``.encode``, ``.reconstruct``, ``.evaluate``,
         ``.save``; ``.run_dir`` holds weights, config, metrics, report and latent plots).
+
+    Raises:
+        FileExistsError: ``out`` already holds a run.
+        KeyboardInterrupt: Ctrl-C during training, with the last checkpoint and the call
+            that resumes the run in its message.
     """
+    if preset_name is not None:
+        warnings.warn("poetry_autoencoder(preset_name=...) is deprecated; use preset=...",
+                      DeprecationWarning, stacklevel=2)
+        if preset is not None and preset != preset_name:
+            raise TypeError(f"poetry_autoencoder: preset={preset!r} and preset_name={preset_name!r} disagree")
+        preset = preset_name
+    if resume is not None:
+        saved = _saved_config(Path(resume))
+        recorded = read_run(Path(resume), KIND).get("arguments", {}).get("preset")
+        if preset is not None and recorded is not None and preset != recorded:
+            raise ValueError(f"resume: {resume} was started with preset {recorded!r}, not {preset!r}")
+        config = resumed_config(saved, overrides, Path(resume))
+    else:
+        preset = preset or "small"
+        config = make_preset(preset, **overrides)
     return fit_poetry_autoencoder(
-        data, preset(preset_name, **overrides), out=out, resume=resume, progress=progress, verbose=verbose
+        data, config, out=out, resume=resume, progress=progress, verbose=verbose, other_data=other_data,
+        arguments={"preset": preset, "overrides": overrides},
     )

@@ -15,6 +15,7 @@ from ..data.vector_chains import VectorChains
 from ..data.vector_windows import SegmentBatch, SegmentBatches, padded_windows, window_spans
 from ..models.vectors.baselines import LinearPredictor, context_mean, copy_last, unit_rows
 from ..models.vectors.config import VectorPredictorConfig
+from ..models.vectors.config import preset as make_preset
 from ..models.vectors.dataset import VectorData, as_windows_input, prepare
 from ..models.vectors.evaluate import format_table, retrieval_scores
 from ..models.vectors.loss import loss_from_config, next_vector_loss
@@ -24,7 +25,7 @@ from ..models.vectors.stream import VectorStream
 from ..optim import AdamW
 from ..serialization import atomic_write_bytes, atomic_write_text, read_toml, write_json, write_toml
 from ..train import Checkpoint, EarlyStopping, Trainer
-from .run_dir import new_run_dir
+from .run_dir import claim_run_dir, interruptible, read_run, resume_data, resumed_config
 
 KIND = "vector_predictor"
 BEST_CHECKPOINT = "best_val_hit5"
@@ -260,18 +261,21 @@ def fit_vector_predictor(
     resume: str | Path | None = None,
     progress: bool | None = None,
     verbose: bool = True,
+    *,
+    other_data: bool = False,
+    arguments: dict[str, Any] | None = None,
 ) -> VectorPredictor:
-    """Prepares the chains, trains, evaluates and reports; see :func:`seqlab.vector_predictor`."""
+    """Prepares the chains, trains, evaluates and reports; see :func:`seqlab.vector_predictor`.
+
+    A new run claims ``out`` first (an existing run is refused before any work); a resumed
+    run (``resume``: its directory) trains on the data recorded in it.
+    """
     config = config or VectorPredictorConfig()
     if resume is not None:
         run_dir = Path(resume)
-        saved = read_toml(run_dir / "config.toml").get("config") if (run_dir / "config.toml").exists() else {}
-        if saved:
-            config = VectorPredictorConfig.from_dict(saved)
+        data = resume_data(run_dir, read_run(run_dir, KIND), data, other_data)
     else:
-        run_dir = new_run_dir(out, KIND)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise FileExistsError(f"{run_dir} is not empty; choose another out (nothing was overwritten)")
+        run_dir = claim_run_dir(out, KIND, data, arguments or {"config": config.to_dict()})
     start = time.perf_counter()
     prepared = prepare(data, config, verbose=verbose)
     from ..random import manual_seed
@@ -318,7 +322,8 @@ def fit_vector_predictor(
         step_fn=_step_fn(config, train_chains, val_chains, mined), predict_fn=_predict_fn,
         config={"kind": KIND, **config.to_dict()}, verbose=verbose,
     )
-    history = trainer.fit()
+    with interruptible(run_dir, KIND):
+        history = trainer.fit()
     fitted = VectorPredictor(model, config, prepared, prepared.encoder, history, run_dir)
     held_out = [s for s in ("test", "val") if len(window_spans(prepared.splits[s], 1)[1])]
     split = held_out[0] if held_out else "train"
@@ -344,13 +349,29 @@ def fit_vector_predictor(
     return fitted
 
 
+def _saved_config(run_dir: Path) -> VectorPredictorConfig:
+    """The config a vector-predictor run was started with (from its config.toml or run.json)."""
+    if (run_dir / "config.toml").exists():
+        saved = read_toml(run_dir / "config.toml").get("config")
+        if saved:
+            return VectorPredictorConfig.from_dict(saved)
+    arguments = read_run(run_dir, KIND).get("arguments")
+    if not arguments:
+        raise ValueError(f"resume: {run_dir} holds no vector predictor run (no config.toml or run.json)")
+    if "config" in arguments:
+        return VectorPredictorConfig.from_dict(arguments["config"])
+    return make_preset(arguments["preset"], **arguments.get("overrides", {}))
+
+
 def vector_predictor(
     data: Any = None,
-    context: int = 100,
-    cell: str = "gru",
+    context: int | None = None,
+    cell: str | None = None,
     *,
+    preset: str | None = None,
     out: str | Path | None = None,
     resume: str | Path | None = None,
+    other_data: bool = False,
     progress: bool | None = None,
     verbose: bool = True,
     **overrides: Any,
@@ -363,10 +384,18 @@ def vector_predictor(
             files or a list of document strings (embedded the same way, or by
             ``encoder="minilm"``), an ``.npz`` with ``vectors`` and ``chain_offsets`` or
             ``chain_ids``, a list of ``(L_i, D)`` arrays, or :class:`VectorChains`.
-        context: the most vectors a prediction reads (100 by default; 500 works).
-        cell: ``"gru"``, ``"lstm"`` or ``"transformer"``.
-        out: run directory (default ``runs/vector_predictor-<time>``); never overwritten.
-        resume: a run directory to continue from its last checkpoint.
+        context: the most vectors a prediction reads (the preset's: 100 by default; 500 works).
+        cell: ``"gru"`` (the preset's default), ``"lstm"`` or ``"transformer"``.
+        preset: a named configuration (:data:`seqlab.models.vectors.config.PRESETS`;
+            default ``"default"``).
+        out: run directory (default ``runs/vector_predictor-<time>``); never overwritten: an
+            existing run is refused before any work.
+        resume: a run directory to continue from its last checkpoint, on the data and with
+            the settings it was started with (``data`` may be left out). ``epochs=N`` is
+            honoured: training continues up to epoch N counted from the run's start (an
+            early-stopped run stays stopped); other changed settings are refused.
+        other_data: with ``resume``, continue training on ``data`` although it is not the
+            data the run was started on (refused otherwise).
         **overrides: any :class:`VectorPredictorConfig` field (``hidden_size=512``,
             ``epochs=10``, ``infonce_weight=0.1``, ``hard_negatives=4``, ...).
 
@@ -374,6 +403,24 @@ def vector_predictor(
         The fitted :class:`VectorPredictor` (``.predict_next``, ``.stream``, ``.evaluate``,
         ``.save``); its ``run_dir`` holds the weights, checkpoints (``best_val_hit5``),
         metrics, ``evaluation.json`` and ``training_report.md``.
+
+    Raises:
+        FileExistsError: ``out`` already holds a run.
+        KeyboardInterrupt: Ctrl-C during training, with the last checkpoint and the call
+            that resumes the run in its message.
     """
-    config = VectorPredictorConfig().with_overrides(context=context, cell=cell, **overrides)
-    return fit_vector_predictor(data, config, out=out, resume=resume, progress=progress, verbose=verbose)
+    settings = dict(overrides)
+    if context is not None:
+        settings["context"] = context
+    if cell is not None:
+        settings["cell"] = cell
+    if resume is not None:
+        recorded = read_run(Path(resume), KIND).get("arguments", {}).get("preset")
+        if preset is not None and recorded is not None and preset != recorded:
+            raise ValueError(f"resume: {resume} was started with preset {recorded!r}, not {preset!r}")
+        config = resumed_config(_saved_config(Path(resume)), settings, Path(resume))
+    else:
+        preset = preset or "default"
+        config = make_preset(preset, **settings)
+    return fit_vector_predictor(data, config, out=out, resume=resume, progress=progress, verbose=verbose,
+                                other_data=other_data, arguments={"preset": preset, "overrides": settings})

@@ -253,11 +253,13 @@ class Trainer:
             if found is None:
                 if checkpoint_files(self.out_dir):
                     raise ValueError(f"{self.out_dir}: every checkpoint is damaged; cannot resume")
-                raise ValueError(f"{self.out_dir}: holds a run but no checkpoint to resume from")
-            path, state = found
-            self._restore(state)
-            self.log(f"resumed from {path} (epoch {self.epoch}, step {self.global_step})")
-            return
+                self.log(f"{self.out_dir}: no checkpoint was written before the run stopped; "
+                         "training from the start")
+            else:
+                path, state = found
+                self._restore(state)
+                self.log(f"resumed from {path} (epoch {self.epoch}, step {self.global_step})")
+                return
         manual_seed(self.seed)
         write_toml(self.out_dir / "config.toml", self.run_config())
 
