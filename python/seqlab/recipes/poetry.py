@@ -24,6 +24,7 @@ from ..models.poetry.dataset import PoetryData, prepare
 from ..models.poetry.evaluate import evaluate_chunks, run_batches
 from ..models.poetry.model import SequenceAutoencoder
 from ..optim import AdamW
+from ..report.evaluation import EvaluationSummary, append_to_report, recipe_html
 from ..serialization import atomic_write_bytes, read_toml, write_json, write_toml
 from ..train import Curriculum, EarlyStopping, Trainer, WarmupSchedule
 from .run_dir import claim_run_dir, interruptible, read_run, resume_data, resumed_config
@@ -68,7 +69,11 @@ class PoetryAutoencoder:
         self.data = data
         self.history = history or []
         self.evaluation: dict[str, Any] = {}
+        self.summary: EvaluationSummary | None = None
         self.run_dir = run_dir
+
+    def _repr_html_(self) -> str:
+        return recipe_html(repr(self), self.summary, self.run_dir)
 
     def __repr__(self) -> str:
         c = self.config
@@ -169,7 +174,11 @@ class PoetryAutoencoder:
         model = SequenceAutoencoder(config, int(meta["embedding_dim"]))
         model.load_state_dict({k.removeprefix("model."): v for k, v in weights.items()})
         model.eval()
-        return cls(model, config, vocab, embedding, run_dir=path)
+        fitted = cls(model, config, vocab, embedding, run_dir=path)
+        if (path / "evaluation.json").is_file():
+            fitted.evaluation = json.loads((path / "evaluation.json").read_text()).get("results", {})
+            fitted.summary = evaluation_summary(fitted.evaluation, config)
+        return fitted
 
 
 def _step(model: SequenceAutoencoder, embedding: np.ndarray, config: AutoencoderConfig):
@@ -288,8 +297,11 @@ def fit_poetry_autoencoder(
             "seconds": time.perf_counter() - start,
         },
     )
-    _append_evaluation_to_report(run_dir, evaluation, config)
+    fitted.summary = evaluation_summary(evaluation, config)
+    _append_evaluation_to_report(run_dir, fitted.summary)
     if verbose:
+        if fitted.summary is not None:
+            print(fitted.summary.sample_line())
         for name, res in evaluation.items():
             print(
                 f"{name}: token cosine {res['token_cosine']:.3f}, "
@@ -301,49 +313,45 @@ def fit_poetry_autoencoder(
     return fitted
 
 
-def _append_evaluation_to_report(
-    run_dir: Path, evaluation: dict[str, Any], config: AutoencoderConfig
-) -> None:
-    report = run_dir / "training_report.md"
-    if not report.exists() or not evaluation:
-        return
-    lines = ["", "## Evaluation (held-out poems, free-running decoding)", ""]
+EVALUATION_KEYS = [
+    "token_cosine",
+    "sequence_cosine",
+    "mse",
+    "rmse",
+    "word_top1",
+    "word_top5",
+    "bottleneck_active_dims",
+    "bottleneck_participation_ratio",
+]
+
+
+def evaluation_summary(evaluation: dict[str, Any], config: AutoencoderConfig) -> EvaluationSummary | None:
+    """The held-out figures of :meth:`PoetryAutoencoder.evaluate` (model rows first, then any
+    baseline rows it holds) as the report's :class:`~seqlab.report.EvaluationSummary`."""
+    rows = {name: res for name, res in evaluation.items() if isinstance(res, dict)}
+    if not rows:
+        return None
+    first = next(iter(rows.values()))
     if config.attention:
-        lines.append(
-            "Attention lets information bypass the bottleneck: the `bottleneck_only` row runs the "
-            "decoder with all-zero encoder states, so it alone measures what the "
-            f"{config.bottleneck}-d code carries."
-        )
+        note = ("Attention lets information bypass the bottleneck: the `bottleneck_only` row runs the "
+                "decoder with all-zero encoder states, so it alone measures what the "
+                f"{config.bottleneck}-d code carries.")
     else:
-        lines.append(f"Without attention every number measures the {config.bottleneck}-d bottleneck.")
-    keys = [
-        "token_cosine",
-        "sequence_cosine",
-        "mse",
-        "rmse",
-        "word_top1",
-        "word_top5",
-        "bottleneck_active_dims",
-        "bottleneck_participation_ratio",
-    ]
-    lines += ["", "| decoding | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    for name, res in evaluation.items():
-        lines.append(
-            f"| {name} | "
-            + " | ".join(f"{res[k]:.4g}" if isinstance(res[k], float) else str(res[k]) for k in keys)
-            + " |"
-        )
-    lines += [
-        "",
+        note = f"Without attention every number measures the {config.bottleneck}-d bottleneck."
+    keys = [k for k in EVALUATION_KEYS if k in first]
+    return EvaluationSummary("held-out poems, free-running decoding", rows, int(first["chunks"]), "chunks",
+                             keys=keys, detail=f"{int(first['tokens']):,} tokens", notes=[note])
+
+
+def _append_evaluation_to_report(run_dir: Path, summary: EvaluationSummary | None) -> None:
+    if summary is None:
+        return
+    append_to_report(run_dir, summary, [
         "Latent codes: ![PCA](latent_pca.png) ![t-SNE](latent_tsne.png)",
         "",
         "Files: [evaluation.json](evaluation.json), [model_config.toml](model_config.toml), "
         "[vocabulary.json](vocabulary.json)",
-        "",
-    ]
-    from ..serialization import atomic_write_text
-
-    atomic_write_text(report, report.read_text() + "\n".join(lines))
+    ])
 
 
 def _saved_config(run_dir: Path) -> AutoencoderConfig:

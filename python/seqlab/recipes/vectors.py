@@ -17,12 +17,13 @@ from ..models.vectors.baselines import LinearPredictor, context_mean, copy_last,
 from ..models.vectors.config import VectorPredictorConfig
 from ..models.vectors.config import preset as make_preset
 from ..models.vectors.dataset import VectorData, as_windows_input, prepare
-from ..models.vectors.evaluate import format_table, retrieval_scores
+from ..models.vectors.evaluate import CONTRASTIVE_BATCH, format_table, retrieval_scores
 from ..models.vectors.loss import loss_from_config, next_vector_loss
 from ..models.vectors.model import NextVectorModel
 from ..models.vectors.negatives import mine_hard_negatives, negatives_for
 from ..models.vectors.stream import VectorStream
 from ..optim import AdamW
+from ..report.evaluation import EvaluationSummary, append_to_report, recipe_html
 from ..serialization import atomic_write_bytes, atomic_write_text, read_toml, write_json, write_toml
 from ..train import Checkpoint, EarlyStopping, Trainer
 from .run_dir import claim_run_dir, interruptible, read_run, resume_data, resumed_config
@@ -60,7 +61,11 @@ class VectorPredictor:
         self.encoder = encoder
         self.history = history or []
         self.evaluation: dict[str, Any] = {}
+        self.summary: EvaluationSummary | None = None
         self.run_dir = run_dir
+
+    def _repr_html_(self) -> str:
+        return recipe_html(repr(self), self.summary, self.run_dir)
 
     def __repr__(self) -> str:
         c = self.config
@@ -209,7 +214,12 @@ class VectorPredictor:
             settings = json.loads((path / "encoder.json").read_text())
             arrays = {k.removeprefix("encoder."): v for k, v in weights.items() if k.startswith("encoder.")}
             encoder = encoder_from_state(arrays, settings)
-        return cls(model, config, encoder=encoder, run_dir=path)
+        fitted = cls(model, config, encoder=encoder, run_dir=path)
+        if (path / "evaluation.json").is_file():
+            fitted.evaluation = json.loads((path / "evaluation.json").read_text()).get("results", {})
+            if isinstance(fitted.evaluation.get("model"), dict):
+                fitted.summary = evaluation_summary(fitted.evaluation)
+        return fitted
 
 
 # ---------------------------------------------------------------- training
@@ -235,23 +245,25 @@ def _predict_fn(m: NextVectorModel, batch: SegmentBatch) -> tuple[np.ndarray, np
     return unit_rows(y), batch.targets
 
 
-def _append_evaluation_to_report(run_dir: Path, evaluation: dict[str, Any], data: VectorData) -> None:
-    report = run_dir / "training_report.md"
-    if not report.exists():
-        return
+def evaluation_summary(evaluation: dict[str, Any]) -> EvaluationSummary:
+    """The held-out figures of :meth:`VectorPredictor.evaluate` (the model, then the
+    baselines) as the report's :class:`~seqlab.report.EvaluationSummary`."""
     rows = {k: v for k, v in evaluation.items() if isinstance(v, dict)}
     keys = [k for k in rows["model"] if k not in ("windows", "bank")]
-    lines = [
-        "", "## Evaluation (held-out chains, every window, bank of every test vector)", "",
-        f"{int(rows['model']['windows'])} windows, bank of {int(rows['model']['bank'])} vectors. "
-        + ("The model beats copy-last." if evaluation["beats_copy_last"]
-           else "**The model does not beat the copy-last baseline.**"),
-        "", "| predictor | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys),
-    ]
-    lines += [f"| {name} | " + " | ".join(f"{row[k]:.4f}" for k in keys) + " |" for name, row in rows.items()]
-    lines += ["", f"Data: {data.summary()}", "", data.gates.summary(), "",
-              "Files: [evaluation.json](evaluation.json), [model_config.toml](model_config.toml)", ""]
-    atomic_write_text(report, report.read_text() + "\n".join(lines))
+    beats = ("The model beats copy-last." if evaluation.get("beats_copy_last")
+             else "**The model does not beat the copy-last baseline.**")
+    return EvaluationSummary(
+        "held-out chains, every window, bank of every held-out vector", rows, int(rows["model"]["windows"]),
+        "windows", keys=keys, detail=f"bank of {int(rows['model']['bank']):,} vectors", notes=[beats],
+        parameters={"contrastive_batch": CONTRASTIVE_BATCH},
+    )
+
+
+def _append_evaluation_to_report(run_dir: Path, summary: EvaluationSummary, data: VectorData) -> None:
+    append_to_report(run_dir, summary, [
+        f"Data: {data.summary()}", "", data.gates.summary(), "",
+        "Files: [evaluation.json](evaluation.json), [model_config.toml](model_config.toml)",
+    ])
 
 
 def fit_vector_predictor(
@@ -338,10 +350,10 @@ def fit_vector_predictor(
                             for s, c in prepared.splits.items()}},
         "seconds": time.perf_counter() - start,
     })
-    _append_evaluation_to_report(run_dir, evaluation, prepared)
+    fitted.summary = evaluation_summary(evaluation)
+    _append_evaluation_to_report(run_dir, fitted.summary, prepared)
     if verbose:
-        print(f"{split} split ({int(evaluation['model']['windows'])} windows, bank of "
-              f"{int(evaluation['model']['bank'])} vectors):")
+        print(f"{split} split, {fitted.summary.sample_line()}:")
         print(format_table({k: v for k, v in evaluation.items() if isinstance(v, dict)}))
         if not evaluation["beats_copy_last"]:
             print("note: the model does not beat the copy-last baseline on Hit@5 and MRR")

@@ -188,7 +188,7 @@ class Trainer:
         self.messages.append(message)
         if self.verbose:
             if self.progress:
-                from tqdm import tqdm
+                from tqdm.auto import tqdm
 
                 tqdm.write(message, file=sys.stderr)
             else:
@@ -337,7 +337,7 @@ class Trainer:
         batches: Iterable[Any] = self.train_data.batches(rng)
         bar = None
         if self.progress:
-            from tqdm import tqdm
+            from tqdm.auto import tqdm
 
             bar = tqdm(
                 total=self.train_data.num_batches(),
