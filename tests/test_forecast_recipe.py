@@ -80,7 +80,7 @@ def test_too_short_series_and_missing_file() -> None:
     with pytest.raises(ValueError, match="fewer than input_size.*--input-size and --horizon"):
         seqlab.forecaster("nile", input_size=96, horizon=24, verbose=False)
     short = list(synthetic_events(n_agents=1, days=2))
-    with pytest.raises(ValueError, match=r"48 steps, fewer than input_size \+ horizon = 96 \+ 24.*--input-size"):
+    with pytest.raises(ValueError, match=r"48 steps, fewer than input_size \+ horizon = 96 \+ 24.*--input"):
         seqlab.forecaster(short, verbose=False)
     with pytest.raises(FileNotFoundError, match="nope.csv"):
         seqlab.forecaster("nope.csv", verbose=False)
