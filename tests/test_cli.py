@@ -60,3 +60,11 @@ def test_demo_help_says_what_it_is(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "check that the install works" in capsys.readouterr().out
+
+
+def test_demo_result_repr_is_one_line() -> None:
+    from seqlab.recipes.demo import sequence_demo
+
+    result = sequence_demo(epochs=2, hidden=8, samples=64, verbose=False)
+    text = repr(result)
+    assert "\n" not in text and text.startswith("DemoResult(") and "2 epochs, val loss" in text
