@@ -354,20 +354,6 @@ def _append_evaluation_to_report(run_dir: Path, summary: EvaluationSummary | Non
     ])
 
 
-def _saved_config(run_dir: Path) -> AutoencoderConfig:
-    """The config a poetry run was started with (from its config.toml or run.json)."""
-    if (run_dir / "config.toml").exists():
-        saved = read_toml(run_dir / "config.toml").get("config")
-        if saved:
-            return AutoencoderConfig.from_dict(saved)
-    arguments = read_run(run_dir, KIND).get("arguments")
-    if not arguments:
-        raise ValueError(f"resume: {run_dir} holds no poetry autoencoder run (no config.toml or run.json)")
-    if "config" in arguments:
-        return AutoencoderConfig.from_dict(arguments["config"])
-    return make_preset(arguments["preset"], **arguments.get("overrides", {}))
-
-
 def poetry_autoencoder(
     data: str | Path | PoemCorpus | None = None,
     preset: str | None = None,
@@ -416,11 +402,8 @@ def poetry_autoencoder(
             raise TypeError(f"poetry_autoencoder: preset={preset!r} and preset_name={preset_name!r} disagree")
         preset = preset_name
     if resume is not None:
-        saved = _saved_config(Path(resume))
-        recorded = read_run(Path(resume), KIND).get("arguments", {}).get("preset")
-        if preset is not None and recorded is not None and preset != recorded:
-            raise ValueError(f"resume: {resume} was started with preset {recorded!r}, not {preset!r}")
-        config = resumed_config(saved, overrides, Path(resume))
+        config = resumed_config(Path(resume), KIND, preset, overrides, AutoencoderConfig.from_dict,
+                                make_preset)
     else:
         preset = preset or "small"
         config = make_preset(preset, **overrides)

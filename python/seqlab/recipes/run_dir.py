@@ -14,14 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..serialization import write_json
+from ..serialization import read_toml, write_json
 
 RUN_FILE = "run.json"
 # recipe kind -> (Python function, ``seqlab`` subcommand, its run-directory argument in Python)
@@ -209,11 +209,33 @@ def interruptible(run_dir: Path, kind: str) -> Iterator[None]:
         raise TrainingInterrupted(run_dir, kind) from None
 
 
-def resumed_config(saved: Any, overrides: Mapping[str, Any], run_dir: Path) -> Any:
-    """A resumed run's config: its saved one with ``epochs`` (the last epoch to train, counted
-    from the run's start) taken from ``overrides``; any other change is refused.
+def saved_config(run_dir: Path, kind: str, from_dict: Callable[[dict[str, Any]], Any],
+                 make_preset: Callable[..., Any]) -> Any:
+    """The config a run was started with: from its ``config.toml`` (written when training
+    began) or else from the preset and overrides recorded in its ``run.json``."""
+    if (run_dir / "config.toml").exists():
+        saved = read_toml(run_dir / "config.toml").get("config")
+        if saved:
+            return from_dict(saved)
+    arguments = read_run(run_dir, kind).get("arguments")
+    if not arguments:
+        raise ValueError(f"resume: {run_dir} holds no {kind} run (no config.toml or run.json)")
+    if "config" in arguments:
+        return from_dict(arguments["config"])
+    return make_preset(arguments["preset"], **arguments.get("overrides", {}))
 
-    ``saved`` is a config dataclass with ``with_overrides`` (poetry, vectors, forecast)."""
+
+def resumed_config(run_dir: Path, kind: str, preset: str | None, overrides: Mapping[str, Any],
+                   from_dict: Callable[[dict[str, Any]], Any], make_preset: Callable[..., Any]) -> Any:
+    """A resumed run's config: the one it was started with (:func:`saved_config`), with
+    ``epochs`` (the last epoch to train, counted from the run's start) taken from
+    ``overrides``; another preset or any other changed setting is refused (ValueError).
+
+    Configs are dataclasses with ``with_overrides`` (poetry, vectors)."""
+    saved = saved_config(run_dir, kind, from_dict, make_preset)
+    recorded = read_run(run_dir, kind).get("arguments", {}).get("preset")
+    if preset is not None and recorded is not None and preset != recorded:
+        raise ValueError(f"resume: {run_dir} was started with preset {recorded!r}, not {preset!r}")
     changed = sorted(k for k, v in overrides.items()
                      if k != "epochs" and saved.with_overrides(**{k: v}) != saved)
     if changed:

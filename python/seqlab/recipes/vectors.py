@@ -361,20 +361,6 @@ def fit_vector_predictor(
     return fitted
 
 
-def _saved_config(run_dir: Path) -> VectorPredictorConfig:
-    """The config a vector-predictor run was started with (from its config.toml or run.json)."""
-    if (run_dir / "config.toml").exists():
-        saved = read_toml(run_dir / "config.toml").get("config")
-        if saved:
-            return VectorPredictorConfig.from_dict(saved)
-    arguments = read_run(run_dir, KIND).get("arguments")
-    if not arguments:
-        raise ValueError(f"resume: {run_dir} holds no vector predictor run (no config.toml or run.json)")
-    if "config" in arguments:
-        return VectorPredictorConfig.from_dict(arguments["config"])
-    return make_preset(arguments["preset"], **arguments.get("overrides", {}))
-
-
 def vector_predictor(
     data: Any = None,
     context: int | None = None,
@@ -427,10 +413,8 @@ def vector_predictor(
     if cell is not None:
         settings["cell"] = cell
     if resume is not None:
-        recorded = read_run(Path(resume), KIND).get("arguments", {}).get("preset")
-        if preset is not None and recorded is not None and preset != recorded:
-            raise ValueError(f"resume: {resume} was started with preset {recorded!r}, not {preset!r}")
-        config = resumed_config(_saved_config(Path(resume)), settings, Path(resume))
+        config = resumed_config(Path(resume), KIND, preset, settings, VectorPredictorConfig.from_dict,
+                                make_preset)
     else:
         preset = preset or "default"
         config = make_preset(preset, **settings)
