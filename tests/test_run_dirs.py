@@ -194,3 +194,10 @@ def test_tuned_forecast_runs_refuse_to_resume(tmp_path: Path) -> None:
         seqlab.forecaster(resume=run)
     with pytest.raises(ValueError, match="is a forecaster run; resume it with seqlab.forecaster"):
         seqlab.poetry_autoencoder(resume=run)
+
+
+def test_interruption_is_not_an_exception(tmp_path: Path) -> None:
+    interrupted = TrainingInterrupted(tmp_path, "forecaster")
+    assert isinstance(interrupted, KeyboardInterrupt) and not isinstance(interrupted, Exception)
+    assert str(interrupted) == (f"interrupted; no checkpoint was written yet in {tmp_path}; "
+                                f"continue with seqlab.forecaster(resume={str(tmp_path)!r})")

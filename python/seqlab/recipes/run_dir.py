@@ -32,8 +32,11 @@ RECIPES: dict[str, tuple[str, str, str]] = {
 }
 
 
-class RunError(Exception):
-    """Mixin of the run-directory errors: ``for_cli()`` words the advice as command-line flags."""
+class RunError:
+    """Mixin of the run-directory errors: ``for_cli()`` words the advice as command-line flags.
+
+    Not an Exception itself, so :class:`TrainingInterrupted` stays a KeyboardInterrupt only
+    (an ``except Exception`` does not swallow Ctrl-C)."""
 
     cli_message = ""
 
