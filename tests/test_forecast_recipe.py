@@ -77,8 +77,11 @@ def test_csv_and_tuning(tmp_path: Path) -> None:
 
 
 def test_too_short_series_and_missing_file() -> None:
-    with pytest.raises(ValueError, match="fewer than input_size"):
+    with pytest.raises(ValueError, match="fewer than input_size.*--input-size and --horizon"):
         seqlab.forecaster("nile", input_size=96, horizon=24, verbose=False)
+    short = list(synthetic_events(n_agents=1, days=2))
+    with pytest.raises(ValueError, match=r"48 steps, fewer than input_size \+ horizon = 96 \+ 24.*--input"):
+        seqlab.forecaster(short, verbose=False)
     with pytest.raises(FileNotFoundError, match="nope.csv"):
         seqlab.forecaster("nope.csv", verbose=False)
 
@@ -143,3 +146,19 @@ def test_etth1_runs_end_to_end(shared_data: Path) -> None:
     s = f.evaluate()
     assert f.season == 24 and np.isfinite(s["model"]["mse"])
     assert s["model"]["mse"] < 2 * s["last_value"]["mse"]
+
+
+def test_univariate_history_may_be_1d_and_repr_is_one_line() -> None:
+    t = np.arange(400, dtype=np.float32)
+    f = seqlab.forecaster(np.sin(2 * np.pi * t / 24)[:, None], preset="tiny", input_size=24, horizon=6,
+                          epochs=1, verbose=False)
+    history = np.sin(2 * np.pi * t[-30:] / 24)
+    flat = f.predict(history)
+    assert flat.shape == (6,)
+    np.testing.assert_array_equal(flat, f.predict(history[:, None])[:, 0])
+    text = repr(f)
+    assert "\n" not in text and len(text) < 200
+    assert text.startswith("Forecaster(nbeats, input 24 -> horizon 6")
+    assert "held out:" in f._repr_html_() and "<table>" in f._repr_html_()
+    with pytest.raises(ValueError, match=r"history must be \(T, 1\)"):
+        f.predict(np.ones((2, 3, 4, 5)))

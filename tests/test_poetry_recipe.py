@@ -164,7 +164,7 @@ def test_compare_writes_a_table(tmp_path: Path) -> None:
     path = write_corpus(tmp_path, "poetrydb")
     tiny = {k: v for k, v in TINY.items() if k != "bottleneck"}
     rows = compare(str(path), cells=("rnn", "gru"), bottlenecks=(4,), attention=(False, True),
-                   preset_name="tiny", out=tmp_path / "cmp", verbose=False, num_heads=2, **tiny)
+                   preset="tiny", out=tmp_path / "cmp", verbose=False, num_heads=2, **tiny)
     assert [(r["cell"], r["attention"], r["decoding"]) for r in rows] == [
         ("rnn", False, "bottleneck_only"), ("rnn", True, "with_attention"), ("rnn", True, "bottleneck_only"),
         ("gru", False, "bottleneck_only"), ("gru", True, "with_attention"), ("gru", True, "bottleneck_only")]

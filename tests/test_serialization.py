@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from seqlab.serialization import (
     load_bundle,
     read_toml,
     save_bundle,
+    write_json,
     write_toml,
 )
 
@@ -70,3 +73,17 @@ def test_toml_round_trip(tmp_path: Path) -> None:
     atomic_write_text(tmp_path / "bad.toml", "a = [1,\n")
     with pytest.raises(ValueError, match="bad.toml: invalid TOML"):
         read_toml(tmp_path / "bad.toml")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_follow_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        write_json(tmp_path / "b.json", {"a": 1})
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    for name in ("a.txt", "b.json", "plain.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name

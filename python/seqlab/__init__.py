@@ -20,18 +20,30 @@ from .threads import get_num_threads, set_num_threads
 __version__ = "0.1.0"
 
 _RECIPES = {"forecaster", "poetry_autoencoder", "load", "sequence_demo", "vector_predictor"}
+# Subpackages imported on first use (``seqlab.data``, ``seqlab.train``, ...): `import seqlab` stays light.
+_SUBMODULES = {"data", "models", "recipes", "report", "serialization", "train", "tune"}
 
 
-def __getattr__(name: str):  # the recipes load on first use: `import seqlab` stays light
+def __getattr__(name: str):
     if name in _RECIPES:
         from . import recipes
 
         return getattr(recipes, name)
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'seqlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _RECIPES | _SUBMODULES)
+
 
 __all__ = [
     "load",
     "poetry_autoencoder",
+    "sequence_demo",
     "Tensor",
     "_core",
     "concatenate",

@@ -37,11 +37,19 @@ class CorruptFileError(ValueError):
     """A file seqlab wrote was truncated or altered on disk."""
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Writes ``data`` to ``path`` atomically (temporary file, fsync, rename, fsync dir).
 
-    Under MPI with several ranks only rank 0 writes (the others return at once), so a
-    recipe run by every rank writes each of its files once.
+    The file gets the mode any newly created file of the user gets (0666 less the umask),
+    not the 0600 of the temporary file it is written through. Under MPI with several ranks
+    only rank 0 writes (the others return at once), so a recipe run by every rank writes
+    each of its files once.
     """
     from .distributed.comm import is_main
 
@@ -51,6 +59,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

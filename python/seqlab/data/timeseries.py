@@ -369,7 +369,8 @@ def make_splits(
     if n < input_size + horizon:
         raise ValueError(
             f"{series.source}: the series has {n} steps, fewer than input_size + horizon = "
-            f"{input_size + horizon}"
+            f"{input_size} + {horizon} = {input_size + horizon}; give a longer series or a smaller "
+            "input_size and horizon (--input-size and --horizon on the command line)"
         )
     bounds = _split_bounds(n, split)
     _, tr, va, te = bounds

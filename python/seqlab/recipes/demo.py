@@ -22,6 +22,11 @@ class DemoResult:
     val_loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
+    def __repr__(self) -> str:
+        losses = (f", val loss {self.val_loss[0]:.4g} -> {self.val_loss[-1]:.4g}" if self.val_loss else "")
+        return (f"DemoResult({type(self.model).__name__}, {len(self.train_loss)} epochs{losses}, "
+                f"{self.seconds:.1f}s)")
+
 
 class _NextValueModel(nn.Module):
     """LSTM over (B, T, 1) sequences and a linear read-out predicting the next value."""

@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..random import manual_seed
+from ..report.evaluation import EvaluationSummary, append_to_report
 from ..threads import get_num_threads, set_num_threads
+from .run_dir import claim_run_dir, interruptible, read_run, resume_data
 
 if TYPE_CHECKING:
     from ..train.forecaster import Forecaster
@@ -27,6 +31,69 @@ def format_scores(scores: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+KIND = "forecaster"
+
+
+def evaluation_summary(scores: dict[str, dict[str, float]], windows: int, horizon: int,
+                       latency_threshold: float = 0.1) -> EvaluationSummary:
+    """Test scores of :meth:`Forecaster.evaluate` (the model, then the naive baselines) as the
+    report's :class:`~seqlab.report.EvaluationSummary`."""
+    return EvaluationSummary(
+        "test windows, in the data's units", dict(scores), windows, "windows",
+        detail=f"{windows * horizon:,} forecast steps of horizon {horizon}",
+        parameters={"latency_threshold": latency_threshold},
+    )
+
+
+def training_document(fitted: Forecaster) -> dict[str, Any]:
+    """``training_metrics.json`` of a forecast run: the per-epoch history of its one member,
+    or of an ensemble's members averaged epoch by epoch (each member's own is in
+    ``members/member<i>/``)."""
+    from ..train.trainer import _versions
+
+    histories = [h for h in fitted.history if h]
+    epochs = sorted({int(row["epoch"]) for h in histories for row in h})
+    rows = []
+    for e in epochs:
+        at = [row for h in histories for row in h if int(row["epoch"]) == e]
+        keys = [k for k in at[0] if k != "epoch" and all(isinstance(r.get(k), (int, float)) for r in at)]
+        rows.append({"epoch": e, **{k: float(np.mean([r[k] for r in at])) for k in keys}})
+    monitor = "val_loss" if rows and "val_loss" in rows[0] else "train_loss"
+    finite = [r for r in rows if np.isfinite(r.get(monitor, np.nan))]
+    best = min(finite, key=lambda r: r[monitor]) if finite else None
+    messages = []
+    if len(histories) > 1:
+        messages.append(f"per-epoch figures are the mean over the {len(histories)} ensemble members that "
+                        "ran each epoch; each member's own run is in members/member<i>/")
+    return {
+        "history": rows,
+        "best": {"monitor": monitor, "epoch": best["epoch"] if best else None,
+                 "value": best[monitor] if best else None},
+        "timing": {"train_seconds": fitted.train_seconds, "epochs_run": len(rows)},
+        "threads": get_num_threads(),
+        "versions": _versions(),
+        "messages": messages,
+    }
+
+
+def _resumed_arguments(run_dir: Path, record: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    arguments = dict(record.get("arguments") or {})
+    if not arguments:
+        raise ValueError(f"resume: {run_dir} has no run.json (not a forecast run directory)")
+    if arguments.get("tune") or arguments.get("model") == "auto":
+        raise ValueError(f"resume: {run_dir} is a tuned run, which cannot be resumed; start a new run "
+                         "(with a shared Optuna storage, a search continues where it stopped)")
+    saved = dict(arguments.get("overrides") or {})
+    changed = sorted(k for k, v in overrides.items() if k != "epochs" and saved.get(k) != v)
+    if changed:
+        raise ValueError(f"resume: {run_dir} continues with the settings it was started with; only epochs "
+                         f"can change on resume (got different {', '.join(changed)})")
+    if "epochs" in overrides:
+        saved["epochs"] = overrides["epochs"]
+    arguments["overrides"] = saved
+    return arguments
+
+
 def forecaster(
     data: Any = None,
     model: str = "nbeats",
@@ -44,6 +111,8 @@ def forecaster(
     seed: int = 0,
     threads: int | None = None,
     verbose: bool = True,
+    resume: str | Path | None = None,
+    other_data: bool = False,
     **overrides: Any,
 ) -> Forecaster:
     """Fits a forecaster in one line and prints its test scores beside naive baselines.
@@ -61,21 +130,54 @@ def forecaster(
         preset: ``"tiny"``, ``"small"`` or ``"paper"`` model sizes (:data:`PRESETS`).
         method, storage: the search's method and Optuna storage URL (when tuning).
         scaler: ``"standard"``, ``"robust"`` or ``"none"``, fitted on training rows.
-        out_dir: save the forecaster, its evaluation (``evaluation.json``) and the search there.
+        out_dir: the run directory: the forecaster (``seqlab.load`` reads it back), its
+            evaluation (``evaluation.json``), ``training_metrics.json`` and ``.png``,
+            ``training_report.md``, each ensemble member's checkpoints (``members/``) and the
+            search. An existing run is refused before any work. None keeps nothing on disk.
         on_error: malformed events are refused (``"raise"``) or skipped (``"skip"``).
+        resume: a run directory to continue from its members' last checkpoints, with the
+            arguments and on the data it was started with (the other arguments are not
+            used); ``epochs=N`` is honoured (training continues up to epoch N counted from
+            the start), other changed settings are refused. Tuned runs cannot resume.
+        other_data: with ``resume``, continue training on ``data`` although it is not the
+            data the run was started on (refused otherwise).
         overrides: :class:`~seqlab.models.forecast.ForecastConfig` fields (``epochs=5``,
             ``width=128``, ``ensemble_seeds=[0, 1, 2]``, ...).
 
     Returns the fitted :class:`~seqlab.train.forecaster.Forecaster` (``.predict(history)``,
     ``.evaluate()``, ``.save(path)``).
+
+    Raises:
+        FileExistsError: ``out_dir`` already holds a run.
+        KeyboardInterrupt: Ctrl-C during training of a run with ``out_dir``, with the last
+            checkpoint and the call that resumes the run in its message.
     """
     from ..data.sources import load_series
     from ..data.timeseries import make_splits
     from ..models.forecast.baselines import guess_season
     from ..models.forecast.config import preset as make_preset
+    from ..report import write_report
     from ..serialization import write_json
     from ..train.forecaster import Forecaster
 
+    run_dir: Path | None = None
+    if resume is not None:
+        run_dir = Path(resume)
+        record = read_run(run_dir, KIND)
+        data = resume_data(run_dir, record, data, other_data)
+        a = _resumed_arguments(run_dir, record, overrides)
+        model, horizon, input_size, tune, target = (a[k] for k in ("model", "horizon", "input_size", "tune",
+                                                                    "target"))
+        split, preset, scaler, on_error, seed = (a[k] for k in ("split", "preset", "scaler", "on_error",
+                                                                 "seed"))
+        overrides = a["overrides"]
+    arguments = {"model": model, "horizon": horizon, "input_size": input_size, "tune": tune, "target": target,
+                 "split": list(split), "preset": preset, "scaler": scaler, "on_error": on_error, "seed": seed,
+                 "overrides": overrides}
+    base_model = "nbeats" if model == "auto" else model
+    base = make_preset(preset, base_model, seed=seed, **overrides)
+    if resume is None and out_dir is not None:
+        run_dir = claim_run_dir(out_dir, KIND, data, arguments)
     if threads is not None:
         set_num_threads(threads)
     manual_seed(seed)
@@ -83,8 +185,6 @@ def forecaster(
     tgt = _default_target(series.columns) if target is None else target
     splits = make_splits(series, input_size, horizon, tgt, split, scaler=scaler)
     season = guess_season(series.timestamps)
-    base_model = "nbeats" if model == "auto" else model
-    base = make_preset(preset, base_model, seed=seed, **overrides)
     if verbose:
         print(
             f"seqlab forecaster: {model} on {series.source} ({len(series)} steps, {len(series.columns)} "
@@ -95,7 +195,7 @@ def forecaster(
     if trials:
         from ..tune.search import search
 
-        search_dir = None if out_dir is None else Path(out_dir) / "search"
+        search_dir = None if run_dir is None else run_dir / "search"
         result = search(
             model,
             splits,
@@ -116,13 +216,29 @@ def forecaster(
                 f"search: {len(result.trials)} trials, best {result.best_params} "
                 f"(val mse {result.best_value:.4g})"
             )
-    else:
+    elif run_dir is None:
         fitted = Forecaster.fit(splits, base, season=season, verbose=False)
+    else:
+        with interruptible(run_dir, KIND):
+            fitted = Forecaster.fit(splits, base, season=season, verbose=False, out_dir=run_dir / "members",
+                                    resume=resume is not None)
     scores = fitted.evaluate("test")
+    fitted.evaluation = {"test": scores}
+    fitted.summary = evaluation_summary(scores, len(splits.test[0]), horizon)
+    fitted.run_dir = run_dir
     if verbose:
-        print(f"trained in {fitted.train_seconds:.1f}s; test scores (data units):")
+        print(f"trained in {fitted.train_seconds:.1f}s; test scores (data units), "
+              f"{fitted.summary.sample_line()}:")
         print(format_scores(scores))
-    if out_dir is not None:
-        fitted.save(Path(out_dir))
-        write_json(Path(out_dir) / "evaluation.json", {"test": scores, "val": fitted.evaluate("val")})
+    if run_dir is not None:
+        fitted.save(run_dir)
+        write_json(run_dir / "evaluation.json", {"test": scores, "val": fitted.evaluate("val")})
+        write_json(run_dir / "training_metrics.json", training_document(fitted))
+        write_report(run_dir)
+        append_to_report(run_dir, fitted.summary, [
+            "Files: [evaluation.json](evaluation.json), [config.toml](config.toml), "
+            "[forecaster.safetensors](forecaster.safetensors), members/ (each member's run)",
+        ])
+        if verbose:
+            print(f"report: {run_dir / 'training_report.md'}")
     return fitted

@@ -9,7 +9,8 @@ from ..serialization import read_toml
 
 
 def load(path: str | Path) -> Any:
-    """Loads a model saved by a recipe (``.save(path)`` or a run directory).
+    """Loads a model saved by a recipe (``.save(path)`` or a run directory): a
+    :class:`PoetryAutoencoder`, :class:`VectorPredictor` or :class:`Forecaster`.
 
     Raises:
         FileNotFoundError: ``path`` has no ``model_config.toml``.
@@ -28,4 +29,10 @@ def load(path: str | Path) -> Any:
         from .vectors import VectorPredictor
 
         return VectorPredictor.load(path)
+    if kind == "forecaster":
+        from ..train.forecaster import Forecaster
+
+        forecaster = Forecaster.load(path)
+        forecaster.run_dir = path
+        return forecaster
     raise ValueError(f"{config}: unknown model kind {kind!r}")

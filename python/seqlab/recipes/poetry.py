@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,16 @@ from ..data.poems import PoemCorpus, load_poems
 from ..data.text import tokenize
 from ..data.vocabulary import Vocabulary
 from ..losses import cosine_mse_loss
-from ..models.poetry.config import AutoencoderConfig, preset
+from ..models.poetry.config import AutoencoderConfig
+from ..models.poetry.config import preset as make_preset
 from ..models.poetry.dataset import PoetryData, prepare
 from ..models.poetry.evaluate import evaluate_chunks, run_batches
 from ..models.poetry.model import SequenceAutoencoder
 from ..optim import AdamW
+from ..report.evaluation import EvaluationSummary, append_to_report, recipe_html
 from ..serialization import load_weights, read_toml, save_weights, write_json, write_toml
 from ..train import Curriculum, EarlyStopping, Trainer, WarmupSchedule
-from .run_dir import new_run_dir
+from .run_dir import claim_run_dir, interruptible, read_run, resume_data, resumed_config
 
 KIND = "poetry_autoencoder"
 
@@ -66,7 +69,11 @@ class PoetryAutoencoder:
         self.data = data
         self.history = history or []
         self.evaluation: dict[str, Any] = {}
+        self.summary: EvaluationSummary | None = None
         self.run_dir = run_dir
+
+    def _repr_html_(self) -> str:
+        return recipe_html(repr(self), self.summary, self.run_dir)
 
     def __repr__(self) -> str:
         c = self.config
@@ -163,7 +170,11 @@ class PoetryAutoencoder:
         model = SequenceAutoencoder(config, int(meta["embedding_dim"]))
         model.load_state_dict({k.removeprefix("model."): v for k, v in weights.items()})
         model.eval()
-        return cls(model, config, vocab, embedding, run_dir=path)
+        fitted = cls(model, config, vocab, embedding, run_dir=path)
+        if (path / "evaluation.json").is_file():
+            fitted.evaluation = json.loads((path / "evaluation.json").read_text()).get("results", {})
+            fitted.summary = evaluation_summary(fitted.evaluation, config)
+        return fitted
 
 
 def _step(model: SequenceAutoencoder, embedding: np.ndarray, config: AutoencoderConfig):
@@ -199,18 +210,22 @@ def fit_poetry_autoencoder(
     resume: str | Path | None = None,
     progress: bool | None = None,
     verbose: bool = True,
+    *,
+    other_data: bool = False,
+    arguments: dict[str, Any] | None = None,
 ) -> PoetryAutoencoder:
-    """Prepares the corpus, trains, evaluates and reports; see :func:`seqlab.poetry_autoencoder`."""
-    config = config or preset("small")
+    """Prepares the corpus, trains, evaluates and reports; see :func:`seqlab.poetry_autoencoder`.
+
+    A new run claims ``out`` first (an existing run is refused before any work); a resumed
+    run (``resume``: its directory) trains on the data recorded in it, with ``config`` as
+    resolved by :func:`seqlab.poetry_autoencoder` (the run's own, ``epochs`` excepted).
+    """
+    config = config or make_preset("small")
     if resume is not None:
         run_dir = Path(resume)
-        saved = (
-            read_toml(run_dir / "config.toml").get("config") if (run_dir / "config.toml").exists() else None
-        )
-        if saved:
-            config = AutoencoderConfig.from_dict(saved)
+        data = resume_data(run_dir, read_run(run_dir, KIND), data, other_data)
     else:
-        run_dir = new_run_dir(out, KIND)
+        run_dir = claim_run_dir(out, KIND, data, arguments or {"config": config.to_dict()})
     start = time.perf_counter()
     prepared = prepare(data, config, verbose=verbose)
     from ..random import manual_seed
@@ -248,7 +263,8 @@ def fit_poetry_autoencoder(
         config={"kind": KIND, **config.to_dict()},
         verbose=verbose,
     )
-    history = trainer.fit()
+    with interruptible(run_dir, KIND):
+        history = trainer.fit()
     fitted = PoetryAutoencoder(model, config, prepared.vocab, prepared.embedding, prepared, history, run_dir)
     evaluation = fitted.evaluate() if prepared.chunks["test"] else {}
     split = "test" if prepared.chunks["test"] else "train"
@@ -277,8 +293,11 @@ def fit_poetry_autoencoder(
             "seconds": time.perf_counter() - start,
         },
     )
-    _append_evaluation_to_report(run_dir, evaluation, config)
+    fitted.summary = evaluation_summary(evaluation, config)
+    _append_evaluation_to_report(run_dir, fitted.summary)
     if verbose:
+        if fitted.summary is not None:
+            print(fitted.summary.sample_line())
         for name, res in evaluation.items():
             print(
                 f"{name}: token cosine {res['token_cosine']:.3f}, "
@@ -290,59 +309,57 @@ def fit_poetry_autoencoder(
     return fitted
 
 
-def _append_evaluation_to_report(
-    run_dir: Path, evaluation: dict[str, Any], config: AutoencoderConfig
-) -> None:
-    report = run_dir / "training_report.md"
-    if not report.exists() or not evaluation:
-        return
-    lines = ["", "## Evaluation (held-out poems, free-running decoding)", ""]
+EVALUATION_KEYS = [
+    "token_cosine",
+    "sequence_cosine",
+    "mse",
+    "rmse",
+    "word_top1",
+    "word_top5",
+    "bottleneck_active_dims",
+    "bottleneck_participation_ratio",
+]
+
+
+def evaluation_summary(evaluation: dict[str, Any], config: AutoencoderConfig) -> EvaluationSummary | None:
+    """The held-out figures of :meth:`PoetryAutoencoder.evaluate` (model rows first, then any
+    baseline rows it holds) as the report's :class:`~seqlab.report.EvaluationSummary`."""
+    rows = {name: res for name, res in evaluation.items() if isinstance(res, dict)}
+    if not rows:
+        return None
+    first = next(iter(rows.values()))
     if config.attention:
-        lines.append(
-            "Attention lets information bypass the bottleneck: the `bottleneck_only` row runs the "
-            "decoder with all-zero encoder states, so it alone measures what the "
-            f"{config.bottleneck}-d code carries."
-        )
+        note = ("Attention lets information bypass the bottleneck: the `bottleneck_only` row runs the "
+                "decoder with all-zero encoder states, so it alone measures what the "
+                f"{config.bottleneck}-d code carries.")
     else:
-        lines.append(f"Without attention every number measures the {config.bottleneck}-d bottleneck.")
-    keys = [
-        "token_cosine",
-        "sequence_cosine",
-        "mse",
-        "rmse",
-        "word_top1",
-        "word_top5",
-        "bottleneck_active_dims",
-        "bottleneck_participation_ratio",
-    ]
-    lines += ["", "| decoding | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    for name, res in evaluation.items():
-        lines.append(
-            f"| {name} | "
-            + " | ".join(f"{res[k]:.4g}" if isinstance(res[k], float) else str(res[k]) for k in keys)
-            + " |"
-        )
-    lines += [
-        "",
+        note = f"Without attention every number measures the {config.bottleneck}-d bottleneck."
+    keys = [k for k in EVALUATION_KEYS if k in first]
+    return EvaluationSummary("held-out poems, free-running decoding", rows, int(first["chunks"]), "chunks",
+                             keys=keys, detail=f"{int(first['tokens']):,} tokens", notes=[note])
+
+
+def _append_evaluation_to_report(run_dir: Path, summary: EvaluationSummary | None) -> None:
+    if summary is None:
+        return
+    append_to_report(run_dir, summary, [
         "Latent codes: ![PCA](latent_pca.png) ![t-SNE](latent_tsne.png)",
         "",
         "Files: [evaluation.json](evaluation.json), [model_config.toml](model_config.toml), "
         "[vocabulary.json](vocabulary.json)",
-        "",
-    ]
-    from ..serialization import atomic_write_text
-
-    atomic_write_text(report, report.read_text() + "\n".join(lines))
+    ])
 
 
 def poetry_autoencoder(
     data: str | Path | PoemCorpus | None = None,
-    preset_name: str = "small",
+    preset: str | None = None,
     *,
     out: str | Path | None = None,
     resume: str | Path | None = None,
+    other_data: bool = False,
     progress: bool | None = None,
     verbose: bool = True,
+    preset_name: str | None = None,
     **overrides: Any,
 ) -> PoetryAutoencoder:
     """Trains, evaluates and reports a poetry autoencoder in one line.
@@ -351,17 +368,42 @@ def poetry_autoencoder(
         data: a file of poems (PoetryDB JSON, JSON lists, JSON Lines, plain text, fortune
             files; see :func:`seqlab.data.load_poems`), or None for the default corpus
             (Debian's ``fortunes`` songs-poems).
-        preset_name: ``"tiny"``, ``"small"``, ``"medium"``, ``"large"``, ``"xlarge"``, ``"research"``.
+        preset: ``"tiny"``, ``"small"`` (the default), ``"medium"``, ``"large"``, ``"xlarge"``,
+            ``"research"`` (:data:`seqlab.models.poetry.config.PRESETS`).
         out: run directory (default ``runs/poetry_autoencoder-<time>``); an existing run is
-            never overwritten.
-        resume: a run directory to continue from its last checkpoint.
+            never overwritten: it is refused before any work.
+        resume: a run directory to continue from its last checkpoint, on the data and with
+            the settings it was started with (``data`` may be left out). ``epochs=N`` is
+            honoured: training continues up to epoch N counted from the run's start (an
+            early-stopped run stays stopped); other changed settings are refused.
+        other_data: with ``resume``, continue training on ``data`` although it is not the
+            data the run was started on (refused otherwise).
+        preset_name: deprecated spelling of ``preset``.
         **overrides: any :class:`AutoencoderConfig` field, e.g. ``cell="gru"``, ``attention=True``,
             ``epochs=30``, ``embeddings="glove.6B.300d.txt"``.
 
     Returns:
         The fitted :class:`PoetryAutoencoder` (``.encode``, ``.reconstruct``, ``.evaluate``,
         ``.save``; ``.run_dir`` holds weights, config, metrics, report and latent plots).
+
+    Raises:
+        FileExistsError: ``out`` already holds a run.
+        KeyboardInterrupt: Ctrl-C during training, with the last checkpoint and the call
+            that resumes the run in its message.
     """
+    if preset_name is not None:
+        warnings.warn("poetry_autoencoder(preset_name=...) is deprecated; use preset=...",
+                      DeprecationWarning, stacklevel=2)
+        if preset is not None and preset != preset_name:
+            raise TypeError(f"poetry_autoencoder: preset={preset!r} and preset_name={preset_name!r} disagree")
+        preset = preset_name
+    if resume is not None:
+        config = resumed_config(Path(resume), KIND, preset, overrides, AutoencoderConfig.from_dict,
+                                make_preset)
+    else:
+        preset = preset or "small"
+        config = make_preset(preset, **overrides)
     return fit_poetry_autoencoder(
-        data, preset(preset_name, **overrides), out=out, resume=resume, progress=progress, verbose=verbose
+        data, config, out=out, resume=resume, progress=progress, verbose=verbose, other_data=other_data,
+        arguments={"preset": preset, "overrides": overrides},
     )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..data.poems import PoemCorpus, load_poems
-from ..models.poetry.config import preset
+from ..models.poetry.config import preset as make_preset
 from ..serialization import atomic_write_figure, atomic_write_text, write_json
 from .poetry import fit_poetry_autoencoder
 from .run_dir import new_run_dir
@@ -21,9 +22,10 @@ def compare(
     cells: Sequence[str] = ("rnn", "lstm", "gru"),
     bottlenecks: Sequence[int] = (8, 12, 16, 20, 24),
     attention: Sequence[bool] = (False, True),
-    preset_name: str = "small",
+    preset: str = "small",
     out: str | Path | None = None,
     verbose: bool = True,
+    preset_name: str | None = None,
     **overrides: Any,
 ) -> list[dict[str, Any]]:
     """Trains one autoencoder per (cell, bottleneck, attention) and tabulates their evaluation.
@@ -33,8 +35,15 @@ def compare(
     Each row holds the held-out metrics of the bottleneck alone and, for attention models,
     with attention.
 
+    ``preset`` names the preset every run starts from (``preset_name`` is its deprecated
+    spelling).
+
     Returns the rows (dicts with cell, bottleneck, attention, decoding and the metrics).
     """
+    if preset_name is not None:
+        warnings.warn("compare(preset_name=...) is deprecated; use preset=...", DeprecationWarning,
+                      stacklevel=2)
+        preset = preset_name
     root = new_run_dir(out, "poetry_compare")
     corpus = data if isinstance(data, PoemCorpus) else load_poems(data)
     rows: list[dict[str, Any]] = []
@@ -43,7 +52,7 @@ def compare(
         name = f"{cell}-b{size}-{'attention' if att else 'plain'}"
         if verbose:
             print(f"[{i}/{len(grid)}] {name}", flush=True)
-        config = preset(preset_name, cell=cell, bottleneck=size, attention=att, **overrides)
+        config = make_preset(preset, cell=cell, bottleneck=size, attention=att, **overrides)
         fitted = fit_poetry_autoencoder(corpus, config, out=root / name, progress=False, verbose=False)
         for decoding, result in fitted.evaluation.items():
             rows.append(

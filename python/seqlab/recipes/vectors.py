@@ -15,16 +15,18 @@ from ..data.vector_chains import VectorChains
 from ..data.vector_windows import SegmentBatch, SegmentBatches, padded_windows, window_spans
 from ..models.vectors.baselines import LinearPredictor, context_mean, copy_last, unit_rows
 from ..models.vectors.config import VectorPredictorConfig
+from ..models.vectors.config import preset as make_preset
 from ..models.vectors.dataset import VectorData, as_windows_input, prepare
-from ..models.vectors.evaluate import format_table, retrieval_scores
+from ..models.vectors.evaluate import CONTRASTIVE_BATCH, format_table, retrieval_scores
 from ..models.vectors.loss import loss_from_config, next_vector_loss
 from ..models.vectors.model import NextVectorModel
 from ..models.vectors.negatives import mine_hard_negatives, negatives_for
 from ..models.vectors.stream import VectorStream
 from ..optim import AdamW
+from ..report.evaluation import EvaluationSummary, append_to_report, recipe_html
 from ..serialization import atomic_write_text, load_weights, read_toml, save_weights, write_json, write_toml
 from ..train import Checkpoint, EarlyStopping, Trainer
-from .run_dir import new_run_dir
+from .run_dir import claim_run_dir, interruptible, read_run, resume_data, resumed_config
 
 KIND = "vector_predictor"
 BEST_CHECKPOINT = "best_val_hit5"
@@ -59,7 +61,11 @@ class VectorPredictor:
         self.encoder = encoder
         self.history = history or []
         self.evaluation: dict[str, Any] = {}
+        self.summary: EvaluationSummary | None = None
         self.run_dir = run_dir
+
+    def _repr_html_(self) -> str:
+        return recipe_html(repr(self), self.summary, self.run_dir)
 
     def __repr__(self) -> str:
         c = self.config
@@ -204,7 +210,12 @@ class VectorPredictor:
             settings = json.loads((path / "encoder.json").read_text())
             arrays = {k.removeprefix("encoder."): v for k, v in weights.items() if k.startswith("encoder.")}
             encoder = encoder_from_state(arrays, settings)
-        return cls(model, config, encoder=encoder, run_dir=path)
+        fitted = cls(model, config, encoder=encoder, run_dir=path)
+        if (path / "evaluation.json").is_file():
+            fitted.evaluation = json.loads((path / "evaluation.json").read_text()).get("results", {})
+            if isinstance(fitted.evaluation.get("model"), dict):
+                fitted.summary = evaluation_summary(fitted.evaluation)
+        return fitted
 
 
 # ---------------------------------------------------------------- training
@@ -230,23 +241,25 @@ def _predict_fn(m: NextVectorModel, batch: SegmentBatch) -> tuple[np.ndarray, np
     return unit_rows(y), batch.targets
 
 
-def _append_evaluation_to_report(run_dir: Path, evaluation: dict[str, Any], data: VectorData) -> None:
-    report = run_dir / "training_report.md"
-    if not report.exists():
-        return
+def evaluation_summary(evaluation: dict[str, Any]) -> EvaluationSummary:
+    """The held-out figures of :meth:`VectorPredictor.evaluate` (the model, then the
+    baselines) as the report's :class:`~seqlab.report.EvaluationSummary`."""
     rows = {k: v for k, v in evaluation.items() if isinstance(v, dict)}
     keys = [k for k in rows["model"] if k not in ("windows", "bank")]
-    lines = [
-        "", "## Evaluation (held-out chains, every window, bank of every test vector)", "",
-        f"{int(rows['model']['windows'])} windows, bank of {int(rows['model']['bank'])} vectors. "
-        + ("The model beats copy-last." if evaluation["beats_copy_last"]
-           else "**The model does not beat the copy-last baseline.**"),
-        "", "| predictor | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys),
-    ]
-    lines += [f"| {name} | " + " | ".join(f"{row[k]:.4f}" for k in keys) + " |" for name, row in rows.items()]
-    lines += ["", f"Data: {data.summary()}", "", data.gates.summary(), "",
-              "Files: [evaluation.json](evaluation.json), [model_config.toml](model_config.toml)", ""]
-    atomic_write_text(report, report.read_text() + "\n".join(lines))
+    beats = ("The model beats copy-last." if evaluation.get("beats_copy_last")
+             else "**The model does not beat the copy-last baseline.**")
+    return EvaluationSummary(
+        "held-out chains, every window, bank of every held-out vector", rows, int(rows["model"]["windows"]),
+        "windows", keys=keys, detail=f"bank of {int(rows['model']['bank']):,} vectors", notes=[beats],
+        parameters={"contrastive_batch": CONTRASTIVE_BATCH},
+    )
+
+
+def _append_evaluation_to_report(run_dir: Path, summary: EvaluationSummary, data: VectorData) -> None:
+    append_to_report(run_dir, summary, [
+        f"Data: {data.summary()}", "", data.gates.summary(), "",
+        "Files: [evaluation.json](evaluation.json), [model_config.toml](model_config.toml)",
+    ])
 
 
 def fit_vector_predictor(
@@ -256,18 +269,21 @@ def fit_vector_predictor(
     resume: str | Path | None = None,
     progress: bool | None = None,
     verbose: bool = True,
+    *,
+    other_data: bool = False,
+    arguments: dict[str, Any] | None = None,
 ) -> VectorPredictor:
-    """Prepares the chains, trains, evaluates and reports; see :func:`seqlab.vector_predictor`."""
+    """Prepares the chains, trains, evaluates and reports; see :func:`seqlab.vector_predictor`.
+
+    A new run claims ``out`` first (an existing run is refused before any work); a resumed
+    run (``resume``: its directory) trains on the data recorded in it.
+    """
     config = config or VectorPredictorConfig()
     if resume is not None:
         run_dir = Path(resume)
-        saved = read_toml(run_dir / "config.toml").get("config") if (run_dir / "config.toml").exists() else {}
-        if saved:
-            config = VectorPredictorConfig.from_dict(saved)
+        data = resume_data(run_dir, read_run(run_dir, KIND), data, other_data)
     else:
-        run_dir = new_run_dir(out, KIND)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise FileExistsError(f"{run_dir} is not empty; choose another out (nothing was overwritten)")
+        run_dir = claim_run_dir(out, KIND, data, arguments or {"config": config.to_dict()})
     start = time.perf_counter()
     prepared = prepare(data, config, verbose=verbose)
     from ..random import manual_seed
@@ -314,7 +330,8 @@ def fit_vector_predictor(
         step_fn=_step_fn(config, train_chains, val_chains, mined), predict_fn=_predict_fn,
         config={"kind": KIND, **config.to_dict()}, verbose=verbose,
     )
-    history = trainer.fit()
+    with interruptible(run_dir, KIND):
+        history = trainer.fit()
     fitted = VectorPredictor(model, config, prepared, prepared.encoder, history, run_dir)
     held_out = [s for s in ("test", "val") if len(window_spans(prepared.splits[s], 1)[1])]
     split = held_out[0] if held_out else "train"
@@ -329,10 +346,10 @@ def fit_vector_predictor(
                             for s, c in prepared.splits.items()}},
         "seconds": time.perf_counter() - start,
     })
-    _append_evaluation_to_report(run_dir, evaluation, prepared)
+    fitted.summary = evaluation_summary(evaluation)
+    _append_evaluation_to_report(run_dir, fitted.summary, prepared)
     if verbose:
-        print(f"{split} split ({int(evaluation['model']['windows'])} windows, bank of "
-              f"{int(evaluation['model']['bank'])} vectors):")
+        print(f"{split} split, {fitted.summary.sample_line()}:")
         print(format_table({k: v for k, v in evaluation.items() if isinstance(v, dict)}))
         if not evaluation["beats_copy_last"]:
             print("note: the model does not beat the copy-last baseline on Hit@5 and MRR")
@@ -342,11 +359,13 @@ def fit_vector_predictor(
 
 def vector_predictor(
     data: Any = None,
-    context: int = 100,
-    cell: str = "gru",
+    context: int | None = None,
+    cell: str | None = None,
     *,
+    preset: str | None = None,
     out: str | Path | None = None,
     resume: str | Path | None = None,
+    other_data: bool = False,
     progress: bool | None = None,
     verbose: bool = True,
     **overrides: Any,
@@ -359,10 +378,18 @@ def vector_predictor(
             files or a list of document strings (embedded the same way, or by
             ``encoder="minilm"``), an ``.npz`` with ``vectors`` and ``chain_offsets`` or
             ``chain_ids``, a list of ``(L_i, D)`` arrays, or :class:`VectorChains`.
-        context: the most vectors a prediction reads (100 by default; 500 works).
-        cell: ``"gru"``, ``"lstm"`` or ``"transformer"``.
-        out: run directory (default ``runs/vector_predictor-<time>``); never overwritten.
-        resume: a run directory to continue from its last checkpoint.
+        context: the most vectors a prediction reads (the preset's: 100 by default; 500 works).
+        cell: ``"gru"`` (the preset's default), ``"lstm"`` or ``"transformer"``.
+        preset: a named configuration (:data:`seqlab.models.vectors.config.PRESETS`;
+            default ``"default"``).
+        out: run directory (default ``runs/vector_predictor-<time>``); never overwritten: an
+            existing run is refused before any work.
+        resume: a run directory to continue from its last checkpoint, on the data and with
+            the settings it was started with (``data`` may be left out). ``epochs=N`` is
+            honoured: training continues up to epoch N counted from the run's start (an
+            early-stopped run stays stopped); other changed settings are refused.
+        other_data: with ``resume``, continue training on ``data`` although it is not the
+            data the run was started on (refused otherwise).
         **overrides: any :class:`VectorPredictorConfig` field (``hidden_size=512``,
             ``epochs=10``, ``infonce_weight=0.1``, ``hard_negatives=4``, ...).
 
@@ -370,6 +397,22 @@ def vector_predictor(
         The fitted :class:`VectorPredictor` (``.predict_next``, ``.stream``, ``.evaluate``,
         ``.save``); its ``run_dir`` holds the weights, checkpoints (``best_val_hit5``),
         metrics, ``evaluation.json`` and ``training_report.md``.
+
+    Raises:
+        FileExistsError: ``out`` already holds a run.
+        KeyboardInterrupt: Ctrl-C during training, with the last checkpoint and the call
+            that resumes the run in its message.
     """
-    config = VectorPredictorConfig().with_overrides(context=context, cell=cell, **overrides)
-    return fit_vector_predictor(data, config, out=out, resume=resume, progress=progress, verbose=verbose)
+    settings = dict(overrides)
+    if context is not None:
+        settings["context"] = context
+    if cell is not None:
+        settings["cell"] = cell
+    if resume is not None:
+        config = resumed_config(Path(resume), KIND, preset, settings, VectorPredictorConfig.from_dict,
+                                make_preset)
+    else:
+        preset = preset or "default"
+        config = make_preset(preset, **settings)
+    return fit_vector_predictor(data, config, out=out, resume=resume, progress=progress, verbose=verbose,
+                                other_data=other_data, arguments={"preset": preset, "overrides": settings})

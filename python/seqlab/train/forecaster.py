@@ -60,6 +60,23 @@ class Forecaster:
     train_seconds: float = 0.0
     lookbacks: list[int] = field(default_factory=list)
     search_result: Any = field(default=None, repr=False)
+    evaluation: dict[str, Any] = field(default_factory=dict, repr=False)
+    summary: Any = field(default=None, repr=False)
+    run_dir: Path | None = field(default=None, repr=False)
+
+    def _repr_html_(self) -> str:
+        from ..report.evaluation import recipe_html
+
+        return recipe_html(repr(self), self.summary, self.run_dir)
+
+    def __repr__(self) -> str:
+        members = len(self.lookbacks) or 1
+        targets = ", ".join(repr(self.columns[c]) for c in self.target_columns)
+        return (
+            f"Forecaster({self.config.model}, input {self.input_size} -> horizon {self.horizon}, "
+            f"target {targets}, {len(self.columns)} input columns, {members} member"
+            f"{'s' if members > 1 else ''}, season {self.season}, trained {self.train_seconds:.1f}s)"
+        )
 
     # ------------------------------------------------------------------ fit
     @classmethod
@@ -71,6 +88,7 @@ class Forecaster:
         callbacks: Sequence[Callback] = (),
         out_dir: str | Path | None = None,
         verbose: bool = False,
+        resume: bool = False,
     ) -> Forecaster:
         """Trains ``config``'s model on ``splits`` (early stopping on validation loss when
         ``config.patience > 0``, restoring the best epoch).
@@ -78,6 +96,9 @@ class Forecaster:
         With ``config.ensemble_*`` lists, one member is trained per combination of lookback,
         loss and seed and the result is a :class:`MedianEnsemble`. ``callbacks`` (e.g. an
         Optuna pruning callback) are given to the first member's Trainer only.
+
+        With ``out_dir`` each member trains in its own run directory ``out_dir/member<i>``
+        (checkpoints, metrics, report); ``resume=True`` continues each from its last checkpoint.
         """
         lookbacks = config.ensemble_lookbacks or [splits.input_size]
         losses = config.ensemble_losses or [config.loss]
@@ -92,7 +113,7 @@ class Forecaster:
         for i, (lb, loss, seed) in enumerate(itertools.product(lookbacks, losses, seeds)):
             run_dir = None if out_dir is None else Path(out_dir) / f"member{i}"
             model, hist = _train_member(
-                splits, config, lb, loss, seed, callbacks if i == 0 else (), run_dir, verbose
+                splits, config, lb, loss, seed, callbacks if i == 0 else (), run_dir, verbose, resume
             )
             members.append(model)
             member_lookbacks.append(lb)
@@ -133,12 +154,17 @@ class Forecaster:
 
         Args:
             history: (T, C) values of the input columns (T >= input_size; the last
-                ``input_size`` rows are used), or a batch (B, T, C).
+                ``input_size`` rows are used), or a batch (B, T, C); for a univariate
+                series (one input column) also a 1-D (T,) history.
 
         Returns:
-            (horizon, n_targets), or (B, horizon, n_targets) for a batch.
+            (horizon, n_targets), or (B, horizon, n_targets) for a batch; (horizon,) for a
+            1-D history.
         """
         h = np.asarray(history, dtype=np.float32)
+        flat = h.ndim == 1 and len(self.columns) == 1
+        if flat:
+            h = h[:, None]
         single = h.ndim == 2
         if single:
             h = h[None]
@@ -155,6 +181,8 @@ class Forecaster:
             raise ValueError("predict: history contains NaN or infinite values")
         scaled = self.scaler.transform(h[:, -self.input_size :])
         y = self.scaler.inverse_transform(self.predict_scaled(scaled), self.target_columns)
+        if flat:
+            return y[0, :, 0]
         return y[0] if single else y
 
     # ------------------------------------------------------------- evaluate
@@ -220,6 +248,7 @@ class Forecaster:
             },
         )
         write_toml(d / "config.toml", {"forecaster": self.config.to_dict(), "data": meta})
+        write_toml(d / "model_config.toml", {"kind": "forecaster", "bundle": BUNDLE})
         return d
 
     @classmethod
@@ -263,6 +292,7 @@ def _train_member(
     callbacks: Sequence[Callback],
     out_dir: Path | None,
     verbose: bool,
+    resume: bool = False,
 ) -> tuple[Module, list[dict[str, Any]]]:
     from ..random import manual_seed
 
@@ -285,6 +315,7 @@ def _train_member(
         clip_grad_norm=config.clip_grad_norm or None,
         seed=seed,
         out_dir=out_dir,
+        resume=resume,
         callbacks=cbs,
         progress=False,
         verbose=verbose,

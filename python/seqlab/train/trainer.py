@@ -205,7 +205,7 @@ class Trainer:
         self.messages.append(message)
         if self.verbose:
             if self.progress:
-                from tqdm import tqdm
+                from tqdm.auto import tqdm
 
                 tqdm.write(message, file=sys.stderr)
             else:
@@ -273,11 +273,13 @@ class Trainer:
             if found is None:
                 if checkpoint_files(self.out_dir):
                     raise ValueError(f"{self.out_dir}: every checkpoint is damaged; cannot resume")
-                raise ValueError(f"{self.out_dir}: holds a run but no checkpoint to resume from")
-            path, state = found
-            self._restore(state)
-            self.log(f"resumed from {path} (epoch {self.epoch}, step {self.global_step})")
-            return
+                self.log(f"{self.out_dir}: no checkpoint was written before the run stopped; "
+                         "training from the start")
+            else:
+                path, state = found
+                self._restore(state)
+                self.log(f"resumed from {path} (epoch {self.epoch}, step {self.global_step})")
+                return
         manual_seed(self.seed)
         write_toml(self.out_dir / "config.toml", self.run_config())
 
@@ -361,7 +363,7 @@ class Trainer:
             batches, num_batches = self.train_data.batches(rng), self.train_data.num_batches()
         bar = None
         if self.progress:
-            from tqdm import tqdm
+            from tqdm.auto import tqdm
 
             bar = tqdm(
                 total=num_batches,

@@ -103,3 +103,16 @@ class VectorPredictorConfig:
     def from_dict(cls, d: dict[str, Any]) -> VectorPredictorConfig:
         known = {f.name for f in fields(cls)}
         return cls().with_overrides(**{k: v for k, v in d.items() if k in known})
+
+
+PRESETS: dict[str, VectorPredictorConfig] = {
+    # A GRU of 256 units over up to 100 vectors; minutes on 2 cores for the default corpus.
+    "default": VectorPredictorConfig(),
+}
+
+
+def preset(name: str, **overrides: Any) -> VectorPredictorConfig:
+    """The named preset with ``overrides`` applied (unknown names raise ValueError listing them)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown vector predictor preset {name!r}; choose one of {list(PRESETS)}")
+    return PRESETS[name].with_overrides(**overrides)
