@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--tune", type=_positive_int, default=None, metavar="TRIALS", help="Optuna trials to run first"
     )
     fc.add_argument("--method", choices=["random", "grid", "bayesian", "hyperband"], default="bayesian")
-    fc.add_argument("--storage", default=None, help="Optuna storage URL shared by several workers")
+    fc.add_argument("--storage", default=None,
+                    help="Optuna storage of the search: journal file, postgresql:// URL or SQLite file")
     fc.add_argument(
         "--skip-bad-events", action="store_true", help="skip malformed events instead of stopping"
     )
@@ -173,18 +174,24 @@ def _tune(args: argparse.Namespace) -> int:
             )
             import optuna
 
+            shared = open_storage(storage, args.heartbeat)
+            if isinstance(shared, str) and shared.startswith("sqlite"):
+                raise ValueError(f"--storage {storage}: SQLite is for one process at a time; give "
+                                 "several workers a journal file (e.g. study.journal) or a postgresql:// URL")
             # the study (and a database's tables) exist before the workers race to join it
-            optuna.create_study(study_name=study_name, storage=open_storage(storage, args.heartbeat),
-                                direction="minimize", load_if_exists=True)
+            optuna.create_study(study_name=study_name, storage=shared, direction="minimize",
+                                load_if_exists=True)
             shares = trial_shares(trials, args.workers)
             threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
             run_local_workers(
                 [_tune_worker_argv(args, storage, study_name, i, n) for i, n in enumerate(shares) if n != 0],
                 threads,
             )
-            finished = optuna.load_study(study_name=study_name, storage=open_storage(storage)).get_trials(
+            finished = optuna.load_study(study_name=study_name, storage=shared).get_trials(
                 deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
             )
+            if not finished:
+                raise RuntimeError(f"study {study_name!r} in {storage}: no trial finished")
             # every worker is done: collect the study (no new trial) and refit its best
             result = search(trials=None, max_trials=max(len(finished), 1), storage=storage, seed=args.seed,
                             refit=not args.no_refit, **common)
