@@ -70,6 +70,14 @@ def test_storages_by_kind(tmp_path: Path) -> None:
         open_storage(tmp_path / "s.journal", heartbeat=0)
 
 
+def test_workers_refuse_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from seqlab.cli import main
+
+    assert main(["tune", "--workers", "2", "--storage", str(tmp_path / "study.db")]) == 1
+    assert "SQLite is for one process at a time" in capsys.readouterr().err
+    assert not (tmp_path / "study.db").exists()
+
+
 def test_two_local_workers_share_a_journal_file(series_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "tune"
     proc = subprocess.run(

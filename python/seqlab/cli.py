@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fc.add_argument("--method", choices=["random", "grid", "bayesian", "hyperband"], default="bayesian",
                     help="search method of --tune (default bayesian: Optuna's TPE)")
-    fc.add_argument("--storage", default=None, help="Optuna storage URL shared by several workers")
+    fc.add_argument("--storage", default=None,
+                    help="Optuna storage of the search: journal file, postgresql:// URL or SQLite file")
     fc.add_argument(
         "--skip-bad-events", action="store_true", help="skip malformed events instead of stopping"
     )
@@ -147,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     tn.add_argument("--study-name", default=None,
                     help="study to create or join (default seqlab-<model>-<method>)")
     tn.add_argument("--workers", type=_positive_int, default=1, help="local worker processes on the study")
-    tn.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    tn.add_argument("--worker-index", type=int, default=0,
+                    help="this worker's index among --workers (set for the processes seqlab tune starts)")
     tn.add_argument("--heartbeat", type=float, default=60.0,
                     help="seconds between heartbeats on a database; a silent worker's trial fails after 2x")
     tn.add_argument("--horizon", type=_positive_int, default=24, help="steps to forecast (default 24)")
@@ -216,18 +218,24 @@ def _tune(args: argparse.Namespace) -> int:
             )
             import optuna
 
+            shared = open_storage(storage, args.heartbeat)
+            if isinstance(shared, str) and shared.startswith("sqlite"):
+                raise ValueError(f"--storage {storage}: SQLite is for one process at a time; give "
+                                 "several workers a journal file (e.g. study.journal) or a postgresql:// URL")
             # the study (and a database's tables) exist before the workers race to join it
-            optuna.create_study(study_name=study_name, storage=open_storage(storage, args.heartbeat),
-                                direction="minimize", load_if_exists=True)
+            optuna.create_study(study_name=study_name, storage=shared, direction="minimize",
+                                load_if_exists=True)
             shares = trial_shares(trials, args.workers)
             threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
             run_local_workers(
                 [_tune_worker_argv(args, storage, study_name, i, n) for i, n in enumerate(shares) if n != 0],
                 threads,
             )
-            finished = optuna.load_study(study_name=study_name, storage=open_storage(storage)).get_trials(
+            finished = optuna.load_study(study_name=study_name, storage=shared).get_trials(
                 deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
             )
+            if not finished:
+                raise RuntimeError(f"study {study_name!r} in {storage}: no trial finished")
             # every worker is done: collect the study (no new trial) and refit its best
             result = search(trials=None, max_trials=max(len(finished), 1), storage=storage, seed=args.seed,
                             refit=not args.no_refit, **common)
