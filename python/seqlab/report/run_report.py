@@ -23,8 +23,13 @@ def write_report(run_dir: str | Path) -> Path:
 
     Reads ``training_metrics.json`` (written by the Trainer). Without matplotlib the
     PNG is left out with a warning naming the install command. Returns the report path.
+    Under MPI only rank 0 writes (the files are its own); the other ranks return at once.
     """
+    from ..distributed import is_main
+
     run_dir = Path(run_dir)
+    if not is_main():
+        return run_dir / "training_report.md"
     metrics_path = run_dir / "training_metrics.json"
     try:
         doc = json.loads(metrics_path.read_text())
