@@ -6,7 +6,7 @@ library (``.py`` files outside ``test``/``tests``/``idle_test`` folders and ``si
 and the C headers and sources under ``/usr/include`` that define functions (C++ headers,
 recognised by ``namespace``, ``template <`` or ``class`` lines, are left out). It is capped
 (:data:`DEFAULT_MAX_FILES` files per language, chosen at random with the seed, and
-:data:`DEFAULT_MAX_PAIRS` pairs per task, a random subset) so that the default preset
+:data:`DEFAULT_MAX_PAIRS` pairs per task and language, a random subset) so that the default preset
 trains in minutes on two cores.
 """
 
@@ -26,7 +26,7 @@ from .mining import SUFFIXES, lang_of_path, mine_code, read_source
 from .pairs import TASKS, CodeDataError, CodePair, check_lang, check_task, read_pairs_jsonl
 
 DEFAULT_MAX_FILES = {"python": 150, "c": 1000}
-DEFAULT_MAX_PAIRS = 4000
+DEFAULT_MAX_PAIRS = 3000
 C_DIRS = ("/usr/include", "/usr/local/include", "/usr/src")
 _SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "__pycache__", "lib2to3", "ensurepip"}
 _CPP = re.compile(r"^\s*(?:namespace\b|template\s*<|class\s+\w+\s*[:{]|using\s+namespace\b)", re.M)
@@ -136,14 +136,16 @@ def _default_files(langs: tuple[str, ...], seed: int, max_files: dict[str, int])
 
 
 def cap_pairs(pairs: list[CodePair], max_pairs: int | None, seed: int) -> list[CodePair]:
-    """At most ``max_pairs`` pairs per task, a random subset kept in file order."""
+    """At most ``max_pairs`` pairs per task and language, a random subset kept in file
+    order."""
     if max_pairs is None:
         return pairs
     rng = np.random.default_rng(seed)
     keep = np.zeros(len(pairs), dtype=bool)
     for t in TASKS:
-        idx = np.array([i for i, p in enumerate(pairs) if p.task == t], dtype=np.int64)
-        keep[idx[rng.permutation(len(idx))[:max_pairs]] if len(idx) else idx] = True
+        for lang in LANGS:
+            idx = np.array([i for i, p in enumerate(pairs) if p.task == t and p.lang == lang], dtype=np.int64)
+            keep[idx[rng.permutation(len(idx))[:max_pairs]] if len(idx) else idx] = True
     return [p for p, k in zip(pairs, keep) if k]
 
 
@@ -170,7 +172,7 @@ def load_code_data(
         seed: the seed of bug injection, completion points and the caps.
         max_files: files per language of the default corpus (default
             :data:`DEFAULT_MAX_FILES`).
-        max_pairs: pairs per task (default: :data:`DEFAULT_MAX_PAIRS` for the default
+        max_pairs: pairs per task and language (default: :data:`DEFAULT_MAX_PAIRS` for the default
             corpus, all otherwise).
 
     Raises:

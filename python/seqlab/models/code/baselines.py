@@ -4,8 +4,8 @@
   a token n-gram model of correct code scores every candidate one edit of the injected bug
   classes away from the source (:func:`seqlab.data.code.bugs.enumerate_edits`, the set is
   closed under undoing an edit) and the unchanged source, and returns the best;
-- ``completion``: :class:`NGramCompleter`, greedy continuation of the prefix by the n-gram
-  model up to the end of the line;
+- ``completion``: :class:`NGramCompleter`, greedy continuation of the prefix up to the end
+  of the line by the n-gram model mixed with a cache model of the prefix;
 - ``generation``: :class:`NearestBody`, the target of the training pair whose source has
   the largest token-set overlap (Jaccard) with the query.
 """
@@ -108,27 +108,31 @@ class NGramReranker:
     """
 
     def __init__(self, order: int = 4, margin: float = 0.0, max_parse_checks: int = 5) -> None:
-        self.model = NGramModel(order)
+        self.order = order
+        self.models: dict[str, NGramModel] = {}
         self.margin = margin
         self.max_parse_checks = max_parse_checks
 
     def fit(self, pairs: Iterable[CodePair]) -> NGramReranker:
-        """Fits the n-gram model on the correct code of training pairs (the targets of
-        ``bug_fix`` pairs, source plus target of the others)."""
-        seqs = []
+        """Fits one n-gram model per language on the correct code of training pairs (the
+        targets of ``bug_fix`` pairs, source plus target of the others)."""
+        seqs: dict[str, list[list[str]]] = defaultdict(list)
         for p in pairs:
-            seqs.append(p.target_tokens if p.task == "bug_fix" else p.source_tokens + p.target_tokens)
-        self.model.fit(seqs)
+            seqs[p.lang].append(p.target_tokens if p.task == "bug_fix" else p.source_tokens + p.target_tokens)
+        self.models = {lang: NGramModel(self.order).fit(s) for lang, s in seqs.items()}
         return self
 
     def candidates(self, source: str, lang: str) -> list[tuple[float, str]]:
         """``(score gain over the source, candidate)``, best first; the source itself has
         gain 0."""
+        model = self.models.get(lang)
         try:
             tokens = tokenize_code(source, lang)
         except CodeSyntaxError:
             return [(0.0, source)]
-        n = self.model.order
+        if model is None:
+            return [(0.0, source)]  # no training code of this language
+        n = self.order
         padded = [BOS] * (n - 1) + tokens + [EOS]
         off = n - 1
         base_cache: dict[tuple[int, int], float] = {}
@@ -137,10 +141,10 @@ class NGramReranker:
             lo, hi_old = e.start + off, e.end + off + n - 1
             key = (lo, e.end)
             if key not in base_cache:
-                base_cache[key] = self.model.window_score(padded, lo, min(hi_old, len(padded)))
+                base_cache[key] = model.window_score(padded, lo, min(hi_old, len(padded)))
             cand = [*padded[:lo], *e.replacement, *padded[e.end + off :]]
             hi_new = min(lo + len(e.replacement) + n - 1, len(cand))
-            gain = self.model.window_score(cand, lo, hi_new) - base_cache[key]
+            gain = model.window_score(cand, lo, hi_new) - base_cache[key]
             out.append((gain, "".join(cand[off:-1])))
         out.sort(key=lambda x: -x[0])
         return out
@@ -160,54 +164,89 @@ class NGramReranker:
 
 
 class NGramCompleter:
-    """Completes a line: greedy argmax continuation by an n-gram model fitted on the
-    training completion pairs (source then target), until a newline or ``max_tokens``."""
+    """Completes a line: greedy argmax continuation, until a newline or ``max_tokens``, by
+    an n-gram model of the language fitted on the training completion pairs, mixed with a
+    cache model of the prefix itself (weight ``cache_weight``; code repeats itself locally,
+    Tu et al. 2014). The first token predicted is the newline with the new line's
+    indentation."""
 
-    def __init__(self, order: int = 4, max_tokens: int = 40) -> None:
-        self.model = NGramModel(order)
+    def __init__(self, order: int = 4, max_tokens: int = 40, cache_weight: float = 0.5) -> None:
+        self.order = order
+        self.models: dict[str, NGramModel] = {}
         self.max_tokens = max_tokens
-        self.followers: dict[tuple[str, ...], list[str]] = {}
+        self.cache_weight = cache_weight
 
     def fit(self, pairs: Iterable[CodePair]) -> NGramCompleter:
-        self.model.fit(p.source_tokens + p.target_tokens for p in pairs if p.task == "completion")
+        """One n-gram model per language over the training completion pairs, each
+        tokenised as the code it completes (source and target joined, so a new line's
+        indentation is one token with its newline, as everywhere else)."""
+        seqs: dict[str, list[list[str]]] = defaultdict(list)
+        for p in pairs:
+            if p.task == "completion":
+                try:
+                    seqs[p.lang].append(tokenize_code(p.source + p.target, p.lang))
+                except CodeSyntaxError:
+                    continue
+        self.models = {lang: NGramModel(self.order).fit(s) for lang, s in seqs.items()}
         return self
 
-    def _candidates(self, context: list[str]) -> list[str]:
-        m = self.model
+    @staticmethod
+    def _followers(m: NGramModel, context: list[str], k: int = 50) -> list[str]:
         for n in range(m.order - 1, -1, -1):
             c = tuple(context[len(context) - n :]) if n else ()
             if len(c) == n and c in m.counts[n]:
-                return [w for w, _ in m.counts[n][c].most_common(20)]
-        return [EOS]
+                return [w for w, _ in m.counts[n][c].most_common(k)]
+        return []
 
     def complete(self, prefix: str, lang: str) -> str:
-        """The predicted next line of ``prefix``."""
+        """The predicted next line of ``prefix`` (which ends with a newline)."""
+        m = self.models.get(lang)
+        new_line = prefix.endswith("\n")
         try:
-            context = [BOS] * (self.model.order - 1) + tokenize_code(prefix, lang)
+            tokens = tokenize_code(prefix[:-1] if new_line else prefix, lang)
         except CodeSyntaxError:
             return ""
+        if m is None:
+            return ""
+        context = [BOS] * (self.order - 1) + tokens
+        cache = NGramModel(self.order).fit([tokens])
+        lam = self.cache_weight
+
+        def prob(w: str) -> float:
+            return (1 - lam) * m.prob(context, w) + lam * cache.prob(context, w)
+
         out: list[str] = []
-        for _ in range(self.max_tokens):
-            best = max(self._candidates(context), key=lambda w: self.model.prob(context, w))
-            if best == EOS or ends_line(best):
+        for step in range(self.max_tokens):
+            seen = self._followers(cache, context) + self._followers(m, context)
+            options = list(dict.fromkeys(seen)) or [EOS]
+            if step == 0 and new_line:
+                options = [w for w in options if ends_line(w)] or ["\n"]
+            best = max(options, key=prob)
+            if best == EOS:
                 break
-            out.append(best)
+            if ends_line(best):
+                if not (step == 0 and new_line):
+                    break
+                out.append(best.rsplit("\n", 1)[1])  # the indentation of the new line
+            else:
+                out.append(best)
             context.append(best)
         return "".join(out)
 
 
 class NearestBody:
-    """Generation by retrieval: the target of the training ``generation`` pair whose
-    source's token set overlaps most (Jaccard) with the query's."""
+    """Generation by retrieval: the target of the training ``generation`` pair of the same
+    language whose source's token set overlaps most (Jaccard) with the query's."""
 
     def __init__(self) -> None:
         self.index: dict[str, np.ndarray] = {}
         self.sizes = np.zeros(0, np.int64)
         self.targets: list[str] = []
+        self.langs = np.zeros(0, dtype=object)
 
     def fit(self, pairs: Iterable[CodePair]) -> NearestBody:
         postings: dict[str, list[int]] = defaultdict(list)
-        sizes = []
+        sizes, langs = [], []
         for p in pairs:
             if p.task != "generation":
                 continue
@@ -215,11 +254,13 @@ class NearestBody:
             for t in toks:
                 postings[t].append(len(self.targets))
             sizes.append(len(toks))
+            langs.append(p.lang)
             self.targets.append(p.target)
         if not self.targets:
             raise ValueError("NearestBody.fit: no generation pairs to retrieve from")
         self.index = {t: np.array(ix, np.int64) for t, ix in postings.items()}
         self.sizes = np.array(sizes, np.int64)
+        self.langs = np.array(langs, dtype=object)
         return self
 
     def generate(self, source: str, lang: str) -> str:
@@ -231,5 +272,5 @@ class NearestBody:
         if not hits:
             return self.targets[0]
         inter = np.bincount(np.concatenate(hits), minlength=len(self.targets))
-        jaccard = inter / (len(toks) + self.sizes - inter)
+        jaccard = np.where(self.langs == lang, inter / (len(toks) + self.sizes - inter), -1.0)
         return self.targets[int(np.argmax(jaccard))]
