@@ -36,7 +36,9 @@ def _rows(label: str, scores: dict[str, dict]) -> list[list[object]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--order", type=int, default=4, help="n-gram order")
     parser.add_argument("--lang", default="auto", help="python, c or auto (both)")
@@ -70,8 +72,10 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=1))
     if args.markdown:
         print(machine_description())
-        print(f"\n{results['corpus']}; pairs {results['pairs']}; split {results['split']}; "
-              f"duplicates removed {results['duplicates_removed']}\n")
+        print(
+            f"\n{results['corpus']}; pairs {results['pairs']}; split {results['split']}; "
+            f"duplicates removed {results['duplicates_removed']}\n"
+        )
         rows = []
         for lang, tasks in per_lang.items():
             for task, scores in tasks.items():

@@ -361,3 +361,19 @@ def test_long_pairs_truncated_and_counted_or_refused():
     assert enc.truncated_source == 1 and enc.truncated_target == 0 and enc.src_len[0] == 10
     with pytest.raises(ValueError, match=r"l.py, line 7: bug_fix pair of \d+ source and 4 target tokens"):
         encode_pairs([long], vocab, max_source=10, max_target=10, on_long="error")
+
+
+@pytest.mark.slow
+def test_default_corpus_is_the_machines_own_code():
+    corpus = load_code_data(None, max_files={"python": 6, "c": 30}, seed=1)
+    assert corpus.source.startswith("default corpus: 6 Python standard-library files")
+    langs = {p.lang for p in corpus.pairs}
+    assert "python" in langs
+    for p in corpus.pairs:
+        assert p.file.startswith(str(STDLIB)) or p.file.startswith(
+            ("/usr/include", "/usr/local/include", "/usr/src")
+        )
+        assert "/test/" not in p.file and "/site-packages/" not in p.file
+    splits = split_by_file(corpus.pairs, seed=1)
+    check_no_leakage(splits)
+    assert len(splits.train) > len(splits.test) > 0
