@@ -377,3 +377,17 @@ def test_default_corpus_is_the_machines_own_code():
     splits = split_by_file(corpus.pairs, seed=1)
     check_no_leakage(splits)
     assert len(splits.train) > len(splits.test) > 0
+
+
+def test_gcc_check_keeps_mutants_that_still_compile(tmp_path):
+    from seqlab.data.code import gcc_syntax_ok
+
+    code = "struct pt { int x; };\nint skip (const int *v, int i);\n" + C_SNIPPET
+    if gcc_syntax_ok(code) is not True:
+        pytest.skip("gcc not installed, or the snippet does not compile here")
+    (tmp_path / "sums.c").write_text(code)
+    pairs = [p for p in mine_file(tmp_path / "sums.c", tasks=("bug_fix",), gcc=True) if p.task == "bug_fix"]
+    assert pairs
+    for p in pairs:
+        assert gcc_syntax_ok(code.replace(p.target, p.source, 1)) is True
+    assert gcc_syntax_ok(code.replace("return total;", "return total +;")) is False

@@ -29,6 +29,7 @@ import keyword
 import re
 import textwrap
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -280,12 +281,16 @@ def _negation_edits(tokens: list[str], v: _View, k: int, lang: str) -> list[Edit
 
 
 def inject_bug(
-    tokens: list[str], lang: str, rng: np.random.Generator, tries: int = 8
+    tokens: list[str],
+    lang: str,
+    rng: np.random.Generator,
+    tries: int = 8,
+    accept: Callable[[str], bool] | None = None,
 ) -> tuple[list[str], Edit] | None:
     """One random bug of ``tokens``: a bug class chosen uniformly among those applicable,
     then one of its edits; kept only when the mutant still parses and differs from the
-    original. Returns ``(mutant tokens, edit)`` or None (no class applies, or ``tries``
-    draws all failed to parse)."""
+    original (and, when given, ``accept(mutant text)`` holds). Returns ``(mutant tokens,
+    edit)`` or None (no class applies, or ``tries`` draws all failed to parse)."""
     edits = enumerate_edits(tokens, lang)
     by_class: dict[str, list[Edit]] = {}
     for e in edits:
@@ -298,6 +303,6 @@ def inject_bug(
         edit = options[int(rng.integers(len(options)))]
         mutant = edit.apply(tokens)
         text = "".join(mutant)
-        if text != "".join(tokens) and parses(text, lang):
+        if text != "".join(tokens) and parses(text, lang) and (accept is None or accept(text)):
             return mutant, edit
     return None

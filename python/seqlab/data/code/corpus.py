@@ -87,6 +87,7 @@ def mine_files(
     lang: str | None = None,
     on_error: str = "skip",
     relative_to: Path | None = None,
+    gcc: bool = False,
 ) -> tuple[list[CodePair], list[tuple[str, str]]]:
     """Pairs of many files; a file that cannot be used is skipped and named in the second
     list (``on_error="skip"``) or raises (``"raise"``)."""
@@ -96,7 +97,7 @@ def mine_files(
         name = str(p.relative_to(relative_to)) if relative_to else str(p)
         try:
             code = read_source(p)
-            pairs.extend(mine_code(code, lang or lang_of_path(p) or "c", name, tasks, max_len, seed))
+            pairs.extend(mine_code(code, lang or lang_of_path(p) or "c", name, tasks, max_len, seed, gcc=gcc))
         except (CodeDataError, OSError) as e:
             if on_error == "raise":
                 raise
@@ -157,6 +158,7 @@ def load_code_data(
     seed: int = 0,
     max_files: dict[str, int] | None = None,
     max_pairs: int | None = None,
+    gcc: bool = False,
 ) -> CodeCorpus:
     """The code pairs behind ``data``.
 
@@ -174,6 +176,9 @@ def load_code_data(
             :data:`DEFAULT_MAX_FILES`).
         max_pairs: pairs per task and language (default: :data:`DEFAULT_MAX_PAIRS` for the default
             corpus, all otherwise).
+        gcc: for C files of a folder or a file: keep a mutant only if its file still passes
+            ``gcc -fsyntax-only`` where the original does (see
+            :func:`seqlab.data.code.mining.mine_code`).
 
     Raises:
         CodeDataError: unknown task or language, an empty or binary file, a JSONL record
@@ -208,7 +213,7 @@ def load_code_data(
                 raise CodeDataError(
                     f"{path}: no source files ({', '.join(sorted(SUFFIXES))}) for lang={lang!r}"
                 )
-            pairs, skipped = mine_files(paths, tasks, max_len, seed, relative_to=path)
+            pairs, skipped = mine_files(paths, tasks, max_len, seed, relative_to=path, gcc=gcc)
             corpus = CodeCorpus(cap_pairs(pairs, max_pairs, seed), str(path), len(paths), skipped)
         elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
             pairs = read_pairs_jsonl(path, lang)
@@ -220,7 +225,7 @@ def load_code_data(
                     f"{path}: unknown suffix {path.suffix!r}: expected a folder, a source file "
                     f"({', '.join(sorted(SUFFIXES))}) or a .jsonl file of pairs"
                 )
-            pairs, _ = mine_files([path], tasks, max_len, seed, file_lang, on_error="raise")
+            pairs, _ = mine_files([path], tasks, max_len, seed, file_lang, on_error="raise", gcc=gcc)
             corpus = CodeCorpus(cap_pairs(pairs, max_pairs, seed), str(path), 1)
     else:
         raise TypeError(f"data: expected None, a path or a list of pairs, got {type(data).__name__}")

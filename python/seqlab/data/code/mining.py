@@ -13,12 +13,15 @@ Per function of a file (:mod:`seqlab.data.code.units`):
 - ``generation``: the signature with its docstring (Python) or the leading comment with the
   header (C) as the source, the rest of the function as the target.
 
-Every source and target has at most ``max_len`` tokens: mining never truncates.
+Every source and target has at most ``max_len`` tokens: mining never truncates. C mutants
+pass the lexer-level check; with ``gcc=True`` also ``gcc -fsyntax-only`` where the file
+compiles alone (see :func:`mine_code`).
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,7 @@ import numpy as np
 from .bugs import inject_bug
 from .lexers import CodeSyntaxError, c_syntax_errors
 from .pairs import TASKS, CodeDataError, CodePair
+from .syntax import gcc_syntax_ok
 from .tokens import tokenize_code
 from .units import Function, bug_units, functions
 
@@ -103,12 +107,15 @@ def mine_function(
     max_len: int,
     rng: np.random.Generator,
     completions: int = 2,
+    file_check: Callable[[str, str], bool] | None = None,
 ) -> list[CodePair]:
-    """The pairs of one function (see the module docstring)."""
+    """The pairs of one function (see the module docstring). ``file_check(unit, mutant)``,
+    when given, must also accept a bug-fix mutant (see ``gcc`` in :func:`mine_code`)."""
     out = []
     if "bug_fix" in tasks:
         for unit in bug_units(fn, lang, max_len):
-            bug = inject_bug(tokenize_code(unit, lang), lang, rng)
+            accept = None if file_check is None else (lambda text, unit=unit: file_check(unit, text))
+            bug = inject_bug(tokenize_code(unit, lang), lang, rng, accept=accept)
             if bug is not None:
                 out.append(CodePair("bug_fix", lang, "".join(bug[0]), unit, file, fn.line, bug[1].kind))
     lines = fn.text.splitlines(keepends=True)
@@ -139,8 +146,14 @@ def mine_code(
     max_len: int = 100,
     seed: int = 0,
     completions: int = 2,
+    gcc: bool = False,
 ) -> list[CodePair]:
     """The pairs of every function of ``code`` (one file's text).
+
+    ``gcc=True`` (C): when the whole file passes ``gcc -fsyntax-only``, a bug-fix mutant is
+    kept only if the file with the mutant in place of its unit passes too (one compiler run
+    per mutant, so off by default; files that do not compile alone, such as most headers cut
+    from their project, get the lexer-level check only).
 
     Raises:
         CodeDataError: Python source that does not parse (naming ``file`` and the line).
@@ -150,10 +163,13 @@ def mine_code(
         fns = functions(code, lang)
     except CodeSyntaxError as e:
         raise CodeDataError(f"{file}: {e}") from None
+    file_check = None
+    if gcc and lang == "c" and gcc_syntax_ok(code):
+        file_check = lambda unit, mutant: bool(gcc_syntax_ok(code.replace(unit, mutant, 1)))  # noqa: E731
     out = []
     for fn in fns:
         try:
-            out.extend(mine_function(fn, lang, file, tasks, max_len, rng, completions))
+            out.extend(mine_function(fn, lang, file, tasks, max_len, rng, completions, file_check))
         except (CodeSyntaxError, SyntaxError, RecursionError):
             continue  # a function whose pieces do not tokenise alone (rare): skipped
     return out
@@ -166,8 +182,10 @@ def mine_file(
     max_len: int = 100,
     seed: int = 0,
     completions: int = 2,
+    gcc: bool = False,
 ) -> list[CodePair]:
-    """The pairs of one source file (language from the suffix unless given).
+    """The pairs of one source file (language from the suffix unless given; ``gcc`` as in
+    :func:`mine_code`).
 
     Raises:
         CodeDataError: unknown suffix, empty or binary file, Python that does not parse.
@@ -178,4 +196,4 @@ def mine_file(
         raise CodeDataError(
             f"{path}: unknown source suffix {path.suffix!r}, expected one of {sorted(SUFFIXES)}"
         )
-    return mine_code(read_source(path), lang, str(path), tasks, max_len, seed, completions)
+    return mine_code(read_source(path), lang, str(path), tasks, max_len, seed, completions, gcc)
