@@ -35,6 +35,9 @@ def tokenize_code(code: str, lang: str) -> list[str]:
     tokens: list[str] = []
     pos = 0
     for start, end, _ in spans:
+        start = max(start, pos)  # spans never overlap (Python 3.12's f-string pieces can)
+        if end <= start:
+            continue
         gap = code[pos:start]
         lexeme = code[start:end]
         if gap == " ":
