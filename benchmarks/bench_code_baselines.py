@@ -58,7 +58,7 @@ def main() -> None:
         "duplicates_removed": splits.duplicates_removed,
         "seconds_data": round(t_data, 1),
     }
-    per_lang = {}
+    per_lang = {"python+c": baseline_scores(splits.train, splits.test, args.order)}
     for lang in ("python", "c"):
         test = [p for p in splits.test if p.lang == lang]
         if test:
