@@ -292,6 +292,13 @@ def test_jsonl_pairs_and_errors(tmp_path):
     for bad, message in cases:
         with pytest.raises(CodeDataError, match=message):
             read_pairs_jsonl(_write_jsonl(tmp_path / "bad.jsonl", [good, bad]))
+    frag = {**good, "lang": "python", "source": "x = (a <\n"}
+    with pytest.raises(CodeDataError, match=r"line 2: does not tokenise as python"):
+        read_pairs_jsonl(_write_jsonl(tmp_path / "bad.jsonl", [good, frag]))
+    frag = {**good, "lang": "python", "source": "x = a <\n"}
+    assert len(read_pairs_jsonl(_write_jsonl(tmp_path / "frag.jsonl", [good, frag]))) == 2
+    with pytest.raises(CodeDataError, match=r"frag.jsonl, line 2: field 'source' does not parse as python"):
+        read_pairs_jsonl(tmp_path / "frag.jsonl", require_parse=True)
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(CodeDataError, match="empty.jsonl: the file is empty"):
         read_pairs_jsonl(tmp_path / "empty.jsonl")

@@ -159,6 +159,7 @@ def load_code_data(
     max_files: dict[str, int] | None = None,
     max_pairs: int | None = None,
     gcc: bool = False,
+    require_parse: bool = False,
 ) -> CodeCorpus:
     """The code pairs behind ``data``.
 
@@ -179,6 +180,8 @@ def load_code_data(
         gcc: for C files of a folder or a file: keep a mutant only if its file still passes
             ``gcc -fsyntax-only`` where the original does (see
             :func:`seqlab.data.code.mining.mine_code`).
+        require_parse: for a JSONL file: refuse a record whose source does not parse
+            (:func:`seqlab.data.code.pairs.read_pairs_jsonl`).
 
     Raises:
         CodeDataError: unknown task or language, an empty or binary file, a JSONL record
@@ -216,7 +219,7 @@ def load_code_data(
             pairs, skipped = mine_files(paths, tasks, max_len, seed, relative_to=path, gcc=gcc)
             corpus = CodeCorpus(cap_pairs(pairs, max_pairs, seed), str(path), len(paths), skipped)
         elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-            pairs = read_pairs_jsonl(path, lang)
+            pairs = read_pairs_jsonl(path, lang, require_parse)
             corpus = CodeCorpus(cap_pairs(pairs, max_pairs, seed), str(path))
         else:
             file_lang = lang_of_path(path) if lang == "auto" else lang

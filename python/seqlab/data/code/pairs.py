@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .lexers import LANGS, CodeSyntaxError
-from .syntax import lexes, python_parses
+from .syntax import lexes, parses, python_parses
 from .tokens import tokenize_code
 
 TASKS = ("bug_fix", "completion", "generation")
@@ -91,18 +91,23 @@ def guess_lang(source: str, target: str) -> str:
     return "c"
 
 
-def read_pairs_jsonl(path: str | Path, lang: str = "auto") -> list[CodePair]:
+def read_pairs_jsonl(path: str | Path, lang: str = "auto", require_parse: bool = False) -> list[CodePair]:
     """The pairs of a JSON Lines file (blank lines skipped).
 
     Args:
         path: the file.
         lang: ``"auto"`` (each record's ``lang`` field, else guessed), ``"python"`` or
             ``"c"`` (records of another language are refused).
+        require_parse: also refuse a record whose source does not parse
+            (:func:`seqlab.data.code.syntax.parses`: Python by :mod:`ast`, C at lexer
+            level); by default only a source that does not tokenise is refused, so that
+            fragments (a few lines around a change) are accepted.
 
     Raises:
         CodeDataError: naming the file and line: an empty or binary file, a line that is not
             a JSON object, a missing or non-string field, an unknown task or language, a
-            source that does not tokenise in its language.
+            source that does not tokenise (or, with ``require_parse``, parse) in its
+            language.
     """
     path = Path(path)
     raw = path.read_bytes()
@@ -146,6 +151,8 @@ def read_pairs_jsonl(path: str | Path, lang: str = "auto") -> list[CodePair]:
             tokenize_code(obj["target"], pair_lang)
         except CodeSyntaxError as e:
             raise CodeDataError(f"{where}: does not tokenise as {pair_lang}: {e}") from None
+        if require_parse and not parses(obj["source"], pair_lang):
+            raise CodeDataError(f"{where}: field 'source' does not parse as {pair_lang}")
         meta = {k: v for k, v in obj.items() if k not in ("task", "lang", "source", "target", "file", "kind")}
         pairs.append(
             CodePair(
