@@ -127,10 +127,14 @@ def _python_variables(code: str) -> set[str]:
         tree = ast.parse(textwrap.dedent(code))
     except (SyntaxError, ValueError):
         return set()
-    called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-    bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
-    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    params = {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+    called, bound, read, params = set(), set(), set(), set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name):
+            (read if isinstance(n.ctx, ast.Load) else bound).add(n.id)
+        elif isinstance(n, ast.arg):
+            params.add(n.arg)
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
+            called.add(n.func.id)
     return (bound | params | (read - called)) - {"self", "cls"}
 
 

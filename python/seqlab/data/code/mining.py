@@ -31,7 +31,7 @@ from .lexers import CodeSyntaxError, c_syntax_errors
 from .pairs import TASKS, CodeDataError, CodePair
 from .syntax import gcc_syntax_ok
 from .tokens import tokenize_code
-from .units import Function, bug_units, functions
+from .units import Function, bug_units, functions, line_token_counts
 
 SUFFIXES = {".py": "python", ".c": "c", ".h": "c"}
 
@@ -121,9 +121,12 @@ def mine_function(
     lines = fn.text.splitlines(keepends=True)
     if "completion" in tasks:
         cuts = _completion_lines(fn, lang)
+        counts = line_token_counts(fn.text, lang) if cuts else []
         taken = 0
         for k in rng.permutation(len(cuts)) if cuts else []:
             cut = cuts[int(k)]
+            if sum(counts[:cut]) > max_len + 1:  # the prefix is too long (to within a token)
+                continue
             prefix, line = "".join(lines[:cut]), lines[cut].rstrip("\r\n")
             if line.strip() and _n_tokens(prefix, lang) <= max_len and _n_tokens(line, lang) <= max_len:
                 out.append(CodePair("completion", lang, prefix, line, file, fn.line + cut))

@@ -175,9 +175,21 @@ def functions(code: str, lang: str) -> list[Function]:
     return python_functions(code) if lang == "python" else c_functions(code)
 
 
+def line_token_counts(text: str, lang: str) -> list[int]:
+    """Tokens starting on each line of ``text`` (a layout token with newlines counts on
+    the line it starts on): the token count of a run of lines, to within one token."""
+    counts = [0] * (text.count("\n") + 1)
+    line = 0
+    for t in tokenize_code(text, lang):
+        counts[line] += 1
+        line += t.count("\n")
+    return counts
+
+
 def _python_windows(fn: Function, max_len: int) -> list[str]:
     tree = ast.parse(fn.text)
     lines = fn.text.splitlines(keepends=True)
+    counts = line_token_counts(fn.text, "python")
     out = []
     blocks = [
         getattr(n, f)
@@ -186,25 +198,24 @@ def _python_windows(fn: Function, max_len: int) -> list[str]:
         if isinstance(getattr(n, f, None), list) and getattr(n, f) and isinstance(getattr(n, f)[0], ast.stmt)
     ]
     blocks += [h.body for n in ast.walk(tree) if isinstance(n, ast.Try) for h in n.handlers]
+
+    def fits(run: list[ast.stmt]) -> bool:  # to within a token; checked exactly below
+        return sum(counts[run[0].lineno - 1 : run[-1].end_lineno]) + 1 <= max_len
+
     for block in blocks:
         if block is tree.body:
             continue
         run: list[ast.stmt] = []
         for stmt in block:
-            if run and _fits(lines, [*run, stmt], max_len):
+            if run and fits([*run, stmt]):
                 run.append(stmt)
                 continue
             if run:
                 out.append(_stmt_text(lines, run))
-            run = [stmt] if _fits(lines, [stmt], max_len) else []
+            run = [stmt] if fits([stmt]) else []
         if run:
             out.append(_stmt_text(lines, run))
-    return [w for w in out if w is not None]
-
-
-def _fits(lines: list[str], run: list[ast.stmt], max_len: int) -> bool:
-    text = _stmt_text(lines, run)
-    return text is not None and _n_tokens(text, "python") <= max_len
+    return [w for w in out if w is not None and _n_tokens(w, "python") <= max_len]
 
 
 def _stmt_text(lines: list[str], run: list[ast.stmt]) -> str | None:
