@@ -101,7 +101,8 @@ def decode_ids(ids: Sequence[int] | np.ndarray, vocab: Vocabulary, oovs: Sequenc
 
 @dataclass
 class EncodedPairs:
-    """Every pair of a split as padded int64 arrays (see the module docstring).
+    """Pairs as padded int64 arrays (see the module docstring): every pair of a split, or
+    one batch of them (:meth:`rows`).
 
     Attributes:
         src_ids, src_ext: ``(N, S)`` vocabulary ids and extended ids of the sources.
@@ -112,6 +113,7 @@ class EncodedPairs:
         oovs: per pair, its source's OOV tokens (extended ids ``V``, ``V + 1``, ...).
         vocab_size: ``V``.
         truncated_source, truncated_target: pairs cut to the maximum lengths.
+        indices: for a batch, the rows it was taken from; else None.
     """
 
     src_ids: np.ndarray
@@ -124,9 +126,34 @@ class EncodedPairs:
     vocab_size: int
     truncated_source: int = 0
     truncated_target: int = 0
+    indices: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.src_len)
+
+    @property
+    def max_oov(self) -> int:
+        """The longest OOV list: the extended distribution has ``V + max_oov`` entries."""
+        return max((len(o) for o in self.oovs), default=0)
+
+    def rows(self, idx: np.ndarray) -> EncodedPairs:
+        """The pairs ``idx`` (a batch), trimmed to their longest source and target."""
+        s = max(1, int(self.src_len[idx].max()))
+        t = int(self.tgt_len[idx].max())
+        return EncodedPairs(
+            self.src_ids[idx, :s],
+            self.src_ext[idx, :s],
+            self.src_len[idx],
+            self.tgt_in[idx, :t],
+            self.tgt_out[idx, :t],
+            self.tgt_len[idx],
+            [self.oovs[i] for i in idx],
+            self.vocab_size,
+            indices=np.asarray(idx),
+        )
+
+
+CodeBatch = EncodedPairs  # a batch is the EncodedPairs of its rows
 
 
 def encode_pairs(
@@ -174,26 +201,6 @@ def encode_pairs(
     return EncodedPairs(src_ids, src_ext, src_len, tgt_in, tgt_out, tgt_len, oovs, len(vocab), cut_s, cut_t)
 
 
-@dataclass
-class CodeBatch:
-    """One batch, trimmed to its longest source and target (shapes as in
-    :class:`EncodedPairs` with ``B`` rows); ``max_oov`` is the longest OOV list, so the
-    extended distribution has ``V + max_oov`` entries."""
-
-    src_ids: np.ndarray
-    src_ext: np.ndarray
-    src_len: np.ndarray
-    tgt_in: np.ndarray
-    tgt_out: np.ndarray
-    tgt_len: np.ndarray
-    oovs: list[list[str]]
-    max_oov: int
-    indices: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.src_len)
-
-
 class CodeBatches(SequenceBatches):
     """Batches of :class:`EncodedPairs` for :class:`seqlab.train.Trainer` (the batch-source
     protocol of :mod:`seqlab.data.batching`): seeded shuffling, bucketing by source length,
@@ -210,20 +217,6 @@ class CodeBatches(SequenceBatches):
         )
         self.encoded = encoded
 
-    def batches(self, rng: np.random.Generator | None = None) -> Iterator[CodeBatch]:  # type: ignore[override]
-        e = self.encoded
+    def batches(self, rng: np.random.Generator | None = None) -> Iterator[EncodedPairs]:  # type: ignore[override]
         for idx in self._batch_indices(rng):
-            s = max(1, int(e.src_len[idx].max()))
-            t = int(e.tgt_len[idx].max())
-            oovs = [e.oovs[i] for i in idx]
-            yield CodeBatch(
-                e.src_ids[idx, :s],
-                e.src_ext[idx, :s],
-                e.src_len[idx],
-                e.tgt_in[idx, :t],
-                e.tgt_out[idx, :t],
-                e.tgt_len[idx],
-                oovs,
-                max((len(o) for o in oovs), default=0),
-                idx,
-            )
+            yield self.encoded.rows(idx)
