@@ -29,26 +29,34 @@ class Vocabulary:
 
     @classmethod
     def build(
-        cls, texts: Iterable[Sequence[str]], min_count: int = 1, max_size: int | None = None
+        cls,
+        texts: Iterable[Sequence[str]],
+        min_count: int = 1,
+        max_size: int | None = None,
+        specials: Sequence[str] = (),
     ) -> Vocabulary:
-        """The vocabulary of tokenised texts (tokens with at least ``min_count`` occurrences)."""
+        """The vocabulary of tokenised texts (tokens with at least ``min_count`` occurrences).
+
+        ``specials`` (such as ``<s>``, ``</s>``) take the ids right after ``<pad>`` and
+        ``<unk>``, with count 0, and count towards ``max_size``."""
         if min_count < 1:
             raise ValueError(f"Vocabulary.build: min_count must be >= 1, got {min_count}")
         counter: Counter[str] = Counter()
         for tokens in texts:
             counter.update(tokens)
-        counter.pop(PAD, None)
-        counter.pop(UNK, None)
+        for t in (PAD, UNK, *specials):
+            counter.pop(t, None)
         kept = sorted(((t, n) for t, n in counter.items() if n >= min_count), key=lambda x: (-x[1], x[0]))
         if max_size is not None:
-            kept = kept[: max(0, max_size - 2)]
+            kept = kept[: max(0, max_size - 2 - len(specials))]
         if not kept:
             raise ValueError(
                 f"Vocabulary.build: no token occurs at least {min_count} times "
                 f"({len(counter)} distinct tokens in the texts)"
             )
         unk = sum(n for t, n in counter.items() if n < min_count)
-        return cls([PAD, UNK, *(t for t, _ in kept)], [0, unk, *(n for _, n in kept)])
+        tokens = [PAD, UNK, *specials, *(t for t, _ in kept)]
+        return cls(tokens, [0, unk, *(0 for _ in specials), *(n for _, n in kept)])
 
     def __len__(self) -> int:
         return len(self.itos)
