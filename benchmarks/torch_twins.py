@@ -172,3 +172,71 @@ class TorchAutoencoder(nn.Module):
 def torch_autoencoder(model: Any, kv_once: bool = True) -> TorchAutoencoder:
     """The PyTorch twin of a ``seqlab.models.SequenceAutoencoder`` (same weights)."""
     return TorchAutoencoder(model, kv_once)
+
+
+class TorchPointerGenerator(nn.Module):
+    """``seqlab.nn.PointerGeneratorDecoder`` as a PyTorch user writes it: a loop over
+    timesteps with ``LSTMCell`` and ``MultiheadAttention`` (its head-averaged weights
+    are the copy distribution), the vocabulary ``Linear`` over all steps, the gate
+    ``sigmoid(gen([h; ctx; u]))``, the copy weights scattered onto the extended ids, and
+    the masked mean NLL."""
+
+    def __init__(self, dec: Any) -> None:
+        super().__init__()
+        state = _state(dec)
+        self.cell = nn.LSTMCell(dec.input_size, dec.hidden_size)
+        self.cell.load_state_dict({k: state[k] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
+        self.start = nn.Parameter(state["start"].clone())
+        a = dec.attention
+        self.mha = nn.MultiheadAttention(a.embed_dim, a.num_heads, kdim=a.kdim, vdim=a.vdim, batch_first=True)
+        self.mha.load_state_dict({k[len("attention."):]: v for k, v in state.items()
+                                  if k.startswith("attention.")})
+        self.out = nn.Linear(2 * dec.hidden_size, dec.vocab_size)
+        self.out.load_state_dict({"weight": state["out.weight"], "bias": state["out.bias"]})
+        self.gen = nn.Linear(2 * dec.hidden_size + dec.input_size, 1)
+        self.gen.load_state_dict({"weight": state["gen.weight"], "bias": state["gen.bias"]})
+
+    def features(self, inputs: torch.Tensor, memory: torch.Tensor, key_padding_mask: torch.Tensor | None,
+                 h: torch.Tensor | None = None, c: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per step [h; ctx] (B, T, 2H), the inputs u (B, T, E) and head-mean attention (B, T, S)."""
+        batch, steps = inputs.shape[:2]
+        if h is None:
+            h = inputs.new_zeros(batch, self.cell.hidden_size)
+        if c is None:
+            c = inputs.new_zeros(batch, self.cell.hidden_size)
+        zs, us, attns = [], [], []
+        for t in range(steps):
+            u = self.start.expand(batch, -1) if t == 0 else inputs[:, t - 1]
+            h, c = self.cell(u, (h, c))
+            ctx, attn = self.mha(h.unsqueeze(1), memory, memory, key_padding_mask=key_padding_mask,
+                                 need_weights=True, average_attn_weights=True)
+            zs.append(torch.cat([h, ctx.squeeze(1)], dim=1))
+            us.append(u)
+            attns.append(attn.squeeze(1))
+        return torch.stack(zs, 1), torch.stack(us, 1), torch.stack(attns, 1)
+
+    def distribution(self, z: torch.Tensor, u: torch.Tensor, attn: torch.Tensor, source_ids: torch.Tensor,
+                     extended_size: int) -> torch.Tensor:
+        """P over the extended vocabulary (..., X) from features z, inputs u, attention attn."""
+        p_vocab = torch.softmax(self.out(z), dim=-1)
+        p_gen = torch.sigmoid(self.gen(torch.cat([z, u], dim=-1)))
+        pad = p_vocab.new_zeros(*p_vocab.shape[:-1], extended_size - p_vocab.shape[-1])
+        mixed = torch.cat([p_gen * p_vocab, pad], dim=-1)
+        index = source_ids.unsqueeze(-2).expand(*attn.shape[:-1], source_ids.shape[-1])
+        return mixed.scatter_add(-1, index, (1 - p_gen) * attn)
+
+    def forward(self, inputs: torch.Tensor, memory: torch.Tensor, source_ids: torch.Tensor,
+                target_ids: torch.Tensor, target_mask: torch.Tensor, extended_size: int,
+                key_padding_mask: torch.Tensor | None = None, h: torch.Tensor | None = None,
+                c: torch.Tensor | None = None) -> torch.Tensor:
+        z, u, attn = self.features(inputs, memory, key_padding_mask, h, c)
+        p = self.distribution(z, u, attn, source_ids, extended_size)
+        p_y = p.gather(-1, target_ids.unsqueeze(-1)).squeeze(-1)
+        mask = target_mask.to(p_y.dtype)
+        return -(torch.log(p_y + 1e-12) * mask).sum() / mask.sum().clamp(min=1)
+
+
+def torch_pointer_generator(dec: Any) -> TorchPointerGenerator:
+    """The PyTorch twin of a ``seqlab.nn.PointerGeneratorDecoder`` (same weights)."""
+    return TorchPointerGenerator(dec)

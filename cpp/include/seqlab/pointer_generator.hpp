@@ -1,0 +1,79 @@
+// Teacher-forced pointer-generator decoder (See et al. 2017) over a whole target, as
+// one forward/backward pair: the attention decoder of decoder.hpp (LSTM cell, no input
+// feeding: step t reads only the embedding of the previous target token), its
+// vocabulary projection as one GEMM over all steps, then per step the copy gate, the
+// mixture of the vocabulary and copy distributions, and the masked negative
+// log-likelihood of the target's extended ids.
+//
+// Shapes (batch-first, float32 unless said), V vocabulary size, Z = 2H, X = V + OOV
+// slots (the extended vocabulary):
+//   inputs (B, T, E)   embeddings of the previous target tokens: step t reads
+//                      inputs[:, t-1], step 0 the learned start (E) (decoder.hpp)
+//   source_ids (B, S) int64 in [0, X): the source tokens' extended ids (vocabulary ids
+//                      for known tokens, V + k for the k-th distinct unknown one)
+//   target_ids (B, T) int64 in [0, X): the extended ids to predict
+//   target_mask (B, T) uint8: steps counted in the loss
+//   w_out (V, Z) b_out (V): vocabulary logits from [h_t; ctx_t]
+//   w_gen (Z + E) b_gen (1): p_gen = sigmoid(w_gen . [h_t; ctx_t; u_t] + b_gen)
+//
+// Per step, with a_t the attention weights averaged over the heads (the copy
+// distribution is the mean over heads) and len_b the source length:
+//   P(w) = p_gen * softmax(logits)[w] (w < V)
+//        + (1 - p_gen) * sum_{s < len_b, source_ids[b, s] == w} a_t[s]
+//   loss = sum_{(b, t) in mask} -log(P(target_ids[b, t]) + eps) / |mask|
+// (eps = 1e-12; loss 0 when the mask is empty).
+//
+// Cost: the decoder's (one GEMM for the input projection, per step the recurrent,
+// query and attention-output products, the attention SIMD rows), one GEMM for the
+// logits, then one SIMD softmax pass per counted row, in place. Backward turns the
+// probabilities into the logits' gradient in place and runs the decoder's backward
+// with the gate's and the copy's extra gradients.
+#pragma once
+#include <xtensor/xtensor.hpp>
+
+#include <cstdint>
+#include <vector>
+
+#include "seqlab/decoder.hpp"
+
+namespace seqlab {
+
+constexpr float kPointerGeneratorEps = 1e-12f;
+
+struct PointerGeneratorShape {
+  DecoderShape dec;   // B, T, E, H, O = V, S, A, heads (> 0)
+  int extended = 0;   // X = V + OOV slots
+};
+
+struct PointerGeneratorCache {
+  DecoderCache dec;   // dec.d_pred holds the probabilities, then the logits' gradient
+  PointerGeneratorShape shape;
+  const float* w_gen = nullptr;
+  float b_gen = 0.0f;
+  std::vector<std::int64_t> source_ids, target_ids;  // (B*S), (B*T)
+  std::vector<std::uint8_t> mask;                    // (B*T)
+  std::size_t count = 0;                             // steps in the mask
+  xt::xtensor<float, 1> p_gen, p_vocab, p_copy;      // (B*T) at the target id
+  // Backward workspaces.
+  xt::xtensor<float, 2> d_features;  // (B*T, Z)
+  xt::xtensor<float, 2> d_probs;     // (B*T*heads, S)
+  xt::xtensor<float, 2> d_inputs;    // (B*T, E) d u_t
+  xt::xtensor<float, 1> d_gate;      // (B*T) d of the gate's pre-activation
+};
+
+// Forward: returns the mean masked NLL. memory_lengths, h0, c0 may be null.
+float pointer_generator_forward(const PointerGeneratorShape& shape, const DecoderWeights& w,
+                                const float* w_gen, const float* b_gen, const float* inputs,
+                                const float* h0, const float* c0, const float* memory,
+                                const std::int64_t* memory_lengths, const std::int64_t* source_ids,
+                                const std::int64_t* target_ids, const std::uint8_t* target_mask,
+                                PointerGeneratorCache& cache);
+
+// Backward of the loss scaled by d_loss. Adds the parameter gradients into grads,
+// d_w_gen (Z + E), d_b_gen (1) and d_start; writes d_inputs (B, T, E), dh0, dc0
+// (B, H) and d_memory (B, S, A) (each may be null).
+void pointer_generator_backward(PointerGeneratorCache& cache, float d_loss, const DecoderGrads& grads,
+                                float* d_w_gen, float* d_b_gen, float* d_inputs, float* dh0,
+                                float* dc0, float* d_memory);
+
+}  // namespace seqlab
