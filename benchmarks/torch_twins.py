@@ -240,3 +240,54 @@ class TorchPointerGenerator(nn.Module):
 def torch_pointer_generator(dec: Any) -> TorchPointerGenerator:
     """The PyTorch twin of a ``seqlab.nn.PointerGeneratorDecoder`` (same weights)."""
     return TorchPointerGenerator(dec)
+
+
+class TorchCodeSeq2Seq(nn.Module):
+    """``seqlab.models.code.CodeSeq2Seq``: shared embedding, packed bidirectional LSTM
+    encoder, tanh/linear bridges from the last layer's final states, and the
+    pointer-generator decoder loop above."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        c = model.config
+        self.hidden = c.hidden_size
+        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim)
+        self.embedding.load_state_dict(_state(model.embedding))
+        self.encoder = nn.LSTM(c.embedding_dim, c.hidden_size, num_layers=c.num_layers, bidirectional=True,
+                               dropout=c.dropout, batch_first=True)
+        self.encoder.load_state_dict(_state(model.encoder))
+        self.bridge_h = nn.Linear(2 * c.hidden_size, c.hidden_size)
+        self.bridge_h.load_state_dict(_state(model.bridge_h))
+        self.bridge_c = nn.Linear(2 * c.hidden_size, c.hidden_size)
+        self.bridge_c.load_state_dict(_state(model.bridge_c))
+        self.decoder = TorchPointerGenerator(model.decoder)
+        self.dropout = nn.Dropout(c.dropout)
+
+    def encode(self, source_ids: torch.Tensor, source_lengths: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Memory (B, S, 2H), its key padding mask (B, S) and the decoder's h0, c0 (B, H)."""
+        batch, steps = source_ids.shape
+        x = self.dropout(self.embedding(source_ids))
+        packed = nn.utils.rnn.pack_padded_sequence(x, source_lengths, batch_first=True, enforce_sorted=False)
+        out, (h_n, c_n) = self.encoder(packed)
+        memory, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=steps)
+        kpm = torch.arange(steps)[None, :] >= source_lengths[:, None]
+
+        def last_layer(state: torch.Tensor) -> torch.Tensor:
+            return state[-2:].transpose(0, 1).reshape(batch, 2 * self.hidden)
+
+        h0 = torch.tanh(self.bridge_h(last_layer(h_n)))
+        return memory, kpm, h0, self.bridge_c(last_layer(c_n))
+
+    def forward(self, source_ids: torch.Tensor, source_lengths: torch.Tensor, source_ext_ids: torch.Tensor,
+                target_ids: torch.Tensor, target_ext_ids: torch.Tensor, target_lengths: torch.Tensor,
+                extended_size: int) -> torch.Tensor:
+        memory, kpm, h0, c0 = self.encode(source_ids, source_lengths)
+        mask = torch.arange(target_ids.shape[1])[None, :] < target_lengths[:, None]
+        inputs = self.dropout(self.embedding(target_ids))
+        return self.decoder(inputs, memory, source_ext_ids, target_ext_ids, mask, extended_size, kpm, h0, c0)
+
+
+def torch_code_seq2seq(model: Any) -> TorchCodeSeq2Seq:
+    """The PyTorch twin of a ``seqlab.models.code.CodeSeq2Seq`` (same weights)."""
+    return TorchCodeSeq2Seq(model)

@@ -1,0 +1,92 @@
+"""CodeSeq2Seq: token embedding -> bidirectional LSTM encoder -> bridge -> pointer-generator
+decoder, the code optimizer's model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ... import functional as F
+from ...autograd import Tensor
+from ...nn import LSTM, Dropout, Embedding, Linear, Module, PointerGeneratorDecoder
+from .config import Seq2SeqConfig
+
+
+def _id_array(value: Any, name: str, ndim: int) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu" or arr.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-d integer array, got dtype {arr.dtype} "
+                         f"shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+class CodeSeq2Seq(Module):
+    """Sequence-to-sequence model over code tokens with a copy mechanism.
+
+    * ``embedding`` (vocab_size, embedding_dim), shared by source and target tokens
+      (vocabulary ids; ids of tokens outside the vocabulary are the caller's unknown id);
+    * ``encoder``: ``LSTM(embedding_dim, hidden_size, num_layers, bidirectional=True,
+      dropout)`` over the source with its lengths -> memory (B, S, 2 hidden_size);
+    * ``bridge_h``, ``bridge_c``: Linear 2 hidden_size -> hidden_size from the last layer's
+      final states of both directions: ``h0 = tanh(bridge_h([h_fwd; h_bwd]))``,
+      ``c0 = bridge_c([c_fwd; c_bwd])``;
+    * ``decoder``: :class:`~seqlab.nn.PointerGeneratorDecoder` (hidden_size units,
+      ``num_heads``-head attention over the memory; the copy distribution is the heads'
+      mean attention) predicting the target's extended ids.
+
+    ``dropout`` applies to the embeddings (source and target) and between the encoder's layers.
+    """
+
+    def __init__(self, config: Seq2SeqConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.embedding = Embedding(c.vocab_size, c.embedding_dim)
+        self.encoder = LSTM(c.embedding_dim, c.hidden_size, num_layers=c.num_layers, bidirectional=True,
+                            dropout=c.dropout)
+        self.bridge_h = Linear(2 * c.hidden_size, c.hidden_size)
+        self.bridge_c = Linear(2 * c.hidden_size, c.hidden_size)
+        self.decoder = PointerGeneratorDecoder(c.embedding_dim, c.hidden_size, c.vocab_size,
+                                               2 * c.hidden_size, num_heads=c.num_heads)
+        self.embedding_dropout = Dropout(c.dropout)
+
+    def encode(self, source_ids: Any, source_lengths: Any) -> tuple[Tensor, Tensor, Tensor]:
+        """Encoder states (B, S, 2H) and the decoder's initial h0, c0 (B, H) for source
+        vocabulary ids (B, S) with lengths (B,) in [1, S]."""
+        src = _id_array(source_ids, "source_ids", 2)
+        lengths = _id_array(source_lengths, "source_lengths", 1)
+        if lengths.shape != (src.shape[0],) or lengths.min() < 1 or lengths.max() > src.shape[1]:
+            raise ValueError(f"source_lengths: expected ({src.shape[0]},) lengths in [1, {src.shape[1]}], "
+                             f"got shape {lengths.shape} range [{lengths.min()}, {lengths.max()}]")
+        x = self.embedding_dropout(self.embedding(src))
+        memory, (h_n, c_n) = self.encoder(x, lengths=lengths)
+        batch, hidden = src.shape[0], self.config.hidden_size
+
+        def last_layer(state: Tensor) -> Tensor:  # (2L, B, H) -> (B, 2H), [forward; backward]
+            return state[state.shape[0] - 2:].transpose(1, 0, 2).reshape(batch, 2 * hidden)
+
+        h0 = F.tanh(self.bridge_h(last_layer(h_n)))
+        c0 = self.bridge_c(last_layer(c_n))
+        return memory, h0, c0
+
+    def forward(self, source_ids: Any, source_lengths: Any, source_ext_ids: Any, target_ids: Any,
+                target_ext_ids: Any, target_lengths: Any, extended_size: int) -> Tensor:
+        """Mean NLL per target token (a scalar Tensor).
+
+        source_ids (B, S) vocabulary ids with source_lengths (B,); source_ext_ids (B, S)
+        their extended ids (V + k for the k-th distinct source token outside the
+        vocabulary); target_ids (B, T) vocabulary ids of the target (step t reads token
+        t-1, step 0 the decoder's start) and target_ext_ids (B, T) the extended ids it
+        predicts, with target_lengths (B,) in [0, T]; extended_size: V + the largest
+        number of OOV slots in the batch.
+        """
+        memory, h0, c0 = self.encode(source_ids, source_lengths)
+        lengths = np.asarray(source_lengths, dtype=np.int64)
+        tgt = _id_array(target_ids, "target_ids", 2)
+        tgt_lengths = _id_array(target_lengths, "target_lengths", 1)
+        if tgt_lengths.shape != (tgt.shape[0],):
+            raise ValueError(f"target_lengths: expected shape ({tgt.shape[0]},), got {tgt_lengths.shape}")
+        mask = np.arange(tgt.shape[1])[None, :] < tgt_lengths[:, None]
+        inputs = self.embedding_dropout(self.embedding(tgt))
+        return self.decoder(inputs, memory, source_ext_ids, target_ext_ids, mask, extended_size, lengths,
+                            h0, c0)
