@@ -25,8 +25,8 @@ def code_batch(rng: np.random.Generator, batch: int, src: int, tgt: int, vocab: 
     tgt_ext = rng.integers(2, vocab, size=(batch, tgt))
     tgt_ext[:, ::2] = src_ext[:, 1:2]  # copied tokens, possibly OOV
     for b in range(batch):
-        src_ext[b, src_len[b]:] = 0
-        tgt_ext[b, tgt_len[b]:] = 0
+        src_ext[b, src_len[b] :] = 0
+        tgt_ext[b, tgt_len[b] :] = 0
     unk = 1
     src_ids = np.where(src_ext >= vocab, unk, src_ext)
     tgt_ids = np.where(tgt_ext >= vocab, unk, tgt_ext)
@@ -37,8 +37,9 @@ def code_batch(rng: np.random.Generator, batch: int, src: int, tgt: int, vocab: 
 def test_model_loss_and_every_gradient_match_torch(torch, rng, layers, heads):
     from torch_twins import torch_code_seq2seq
 
-    config = Seq2SeqConfig(vocab_size=40, embedding_dim=12, hidden_size=16, num_layers=layers,
-                           num_heads=heads, dropout=0.0)
+    config = Seq2SeqConfig(
+        vocab_size=40, embedding_dim=12, hidden_size=16, num_layers=layers, num_heads=heads, dropout=0.0
+    )
     model = CodeSeq2Seq(config)
     batch = code_batch(rng, 4, 9, 7, 40, 5)
     loss = model(*batch, 45)
@@ -50,8 +51,12 @@ def test_model_loss_and_every_gradient_match_torch(torch, rng, layers, heads):
     ref.backward()
     np.testing.assert_allclose(float(loss.data), ref.item(), rtol=1e-5)
     theirs = {k: p.grad for k, p in twin.named_parameters()}
-    renames = {"decoder.weight_ih": "decoder.cell.weight_ih", "decoder.weight_hh": "decoder.cell.weight_hh",
-               "decoder.bias_ih": "decoder.cell.bias_ih", "decoder.bias_hh": "decoder.cell.bias_hh"}
+    renames = {
+        "decoder.weight_ih": "decoder.cell.weight_ih",
+        "decoder.weight_hh": "decoder.cell.weight_hh",
+        "decoder.bias_ih": "decoder.cell.bias_ih",
+        "decoder.bias_hh": "decoder.cell.bias_hh",
+    }
     ours = dict(model.named_parameters())
     assert len(ours) == len(theirs)
     for name, p in ours.items():
@@ -61,8 +66,17 @@ def test_model_loss_and_every_gradient_match_torch(torch, rng, layers, heads):
 
 def test_presets_hold_the_original_configuration():
     c = PRESETS["original"]
-    assert (c.vocab_size, c.hidden_size, c.num_layers, c.dropout, c.max_len, c.batch_size, c.lr,
-            c.clip_grad_norm, c.patience) == (50000, 256, 2, 0.2, 100, 32, 1e-3, 5.0, 15)
+    assert (
+        c.vocab_size,
+        c.hidden_size,
+        c.num_layers,
+        c.dropout,
+        c.max_len,
+        c.batch_size,
+        c.lr,
+        c.clip_grad_norm,
+        c.patience,
+    ) == (50000, 256, 2, 0.2, 100, 32, 1e-3, 5.0, 15)
     assert c.plateau_factor < 1.0
     assert preset("tiny", hidden_size=64).hidden_size == 64
     with pytest.raises(TypeError, match="unknown code model settings"):

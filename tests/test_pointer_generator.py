@@ -16,8 +16,9 @@ from seqlab.autograd import tensor
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
-def make_batch(rng: np.random.Generator, batch: int, steps: int, src: int, vocab: int, oov: int,
-               embed: int, mem_dim: int):
+def make_batch(
+    rng: np.random.Generator, batch: int, steps: int, src: int, vocab: int, oov: int, embed: int, mem_dim: int
+):
     """Random inputs, memory, ids (sources hold repeats and OOV slots; some targets are
     copy-only) and masks."""
     inputs = rng.standard_normal((batch, steps, embed)).astype(np.float32)
@@ -30,7 +31,7 @@ def make_batch(rng: np.random.Generator, batch: int, steps: int, src: int, vocab
     for b in range(batch):  # some targets only the copy can produce
         target[b, ::3] = source[b, rng.integers(0, lengths[b], size=len(target[b, ::3]))]
     mask = np.ones((batch, steps), dtype=bool)
-    mask[1:, steps - 2:] = False
+    mask[1:, steps - 2 :] = False
     return inputs, memory, lengths, source, target, mask
 
 
@@ -64,8 +65,12 @@ def assert_parity(loss, ours, ref, theirs, dec, twin, rtol=2e-4, atol=2e-5):
         if a is not None:
             np.testing.assert_allclose(a.grad, b.grad.numpy(), rtol=rtol, atol=atol, err_msg=name)
     twin_grads = {k: p.grad for k, p in twin.named_parameters()}
-    names = {"weight_ih": "cell.weight_ih", "weight_hh": "cell.weight_hh", "bias_ih": "cell.bias_ih",
-             "bias_hh": "cell.bias_hh"}
+    names = {
+        "weight_ih": "cell.weight_ih",
+        "weight_hh": "cell.weight_hh",
+        "bias_ih": "cell.bias_ih",
+        "bias_hh": "cell.bias_hh",
+    }
     checked = 0
     for name, p in dec.named_parameters():
         key = names.get(name, name.replace("attention.", "mha."))
@@ -85,8 +90,9 @@ def test_zero_states_and_threads(torch, rng):
     seqlab.set_num_threads(2)
     try:
         dec = nn.PointerGeneratorDecoder(16, 32, 300, 64, num_heads=4)
-        loss, ours, ref, theirs, twin = run_both(torch, dec, rng, batch=9, steps=12, src=20, oov=7,
-                                                 states=False)
+        loss, ours, ref, theirs, twin = run_both(
+            torch, dec, rng, batch=9, steps=12, src=20, oov=7, states=False
+        )
         assert_parity(loss, ours, ref, theirs, dec, twin)
     finally:
         seqlab.set_num_threads(1)

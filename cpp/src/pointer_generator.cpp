@@ -6,6 +6,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "seqlab/blas.hpp"
+#include "seqlab/decoder_attention.hpp"
+#include "seqlab/recurrent_cells.hpp"
 #include "seqlab/recurrent_rows.hpp"
 #include "seqlab/simd.hpp"
 #include "seqlab/thread_pool.hpp"
@@ -173,6 +176,124 @@ void pointer_generator_backward(PointerGeneratorCache& c, float d_loss, const De
     std::memcpy(di, dU + (b * T + 1) * E, (T - 1) * E * sizeof(float));
     std::fill(di + (T - 1) * E, di + T * E, 0.0f);
   }
+}
+
+}  // namespace seqlab
+
+namespace seqlab {
+
+PointerGeneratorStepper::PointerGeneratorStepper(const PointerGeneratorShape& shape, const DecoderWeights& w,
+                                                 const float* w_gen, const float* b_gen, const float* memory,
+                                                 const std::int64_t* memory_lengths,
+                                                 const std::int64_t* source_ids)
+    : shape_(shape),
+      w_(w),
+      w_gen_(w_gen),
+      b_gen_(b_gen ? *b_gen : 0.0f),
+      w_ih_t_(recurrent::PackedMatrix::from_transposed(w.w_ih, 4 * shape.dec.H, shape.dec.E)),
+      w_hh_t_(recurrent::PackedMatrix::from_transposed(w.w_hh, 4 * shape.dec.H, shape.dec.H)),
+      w_q_t_(recurrent::PackedMatrix::from_transposed(w.w_q, shape.dec.H, shape.dec.H)),
+      w_o_t_(recurrent::PackedMatrix::from_transposed(w.w_o, shape.dec.H, shape.dec.H)) {
+  const DecoderShape& s = shape.dec;
+  const usize B = static_cast<usize>(s.B), S = static_cast<usize>(s.S), H = static_cast<usize>(s.H);
+  const int GH = 4 * s.H;
+  if (memory_lengths) lengths_.assign(memory_lengths, memory_lengths + B); else lengths_.assign(B, s.S);
+  source_ids_.assign(source_ids, source_ids + B * S);
+  bias_.assign(static_cast<usize>(GH), 0.0f);
+  if (w.b_ih) add_row(bias_.data(), w.b_ih, GH);
+  if (w.b_hh) add_row(bias_.data(), w.b_hh, GH);
+  // Keys and values of every source once: (B*S, H), then transposed per example.
+  xt::xtensor<float, 2> keys;
+  ensure_shape(keys, B * S, H);
+  ensure_shape(values_, B * S, H);
+  ensure_shape(keys_t_, B * H, S);
+  ensure_shape(values_t_, B * H, S);
+  const int BS = static_cast<int>(B * S);
+  sgemm(false, true, BS, s.H, s.A, 1.0f, memory, s.A, w.w_k, s.A, 0.0f, keys.data(), s.H);
+  sgemm(false, true, BS, s.H, s.A, 1.0f, memory, s.A, w.w_v, s.A, 0.0f, values_.data(), s.H);
+  for (usize r = 0; r < B * S; ++r) {
+    if (w.b_k) add_row(keys.data() + r * H, w.b_k, s.H);
+    if (w.b_v) add_row(values_.data() + r * H, w.b_v, s.H);
+  }
+  for (usize b = 0; b < B; ++b)
+    for (usize k = 0; k < S; ++k)
+      for (usize j = 0; j < H; ++j) {
+        keys_t_.data()[(b * H + j) * S + k] = keys.data()[(b * S + k) * H + j];
+        values_t_.data()[(b * H + j) * S + k] = values_.data()[(b * S + k) * H + j];
+      }
+}
+
+void PointerGeneratorStepper::step(int N, const std::int64_t* rows, const float* x, const float* h,
+                                   const float* c, float* h_new, float* c_new, float* log_probs,
+                                   float* attention) {
+  const DecoderShape& s = shape_.dec;
+  const int H = s.H, E = s.E, V = s.O, GH = 4 * H, Z = 2 * H, heads = s.heads;
+  const usize uN = static_cast<usize>(N), S = static_cast<usize>(s.S), X = static_cast<usize>(shape_.extended);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(H / heads));
+  ensure_shape(gates_, uN, static_cast<usize>(GH));
+  ensure_shape(gh_, uN, static_cast<usize>(GH));
+  ensure_shape(q_, uN, static_cast<usize>(H));
+  ensure_shape(ctx_, uN, static_cast<usize>(H));
+  ensure_shape(feat_, uN, static_cast<usize>(Z));
+  ensure_shape(probs_, uN * heads, S);
+  ensure_shape(logits_, uN, static_cast<usize>(V));
+  w_ih_t_.multiply(N, x, E, gates_.data(), GH, false);
+  w_hh_t_.multiply(N, h, H, gh_.data(), GH, false);
+  parallel_for(uN, row_grain(GH), [&](usize r0, usize r1) {
+    for (usize n = r0; n < r1; ++n) {
+      add_row(gates_.data() + n * GH, bias_.data(), GH);
+      recurrent::FwdRow row{};
+      row.gates = gates_.data() + n * GH;
+      row.gh = gh_.data() + n * GH;
+      row.h_prev = h + n * H;
+      row.c_prev = c + n * H;
+      row.h_new = h_new + n * H;
+      row.c_new = c_new + n * H;
+      row.y = feat_.data() + n * Z;
+      recurrent::LstmCell::forward(row, H);
+    }
+  });
+  w_q_t_.multiply(N, h_new, H, q_.data(), H, false);
+  parallel_for(uN, row_grain(2 * S * H), [&](usize r0, usize r1) {
+    for (usize n = r0; n < r1; ++n) {
+      const usize b = static_cast<usize>(rows[n]);
+      float* qn = q_.data() + n * H;
+      if (w_.b_q) add_row(qn, w_.b_q, H);
+      decoder_attention::attend_row(s, qn, keys_t_.data() + b * H * S, values_.data() + b * S * H,
+                                    values_t_.data() + b * H * S, static_cast<int>(lengths_[b]), scale,
+                                    probs_.data() + n * heads * S, ctx_.data() + n * H);
+    }
+  });
+  w_o_t_.multiply(N, ctx_.data(), H, feat_.data() + H, Z, false);
+  sgemm(false, true, N, V, Z, 1.0f, feat_.data(), Z, w_.w_out, Z, 0.0f, logits_.data(), V);
+  parallel_for(uN, row_grain(static_cast<usize>(V)), [&](usize r0, usize r1) {
+    for (usize n = r0; n < r1; ++n) {
+      const usize b = static_cast<usize>(rows[n]);
+      float* z = feat_.data() + n * Z;
+      if (w_.b_o) add_row(z + H, w_.b_o, H);
+      float* lg = logits_.data() + n * V;
+      if (w_.b_out) add_row(lg, w_.b_out, V);
+      const float pg = sigmoid(simd::row_dot(w_gen_, z, Z) + simd::row_dot(w_gen_ + Z, x + n * E, E) + b_gen_);
+      simd::softmax_row(lg, V);
+      float* out = log_probs + n * X;
+      simd::scale_row(lg, V, pg);
+      std::memcpy(out, lg, static_cast<usize>(V) * sizeof(float));
+      std::fill(out + V, out + X, 0.0f);
+      const float* p = probs_.data() + n * heads * S;
+      const std::int64_t* src = source_ids_.data() + b * S;
+      const int len = static_cast<int>(lengths_[b]);
+      const float copy = (1.0f - pg) / static_cast<float>(heads);
+      float* att = attention ? attention + n * S : nullptr;
+      if (att) std::fill(att, att + S, 0.0f);
+      for (int k = 0; k < len; ++k) {
+        float a = 0.0f;
+        for (int hh = 0; hh < heads; ++hh) a += p[hh * S + k];
+        out[src[k]] += copy * a;
+        if (att) att[k] = a / static_cast<float>(heads);
+      }
+      for (usize j = 0; j < X; ++j) out[j] = std::log(out[j]);
+    }
+  });
 }
 
 }  // namespace seqlab

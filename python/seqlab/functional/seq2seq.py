@@ -80,8 +80,9 @@ def pointer_generator_loss(
     batch, steps = x.shape[0], x.shape[1]
     mem = _float_input(memory, "memory")
     if mem.ndim != 3 or mem.shape[0] != batch:
-        raise ValueError(f"memory: expected ({batch}, S, A) (batch, source steps, features), "
-                         f"got shape {mem.shape}")
+        raise ValueError(
+            f"memory: expected ({batch}, S, A) (batch, source steps, features), got shape {mem.shape}"
+        )
     src = _ids(source_ids, "source_ids", (batch, mem.shape[1]))
     tgt = _ids(target_ids, "target_ids", (batch, steps))
     mask = np.asarray(target_mask)
@@ -89,18 +90,47 @@ def pointer_generator_loss(
         raise ValueError(f"target_mask: expected shape {(batch, steps)}, got {mask.shape}")
     mask = np.ascontiguousarray(mask, dtype=np.uint8)
     lens = None if memory_lengths is None else np.ascontiguousarray(memory_lengths, dtype=np.int64)
-    slots: list[_DecoderSlot] = [(start, None), (weight_ih, None), (weight_hh, None),
-                                 None if bias_ih is None else (bias_ih, None),
-                                 None if bias_hh is None else (bias_hh, None)]
-    slots += _attention_slots(weight_hh.shape[1], in_proj_weight, q_proj_weight, k_proj_weight,
-                              v_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias)
-    slots += [(out_weight, None), None if out_bias is None else (out_bias, None),
-              (gen_weight, None), None if gen_bias is None else (gen_bias, None)]
+    slots: list[_DecoderSlot] = [
+        (start, None),
+        (weight_ih, None),
+        (weight_hh, None),
+        None if bias_ih is None else (bias_ih, None),
+        None if bias_hh is None else (bias_hh, None),
+    ]
+    slots += _attention_slots(
+        weight_hh.shape[1],
+        in_proj_weight,
+        q_proj_weight,
+        k_proj_weight,
+        v_proj_weight,
+        in_proj_bias,
+        out_proj_weight,
+        out_proj_bias,
+    )
+    slots += [
+        (out_weight, None),
+        None if out_bias is None else (out_bias, None),
+        (gen_weight, None),
+        None if gen_bias is None else (gen_bias, None),
+    ]
     data = [_slot_data(s) for s in slots]
     loss, cache = _core.pointer_generator_forward(
-        x.data, *data[:5], data[5:13], int(num_heads), data[13], data[14], data[15], data[16],
-        mem.data, lens, src, tgt, mask, int(extended_size),
-        None if h0 is None else h0.data, None if c0 is None else c0.data,
+        x.data,
+        *data[:5],
+        data[5:13],
+        int(num_heads),
+        data[13],
+        data[14],
+        data[15],
+        data[16],
+        mem.data,
+        lens,
+        src,
+        tgt,
+        mask,
+        int(extended_size),
+        None if h0 is None else h0.data,
+        None if c0 is None else c0.data,
         workspace.pop() if workspace else None,
     )
     params = _slot_params(slots)
@@ -110,12 +140,17 @@ def pointer_generator_loss(
         buffers = [grad_buffer(p) for p in params]
         grads = _slot_grads(slots, params, buffers)
         d_in, dh0, dc0, dmem = _core.pointer_generator_backward(
-            cache, float(np.asarray(g).reshape(())), grads, x.requires_grad, mem.requires_grad)
+            cache, float(np.asarray(g).reshape(())), grads, x.requires_grad, mem.requires_grad
+        )
         if workspace is not None and not workspace:
             workspace.append(cache)
         state_grads = [d for s, d in ((h0, dh0), (c0, dc0)) if s is not None]
-        return (d_in, dmem, *(returned_grad(p, b) for p, b in zip(params, buffers, strict=True)),
-                *state_grads)
+        return (
+            d_in,
+            dmem,
+            *(returned_grad(p, b) for p, b in zip(params, buffers, strict=True)),
+            *state_grads,
+        )
 
     out = make_result(np.asarray(loss, dtype=np.float32), (x, mem, *params, *states), backward)
     if not out.requires_grad:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _core
 from .. import functional as F
 from ..autograd import Tensor, tensor
 from . import init as initializers
@@ -37,8 +38,9 @@ class PointerGeneratorDecoder(Module):
     MultiheadAttention initialisation; ``start`` U(-1/sqrt(E), 1/sqrt(E)).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, vocab_size: int, attention_dim: int,
-                 num_heads: int = 1) -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, vocab_size: int, attention_dim: int, num_heads: int = 1
+    ) -> None:
         super().__init__()
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
@@ -87,26 +89,89 @@ class PointerGeneratorDecoder(Module):
         if not isinstance(memory, Tensor):
             memory = tensor(memory)
         if memory.ndim != 3 or memory.shape[2] != self.attention.kdim:
-            raise ValueError(f"memory: expected (batch, S, {self.attention.kdim}) (attention_dim), got shape "
-                             f"{memory.shape}")
+            raise ValueError(
+                f"memory: expected (batch, S, {self.attention.kdim}) (attention_dim), got shape "
+                f"{memory.shape}"
+            )
         if not isinstance(inputs, Tensor):
             inputs = tensor(inputs)
         if inputs.ndim != 3 or inputs.shape[2] != self.input_size:
-            raise ValueError(f"inputs: expected (batch, steps, {self.input_size}) (input_size), got shape "
-                             f"{inputs.shape}")
+            raise ValueError(
+                f"inputs: expected (batch, steps, {self.input_size}) (input_size), got shape {inputs.shape}"
+            )
         lens = None
         if memory_lengths is not None:
             lens = np.asarray(memory_lengths)
             if lens.dtype.kind not in "iu" or lens.shape != (memory.shape[0],):
-                raise ValueError(f"memory_lengths: expected ({memory.shape[0]},) integers, got shape "
-                                 f"{lens.shape} dtype {lens.dtype}")
+                raise ValueError(
+                    f"memory_lengths: expected ({memory.shape[0]},) integers, got shape "
+                    f"{lens.shape} dtype {lens.dtype}"
+                )
         return F.pointer_generator_loss(
-            inputs, source_ids, target_ids, target_mask, extended_size, memory, self.start,
-            self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, self.out.weight, self.out.bias,
-            self.gen.weight, self.gen.bias, h0, c0, lens, num_heads=self.num_heads,
-            workspace=self._workspace, **self.attention.kernel_weights(),
+            inputs,
+            source_ids,
+            target_ids,
+            target_mask,
+            extended_size,
+            memory,
+            self.start,
+            self.weight_ih,
+            self.weight_hh,
+            self.bias_ih,
+            self.bias_hh,
+            self.out.weight,
+            self.out.bias,
+            self.gen.weight,
+            self.gen.bias,
+            h0,
+            c0,
+            lens,
+            num_heads=self.num_heads,
+            workspace=self._workspace,
+            **self.attention.kernel_weights(),
+        )
+
+    def stepper(self, memory: Any, memory_lengths: Any, source_ids: Any, extended_size: int) -> Any:
+        """A ``seqlab._core.PointerGeneratorStepper`` for incremental decoding: the keys and
+        values of ``memory`` (B, S, attention_dim) projected once; its ``step(rows, x, h, c)``
+        advances N rows (row n reading example ``rows[n]``) by one token from input
+        embeddings x (N, E) and states h, c (N, H), returning the log-probabilities over
+        the extended ids (N, extended_size) and the new states. The stepper reads the
+        current parameter arrays: it is valid until the next optimizer step."""
+        mem = np.ascontiguousarray(memory.data if isinstance(memory, Tensor) else memory, dtype=np.float32)
+        lens = None if memory_lengths is None else np.ascontiguousarray(memory_lengths, dtype=np.int64)
+        src = np.ascontiguousarray(source_ids, dtype=np.int64)
+        w = self.attention.kernel_weights()
+        H = self.hidden_size
+        if "in_proj_weight" in w:
+            w_in = w["in_proj_weight"].data  # type: ignore[union-attr]
+            w_q, w_k, w_v = w_in[:H], w_in[H : 2 * H], w_in[2 * H :]
+        else:
+            w_q, w_k, w_v = (w[k].data for k in ("q_proj_weight", "k_proj_weight", "v_proj_weight"))  # type: ignore[union-attr]
+        b_in = self.attention.in_proj_bias.data
+        attention = [
+            np.ascontiguousarray(a) for a in (w_q, w_k, w_v, b_in[:H], b_in[H : 2 * H], b_in[2 * H :])
+        ]
+        attention += [self.attention.out_proj.weight.data, self.attention.out_proj.bias.data]  # type: ignore[union-attr]
+        return _core.PointerGeneratorStepper(
+            self.weight_ih.data,
+            self.weight_hh.data,
+            self.bias_ih.data,
+            self.bias_hh.data,
+            attention,
+            self.num_heads,
+            self.out.weight.data,
+            self.out.bias.data if self.out.bias is not None else None,
+            self.gen.weight.data,
+            self.gen.bias.data if self.gen.bias is not None else None,
+            mem,
+            lens,
+            src,
+            int(extended_size),
         )
 
     def extra_repr(self) -> str:
-        return (f"{self.input_size}, {self.hidden_size}, vocab_size={self.vocab_size}, "
-                f"attention_dim={self.attention.kdim}, num_heads={self.num_heads}")
+        return (
+            f"{self.input_size}, {self.hidden_size}, vocab_size={self.vocab_size}, "
+            f"attention_dim={self.attention.kdim}, num_heads={self.num_heads}"
+        )

@@ -1,6 +1,20 @@
-"""The code optimizer's model: config and presets, the seq2seq pointer-generator model."""
+"""The code optimizer's model: config and presets, the seq2seq pointer-generator model,
+its incremental decoding session and the decoding strategies."""
 
 from .config import PRESETS, Seq2SeqConfig, preset
-from .seq2seq import CodeSeq2Seq
+from .search import Hypothesis, beam_search, greedy, hybrid, length_penalty, sample
+from .seq2seq import CodeSeq2Seq, DecoderSession
 
-__all__ = ["PRESETS", "CodeSeq2Seq", "Seq2SeqConfig", "preset"]
+__all__ = [
+    "PRESETS",
+    "CodeSeq2Seq",
+    "DecoderSession",
+    "Hypothesis",
+    "Seq2SeqConfig",
+    "beam_search",
+    "greedy",
+    "hybrid",
+    "length_penalty",
+    "preset",
+    "sample",
+]

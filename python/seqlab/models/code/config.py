@@ -42,14 +42,25 @@ class Seq2SeqConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "embedding_dim", "hidden_size", "num_layers", "num_heads", "max_len",
-                     "epochs", "batch_size", "patience", "plateau_patience"):
+        for name in (
+            "vocab_size",
+            "embedding_dim",
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "max_len",
+            "epochs",
+            "batch_size",
+            "patience",
+            "plateau_patience",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.vocab_size < 4:
-            raise ValueError(f"vocab_size must leave room for the special tokens (>= 4), "
-                             f"got {self.vocab_size}")
+            raise ValueError(
+                f"vocab_size must leave room for the special tokens (>= 4), got {self.vocab_size}"
+            )
         if self.hidden_size % self.num_heads:
             raise ValueError(f"num_heads ({self.num_heads}) must divide hidden_size ({self.hidden_size})")
         if not 0.0 <= self.dropout < 1.0:
@@ -80,16 +91,36 @@ class Seq2SeqConfig:
 
 PRESETS: dict[str, Seq2SeqConfig] = {
     # Seconds: tests, notebooks, smoke runs.
-    "tiny": Seq2SeqConfig(vocab_size=500, embedding_dim=32, hidden_size=32, max_len=40, epochs=3,
-                          dropout=0.0, patience=3),
+    "tiny": Seq2SeqConfig(
+        vocab_size=500, embedding_dim=32, hidden_size=32, max_len=40, epochs=3, dropout=0.0, patience=3
+    ),
     # The default: minutes on 2 cores on the default corpus.
     "small": Seq2SeqConfig(),
-    "medium": Seq2SeqConfig(vocab_size=20000, embedding_dim=256, hidden_size=256, num_layers=2,
-                            num_heads=4, dropout=0.2, epochs=30, patience=10),
+    "medium": Seq2SeqConfig(
+        vocab_size=20000,
+        embedding_dim=256,
+        hidden_size=256,
+        num_layers=2,
+        num_heads=4,
+        dropout=0.2,
+        epochs=30,
+        patience=10,
+    ),
     # The original project's configuration.
-    "original": Seq2SeqConfig(vocab_size=50000, embedding_dim=256, hidden_size=256, num_layers=2,
-                              num_heads=1, dropout=0.2, max_len=100, batch_size=32, lr=1e-3,
-                              clip_grad_norm=5.0, patience=15, epochs=100),
+    "original": Seq2SeqConfig(
+        vocab_size=50000,
+        embedding_dim=256,
+        hidden_size=256,
+        num_layers=2,
+        num_heads=1,
+        dropout=0.2,
+        max_len=100,
+        batch_size=32,
+        lr=1e-3,
+        clip_grad_norm=5.0,
+        patience=15,
+        epochs=100,
+    ),
 }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ... import functional as F
-from ...autograd import Tensor
+from ...autograd import Tensor, no_grad
 from ...nn import LSTM, Dropout, Embedding, Linear, Module, PointerGeneratorDecoder
 from .config import Seq2SeqConfig
 
@@ -16,8 +16,9 @@ from .config import Seq2SeqConfig
 def _id_array(value: Any, name: str, ndim: int) -> np.ndarray:
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu" or arr.ndim != ndim:
-        raise ValueError(f"{name}: expected a {ndim}-d integer array, got dtype {arr.dtype} "
-                         f"shape {arr.shape}")
+        raise ValueError(
+            f"{name}: expected a {ndim}-d integer array, got dtype {arr.dtype} shape {arr.shape}"
+        )
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
@@ -42,12 +43,14 @@ class CodeSeq2Seq(Module):
         super().__init__()
         self.config = c = config
         self.embedding = Embedding(c.vocab_size, c.embedding_dim)
-        self.encoder = LSTM(c.embedding_dim, c.hidden_size, num_layers=c.num_layers, bidirectional=True,
-                            dropout=c.dropout)
+        self.encoder = LSTM(
+            c.embedding_dim, c.hidden_size, num_layers=c.num_layers, bidirectional=True, dropout=c.dropout
+        )
         self.bridge_h = Linear(2 * c.hidden_size, c.hidden_size)
         self.bridge_c = Linear(2 * c.hidden_size, c.hidden_size)
-        self.decoder = PointerGeneratorDecoder(c.embedding_dim, c.hidden_size, c.vocab_size,
-                                               2 * c.hidden_size, num_heads=c.num_heads)
+        self.decoder = PointerGeneratorDecoder(
+            c.embedding_dim, c.hidden_size, c.vocab_size, 2 * c.hidden_size, num_heads=c.num_heads
+        )
         self.embedding_dropout = Dropout(c.dropout)
 
     def encode(self, source_ids: Any, source_lengths: Any) -> tuple[Tensor, Tensor, Tensor]:
@@ -56,21 +59,31 @@ class CodeSeq2Seq(Module):
         src = _id_array(source_ids, "source_ids", 2)
         lengths = _id_array(source_lengths, "source_lengths", 1)
         if lengths.shape != (src.shape[0],) or lengths.min() < 1 or lengths.max() > src.shape[1]:
-            raise ValueError(f"source_lengths: expected ({src.shape[0]},) lengths in [1, {src.shape[1]}], "
-                             f"got shape {lengths.shape} range [{lengths.min()}, {lengths.max()}]")
+            raise ValueError(
+                f"source_lengths: expected ({src.shape[0]},) lengths in [1, {src.shape[1]}], "
+                f"got shape {lengths.shape} range [{lengths.min()}, {lengths.max()}]"
+            )
         x = self.embedding_dropout(self.embedding(src))
         memory, (h_n, c_n) = self.encoder(x, lengths=lengths)
         batch, hidden = src.shape[0], self.config.hidden_size
 
         def last_layer(state: Tensor) -> Tensor:  # (2L, B, H) -> (B, 2H), [forward; backward]
-            return state[state.shape[0] - 2:].transpose(1, 0, 2).reshape(batch, 2 * hidden)
+            return state[state.shape[0] - 2 :].transpose(1, 0, 2).reshape(batch, 2 * hidden)
 
         h0 = F.tanh(self.bridge_h(last_layer(h_n)))
         c0 = self.bridge_c(last_layer(c_n))
         return memory, h0, c0
 
-    def forward(self, source_ids: Any, source_lengths: Any, source_ext_ids: Any, target_ids: Any,
-                target_ext_ids: Any, target_lengths: Any, extended_size: int) -> Tensor:
+    def forward(
+        self,
+        source_ids: Any,
+        source_lengths: Any,
+        source_ext_ids: Any,
+        target_ids: Any,
+        target_ext_ids: Any,
+        target_lengths: Any,
+        extended_size: int,
+    ) -> Tensor:
         """Mean NLL per target token (a scalar Tensor).
 
         source_ids (B, S) vocabulary ids with source_lengths (B,); source_ext_ids (B, S)
@@ -88,5 +101,59 @@ class CodeSeq2Seq(Module):
             raise ValueError(f"target_lengths: expected shape ({tgt.shape[0]},), got {tgt_lengths.shape}")
         mask = np.arange(tgt.shape[1])[None, :] < tgt_lengths[:, None]
         inputs = self.embedding_dropout(self.embedding(tgt))
-        return self.decoder(inputs, memory, source_ext_ids, target_ext_ids, mask, extended_size, lengths,
-                            h0, c0)
+        return self.decoder(
+            inputs, memory, source_ext_ids, target_ext_ids, mask, extended_size, lengths, h0, c0
+        )
+
+
+class DecoderSession:
+    """Incremental decoding of a batch of sources with a :class:`CodeSeq2Seq` (a
+    :class:`~seqlab.models.code.search.StepSession`): the encoder runs once here, the
+    decoder's keys and values are projected once, and every :meth:`step` is one C++
+    call (LSTM step, attention over the cached keys and values, copy mixture).
+
+    A previous token's extended id ``>= vocab_size`` (a copied source token) is read
+    back as ``unk_id``'s embedding. The model should be in eval mode (no dropout).
+    """
+
+    def __init__(
+        self,
+        model: CodeSeq2Seq,
+        source_ids: Any,
+        source_lengths: Any,
+        source_ext_ids: Any,
+        extended_size: int,
+        unk_id: int,
+    ) -> None:
+        self.model = model
+        self.unk_id = int(unk_id)
+        self.vocab_size = model.config.vocab_size
+        if not 0 <= self.unk_id < self.vocab_size:
+            raise ValueError(f"unk_id: expected a vocabulary id in [0, {self.vocab_size}), got {unk_id}")
+        with no_grad():
+            memory, h0, c0 = model.encode(source_ids, source_lengths)
+        self.batch = int(memory.shape[0])
+        self.extended_size = int(extended_size)
+        self._h0, self._c0 = h0.data, c0.data
+        lengths = np.ascontiguousarray(source_lengths, dtype=np.int64)
+        self._stepper = model.decoder.stepper(memory.data, lengths, source_ext_ids, extended_size)
+        self._embedding = model.embedding.weight.data
+        self._start = model.decoder.start.data
+
+    def initial_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """The decoder's initial states h0, c0 (B, H) (fresh copies)."""
+        return self._h0.copy(), self._c0.copy()
+
+    def step(
+        self, rows: np.ndarray, prev: np.ndarray | None, h: np.ndarray, c: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Log-probabilities (N, X) of the next extended id and the new h, c (N, H) for rows
+        (N,) of examples after tokens prev (N,) (None: the first step)."""
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        if prev is None:
+            x = np.ascontiguousarray(np.broadcast_to(self._start, (rows.size, self._start.size)))
+        else:
+            ids = np.asarray(prev, dtype=np.int64)
+            x = self._embedding[np.where(ids >= self.vocab_size, self.unk_id, ids)]
+        logp, h_new, c_new, _ = self._stepper.step(rows, x, np.ascontiguousarray(h), np.ascontiguousarray(c))
+        return logp, h_new, c_new
