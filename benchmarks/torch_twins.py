@@ -291,3 +291,62 @@ class TorchCodeSeq2Seq(nn.Module):
 def torch_code_seq2seq(model: Any) -> TorchCodeSeq2Seq:
     """The PyTorch twin of a ``seqlab.models.code.CodeSeq2Seq`` (same weights)."""
     return TorchCodeSeq2Seq(model)
+
+
+class TorchDecoderSession:
+    """Incremental decoding with a :class:`TorchCodeSeq2Seq`, the way a PyTorch user
+    writes it by hand: the encoder once, the keys and values projected once, then per
+    token ``LSTMCell``, the query, the heads' scores and softmax over the cached keys,
+    the vocabulary ``Linear``, the gate and the copy ``scatter_add``. The same
+    :class:`~seqlab.models.code.search.StepSession` as seqlab's ``DecoderSession``, so
+    the search strategies above it are shared."""
+
+    def __init__(self, twin: TorchCodeSeq2Seq, source_ids: Any, source_lengths: Any, source_ext_ids: Any,
+                 extended_size: int, unk_id: int) -> None:
+        self.twin = twin.eval()
+        self.batch = int(np.asarray(source_ids).shape[0])
+        self.extended_size = int(extended_size)
+        self.unk_id = int(unk_id)
+        dec = twin.decoder
+        self.vocab_size = dec.out.out_features
+        mha = dec.mha
+        self.heads = mha.num_heads
+        hidden = mha.embed_dim
+        w_q, w_k, w_v = (mha.in_proj_weight.chunk(3) if mha.in_proj_weight is not None
+                         else (mha.q_proj_weight, mha.k_proj_weight, mha.v_proj_weight))
+        b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
+        self.w_q, self.b_q = w_q, b_q
+        with torch.no_grad():
+            memory, kpm, h0, c0 = twin.encode(torch.as_tensor(np.asarray(source_ids, dtype=np.int64)),
+                                              torch.as_tensor(np.asarray(source_lengths, dtype=np.int64)))
+            split = (self.batch, -1, self.heads, hidden // self.heads)
+            self.keys = F.linear(memory, w_k, b_k).view(split).transpose(1, 2)  # (B, heads, S, hd)
+            self.values = F.linear(memory, w_v, b_v).view(split).transpose(1, 2)
+        self.kpm = kpm
+        self.h0, self.c0 = h0, c0
+        self.source = torch.as_tensor(np.asarray(source_ext_ids, dtype=np.int64))
+
+    def initial_state(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.h0.numpy().copy(), self.c0.numpy().copy()
+
+    @torch.no_grad()
+    def step(self, rows: np.ndarray, prev: np.ndarray | None, h: np.ndarray, c: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        dec = self.twin.decoder
+        r = torch.as_tensor(np.asarray(rows, dtype=np.int64))
+        n = r.numel()
+        if prev is None:
+            u = dec.start.expand(n, -1)
+        else:
+            ids = torch.as_tensor(np.asarray(prev, dtype=np.int64))
+            u = self.twin.embedding(torch.where(ids >= self.vocab_size, self.unk_id, ids))
+        h_t, c_t = dec.cell(u, (torch.as_tensor(h), torch.as_tensor(c)))
+        q = F.linear(h_t, self.w_q, self.b_q).view(n, self.heads, 1, -1)
+        keys, values = self.keys[r], self.values[r]
+        scores = (q @ keys.transpose(-1, -2)) / q.shape[-1] ** 0.5  # (n, heads, 1, S)
+        scores = scores.masked_fill(self.kpm[r][:, None, None, :], float("-inf"))
+        attn = torch.softmax(scores, dim=-1)
+        ctx = F.linear((attn @ values).reshape(n, -1), dec.mha.out_proj.weight, dec.mha.out_proj.bias)
+        z = torch.cat([h_t, ctx], dim=1)[:, None]
+        p = dec.distribution(z, u[:, None], attn.mean(dim=1), self.source[r], self.extended_size)
+        return torch.log(p[:, 0]).numpy(), h_t.numpy(), c_t.numpy()

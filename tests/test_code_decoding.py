@@ -177,3 +177,18 @@ def test_stepper_checks_rows_and_shapes(rng):
     bad[0, 0] = V + OOV
     with pytest.raises(ValueError, match="source_ids: every id must be in"):
         DecoderSession(model, src, src_len, bad, V + OOV, UNK)
+
+
+def test_torch_incremental_session_matches(torch, rng):
+    """The benchmark's PyTorch incremental decoder gives seqlab's beams."""
+    from torch_twins import TorchDecoderSession, torch_code_seq2seq
+
+    model = make_model(heads=2)
+    src, src_len, src_ext, *_ = code_batch(rng, 3, 8, 3, V, OOV)
+    ours = beam_search(DecoderSession(model, src, src_len, src_ext, V + OOV, UNK), 3, 8, EOS)
+    theirs = beam_search(
+        TorchDecoderSession(torch_code_seq2seq(model), src, src_len, src_ext, V + OOV, UNK), 3, 8, EOS
+    )
+    assert [[hy.tokens for hy in h] for h in ours] == [[hy.tokens for hy in h] for h in theirs]
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose([hy.log_prob for hy in a], [hy.log_prob for hy in b], rtol=1e-4, atol=1e-5)
