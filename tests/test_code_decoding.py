@@ -15,6 +15,7 @@ from seqlab.models.code import (
     DecoderSession,
     Seq2SeqConfig,
     beam_search,
+    decode,
     greedy,
     hybrid,
     length_penalty,
@@ -192,3 +193,59 @@ def test_torch_incremental_session_matches(torch, rng):
     assert [[hy.tokens for hy in h] for h in ours] == [[hy.tokens for hy in h] for h in theirs]
     for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose([hy.log_prob for hy in a], [hy.log_prob for hy in b], rtol=1e-4, atol=1e-5)
+
+
+def test_decode_modes(rng):
+    model = make_model()
+    src, src_len, src_ext, *_ = code_batch(rng, 2, 8, 3, V, OOV)
+    session = DecoderSession(model, src, src_len, src_ext, V + OOV, UNK)
+    g = decode(session, "greedy", 10, EOS)
+    assert [h[0].tokens for h in g] == [hy.tokens for hy in greedy(session, 10, EOS)]
+    conv = decode(session, "convergent", 10, EOS, n=2, width=4)
+    assert [[hy.tokens for hy in h] for h in conv] == [
+        [hy.tokens for hy in h[:2]] for h in beam_search(session, 4, 10, EOS)
+    ]
+    div = decode(session, "divergent", 10, EOS, n=3, rng=np.random.default_rng(1))
+    assert all(1 <= len(h) <= 3 for h in div)
+    assert all(len(h) <= 2 for h in decode(session, "hybrid", 10, EOS, n=2, threshold=np.inf))
+    with pytest.raises(ValueError, match="mode: expected one of"):
+        decode(session, "creative", 10, EOS)
+
+
+def test_learns_to_copy_unseen_out_of_vocabulary_tokens():
+    """Trained on copying (a fifth of the tokens outside the vocabulary, so only the copy
+    mechanism can produce them), greedy decoding copies held-out sources exactly."""
+    import seqlab
+
+    vocab, oov, length = 20, 4, 5
+
+    def copy_batch(rng: np.random.Generator, n: int):
+        src_ext = rng.integers(3, vocab + oov, size=(n, length))
+        tgt_ext = np.concatenate([src_ext, np.full((n, 1), EOS)], axis=1)
+        return (
+            np.where(src_ext >= vocab, UNK, src_ext),
+            np.full(n, length),
+            src_ext,
+            np.where(tgt_ext >= vocab, UNK, tgt_ext),
+            tgt_ext,
+            np.full(n, length + 1),
+        )
+
+    seqlab.manual_seed(0)
+    model = CodeSeq2Seq(
+        Seq2SeqConfig(vocab_size=vocab, embedding_dim=16, hidden_size=32, num_heads=2, dropout=0.0)
+    )
+    opt = seqlab.optim.AdamW(list(model.parameters()), lr=1e-2)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        opt.zero_grad()
+        loss = model(*copy_batch(rng, 32), vocab + oov)
+        loss.backward()
+        opt.step()
+    assert float(loss.data) < 0.05
+    model.eval()
+    test = copy_batch(np.random.default_rng(99), 100)
+    hyps = greedy(DecoderSession(model, test[0], test[1], test[2], vocab + oov, UNK), length + 3, EOS)
+    with_oov = [i for i in range(100) if (test[2][i] >= vocab).any()]
+    assert len(with_oov) > 50
+    assert np.mean([hyps[i].tokens == tuple(test[2][i]) for i in with_oov]) >= 0.95

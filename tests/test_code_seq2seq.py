@@ -95,3 +95,18 @@ def test_bad_lengths_raise(rng):
         model(src, np.array([0, 5]), src_ext, tgt, tgt_ext, tgt_len, 502)
     with pytest.raises(ValueError, match="source_ids: expected a 2-d integer array"):
         model(src.astype(np.float32), src_len, src_ext, tgt, tgt_ext, tgt_len, 502)
+
+
+def test_extended_ids_in_the_vocabulary_arrays_are_refused(rng):
+    model = CodeSeq2Seq(preset("tiny"))
+    src, src_len, src_ext, tgt, tgt_ext, tgt_len = code_batch(rng, 2, 5, 4, 500, 2)
+    mixed = tgt.copy()
+    mixed[1, 2] = 501
+    with pytest.raises(
+        ValueError, match=r"target_ids: id 501 at \[1, 2\] is not a vocabulary id in \[0, 500\)"
+    ):
+        model(src, src_len, src_ext, mixed, tgt_ext, tgt_len, 502)
+    bad = src.copy()
+    bad[0, 0] = 500
+    with pytest.raises(ValueError, match=r"source_ids: id 500 at \[0, 0\]"):
+        model(bad, src_len, src_ext, tgt, tgt_ext, tgt_len, 502)

@@ -280,3 +280,43 @@ def hybrid(
         ranked = sorted(pool.values(), key=lambda hy: (is_valid is not None and not is_valid(hy), -hy.score))
         out.append(ranked[: max(n, width)])
     return out
+
+
+MODES = ("greedy", "convergent", "divergent", "hybrid")
+
+
+def decode(
+    session: StepSession,
+    mode: str,
+    max_len: int,
+    eos_id: int,
+    n: int = 1,
+    width: int = 5,
+    alpha: float = 0.6,
+    rng: np.random.Generator | None = None,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 0.95,
+    threshold: float = -1.0,
+    is_valid: Callable[[Hypothesis], bool] | None = None,
+) -> list[list[Hypothesis]]:
+    """Up to ``n`` outputs per example, best first, by ``mode``: ``"greedy"``,
+    ``"convergent"`` (beam search of ``max(width, n)`` beams), ``"divergent"`` (``n``
+    distinct samples) or ``"hybrid"`` (beam search, then sampling where the best beam's
+    mean token log-probability is below ``threshold``). ``rng`` (sampling) defaults to a
+    generator seeded with 0."""
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+    if n < 1:
+        raise ValueError(f"n: expected a positive number of outputs, got {n}")
+    rng = np.random.default_rng(0) if rng is None else rng
+    if mode == "greedy":
+        return [[hy] for hy in greedy(session, max_len, eos_id, alpha)]
+    if mode == "convergent":
+        return [hyps[:n] for hyps in beam_search(session, max(width, n), max_len, eos_id, alpha)]
+    if mode == "divergent":
+        return sample(session, n, max_len, eos_id, rng, temperature, top_k, top_p, alpha)
+    found = hybrid(
+        session, width, n, max_len, eos_id, rng, threshold, temperature, top_k, top_p, alpha, is_valid
+    )
+    return [hyps[:n] for hyps in found]

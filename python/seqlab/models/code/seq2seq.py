@@ -22,6 +22,21 @@ def _id_array(value: Any, name: str, ndim: int) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
+def _vocabulary_ids(value: Any, name: str, vocab_size: int) -> np.ndarray:
+    """A 2-d array of vocabulary ids in [0, vocab_size): an extended id (a copied token's,
+    >= vocab_size) here is the classic pointer-generator mix-up, named as such."""
+    ids = _id_array(value, name, 2)
+    bad = np.argwhere((ids < 0) | (ids >= vocab_size))
+    if bad.size:
+        b, t = (int(i) for i in bad[0])
+        raise ValueError(
+            f"{name}: id {ids[b, t]} at [{b}, {t}] is not a vocabulary id in [0, {vocab_size}); "
+            "tokens outside the vocabulary take the unknown id here, their extended ids go in the "
+            "separate extended-id array"
+        )
+    return ids
+
+
 class CodeSeq2Seq(Module):
     """Sequence-to-sequence model over code tokens with a copy mechanism.
 
@@ -56,7 +71,7 @@ class CodeSeq2Seq(Module):
     def encode(self, source_ids: Any, source_lengths: Any) -> tuple[Tensor, Tensor, Tensor]:
         """Encoder states (B, S, 2H) and the decoder's initial h0, c0 (B, H) for source
         vocabulary ids (B, S) with lengths (B,) in [1, S]."""
-        src = _id_array(source_ids, "source_ids", 2)
+        src = _vocabulary_ids(source_ids, "source_ids", self.config.vocab_size)
         lengths = _id_array(source_lengths, "source_lengths", 1)
         if lengths.shape != (src.shape[0],) or lengths.min() < 1 or lengths.max() > src.shape[1]:
             raise ValueError(
@@ -95,7 +110,7 @@ class CodeSeq2Seq(Module):
         """
         memory, h0, c0 = self.encode(source_ids, source_lengths)
         lengths = np.asarray(source_lengths, dtype=np.int64)
-        tgt = _id_array(target_ids, "target_ids", 2)
+        tgt = _vocabulary_ids(target_ids, "target_ids", self.config.vocab_size)
         tgt_lengths = _id_array(target_lengths, "target_lengths", 1)
         if tgt_lengths.shape != (tgt.shape[0],):
             raise ValueError(f"target_lengths: expected shape ({tgt.shape[0]},), got {tgt_lengths.shape}")
