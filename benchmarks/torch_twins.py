@@ -172,3 +172,181 @@ class TorchAutoencoder(nn.Module):
 def torch_autoencoder(model: Any, kv_once: bool = True) -> TorchAutoencoder:
     """The PyTorch twin of a ``seqlab.models.SequenceAutoencoder`` (same weights)."""
     return TorchAutoencoder(model, kv_once)
+
+
+class TorchPointerGenerator(nn.Module):
+    """``seqlab.nn.PointerGeneratorDecoder`` as a PyTorch user writes it: a loop over
+    timesteps with ``LSTMCell`` and ``MultiheadAttention`` (its head-averaged weights
+    are the copy distribution), the vocabulary ``Linear`` over all steps, the gate
+    ``sigmoid(gen([h; ctx; u]))``, the copy weights scattered onto the extended ids, and
+    the masked mean NLL."""
+
+    def __init__(self, dec: Any) -> None:
+        super().__init__()
+        state = _state(dec)
+        self.cell = nn.LSTMCell(dec.input_size, dec.hidden_size)
+        self.cell.load_state_dict({k: state[k] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
+        self.start = nn.Parameter(state["start"].clone())
+        a = dec.attention
+        self.mha = nn.MultiheadAttention(a.embed_dim, a.num_heads, kdim=a.kdim, vdim=a.vdim, batch_first=True)
+        self.mha.load_state_dict({k[len("attention."):]: v for k, v in state.items()
+                                  if k.startswith("attention.")})
+        self.out = nn.Linear(2 * dec.hidden_size, dec.vocab_size)
+        self.out.load_state_dict({"weight": state["out.weight"], "bias": state["out.bias"]})
+        self.gen = nn.Linear(2 * dec.hidden_size + dec.input_size, 1)
+        self.gen.load_state_dict({"weight": state["gen.weight"], "bias": state["gen.bias"]})
+
+    def features(self, inputs: torch.Tensor, memory: torch.Tensor, key_padding_mask: torch.Tensor | None,
+                 h: torch.Tensor | None = None, c: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per step [h; ctx] (B, T, 2H), the inputs u (B, T, E) and head-mean attention (B, T, S)."""
+        batch, steps = inputs.shape[:2]
+        if h is None:
+            h = inputs.new_zeros(batch, self.cell.hidden_size)
+        if c is None:
+            c = inputs.new_zeros(batch, self.cell.hidden_size)
+        zs, us, attns = [], [], []
+        for t in range(steps):
+            u = self.start.expand(batch, -1) if t == 0 else inputs[:, t - 1]
+            h, c = self.cell(u, (h, c))
+            ctx, attn = self.mha(h.unsqueeze(1), memory, memory, key_padding_mask=key_padding_mask,
+                                 need_weights=True, average_attn_weights=True)
+            zs.append(torch.cat([h, ctx.squeeze(1)], dim=1))
+            us.append(u)
+            attns.append(attn.squeeze(1))
+        return torch.stack(zs, 1), torch.stack(us, 1), torch.stack(attns, 1)
+
+    def distribution(self, z: torch.Tensor, u: torch.Tensor, attn: torch.Tensor, source_ids: torch.Tensor,
+                     extended_size: int) -> torch.Tensor:
+        """P over the extended vocabulary (..., X) from features z, inputs u, attention attn."""
+        p_vocab = torch.softmax(self.out(z), dim=-1)
+        p_gen = torch.sigmoid(self.gen(torch.cat([z, u], dim=-1)))
+        pad = p_vocab.new_zeros(*p_vocab.shape[:-1], extended_size - p_vocab.shape[-1])
+        mixed = torch.cat([p_gen * p_vocab, pad], dim=-1)
+        index = source_ids.unsqueeze(-2).expand(*attn.shape[:-1], source_ids.shape[-1])
+        return mixed.scatter_add(-1, index, (1 - p_gen) * attn)
+
+    def forward(self, inputs: torch.Tensor, memory: torch.Tensor, source_ids: torch.Tensor,
+                target_ids: torch.Tensor, target_mask: torch.Tensor, extended_size: int,
+                key_padding_mask: torch.Tensor | None = None, h: torch.Tensor | None = None,
+                c: torch.Tensor | None = None) -> torch.Tensor:
+        z, u, attn = self.features(inputs, memory, key_padding_mask, h, c)
+        p = self.distribution(z, u, attn, source_ids, extended_size)
+        p_y = p.gather(-1, target_ids.unsqueeze(-1)).squeeze(-1)
+        mask = target_mask.to(p_y.dtype)
+        return -(torch.log(p_y + 1e-12) * mask).sum() / mask.sum().clamp(min=1)
+
+
+def torch_pointer_generator(dec: Any) -> TorchPointerGenerator:
+    """The PyTorch twin of a ``seqlab.nn.PointerGeneratorDecoder`` (same weights)."""
+    return TorchPointerGenerator(dec)
+
+
+class TorchCodeSeq2Seq(nn.Module):
+    """``seqlab.models.code.CodeSeq2Seq``: shared embedding, packed bidirectional LSTM
+    encoder, tanh/linear bridges from the last layer's final states, and the
+    pointer-generator decoder loop above."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        c = model.config
+        self.hidden = c.hidden_size
+        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim)
+        self.embedding.load_state_dict(_state(model.embedding))
+        self.encoder = nn.LSTM(c.embedding_dim, c.hidden_size, num_layers=c.num_layers, bidirectional=True,
+                               dropout=c.dropout, batch_first=True)
+        self.encoder.load_state_dict(_state(model.encoder))
+        self.bridge_h = nn.Linear(2 * c.hidden_size, c.hidden_size)
+        self.bridge_h.load_state_dict(_state(model.bridge_h))
+        self.bridge_c = nn.Linear(2 * c.hidden_size, c.hidden_size)
+        self.bridge_c.load_state_dict(_state(model.bridge_c))
+        self.decoder = TorchPointerGenerator(model.decoder)
+        self.dropout = nn.Dropout(c.dropout)
+
+    def encode(self, source_ids: torch.Tensor, source_lengths: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Memory (B, S, 2H), its key padding mask (B, S) and the decoder's h0, c0 (B, H)."""
+        batch, steps = source_ids.shape
+        x = self.dropout(self.embedding(source_ids))
+        packed = nn.utils.rnn.pack_padded_sequence(x, source_lengths, batch_first=True, enforce_sorted=False)
+        out, (h_n, c_n) = self.encoder(packed)
+        memory, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=steps)
+        kpm = torch.arange(steps)[None, :] >= source_lengths[:, None]
+
+        def last_layer(state: torch.Tensor) -> torch.Tensor:
+            return state[-2:].transpose(0, 1).reshape(batch, 2 * self.hidden)
+
+        h0 = torch.tanh(self.bridge_h(last_layer(h_n)))
+        return memory, kpm, h0, self.bridge_c(last_layer(c_n))
+
+    def forward(self, source_ids: torch.Tensor, source_lengths: torch.Tensor, source_ext_ids: torch.Tensor,
+                target_ids: torch.Tensor, target_ext_ids: torch.Tensor, target_lengths: torch.Tensor,
+                extended_size: int) -> torch.Tensor:
+        memory, kpm, h0, c0 = self.encode(source_ids, source_lengths)
+        mask = torch.arange(target_ids.shape[1])[None, :] < target_lengths[:, None]
+        inputs = self.dropout(self.embedding(target_ids))
+        return self.decoder(inputs, memory, source_ext_ids, target_ext_ids, mask, extended_size, kpm, h0, c0)
+
+
+def torch_code_seq2seq(model: Any) -> TorchCodeSeq2Seq:
+    """The PyTorch twin of a ``seqlab.models.code.CodeSeq2Seq`` (same weights)."""
+    return TorchCodeSeq2Seq(model)
+
+
+class TorchDecoderSession:
+    """Incremental decoding with a :class:`TorchCodeSeq2Seq`, the way a PyTorch user
+    writes it by hand: the encoder once, the keys and values projected once, then per
+    token ``LSTMCell``, the query, the heads' scores and softmax over the cached keys,
+    the vocabulary ``Linear``, the gate and the copy ``scatter_add``. The same
+    :class:`~seqlab.models.code.search.StepSession` as seqlab's ``DecoderSession``, so
+    the search strategies above it are shared."""
+
+    def __init__(self, twin: TorchCodeSeq2Seq, source_ids: Any, source_lengths: Any, source_ext_ids: Any,
+                 extended_size: int, unk_id: int) -> None:
+        self.twin = twin.eval()
+        self.batch = int(np.asarray(source_ids).shape[0])
+        self.extended_size = int(extended_size)
+        self.unk_id = int(unk_id)
+        dec = twin.decoder
+        self.vocab_size = dec.out.out_features
+        mha = dec.mha
+        self.heads = mha.num_heads
+        hidden = mha.embed_dim
+        w_q, w_k, w_v = (mha.in_proj_weight.chunk(3) if mha.in_proj_weight is not None
+                         else (mha.q_proj_weight, mha.k_proj_weight, mha.v_proj_weight))
+        b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
+        self.w_q, self.b_q = w_q, b_q
+        with torch.no_grad():
+            memory, kpm, h0, c0 = twin.encode(torch.as_tensor(np.asarray(source_ids, dtype=np.int64)),
+                                              torch.as_tensor(np.asarray(source_lengths, dtype=np.int64)))
+            split = (self.batch, -1, self.heads, hidden // self.heads)
+            self.keys = F.linear(memory, w_k, b_k).view(split).transpose(1, 2)  # (B, heads, S, hd)
+            self.values = F.linear(memory, w_v, b_v).view(split).transpose(1, 2)
+        self.kpm = kpm
+        self.h0, self.c0 = h0, c0
+        self.source = torch.as_tensor(np.asarray(source_ext_ids, dtype=np.int64))
+
+    def initial_state(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.h0.numpy().copy(), self.c0.numpy().copy()
+
+    @torch.no_grad()
+    def step(self, rows: np.ndarray, prev: np.ndarray | None, h: np.ndarray, c: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        dec = self.twin.decoder
+        r = torch.as_tensor(np.asarray(rows, dtype=np.int64))
+        n = r.numel()
+        if prev is None:
+            u = dec.start.expand(n, -1)
+        else:
+            ids = torch.as_tensor(np.asarray(prev, dtype=np.int64))
+            u = self.twin.embedding(torch.where(ids >= self.vocab_size, self.unk_id, ids))
+        h_t, c_t = dec.cell(u, (torch.as_tensor(h), torch.as_tensor(c)))
+        q = F.linear(h_t, self.w_q, self.b_q).view(n, self.heads, 1, -1)
+        keys, values = self.keys[r], self.values[r]
+        scores = (q @ keys.transpose(-1, -2)) / q.shape[-1] ** 0.5  # (n, heads, 1, S)
+        scores = scores.masked_fill(self.kpm[r][:, None, None, :], float("-inf"))
+        attn = torch.softmax(scores, dim=-1)
+        ctx = F.linear((attn @ values).reshape(n, -1), dec.mha.out_proj.weight, dec.mha.out_proj.bias)
+        z = torch.cat([h_t, ctx], dim=1)[:, None]
+        p = dec.distribution(z, u[:, None], attn.mean(dim=1), self.source[r], self.extended_size)
+        return torch.log(p[:, 0]).numpy(), h_t.numpy(), c_t.numpy()

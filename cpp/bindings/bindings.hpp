@@ -18,4 +18,5 @@ void bind_losses(pybind11::module_& m);
 void bind_attention(pybind11::module_& m);
 void bind_layer_norm(pybind11::module_& m);
 void bind_cross_entropy(pybind11::module_& m);
+void bind_pointer_generator(pybind11::module_& m);
 }  // namespace seqlab::bind

@@ -18,4 +18,5 @@ PYBIND11_MODULE(_core, m) {
   seqlab::bind::bind_attention(m);
   seqlab::bind::bind_layer_norm(m);
   seqlab::bind::bind_cross_entropy(m);
+  seqlab::bind::bind_pointer_generator(m);
 }

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "seqlab/blas.hpp"
+#include "seqlab/decoder_attention.hpp"
 #include "seqlab/recurrent_cells.hpp"
 #include "seqlab/recurrent_gemm.hpp"
 #include "seqlab/recurrent_rows.hpp"
@@ -35,6 +36,9 @@ using recurrent::simd_for;
 using recurrent::store;
 
 using usize = std::size_t;
+using decoder_attention::attend_row;
+using decoder_attention::head_sum;
+using decoder_attention::weighted_sum;
 
 // Whether any step t >= 1 takes the previous prediction.
 bool has_feedback(const DecoderCache& c) {
@@ -53,53 +57,13 @@ void feedback_rows(const DecoderCache& c, int t, std::vector<int>& rows) {
     if (!c.teacher[static_cast<usize>(b) * T + t]) rows.push_back(b);
 }
 
-// out[j] = sum_{k < count} coef[k] * rows[k * ld + j] for j < n, accumulated in registers.
-void weighted_sum(float* out, const float* coef, int count, const float* rows, usize ld, int n) {
-  simd_for(n, [&](int j, auto v) {
-    using V = decltype(v);
-    V acc(0.0f);
-    for (int k = 0; k < count; ++k) acc += V(coef[k]) * load<V>(rows + k * ld + j);
-    store(out + j, acc);
-  });
-}
-
-// One head's weighted sum of memory rows: out[d] = sum_{k < len} coef[k] * m[k * H + d]
-// for d < hd, where m_t is the same head's rows transposed (hd rows of S). A head
-// narrower than a SIMD batch takes hd dot products along S (SIMD over the keys);
-// a wider one sums whole rows (SIMD over d).
-void head_sum(float* out, const float* coef, int len, const float* m, int H, const float* m_t,
-              usize S, int hd) {
-  if (hd >= static_cast<int>(fbatch::size)) {
-    weighted_sum(out, coef, len, m, static_cast<usize>(H), hd);
-    return;
-  }
-  for (int d = 0; d < hd; ++d) out[d] = simd::row_dot(coef, m_t + d * S, len);
-}
-
-// Attention of one query row (b, t) over its memory: probs and context. keys_t and
-// values_t are the row's keys and values transposed, (H, S), so that a head's scores
-// (and, for narrow heads, its context) are SIMD sums along S.
-void attend_row(const DecoderShape& s, const float* q, const float* keys_t, const float* values,
-                const float* values_t, int len, float scale, float* probs, float* ctx) {
-  const int H = s.H, hd = H / s.heads;
-  const usize S = static_cast<usize>(s.S);
-  for (int h = 0; h < s.heads; ++h) {
-    float* p = probs + h * S;
-    weighted_sum(p, q + h * hd, hd, keys_t + h * hd * S, S, len);
-    simd::scale_row(p, len, scale);
-    simd::softmax_row(p, len);
-    std::fill(p + len, p + S, 0.0f);
-    head_sum(ctx + h * hd, p, len, values + h * hd, H, values_t + h * hd * S, S, hd);
-  }
-}
-
 // Backward of attend_row: dq (written); dkeys_t and dvalues_t, this batch row's key
 // and value gradients transposed ((H, S) layout, added: SIMD along S); ds is scratch
-// of S values.
+// of S values; dprobs (heads, S) or null: a further gradient of the weights.
 void attend_row_backward(const DecoderShape& s, const float* q, const float* keys,
                          const float* keys_t, const float* values_t, int len, float scale,
-                         const float* probs, const float* dctx, float* dq, float* dkeys_t,
-                         float* dvalues_t, float* ds) {
+                         const float* probs, const float* dctx, const float* dprobs, float* dq,
+                         float* dkeys_t, float* dvalues_t, float* ds) {
   const int H = s.H, hd = H / s.heads;
   const usize S = static_cast<usize>(s.S);
   for (int h = 0; h < s.heads; ++h) {
@@ -107,6 +71,7 @@ void attend_row_backward(const DecoderShape& s, const float* q, const float* key
     const float* g = dctx + h * hd;
     const usize rows = static_cast<usize>(h) * hd * S;
     weighted_sum(ds, g, hd, values_t + rows, S, len);  // d p
+    if (dprobs) add_row(ds, dprobs + h * S, len);
     const float pdp = simd::row_dot(p, ds, len);
     simd_for(len, [&](int k, auto v) {  // d scores (scaled)
       using V = decltype(v);
@@ -308,7 +273,7 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
 
 template <class Cell>
 void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, float* dh0,
-                   float* dc0, float* d_memory, float* d_gate_bias) {
+                   float* dc0, float* d_memory, float* d_gate_bias, const DecoderBackwardExtras& ex) {
   constexpr int G = Cell::gates;
   constexpr bool lstm = std::is_same_v<Cell, recurrent::LstmCell>;
   constexpr bool gru = std::is_same_v<Cell, recurrent::GruCell>;
@@ -369,8 +334,12 @@ void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, 
   float* dc_nxt = lstm ? dc_b.data() : nullptr;
 
   // d features = d pred @ W_out for every step; the fed-back predictions add theirs in the loop.
-  std::memcpy(dpred, d_pred, BT * O * sizeof(float));
+  if (d_pred != dpred) std::memcpy(dpred, d_pred, BT * O * sizeof(float));
   sgemm(false, false, static_cast<int>(BT), Z, O, 1.0f, dpred, O, w.w_out, Z, 0.0f, dfeat, Z);
+  if (ex.d_features)
+    parallel_for(BT, row_grain(Z), [&](usize r0, usize r1) {
+      for (usize r = r0; r < r1; ++r) add_row(dfeat + r * Z, ex.d_features + r * Z, Z);
+    });
 
   for (int t = T - 1; t >= 0; --t) {
     const float* hp = hs + t * BH;
@@ -390,6 +359,7 @@ void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, 
           attend_row_backward(s, c.queries.data() + bt * H, c.keys.data() + bs * H,
                               c.keys_t.data() + bh, c.values_t.data() + bh, len, scale,
                               c.probs.data() + bt * s.heads * static_cast<usize>(s.S), dctx + b * ldq,
+                              ex.d_probs ? ex.d_probs + bt * s.heads * static_cast<usize>(s.S) : nullptr,
                               dq + b * ldq, c.d_keys_t.data() + bh, c.d_values_t.data() + bh,
                               dp_scratch.data() + bs);
         }
@@ -442,6 +412,7 @@ void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, 
   const int M = static_cast<int>(BT);
   if (g.w_hh) sgemm(true, false, GH, H, M, 1.0f, dgh, GH, hs, H, 1.0f, g.w_hh, H);
   if (g.w_ih) sgemm(true, false, GH, E, M, 1.0f, dgx, GH, c.inputs.data(), E, 1.0f, g.w_ih, E);
+  if (ex.d_inputs) sgemm(false, false, M, E, GH, 1.0f, dgx, GH, w.w_ih, E, 0.0f, ex.d_inputs, E);
   if (g.b_ih) add_column_sums(g.b_ih, dgx, BT, GH, GH);
   if (g.b_hh) add_column_sums(g.b_hh, dgh, BT, GH, GH);
   if (d_gate_bias)  // each row's gate bias gets its steps' input-gate gradients
@@ -514,16 +485,17 @@ void decoder_forward(CellKind kind, const DecoderShape& shape, const DecoderWeig
 }
 
 void decoder_backward(DecoderCache& cache, const float* d_pred, const DecoderGrads& grads,
-                      float* dh0, float* dc0, float* d_memory, float* d_gate_bias) {
+                      float* dh0, float* dc0, float* d_memory, float* d_gate_bias,
+                      const DecoderBackwardExtras& extras) {
   switch (cache.kind) {
     case CellKind::RnnTanh:
-      return backward_impl<recurrent::RnnTanhCell>(cache, d_pred, grads, dh0, dc0, d_memory, d_gate_bias);
+      return backward_impl<recurrent::RnnTanhCell>(cache, d_pred, grads, dh0, dc0, d_memory, d_gate_bias, extras);
     case CellKind::RnnRelu:
-      return backward_impl<recurrent::RnnReluCell>(cache, d_pred, grads, dh0, dc0, d_memory, d_gate_bias);
+      return backward_impl<recurrent::RnnReluCell>(cache, d_pred, grads, dh0, dc0, d_memory, d_gate_bias, extras);
     case CellKind::Lstm:
-      return backward_impl<recurrent::LstmCell>(cache, d_pred, grads, dh0, dc0, d_memory, d_gate_bias);
+      return backward_impl<recurrent::LstmCell>(cache, d_pred, grads, dh0, dc0, d_memory, d_gate_bias, extras);
     case CellKind::Gru:
-      return backward_impl<recurrent::GruCell>(cache, d_pred, grads, dh0, dc0, d_memory, d_gate_bias);
+      return backward_impl<recurrent::GruCell>(cache, d_pred, grads, dh0, dc0, d_memory, d_gate_bias, extras);
   }
   throw std::invalid_argument("decoder_backward: unknown cell kind");
 }

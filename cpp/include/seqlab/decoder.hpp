@@ -128,10 +128,20 @@ void decoder_forward(CellKind kind, const DecoderShape& shape, const DecoderWeig
                      const float* c0, const float* memory, const std::int64_t* memory_lengths,
                      const float* gate_bias, float* pred, DecoderCache& cache);
 
-// Backward: d_pred (B, T, O). Writes dh0 and (LSTM, unless null) dc0 (B, H),
-// d_memory (B, S, A) and d_gate_bias (B, G*H) unless null; adds the parameter
-// gradients into grads.
+// Gradients a head reading more of the forward than the predictions passes back
+// (the pointer-generator reads the features, the inputs and the attention weights),
+// and the gradient of the inputs. Any may be null.
+struct DecoderBackwardExtras {
+  const float* d_features = nullptr;  // (B*T, Z) rows (b, t): added to d [h_t; ctx_t]
+  const float* d_probs = nullptr;     // (B*T*heads, S): added to d of the attention weights
+  float* d_inputs = nullptr;          // (B*T, E) rows (b, t): written, d u_t through the gates
+};
+
+// Backward: d_pred (B, T, O) (may be cache.d_pred itself: then used in place). Writes
+// dh0 and (LSTM, unless null) dc0 (B, H), d_memory (B, S, A) and d_gate_bias (B, G*H)
+// unless null; adds the parameter gradients into grads.
 void decoder_backward(DecoderCache& cache, const float* d_pred, const DecoderGrads& grads,
-                      float* dh0, float* dc0, float* d_memory, float* d_gate_bias);
+                      float* dh0, float* dc0, float* d_memory, float* d_gate_bias,
+                      const DecoderBackwardExtras& extras = {});
 
 }  // namespace seqlab

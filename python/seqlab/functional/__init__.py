@@ -8,7 +8,8 @@ for sequences) and records one node on the autograd tape. The ops live by family
 - :mod:`.recurrent`: RNN/LSTM/GRU layers over whole sequences, the fused recurrent decoder;
 - :mod:`.conv`: 1-d convolution (causal or padded) and the TCN's temporal block;
 - :mod:`.attention`: scaled dot-product and multi-head attention (plain and flash paths);
-- :mod:`.losses`: the masked cosine + MSE loss and cross-entropy.
+- :mod:`.losses`: the masked cosine + MSE loss and cross-entropy;
+- :mod:`.seq2seq`: the teacher-forced pointer-generator decoder and its loss.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .dense import (
 )
 from .losses import cosine_mse_loss, cross_entropy
 from .recurrent import RECURRENT_MODES, recurrent_decoder, recurrent_layer
+from .seq2seq import pointer_generator_loss
 
 __all__ = [
     "LINEAR_ACTIVATIONS",
@@ -58,6 +60,7 @@ __all__ = [
     "layer_norm",
     "linear",
     "linear_activation",
+    "pointer_generator_loss",
     "multi_head_attention_core",
     "recurrent_decoder",
     "recurrent_layer",

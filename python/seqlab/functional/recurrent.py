@@ -123,6 +123,54 @@ def _slot_data(slot: _DecoderSlot) -> np.ndarray | None:
     return t.data if rows is None else t.data[rows]
 
 
+def _attention_slots(
+    hidden: int,
+    in_proj_weight: Tensor | None,
+    q_proj_weight: Tensor | None,
+    k_proj_weight: Tensor | None,
+    v_proj_weight: Tensor | None,
+    in_proj_bias: Tensor | None,
+    out_proj_weight: Tensor | None,
+    out_proj_bias: Tensor | None,
+) -> list[_DecoderSlot]:
+    """The decoder kernels' 8 attention arrays (w_q, w_k, w_v, b_q, b_k, b_v, w_o, b_o) as
+    (parameter, rows) slots of torch MultiheadAttention's parameters."""
+    if out_proj_weight is None:
+        raise ValueError("out_proj_weight: required with attention (num_heads > 0)")
+    rows = [slice(i * hidden, (i + 1) * hidden) for i in range(3)]
+    if in_proj_weight is not None:
+        proj: list[_DecoderSlot] = [(in_proj_weight, r) for r in rows]
+    else:
+        if q_proj_weight is None or k_proj_weight is None or v_proj_weight is None:
+            raise ValueError("q_proj_weight, k_proj_weight, v_proj_weight: required with attention "
+                             "unless in_proj_weight is given")
+        proj = [(q_proj_weight, None), (k_proj_weight, None), (v_proj_weight, None)]
+    biases: list[_DecoderSlot] = [None, None, None] if in_proj_bias is None else [
+        (in_proj_bias, r) for r in rows]
+    return [*proj, *biases, (out_proj_weight, None),
+            None if out_proj_bias is None else (out_proj_bias, None)]
+
+
+def _slot_params(slots: Sequence[_DecoderSlot]) -> list[Tensor]:
+    """The distinct parameters behind the slots, in order of first use."""
+    params: list[Tensor] = []
+    for s in slots:
+        if s is not None and all(s[0] is not p for p in params):
+            params.append(s[0])
+    return params
+
+
+def _slot_grads(slots: Sequence[_DecoderSlot], params: Sequence[Tensor],
+                buffers: Sequence[np.ndarray | None]) -> list[np.ndarray | None]:
+    """Each slot's gradient buffer: its parameter's buffer, or the rows of it the slot reads."""
+    by_id = {id(p): b for p, b in zip(params, buffers, strict=True)}
+    grads: list[np.ndarray | None] = []
+    for s in slots:
+        buf = None if s is None else by_id[id(s[0])]
+        grads.append(None if buf is None else (buf if s[1] is None else buf[s[1]]))  # type: ignore[index]
+    return grads
+
+
 def recurrent_decoder(
     mode: str,
     targets: Any,
@@ -184,21 +232,8 @@ def recurrent_decoder(
                                  None if bias_ih is None else (bias_ih, None),
                                  None if bias_hh is None else (bias_hh, None)]
     if attention:
-        if out_proj_weight is None:
-            raise ValueError("out_proj_weight: required with attention (num_heads > 0)")
-        hidden = weight_hh.shape[1]
-        rows = [slice(i * hidden, (i + 1) * hidden) for i in range(3)]
-        if in_proj_weight is not None:
-            proj: list[_DecoderSlot] = [(in_proj_weight, r) for r in rows]
-        else:
-            if q_proj_weight is None or k_proj_weight is None or v_proj_weight is None:
-                raise ValueError("q_proj_weight, k_proj_weight, v_proj_weight: required with attention "
-                                 "unless in_proj_weight is given")
-            proj = [(q_proj_weight, None), (k_proj_weight, None), (v_proj_weight, None)]
-        biases: list[_DecoderSlot] = [None, None, None] if in_proj_bias is None else [
-            (in_proj_bias, r) for r in rows]
-        slots += [*proj, *biases, (out_proj_weight, None),
-                  None if out_proj_bias is None else (out_proj_bias, None)]
+        slots += _attention_slots(weight_hh.shape[1], in_proj_weight, q_proj_weight, k_proj_weight,
+                                  v_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias)
     else:
         slots += [None] * 8
     slots += [(out_weight, None), None if out_bias is None else (out_bias, None)]
@@ -210,19 +245,12 @@ def recurrent_decoder(
         int(num_heads), workspace.pop() if workspace else None,
         None if gate_bias is None else gate_bias.data,
     )
-    params: list[Tensor] = []
-    for s in slots:
-        if s is not None and all(s[0] is not p for p in params):
-            params.append(s[0])
+    params = _slot_params(slots)
     states = [s for s in (h0, c0, memory, gate_bias) if s is not None]
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         buffers = [grad_buffer(p) for p in params]
-        by_id = {id(p): b for p, b in zip(params, buffers, strict=True)}
-        grads = []
-        for s in slots:
-            buf = None if s is None else by_id[id(s[0])]
-            grads.append(None if buf is None else (buf if s[1] is None else buf[s[1]]))  # type: ignore[index]
+        grads = _slot_grads(slots, params, buffers)
         need_memory = memory is not None and memory.requires_grad
         need_bias = gate_bias is not None and gate_bias.requires_grad
         dh0, dc0, dmem, dbias = _core.decoder_backward(cache, _grad(g), grads, need_memory, need_bias)

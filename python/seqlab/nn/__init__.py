@@ -12,6 +12,7 @@ from .linear import Linear
 from .module import Module
 from .normalization import LayerNorm
 from .parameter import Parameter
+from .pointer_generator import PointerGeneratorDecoder
 from .recurrent import GRU, LSTM, RNN
 from .transformer import GPTBlock, TransformerDecoderBlock, TransformerEncoderLayer
 
@@ -32,6 +33,7 @@ __all__ = [
     "Module",
     "MultiheadAttention",
     "Parameter",
+    "PointerGeneratorDecoder",
     "ReLU",
     "Sequential",
     "Sigmoid",

@@ -1,0 +1,253 @@
+"""Code optimizer: seqlab's seq2seq pointer-generator model against its PyTorch twin.
+
+Two measurements, each library timed alone in its own process (``--worker``):
+
+* ``train``: one training step of the original configuration (preset ``original``:
+  vocabulary 50,000, embedding and hidden 256, 2-layer bidirectional LSTM encoder,
+  pointer-generator decoder, batch 32, sources and targets of 100 tokens, 20 extended
+  out-of-vocabulary slots): forward, masked NLL, backward, gradient clipping to 5.0
+  and an AdamW step, at each ``--threads`` count. PyTorch: ``torch_twins.TorchCodeSeq2Seq``
+  (packed ``nn.LSTM`` encoder, ``LSTMCell`` + ``MultiheadAttention`` loop, ``Linear``
+  over all steps, ``scatter_add`` copy) with ``torch.optim.AdamW``. Dropout is off in
+  both (the twin and seqlab draw different masks).
+* ``beam``: beam search of width 5 (GNMT length penalty 0.6, up to 100 tokens), one
+  example at a time, seconds per example; the same search code over seqlab's C++ step
+  (``DecoderSession``) and over an incremental PyTorch decoder
+  (``torch_twins.TorchDecoderSession``: keys and values projected once, one step per token).
+
+The batches are random ids of the real shapes (step time does not depend on the
+values; targets are copied from the sources at every third step so that the copy
+path carries gradient). Before anything is timed the main process checks that the
+twin matches seqlab's loss and every gradient on the timed batch, and that both
+decoders return the same beams.
+
+    python benchmarks/bench_code_optimizer.py                 # original configuration, 1 and 2 threads
+    python benchmarks/bench_code_optimizer.py --tiny          # small shapes: checks the script runs
+    python benchmarks/bench_code_optimizer.py --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+EXTENDED = 20
+EOS, UNK = 2, 1
+
+
+def config_for(tiny: bool) -> Any:
+    from seqlab.models.code import preset
+
+    if tiny:
+        return preset(
+            "tiny",
+            vocab_size=300,
+            embedding_dim=16,
+            hidden_size=16,
+            num_layers=2,
+            max_len=12,
+            batch_size=4,
+            dropout=0.0,
+        )
+    return preset("original", dropout=0.0)
+
+
+def make_batch(config: Any, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """A padded batch of the config's shapes: source ids, lengths, extended ids, target ids,
+    extended ids and lengths (lengths between half and all of max_len)."""
+    rng = np.random.default_rng(seed)
+    B, L, V = config.batch_size, config.max_len, config.vocab_size
+    src_len = rng.integers(L // 2, L + 1, size=B)
+    src_len[0] = L
+    tgt_len = rng.integers(L // 2, L + 1, size=B)
+    tgt_len[0] = L
+    src_ext = rng.integers(3, V + EXTENDED, size=(B, L))
+    tgt_ext = rng.integers(3, V, size=(B, L))
+    pick = rng.integers(0, src_len[:, None], size=(B, L))
+    copied = np.take_along_axis(src_ext, pick, axis=1)
+    tgt_ext[:, ::3] = copied[:, ::3]
+    for b in range(B):
+        src_ext[b, src_len[b] :] = 0
+        tgt_ext[b, tgt_len[b] :] = 0
+        tgt_ext[b, tgt_len[b] - 1] = EOS
+    src = np.where(src_ext >= V, UNK, src_ext)
+    tgt = np.where(tgt_ext >= V, UNK, tgt_ext)
+    return src, src_len, src_ext, tgt, tgt_ext, tgt_len
+
+
+def build_models(config: Any, seed: int = 0) -> tuple[Any, Any]:
+    import seqlab
+    from seqlab.models.code import CodeSeq2Seq
+    from torch_twins import torch_code_seq2seq
+
+    seqlab.manual_seed(seed)
+    model = CodeSeq2Seq(config)
+    return model, torch_code_seq2seq(model)
+
+
+def check_parity(config: Any) -> str:
+    """Loss and every gradient of the twin against seqlab's on the timed batch; the beams of
+    two examples. Raises AssertionError on a mismatch."""
+    import torch
+
+    from seqlab.models.code import DecoderSession, beam_search
+    from torch_twins import TorchDecoderSession
+
+    model, twin = build_models(config)
+    batch = make_batch(config)
+    loss = model(*batch, config.vocab_size + EXTENDED)
+    model.zero_grad()
+    loss.backward()
+    ref = twin(*(torch.as_tensor(np.asarray(a, dtype=np.int64)) for a in batch), config.vocab_size + EXTENDED)
+    ref.backward()
+    np.testing.assert_allclose(float(loss.data), ref.item(), rtol=1e-4)
+    theirs = {k: p.grad for k, p in twin.named_parameters()}
+    worst = 0.0
+    for name, p in model.named_parameters():
+        key = name.replace("decoder.attention.", "decoder.mha.")
+        for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            if name == f"decoder.{w}":
+                key = f"decoder.cell.{w}"
+        g = theirs[key].numpy()
+        scale = float(np.abs(g).max()) or 1.0
+        err = float(np.abs(p.grad - g).max()) / scale
+        worst = max(worst, err)
+        assert err < 1e-3, f"{name}: gradient differs from PyTorch's by {err:.2e} of its largest value"
+    model.eval()
+    src, src_len, src_ext = (a[:2] for a in batch[:3])
+    X = config.vocab_size + EXTENDED
+    steps = min(config.max_len, 20)
+    ours = beam_search(DecoderSession(model, src, src_len, src_ext, X, UNK), 5, steps, EOS)
+    other = beam_search(TorchDecoderSession(twin, src, src_len, src_ext, X, UNK), 5, steps, EOS)
+    assert [[h.tokens for h in b] for b in ours] == [[h.tokens for h in b] for b in other], "beams differ"
+    return (
+        f"loss {float(loss.data):.6f} vs {ref.item():.6f}, largest relative gradient difference {worst:.1e}"
+    )
+
+
+def worker(library: str, task: str, threads: int, tiny: bool, repeats: int) -> dict[str, float]:
+    """Median seconds of the task for one library, in this process."""
+    import statistics
+
+    config = config_for(tiny)
+    X = config.vocab_size + EXTENDED
+    batch = make_batch(config)
+    if library == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    import seqlab
+
+    seqlab.set_num_threads(threads)
+    model, twin = build_models(config)
+    times: list[float] = []
+    if task == "train":
+        if library == "seqlab":
+            params = list(model.parameters())
+            opt = seqlab.optim.AdamW(params, lr=config.lr)
+
+            def run() -> None:
+                opt.zero_grad()
+                loss = model(*batch, X)
+                loss.backward()
+                seqlab.nn.utils.clip_grad_norm_(params, config.clip_grad_norm)
+                opt.step()
+        else:
+            import torch
+
+            tbatch = [torch.as_tensor(np.asarray(a, dtype=np.int64)) for a in batch]
+            topt = torch.optim.AdamW(twin.parameters(), lr=config.lr)
+
+            def run() -> None:
+                topt.zero_grad()
+                loss = twin(*tbatch, X)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(twin.parameters(), config.clip_grad_norm)
+                topt.step()
+
+        run()
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+        return {"seconds": statistics.median(times)}
+    from seqlab.models.code import DecoderSession, beam_search
+    from torch_twins import TorchDecoderSession
+
+    model.eval()
+    session_type = DecoderSession if library == "seqlab" else TorchDecoderSession
+    net = model if library == "seqlab" else twin
+    examples = min(config.batch_size, max(repeats, 2))
+    for i in range(-1, examples):  # example -1 (the first, again): warm-up
+        j = max(i, 0)
+        t0 = time.perf_counter()
+        session = session_type(net, batch[0][j : j + 1], batch[1][j : j + 1], batch[2][j : j + 1], X, UNK)
+        beam_search(session, 5, config.max_len, EOS)
+        if i >= 0:
+            times.append(time.perf_counter() - t0)
+    return {"seconds": statistics.median(times)}
+
+
+def spawn(library: str, task: str, threads: int, tiny: bool, repeats: int) -> float:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        library,
+        "--task",
+        task,
+        "--threads",
+        str(threads),
+        "--repeats",
+        str(repeats),
+    ] + (["--tiny"] if tiny else [])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["seconds"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--tasks", nargs="+", default=["train", "beam"], choices=["train", "beam"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tiny", action="store_true", help="small shapes, to check the script runs")
+    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--worker", choices=["seqlab", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--task", choices=["train", "beam"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.task, args.threads[0], args.tiny, args.repeats)))
+        return
+    from harness import machine_description, markdown_table
+
+    print(machine_description())
+    print("parity:", check_parity(config_for(args.tiny)))
+    rows = []
+    for task in args.tasks:
+        for threads in args.threads:
+            ours = spawn("seqlab", task, threads, args.tiny, args.repeats)
+            theirs = spawn("torch", task, threads, args.tiny, args.repeats)
+            label = "training step (s)" if task == "train" else "beam-5 decode per example (s)"
+            rows.append([label, threads, ours, theirs, theirs / ours])
+    header = ["measurement", "threads", "seqlab", "PyTorch", "speedup"]
+    if args.markdown:
+        print(markdown_table(header, rows))
+    else:
+        for row in rows:
+            print(f"{row[0]:32s} threads {row[1]}: seqlab {row[2]:.4f}  PyTorch {row[3]:.4f}  x{row[4]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+// Teacher-forced pointer-generator decoder (See et al. 2017) over a whole target, as
+// one forward/backward pair: the attention decoder of decoder.hpp (LSTM cell, no input
+// feeding: step t reads only the embedding of the previous target token), its
+// vocabulary projection as one GEMM over all steps, then per step the copy gate, the
+// mixture of the vocabulary and copy distributions, and the masked negative
+// log-likelihood of the target's extended ids.
+//
+// Shapes (batch-first, float32 unless said), V vocabulary size, Z = 2H, X = V + OOV
+// slots (the extended vocabulary):
+//   inputs (B, T, E)   embeddings of the previous target tokens: step t reads
+//                      inputs[:, t-1], step 0 the learned start (E) (decoder.hpp)
+//   source_ids (B, S) int64 in [0, X): the source tokens' extended ids (vocabulary ids
+//                      for known tokens, V + k for the k-th distinct unknown one)
+//   target_ids (B, T) int64 in [0, X): the extended ids to predict
+//   target_mask (B, T) uint8: steps counted in the loss
+//   w_out (V, Z) b_out (V): vocabulary logits from [h_t; ctx_t]
+//   w_gen (Z + E) b_gen (1): p_gen = sigmoid(w_gen . [h_t; ctx_t; u_t] + b_gen)
+//
+// Per step, with a_t the attention weights averaged over the heads (the copy
+// distribution is the mean over heads) and len_b the source length:
+//   P(w) = p_gen * softmax(logits)[w] (w < V)
+//        + (1 - p_gen) * sum_{s < len_b, source_ids[b, s] == w} a_t[s]
+//   loss = sum_{(b, t) in mask} -log(P(target_ids[b, t]) + eps) / |mask|
+// (eps = 1e-12; loss 0 when the mask is empty).
+//
+// Cost: the decoder's (one GEMM for the input projection, per step the recurrent,
+// query and attention-output products, the attention SIMD rows), one GEMM for the
+// logits, then one SIMD softmax pass per counted row, in place. Backward turns the
+// probabilities into the logits' gradient in place and runs the decoder's backward
+// with the gate's and the copy's extra gradients.
+#pragma once
+#include <xtensor/xtensor.hpp>
+
+#include <cstdint>
+#include <vector>
+
+#include "seqlab/decoder.hpp"
+#include "seqlab/recurrent_gemm.hpp"
+
+namespace seqlab {
+
+constexpr float kPointerGeneratorEps = 1e-12f;
+
+struct PointerGeneratorShape {
+  DecoderShape dec;   // B, T, E, H, O = V, S, A, heads (> 0)
+  int extended = 0;   // X = V + OOV slots
+};
+
+struct PointerGeneratorCache {
+  DecoderCache dec;   // dec.d_pred holds the probabilities, then the logits' gradient
+  PointerGeneratorShape shape;
+  const float* w_gen = nullptr;
+  float b_gen = 0.0f;
+  std::vector<std::int64_t> source_ids, target_ids;  // (B*S), (B*T)
+  std::vector<std::uint8_t> mask;                    // (B*T)
+  std::size_t count = 0;                             // steps in the mask
+  xt::xtensor<float, 1> p_gen, p_vocab, p_copy;      // (B*T) at the target id
+  // Backward workspaces.
+  xt::xtensor<float, 2> d_features;  // (B*T, Z)
+  xt::xtensor<float, 2> d_probs;     // (B*T*heads, S)
+  xt::xtensor<float, 2> d_inputs;    // (B*T, E) d u_t
+  xt::xtensor<float, 1> d_gate;      // (B*T) d of the gate's pre-activation
+};
+
+// Forward: returns the mean masked NLL. memory_lengths, h0, c0 may be null.
+float pointer_generator_forward(const PointerGeneratorShape& shape, const DecoderWeights& w,
+                                const float* w_gen, const float* b_gen, const float* inputs,
+                                const float* h0, const float* c0, const float* memory,
+                                const std::int64_t* memory_lengths, const std::int64_t* source_ids,
+                                const std::int64_t* target_ids, const std::uint8_t* target_mask,
+                                PointerGeneratorCache& cache);
+
+// Backward of the loss scaled by d_loss. Adds the parameter gradients into grads,
+// d_w_gen (Z + E), d_b_gen (1) and d_start; writes d_inputs (B, T, E), dh0, dc0
+// (B, H) and d_memory (B, S, A) (each may be null).
+void pointer_generator_backward(PointerGeneratorCache& cache, float d_loss, const DecoderGrads& grads,
+                                float* d_w_gen, float* d_b_gen, float* d_inputs, float* dh0,
+                                float* dc0, float* d_memory);
+
+// Incremental decoding (beam search, sampling): built once per batch of sources, it
+// projects the memory's keys and values and packs the step's weights; each step then
+// advances N rows (beams or samples) by one token, row n reading the memory of example
+// rows[n], without re-running the prefix.
+//
+// One step: gates = x W_ih^T + h W_hh^T + b, the LSTM cell, q = h' W_q^T + b_q, the
+// heads' attention over the cached keys and values, ctx W_o^T + b_o, the logits
+// [h'; ctx] W_out^T + b_out (one GEMM for the N rows), p_gen, and
+//   log_probs[n, w] = log(p_gen softmax(logits)[w] + (1 - p_gen) sum_{s: source[s] = w} a[s])
+// over the X extended ids (-inf for ids neither in the vocabulary nor in the source).
+class PointerGeneratorStepper {
+ public:
+  // shape.dec: B, S, A (memory), E, H, O = V, heads; shape.extended = X. The weights
+  // (and w_gen (Z + E), b_gen (1) or null) must outlive the stepper; memory (B, S, A),
+  // memory_lengths (B) (null: all S) and source_ids (B, S) are copied or projected.
+  PointerGeneratorStepper(const PointerGeneratorShape& shape, const DecoderWeights& w, const float* w_gen,
+                          const float* b_gen, const float* memory, const std::int64_t* memory_lengths,
+                          const std::int64_t* source_ids);
+  // rows (N) in [0, B); x (N, E) the inputs' embeddings; h, c (N, H). Writes h_new,
+  // c_new (N, H), log_probs (N, X) and, unless null, attention (N, S) (the heads' mean).
+  void step(int N, const std::int64_t* rows, const float* x, const float* h, const float* c, float* h_new,
+            float* c_new, float* log_probs, float* attention);
+  const PointerGeneratorShape& shape() const { return shape_; }
+
+ private:
+  PointerGeneratorShape shape_;
+  DecoderWeights w_;
+  const float* w_gen_;
+  float b_gen_;
+  std::vector<std::int64_t> lengths_, source_ids_;
+  recurrent::PackedMatrix w_ih_t_, w_hh_t_, w_q_t_, w_o_t_;
+  std::vector<float> bias_;  // b_ih + b_hh (4H)
+  xt::xtensor<float, 2> keys_t_, values_, values_t_;  // (B*H, S), (B*S, H), (B*H, S)
+  // Step workspaces.
+  xt::xtensor<float, 2> gates_, gh_, q_, ctx_, feat_, probs_, logits_;
+};
+
+}  // namespace seqlab

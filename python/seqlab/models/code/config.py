@@ -1,0 +1,131 @@
+"""Configuration and presets of the code optimizer's seq2seq model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Seq2SeqConfig:
+    """Everything that defines a code seq2seq model and its training; any field can be overridden.
+
+    Model: a shared token ``embedding_dim`` embedding of a ``vocab_size`` vocabulary
+    (the most frequent tokens; the rest are copied from the source through the
+    extended vocabulary), a bidirectional ``num_layers`` LSTM encoder of
+    ``hidden_size`` units per direction (``dropout`` on the embeddings and between
+    layers), a bridge from its last layer's final states to the decoder's, and a
+    :class:`~seqlab.nn.PointerGeneratorDecoder` of ``hidden_size`` units with
+    ``num_heads``-head attention over the encoder states.
+    Data: sources and targets of at most ``max_len`` tokens.
+    Training: ``epochs`` of ``batch_size`` pairs, AdamW (``lr``, ``weight_decay``),
+    gradient norm clipped to ``clip_grad_norm``, the learning rate multiplied by
+    ``plateau_factor`` after ``plateau_patience`` epochs without a better validation
+    loss, early stopping after ``patience`` such epochs.
+    """
+
+    vocab_size: int = 8000
+    embedding_dim: int = 128
+    hidden_size: int = 128
+    num_layers: int = 1
+    num_heads: int = 1
+    dropout: float = 0.1
+    max_len: int = 100
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip_grad_norm: float | None = 5.0
+    patience: int = 5
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "vocab_size",
+            "embedding_dim",
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "max_len",
+            "epochs",
+            "batch_size",
+            "patience",
+            "plateau_patience",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.vocab_size < 4:
+            raise ValueError(
+                f"vocab_size must leave room for the special tokens (>= 4), got {self.vocab_size}"
+            )
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"num_heads ({self.num_heads}) must divide hidden_size ({self.hidden_size})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 < self.plateau_factor <= 1.0:
+            raise ValueError(f"plateau_factor must be in (0, 1], got {self.plateau_factor}")
+        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
+            raise ValueError(f"clip_grad_norm must be > 0 or None, got {self.clip_grad_norm}")
+
+    def with_overrides(self, **overrides: Any) -> Seq2SeqConfig:
+        """A copy with some fields replaced; unknown names raise TypeError listing the known ones."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"unknown code model settings {unknown}; known: {sorted(known)}")
+        return replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Seq2SeqConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+PRESETS: dict[str, Seq2SeqConfig] = {
+    # Seconds: tests, notebooks, smoke runs.
+    "tiny": Seq2SeqConfig(
+        vocab_size=500, embedding_dim=32, hidden_size=32, max_len=40, epochs=3, dropout=0.0, patience=3
+    ),
+    # The default: minutes on 2 cores on the default corpus.
+    "small": Seq2SeqConfig(),
+    "medium": Seq2SeqConfig(
+        vocab_size=20000,
+        embedding_dim=256,
+        hidden_size=256,
+        num_layers=2,
+        num_heads=4,
+        dropout=0.2,
+        epochs=30,
+        patience=10,
+    ),
+    # The original project's configuration.
+    "original": Seq2SeqConfig(
+        vocab_size=50000,
+        embedding_dim=256,
+        hidden_size=256,
+        num_layers=2,
+        num_heads=1,
+        dropout=0.2,
+        max_len=100,
+        batch_size=32,
+        lr=1e-3,
+        clip_grad_norm=5.0,
+        patience=15,
+        epochs=100,
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> Seq2SeqConfig:
+    """The named preset with ``overrides`` applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
+    return PRESETS[name].with_overrides(**overrides)

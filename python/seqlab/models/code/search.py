@@ -1,0 +1,322 @@
+"""Decoding strategies over an incremental step: greedy, beam search (GNMT length penalty,
+a finished mask per example), sampling (temperature, top-k, top-p, n distinct) and the
+hybrid of the two.
+
+The strategies drive any :class:`StepSession`: ``initial_state()`` gives the states
+(B, H) of B examples; ``step(rows, prev, h, c)`` advances N rows (row n continuing example
+``rows[n]`` after token ``prev[n]``, or from the start when ``prev`` is None) by one
+token and returns the log-probabilities (N, X) of the next token's id and the new
+states. The work of a step (LSTM, attention, copy mixture) is one C++ call
+(:class:`seqlab.models.code.seq2seq.DecoderSession`); the strategies only pick tokens.
+Every choice depends only on the example's own rows, so the results do not depend on
+which other examples share the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+class StepSession(Protocol):
+    batch: int
+
+    def initial_state(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def step(
+        self, rows: np.ndarray, prev: np.ndarray | None, h: np.ndarray, c: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One output: ``tokens`` (extended ids, without the end token), ``log_prob`` (their
+    summed log-probability, the end token's included when it was produced), ``score``
+    (``log_prob`` over the GNMT length penalty) and ``finished`` (the end token produced)."""
+
+    tokens: tuple[int, ...]
+    log_prob: float
+    score: float
+    finished: bool
+
+    @property
+    def mean_log_prob(self) -> float:
+        """Mean log-probability per produced token (the end token counted)."""
+        return self.log_prob / max(1, len(self.tokens) + int(self.finished))
+
+
+def length_penalty(length: np.ndarray | int, alpha: float) -> np.ndarray:
+    """GNMT's ``((5 + length) / 6) ** alpha`` (Wu et al. 2016)."""
+    return ((5.0 + np.asarray(length, dtype=np.float64)) / 6.0) ** alpha
+
+
+def _hypothesis(tokens: Sequence[int], log_prob: float, eos_id: int, alpha: float) -> Hypothesis:
+    toks = list(tokens)
+    finished = eos_id in toks
+    if finished:
+        toks = toks[: toks.index(eos_id)]
+    produced = len(toks) + int(finished)
+    return Hypothesis(
+        tuple(int(t) for t in toks),
+        float(log_prob),
+        float(log_prob / length_penalty(max(produced, 1), alpha)),
+        finished,
+    )
+
+
+def greedy(session: StepSession, max_len: int, eos_id: int, alpha: float = 0.6) -> list[Hypothesis]:
+    """The most likely token at every step, per example, until the end token or ``max_len``."""
+    h, c = session.initial_state()
+    batch = session.batch
+    rows = np.arange(batch, dtype=np.int64)
+    tokens = np.zeros((batch, 0), dtype=np.int64)
+    log_prob = np.zeros(batch)
+    done = np.zeros(batch, dtype=bool)
+    prev: np.ndarray | None = None
+    for _ in range(max_len):
+        live = np.flatnonzero(~done)
+        logp, h_live, c_live = session.step(
+            rows[live], None if prev is None else prev[live], h[live], c[live]
+        )
+        token = np.full(batch, eos_id, dtype=np.int64)
+        token[live] = logp.argmax(axis=1)
+        log_prob[live] += logp[np.arange(live.size), token[live]]
+        h[live], c[live] = h_live, c_live
+        tokens = np.concatenate([tokens, token[:, None]], axis=1)
+        done |= token == eos_id
+        prev = token
+        if done.all():
+            break
+    return [_hypothesis(tokens[b], log_prob[b], eos_id, alpha) for b in range(batch)]
+
+
+def beam_search(
+    session: StepSession, width: int, max_len: int, eos_id: int, alpha: float = 0.6
+) -> list[list[Hypothesis]]:
+    """Beam search with ``width`` beams per example and GNMT's length penalty.
+
+    At every step each live beam proposes every token; a finished beam proposes only
+    itself (its score frozen); the ``width`` best proposals by ``log_prob /
+    length_penalty`` survive. Stops when every beam of every example is finished or
+    after ``max_len`` tokens. Returns per example its beams, best first (width 1 is
+    greedy decoding).
+    """
+    if width < 1:
+        raise ValueError(f"width: expected a positive beam width, got {width}")
+    h0, c0 = session.initial_state()
+    batch, k = session.batch, width
+    rows = np.repeat(np.arange(batch, dtype=np.int64), k)
+    h, c = np.repeat(h0, k, axis=0), np.repeat(c0, k, axis=0)
+    scores = np.full((batch, k), -np.inf)
+    scores[:, 0] = 0.0
+    finished = np.zeros((batch, k), dtype=bool)
+    lengths = np.zeros((batch, k), dtype=np.int64)
+    tokens = np.zeros((batch, k, 0), dtype=np.int64)
+    prev: np.ndarray | None = None
+    for _ in range(max_len):
+        flat_done = finished.ravel()
+        live = np.flatnonzero(~flat_done & np.isfinite(scores.ravel()))
+        logp, h_live, c_live = session.step(
+            rows[live], None if prev is None else prev[live], h[live], c[live]
+        )
+        X = logp.shape[1]
+        cand = np.full((batch * k, X), -np.inf)
+        cand[live] = scores.ravel()[live, None] + logp
+        done_rows = np.flatnonzero(flat_done)
+        cand[done_rows, eos_id] = scores.ravel()[done_rows]
+        new_len = lengths.ravel() + (~flat_done)
+        norm = (cand / length_penalty(np.maximum(new_len, 1), alpha)[:, None]).reshape(batch, k * X)
+        # The k best per example; ties broken by index, so the order is deterministic.
+        part = (
+            np.argpartition(-norm, k - 1, axis=1)[:, :k]
+            if k < k * X
+            else np.tile(np.arange(k * X), (batch, 1))
+        )
+        order = np.lexsort((part, -np.take_along_axis(norm, part, axis=1)), axis=1)
+        best = np.take_along_axis(part, order, axis=1)  # (B, k)
+        parent = best // X + (np.arange(batch) * k)[:, None]
+        token = best % X
+        scores = cand[parent, token]
+        finished = flat_done[parent] | (token == eos_id)
+        lengths = new_len[parent]
+        tokens = np.concatenate([tokens.reshape(batch * k, -1)[parent], token[..., None]], axis=2)
+        h_new, c_new = h.copy(), c.copy()
+        h_new[live], c_new[live] = h_live, c_live
+        h, c = h_new[parent.ravel()], c_new[parent.ravel()]
+        prev = token.ravel()
+        if (finished | ~np.isfinite(scores)).all():
+            break
+    out = []
+    for b in range(batch):
+        hyps = [
+            _hypothesis(tokens[b, j], scores[b, j], eos_id, alpha)
+            for j in range(k)
+            if np.isfinite(scores[b, j])
+        ]
+        out.append(sorted(hyps, key=lambda hy: -hy.score))
+    return out
+
+
+def _filtered_probs(logp: np.ndarray, temperature: float, top_k: int, top_p: float) -> np.ndarray:
+    """Rows of sampling probabilities: logp / temperature, the top_k most likely ids (0: all),
+    then the smallest set of them holding top_p of the mass."""
+    z = logp / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    if 0 < top_k < p.shape[1]:
+        kth = -np.partition(-p, top_k - 1, axis=1)[:, top_k - 1 : top_k]
+        p = np.where(p >= kth, p, 0.0)
+    p /= p.sum(axis=1, keepdims=True)
+    if top_p < 1.0:
+        order = np.argsort(-p, axis=1, kind="stable")
+        sorted_p = np.take_along_axis(p, order, axis=1)
+        before = np.cumsum(sorted_p, axis=1) - sorted_p  # mass of the more likely ids
+        keep = np.zeros_like(p, dtype=bool)
+        np.put_along_axis(keep, order, before < top_p, axis=1)
+        p = np.where(keep, p, 0.0)
+        p /= p.sum(axis=1, keepdims=True)
+    return p
+
+
+def sample(
+    session: StepSession,
+    n: int,
+    max_len: int,
+    eos_id: int,
+    rng: np.random.Generator,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    alpha: float = 0.6,
+    examples: Sequence[int] | None = None,
+    max_rounds: int = 4,
+) -> list[list[Hypothesis]]:
+    """Up to ``n`` distinct sampled outputs per example, best model score first.
+
+    Each round draws ``2 n`` samples per example still short of ``n`` distinct outputs
+    (temperature, then top-k, then top-p filtering); at most ``max_rounds`` rounds.
+    ``log_prob`` and ``score`` are the model's (untempered, unfiltered).
+    ``examples``: the example indices to sample (default all); results are in that order.
+    """
+    if n < 1:
+        raise ValueError(f"n: expected a positive number of samples, got {n}")
+    if temperature <= 0:
+        raise ValueError(f"temperature: expected > 0, got {temperature}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p: expected a share in (0, 1], got {top_p}")
+    if top_k < 0:
+        raise ValueError(f"top_k: expected >= 0 (0: no limit), got {top_k}")
+    chosen = list(range(session.batch)) if examples is None else [int(e) for e in examples]
+    h0, c0 = session.initial_state()
+    found: dict[int, dict[tuple[int, ...], Hypothesis]] = {e: {} for e in chosen}
+    for _ in range(max_rounds):
+        short = [e for e in chosen if len(found[e]) < n]
+        if not short:
+            break
+        rows = np.repeat(np.asarray(short, dtype=np.int64), 2 * n)
+        h, c = h0[rows], c0[rows]
+        m = rows.size
+        tokens = np.zeros((m, 0), dtype=np.int64)
+        log_prob = np.zeros(m)
+        done = np.zeros(m, dtype=bool)
+        prev: np.ndarray | None = None
+        for _ in range(max_len):
+            live = np.flatnonzero(~done)
+            logp, h_live, c_live = session.step(
+                rows[live], None if prev is None else prev[live], h[live], c[live]
+            )
+            p = _filtered_probs(logp, temperature, top_k, top_p)
+            u = rng.random(live.size)[:, None]
+            pick = np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), p.shape[1] - 1)
+            token = np.full(m, eos_id, dtype=np.int64)
+            token[live] = pick
+            log_prob[live] += logp[np.arange(live.size), pick]
+            h[live], c[live] = h_live, c_live
+            tokens = np.concatenate([tokens, token[:, None]], axis=1)
+            done |= token == eos_id
+            prev = token
+            if done.all():
+                break
+        for i, e in enumerate(rows):
+            hy = _hypothesis(tokens[i], log_prob[i], eos_id, alpha)
+            if len(found[int(e)]) < n and hy.tokens not in found[int(e)]:
+                found[int(e)][hy.tokens] = hy
+    return [sorted(found[e].values(), key=lambda hy: -hy.score) for e in chosen]
+
+
+def hybrid(
+    session: StepSession,
+    width: int,
+    n: int,
+    max_len: int,
+    eos_id: int,
+    rng: np.random.Generator,
+    threshold: float = -1.0,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 0.95,
+    alpha: float = 0.6,
+    is_valid: Callable[[Hypothesis], bool] | None = None,
+) -> list[list[Hypothesis]]:
+    """Beam search, then sampling for the examples whose best beam's mean token
+    log-probability is below ``threshold``; each example's candidates (beams and samples,
+    distinct) re-ranked by model score, those ``is_valid`` rejects (e.g. outputs that do
+    not parse) last. Returns up to ``max(n, width)`` candidates per example."""
+    beams = beam_search(session, width, max_len, eos_id, alpha)
+    unsure = [b for b, hyps in enumerate(beams) if not hyps or hyps[0].mean_log_prob < threshold]
+    samples = (
+        sample(session, n, max_len, eos_id, rng, temperature, top_k, top_p, alpha, unsure) if unsure else []
+    )
+    extra = dict(zip(unsure, samples, strict=True))
+    out = []
+    for b, hyps in enumerate(beams):
+        pool: dict[tuple[int, ...], Hypothesis] = {}
+        for hy in [*hyps, *extra.get(b, [])]:
+            if hy.tokens not in pool or pool[hy.tokens].score < hy.score:
+                pool[hy.tokens] = hy
+        ranked = sorted(pool.values(), key=lambda hy: (is_valid is not None and not is_valid(hy), -hy.score))
+        out.append(ranked[: max(n, width)])
+    return out
+
+
+MODES = ("greedy", "convergent", "divergent", "hybrid")
+
+
+def decode(
+    session: StepSession,
+    mode: str,
+    max_len: int,
+    eos_id: int,
+    n: int = 1,
+    width: int = 5,
+    alpha: float = 0.6,
+    rng: np.random.Generator | None = None,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 0.95,
+    threshold: float = -1.0,
+    is_valid: Callable[[Hypothesis], bool] | None = None,
+) -> list[list[Hypothesis]]:
+    """Up to ``n`` outputs per example, best first, by ``mode``: ``"greedy"``,
+    ``"convergent"`` (beam search of ``max(width, n)`` beams), ``"divergent"`` (``n``
+    distinct samples) or ``"hybrid"`` (beam search, then sampling where the best beam's
+    mean token log-probability is below ``threshold``). ``rng`` (sampling) defaults to a
+    generator seeded with 0."""
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+    if n < 1:
+        raise ValueError(f"n: expected a positive number of outputs, got {n}")
+    rng = np.random.default_rng(0) if rng is None else rng
+    if mode == "greedy":
+        return [[hy] for hy in greedy(session, max_len, eos_id, alpha)]
+    if mode == "convergent":
+        return [hyps[:n] for hyps in beam_search(session, max(width, n), max_len, eos_id, alpha)]
+    if mode == "divergent":
+        return sample(session, n, max_len, eos_id, rng, temperature, top_k, top_p, alpha)
+    found = hybrid(
+        session, width, n, max_len, eos_id, rng, threshold, temperature, top_k, top_p, alpha, is_valid
+    )
+    return [hyps[:n] for hyps in found]

@@ -1,0 +1,251 @@
+"""Incremental decoding of the code seq2seq model: the C++ step against the teacher-forced
+loss and the PyTorch twin, greedy == beam width 1, batch independence, sampling options."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqlab.autograd import no_grad
+from seqlab.models.code import (
+    CodeSeq2Seq,
+    DecoderSession,
+    Seq2SeqConfig,
+    beam_search,
+    decode,
+    greedy,
+    hybrid,
+    length_penalty,
+    sample,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from test_code_seq2seq import code_batch  # noqa: E402
+
+V, OOV, EOS, UNK = 30, 4, 2, 1
+
+
+def make_model(heads: int = 2, layers: int = 1) -> CodeSeq2Seq:
+    model = CodeSeq2Seq(
+        Seq2SeqConfig(
+            vocab_size=V, embedding_dim=12, hidden_size=16, num_layers=layers, num_heads=heads, dropout=0.0
+        )
+    )
+    model.eval()
+    return model
+
+
+def test_steps_reproduce_the_teacher_forced_loss(rng):
+    model = make_model()
+    src, src_len, src_ext, tgt, tgt_ext, tgt_len = code_batch(rng, 3, 8, 6, V, OOV)
+    with no_grad():
+        loss = float(model(src, src_len, src_ext, tgt, tgt_ext, tgt_len, V + OOV).data)
+    session = DecoderSession(model, src, src_len, src_ext, V + OOV, UNK)
+    h, c = session.initial_state()
+    rows = np.arange(3)
+    nll, count = 0.0, 0
+    prev = None
+    for t in range(tgt.shape[1]):
+        logp, h, c = session.step(rows, prev, h, c)
+        assert logp.shape == (3, V + OOV)
+        np.testing.assert_allclose(np.exp(logp).sum(axis=1), 1.0, rtol=1e-5)
+        live = t < tgt_len
+        nll -= logp[live, tgt_ext[live, t]].sum()
+        count += live.sum()
+        prev = tgt_ext[:, t]  # OOV extended ids are read back as the unknown token
+    np.testing.assert_allclose(nll / count, loss, rtol=1e-4)
+
+
+def test_step_matches_torch_twin(torch, rng):
+    from torch_twins import torch_code_seq2seq
+
+    model = make_model(heads=4, layers=2)
+    src, src_len, src_ext, *_ = code_batch(rng, 2, 7, 3, V, OOV)
+    session = DecoderSession(model, src, src_len, src_ext, V + OOV, UNK)
+    h, c = session.initial_state()
+    logp, h1, _ = session.step(np.array([1, 0, 1]), None, h[[1, 0, 1]], c[[1, 0, 1]])
+    twin = torch_code_seq2seq(model).eval()
+    with torch.no_grad():
+        memory, kpm, th, tc = twin.encode(torch.tensor(src), torch.tensor(src_len))
+        z, u, attn = twin.decoder.features(torch.zeros(2, 1, 12), memory, kpm, th, tc)
+        p = twin.decoder.distribution(z, u, attn, torch.tensor(src_ext), V + OOV)[:, 0]
+    expected = torch.log(p).numpy()[[1, 0, 1]]
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(np.isfinite(logp), finite)
+    np.testing.assert_allclose(logp[finite], expected[finite], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(h1, z[:, 0, :16].numpy()[[1, 0, 1]], rtol=1e-5, atol=1e-6)
+
+
+def test_greedy_equals_beam_width_one_and_beams_are_ranked(rng):
+    model = make_model()
+    src, src_len, src_ext, *_ = code_batch(rng, 4, 8, 3, V, OOV)
+    session = DecoderSession(model, src, src_len, src_ext, V + OOV, UNK)
+    g = greedy(session, 12, EOS)
+    b1 = beam_search(session, 1, 12, EOS)
+    assert [hy.tokens for hy in g] == [hyps[0].tokens for hyps in b1]
+    np.testing.assert_allclose([hy.log_prob for hy in g], [hyps[0].log_prob for hyps in b1], rtol=1e-6)
+    b5 = beam_search(session, 5, 12, EOS, alpha=0.6)
+    for hyps, best in zip(b5, g, strict=True):
+        assert len(hyps) == 5
+        assert [hy.score for hy in hyps] == sorted((hy.score for hy in hyps), reverse=True)
+        assert hyps[0].score >= best.score - 1e-9  # the beam finds at least greedy's score
+        for hy in hyps:
+            produced = len(hy.tokens) + int(hy.finished)
+            np.testing.assert_allclose(hy.score, hy.log_prob / length_penalty(produced, 0.6))
+
+
+def test_beam_results_do_not_depend_on_the_batch(rng):
+    model = make_model()
+    src, src_len, src_ext, *_ = code_batch(rng, 5, 8, 3, V, OOV)
+    together = beam_search(DecoderSession(model, src, src_len, src_ext, V + OOV, UNK), 4, 10, EOS)
+    for b in range(5):
+        alone = beam_search(
+            DecoderSession(model, src[b : b + 1], src_len[b : b + 1], src_ext[b : b + 1], V + OOV, UNK),
+            4,
+            10,
+            EOS,
+        )[0]
+        assert [hy.tokens for hy in alone] == [hy.tokens for hy in together[b]]
+
+
+def test_beam_score_is_the_sum_of_step_log_probs(rng):
+    model = make_model()
+    src, src_len, src_ext, *_ = code_batch(rng, 2, 6, 3, V, OOV)
+    session = DecoderSession(model, src, src_len, src_ext, V + OOV, UNK)
+    for b, hyps in enumerate(beam_search(session, 3, 8, EOS)):
+        for hy in hyps:
+            h, c = session.initial_state()
+            h, c = h[[b]], c[[b]]
+            total, prev = 0.0, None
+            for tok in [*hy.tokens, *([EOS] if hy.finished else [])]:
+                logp, h, c = session.step(np.array([b]), prev, h, c)
+                total += logp[0, tok]
+                prev = np.array([tok])
+            np.testing.assert_allclose(hy.log_prob, total, rtol=1e-5, atol=1e-5)
+
+
+def test_sampling_distinct_top_k_one_is_greedy_and_hybrid(rng):
+    model = make_model()
+    src, src_len, src_ext, *_ = code_batch(rng, 3, 8, 3, V, OOV)
+    session = DecoderSession(model, src, src_len, src_ext, V + OOV, UNK)
+    g = greedy(session, 10, EOS)
+    one = sample(session, 1, 10, EOS, np.random.default_rng(0), top_k=1)
+    assert [hyps[0].tokens for hyps in one] == [hy.tokens for hy in g]
+    many = sample(session, 4, 10, EOS, np.random.default_rng(0), temperature=2.0, top_p=0.9)
+    for hyps in many:
+        assert 1 <= len(hyps) <= 4
+        assert len({hy.tokens for hy in hyps}) == len(hyps)
+        assert [hy.score for hy in hyps] == sorted((hy.score for hy in hyps), reverse=True)
+    again = sample(session, 4, 10, EOS, np.random.default_rng(0), temperature=2.0, top_p=0.9)
+    assert [[hy.tokens for hy in h] for h in again] == [[hy.tokens for hy in h] for h in many]
+    sure = hybrid(session, 3, 3, 10, EOS, np.random.default_rng(0), threshold=-np.inf)
+    beams = beam_search(session, 3, 10, EOS)
+    assert [[hy.tokens for hy in h] for h in sure] == [[hy.tokens for hy in h] for h in beams]
+    unsure = hybrid(
+        session,
+        2,
+        4,
+        10,
+        EOS,
+        np.random.default_rng(0),
+        threshold=np.inf,
+        is_valid=lambda hy: len(hy.tokens) % 2 == 0,
+    )
+    for hyps in unsure:
+        valid = [len(hy.tokens) % 2 == 0 for hy in hyps]
+        assert valid == sorted(valid, reverse=True)  # rejected outputs ranked last
+    with pytest.raises(ValueError, match="top_p"):
+        sample(session, 2, 5, EOS, rng, top_p=0.0)
+    with pytest.raises(ValueError, match="width"):
+        beam_search(session, 0, 5, EOS)
+
+
+def test_stepper_checks_rows_and_shapes(rng):
+    model = make_model()
+    src, src_len, src_ext, *_ = code_batch(rng, 2, 6, 3, V, OOV)
+    session = DecoderSession(model, src, src_len, src_ext, V + OOV, UNK)
+    h, c = session.initial_state()
+    with pytest.raises(ValueError, match=r"rows: every row must name an example in \[0, 2\), got 2"):
+        session.step(np.array([0, 2]), None, h, c)
+    with pytest.raises(ValueError, match="h"):
+        session.step(np.array([0]), None, h, c[:1])
+    bad = src_ext.copy()
+    bad[0, 0] = V + OOV
+    with pytest.raises(ValueError, match="source_ids: every id must be in"):
+        DecoderSession(model, src, src_len, bad, V + OOV, UNK)
+
+
+def test_torch_incremental_session_matches(torch, rng):
+    """The benchmark's PyTorch incremental decoder gives seqlab's beams."""
+    from torch_twins import TorchDecoderSession, torch_code_seq2seq
+
+    model = make_model(heads=2)
+    src, src_len, src_ext, *_ = code_batch(rng, 3, 8, 3, V, OOV)
+    ours = beam_search(DecoderSession(model, src, src_len, src_ext, V + OOV, UNK), 3, 8, EOS)
+    theirs = beam_search(
+        TorchDecoderSession(torch_code_seq2seq(model), src, src_len, src_ext, V + OOV, UNK), 3, 8, EOS
+    )
+    assert [[hy.tokens for hy in h] for h in ours] == [[hy.tokens for hy in h] for h in theirs]
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose([hy.log_prob for hy in a], [hy.log_prob for hy in b], rtol=1e-4, atol=1e-5)
+
+
+def test_decode_modes(rng):
+    model = make_model()
+    src, src_len, src_ext, *_ = code_batch(rng, 2, 8, 3, V, OOV)
+    session = DecoderSession(model, src, src_len, src_ext, V + OOV, UNK)
+    g = decode(session, "greedy", 10, EOS)
+    assert [h[0].tokens for h in g] == [hy.tokens for hy in greedy(session, 10, EOS)]
+    conv = decode(session, "convergent", 10, EOS, n=2, width=4)
+    assert [[hy.tokens for hy in h] for h in conv] == [
+        [hy.tokens for hy in h[:2]] for h in beam_search(session, 4, 10, EOS)
+    ]
+    div = decode(session, "divergent", 10, EOS, n=3, rng=np.random.default_rng(1))
+    assert all(1 <= len(h) <= 3 for h in div)
+    assert all(len(h) <= 2 for h in decode(session, "hybrid", 10, EOS, n=2, threshold=np.inf))
+    with pytest.raises(ValueError, match="mode: expected one of"):
+        decode(session, "creative", 10, EOS)
+
+
+def test_learns_to_copy_unseen_out_of_vocabulary_tokens():
+    """Trained on copying (a fifth of the tokens outside the vocabulary, so only the copy
+    mechanism can produce them), greedy decoding copies held-out sources exactly."""
+    import seqlab
+
+    vocab, oov, length = 20, 4, 5
+
+    def copy_batch(rng: np.random.Generator, n: int):
+        src_ext = rng.integers(3, vocab + oov, size=(n, length))
+        tgt_ext = np.concatenate([src_ext, np.full((n, 1), EOS)], axis=1)
+        return (
+            np.where(src_ext >= vocab, UNK, src_ext),
+            np.full(n, length),
+            src_ext,
+            np.where(tgt_ext >= vocab, UNK, tgt_ext),
+            tgt_ext,
+            np.full(n, length + 1),
+        )
+
+    seqlab.manual_seed(0)
+    model = CodeSeq2Seq(
+        Seq2SeqConfig(vocab_size=vocab, embedding_dim=16, hidden_size=32, num_heads=2, dropout=0.0)
+    )
+    opt = seqlab.optim.AdamW(list(model.parameters()), lr=1e-2)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        opt.zero_grad()
+        loss = model(*copy_batch(rng, 32), vocab + oov)
+        loss.backward()
+        opt.step()
+    assert float(loss.data) < 0.05
+    model.eval()
+    test = copy_batch(np.random.default_rng(99), 100)
+    hyps = greedy(DecoderSession(model, test[0], test[1], test[2], vocab + oov, UNK), length + 3, EOS)
+    with_oov = [i for i in range(100) if (test[2][i] >= vocab).any()]
+    assert len(with_oov) > 50
+    assert np.mean([hyps[i].tokens == tuple(test[2][i]) for i in with_oov]) >= 0.95
