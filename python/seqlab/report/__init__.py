@@ -4,7 +4,7 @@ Works on the plain files a run leaves (``training_metrics.json``, ``config.toml`
 a report can be rebuilt at any time with :func:`write_report`.
 """
 
-from .plots import plot_training_metrics
+from .plots import plot_step_losses, plot_training_metrics
 from .run_report import write_report
 
-__all__ = ["plot_training_metrics", "write_report"]
+__all__ = ["plot_step_losses", "plot_training_metrics", "write_report"]
