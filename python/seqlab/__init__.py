@@ -19,7 +19,7 @@ from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
-_RECIPES = {"forecaster", "poetry_autoencoder", "load", "sequence_demo", "vector_predictor"}
+_RECIPES = {"code_lm", "forecaster", "poetry_autoencoder", "load", "sequence_demo", "vector_predictor"}
 
 
 def __getattr__(name: str):  # the recipes load on first use: `import seqlab` stays light
@@ -30,6 +30,7 @@ def __getattr__(name: str):  # the recipes load on first use: `import seqlab` st
     raise AttributeError(f"module 'seqlab' has no attribute {name!r}")
 
 __all__ = [
+    "code_lm",
     "load",
     "poetry_autoencoder",
     "Tensor",

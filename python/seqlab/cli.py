@@ -86,7 +86,37 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--out", default=None, help="directory to save the forecaster and its evaluation")
     fc.add_argument("--seed", type=int, default=0)
     fc.add_argument("--threads", type=_positive_int, default=None)
+    lm = sub.add_parser("code-lm", help="train a GPT on a folder of code; bits per byte and compile rate")
+    lm.add_argument("path", nargs="?", default=None,
+                    help="folder of source code (default: the C headers and sources in /usr/include)")
+    lm.add_argument("--preset", default="small", help="small (default), tiny or original")
+    lm.add_argument("--epochs", type=_positive_int, default=None)
+    lm.add_argument("--threads", type=_positive_int, default=None)
+    lm.add_argument("--precision", default="fp32", help="fp32 (bf16 is not yet available)")
+    lm.add_argument("--extensions", default=None, help="comma-separated file extensions (default .c,.h)")
+    lm.add_argument("--out", default=None, help="run directory (default runs/code_lm-<time>)")
+    lm.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
+    lm.add_argument("--seed", type=int, default=None)
+    lm.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
+
+
+def _code_lm(args: argparse.Namespace) -> int:
+    from . import set_num_threads
+    from .recipes.code_lm import code_lm
+
+    if args.threads:
+        set_num_threads(args.threads)
+    overrides = {k: getattr(args, k) for k in ("epochs", "seed") if getattr(args, k) is not None}
+    if args.extensions:
+        overrides["extensions"] = tuple(e.strip() for e in args.extensions.split(",") if e.strip())
+    try:
+        code_lm(args.path, args.preset, out=args.out, resume=args.resume, precision=args.precision,
+                progress=False if args.no_progress else None, **overrides)
+    except (OSError, ValueError, TypeError, ImportError) as e:
+        print(f"seqlab code-lm: error: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _forecast(args: argparse.Namespace) -> int:
@@ -155,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _forecast(args)
     if args.command == "vectors":
         return _vectors(args)
+    if args.command == "code-lm":
+        return _code_lm(args)
     parser.print_help()
     return 2
 

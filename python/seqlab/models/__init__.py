@@ -1,5 +1,5 @@
 """The recipes' models: nn.Modules, their config dataclasses and presets."""
 
-from . import forecast, vectors
+from . import code_lm, forecast, vectors
 
-__all__ = ["forecast", "vectors"]
+__all__ = ["code_lm", "forecast", "vectors"]

@@ -28,4 +28,8 @@ def load(path: str | Path) -> Any:
         from .vectors import VectorPredictor
 
         return VectorPredictor.load(path)
+    if kind == "code_lm":
+        from .code_lm import CodeLM
+
+        return CodeLM.load(path)
     raise ValueError(f"{config}: unknown model kind {kind!r}")
