@@ -346,6 +346,13 @@ def test_compile_check_with_gcc(c_repo):
         CompilePrompt("x", "int main() {\n", ("#include <stdio.h>",)), 'int main() {\n printf("hi");'
     )
     assert void_name_prefix([text]) == "mod0_"
+    # a header: the function needs the type its file declared before it, inside an include guard
+    header = ("#ifndef POINT_H\n#define POINT_H\n#include <stddef.h>\ntypedef struct { int x, y; } point;\n"
+              "static inline int point_sum(point p)\n{\n    return p.x + p.y;\n}\n#endif\n")
+    (fn,) = held_out_functions([("include/point.h", header)], 5, str(c_repo))
+    assert fn.include_dirs == (str(c_repo / "include"), str(c_repo))
+    assert compiles(fn, fn.reference) and compiles(fn, fn.text + "return p.x;")
+    assert not compiles(fn, fn.text + "return p.z;")  # no member z in the file's own type
 
 
 # ------------------------------------------------------------------ recipe
@@ -444,3 +451,18 @@ def test_bad_presets_and_precisions_are_named_errors():
         original.warmup_steps,
         original.epochs,
     ) == (50_000, 256, 6, 8, 1024, 512, 0.1, 128, 32, 4, 1e-3, 0.01, 1.0, 100, 10)
+
+
+def test_cli_trains_and_refuses_bf16(c_repo, tmp_path, capsys):
+    from seqlab.cli import main
+
+    assert main(["code-lm", str(c_repo), "--precision", "bf16", "--out", str(tmp_path / "x")]) == 1
+    assert "bf16' is not yet available" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["code-lm", str(tmp_path / "missing"), "--preset", "tiny"]) == 1
+    assert "missing: no such directory" in capsys.readouterr().err
+    out = tmp_path / "cli"
+    assert main(["code-lm", str(c_repo), "--preset", "tiny", "--epochs", "1", "--threads", "1", "--seed", "3",
+                 "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "bits/byte" in printed and "Kneser-Ney 3-gram" in printed and "compile rate" in printed
+    assert seqlab.load(out).config.seed == 3

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.byte_bpe import ByteBPETokenizer
+from ..data.byte_bpe import EOT_ID, ByteBPETokenizer
 from ..models.code_lm.config import CodeLMConfig, preset_config
 from ..models.code_lm.dataset import CodeData, prepare, windows
 from ..models.code_lm.evaluate import compile_prompts, compile_rate, language_scores, stop_at_function_end
@@ -77,6 +77,10 @@ class CodeLM:
         )
 
     # ------------------------------------------------------------ generation
+    def _context(self, prompt: str) -> np.ndarray:
+        """The prompt's tokens after the end-of-file token: a prompt starts a file, as in training."""
+        return np.concatenate([[EOT_ID], self.tokenizer.encode(prompt)]).astype(np.int64)
+
     def generate(
         self,
         prompt: str,
@@ -96,11 +100,15 @@ class CodeLM:
         completion is cut before it). Each token is one incremental step against the
         key/value cache. ``num_samples`` > 1 returns a list.
 
+        The prompt is read as the start of a file (after the end-of-file token), so an
+        empty prompt starts a new file.
+
         Raises:
-            ValueError: the prompt is longer than the model's maximum length (``max_len``
-                tokens), or a sampling setting is out of range.
+            ValueError: the prompt (with the end-of-file token before it) is longer than
+                the model's maximum length (``max_len`` tokens), or a sampling setting is
+                out of range.
         """
-        ids = self.tokenizer.encode(prompt)
+        ids = self._context(prompt)
         check_prompt_length(len(ids), self.config.max_len)
         stops = [stop] if isinstance(stop, str) else list(stop or [])
         if any(not isinstance(s, str) or not s for s in stops):
@@ -134,7 +142,7 @@ class CodeLM:
         decode = self.tokenizer.decode_text
 
         def model_side(prompt: str, n: int) -> list[str]:
-            ids = self.tokenizer.encode(prompt)[-(c.max_len // 2) :]
+            ids = self._context(prompt)[-(c.max_len // 2) :]
             rows = generate_ids(
                 self.model,
                 ids,
@@ -149,7 +157,7 @@ class CodeLM:
             return [decode(r) for r in rows]
 
         def ngram_side(prompt: str, n: int) -> list[str]:
-            ids = list(self.tokenizer.encode(prompt))
+            ids = list(self._context(prompt))
             stop = stop_at_function_end(decode, prompt)
             return [decode(ngram.sample(ids, c.compile_max_tokens, rng, stop=stop)) for _ in range(n)]
 

@@ -2,11 +2,14 @@
 
 A snippet (prompt + completion) is closed by balancing its braces (cut where a ``}``
 has no ``{`` to close, ``}`` appended for every one left open; braces inside comments,
-strings and character literals do not count), prefixed with the ``#include`` lines of
-the file it came from (the standard C headers for the fixed prompts) and checked with
-``gcc -fsyntax-only -std=gnu11``. Prompts: the original project's (``int main() {``,
-``// Calculate the nth prime number``, ``void`` + the most common name prefix of the
-training corpus' ``void`` functions) and the first lines of held-out functions.
+strings and character literals do not count; a completion that stopped at the token
+limit first loses its unfinished last line) and checked with ``gcc -fsyntax-only
+-std=gnu11`` after the standard C headers (fixed prompts) or, for a held-out function,
+after the text of its file before it: the headers the file included and its own
+declarations (conditionals left open there are closed after the snippet). Prompts: the
+original project's (``int main() {``, ``// Calculate the nth prime number``, ``void`` +
+the most common name prefix of the training corpus' ``void`` functions) and the first
+lines of held-out functions.
 """
 
 from __future__ import annotations
@@ -38,20 +41,24 @@ _FUNCTION = re.compile(
     r"[A-Za-z_]\w*[\s\*]+\**([A-Za-z_]\w*)\s*\(([^;{}()]|\([^;{}()]*\))*\)\s*\{",
     re.MULTILINE,
 )
+_CONDITIONAL_OPEN = re.compile(r"^[ \t]*#[ \t]*if(?:n?def)?\b", re.MULTILINE)
+_CONDITIONAL_CLOSE = re.compile(r"^[ \t]*#[ \t]*endif\b", re.MULTILINE)
 _VOID_NAME = re.compile(r"^(?:static\s+)?(?:inline\s+)?void\s+([A-Za-z_]\w*)\s*\(", re.MULTILINE)
 _KEYWORDS = frozenset({"if", "for", "while", "switch", "return", "sizeof", "do", "else"})
 
 
 @dataclass(frozen=True)
 class CompilePrompt:
-    """A prompt, the include lines to compile it with, and (for held-out functions) the
-    true function: the upper bound of what a completion can reach."""
+    """A prompt, what is compiled before it (include lines and, for a held-out function,
+    its file's text before it), and for held-out functions the true function: the upper
+    bound of what a completion can reach."""
 
     family: str
     text: str
     includes: tuple[str, ...]
     include_dirs: tuple[str, ...] = ()
     reference: str | None = None
+    preamble: str = ""
 
 
 def brace_depth_end(code: str) -> tuple[int, int]:
@@ -113,7 +120,9 @@ def held_out_functions(
     for path, text in files:
         found = []
         incs = includes_of(text)
-        dirs = tuple(d for d in (str(Path(root or "") / Path(path).parent) if root else None, root) if d)
+        # the file's folder and each folder above it up to the root: a header included as
+        # "project/x.h" from inside the tree is found from one of them
+        dirs = tuple(str(Path(root) / d) for d in Path(path).parents) if root else ()
         for m in _FUNCTION.finditer(text):
             if m.group(1) in _KEYWORDS:
                 continue
@@ -127,7 +136,9 @@ def held_out_functions(
             first_body_line = text.find("\n", body_start)
             second = text.find("\n", first_body_line + 1)
             prompt = text[m.start() : second + 1 if second > 0 else body_start]
-            found.append(CompilePrompt("held-out function", prompt, incs, dirs, function + "\n"))
+            found.append(
+                CompilePrompt("held-out function", prompt, incs, dirs, function + "\n", text[: m.start()])
+            )
         if found:
             per_file.append(found)
     prompts: list[CompilePrompt] = []
@@ -166,9 +177,28 @@ def require_gcc() -> str:
     return gcc
 
 
+def open_conditionals(code: str) -> int:
+    """How many ``#if``/``#ifdef``/``#ifndef`` of ``code`` have no ``#endif`` in it."""
+    opened = len(_CONDITIONAL_OPEN.findall(code))
+    return max(opened - len(_CONDITIONAL_CLOSE.findall(code)), 0)
+
+
+def finish_completion(prompt: str, completion: str) -> str:
+    """Prompt + completion, without the completion's unfinished last line when it did not
+    end a function (it stopped at the token limit)."""
+    if not closes_function(prompt + completion) and "\n" in completion:
+        completion = completion[: completion.rfind("\n") + 1]
+    return prompt + completion
+
+
 def compiles(prompt: CompilePrompt, body: str, timeout: float = 20.0) -> bool:
-    """Whether includes + balanced ``body`` passes ``gcc -fsyntax-only -std=gnu11``."""
-    source = "\n".join(prompt.includes) + "\n" + balance_braces(body)
+    """Whether the prompt's includes and preamble, then the balanced ``body``, pass
+    ``gcc -fsyntax-only -std=gnu11``."""
+    if prompt.preamble:
+        head = prompt.preamble
+    else:
+        head = "\n".join(prompt.includes) + "\n"
+    source = head + balance_braces(body) + "\n#endif\n" * open_conditionals(prompt.preamble)
     gcc = require_gcc()
     fd, name = tempfile.mkstemp(suffix=".c", prefix="seqlab_compile_")
     try:

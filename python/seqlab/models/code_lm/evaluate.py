@@ -15,6 +15,7 @@ from .compile_check import (
     CompilePrompt,
     closes_function,
     compiles,
+    finish_completion,
     fixed_prompts,
     held_out_functions,
     void_name_prefix,
@@ -107,8 +108,9 @@ def compile_rate(
         row = rows.setdefault(p.family, {"model": [], "ngram": [], "true": []})
         for name, complete in (("model", complete_model), ("ngram", complete_ngram)):
             for text in complete(p.text, n):
-                row[name].append(compiles(p, p.text + text))
-                examples.setdefault(f"{name}: {p.family}", p.text + text)
+                snippet = finish_completion(p.text, text)
+                row[name].append(compiles(p, snippet))
+                examples.setdefault(f"{name}: {p.family}", snippet)
         if p.reference is not None:
             row["true"].append(compiles(p, p.reference))
 
