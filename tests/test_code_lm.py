@@ -395,6 +395,9 @@ def test_code_lm_recipe_trains_reports_generates_and_loads(c_repo, tmp_path):
     assert isinstance(text, str)
     again = seqlab.load(out)
     assert again.generate("static int", max_new_tokens=12, temperature=0) == text
+    re_scored = again.evaluate(compile_check=False)  # re-reads the corpus with the saved tokenizer
+    assert re_scored["model"]["bits_per_byte"] == pytest.approx(ev["model"]["bits_per_byte"], rel=1e-5)
+    assert re_scored["ngram"]["bits_per_byte"] == pytest.approx(ev["ngram"]["bits_per_byte"], rel=1e-12)
     cut = again.generate("static int", max_new_tokens=30, temperature=0, stop="(")
     assert "(" not in cut
     with pytest.raises(ValueError, match="exceed the model's maximum length"):
