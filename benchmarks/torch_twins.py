@@ -350,3 +350,66 @@ class TorchDecoderSession:
         z = torch.cat([h_t, ctx], dim=1)[:, None]
         p = dec.distribution(z, u[:, None], attn.mean(dim=1), self.source[r], self.extended_size)
         return torch.log(p[:, 0]).numpy(), h_t.numpy(), c_t.numpy()
+
+
+class TorchGPT(nn.Module):
+    """The code LM's :class:`seqlab.models.code_lm.GPT` written nanoGPT-style: token and
+    position embeddings, pre-LN blocks with one fused q/k/v projection and
+    ``scaled_dot_product_attention(is_causal=True)``, tanh-GELU MLP, final LayerNorm, the
+    output tied to the token embedding. ``forward(ids, past)`` with ``past`` a list of
+    per-layer (k, v) caches runs only the new tokens (its own KV cache, as nanoGPT-style
+    generation code does); ``past=None`` runs the whole sequence.
+    """
+
+    def __init__(self, gpt: Any) -> None:
+        super().__init__()
+        c = gpt.config
+        self.n_heads, self.d_model = c.n_heads, c.d_model
+        self.wte = nn.Embedding(c.vocab_size, c.d_model)
+        self.wpe = nn.Embedding(c.max_len, c.d_model)
+        self.blocks = nn.ModuleList()
+        for _ in range(c.n_layers):
+            block = nn.Module()
+            block.ln_1 = nn.LayerNorm(c.d_model)
+            block.qkv = nn.Linear(c.d_model, 3 * c.d_model)
+            block.proj = nn.Linear(c.d_model, c.d_model)
+            block.ln_2 = nn.LayerNorm(c.d_model)
+            block.fc = nn.Linear(c.d_model, c.d_ff)
+            block.out = nn.Linear(c.d_ff, c.d_model)
+            self.blocks.append(block)
+        self.ln_f = nn.LayerNorm(c.d_model)
+        state = _state(gpt)
+        names = {"ln_1": "ln_1", "qkv": "attn.in_proj", "proj": "attn.out_proj", "ln_2": "ln_2",
+                 "fc": "mlp.0",
+                 "out": "mlp.2"}
+        with torch.no_grad():
+            self.wte.weight.copy_(state["wte.weight"])
+            self.wpe.weight.copy_(state["wpe.weight"])
+            self.ln_f.weight.copy_(state["ln_f.weight"])
+            self.ln_f.bias.copy_(state["ln_f.bias"])
+            for i, block in enumerate(self.blocks):
+                for ours, theirs in names.items():
+                    mod = getattr(block, ours)
+                    w = f"blocks.{i}.{theirs}_weight" if ours == "qkv" else f"blocks.{i}.{theirs}.weight"
+                    b = f"blocks.{i}.{theirs}_bias" if ours == "qkv" else f"blocks.{i}.{theirs}.bias"
+                    mod.weight.copy_(state[w])
+                    mod.bias.copy_(state[b])
+
+    def forward(self, ids: torch.Tensor, past: list[Any] | None = None) -> tuple[torch.Tensor, list[Any]]:
+        B, T = ids.shape
+        start = 0 if not past else past[0][0].shape[2]
+        x = self.wte(ids) + self.wpe(torch.arange(start, start + T))
+        H, E = self.n_heads, self.d_model
+        new_past = []
+        for i, block in enumerate(self.blocks):
+            q, k, v = block.qkv(block.ln_1(x)).split(E, dim=2)
+            q, k, v = (a.view(B, T, H, E // H).transpose(1, 2) for a in (q, k, v))
+            if past:
+                k = torch.cat([past[i][0], k], dim=2)
+                v = torch.cat([past[i][1], v], dim=2)
+            new_past.append((k, v))
+            # one new query sees every cached key; a prefix of T queries is causal
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
+            x = x + block.proj(a.transpose(1, 2).reshape(B, T, E))
+            x = x + block.out(F.gelu(block.fc(block.ln_2(x)), approximate="tanh"))
+        return self.ln_f(x) @ self.wte.weight.T, new_past

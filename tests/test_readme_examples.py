@@ -1,6 +1,6 @@
 """The README's Python examples run as written: every ```python block, in order, in one
 namespace, in a folder holding small stand-ins for the files they name (poems.json,
-ETTh1.csv, chains.npz), with the recipes' training budgets cut by overrides."""
+ETTh1.csv, chains.npz, my_project/), with the recipes' training budgets cut by overrides."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ BUDGETS = {
                            "progress": False, "verbose": False},
     "forecaster": {"epochs": 2, "preset": "tiny", "verbose": False},
     "vector_predictor": {"epochs": 2, "hidden_size": 16, "progress": False, "verbose": False},
+    "code_lm": {"preset": "tiny", "epochs": 1, "progress": False, "verbose": False, "tensorboard": False},
 }
 WORDS = "moon night sea wind rose heart love light dark star sky rain song bird tree river stone".split()
 
@@ -44,6 +45,15 @@ def write_stand_ins(folder: Path) -> None:
     (folder / "ETTh1.csv").write_text("\n".join(rows) + "\n")
     chains = synthetic_chains(chains=40, length=120, dim=8, rule="rotation", seed=0)
     np.savez(folder / "chains.npz", vectors=chains.vectors, chain_offsets=chains.offsets)
+    project = folder / "my_project"
+    project.mkdir()
+    for i in range(12):
+        (project / f"unit{i}.c").write_text(
+            "#include <stdio.h>\n\n" + "".join(
+                f"static int f{i}_{j}(int x)\n{{\n    if (x > {j}) {{\n        return x * {j + 1};\n    }}\n"
+                f"    return x - {i};\n}}\n\n" for j in range(20)
+            ) + "int main(void)\n{\n    printf(\"%d\\n\", f0_0(3));\n    return 0;\n}\n"
+        )
 
 
 def test_readme_has_the_recipe_examples() -> None:

@@ -10,6 +10,7 @@
 #include "bindings.hpp"
 #include "checks.hpp"
 #include "seqlab/attention.hpp"
+#include "seqlab/kv_attention.hpp"
 
 namespace seqlab::bind {
 namespace {
@@ -208,6 +209,46 @@ void backward(PyAttentionCache& pc, const py::handle& g_obj, const py::object& d
   release(pc);
 }
 
+// Incremental attention against a key/value cache (generation); see kv_attention.hpp.
+void kv_forward(const py::handle& q_obj, const py::handle& k_obj, const py::handle& v_obj,
+                const py::handle& kc_obj, const py::handle& vc_obj, std::int64_t pos, const py::handle& out_obj,
+                double scale) {
+  View4 q = view4(q_obj, "query", false);
+  const std::int64_t B = q.shape[0], H = q.shape[1], Tn = q.shape[2], D = q.shape[3];
+  View4 k = view4(k_obj, "key", false);
+  expect(k, "key", B, H, Tn, D, "(that of query)");
+  View4 v = view4(v_obj, "value", false);
+  expect(v, "value", B, H, Tn, -1, "(query's batch, heads and seq)");
+  const std::int64_t Dv = v.shape[3];
+  View4 kc = view4(kc_obj, "key_cache", true);
+  const std::int64_t Tmax = kc.shape[2];
+  expect(kc, "key_cache", B, H, Tmax, D, "(query's batch, heads and features)");
+  View4 vc = view4(vc_obj, "value_cache", true);
+  expect(vc, "value_cache", B, H, Tmax, Dv, "(key_cache's batch, heads and length, value's features)");
+  for (const View4* c : {&kc, &vc})
+    if (c->stride[2] != c->shape[3] || c->stride[1] != c->shape[2] * c->shape[3] ||
+        c->stride[0] != c->shape[1] * c->stride[1])
+      throw py::value_error("key_cache/value_cache: must be C-contiguous arrays");
+  View4 o = view4(out_obj, "out", true);
+  expect(o, "out", B, H, Tn, Dv, "(query's batch, heads, seq and value's features)");
+  if (pos < 0 || pos + Tn > Tmax)
+    throw py::value_error("pos: " + std::to_string(pos) + " cached positions plus " + std::to_string(Tn) +
+                          " new ones exceed the cache length " + std::to_string(Tmax));
+  if (!std::isfinite(scale)) throw py::value_error("scale: must be finite");
+  if (Tmax > std::numeric_limits<int>::max() || D > std::numeric_limits<int>::max())
+    throw py::value_error("key_cache: sizes beyond the supported range");
+  KvShape s;
+  s.B = static_cast<int>(B);
+  s.H = static_cast<int>(H);
+  s.Tn = static_cast<int>(Tn);
+  s.Tmax = static_cast<int>(Tmax);
+  s.D = static_cast<int>(D);
+  s.Dv = static_cast<int>(Dv);
+  s.pos = static_cast<int>(pos);
+  py::gil_scoped_release unlocked;
+  kv_cache_attention(s, static_cast<float>(scale), cview(q), cview(k), cview(v), kc.data, vc.data, mview(o));
+}
+
 }  // namespace
 
 void bind_attention(py::module_& m) {
@@ -234,6 +275,12 @@ void bind_attention(py::module_& m) {
   m.def("attention_release", &release, py::arg("cache"),
         "Drops the cache's references to its inputs without a backward (no gradient needed), so its\n"
         "buffer can be reused by a later forward.");
+  m.def("kv_cache_attention", &kv_forward, py::arg("query"), py::arg("key"), py::arg("value"),
+        py::arg("key_cache"), py::arg("value_cache"), py::arg("pos"), py::arg("out"), py::arg("scale"),
+        "Incremental causal attention for generation. Writes key (B, H, Tn, D) and value (B, H, Tn, Dv)\n"
+        "into key_cache (B, H, Tmax, D) / value_cache (B, H, Tmax, Dv) at positions [pos, pos + Tn), then\n"
+        "writes out (B, H, Tn, Dv): query i attends over cached positions 0 .. pos + i. query, key,\n"
+        "value and out are float32 views with a contiguous last axis; the caches are C-contiguous.");
 }
 
 }  // namespace seqlab::bind

@@ -19,7 +19,7 @@ from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
-_RECIPES = {"forecaster", "poetry_autoencoder", "load", "sequence_demo", "vector_predictor"}
+_RECIPES = {"code_lm", "forecaster", "poetry_autoencoder", "load", "sequence_demo", "vector_predictor"}
 # Subpackages imported on first use (``seqlab.data``, ``seqlab.train``, ...): `import seqlab` stays light.
 _SUBMODULES = {"data", "models", "recipes", "report", "serialization", "train", "tune"}
 
@@ -41,6 +41,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "code_lm",
     "load",
     "poetry_autoencoder",
     "sequence_demo",

@@ -165,6 +165,22 @@ def build_parser() -> argparse.ArgumentParser:
     tn.add_argument("--out", default=None, help="directory for trials.csv/json, the plot and the best model")
     tn.add_argument("--threads", type=_positive_int, default=None,
                     help="kernel and OpenBLAS threads per worker (default: the cores split between workers)")
+    lm = sub.add_parser("code-lm", help="train a GPT on a folder of code; bits per byte and compile rate")
+    lm.add_argument("path", nargs="?", default=None,
+                    help="folder of source code (default: the C headers and sources in /usr/include)")
+    lm.add_argument("--preset", choices=["tiny", "small", "original"], default="small",
+                    help="model size and training budget: tiny (seconds), small (default: minutes), "
+                    "original (the original project's 6-layer, 8-head, 50k-token model)")
+    lm.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
+                    help="epochs to train (default: the preset's)")
+    lm.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="GEMM precision (default fp32; bf16 is not yet available)")
+    lm.add_argument("--extensions", default=None, help="comma-separated file extensions (default .c,.h)")
+    lm.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's)")
+    lm.add_argument("--no-progress", action="store_true", help="no progress bars")
+    lm.add_argument("--resume", default=None, metavar="DIR",
+                    help="continue the run in DIR from its last checkpoint")
+    _add_common(lm, "runs/code_lm-<time>", resumable=False)
     return parser
 
 
@@ -248,6 +264,7 @@ def _tune(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(states.items()))
     print(f"study {study_name!r}: {len(result.trials)} trials ({counts}); "
           f"best {result.best_params} (val mse {result.best_value:.4g}, scaled)")
+    return 0
 
 
 def _run_recipe(command: str, fn: Callable[[], Any]) -> int:
@@ -266,6 +283,22 @@ def _run_recipe(command: str, fn: Callable[[], Any]) -> int:
         print(f"seqlab {command}: error: {text}", file=sys.stderr)
         return 1
     return 0
+
+
+def _code_lm(args: argparse.Namespace) -> int:
+    from . import set_num_threads
+    from .recipes.code_lm import code_lm
+
+    if args.threads:
+        set_num_threads(args.threads)
+    overrides: dict[str, Any] = {
+        k: getattr(args, k) for k in ("epochs", "seed") if getattr(args, k) is not None
+    }
+    if args.extensions:
+        overrides["extensions"] = tuple(e.strip() for e in args.extensions.split(",") if e.strip())
+    return _run_recipe("code-lm", lambda: code_lm(
+        args.path, args.preset, out=args.out, resume=args.resume, precision=args.precision,
+        progress=False if args.no_progress else None, **overrides))
 
 
 def _forecast(args: argparse.Namespace) -> int:
@@ -343,6 +376,8 @@ def _run(argv: Sequence[str] | None) -> int:
         return _vectors(args)
     if args.command == "tune":
         return _tune(args)
+    if args.command == "code-lm":
+        return _code_lm(args)
     parser.print_help()
     return 2
 

@@ -7,7 +7,8 @@ for sequences) and records one node on the autograd tape. The ops live by family
   dropout, layer norm;
 - :mod:`.recurrent`: RNN/LSTM/GRU layers over whole sequences, the fused recurrent decoder;
 - :mod:`.conv`: 1-d convolution (causal or padded) and the TCN's temporal block;
-- :mod:`.attention`: scaled dot-product and multi-head attention (plain and flash paths);
+- :mod:`.attention`: scaled dot-product and multi-head attention (plain and flash paths),
+  incremental attention against a key/value cache for generation;
 - :mod:`.losses`: the masked cosine + MSE loss and cross-entropy;
 - :mod:`.seq2seq`: the teacher-forced pointer-generator decoder and its loss.
 """
@@ -18,6 +19,7 @@ from .attention import (
     attention_path,
     clear_attention_workspace,
     get_attention_flash_threshold,
+    kv_cache_attention,
     multi_head_attention_core,
     scaled_dot_product_attention,
     set_attention_flash_threshold,
@@ -57,6 +59,7 @@ __all__ = [
     "embedding",
     "gelu",
     "get_attention_flash_threshold",
+    "kv_cache_attention",
     "layer_norm",
     "linear",
     "linear_activation",

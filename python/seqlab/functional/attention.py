@@ -358,3 +358,34 @@ def multi_head_attention_core(
         sources, views, out, lambda a: _head_view(a, B, Tq, H, 0, E), mask, key_padding_bias, scale,
         is_causal, dropout_p, need_weights,
     )
+
+
+def kv_cache_attention(
+    qkv: Any, key_cache: np.ndarray, value_cache: np.ndarray, pos: int, num_heads: int
+) -> np.ndarray:
+    """Causal self-attention of new tokens against a key/value cache (generation; no gradient).
+
+    ``qkv`` (B, Tn, 3E) is the packed [q | k | v] projection of the Tn new tokens;
+    ``key_cache`` and ``value_cache`` (B, H, Tmax, E/H) hold the keys and values of the
+    ``pos`` earlier positions. The new keys and values are written into the caches at
+    [pos, pos + Tn), then new token i attends over positions 0 .. pos + i. One C++ call
+    (``_core.kv_cache_attention``): the prefix is read from the cache, never recomputed.
+    Returns the output (B, Tn, E) with heads merged.
+    """
+    a = qkv.data if isinstance(qkv, Tensor) else np.asarray(qkv)
+    if a.dtype != np.float32:
+        raise TypeError(f"qkv: expected float32, got {a.dtype}")
+    if a.ndim != 3 or a.shape[2] % (3 * num_heads):
+        raise ValueError("qkv: expected shape (batch, new tokens, 3 * embed_dim) with embed_dim divisible "
+                         f"by "
+                         f"num_heads={num_heads}, got {a.shape}")
+    a = np.ascontiguousarray(a)
+    B, Tn, W = a.shape
+    E = W // 3
+    q, k, v = (_head_view(a, B, Tn, num_heads, i * E, E) for i in range(3))
+    out = np.empty((B, Tn, E), dtype=np.float32)
+    scale = 1.0 / float(np.sqrt(E // num_heads))
+    out_heads = _head_view(out, B, Tn, num_heads, 0, E)
+    _core.kv_cache_attention(q, k, v, key_cache, value_cache, int(pos), out_heads,
+                             scale)
+    return out

@@ -1,5 +1,5 @@
 """The recipes' models: nn.Modules, their config dataclasses and presets."""
 
-from . import code, forecast, vectors
+from . import code, code_lm, forecast, vectors
 
-__all__ = ["code", "forecast", "vectors"]
+__all__ = ["code", "code_lm", "forecast", "vectors"]

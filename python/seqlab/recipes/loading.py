@@ -35,4 +35,8 @@ def load(path: str | Path) -> Any:
         forecaster = Forecaster.load(path)
         forecaster.run_dir = path
         return forecaster
+    if kind == "code_lm":
+        from .code_lm import CodeLM
+
+        return CodeLM.load(path)
     raise ValueError(f"{config}: unknown model kind {kind!r}")

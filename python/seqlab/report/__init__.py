@@ -5,8 +5,8 @@ a report can be rebuilt at any time with :func:`write_report`.
 """
 
 from .evaluation import METRIC_DEFINITIONS, EvaluationSummary, append_to_report, recipe_html
-from .plots import plot_training_metrics
+from .plots import plot_step_losses, plot_training_metrics
 from .run_report import write_report
 
-__all__ = ["METRIC_DEFINITIONS", "EvaluationSummary", "append_to_report", "plot_training_metrics",
-           "recipe_html", "write_report"]
+__all__ = ["METRIC_DEFINITIONS", "EvaluationSummary", "append_to_report", "plot_step_losses",
+           "plot_training_metrics", "recipe_html", "write_report"]

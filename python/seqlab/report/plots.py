@@ -70,3 +70,24 @@ def plot_training_metrics(
     atomic_write_figure(path, fig)
     plt.close(fig)
     return Path(path)
+
+
+def plot_step_losses(steps: Sequence[Mapping[str, Any]], path: str | Path, window: int = 20) -> Path:
+    """The training loss of every optimizer step with its moving average over ``window`` steps."""
+    plt = require_matplotlib()
+    xs = [int(s["step"]) for s in steps if isinstance(s.get("loss"), float) and math.isfinite(s["loss"])]
+    ys = [float(s["loss"]) for s in steps if isinstance(s.get("loss"), float) and math.isfinite(s["loss"])]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot(xs, ys, lw=0.6, alpha=0.5, label="per step")
+    if len(ys) >= window:
+        smooth = [sum(ys[i - window + 1 : i + 1]) / window for i in range(window - 1, len(ys))]
+        ax.plot(xs[window - 1 :], smooth, lw=1.5, label=f"mean of {window}")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        return atomic_write_figure(path, fig)
+    finally:
+        plt.close(fig)

@@ -7,6 +7,8 @@ from .early_stopping import EarlyStopping
 from .grad_monitor import GradientMonitor, GradientWarning
 from .nan_guard import NanGuard, TrainingDivergedError
 from .schedules import LRSchedule, ReduceLROnPlateau, StepDecay, WarmupSchedule
+from .tensorboard import TensorBoardLogger, read_scalars
+from .throughput import Throughput
 from .trainer import Trainer
 
 __all__ = [
@@ -21,9 +23,12 @@ __all__ = [
     "Phase",
     "ReduceLROnPlateau",
     "StepDecay",
+    "TensorBoardLogger",
+    "Throughput",
     "Trainer",
     "TrainingDivergedError",
     "WarmupSchedule",
     "latest_valid_checkpoint",
     "load_checkpoint",
+    "read_scalars",
 ]

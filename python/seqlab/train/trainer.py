@@ -346,7 +346,8 @@ class Trainer:
         self.global_step += 1
         record = self.current_step_record
         record.update(
-            {"loss": loss_value, "lr": float(self.optimizer.param_groups[0]["lr"]), "skipped": not take_step}
+            {"loss": loss_value, "lr": float(self.optimizer.param_groups[0]["lr"]), "skipped": not take_step,
+             "samples": int(total), "batches": len(group)}
         )
         self.step_history.append(record)
         for c in self.callbacks:
@@ -382,7 +383,7 @@ class Trainer:
                 weights.append(sum(_batch_len(b) for b in group))
                 if bar is not None:
                     bar.update(len(group))
-                    bar.set_postfix(loss=f"{losses[-1]:.4g}")
+                    bar.set_postfix(self._progress_fields(losses[-1]))
                 group = []
         if group:
             losses.append(self._optimizer_step(group))
@@ -395,6 +396,15 @@ class Trainer:
         if not finite:
             return float("nan")
         return float(np.average([v for v, _ in finite], weights=[w for _, w in finite]))
+
+    def _progress_fields(self, loss: float) -> dict[str, str]:
+        """The progress bar's postfix: the loss and any throughput (``*_per_sec``) of the last step."""
+        fields = {"loss": f"{loss:.4g}"}
+        last = self.step_history[-1] if self.step_history else {}
+        for key, value in last.items():
+            if key.endswith("_per_sec") and isinstance(value, float):
+                fields[key.removesuffix("_per_sec") + "/s"] = f"{value:,.0f}"
+        return fields
 
     def _default_predict(self, batch: Any) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(batch, tuple) and len(batch) == 2:

@@ -1,0 +1,254 @@
+"""Code language model: seqlab's GPT against its PyTorch twin (nanoGPT-style), same weights.
+
+Measures, for each library in its own process (a library's spinning threads never take
+the cores the other needs):
+
+* training tokens per second (forward, cross-entropy, backward, gradient clipping, AdamW)
+  at each thread count, with achieved GFLOP/s (6 N + 12 L T E per token, nanoGPT's
+  estimate) beside the machine's ceiling (DESIGN.md: about 120 GFLOP/s per core);
+* generation tokens per second at batch 1, greedy, each library with its own key/value
+  cache, after a prompt of ``--prompt`` tokens;
+* the peak resident memory of the process after the training steps.
+
+    python benchmarks/bench_code_lm.py                       # preset small, 1 and 2 threads
+    python benchmarks/bench_code_lm.py --preset original --threads 2
+    python benchmarks/bench_code_lm.py --preset tiny --steps 2 --gen 8   # a quick check that it runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from harness import machine_description, markdown_table
+
+CEILING_GFLOPS_PER_CORE = 120.0
+
+
+def flops_per_token(cfg, n_params: int) -> float:
+    non_embedding = n_params - cfg.max_len * cfg.d_model  # the tied output layer's GEMM stays counted
+    return 6.0 * non_embedding + 12.0 * cfg.n_layers * cfg.seq_len * cfg.d_model
+
+
+def run_seqlab(cfg, threads: int, steps: int, gen: int, prompt: int) -> dict:
+    import seqlab
+    from seqlab.functional import cross_entropy
+    from seqlab.models.code_lm import GPT, generate_ids
+    from seqlab.nn.utils import clip_grad_norm_
+    from seqlab.optim import AdamW
+
+    seqlab.set_num_threads(threads)
+    seqlab.manual_seed(0)
+    model = GPT(cfg)
+    params = list(model.parameters())
+    opt = AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, cfg.vocab_size, (cfg.batch_size, cfg.seq_len + 1)) for _ in range(steps + 2)]
+
+    def step(b: np.ndarray) -> None:
+        opt.zero_grad()
+        loss = cross_entropy(model(b[:, :-1]), b[:, 1:])
+        loss.backward()
+        clip_grad_norm_(params, cfg.clip_grad_norm)
+        opt.step()
+
+    for b in batches[:2]:
+        step(b)
+    times = []
+    for b in batches[2:]:
+        t0 = time.perf_counter()
+        step(b)
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    ids = rng.integers(1, cfg.vocab_size, prompt)
+    generate_ids(model, ids, 4, temperature=0.0, end_id=None)
+    t0 = time.perf_counter()
+    out = generate_ids(model, ids, gen, temperature=0.0, end_id=None)
+    gen_seconds = time.perf_counter() - t0
+    return {
+        "step_seconds": float(np.median(times)),
+        "peak_bytes": peak,
+        "gen_tokens": len(out[0]),
+        "gen_seconds": gen_seconds,
+        "params": model.num_parameters(),
+    }
+
+
+def run_torch(cfg, threads: int, steps: int, gen: int, prompt: int) -> dict:
+    import torch
+
+    import seqlab
+    from seqlab.models.code_lm import GPT
+    from torch_twins import TorchGPT
+
+    torch.set_num_threads(threads)
+    seqlab.manual_seed(0)
+    model = TorchGPT(GPT(cfg))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    rng = np.random.default_rng(0)
+    batches = [
+        torch.from_numpy(rng.integers(0, cfg.vocab_size, (cfg.batch_size, cfg.seq_len + 1)))
+        for _ in range(steps + 2)
+    ]
+
+    def step(b: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        logits, _ = model(b[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), b[:, 1:].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+        opt.step()
+
+    for b in batches[:2]:
+        step(b)
+    times = []
+    for b in batches[2:]:
+        t0 = time.perf_counter()
+        step(b)
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    ids = torch.from_numpy(rng.integers(1, cfg.vocab_size, (1, prompt)))
+
+    @torch.no_grad()
+    def generate(n: int) -> list[int]:
+        logits, past = model(ids)
+        out = []
+        for _ in range(n):
+            nxt = logits[:, -1].argmax(-1, keepdim=True)
+            out.append(int(nxt))
+            if ids.shape[1] + len(out) >= cfg.max_len:
+                break
+            logits, past = model(nxt, past)
+        return out
+
+    model.eval()
+    generate(4)
+    t0 = time.perf_counter()
+    out = generate(gen)
+    gen_seconds = time.perf_counter() - t0
+    return {
+        "step_seconds": float(np.median(times)),
+        "peak_bytes": peak,
+        "gen_tokens": len(out),
+        "gen_seconds": gen_seconds,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def worker(args: argparse.Namespace) -> None:
+    from seqlab.models.code_lm import preset_config
+
+    cfg = preset_config(args.preset)
+    run = run_seqlab if args.worker == "seqlab" else run_torch
+    print(json.dumps(run(cfg, args.worker_threads, args.steps, args.gen, args.prompt)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps (after 2 untimed)")
+    parser.add_argument("--gen", type=int, default=128, help="generated tokens")
+    parser.add_argument("--prompt", type=int, default=16, help="prompt tokens")
+    parser.add_argument("--libraries", nargs="+", default=["seqlab", "torch"], choices=["seqlab", "torch"])
+    parser.add_argument("--worker", choices=["seqlab", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker-threads", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    from seqlab.models.code_lm import preset_config
+
+    cfg = preset_config(args.preset)
+    print(machine_description())
+    print(
+        f"preset {args.preset}: d_model {cfg.d_model}, {cfg.n_layers} layers, {cfg.n_heads} heads, vocab "
+        f"{cfg.vocab_size}, batch {cfg.batch_size} x seq {cfg.seq_len}",
+        flush=True,
+    )
+    results: dict[tuple[str, int], dict] = {}
+    for threads in args.threads:
+        for lib in args.libraries:
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--preset",
+                args.preset,
+                "--steps",
+                str(args.steps),
+                "--gen",
+                str(args.gen),
+                "--prompt",
+                str(args.prompt),
+                "--worker",
+                lib,
+                "--worker-threads",
+                str(threads),
+            ]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            results[(lib, threads)] = json.loads(done.stdout.strip().splitlines()[-1])
+            print(lib, threads, results[(lib, threads)], flush=True)
+    tokens = cfg.batch_size * cfg.seq_len
+    rows = []
+    for (lib, threads), r in results.items():
+        tok_s = tokens / r["step_seconds"]
+        gflops = tok_s * flops_per_token(cfg, r["params"]) / 1e9
+        rows.append(
+            (
+                lib,
+                threads,
+                f"{tok_s:,.0f}",
+                f"{gflops:.1f} / {CEILING_GFLOPS_PER_CORE * threads:.0f}",
+                f"{r['gen_tokens'] / r['gen_seconds']:,.0f}",
+                f"{r['peak_bytes'] / 2**20:.0f}",
+            )
+        )
+    print()
+    print(
+        markdown_table(
+            [
+                "library",
+                "threads",
+                "training tokens/s",
+                "GFLOP/s / ceiling",
+                "generation tokens/s (batch 1, KV cache)",
+                "peak MiB",
+            ],
+            rows,
+        )
+    )
+    ratios = []
+    for threads in args.threads:
+        if ("seqlab", threads) in results and ("torch", threads) in results:
+            s, t = results[("seqlab", threads)], results[("torch", threads)]
+            ratios.append(
+                (
+                    threads,
+                    f"{t['step_seconds'] / s['step_seconds']:.2f}x",
+                    f"{(s['gen_tokens'] / s['gen_seconds']) / (t['gen_tokens'] / t['gen_seconds']):.2f}x",
+                )
+            )
+    if ratios:
+        print()
+        print(
+            markdown_table(
+                ["threads", "training speed seqlab / torch", "generation speed seqlab / torch"], ratios
+            )
+        )
+    for lib in args.libraries:
+        if (lib, 1) in results and (lib, 2) in results:
+            print(
+                f"{lib}: 1 -> 2 threads training speedup "
+                f"{results[(lib, 1)]['step_seconds'] / results[(lib, 2)]['step_seconds']:.2f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()

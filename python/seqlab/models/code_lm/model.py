@@ -1,0 +1,119 @@
+"""The GPT decoder of the code language model, with a key/value-cached inference path."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ... import functional as F
+from ...autograd import Tensor, no_grad, tensor
+from ...nn import Dropout, Embedding, LayerNorm, Module, Sequential, init
+from ...nn.transformer import TransformerDecoderBlock
+from .config import CodeLMConfig
+
+
+class KVCache:
+    """Keys and values of every block for up to ``max_len`` positions of ``batch`` sequences.
+
+    ``keys[l]`` is (B, H, max_len, Dh), ``values[l]`` likewise; ``length`` positions
+    are filled. :meth:`GPT.forward_cached` appends to it.
+    """
+
+    def __init__(self, config: CodeLMConfig, batch: int = 1) -> None:
+        dh = config.d_model // config.n_heads
+        shape = (batch, config.n_heads, config.max_len, dh)
+        self.keys = [np.zeros(shape, dtype=np.float32) for _ in range(config.n_layers)]
+        self.values = [np.zeros(shape, dtype=np.float32) for _ in range(config.n_layers)]
+        self.length = 0
+        self.max_len = config.max_len
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.keys + self.values)
+
+
+class GPT(Module):
+    """GPT decoder: token + learned position embeddings, ``n_layers`` pre-LN causal
+    :class:`~seqlab.nn.TransformerDecoderBlock` s, a final LayerNorm, and the output layer
+    tied to the token embedding (logits ``= ln_f(x) @ wte.weight^T``).
+
+    Parameter names follow nanoGPT's (``wte``, ``wpe``, ``blocks.N.*``, ``ln_f``), with
+    each block's attention laid out as ``torch.nn.MultiheadAttention``'s.
+    Initialisation as GPT-2: N(0, 0.02), residual output projections N(0, 0.02 / sqrt(2 L)).
+    Shapes: ids (B, T) int64 with T <= max_len -> logits (B, T, vocab_size).
+    """
+
+    def __init__(self, config: CodeLMConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.wte = Embedding(c.vocab_size, c.d_model)
+        self.wpe = Embedding(c.max_len, c.d_model)
+        self.drop = Dropout(c.dropout)
+        self.blocks = Sequential(
+            *[
+                TransformerDecoderBlock(c.d_model, c.n_heads, c.d_ff, dropout=c.dropout)
+                for _ in range(c.n_layers)
+            ]
+        )
+        self.ln_f = LayerNorm(c.d_model)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layers)
+        for name, p in self.named_parameters():
+            if name.endswith("bias") or name.startswith("ln_f") or ".ln_" in name:
+                continue  # LayerNorm weights stay 1, biases 0
+            std = residual_std if name.endswith(("out_proj.weight", "mlp.2.weight")) else 0.02
+            init.normal_(p, 0.0, std)
+
+    def _check_ids(self, ids: Any, start: int = 0) -> np.ndarray:
+        arr = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"ids: expected integer token ids (int64), got dtype {arr.dtype}")
+        if arr.ndim != 2:
+            raise ValueError(f"ids: expected shape (batch, time), got {arr.shape}")
+        if start + arr.shape[1] > self.config.max_len:
+            raise ValueError(
+                f"ids: {start + arr.shape[1]} positions exceed the model's maximum length "
+                f"{self.config.max_len}"
+            )
+        if arr.size and (arr.min() < 0 or arr.max() >= self.config.vocab_size):
+            raise ValueError(
+                f"ids: token ids must lie in [0, {self.config.vocab_size}), got [{arr.min()}, {arr.max()}]"
+            )
+        return arr.astype(np.int64, copy=False)
+
+    def forward(self, ids: Any) -> Tensor:
+        idx = self._check_ids(ids)
+        T = idx.shape[1]
+        x = self.wte(idx) + self.wpe(np.arange(T, dtype=np.int64))
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x)
+        return F.linear(self.ln_f(x), self.wte.weight)
+
+    @no_grad()
+    def forward_cached(self, ids: Any, cache: KVCache) -> np.ndarray:
+        """Logits (B, T, V) of ``ids`` (B, T), the tokens after the ``cache.length`` already
+        cached ones; appends their keys and values to ``cache``. Only the new tokens are
+        computed: each block projects them and attends over the cache with
+        :func:`seqlab.functional.kv_cache_attention`. Dropout is off (inference)."""
+        idx = self._check_ids(ids, cache.length)
+        B, T = idx.shape
+        pos = cache.length
+        c = self.config
+        x = self.wte(idx) + self.wpe(np.arange(pos, pos + T, dtype=np.int64))
+        for layer, block in enumerate(self.blocks):
+            attn = block.attn
+            h = block.ln_1(x)
+            qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)
+            a = F.kv_cache_attention(qkv, cache.keys[layer], cache.values[layer], pos, c.n_heads)
+            x = x + attn.out_proj(tensor(a))
+            fc, proj = block.mlp[0], block.mlp[2]
+            act = "gelu_tanh" if block.mlp[1].approximate == "tanh" else "gelu"
+            x = x + proj(F.linear_activation(block.ln_2(x), fc.weight, fc.bias, act))
+        cache.length = pos + T
+        return F.linear(self.ln_f(x), self.wte.weight).data
