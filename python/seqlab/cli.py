@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "documents (default: Python's standard library documentation)")
     vec.add_argument("--context", type=_positive_int, default=100, help="vectors read per prediction")
     vec.add_argument("--cell", choices=["gru", "lstm", "transformer"], default="gru")
+    vec.add_argument("--preset", choices=["default", "original"], default="default",
+                     help="default: a learning rate from the optimizer steps the corpus allows, after a "
+                     "warmup; original: the original project's constant 1e-4")
     vec.add_argument("--hidden", type=_positive_int, default=None, help="hidden size (default 256)")
     vec.add_argument("--epochs", type=_positive_int, default=None)
     vec.add_argument("--encoder", choices=["tfidf", "minilm"], default=None,
@@ -84,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-bad-events", action="store_true", help="skip malformed events instead of stopping"
     )
     fc.add_argument("--out", default=None, help="directory to save the forecaster and its evaluation")
+    fc.add_argument(
+        "--baseline-origins", type=int, default=None, metavar="N",
+        help="test origins at which the Holt-Winters baseline is refitted (default 20; 0: leave it out)",
+    )
     fc.add_argument("--seed", type=int, default=0)
     fc.add_argument("--threads", type=_positive_int, default=None)
     return parser
@@ -97,7 +104,8 @@ def _forecast(args: argparse.Namespace) -> int:
         forecaster(args.path, model=args.model, horizon=args.horizon, input_size=args.input_size,
                    target=args.target, preset=args.preset, tune=args.tune, method=args.method,
                    storage=args.storage, on_error="skip" if args.skip_bad_events else "raise",
-                   out_dir=args.out, seed=args.seed, threads=args.threads, **overrides)
+                   out_dir=args.out, baseline_origins=args.baseline_origins, seed=args.seed,
+                   threads=args.threads, **overrides)
     except (OSError, ValueError, ImportError) as e:
         print(f"seqlab forecast: error: {e}", file=sys.stderr)
         return 1
@@ -114,8 +122,8 @@ def _vectors(args: argparse.Namespace) -> int:
              "hard_negatives": "hard_negatives", "seed": "seed"}
     overrides = {key: getattr(args, arg) for arg, key in names.items() if getattr(args, arg) is not None}
     try:
-        vector_predictor(args.path, context=args.context, cell=args.cell, out=args.out, resume=args.resume,
-                         progress=False if args.no_progress else None, **overrides)
+        vector_predictor(args.path, context=args.context, cell=args.cell, preset=args.preset, out=args.out,
+                         resume=args.resume, progress=False if args.no_progress else None, **overrides)
     except (OSError, ValueError, TypeError, ImportError) as e:
         print(f"seqlab vectors: error: {e}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +22,35 @@ def format_scores(scores: dict[str, dict[str, float]]) -> str:
     """The evaluation of :meth:`Forecaster.evaluate` as an aligned text table."""
     keys = list(next(iter(scores.values())))
     widths = [max(10, len(k) + 2) for k in keys]
-    lines = [f"{'':16s}" + "".join(f"{k:>{w}s}" for k, w in zip(keys, widths))]
+    label = max(16, *(len(name) + 1 for name in scores))
+    lines = [f"{'':{label}s}" + "".join(f"{k:>{w}s}" for k, w in zip(keys, widths))]
     for name, row in scores.items():
-        lines.append(f"{name:16s}" + "".join(f"{row[k]:{w}.4g}" for k, w in zip(keys, widths)))
+        cells = (
+            f"{int(row[k]):{w}d}" if k == "windows" else f"{row[k]:{w}.4g}" for k, w in zip(keys, widths)
+        )
+        lines.append(f"{name:{label}s}" + "".join(cells))
     return "\n".join(lines)
+
+
+# each baseline and the model's row scored on the same windows
+_COMPARED = (
+    ("last_value", "model"),
+    ("seasonal_naive", "model"),
+    ("exp_smoothing", "model_at_es_origins"),
+)
+
+
+def baselines_not_beaten(scores: dict[str, dict[str, float]]) -> list[str]:
+    """The baselines of an evaluation the model does not beat on both MSE and MAE (each
+    compared with the model on the same windows)."""
+    return [
+        baseline
+        for baseline, model in _COMPARED
+        if baseline in scores
+        and not (
+            scores[model]["mse"] < scores[baseline]["mse"] and scores[model]["mae"] < scores[baseline]["mae"]
+        )
+    ]
 
 
 def forecaster(
@@ -41,6 +67,7 @@ def forecaster(
     scaler: str = "standard",
     out_dir: str | Path | None = None,
     on_error: str = "raise",
+    baseline_origins: int | None = None,
     seed: int = 0,
     threads: int | None = None,
     verbose: bool = True,
@@ -63,6 +90,9 @@ def forecaster(
         scaler: ``"standard"``, ``"robust"`` or ``"none"``, fitted on training rows.
         out_dir: save the forecaster, its evaluation (``evaluation.json``) and the search there.
         on_error: malformed events are refused (``"raise"``) or skipped (``"skip"``).
+        baseline_origins: test origins at which the Holt-Winters baseline is refitted
+            (default :data:`~seqlab.models.forecast.exp_smoothing.DEFAULT_ORIGINS`, 20;
+            0 leaves it out); the model is compared with it on the same windows.
         overrides: :class:`~seqlab.models.forecast.ForecastConfig` fields (``epochs=5``,
             ``width=128``, ``ensemble_seeds=[0, 1, 2]``, ...).
 
@@ -73,9 +103,13 @@ def forecaster(
     from ..data.timeseries import make_splits
     from ..models.forecast.baselines import guess_season
     from ..models.forecast.config import preset as make_preset
+    from ..models.forecast.exp_smoothing import DEFAULT_ORIGINS, require_statsmodels
     from ..serialization import write_json
     from ..train.forecaster import Forecaster
 
+    es_origins = DEFAULT_ORIGINS if baseline_origins is None else int(baseline_origins)
+    if es_origins > 0:
+        require_statsmodels()  # before any training
     if threads is not None:
         set_num_threads(threads)
     manual_seed(seed)
@@ -92,6 +126,7 @@ def forecaster(
             f"horizon {horizon}, {get_num_threads()} threads"
         )
     trials = tune if tune is not None else (9 if model == "auto" else None)
+    start = time.perf_counter()
     if trials:
         from ..tune.search import search
 
@@ -112,16 +147,33 @@ def forecaster(
         assert fitted is not None
         fitted.search_result = result
         if verbose:
+            val_mse = fitted.evaluate("val")["model"]["mse"]
             print(
                 f"search: {len(result.trials)} trials, best {result.best_params} "
-                f"(val mse {result.best_value:.4g})"
+                f"(val mse {val_mse:.4g}, data units)"
             )
     else:
         fitted = Forecaster.fit(splits, base, season=season, verbose=False)
-    scores = fitted.evaluate("test")
+    seconds = time.perf_counter() - start
+    scores = fitted.evaluate("test", exp_smoothing_origins=es_origins)
     if verbose:
-        print(f"trained in {fitted.train_seconds:.1f}s; test scores (data units):")
+        search_part = (
+            f" ({seconds - fitted.train_seconds:.1f}s search of {trials} trials, "
+            f"{fitted.train_seconds:.1f}s final fit)"
+            if trials
+            else ""
+        )
+        print(f"trained in {seconds:.1f}s{search_part}; test scores (data units):")
         print(format_scores(scores))
+        if es_origins > 0:
+            print(
+                f"exp_smoothing: Holt-Winters (damped trend, season {season}) refitted at "
+                f"{int(scores['exp_smoothing']['windows'])} test origins spread evenly; "
+                "model_at_es_origins is the model on those windows"
+            )
+        lost = baselines_not_beaten(scores)
+        if lost:
+            print(f"note: the model does not beat {', '.join(lost)} on test MSE and MAE")
     if out_dir is not None:
         fitted.save(Path(out_dir))
         write_json(Path(out_dir) / "evaluation.json", {"test": scores, "val": fitted.evaluate("val")})
