@@ -22,9 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import seqlab
 from harness import machine_description, markdown_table
-from seqlab.models.forecast.exp_smoothing import spread_origins
+from seqlab.data.sources import load_series
+from seqlab.data.timeseries import make_splits
+from seqlab.models.forecast import baselines
+from seqlab.models.forecast.baselines import guess_season
+from seqlab.models.forecast.exp_smoothing import holt_winters, spread_origins
 from seqlab.models.forecast.forecast_metrics import forecast_scores
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -32,6 +38,8 @@ SERIES = {"ETTh1": str(DATA / "ETTh1.csv"), "co2": "co2"}
 CONFIGS: dict[str, dict[str, Any]] = {
     "nbeats": {"model": "nbeats"},
     "ensemble": {"model": "nbeats", "ensemble_lookbacks": [48, 72, 96]},
+    "ensemble_mse_mae": {"model": "nbeats", "ensemble_lookbacks": [48, 96],
+                         "ensemble_losses": ["mse", "mae"]},
     "auto": {"model": "auto"},
 }
 
@@ -50,27 +58,45 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--origins", type=int, default=50, help="Holt-Winters origins in the test part")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--log", default=None, help="append one JSON line per fit to this file")
+    parser.add_argument("--log", default=None,
+                        help="append one JSON line per fit to this file; fits already in it are reused")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     seqlab.set_num_threads(args.threads)
+    done = {}
+    if args.log and Path(args.log).is_file():  # fits logged by an earlier run are read, not redone
+        for text in Path(args.log).read_text().splitlines():
+            line = json.loads(text)
+            done[line["series"], line["config"], line["seed"]] = line
     rows = []
     for name in args.series:
-        baseline_rows: dict[str, dict[str, float]] = {}
+        series = load_series(SERIES[name])
+        splits = make_splits(series, 96, 24, series.columns[-1])
+        x, y = splits.test
+        picked = spread_origins(len(x), args.origins)
+        truth = splits.unscale_targets(y[picked])
+        season = guess_season(series.timestamps)
+        cache = Path(f"{args.log}.{name}.hw{args.origins}.npy") if args.log else None
+        if cache is not None and cache.is_file():  # it does not depend on the seed
+            es = np.load(cache)
+        else:
+            es = holt_winters(splits.raw[:, splits.target_columns], splits.bounds[2] + picked, 24, season)
+            if cache is not None:
+                np.save(cache, es)
+        es_scores = forecast_scores(es, truth)
+        print(json.dumps({"series": name, "holt_winters": es_scores, "origins": len(picked)}), flush=True)
         fits: dict[str, list[dict[str, float]]] = {c: [] for c in args.configs}
         for config in args.configs:
             for seed in args.seeds:
+                if (name, config, seed) in done:
+                    fits[config].append(done[name, config, seed])
+                    continue
                 t0 = time.perf_counter()
                 f = seqlab.forecaster(SERIES[name], seed=seed, verbose=False, baseline_origins=0,
                                       **CONFIGS[config])
                 seconds = time.perf_counter() - t0
-                if not baseline_rows:
-                    baseline_rows = f.evaluate("test", exp_smoothing_origins=args.origins)
                 scores = f.evaluate("test")
-                x, y = f.splits.test
-                picked = spread_origins(len(x), args.origins)
-                at = forecast_scores(f.splits.unscale_targets(f.predict_scaled(x[picked])),
-                                     f.splits.unscale_targets(y[picked]))
+                at = forecast_scores(f.splits.unscale_targets(f.predict_scaled(x[picked])), truth)
                 row = {"mse": scores["model"]["mse"], "mae": scores["model"]["mae"],
                        "es_mse": at["mse"], "es_mae": at["mae"], "seconds": seconds}
                 fits[config].append(row)
@@ -80,12 +106,15 @@ def main() -> None:
                 if args.log:
                     with open(args.log, "a") as log:
                         log.write(json.dumps(line) + "\n")
-        b = baseline_rows
-        n_all, n_es = int(b["model"]["windows"]), int(b["exp_smoothing"]["windows"])
-        for base in ("last_value", "seasonal_naive"):
-            rows.append([name, base, b[base]["mse"], b[base]["mae"], n_all, "", "", n_es, ""])
-        rows.append([name, "Holt-Winters", "", "", "", b["exp_smoothing"]["mse"], b["exp_smoothing"]["mae"],
-                     n_es, ""])
+        raw_x, all_truth = splits.scaler.inverse_transform(x), splits.unscale_targets(y)
+        n_all, n_es = len(x), len(picked)
+        for base, pred in (
+            ("last_value", baselines.last_value(raw_x, 24, splits.target_columns)),
+            ("seasonal_naive", baselines.seasonal_naive(raw_x, 24, splits.target_columns, season)),
+        ):
+            b = forecast_scores(pred, all_truth)
+            rows.append([name, base, b["mse"], b["mae"], n_all, "", "", n_es, ""])
+        rows.append([name, "Holt-Winters", "", "", "", es_scores["mse"], es_scores["mae"], n_es, ""])
         for config, runs in fits.items():
             rows.append([name, f"{config} ({len(runs)} seeds)", _spread(runs, "mse"), _spread(runs, "mae"),
                          n_all, _spread(runs, "es_mse"), _spread(runs, "es_mae"), n_es,
