@@ -7,6 +7,7 @@ configuration then trains with early stopping on validation Hit@5 (patience 3).
 
     python benchmarks/bench_vector_quality.py --markdown
     python benchmarks/bench_vector_quality.py --configs '{}' '{"lr": 1e-3}'
+    python benchmarks/bench_vector_quality.py --configs '{}' '{"seed": 1}' '{"seed": 2}' --markdown
     python benchmarks/bench_vector_quality.py --encoder minilm --markdown   # all-MiniLM-L6-v2
 """
 
@@ -67,6 +68,9 @@ def main() -> None:
             label = "defaults" if not overrides else ", ".join(f"{k}={v}" for k, v in overrides.items())
             rows.append(["model", label, r["hit@1"], r["hit@5"], r["hit@10"], r["mrr"],
                          r["contrastive_accuracy"], len(p.history), round(seconds, 1)])
+            print(json.dumps({"settings": label, **{k: e[k]["hit@5"] for k in e if isinstance(e[k], dict)},
+                              "mrr": {k: e[k]["mrr"] for k in e if isinstance(e[k], dict)},
+                              "epochs": len(p.history), "seconds": seconds}), flush=True)
     header = ["predictor", "settings", "Hit@1", "Hit@5", "Hit@10", "MRR", "contrastive acc.", "epochs",
               "train s"]
     print(machine_description())

@@ -21,6 +21,7 @@ def test_default_is_the_synthetic_event_stream(capsys: pytest.CaptureFixture[str
     )
     out = capsys.readouterr().out
     assert "synthetic agent events" in out and "seasonal_naive" in out and "latency_within_threshold" in out
+    assert "exp_smoothing" in out and "refitted at 20 test origins" in out
     assert f.columns[f.target_columns[0]] == "latency_ms"
     scores = f.evaluate()
     assert scores["model"]["mse"] < scores["last_value"]["mse"]
@@ -37,7 +38,7 @@ def test_event_file_with_bad_lines(tmp_path: Path) -> None:
     lines.insert(10, "{not json")
     p.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"ev.jsonl: line 11: malformed JSON"):
-        seqlab.forecaster(str(p), preset="tiny", input_size=24, horizon=6, verbose=False)
+        seqlab.forecaster(str(p), preset="tiny", input_size=24, horizon=6, verbose=False, baseline_origins=0)
     f = seqlab.forecaster(
         str(p),
         model="tcn",
@@ -47,6 +48,7 @@ def test_event_file_with_bad_lines(tmp_path: Path) -> None:
         on_error="skip",
         target="success_rate",
         verbose=False,
+        baseline_origins=0,
     )
     assert "success_accuracy" in f.evaluate()["model"]
 
@@ -70,6 +72,7 @@ def test_csv_and_tuning(tmp_path: Path) -> None:
         horizon=6,
         epochs=2,
         verbose=False,
+        baseline_origins=0,
     )
     assert f.search_result is not None and len(f.search_result.trials) == 3
     assert f.config.model == f.search_result.best_params["model"]
@@ -104,11 +107,14 @@ def test_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
                 "6",
                 "--out",
                 str(tmp_path / "o"),
+                "--baseline-origins",
+                "2",
             ]
         )
         == 0
     )
-    assert "last_value" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "last_value" in out and "refitted at 2 test origins" in out
     assert (tmp_path / "o" / "forecaster.safetensors").is_file()
     assert main(["forecast", str(tmp_path / "missing.csv")]) == 1
     assert "missing.csv" in capsys.readouterr().err
@@ -127,6 +133,7 @@ def test_co2_nbeats_beats_the_baselines() -> None:
         input_size=104,
         horizon=26,
         verbose=False,
+        baseline_origins=0,
     )
     s = f.evaluate()
     assert f.season == 52
@@ -142,6 +149,7 @@ def test_etth1_runs_end_to_end(shared_data: Path) -> None:
         target="OT",
         split=(8640, 2880, 2880),
         verbose=False,
+        baseline_origins=0,
     )
     s = f.evaluate()
     assert f.season == 24 and np.isfinite(s["model"]["mse"])

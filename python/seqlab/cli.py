@@ -80,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=".npz of vectors with chain_offsets or chain_ids, or a folder of .txt/.md "
                      "documents (default: Python's standard library documentation; with --resume: "
                      "the run's)")
-    vec.add_argument("--preset", default=None, help="named configuration (default 'default'; see "
-                     "seqlab.models.vectors.config.PRESETS)")
+    vec.add_argument("--preset", choices=["default", "original"], default=None,
+                     help="default: a learning rate from the optimizer steps the corpus allows, after a "
+                     "warmup; original: the original project's constant 1e-4")
     vec.add_argument("--context", type=_positive_int, default=None,
                      help="vectors read per prediction (default 100)")
     vec.add_argument("--cell", choices=["gru", "lstm", "transformer"], default=None,
@@ -122,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Optuna storage of the search: journal file, postgresql:// URL or SQLite file")
     fc.add_argument(
         "--skip-bad-events", action="store_true", help="skip malformed events instead of stopping"
+    )
+    fc.add_argument(
+        "--baseline-origins", type=int, default=None, metavar="N",
+        help="test origins at which the Holt-Winters baseline is refitted (default 20; 0: leave it out)",
     )
     fc.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     _add_common(fc, "none: nothing is saved")
@@ -308,8 +313,8 @@ def _forecast(args: argparse.Namespace) -> int:
     return _run_recipe("forecast", lambda: forecaster(
         args.path, model=args.model, horizon=args.horizon, input_size=args.input_size, target=args.target,
         preset=args.preset, tune=args.tune, method=args.method, storage=args.storage,
-        on_error="skip" if args.skip_bad_events else "raise", out_dir=args.out, seed=args.seed,
-        threads=args.threads, resume=args.resume, other_data=args.other_data, **overrides))
+        on_error="skip" if args.skip_bad_events else "raise", out_dir=args.out,
+        baseline_origins=args.baseline_origins, seed=args.seed, threads=args.threads, resume=args.resume, other_data=args.other_data, **overrides))
 
 
 def _vectors(args: argparse.Namespace) -> int:

@@ -181,13 +181,13 @@ def load_dataset(name: str) -> TimeSeries:
     """A real series shipped with statsmodels: ``"co2"`` (weekly Mauna Loa CO2, its missing
     weeks linearly interpolated), ``"sunspots"`` (yearly) or ``"nile"`` (yearly flow).
 
-    Raises ImportError naming ``pip install 'seqlab[dev]'`` when statsmodels is missing.
+    Raises ImportError naming ``pip install 'seqlab[forecast]'`` when statsmodels is missing.
     """
     try:
         import statsmodels.datasets as smd
     except ImportError as e:
         raise ImportError(
-            "the built-in datasets need statsmodels: pip install 'seqlab[dev]' (or pip install statsmodels)"
+            "the built-in datasets need statsmodels: pip install 'seqlab[forecast]'"
         ) from e
     if name == "co2":
         df = smd.co2.load_pandas().data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +26,13 @@ def format_scores(scores: dict[str, dict[str, float]]) -> str:
     """The evaluation of :meth:`Forecaster.evaluate` as an aligned text table."""
     keys = list(next(iter(scores.values())))
     widths = [max(10, len(k) + 2) for k in keys]
-    lines = [f"{'':16s}" + "".join(f"{k:>{w}s}" for k, w in zip(keys, widths))]
+    label = max(16, *(len(name) + 1 for name in scores))
+    lines = [f"{'':{label}s}" + "".join(f"{k:>{w}s}" for k, w in zip(keys, widths))]
     for name, row in scores.items():
-        lines.append(f"{name:16s}" + "".join(f"{row[k]:{w}.4g}" for k, w in zip(keys, widths)))
+        cells = (
+            f"{int(row[k]):{w}d}" if k == "windows" else f"{row[k]:{w}.4g}" for k, w in zip(keys, widths)
+        )
+        lines.append(f"{name:{label}s}" + "".join(cells))
     return "\n".join(lines)
 
 
@@ -94,6 +99,27 @@ def _resumed_arguments(run_dir: Path, record: dict[str, Any], overrides: dict[st
     return arguments
 
 
+# each baseline and the model's row scored on the same windows
+_COMPARED = (
+    ("last_value", "model"),
+    ("seasonal_naive", "model"),
+    ("exp_smoothing", "model_at_es_origins"),
+)
+
+
+def baselines_not_beaten(scores: dict[str, dict[str, float]]) -> list[str]:
+    """The baselines of an evaluation the model does not beat on both MSE and MAE (each
+    compared with the model on the same windows)."""
+    return [
+        baseline
+        for baseline, model in _COMPARED
+        if baseline in scores
+        and not (
+            scores[model]["mse"] < scores[baseline]["mse"] and scores[model]["mae"] < scores[baseline]["mae"]
+        )
+    ]
+
+
 def forecaster(
     data: Any = None,
     model: str = "nbeats",
@@ -108,6 +134,7 @@ def forecaster(
     scaler: str = "standard",
     out_dir: str | Path | None = None,
     on_error: str = "raise",
+    baseline_origins: int | None = None,
     seed: int = 0,
     threads: int | None = None,
     verbose: bool = True,
@@ -141,6 +168,9 @@ def forecaster(
             the start), other changed settings are refused. Tuned runs cannot resume.
         other_data: with ``resume``, continue training on ``data`` although it is not the
             data the run was started on (refused otherwise).
+        baseline_origins: test origins at which the Holt-Winters baseline is refitted
+            (default :data:`~seqlab.models.forecast.exp_smoothing.DEFAULT_ORIGINS`, 20;
+            0 leaves it out); the model is compared with it on the same windows.
         overrides: :class:`~seqlab.models.forecast.ForecastConfig` fields (``epochs=5``,
             ``width=128``, ``ensemble_seeds=[0, 1, 2]``, ...).
 
@@ -156,10 +186,14 @@ def forecaster(
     from ..data.timeseries import make_splits
     from ..models.forecast.baselines import guess_season
     from ..models.forecast.config import preset as make_preset
+    from ..models.forecast.exp_smoothing import DEFAULT_ORIGINS, require_statsmodels
     from ..report import write_report
     from ..serialization import write_json
     from ..train.forecaster import Forecaster
 
+    es_origins = DEFAULT_ORIGINS if baseline_origins is None else int(baseline_origins)
+    if es_origins > 0:
+        require_statsmodels()  # before any training
     run_dir: Path | None = None
     if resume is not None:
         run_dir = Path(resume)
@@ -192,6 +226,7 @@ def forecaster(
             f"horizon {horizon}, {get_num_threads()} threads"
         )
     trials = tune if tune is not None else (9 if model == "auto" else None)
+    start = time.perf_counter()
     if trials:
         from ..tune.search import search
 
@@ -212,9 +247,10 @@ def forecaster(
         assert fitted is not None
         fitted.search_result = result
         if verbose:
+            val_mse = fitted.evaluate("val")["model"]["mse"]
             print(
                 f"search: {len(result.trials)} trials, best {result.best_params} "
-                f"(val mse {result.best_value:.4g})"
+                f"(val mse {val_mse:.4g}, data units)"
             )
     elif run_dir is None:
         fitted = Forecaster.fit(splits, base, season=season, verbose=False)
@@ -222,14 +258,30 @@ def forecaster(
         with interruptible(run_dir, KIND):
             fitted = Forecaster.fit(splits, base, season=season, verbose=False, out_dir=run_dir / "members",
                                     resume=resume is not None)
-    scores = fitted.evaluate("test")
+    seconds = time.perf_counter() - start
+    scores = fitted.evaluate("test", exp_smoothing_origins=es_origins)
     fitted.evaluation = {"test": scores}
     fitted.summary = evaluation_summary(scores, len(splits.test[0]), horizon)
     fitted.run_dir = run_dir
     if verbose:
-        print(f"trained in {fitted.train_seconds:.1f}s; test scores (data units), "
+        search_part = (
+            f" ({seconds - fitted.train_seconds:.1f}s search of {trials} trials, "
+            f"{fitted.train_seconds:.1f}s final fit)"
+            if trials
+            else ""
+        )
+        print(f"trained in {seconds:.1f}s{search_part}; test scores (data units), "
               f"{fitted.summary.sample_line()}:")
         print(format_scores(scores))
+        if es_origins > 0:
+            print(
+                f"exp_smoothing: Holt-Winters (damped trend, season {season}) refitted at "
+                f"{int(scores['exp_smoothing']['windows'])} test origins spread evenly; "
+                "model_at_es_origins is the model on those windows"
+            )
+        lost = baselines_not_beaten(scores)
+        if lost:
+            print(f"note: the model does not beat {', '.join(lost)} on test MSE and MAE")
     if run_dir is not None:
         fitted.save(run_dir)
         write_json(run_dir / "evaluation.json", {"test": scores, "val": fitted.evaluate("val")})

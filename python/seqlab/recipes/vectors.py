@@ -14,7 +14,7 @@ from ..autograd import Tensor, no_grad, tensor
 from ..data.vector_chains import VectorChains
 from ..data.vector_windows import SegmentBatch, SegmentBatches, padded_windows, window_spans
 from ..models.vectors.baselines import LinearPredictor, context_mean, copy_last, unit_rows
-from ..models.vectors.config import VectorPredictorConfig
+from ..models.vectors.config import WARMUP_FRACTION, VectorPredictorConfig
 from ..models.vectors.config import preset as make_preset
 from ..models.vectors.dataset import VectorData, as_windows_input, prepare
 from ..models.vectors.evaluate import CONTRASTIVE_BATCH, format_table, retrieval_scores
@@ -26,6 +26,7 @@ from ..optim import AdamW
 from ..report.evaluation import EvaluationSummary, append_to_report, recipe_html
 from ..serialization import atomic_write_text, load_weights, read_toml, save_weights, write_json, write_toml
 from ..train import Checkpoint, EarlyStopping, Trainer
+from ..train.schedules import WarmupSchedule
 from .run_dir import claim_run_dir, interruptible, read_run, resume_data, resumed_config
 
 KIND = "vector_predictor"
@@ -291,7 +292,7 @@ def fit_vector_predictor(
     manual_seed(config.seed)
     train_chains, val_chains = prepared.splits["train"], prepared.splits["val"]
     model = NextVectorModel(config, prepared.dim)
-    optimizer = AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = AdamW(model.parameters(), lr=1.0, weight_decay=config.weight_decay)  # rate set below
     train = SegmentBatches(train_chains, config.context, config.segments_per_batch, shuffle=True)
     windows_per_micro_batch = config.segments_per_batch * train.mean_segment_windows()
     accumulation = max(1, round(config.batch_size / windows_per_micro_batch))
@@ -310,6 +311,9 @@ def fit_vector_predictor(
         return {k: v for k, v in scores.items() if k.startswith("hit@") or k == "mrr"}
 
     callbacks: list[Any] = []
+    schedule = WarmupSchedule(decay="cosine") if config.lr_schedule != "constant" else None
+    if schedule is not None:
+        callbacks.append(schedule)
     if val is not None:
         callbacks += [EarlyStopping("val_hit@5", mode="max", patience=config.patience),
                       Checkpoint(monitor="val_hit@5", mode="max", best_name=BEST_CHECKPOINT)]
@@ -317,11 +321,6 @@ def fit_vector_predictor(
     if verbose and longest - 1 < config.context:
         print(f"note: the longest training chain has {longest} vectors, so no window reaches the context "
               f"of {config.context} (windows hold up to {longest - 1})")
-    if verbose:
-        print(f"training a {config.cell.upper()} ({config.hidden_size} units) on {train.num_samples} windows "
-              f"of up to {config.context} vectors; {accumulation} micro-batches of "
-              f"{config.segments_per_batch} segments per step (about {config.batch_size} windows)",
-              flush=True)
     trainer = Trainer(
         model, None, optimizer, train, val,
         epochs=config.epochs, accumulation_steps=accumulation, clip_grad_norm=config.clip_grad_norm,
@@ -330,6 +329,21 @@ def fit_vector_predictor(
         step_fn=_step_fn(config, train_chains, val_chains, mined), predict_fn=_predict_fn,
         config={"kind": KIND, **config.to_dict()}, verbose=verbose,
     )
+    total_steps = config.epochs * trainer.steps_per_epoch()
+    lr = config.learning_rate(total_steps)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    if schedule is not None:
+        schedule.warmup_steps = max(1, round(WARMUP_FRACTION * total_steps))
+        schedule.min_lr = lr / 10 if config.lr_schedule == "cosine" else lr
+    if verbose:
+        rate = (f"lr {lr:.3g} ({'from the steps, ' if config.lr == 'auto' else ''}"
+                + (f"warmup {schedule.warmup_steps} steps" if schedule else "constant")
+                + (f", cosine to {lr / 10:.2g})" if config.lr_schedule == "cosine" else ")"))
+        print(f"training a {config.cell.upper()} ({config.hidden_size} units) on {train.num_samples} windows "
+              f"of up to {config.context} vectors; {accumulation} micro-batches of "
+              f"{config.segments_per_batch} segments per step (about {config.batch_size} windows); "
+              f"{trainer.steps_per_epoch()} steps per epoch, at most {total_steps}; {rate}", flush=True)
     with interruptible(run_dir, KIND):
         history = trainer.fit()
     fitted = VectorPredictor(model, config, prepared, prepared.encoder, history, run_dir)
@@ -380,8 +394,10 @@ def vector_predictor(
             ``chain_ids``, a list of ``(L_i, D)`` arrays, or :class:`VectorChains`.
         context: the most vectors a prediction reads (the preset's: 100 by default; 500 works).
         cell: ``"gru"`` (the preset's default), ``"lstm"`` or ``"transformer"``.
-        preset: a named configuration (:data:`seqlab.models.vectors.config.PRESETS`;
-            default ``"default"``).
+        preset: ``"default"`` (a learning rate from the optimizer steps the corpus allows,
+            after a warmup; InfoNCE weight 0.2) or ``"original"`` (the original project's
+            constant 1e-4, InfoNCE weight 0.05); see
+            :data:`~seqlab.models.vectors.config.PRESETS`.
         out: run directory (default ``runs/vector_predictor-<time>``); never overwritten: an
             existing run is refused before any work.
         resume: a run directory to continue from its last checkpoint, on the data and with

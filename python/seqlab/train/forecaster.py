@@ -15,7 +15,7 @@ import numpy as np
 from .. import optim
 from ..autograd import no_grad
 from ..data.timeseries import Scaler, WindowSplits
-from ..models.forecast import baselines
+from ..models.forecast import baselines, exp_smoothing
 from ..models.forecast.config import ForecastConfig, build_model
 from ..models.forecast.ensemble import MedianEnsemble
 from ..models.forecast.forecast_metrics import forecast_scores, success_accuracy, within_threshold
@@ -187,15 +187,24 @@ class Forecaster:
 
     # ------------------------------------------------------------- evaluate
     def evaluate(
-        self, split: str = "test", latency_threshold: float = 0.1, success_cut: float = 0.95
+        self,
+        split: str = "test",
+        latency_threshold: float = 0.1,
+        success_cut: float = 0.95,
+        exp_smoothing_origins: int = 0,
     ) -> dict[str, dict[str, float]]:
         """Scores on the ``"val"`` or ``"test"`` windows, in the data's units, beside the
         naive baselines (last value, seasonal naive) on the same windows.
 
-        Returns ``{"model": {...}, "last_value": {...}, "seasonal_naive": {...}}`` with MSE,
-        MAE, R^2 and sMAPE each; when the target is ``latency_ms`` also the share within
-        ``latency_threshold`` (relative), when it is ``success_rate`` the accuracy of
-        predicting a rate of at least ``success_cut``.
+        With ``exp_smoothing_origins=K > 0``, Holt-Winters exponential smoothing
+        (:mod:`~seqlab.models.forecast.exp_smoothing`) is refitted at K origins spread
+        evenly over the windows, and the model is scored on the same K windows.
+
+        Returns ``{"model": {...}, "last_value": {...}, "seasonal_naive": {...}}`` (and
+        ``"model_at_es_origins"``, ``"exp_smoothing"`` with K) with MSE, MAE, R^2, sMAPE
+        and ``windows`` (the number of windows scored) each; when the target is
+        ``latency_ms`` also the share within ``latency_threshold`` (relative), when it is
+        ``success_rate`` the accuracy of predicting a rate of at least ``success_cut``.
         """
         if self.splits is None:
             raise ValueError("evaluate(): this forecaster was loaded without its data; use predict()")
@@ -204,22 +213,35 @@ class Forecaster:
         x, y = getattr(self.splits, split)
         truth = self.splits.unscale_targets(y)
         raw_x = self.scaler.inverse_transform(x)
+        model = self.splits.unscale_targets(self.predict_scaled(x))
         preds = {
-            "model": self.splits.unscale_targets(self.predict_scaled(x)),
-            "last_value": baselines.last_value(raw_x, self.horizon, self.target_columns),
-            "seasonal_naive": baselines.seasonal_naive(raw_x, self.horizon, self.target_columns, self.season),
+            "model": (model, truth),
+            "last_value": (baselines.last_value(raw_x, self.horizon, self.target_columns), truth),
+            "seasonal_naive": (
+                baselines.seasonal_naive(raw_x, self.horizon, self.target_columns, self.season),
+                truth,
+            ),
         }
+        if exp_smoothing_origins > 0:
+            picked = exp_smoothing.spread_origins(len(x), exp_smoothing_origins)
+            first_target_row = self.splits.bounds[1 if split == "val" else 2]
+            rows = max(0, first_target_row - self.input_size) + self.input_size + picked
+            raw_targets = self.splits.raw[:, self.target_columns]
+            es = exp_smoothing.holt_winters(raw_targets, rows, self.horizon, self.season)
+            preds["model_at_es_origins"] = (model[picked], truth[picked])
+            preds["exp_smoothing"] = (es, truth[picked])
         names = [self.columns[c] for c in self.target_columns]
         out: dict[str, dict[str, float]] = {}
-        for key, p in preds.items():
-            scores = forecast_scores(p, truth)
+        for key, (p, t) in preds.items():
+            scores = forecast_scores(p, t)
             for j, name in enumerate(names):
                 if name == "latency_ms":
                     scores["latency_within_threshold"] = within_threshold(
-                        p[..., j], truth[..., j], latency_threshold
+                        p[..., j], t[..., j], latency_threshold
                     )
                 if name == "success_rate":
-                    scores["success_accuracy"] = success_accuracy(p[..., j], truth[..., j], success_cut)
+                    scores["success_accuracy"] = success_accuracy(p[..., j], t[..., j], success_cut)
+            scores["windows"] = float(len(p))
             out[key] = scores
         return out
 

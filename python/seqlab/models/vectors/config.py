@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 CELLS = ("gru", "lstm", "transformer")
+LR_SCHEDULES = ("warmup", "cosine", "constant")
+
+# lr="auto": the original project's 1e-4 suited a corpus giving about this many optimizer
+# steps; a run allowed fewer steps takes a rate larger by sqrt(REFERENCE_STEPS / steps),
+# between AUTO_LR_RANGE.
+REFERENCE_STEPS = 144_000
+AUTO_LR_RANGE = (1e-4, 3e-3)
+WARMUP_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
@@ -22,7 +31,13 @@ class VectorPredictorConfig:
     Training: AdamW (``lr``, ``weight_decay``), micro-batches of ``segments_per_batch``
     chain segments accumulated to about ``batch_size`` windows per step, gradient
     norm clipped to ``clip_grad_norm``, at most ``epochs`` epochs, early stopping on
-    validation Hit@5 after ``patience`` epochs without a better one.
+    validation Hit@5 after ``patience`` epochs without a better one. ``lr="auto"``
+    follows the optimizer steps the corpus allows (``epochs`` x steps per epoch, see
+    :meth:`learning_rate`); ``lr_schedule="warmup"`` warms up linearly over the first 5%
+    of those steps and then keeps ``lr``, ``"cosine"`` warms up the same way and decays to
+    a tenth of ``lr`` by the last step, ``"constant"`` keeps ``lr`` from the first step.
+    :data:`PRESETS` names whole configurations (``"original"``: the original project's
+    constant 1e-4).
     Data: quality gates (``min_length``, ``coherence``, ``dedupe``), chains split by
     ``split`` fractions; text is cut into ``unit`` chunks (``"paragraph"`` or
     ``"sentence"``) and embedded by ``encoder`` (``"tfidf"``, ``encoder_dim``-d, fitted
@@ -36,12 +51,13 @@ class VectorPredictorConfig:
     num_heads: int = 4
     dropout: float = 0.0
     cosine_weight: float = 0.5
-    infonce_weight: float = 0.05
+    infonce_weight: float = 0.2
     temperature: float = 0.05
     cross_segment_negatives: bool = True
     hard_negatives: int = 0
     hard_negative_range: tuple[float, float] = (0.75, 0.9)
-    lr: float = 1e-4
+    lr: float | str = "auto"
+    lr_schedule: str = "warmup"
     weight_decay: float = 1e-4
     batch_size: int = 256
     segments_per_batch: int = 4
@@ -71,8 +87,12 @@ class VectorPredictorConfig:
         for name in ("cosine_weight", "infonce_weight", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.temperature <= 0 or self.lr <= 0:
-            raise ValueError(f"temperature and lr must be > 0, got {self.temperature} and {self.lr}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.lr != "auto" and (isinstance(self.lr, (str, bool)) or not self.lr > 0):
+            raise ValueError(f"lr must be 'auto' or a number > 0, got {self.lr!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.patience < 0 or self.hard_negatives < 0:
             raise ValueError("patience and hard_negatives must be >= 0")
         low, high = self.hard_negative_range
@@ -94,6 +114,16 @@ class VectorPredictorConfig:
                 overrides[key] = tuple(overrides[key])
         return replace(self, **overrides)
 
+    def learning_rate(self, total_steps: int) -> float:
+        """The peak learning rate of a run of ``total_steps`` optimizer steps: ``lr`` when
+        it is a number; for ``"auto"``, ``1e-4 * sqrt(REFERENCE_STEPS / total_steps)``
+        clipped to :data:`AUTO_LR_RANGE` (1e-3 for the ~1,400 steps of 40 epochs of the
+        default corpus, 1e-4 from 144,000 steps on)."""
+        if self.lr != "auto":
+            return float(self.lr)
+        low, high = AUTO_LR_RANGE
+        return float(min(high, max(low, 1e-4 * math.sqrt(REFERENCE_STEPS / max(1, total_steps)))))
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["split"], d["hard_negative_range"] = list(self.split), list(self.hard_negative_range)
@@ -102,12 +132,18 @@ class VectorPredictorConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VectorPredictorConfig:
         known = {f.name for f in fields(cls)}
-        return cls().with_overrides(**{k: v for k, v in d.items() if k in known})
+        d = {k: v for k, v in d.items() if k in known}
+        if "lr" in d and "lr_schedule" not in d:
+            d["lr_schedule"] = "constant"  # a run saved before schedules trained at a constant rate
+        return cls().with_overrides(**d)
 
 
 PRESETS: dict[str, VectorPredictorConfig] = {
-    # A GRU of 256 units over up to 100 vectors; minutes on 2 cores for the default corpus.
+    # A GRU of 256 units over up to 100 vectors; minutes on 2 cores for the default corpus. Its
+    # learning rate follows the optimizer steps the corpus allows, after a warmup; InfoNCE 0.2.
     "default": VectorPredictorConfig(),
+    # the original project's settings: a constant 1e-4, InfoNCE weight 0.05
+    "original": VectorPredictorConfig(lr=1e-4, lr_schedule="constant", infonce_weight=0.05),
 }
 
 
