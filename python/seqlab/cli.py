@@ -314,7 +314,8 @@ def _forecast(args: argparse.Namespace) -> int:
         args.path, model=args.model, horizon=args.horizon, input_size=args.input_size, target=args.target,
         preset=args.preset, tune=args.tune, method=args.method, storage=args.storage,
         on_error="skip" if args.skip_bad_events else "raise", out_dir=args.out,
-        baseline_origins=args.baseline_origins, seed=args.seed, threads=args.threads, resume=args.resume, other_data=args.other_data, **overrides))
+        baseline_origins=args.baseline_origins, seed=args.seed, threads=args.threads, resume=args.resume,
+        other_data=args.other_data, **overrides))
 
 
 def _vectors(args: argparse.Namespace) -> int:
