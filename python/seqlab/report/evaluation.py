@@ -32,6 +32,8 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "r2": "coefficient of determination, 1 - SSE / total sum of squares (1 is perfect, 0 is "
           "predicting the mean of the truth, below 0 is worse than that)",
     "smape": "symmetric mean absolute percentage error, mean of 2|p - y| / (|p| + |y|), in percent",
+    "windows": "held-out forecast windows the row is scored on: every test window, or for exp_smoothing "
+               "and model_at_es_origins the test origins at which Holt-Winters is refitted",
     "word_top1": "share of held-out tokens whose reconstructed vector's nearest vocabulary word (by "
                  "cosine) is the true word",
     "word_top5": "share of held-out tokens whose true word is among the 5 vocabulary words nearest (by "
