@@ -1,5 +1,6 @@
 """One-line recipes: whole trainings with evaluation and a report."""
 
+from .code_optimizer import CodeOptimizer, code_optimizer
 from .demo import DemoResult, sequence_demo
 from .forecast import forecaster
 from .loading import load
@@ -7,6 +8,6 @@ from .poetry import PoetryAutoencoder, poetry_autoencoder
 from .vectors import VectorPredictor, vector_predictor
 
 __all__ = [
-    "DemoResult", "PoetryAutoencoder", "VectorPredictor", "forecaster", "load", "poetry_autoencoder",
-    "sequence_demo", "vector_predictor",
+    "CodeOptimizer", "DemoResult", "PoetryAutoencoder", "VectorPredictor", "code_optimizer", "forecaster",
+    "load", "poetry_autoencoder", "sequence_demo", "vector_predictor",
 ]
