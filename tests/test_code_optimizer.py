@@ -56,7 +56,8 @@ def test_run_directory_is_written_and_read_back(fitted: CodeOptimizer) -> None:
                                         if rows[b]["exact_match"] > model["exact_match"]}
     assert "unchanged_rate" in results["bug_fix"]["model"]
     bench = json.loads((run / "benchmark_results.json").read_text())
-    assert set(bench["latency_seconds_per_call"]["bug_fix"]) == {"greedy", "convergent", "divergent", "hybrid"}
+    modes = {"greedy", "convergent", "divergent", "hybrid"}
+    assert set(bench["latency_seconds_per_call"]["bug_fix"]) == modes
     assert bench["training"]["tokens_per_second"] > 0
     report = (run / "training_report.md").read_text()
     assert "bug_fix, held-out files" in report and "held-out pairs" in report
@@ -70,7 +71,8 @@ def test_load_gives_the_same_outputs(fitted: CodeOptimizer) -> None:
     assert isinstance(loaded, CodeOptimizer)
     assert loaded.fix(code) == fitted.fix(code)
     assert loaded.complete(code) == fitted.complete(code)
-    assert loaded.generate('def f(a):\n    """Twice a."""', n=2) == fitted.generate('def f(a):\n    """Twice a."""', n=2)
+    spec = 'def f(a):\n    """Twice a."""'
+    assert loaded.generate(spec, n=2) == fitted.generate(spec, n=2)
     assert loaded.evaluation.keys() == fitted.evaluation.keys()
 
 

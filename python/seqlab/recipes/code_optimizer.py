@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -171,20 +171,15 @@ class CodeOptimizer:
         def text(b: int, hy: Hypothesis) -> str:
             return "".join(decode_ids(hy.tokens, self.vocab, oovs[b]))
 
-        row = {"i": 0}
+        def parses(b: int) -> Callable[[Hypothesis], bool]:
+            return lambda hy: _parses(CodePair(task, langs[b], sources[b], ""), text(b, hy))
 
-        def is_valid(hy: Hypothesis) -> bool:  # hybrid re-ranks example by example, in order
-            b = row["i"]
-            return _parses(CodePair(task, langs[b], sources[b], ""), text(b, hy))
-
-        if mode == "hybrid":
-            # the parse check needs to know the example; hybrid's re-ranking walks them in order
+        if mode == "hybrid":  # the parse check re-ranks each example's candidates: one session each
             results = []
             for b in range(len(sources)):
-                row["i"] = b
                 one = DecoderSession(self.model, ids[b : b + 1], lengths[b : b + 1], ext[b : b + 1],
                                      len(self.vocab) + len(oovs[b]), UNK_ID)
-                results += decode(one, mode, limit + 1, EOS_ID, n=n, rng=rng, is_valid=is_valid)
+                results += decode(one, mode, limit + 1, EOS_ID, n=n, rng=rng, is_valid=parses(b))
         else:
             session = DecoderSession(self.model, ids, lengths, ext, extended, UNK_ID)
             results = decode(session, mode, limit + 1, EOS_ID, n=n, rng=rng)
