@@ -324,16 +324,21 @@ def summaries(evaluation: dict[str, Any]) -> dict[str, EvaluationSummary]:
         table = {name: s for name, s in rows.items() if isinstance(s, dict)}
         if "model" not in table:
             continue
-        keys = [*SCORE_KEYS, *(["unchanged_rate"] if task == "bug_fix" else [])]
-        losers = rows.get("loses_to", [])
+        table = {"model": table["model"], **{k: v for k, v in table.items() if k != "model"}}
+        keys = [*SCORE_KEYS, *(["unchanged_rate"] if task in ("bug_fix", "real_edits") else [])]
+        best = table["model"]["exact_match"]
+        losers = [n for n, s in table.items() if n != "model" and s["exact_match"] > best]
+        ties = [n for n, s in table.items() if n != "model" and s["exact_match"] == best]
         if task == "real_edits":
             title = "real edits to C code (Debian patch hunks), never trained on"
-            best = table["model"]["exact_match"]
-            losers = [n for n, s in table.items() if n != "model" and s["exact_match"] > best]
         else:
             title = f"{task}, held-out files, mode {rows.get('mode')}"
-        notes = ([f"**The model loses to baseline {', '.join(losers)} on exact match.**"] if losers
-                 else ["The model beats every baseline on exact match."])
+        if losers:
+            notes = [f"**The model loses to baseline {', '.join(losers)} on exact match.**"]
+        elif ties:
+            notes = [f"**The model does not beat baseline {', '.join(ties)} on exact match (a tie).**"]
+        else:
+            notes = ["The model beats every baseline on exact match."]
         out[task] = EvaluationSummary(title, table, int(table["model"]["n"]), "pairs", keys=keys, notes=notes)
     return out
 
