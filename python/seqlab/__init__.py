@@ -19,7 +19,8 @@ from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
-_RECIPES = {"code_lm", "forecaster", "poetry_autoencoder", "load", "sequence_demo", "vector_predictor"}
+_RECIPES = {"code_lm", "code_optimizer", "forecaster", "poetry_autoencoder", "load", "sequence_demo",
+            "vector_predictor"}
 # Subpackages imported on first use (``seqlab.data``, ``seqlab.train``, ...): `import seqlab` stays light.
 _SUBMODULES = {"data", "models", "recipes", "report", "serialization", "train", "tune"}
 
@@ -47,6 +48,7 @@ __all__ = [
     "sequence_demo",
     "Tensor",
     "_core",
+    "code_optimizer",
     "concatenate",
     "forecaster",
     "functional",

@@ -131,6 +131,27 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     _add_common(fc, "none: nothing is saved")
 
+    code = sub.add_parser(
+        "code", help="train a code optimizer (bug fixing, line completion, generation) and print its "
+        "held-out exact match beside the baselines"
+    )
+    code.add_argument("path", nargs="?", default=None,
+                      help="folder of .py/.c/.h sources, one source file or a JSON Lines file of "
+                      "{task, source, target} pairs (default: the standard library and the C headers on "
+                      "this machine; with --resume: the run's)")
+    code.add_argument("--task", choices=["all", "bug_fix", "completion", "generation"], default="all",
+                      help="task to train and evaluate (default all three)")
+    code.add_argument("--lang", choices=["auto", "python", "c"], default="auto",
+                      help="language of the sources (default auto: both, per file suffix or record)")
+    code.add_argument("--preset", choices=["tiny", "small", "medium", "original"], default=None,
+                      help="model size and training budget (default small; original is the original "
+                      "project's configuration)")
+    code.add_argument("--epochs", type=_positive_int, default=None, metavar="N", help=_RESUME_EPOCHS)
+    code.add_argument("--seed", type=int, default=None,
+                      help="random seed of mining, split, weights and batches (default 0)")
+    _add_common(code, "runs/code_optimizer-<time>")
+    code.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     tn = sub.add_parser(
         "tune",
         help="search a forecaster's hyperparameters with Optuna, alone or as a worker of a shared study",
@@ -345,6 +366,18 @@ def _poetry(args: argparse.Namespace) -> int:
         progress=False if args.no_progress else None, **overrides))
 
 
+def _code(args: argparse.Namespace) -> int:
+    from . import set_num_threads
+    from .recipes.code_optimizer import code_optimizer
+
+    if args.threads:
+        set_num_threads(args.threads)
+    overrides = {k: getattr(args, k) for k in ("epochs", "seed") if getattr(args, k) is not None}
+    return _run_recipe("code", lambda: code_optimizer(
+        args.path, task=args.task, lang=args.lang, preset=args.preset, out=args.out, resume=args.resume,
+        other_data=args.other_data, progress=False if args.no_progress else None, **overrides))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command; under MPI (``mpirun -np N seqlab ...``) every rank runs it, rank 0
     prints, and a rank that fails ends the whole job."""
@@ -384,6 +417,9 @@ def _run(argv: Sequence[str] | None) -> int:
         return _tune(args)
     if args.command == "code-lm":
         return _code_lm(args)
+
+    if args.command == "code":
+        return _code(args)
     parser.print_help()
     return 2
 

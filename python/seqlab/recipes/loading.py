@@ -10,7 +10,8 @@ from ..serialization import read_toml
 
 def load(path: str | Path) -> Any:
     """Loads a model saved by a recipe (``.save(path)`` or a run directory): a
-    :class:`PoetryAutoencoder`, :class:`VectorPredictor` or :class:`Forecaster`.
+    :class:`PoetryAutoencoder`, :class:`VectorPredictor`, :class:`Forecaster` or
+    :class:`CodeOptimizer`.
 
     Raises:
         FileNotFoundError: ``path`` has no ``model_config.toml``.
@@ -39,4 +40,8 @@ def load(path: str | Path) -> Any:
         from .code_lm import CodeLM
 
         return CodeLM.load(path)
+    if kind == "code_optimizer":
+        from .code_optimizer import CodeOptimizer
+
+        return CodeOptimizer.load(path)
     raise ValueError(f"{config}: unknown model kind {kind!r}")

@@ -29,6 +29,7 @@ RECIPES: dict[str, tuple[str, str, str]] = {
     "poetry_autoencoder": ("seqlab.poetry_autoencoder", "poetry", "out"),
     "vector_predictor": ("seqlab.vector_predictor", "vectors", "out"),
     "forecaster": ("seqlab.forecaster", "forecast", "out_dir"),
+    "code_optimizer": ("seqlab.code_optimizer", "code", "out"),
 }
 
 

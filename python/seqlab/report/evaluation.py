@@ -57,6 +57,15 @@ METRIC_DEFINITIONS: dict[str, str] = {
                                 "latency (|p - y| <= {latency_threshold} |y|)",
     "success_accuracy": "accuracy of the forecast success rate as a healthy (>= {success_cut}) or "
                         "unhealthy agent, against the truth",
+    "exact_match": "share of held-out pairs whose output equals the reference code exactly (every "
+                   "character, layout included)",
+    "token_accuracy": "mean over held-out pairs of the share of token positions (up to the longer of "
+                      "output and reference) where the output's code token equals the reference's",
+    "edit_similarity": "mean over held-out pairs of 1 - (character edit distance) / (length of the longer "
+                       "of output and reference)",
+    "parse_rate": "share of outputs that parse (bug_fix: the output; generation: the signature followed "
+                  "by the body; completion: the line lexes), Python by ast, C by the lexer check",
+    "unchanged_rate": "share of bug_fix outputs equal to their (buggy) source: no fix attempted",
 }
 DEFAULT_PARAMETERS: dict[str, Any] = {
     "active_threshold": 0.01,

@@ -1,0 +1,526 @@
+"""The code optimizer recipe: ``seqlab.code_optimizer(...)``.
+
+One pointer-generator seq2seq model (:class:`~seqlab.models.code.CodeSeq2Seq`) learns the
+three tasks at once; each source is read with a task tag token in front (``<bug_fix>``,
+``<completion>``, ``<generation>``), so one model fixes, completes and generates. The recipe
+mines or reads the pairs, splits them by file, trains with early stopping and a learning rate
+reduced on plateau, decodes the held-out split with each task's default mode, scores it beside
+the baselines and writes the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..autograd import Tensor
+from ..data.code.encoding import (
+    EOS_ID,
+    UNK_ID,
+    CodeBatches,
+    EncodedPairs,
+    decode_ids,
+    encode_pairs,
+    source_ids,
+)
+from ..data.code.lexers import LANGS, CodeSyntaxError
+from ..data.code.pairs import TASKS, CodeDataError, CodePair, check_lang, check_task, guess_lang
+from ..data.code.tokens import tokenize_code
+from ..data.vocabulary import Vocabulary
+from ..models.code.config import Seq2SeqConfig
+from ..models.code.config import preset as make_preset
+from ..models.code.evaluate import _parses, baseline_scores, evaluate_outputs, real_edit_scores
+from ..models.code.search import MODES, Hypothesis, decode
+from ..models.code.seq2seq import CodeSeq2Seq, DecoderSession
+from ..optim import AdamW
+from ..report.evaluation import EvaluationSummary, append_to_report, recipe_html
+from ..serialization import atomic_write_text, load_weights, read_toml, save_weights, write_json, write_toml
+from ..train import Checkpoint, EarlyStopping, Trainer
+from ..train.schedules import ReduceLROnPlateau
+from .run_dir import claim_run_dir, interruptible, read_run, resume_data, resumed_config
+
+KIND = "code_optimizer"
+DEFAULT_MODES = {"bug_fix": "convergent", "completion": "hybrid", "generation": "divergent"}
+TASK_TAGS = {t: f"<{t}>" for t in TASKS}
+REAL_EDITS = "debian_patch_hunks.jsonl"
+SCORE_KEYS = ["exact_match", "token_accuracy", "edit_similarity", "parse_rate"]
+_DECODE_BATCH = 64
+
+
+def tagged(pair: CodePair) -> CodePair:
+    """The pair as the model reads it: its source tokens behind the task's tag token."""
+    out = replace(pair)
+    out.__dict__["source_tokens"] = [TASK_TAGS[pair.task], *pair.source_tokens]
+    out.__dict__["target_tokens"] = pair.target_tokens
+    return out
+
+
+def _real_edits_file() -> Path | None:
+    """``shared/data/debian_patch_hunks.jsonl`` beside the working directory or the project."""
+    for root in (Path.cwd().parent, Path(__file__).resolve().parents[3].parent):
+        path = root / "shared" / "data" / REAL_EDITS
+        if path.is_file():
+            return path
+    return None
+
+
+class CodeOptimizer:
+    """A trained code optimizer: bug fixing, line completion and generation from a signature.
+
+    Attributes:
+        model: the :class:`~seqlab.models.code.CodeSeq2Seq`.
+        config: its :class:`~seqlab.models.code.Seq2SeqConfig` (``vocab_size`` the built
+            vocabulary's size).
+        vocab: the token vocabulary (with the task tags).
+        tasks, langs: what it was trained on.
+        splits: the training corpus split by file (None after :func:`seqlab.load`).
+        evaluation: the last :meth:`evaluate` result; summaries: one
+            :class:`~seqlab.report.EvaluationSummary` per task.
+        run_dir: the run directory.
+    """
+
+    def __init__(self, model: CodeSeq2Seq, config: Seq2SeqConfig, vocab: Vocabulary,
+                 tasks: Sequence[str], langs: Sequence[str], splits: Any = None,
+                 run_dir: Path | None = None) -> None:
+        self.model = model
+        self.config = config
+        self.vocab = vocab
+        self.tasks = tuple(tasks)
+        self.langs = tuple(langs)
+        self.splits = splits
+        self.run_dir = run_dir
+        self.evaluation: dict[str, Any] = {}
+        self.summaries: dict[str, EvaluationSummary] = {}
+        self.seed = config.seed
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"CodeOptimizer(tasks={'/'.join(self.tasks)}, lang={'/'.join(self.langs)}, "
+                f"hidden={c.hidden_size}, layers={c.num_layers}, vocab={c.vocab_size}, max_len={c.max_len}, "
+                f"run_dir={self.run_dir})")
+
+    def _repr_html_(self) -> str:
+        if not self.summaries:
+            return recipe_html(repr(self), None, self.run_dir)
+        return "".join(recipe_html(f"{repr(self)}: {task}" if i == 0 else task, s,
+                                   self.run_dir if i == len(self.summaries) - 1 else None)
+                       for i, (task, s) in enumerate(self.summaries.items()))
+
+    # ------------------------------------------------------------------ use
+    def _lang(self, code: str, lang: str | None) -> str:
+        if lang is not None:
+            return check_lang(lang)
+        return self.langs[0] if len(self.langs) == 1 else guess_lang(code, "")
+
+    def predict(self, task: str, sources: Sequence[str], langs: Sequence[str], mode: str | None = None,
+                n: int = 1) -> list[list[str]]:
+        """Up to ``n`` outputs per source (best first) for ``task``, by ``mode`` (default the
+        task's: :data:`DEFAULT_MODES`). Sources longer than ``max_len`` tokens are refused."""
+        check_task(task)
+        if task not in self.tasks:
+            raise ValueError(f"task: this model was trained on {list(self.tasks)}, not {task!r}")
+        mode = DEFAULT_MODES[task] if mode is None else mode
+        if mode not in MODES:
+            raise ValueError(f"mode: expected one of {MODES} or None (the task's default), got {mode!r}")
+        if n < 1:
+            raise ValueError(f"n: expected a positive number of outputs, got {n}")
+        out: list[list[str]] = []
+        rng = np.random.default_rng(self.seed)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(sources), _DECODE_BATCH):
+                chunk = range(start, min(start + _DECODE_BATCH, len(sources)))
+                out += self._predict_batch(task, [sources[i] for i in chunk], [langs[i] for i in chunk],
+                                           mode, n, rng)
+        finally:
+            if was_training:
+                self.model.train()
+        return out
+
+    def _predict_batch(self, task: str, sources: list[str], langs: list[str], mode: str, n: int,
+                       rng: np.random.Generator) -> list[list[str]]:
+        limit = self.config.max_len
+        encoded = []
+        for k, (src, lang) in enumerate(zip(sources, langs)):
+            try:
+                tokens = tokenize_code(src, lang)
+            except CodeSyntaxError as e:
+                raise ValueError(f"input {k}: the {lang} source does not tokenise: {e}") from e
+            if not tokens:
+                raise ValueError(f"input {k}: empty source")
+            if len(tokens) > limit:
+                raise ValueError(f"input {k}: {len(tokens)} tokens, longer than the model's max_len={limit}; "
+                                 "pass a shorter snippet")
+            encoded.append(source_ids([TASK_TAGS[task], *tokens], self.vocab))
+        lengths = np.array([len(e[0]) for e in encoded], dtype=np.int64)
+        ids = np.zeros((len(encoded), int(lengths.max())), dtype=np.int64)
+        ext = np.zeros_like(ids)
+        for b, (i, x, _) in enumerate(encoded):
+            ids[b, : len(i)], ext[b, : len(x)] = i, x
+        oovs = [e[2] for e in encoded]
+        extended = len(self.vocab) + max(len(o) for o in oovs)
+
+        def text(b: int, hy: Hypothesis) -> str:
+            return "".join(decode_ids(hy.tokens, self.vocab, oovs[b]))
+
+        def parses(b: int) -> Callable[[Hypothesis], bool]:
+            return lambda hy: _parses(CodePair(task, langs[b], sources[b], ""), text(b, hy))
+
+        if mode == "hybrid":  # the parse check re-ranks each example's candidates: one session each
+            results = []
+            for b in range(len(sources)):
+                one = DecoderSession(self.model, ids[b : b + 1], lengths[b : b + 1], ext[b : b + 1],
+                                     len(self.vocab) + len(oovs[b]), UNK_ID)
+                results += decode(one, mode, limit + 1, EOS_ID, n=n, rng=rng, is_valid=parses(b))
+        else:
+            session = DecoderSession(self.model, ids, lengths, ext, extended, UNK_ID)
+            results = decode(session, mode, limit + 1, EOS_ID, n=n, rng=rng)
+        return [[text(b, hy) for hy in hyps] or [""] for b, hyps in enumerate(results)]
+
+    def _one(self, task: str, code: str, mode: str | None, n: int, lang: str | None) -> str | list[str]:
+        if not isinstance(code, str):
+            raise TypeError(f"expected the code as a str, got {type(code).__name__}")
+        outs = self.predict(task, [code], [self._lang(code, lang)], mode, n)[0]
+        return outs[0] if n == 1 else outs
+
+    def fix(self, code: str, mode: str | None = None, n: int = 1, lang: str | None = None) -> str | list[str]:
+        """The snippet with its bug fixed (default mode convergent: beam search), whole, with its
+        indentation and surrounding blank lines kept; ``n > 1``: a list of ``n`` candidates,
+        best first. Any snippet of up to ``max_len`` tokens: one line, a few lines, a function."""
+        if not isinstance(code, str):
+            raise TypeError(f"fix: expected the code as a str, got {type(code).__name__}")
+        body = textwrap.dedent(code)
+        indent = _common_indent(code)
+        head = body[: len(body) - len(body.lstrip())]
+        tail = body[len(body.rstrip()):]
+        core = body.strip()
+        if not core:
+            return code if n == 1 else [code]
+        outs = self._one("bug_fix", core, mode, n, lang)
+
+        def whole(fixed: str) -> str:
+            return textwrap.indent(head + fixed + tail, indent) if indent else head + fixed + tail
+
+        return whole(outs) if isinstance(outs, str) else [whole(o) for o in outs]
+
+    def complete(self, prefix: str, mode: str | None = None, n: int = 1,
+                 lang: str | None = None) -> str | list[str]:
+        """The next line after ``prefix`` (the lines of a function so far); default mode hybrid
+        (beam search, sampling when unsure, lines that do not lex ranked last)."""
+        return self._one("completion", prefix, mode, n, lang)
+
+    def generate(self, spec: str, mode: str | None = None, n: int = 1,
+                 lang: str | None = None) -> str | list[str]:
+        """A body for ``spec`` (a signature with its docstring or leading comment); default
+        mode divergent (sampling; ``n`` distinct bodies)."""
+        return self._one("generation", spec, mode, n, lang)
+
+    def evaluate(self, data: Any = None, real_edits: str | Path | None = None) -> dict[str, Any]:
+        """Per task on the held-out split (or on ``data``: pairs as :func:`seqlab.code_optimizer`
+        takes them), the model's scores with the task's default mode beside the baselines,
+        each with its sample count (``n``), and the real-edit scores when ``real_edits`` (a
+        JSONL of bug_fix pairs) is given.
+
+        Returns ``{task: {"model": scores, baseline: scores, ..., "mode": str,
+        "loses_to": [baselines that beat it on exact match]}, "real_edits": {...}}``.
+        """
+        from ..data.code.corpus import load_code_data
+
+        train = self.splits.train if self.splits is not None else []
+        if data is None:
+            if self.splits is None:
+                raise ValueError("evaluate(): this model has no held-out split attached; pass data=...")
+            test = self.splits.test or self.splits.val
+        else:
+            test = load_code_data(data, lang="auto", max_len=self.config.max_len).pairs
+        test = [p for p in test if p.task in self.tasks and p.lang in self.langs]
+        if not test:
+            raise ValueError("evaluate(): no held-out pair of the model's tasks and languages")
+        baselines = baseline_scores(train, test) if train else {}
+        out: dict[str, Any] = {}
+        for task in TASKS:
+            held = [p for p in test if p.task == task and len(p.source_tokens) <= self.config.max_len]
+            if not held:
+                continue
+            outputs = [o[0] for o in self.predict(task, [p.source for p in held], [p.lang for p in held])]
+            model = evaluate_outputs(held, outputs)
+            rows: dict[str, Any] = {"model": model, **baselines.get(task, {})}
+            rows["mode"] = DEFAULT_MODES[task]
+            rows["loses_to"] = [name for name, s in rows.items() if isinstance(s, dict) and name != "model"
+                                and s["exact_match"] > model["exact_match"]]
+            out[task] = rows
+        if real_edits is not None and "bug_fix" in self.tasks and "c" in self.langs:
+            out["real_edits"] = real_edit_scores(real_edits, train, self._fix_for_eval)
+        self.evaluation = out
+        self.summaries = summaries(out)
+        return out
+
+    def _fix_for_eval(self, source: str, lang: str) -> str:
+        try:
+            return str(self.fix(source, lang=lang))
+        except ValueError:  # longer than max_len: returned unchanged, as the baseline would
+            return source
+
+    # -------------------------------------------------------------- storage
+    def save(self, path: str | Path | None = None) -> Path:
+        """Writes ``model.safetensors``, ``model_config.toml`` and ``vocabulary.json`` to
+        ``path`` (default: the run directory)."""
+        if path is None:
+            if self.run_dir is None:
+                raise ValueError("save(): no run directory; pass a path")
+            path = self.run_dir
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_weights(path / "model.safetensors", self.model.state_dict())
+        write_toml(path / "model_config.toml", {"kind": KIND, "tasks": list(self.tasks),
+                                                 "langs": list(self.langs), "config": self.config.to_dict()})
+        atomic_write_text(path / "vocabulary.json", json.dumps(self.vocab.to_dict()))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> CodeOptimizer:
+        """Restores a code optimizer written by :meth:`save` (or a run directory)."""
+        path = Path(path)
+        meta = read_toml(path / "model_config.toml")
+        config = Seq2SeqConfig.from_dict(meta["config"])
+        vocab = Vocabulary.from_dict(json.loads((path / "vocabulary.json").read_text()))
+        model = CodeSeq2Seq(config)
+        model.load_state_dict(load_weights(path / "model.safetensors"))
+        model.eval()
+        fitted = cls(model, config, vocab, meta["tasks"], meta["langs"], run_dir=path)
+        if (path / "evaluation.json").is_file():
+            fitted.evaluation = json.loads((path / "evaluation.json").read_text()).get("results", {})
+            fitted.summaries = summaries(fitted.evaluation)
+        return fitted
+
+
+def _common_indent(code: str) -> str:
+    lines = [ln for ln in code.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    first = lines[0][: len(lines[0]) - len(lines[0].lstrip())]
+    prefix = first
+    for ln in lines[1:]:
+        while prefix and not ln.startswith(prefix):
+            prefix = prefix[:-1]
+    return prefix
+
+
+# ------------------------------------------------------------- evaluation
+def summaries(evaluation: dict[str, Any]) -> dict[str, EvaluationSummary]:
+    """One :class:`~seqlab.report.EvaluationSummary` per task of :meth:`CodeOptimizer.evaluate`
+    (the model, then the baselines; a note when the model loses to one), and one of the real
+    edits when present."""
+    out = {}
+    for task, rows in evaluation.items():
+        table = {name: s for name, s in rows.items() if isinstance(s, dict)}
+        if "model" not in table:
+            continue
+        table = {"model": table["model"], **{k: v for k, v in table.items() if k != "model"}}
+        keys = [*SCORE_KEYS, *(["unchanged_rate"] if task in ("bug_fix", "real_edits") else [])]
+        best = table["model"]["exact_match"]
+        losers = [n for n, s in table.items() if n != "model" and s["exact_match"] > best]
+        ties = [n for n, s in table.items() if n != "model" and s["exact_match"] == best]
+        if task == "real_edits":
+            title = "real edits to C code (Debian patch hunks), never trained on"
+        else:
+            title = f"{task}, held-out files, mode {rows.get('mode')}"
+        if losers:
+            notes = [f"**The model loses to baseline {', '.join(losers)} on exact match.**"]
+        elif ties:
+            notes = [f"**The model does not beat baseline {', '.join(ties)} on exact match (a tie).**"]
+        else:
+            notes = ["The model beats every baseline on exact match."]
+        out[task] = EvaluationSummary(title, table, int(table["model"]["n"]), "pairs", keys=keys, notes=notes)
+    return out
+
+
+def _print_evaluation(sums: dict[str, EvaluationSummary]) -> None:
+    for task, s in sums.items():
+        keys = s.shown_keys()
+        print(f"{task}: {s.sample_line()}")
+        for note in s.notes:
+            print(f"  {note.strip('*')}")
+        print(f"  {'':16s}" + "".join(f"{k:>17s}" for k in keys))
+        for name, row in s.rows.items():
+            print(f"  {name:16s}" + "".join(f"{row.get(k, float('nan')):17.4f}" for k in keys))
+
+
+def _benchmark(fitted: CodeOptimizer, test: Sequence[CodePair], trainer: Trainer,
+               train: EncodedPairs) -> dict[str, Any]:
+    """Latency of one call per mode (the first held-out source of each task) and training
+    tokens per second (target tokens of the epochs run over the training seconds)."""
+    latency: dict[str, dict[str, float]] = {}
+    for task in fitted.tasks:
+        limit = fitted.config.max_len
+        pair = next((p for p in test if p.task == task and len(p.source_tokens) <= limit), None)
+        if pair is None:
+            continue
+        latency[task] = {}
+        for mode in MODES:
+            start = time.perf_counter()
+            fitted.predict(task, [pair.source], [pair.lang], mode)
+            latency[task][mode] = time.perf_counter() - start
+    epochs = len(trainer.history)
+    tokens = int(train.tgt_len.sum()) * epochs
+    seconds = trainer.train_seconds
+    return {
+        "latency_seconds_per_call": latency,
+        "training": {"target_tokens": tokens, "epochs": epochs, "seconds": seconds,
+                     "tokens_per_second": tokens / seconds if seconds > 0 else None},
+    }
+
+
+# ---------------------------------------------------------------- training
+def _step(m: CodeSeq2Seq, batch: EncodedPairs) -> Tensor:
+    return m(batch.src_ids, batch.src_len, batch.src_ext, batch.tgt_in, batch.tgt_out, batch.tgt_len,
+             batch.vocab_size + batch.max_oov)
+
+
+def code_optimizer(
+    data: Any = None,
+    task: str = "all",
+    lang: str = "auto",
+    preset: str | None = None,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    *,
+    other_data: bool = False,
+    real_edits: str | Path | None = None,
+    progress: bool | None = None,
+    verbose: bool = True,
+    **overrides: Any,
+) -> CodeOptimizer:
+    """Trains, evaluates and reports a code optimizer (bug fixing, completion, generation) in one line.
+
+    Args:
+        data: None (the default corpus: the interpreter's standard library and the machine's C
+            headers, see :mod:`seqlab.data.code.corpus`), a folder of ``.py``/``.c``/``.h``
+            sources to mine, one source file, a JSON Lines file of ``{"task", "source",
+            "target"[, "lang"]}`` pairs, or a list of such dicts.
+        task: ``"bug_fix"``, ``"completion"``, ``"generation"`` or ``"all"``.
+        lang: ``"python"``, ``"c"`` or ``"auto"`` (both, per file or record).
+        preset: ``"tiny"``, ``"small"`` (default), ``"medium"`` or ``"original"``
+            (:data:`seqlab.models.code.PRESETS`).
+        out: the run directory (default ``runs/code_optimizer-<time>``); an existing run is
+            refused before any work.
+        resume: a run directory to continue from its last checkpoint, on its data and
+            settings; ``epochs=N`` may change.
+        other_data: with ``resume``, train on ``data`` although it is not the run's data.
+        real_edits: a JSONL of real bug_fix edits to score ``.fix`` on (default: Debian's
+            patch hunks in ``../shared/data`` when present; never trained on).
+        overrides: :class:`~seqlab.models.code.Seq2SeqConfig` fields (``epochs=5``,
+            ``hidden_size=256``, ``seed=1``, ...).
+
+    Sources and targets longer than ``max_len`` tokens are not mined; pairs read from JSON
+    Lines that are longer are truncated for training and counted in the report.
+
+    Returns:
+        The :class:`CodeOptimizer` (``.fix``, ``.complete``, ``.generate``, ``.evaluate``,
+        ``.save``); its run directory holds ``model.safetensors``, ``model_config.toml``,
+        ``vocabulary.json``, ``training_metrics.json``/``.png``, ``training_report.md``,
+        ``evaluation.json`` and ``benchmark_results.json``.
+
+    Raises:
+        ValueError: an unknown task, language, preset or mode; CodeDataError (a ValueError)
+            for unusable data, naming the file and line.
+        FileExistsError: ``out`` already holds a run.
+    """
+    from ..data.code.corpus import load_code_data
+    from ..data.code.encoding import build_code_vocabulary
+    from ..data.code.splits import split_by_file
+
+    if task != "all":
+        check_task(task)
+    if lang != "auto":
+        check_lang(lang)
+    run_dir: Path
+    if resume is not None:
+        run_dir = Path(resume)
+        record = read_run(run_dir, KIND)
+        data = resume_data(run_dir, record, data, other_data)
+        arguments = record.get("arguments", {})
+        task, lang = arguments.get("task", task), arguments.get("lang", lang)
+        config = resumed_config(run_dir, KIND, preset, overrides, Seq2SeqConfig.from_dict, make_preset)
+    else:
+        preset = preset or "small"
+        config = make_preset(preset, **overrides)
+        run_dir = claim_run_dir(out, KIND, data, {"task": task, "lang": lang, "preset": preset,
+                                                  "overrides": dict(overrides)})
+    start = time.perf_counter()
+    corpus = load_code_data(data, task=task, lang=lang, max_len=config.max_len, seed=config.seed)
+    splits = split_by_file(corpus.pairs, seed=config.seed)
+    if not splits.train:
+        raise CodeDataError(f"{corpus.source}: no training pairs after the split by file")
+    tasks = [t for t in TASKS if any(p.task == t for p in splits.train)]
+    langs = [lg for lg in LANGS if any(p.lang == lg for p in splits.train)]
+    vocab = build_code_vocabulary([tagged(p) for p in splits.train], max_size=config.vocab_size)
+    model_config = config.with_overrides(vocab_size=len(vocab))
+    limit = config.max_len + 1  # the task tag
+    train_enc = encode_pairs([tagged(p) for p in splits.train], vocab, limit, config.max_len)
+    val_data = None
+    if splits.val:
+        val_data = CodeBatches(encode_pairs([tagged(p) for p in splits.val], vocab, limit, config.max_len),
+                               batch_size=config.batch_size, shuffle=False)
+    if verbose:
+        counts = ", ".join(f"{k} {v}" for k, v in corpus.counts().items())
+        print(f"seqlab code optimizer: {corpus.source}; {len(corpus.pairs)} pairs ({counts}); split by file: "
+              f"{len(splits.train)} train, {len(splits.val)} val, {len(splits.test)} test; vocabulary "
+              f"{len(vocab)}", flush=True)
+        if train_enc.truncated_source or train_enc.truncated_target:
+            print(f"note: {train_enc.truncated_source} sources and {train_enc.truncated_target} targets "
+                  f"longer than max_len={config.max_len} were truncated for training")
+    from ..random import manual_seed
+
+    manual_seed(config.seed)
+    model = CodeSeq2Seq(model_config)
+    optimizer = AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    callbacks: list[Any] = [Checkpoint(monitor="val_loss" if val_data is not None else None)]
+    if val_data is not None:
+        callbacks.append(EarlyStopping("val_loss", patience=config.patience))
+        if config.plateau_factor < 1.0:
+            callbacks.append(ReduceLROnPlateau("val_loss", factor=config.plateau_factor,
+                                               patience=config.plateau_patience))
+    trainer = Trainer(
+        model, None, optimizer, CodeBatches(train_enc, batch_size=config.batch_size), val_data,
+        epochs=config.epochs, clip_grad_norm=config.clip_grad_norm, seed=config.seed, out_dir=run_dir,
+        resume=resume is not None, callbacks=callbacks, progress=progress, step_fn=_step,
+        config={"kind": KIND, **config.to_dict()}, verbose=verbose,
+    )
+    with interruptible(run_dir, KIND):
+        trainer.fit()
+    model.eval()
+    fitted = CodeOptimizer(model, model_config, vocab, tasks, langs, splits, run_dir)
+    fitted.save(run_dir)
+    edits = Path(real_edits) if real_edits is not None else _real_edits_file()
+    evaluation = fitted.evaluate(real_edits=edits)
+    test = splits.test or splits.val
+    write_json(run_dir / "evaluation.json", {
+        "results": evaluation,
+        "data": {"source": corpus.source, "files": corpus.files, "skipped_files": len(corpus.skipped),
+                 "pairs": corpus.counts(), "duplicates_removed": splits.duplicates_removed,
+                 "splits": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+                 "truncated_for_training": {"sources": train_enc.truncated_source,
+                                            "targets": train_enc.truncated_target}},
+        "real_edits_file": None if edits is None else str(edits),
+        "seconds": time.perf_counter() - start,
+    })
+    write_json(run_dir / "benchmark_results.json", _benchmark(fitted, test, trainer, train_enc))
+    files = ("Files: [evaluation.json](evaluation.json), [benchmark_results.json](benchmark_results.json), "
+             "[model_config.toml](model_config.toml), [vocabulary.json](vocabulary.json)")
+    names = list(fitted.summaries)
+    for name, summary in fitted.summaries.items():
+        append_to_report(run_dir, summary, [files] if name == names[-1] else [])
+    if verbose:
+        _print_evaluation(fitted.summaries)
+        print(f"report: {run_dir / 'training_report.md'}")
+    return fitted
+

@@ -1,0 +1,129 @@
+"""The code optimizer recipe end to end on a tiny budget: files written and read back, the same
+outputs after seqlab.load, refusals and errors, the shapes of fix/complete/generate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+import seqlab
+from seqlab.cli import main
+from seqlab.recipes.code_optimizer import CodeOptimizer, code_optimizer
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+MODULES = ["bisect.py", "colorsys.py", "fnmatch.py", "heapq.py", "textwrap.py", "shlex.py", "glob.py",
+           "stat.py", "genericpath.py", "keyword.py"]
+TINY = {"epochs": 1, "max_len": 40}
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("code_sources")
+    for name in MODULES:
+        shutil.copy(STDLIB / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fitted(sources: Path, tmp_path_factory: pytest.TempPathFactory) -> CodeOptimizer:
+    out = tmp_path_factory.mktemp("runs") / "code"
+    return code_optimizer(sources, lang="python", preset="tiny", out=out, progress=False, verbose=False,
+                          real_edits=None, **TINY)
+
+
+def test_run_directory_is_written_and_read_back(fitted: CodeOptimizer) -> None:
+    run = fitted.run_dir
+    assert run is not None
+    for name in ("model.safetensors", "model_config.toml", "vocabulary.json", "training_metrics.json",
+                 "training_report.md", "evaluation.json", "benchmark_results.json", "run.json"):
+        assert (run / name).is_file(), name
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    results = evaluation["results"]
+    assert set(results) <= {"bug_fix", "completion", "generation", "real_edits"}
+    assert "bug_fix" in results
+    for task, rows in results.items():
+        model = rows["model"]
+        assert model["n"] >= 1 and 0.0 <= model["exact_match"] <= 1.0
+        assert model["few_samples"] == (model["n"] < 200)
+        baselines = [k for k, v in rows.items() if isinstance(v, dict) and k != "model"]
+        assert baselines, task
+        assert all(rows[b]["n"] == model["n"] for b in baselines)
+        assert set(rows["loses_to"]) == {b for b in baselines
+                                        if rows[b]["exact_match"] > model["exact_match"]}
+    assert "unchanged_rate" in results["bug_fix"]["model"]
+    bench = json.loads((run / "benchmark_results.json").read_text())
+    modes = {"greedy", "convergent", "divergent", "hybrid"}
+    assert set(bench["latency_seconds_per_call"]["bug_fix"]) == modes
+    assert bench["training"]["tokens_per_second"] > 0
+    report = (run / "training_report.md").read_text()
+    assert "bug_fix, held-out files" in report and "held-out pairs" in report
+    assert "\n" not in repr(fitted) and repr(fitted).startswith("CodeOptimizer(")
+    assert "<table>" in fitted._repr_html_()
+
+
+def test_load_gives_the_same_outputs(fitted: CodeOptimizer) -> None:
+    code = "def f(a, b):\n    if a < b:\n        return a\n    return b"
+    loaded = seqlab.load(fitted.run_dir)
+    assert isinstance(loaded, CodeOptimizer)
+    assert loaded.fix(code) == fitted.fix(code)
+    assert loaded.complete(code) == fitted.complete(code)
+    spec = 'def f(a):\n    """Twice a."""'
+    assert loaded.generate(spec, n=2) == fitted.generate(spec, n=2)
+    assert loaded.evaluation.keys() == fitted.evaluation.keys()
+
+
+def test_output_shapes_and_layout(fitted: CodeOptimizer) -> None:
+    snippet = "    if x > 0:\n        y = x + 1\n"
+    fixed = fitted.fix(snippet)
+    assert isinstance(fixed, str)
+    assert fixed.startswith("    ") and fixed.endswith("\n")  # indentation and trailing newline kept
+    several = fitted.fix(snippet, n=3)
+    assert isinstance(several, list) and len(several) == 3 and all(isinstance(s, str) for s in several)
+    assert isinstance(fitted.complete("def f(x):\n    y = x"), str)
+    samples = fitted.generate("def g(x):\n    # add one", n=2)
+    assert isinstance(samples, list) and 1 <= len(samples) <= 2
+    assert isinstance(fitted.fix("x = 1", mode="greedy"), str)
+    assert fitted.fix("   \n") == "   \n"
+
+
+def test_bad_input_errors(fitted: CodeOptimizer, sources: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="mode"):
+        fitted.fix("x = 1", mode="creative")
+    with pytest.raises(ValueError, match="max_len=40"):
+        fitted.fix("\n".join(f"x{i} = {i}" for i in range(40)))
+    with pytest.raises(TypeError, match="str"):
+        fitted.fix(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="task"):
+        code_optimizer(sources, task="refactor", out=tmp_path / "a", verbose=False)
+    with pytest.raises(ValueError, match="lang"):
+        code_optimizer(sources, lang="rust", out=tmp_path / "b", verbose=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_existing_run_is_refused(fitted: CodeOptimizer, sources: Path) -> None:
+    before = (fitted.run_dir / "model.safetensors").read_bytes()
+    with pytest.raises(FileExistsError, match="already holds a training run"):
+        code_optimizer(sources, preset="tiny", out=fitted.run_dir, verbose=False)
+    assert (fitted.run_dir / "model.safetensors").read_bytes() == before
+
+
+def test_cli_refuses_an_existing_run(fitted: CodeOptimizer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["code", "--preset", "tiny", "--out", str(fitted.run_dir)]) == 1
+    assert "seqlab code --resume" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_edits_are_scored(fitted: CodeOptimizer, shared_data: Path) -> None:
+    from seqlab.models.code import real_edit_scores
+
+    path = shared_data / "debian_patch_hunks.jsonl"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    scores = real_edit_scores(path, fitted.splits.train, fitted._fix_for_eval)
+    assert set(scores) == {"unchanged", "ngram_reranker", "model"}
+    assert scores["model"]["n"] == scores["unchanged"]["n"] > 0
+    assert scores["unchanged"]["unchanged_rate"] == 1.0
