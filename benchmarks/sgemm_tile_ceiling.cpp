@@ -3,8 +3,11 @@
 // per-thread tile), streaming through a bank, with no selection at all. Run with 1 and
 // with T threads, each thread taking its own chunks (what the fused path does).
 //
-//   g++ -O2 -I/usr/include/x86_64-linux-gnu/openblas-pthread benchmarks/sgemm_tile_ceiling.cpp
-//       -o /tmp/sgemm_tile_ceiling -lopenblas -lpthread       (one command line)
+// Against the OpenBLAS seqlab uses (the scipy-openblas32 wheel; its symbols are prefixed scipy_):
+//   lib=$(.venv/bin/python -c "import scipy_openblas32 as s; print(s.get_lib_dir())")
+//   inc=$(.venv/bin/python -c "import scipy_openblas32 as s; print(s.get_include_dir())")
+//   g++ -O2 -I"$inc" benchmarks/sgemm_tile_ceiling.cpp -o /tmp/sgemm_tile_ceiling
+//       -L"$lib" -lscipy_openblas -Wl,-rpath,"$lib" -lpthread       (one command line)
 //   OPENBLAS_NUM_THREADS=1 /tmp/sgemm_tile_ceiling D N Q QBLOCK CHUNK THREADS
 //   e.g. OPENBLAS_NUM_THREADS=1 /tmp/sgemm_tile_ceiling 384 200000 1000 1024 512 2
 //
@@ -58,9 +61,9 @@ int main(int argc, char** argv) {
           const int j0 = c * chunk, nb = std::min(chunk, N - j0);
           for (int q0 = 0; q0 < Q; q0 += qblock) {
             const int nq = std::min(qblock, Q - q0);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nb, D, 1.0f,
-                        queries.data() + static_cast<std::size_t>(q0) * D, D,
-                        bank.data() + static_cast<std::size_t>(j0) * D, D, 0.0f, tile.data(), nb);
+            scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nb, D, 1.0f,
+                              queries.data() + static_cast<std::size_t>(q0) * D, D,
+                              bank.data() + static_cast<std::size_t>(j0) * D, D, 0.0f, tile.data(), nb);
           }
         }
         cpu[t] = now(CLOCK_THREAD_CPUTIME_ID) - c0;

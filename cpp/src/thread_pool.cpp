@@ -11,11 +11,7 @@
 #include <thread>
 #include <vector>
 
-extern "C" {
-void openblas_set_num_threads(int);
-int openblas_get_num_threads(void);
-char* openblas_get_corename(void);
-}
+#include "seqlab/blas.hpp"  // the OpenBLAS thread-count calls
 
 namespace seqlab {
 namespace {
@@ -153,7 +149,7 @@ ThreadPool& pool() {
 
 }  // namespace
 
-std::string blas_kernel_family() { return openblas_get_corename(); }
+std::string blas_kernel_family() { return SEQLAB_BLAS(openblas_get_corename)(); }
 
 int hardware_threads() {
   cpu_set_t set;
@@ -164,7 +160,7 @@ int hardware_threads() {
 void set_num_threads(int n) {
   n = std::max(1, n);
   pool().resize(n);
-  openblas_set_num_threads(n);
+  SEQLAB_BLAS(openblas_set_num_threads)(n);
 }
 
 int get_num_threads() { return pool().size(); }
@@ -202,7 +198,9 @@ void parallel_claim(std::size_t n, const std::function<void(const ClaimFn& next)
   pool().run(nthreads, [&](int) { body(next); });
 }
 
-SerialBlas::SerialBlas() : previous_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
-SerialBlas::~SerialBlas() { openblas_set_num_threads(previous_); }
+SerialBlas::SerialBlas() : previous_(SEQLAB_BLAS(openblas_get_num_threads)()) {
+  SEQLAB_BLAS(openblas_set_num_threads)(1);
+}
+SerialBlas::~SerialBlas() { SEQLAB_BLAS(openblas_set_num_threads)(previous_); }
 
 }  // namespace seqlab

@@ -11,8 +11,8 @@ Quick tour::
 
 from __future__ import annotations
 
-# _blas_kernels (first: it chooses OpenBLAS's kernel family before _core loads OpenBLAS)
-from . import _blas_kernels, _core, functional, losses, metrics, nn, optim  # noqa: F401
+# _blas first: it loads the OpenBLAS that _core's BLAS symbols resolve against
+from . import _blas, _core, functional, losses, metrics, nn, optim  # noqa: F401
 from .autograd import Tensor, concatenate, is_grad_enabled, no_grad, stack, tensor
 from .random import get_rng_state, manual_seed, set_rng_state
 from .threads import get_num_threads, set_num_threads

@@ -1,6 +1,19 @@
 // Row-major single-precision GEMM on OpenBLAS: C = alpha * op(A) @ op(B) + beta * C.
+//
+// seqlab builds against the OpenBLAS of the scipy-openblas32 wheel (what NumPy and SciPy
+// build against). Its symbols carry a prefix (scipy_cblas_sgemm, scipy_openblas_get_corename)
+// so they never clash with another BLAS in the same process (PyTorch's, a system one); the
+// build passes it as BLAS_SYMBOL_PREFIX (its pkg-config Cflags), and every BLAS call in
+// seqlab names its function through SEQLAB_BLAS(name), as NumPy's CBLAS_FUNC does.
 #pragma once
 #include <cblas.h>
+
+#ifndef BLAS_SYMBOL_PREFIX
+#define BLAS_SYMBOL_PREFIX
+#endif
+#define SEQLAB_BLAS_CONCAT_(prefix, name) prefix##name
+#define SEQLAB_BLAS_EXPAND_(prefix, name) SEQLAB_BLAS_CONCAT_(prefix, name)
+#define SEQLAB_BLAS(name) SEQLAB_BLAS_EXPAND_(BLAS_SYMBOL_PREFIX, name)
 
 #include <algorithm>
 #include <cstddef>
@@ -13,8 +26,8 @@ namespace seqlab {
 inline void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                   int lda, const float* B, int ldb, float beta, float* C, int ldc) {
   if (M == 0 || N == 0) return;
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  SEQLAB_BLAS(cblas_sgemm)(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                          M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 // The same product with the rows of C split over the thread pool, each part one
