@@ -17,8 +17,9 @@ from ..data.poems import PoemCorpus, load_poems
 from ..data.text import tokenize
 from ..data.vocabulary import Vocabulary
 from ..losses import cosine_mse_loss
+from ..models.poetry.baselines import evaluate_baselines, shortfalls
 from ..models.poetry.config import AutoencoderConfig, preset
-from ..models.poetry.dataset import PoetryData, prepare
+from ..models.poetry.dataset import PoetryData, Uncentring, prepare
 from ..models.poetry.evaluate import evaluate_chunks, run_batches
 from ..models.poetry.model import SequenceAutoencoder
 from ..optim import AdamW
@@ -44,6 +45,8 @@ class PoetryAutoencoder:
         config: its :class:`~seqlab.models.poetry.AutoencoderConfig`.
         vocab, embedding: the vocabulary and its ``(V, E)`` word vectors.
         data: the prepared corpus it was trained on (None after :func:`seqlab.load`).
+        uncentring: maps the centred word vectors back to the original ones (None when
+            they were not centred).
         history: the per-epoch training history.
         evaluation: the last evaluation (see :meth:`evaluate`).
         run_dir: the run directory (weights, config, metrics, report, plots).
@@ -58,6 +61,7 @@ class PoetryAutoencoder:
         data: PoetryData | None = None,
         history: list[dict[str, Any]] | None = None,
         run_dir: Path | None = None,
+        uncentring: Uncentring | None = None,
     ) -> None:
         self.model = model
         self.config = config
@@ -67,6 +71,7 @@ class PoetryAutoencoder:
         self.history = history or []
         self.evaluation: dict[str, Any] = {}
         self.run_dir = run_dir
+        self.uncentring = uncentring if uncentring is not None else (data.uncentring if data else None)
 
     def __repr__(self) -> str:
         c = self.config
@@ -116,8 +121,10 @@ class PoetryAutoencoder:
         Returns ``{"with_attention": {...}, "bottleneck_only": {...}}`` for an attention
         model (the second runs the decoder with all-zero encoder states, so only the
         bottleneck carries information), or ``{"bottleneck_only": {...}}`` without
-        attention; each holds token/sequence cosine, MSE, RMSE, word recovery top-1/5 and
-        bottleneck utilisation (see :func:`~seqlab.models.poetry.evaluate.evaluate_chunks`).
+        attention; each holds token/sequence cosine, the token cosine on the uncentred
+        vectors, MSE, RMSE, word recovery top-1/5 and bottleneck utilisation (see
+        :func:`~seqlab.models.poetry.evaluate.evaluate_chunks`). :meth:`baselines` scores
+        the trivial and linear reconstructions on the same chunks.
         """
         if data is None:
             if self.data is None:
@@ -130,11 +137,32 @@ class PoetryAutoencoder:
             config = self.config.with_overrides(val_fraction=0.0, test_fraction=0.0)
             chunks = prepare(corpus, config, vocab=self.vocab, embedding=self.embedding).chunks["train"]
         result: dict[str, Any] = {}
-        if self.config.attention:
-            result["with_attention"] = evaluate_chunks(self.model, self.embedding, chunks, use_attention=True)
-        result["bottleneck_only"] = evaluate_chunks(self.model, self.embedding, chunks, use_attention=False)
+        for name, attend in (("with_attention", True), ("bottleneck_only", False)):
+            if attend and not self.config.attention:
+                continue
+            result[name] = evaluate_chunks(
+                self.model, self.embedding, chunks, use_attention=attend, uncentring=self.uncentring
+            )
         self.evaluation = result
         return result
+
+    def baselines(self, split: str = "test") -> dict[str, dict[str, Any]]:
+        """The baselines of :mod:`seqlab.models.poetry.baselines` fitted on the training
+        chunks and scored on the ``split`` chunks the model is evaluated on: the most
+        frequent token, the mean vector, and a linear autoencoder (PCA) with the model's
+        bottleneck size. Needs the training corpus attached (not after :func:`seqlab.load`)."""
+        if self.data is None:
+            raise ValueError("baselines(): this model has no training corpus attached")
+        return evaluate_baselines(
+            self.data.chunks["train"],
+            self.data.chunks[split],
+            self.embedding,
+            self.config.bottleneck,
+            self.config.max_len,
+            self.uncentring,
+            centred=self.config.center_embeddings,
+            seed=self.config.seed,
+        )
 
     # -------------------------------------------------------------- storage
     def save(self, path: str | Path) -> Path:
@@ -145,6 +173,9 @@ class PoetryAutoencoder:
         path.mkdir(parents=True, exist_ok=True)
         weights = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         weights["embedding"] = self.embedding
+        if self.uncentring is not None:
+            weights["embedding_mean"] = self.uncentring.mean
+            weights["embedding_norms"] = self.uncentring.norms
         atomic_write_bytes(path / "model.safetensors", save(weights))
         write_toml(
             path / "model_config.toml",
@@ -164,10 +195,13 @@ class PoetryAutoencoder:
         vocab = Vocabulary.from_dict(json.loads((path / "vocabulary.json").read_text()))
         weights = load_file(path / "model.safetensors")
         embedding = weights.pop("embedding")
+        uncentring = None
+        if "embedding_mean" in weights:
+            uncentring = Uncentring(weights.pop("embedding_mean"), weights.pop("embedding_norms"))
         model = SequenceAutoencoder(config, int(meta["embedding_dim"]))
         model.load_state_dict({k.removeprefix("model."): v for k, v in weights.items()})
         model.eval()
-        return cls(model, config, vocab, embedding, run_dir=path)
+        return cls(model, config, vocab, embedding, run_dir=path, uncentring=uncentring)
 
 
 def _step(model: SequenceAutoencoder, embedding: np.ndarray, config: AutoencoderConfig):
@@ -256,6 +290,8 @@ def fit_poetry_autoencoder(
     fitted = PoetryAutoencoder(model, config, prepared.vocab, prepared.embedding, prepared, history, run_dir)
     evaluation = fitted.evaluate() if prepared.chunks["test"] else {}
     split = "test" if prepared.chunks["test"] else "train"
+    baselines = fitted.baselines() if evaluation else {}
+    notes = shortfalls(evaluation["bottleneck_only"], baselines) if evaluation else []
     _, codes, _ = run_batches(model, prepared.embedding, prepared.chunks[split])
     authors = [prepared.corpus[i].author or "unknown" for i in prepared.chunk_poems[split]]
     plots = _write_latent_plots(run_dir, np.stack(codes), authors, config.seed)
@@ -265,6 +301,9 @@ def fit_poetry_autoencoder(
         {
             "split": split,
             "results": evaluation,
+            "baselines": baselines,
+            "bottleneck_only_beats_baselines": not notes if evaluation else None,
+            "shortfalls": notes,
             "data": {
                 "path": str(prepared.corpus.path),
                 "poems": len(prepared.corpus),
@@ -281,21 +320,39 @@ def fit_poetry_autoencoder(
             "seconds": time.perf_counter() - start,
         },
     )
-    _append_evaluation_to_report(run_dir, evaluation, config)
+    _append_evaluation_to_report(run_dir, evaluation, baselines, notes, config)
     if verbose:
-        for name, res in evaluation.items():
-            print(
-                f"{name}: token cosine {res['token_cosine']:.3f}, "
-                f"sequence cosine {res['sequence_cosine']:.3f}, "
-                f"word recovery top-1 {res['word_top1']:.3f} / top-5 {res['word_top5']:.3f}, "
-                f"bottleneck {res['bottleneck_active_dims']}/{res['bottleneck_dims']} dims active"
+        if evaluation:
+            res = evaluation["bottleneck_only"]
+            print(f"held-out {split} split: {res['chunks']} chunks, {res['tokens']} tokens")
+        for name, res in {**evaluation, **baselines}.items():
+            bottleneck = (
+                f", bottleneck {res['bottleneck_active_dims']}/{res['bottleneck_dims']} dims active"
+                if "bottleneck_dims" in res
+                else ""
             )
+            print(
+                f"{name}: token cosine {res['token_cosine']:.3f} "
+                f"(uncentred {_fmt(res['token_cosine_uncentred'])}), "
+                f"sequence cosine {res['sequence_cosine']:.3f}, "
+                f"word recovery top-1 {res['word_top1']:.3f} / top-5 {res['word_top5']:.3f}{bottleneck}"
+            )
+        for note in notes:
+            print(f"note: the model (bottleneck only) does not beat a baseline: {note}")
         print(f"report: {run_dir / 'training_report.md'}")
     return fitted
 
 
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _append_evaluation_to_report(
-    run_dir: Path, evaluation: dict[str, Any], config: AutoencoderConfig
+    run_dir: Path,
+    evaluation: dict[str, Any],
+    baselines: dict[str, dict[str, Any]],
+    notes: list[str],
+    config: AutoencoderConfig,
 ) -> None:
     report = run_dir / "training_report.md"
     if not report.exists() or not evaluation:
@@ -311,6 +368,7 @@ def _append_evaluation_to_report(
         lines.append(f"Without attention every number measures the {config.bottleneck}-d bottleneck.")
     keys = [
         "token_cosine",
+        "token_cosine_uncentred",
         "sequence_cosine",
         "mse",
         "rmse",
@@ -319,13 +377,23 @@ def _append_evaluation_to_report(
         "bottleneck_active_dims",
         "bottleneck_participation_ratio",
     ]
+    res = evaluation["bottleneck_only"]
+    lines.append(
+        f"All rows are scored on the same {res['chunks']} held-out chunks ({res['tokens']} tokens). "
+        "Baselines, fitted on the training chunks: "
+        + "; ".join(f"`{name}`: {b['what']}" for name, b in baselines.items())
+        + ". `token_cosine_uncentred` is the token cosine on the original, uncentred word "
+        "vectors (predictions mapped back with the mean vector and the mean norm), where "
+        "the mean vector alone scores high."
+    )
     lines += ["", "| decoding | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    for name, res in evaluation.items():
-        lines.append(
-            f"| {name} | "
-            + " | ".join(f"{res[k]:.4g}" if isinstance(res[k], float) else str(res[k]) for k in keys)
-            + " |"
-        )
+    for name, row in {**evaluation, **baselines}.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(k, "")) for k in keys) + " |")
+    lines.append("")
+    if notes:
+        lines += ["**The model (bottleneck only) does not beat every baseline:** " + "; ".join(notes) + "."]
+    else:
+        lines += ["The model (bottleneck only) beats every baseline on word top-1 and token cosine."]
     lines += [
         "",
         "Latent codes: ![PCA](latent_pca.png) ![t-SNE](latent_tsne.png)",
