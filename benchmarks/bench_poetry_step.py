@@ -38,7 +38,8 @@ from harness import block_medians, machine_description, markdown_table
 from seqlab.data.batching import SequenceBatches
 from seqlab.models.poetry import SequenceAutoencoder, preset
 from seqlab.models.poetry.dataset import prepare
-from seqlab.recipes.poetry import _step, loss_weights
+from seqlab.models.poetry.loss import loss_weights
+from seqlab.recipes.poetry import _step
 from seqlab.train import Trainer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

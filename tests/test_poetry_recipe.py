@@ -88,6 +88,45 @@ def test_load_restores_the_same_model(tmp_path: Path) -> None:
     assert a == b
 
 
+def test_baselines_beside_the_model_and_bottleneck_validation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from seqlab.data.batching import SequenceBatches
+    from seqlab.models.poetry.baselines import shortfalls
+    from seqlab.models.poetry.loss import reconstruction_loss
+
+    path = write_corpus(tmp_path, "poetrydb")
+    fitted = seqlab.poetry_autoencoder(str(path), "tiny", out=tmp_path / "run", progress=False,
+                                       attention=True, num_heads=2, **TINY)
+    printed = capsys.readouterr().out
+    saved = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    model = saved["results"]["bottleneck_only"]
+    assert set(saved["baselines"]) == {"most_frequent_token", "mean_vector", "linear_autoencoder"}
+    for name, res in saved["baselines"].items():
+        assert (res["chunks"], res["tokens"]) == (model["chunks"], model["tokens"])  # same held-out chunks
+        assert f"{name}: token cosine {res['token_cosine']:.3f}" in printed
+        assert np.isfinite(res["token_cosine_uncentred"])
+    assert saved["baselines"] == fitted.baselines()
+    notes = shortfalls(model, saved["baselines"])
+    assert saved["shortfalls"] == notes and saved["bottleneck_only_beats_baselines"] == (not notes)
+    for note in notes:
+        assert f"does not beat a baseline: {note}" in printed
+    report = (tmp_path / "run" / "training_report.md").read_text()
+    assert "| linear_autoencoder |" in report and "token_cosine_uncentred" in report
+    assert f"{model['chunks']} held-out chunks ({model['tokens']} tokens)" in report
+    # attention models validate (and early-stop) on the loss through the bottleneck alone
+    fitted.model.eval()
+    total = count = 0.0
+    for batch in SequenceBatches(fitted.data.chunks["val"], batch_size=TINY["batch_size"],
+                                 shuffle=False).batches(None):
+        x = seqlab.tensor(fitted.embedding[batch.inputs])
+        pred, _ = fitted.model(x, batch.lengths, use_attention=False)
+        loss = reconstruction_loss(pred, x, batch.inputs, batch.lengths, fitted.embedding, fitted.config)
+        total += loss.item() * len(batch.lengths)
+        count += len(batch.lengths)
+    assert total / count == pytest.approx(min(h["val_loss"] for h in fitted.history), rel=1e-5)
+
+
 def test_training_lowers_the_loss(tmp_path: Path) -> None:
     path = write_corpus(tmp_path, "poetrydb")
     # A constant curriculum (full teacher forcing, full length) keeps the epochs' losses comparable.

@@ -16,11 +16,11 @@ from ..data.batching import PaddedBatch, SequenceBatches
 from ..data.poems import PoemCorpus, load_poems
 from ..data.text import tokenize
 from ..data.vocabulary import Vocabulary
-from ..losses import cosine_mse_loss
 from ..models.poetry.baselines import evaluate_baselines, shortfalls
 from ..models.poetry.config import AutoencoderConfig, preset
 from ..models.poetry.dataset import PoetryData, Uncentring, prepare
 from ..models.poetry.evaluate import evaluate_chunks, run_batches
+from ..models.poetry.loss import reconstruction_loss
 from ..models.poetry.model import SequenceAutoencoder
 from ..optim import AdamW
 from ..serialization import atomic_write_bytes, read_toml, write_json, write_toml
@@ -28,13 +28,6 @@ from ..train import Curriculum, EarlyStopping, Trainer, WarmupSchedule
 from .run_dir import new_run_dir
 
 KIND = "poetry_autoencoder"
-
-
-def loss_weights(config: AutoencoderConfig) -> tuple[float, float]:
-    """(cosine weight, MSE weight) of the configured loss."""
-    return {"cosine": (1.0, 0.0), "mse": (0.0, 1.0)}.get(
-        config.loss, (config.cosine_weight, config.mse_weight)
-    )
 
 
 class PoetryAutoencoder:
@@ -205,14 +198,13 @@ class PoetryAutoencoder:
 
 
 def _step(model: SequenceAutoencoder, embedding: np.ndarray, config: AutoencoderConfig):
-    cos_w, mse_w = loss_weights(config)
+    """The training step; in eval mode (validation) attention models decode from the code
+    alone, so early stopping and the restored weights follow the bottleneck's loss."""
 
     def step(m: SequenceAutoencoder, batch: PaddedBatch) -> Tensor:
         x = tensor(embedding[batch.inputs])
-        pred, _ = m(x, batch.lengths)
-        return cosine_mse_loss(
-            pred, x, batch.lengths, cosine_weight=cos_w, mse_weight=mse_w, temperature=config.temperature
-        )
+        pred, _ = m(x, batch.lengths, use_attention=m.training)
+        return reconstruction_loss(pred, x, batch.inputs, batch.lengths, embedding, config)
 
     return step
 

@@ -64,14 +64,18 @@ class LinearAutoencoder:
 
     def __init__(self, components: int, max_len: int, block: int = 1024) -> None:
         if components < 1 or max_len < 1:
-            raise ValueError(f"LinearAutoencoder: components ({components}) and max_len ({max_len}) must be >= 1")
+            raise ValueError(
+                f"LinearAutoencoder: components ({components}) and max_len ({max_len}) must be >= 1"
+            )
         self.components = int(components)
         self.max_len = int(max_len)
         self.block = int(block)
         self.mean: np.ndarray | None = None  # (max_len * E,)
         self.basis: np.ndarray | None = None  # (max_len * E, k), orthonormal columns
 
-    def _blocks(self, chunks: Sequence[np.ndarray], embedding: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+    def _blocks(
+        self, chunks: Sequence[np.ndarray], embedding: np.ndarray
+    ) -> Iterator[tuple[slice, np.ndarray]]:
         """Row blocks of the padded, flattened, mean-removed sequences, ``(b, max_len * E)``."""
         E = embedding.shape[1]
         for start in range(0, len(chunks), self.block):

@@ -37,7 +37,10 @@ class AutoencoderConfig:
     of the rows decodes without the encoder states (from the code alone), so attention
     cannot make the bottleneck useless.
     Loss: ``"cosine"``, ``"mse"`` or ``"hybrid"`` (``cosine_weight`` x cosine distance /
-    ``temperature`` + ``mse_weight`` x MSE per token, masked by length).
+    ``temperature`` + ``mse_weight`` x MSE per token, masked by length), plus
+    ``vocab_loss_weight`` x a softmax cross-entropy of each predicted vector against the
+    distinct words of its batch (logits ``pred . word / vocab_temperature``), which
+    trains the nearest word to be the true one.
     Data: word vectors from ``embeddings`` (a GloVe/word2vec text file) or fitted on the
     corpus with ``embedding_dim`` dimensions, centred on their mean and scaled to unit
     length when ``center_embeddings`` (word vectors share a large common direction;
@@ -67,6 +70,8 @@ class AutoencoderConfig:
     cosine_weight: float = 0.9
     mse_weight: float = 0.1
     temperature: float = 1.0
+    vocab_loss_weight: float = 0.0
+    vocab_temperature: float = 0.1
     embeddings: str | None = None
     embedding_dim: int = 300
     embedding_epochs: int = 50
@@ -125,8 +130,13 @@ class AutoencoderConfig:
             )
         if not 0.0 <= self.memory_dropout <= 1.0:
             raise ValueError(f"memory_dropout must be in [0, 1], got {self.memory_dropout}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.temperature <= 0 or self.vocab_temperature <= 0:
+            raise ValueError(
+                f"temperature ({self.temperature}) and vocab_temperature "
+                f"({self.vocab_temperature}) must be > 0"
+            )
+        if self.vocab_loss_weight < 0:
+            raise ValueError(f"vocab_loss_weight must be >= 0, got {self.vocab_loss_weight}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0.0 <= self.warmup < 1.0 or not 0.0 <= self.min_lr_ratio <= 1.0:
