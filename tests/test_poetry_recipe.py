@@ -77,8 +77,12 @@ def test_end_to_end_on_each_format(tmp_path: Path, fmt: str) -> None:
 def test_load_restores_the_same_model(tmp_path: Path) -> None:
     path = write_corpus(tmp_path, "poetrydb")
     fitted = seqlab.poetry_autoencoder(str(path), "tiny", out=tmp_path / "run", progress=False,
-                                       verbose=False, attention=True, num_heads=2, **TINY)
+                                       verbose=False, attention=True, num_heads=2, linear_path=True, **TINY)
     restored = seqlab.load(tmp_path / "run")
+    assert restored.model.linear_decoder is not None
+    np.testing.assert_array_equal(restored.uncentring.norms, fitted.uncentring.norms)
+    with pytest.raises(ValueError, match="more than the model's max_len 12"):
+        restored.model(np.zeros((1, 13, 16), np.float32), [13])
     assert restored.config == fitted.config
     texts = ["moon night sea wind rose", "gold sleep morning"]
     np.testing.assert_array_equal(restored.encode(texts), fitted.encode(texts))

@@ -32,10 +32,11 @@ class AutoencoderConfig:
     Model: ``cell`` (rnn, lstm, gru) encoder of ``hidden_size`` x ``num_layers``
     (``bidirectional``), a ``bottleneck``-dimensional code from its final state, a
     decoder of the same cell and ``decoder_hidden`` units started from the code (and
-    fed it at every step when ``code_every_step``), with ``num_heads``-head attention
-    over the encoder states when ``attention``; in training a share ``memory_dropout``
-    of the rows decodes without the encoder states (from the code alone), so attention
-    cannot make the bottleneck useless.
+    fed it at every step when ``code_every_step``), a linear encoder/decoder of the
+    padded, flattened sequence beside the recurrent one when ``linear_path``, with
+    ``num_heads``-head attention over the encoder states when ``attention``; in training
+    a share ``memory_dropout`` of the rows decodes without the encoder states (from the
+    code alone), so attention cannot make the bottleneck useless.
     Loss: ``"cosine"``, ``"mse"`` or ``"hybrid"`` (``cosine_weight`` x cosine distance /
     ``temperature`` + ``mse_weight`` x MSE per token, masked by length), plus
     ``vocab_loss_weight`` x a softmax cross-entropy of each predicted vector against the
@@ -63,6 +64,7 @@ class AutoencoderConfig:
     attention: bool = False
     num_heads: int = 8
     code_every_step: bool = False
+    linear_path: bool = False
     memory_dropout: float = 0.5
     dropout: float = 0.0
     init: str = "orthogonal"

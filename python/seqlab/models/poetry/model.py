@@ -29,7 +29,13 @@ class SequenceAutoencoder(Module):
       ``config.attention``; it predicts each token's vector (B, T, E). With
       ``config.code_every_step`` the code also enters every step's gates
       (``code_to_gates``, the decoder's ``gate_bias``), so the decoder does not have to
-      carry it through its state across the whole sequence.
+      carry it through its state across the whole sequence;
+    * with ``config.linear_path``, a linear encoder/decoder pair beside the recurrent one:
+      the code also receives ``linear_encoder(x_flat)`` and the prediction
+      ``linear_decoder(code)``, where ``x_flat`` (B, max_len * E) is the zero-padded,
+      flattened input. It holds a linear autoencoder (a PCA of the padded sequences, the
+      recipe's linear baseline) inside the model, and the recurrent path learns what that
+      misses.
 
     Attention lets information bypass the bottleneck, so :meth:`forward` can run the
     decoder with ``use_attention=False``: the attention then sees all-zero encoder
@@ -63,6 +69,11 @@ class SequenceAutoencoder(Module):
             num_heads=c.num_heads,
             init=c.init,
         )
+        self.linear_encoder: Linear | None = None
+        self.linear_decoder: Linear | None = None
+        if c.linear_path:
+            self.linear_encoder = Linear(c.max_len * embedding_dim, c.bottleneck)
+            self.linear_decoder = Linear(c.bottleneck, c.max_len * embedding_dim)
         self.code_to_gates: Linear | None = None
         if c.code_every_step:
             gates = self.decoder.weight_ih.shape[0]  # G * decoder hidden
@@ -85,7 +96,21 @@ class SequenceAutoencoder(Module):
         directions = 2 if self.config.bidirectional else 1
         last = h_n[h_n.shape[0] - directions :]  # (D, B, H): the last layer
         final = last.transpose(1, 0, 2).reshape(x.shape[0], directions * self.config.hidden_size)
-        return F.tanh(self.to_code(final)), out
+        pre = self.to_code(final)
+        if self.linear_encoder is not None:
+            pre = pre + self.linear_encoder(tensor(self._flat(x.data)))
+        return F.tanh(pre), out
+
+    def _flat(self, x: np.ndarray) -> np.ndarray:
+        """Inputs (B, T, E) zero-padded to (B, max_len * E) for the linear path."""
+        B, T, E = x.shape
+        if T > self.config.max_len:
+            raise ValueError(
+                f"x: {T} steps, more than the model's max_len {self.config.max_len} (linear_path)"
+            )
+        flat = np.zeros((B, self.config.max_len, E), np.float32)
+        flat[:, :T] = x
+        return flat.reshape(B, -1)
 
     def decode(
         self,
@@ -99,7 +124,7 @@ class SequenceAutoencoder(Module):
         h0 = F.tanh(self.from_code(code))
         if self.decoder.attention is None:
             memory = None
-        return self.decoder(
+        pred = self.decoder(
             targets,
             h0,
             teacher_forcing=teacher_forcing,
@@ -107,6 +132,11 @@ class SequenceAutoencoder(Module):
             memory_lengths=lengths if memory is not None else None,
             gate_bias=None if self.code_to_gates is None else self.code_to_gates(code),
         )
+        if self.linear_decoder is not None:
+            B, T, E = targets.shape
+            linear = self.linear_decoder(code).reshape(B, self.config.max_len, E)
+            pred = pred + (linear if T == self.config.max_len else linear[:, :T])
+        return pred
 
     def forward(
         self, x: Any, lengths: Any, teacher_forcing: Any = None, use_attention: bool = True
