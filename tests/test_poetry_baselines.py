@@ -116,3 +116,38 @@ def test_batch_vocabulary_loss_matches_torch(rng: np.random.Generator, torch) ->
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     np.testing.assert_allclose(pred.grad, tp.grad.numpy(), rtol=1e-4, atol=1e-6)
     assert not pred.grad[0, 3].any()  # padding contributes nothing
+
+
+def test_linear_path_starts_at_the_pca(rng: np.random.Generator) -> None:
+    from seqlab.models.poetry import SequenceAutoencoder, preset
+
+    embedding = rng.standard_normal((30, 4)).astype(np.float32)
+    embedding[0] = 0
+    train, test = corpus(rng, 50), corpus(rng, 5)
+    linear = LinearAutoencoder(components=3, max_len=6).fit(train, embedding)
+    config = preset("tiny", embedding_dim=4, hidden_size=8, bottleneck=3, max_len=6, linear_path=True)
+    model = SequenceAutoencoder(config, 4)
+    # a scale far above the codes' spread keeps the tanh linear: the path is the PCA itself
+    scale = 1e4 * float(linear.code_std[0])
+    model.init_linear_path(linear.mean, linear.basis, scale)
+    assert 0 < np.abs(model.to_code.weight.data).max() < 0.01  # the recurrent path starts small
+    model.to_code.weight.data[...] = 0.0  # and here is switched off, to see the linear path alone
+    x = np.zeros((len(test), 6, 4), np.float32)
+    for i, c in enumerate(test):
+        x[i, : len(c)] = embedding[c]
+    code, _ = model.encode(tensor(x), np.array([len(c) for c in test]))
+    rec = model.linear_decoder(code).data.reshape(len(test), 6, 4)
+    for r, e, c in zip(rec, linear.reconstruct(test, embedding), test):
+        np.testing.assert_allclose(r[: len(c)], e, atol=1e-3)
+    with pytest.raises(ValueError, match=r"basis \(24, 2\).*expected \(24, 3\)"):
+        model.init_linear_path(linear.mean, linear.basis[:, :2], scale)
+
+
+def test_min_steps_raise_the_epochs_of_a_small_corpus() -> None:
+    from seqlab.models.poetry import preset
+
+    config = preset("tiny", epochs=4, min_steps=100)
+    assert config.epochs_for(2) == 50  # 4 epochs of 2 steps would be 8 steps
+    assert config.epochs_for(69) == 4
+    with pytest.raises(ValueError, match="min_steps must be a non-negative integer"):
+        preset("tiny", min_steps=-1)

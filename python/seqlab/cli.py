@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Sequence
 
 
@@ -15,6 +16,8 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .models.poetry.config import PRESETS, describe_preset
+
     parser = argparse.ArgumentParser(prog="seqlab", description="Sequence models on the CPU.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
@@ -24,11 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=_positive_int, default=None)
 
-    poetry = sub.add_parser("poetry", help="train, evaluate and report a poetry autoencoder")
+    poetry = sub.add_parser("poetry", help="train, evaluate and report a poetry autoencoder",
+                            epilog="presets:\n" + "\n".join(
+                                textwrap.fill(describe_preset(n), 96, initial_indent="  ",
+                                              subsequent_indent="      ") for n in PRESETS),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     poetry.add_argument("path", nargs="?", default=None,
                         help="file of poems (default: Debian's fortunes songs-poems)")
-    poetry.add_argument("--preset", default="small",
-                        choices=["tiny", "small", "medium", "large", "xlarge", "research"])
+    poetry.add_argument("--preset", default="small", choices=list(PRESETS),
+                        help="model size and training budget (default small; each is described below)")
     poetry.add_argument("--epochs", type=_positive_int, default=None)
     poetry.add_argument("--seed", type=int, default=None)
     poetry.add_argument("--cell", choices=["rnn", "lstm", "gru"], default=None)

@@ -16,7 +16,7 @@ from ..data.batching import PaddedBatch, SequenceBatches
 from ..data.poems import PoemCorpus, load_poems
 from ..data.text import tokenize
 from ..data.vocabulary import Vocabulary
-from ..models.poetry.baselines import evaluate_baselines, shortfalls
+from ..models.poetry.baselines import LinearAutoencoder, evaluate_baselines, shortfalls
 from ..models.poetry.config import AutoencoderConfig, preset
 from ..models.poetry.dataset import PoetryData, Uncentring, prepare
 from ..models.poetry.evaluate import evaluate_chunks, run_batches
@@ -247,8 +247,18 @@ def fit_poetry_autoencoder(
 
     manual_seed(config.seed)
     model = SequenceAutoencoder(config, prepared.embedding.shape[1])
+    if config.linear_path and resume is None:
+        linear = LinearAutoencoder(config.bottleneck, config.max_len)
+        linear.fit(prepared.chunks["train"], prepared.embedding, seed=config.seed)
+        model.init_linear_path(linear.mean, linear.basis, 3.0 * float(linear.code_std[0]))
     optimizer = AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     train = SequenceBatches(prepared.chunks["train"], batch_size=config.batch_size, max_len=config.max_len)
+    epochs = config.epochs_for(train.num_batches())
+    if epochs != config.epochs:
+        if verbose:
+            print(f"{config.epochs} epochs of {train.num_batches()} steps are fewer than min_steps "
+                  f"{config.min_steps}: training {epochs} epochs")
+        config = config.with_overrides(epochs=epochs)
     val = None
     if prepared.chunks["val"]:
         val = SequenceBatches(prepared.chunks["val"], batch_size=config.batch_size, shuffle=False)

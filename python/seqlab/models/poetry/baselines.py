@@ -72,6 +72,7 @@ class LinearAutoencoder:
         self.block = int(block)
         self.mean: np.ndarray | None = None  # (max_len * E,)
         self.basis: np.ndarray | None = None  # (max_len * E, k), orthonormal columns
+        self.code_std: np.ndarray | None = None  # (k,) standard deviation of each code component
 
     def _blocks(
         self, chunks: Sequence[np.ndarray], embedding: np.ndarray
@@ -122,8 +123,9 @@ class LinearAutoencoder:
             y = times(q_d)
         q_n, _ = np.linalg.qr(y)
         small = transposed_times(q_n).T  # (q, D) = Q^T X_c
-        _, _, vt = np.linalg.svd(small.astype(np.float64), full_matrices=False)
+        _, sv, vt = np.linalg.svd(small.astype(np.float64), full_matrices=False)
         self.basis = np.ascontiguousarray(vt[: self.components].T, dtype=np.float32)
+        self.code_std = (sv[: self.components] / np.sqrt(N)).astype(np.float32)
         return self
 
     def reconstruct(self, chunks: Sequence[np.ndarray], embedding: np.ndarray) -> list[np.ndarray]:

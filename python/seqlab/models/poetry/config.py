@@ -48,7 +48,8 @@ class AutoencoderConfig:
     without centring, predicting the mean vector alone scores a high cosine); poems
     chunked into ``max_len`` tokens (``stride`` apart); ``val_fraction``/``test_fraction``
     of the poems held out.
-    Training: ``epochs``, ``batch_size``, ``lr`` (with ``lr_schedule`` ``"cosine"``: a
+    Training: ``epochs`` (raised on a small corpus until they make at least ``min_steps``
+    optimizer steps), ``batch_size``, ``lr`` (with ``lr_schedule`` ``"cosine"``: a
     linear warmup over the first ``warmup`` share of the steps, then cosine decay to
     ``min_lr_ratio`` x ``lr`` at the last epoch; ``"constant"``), ``weight_decay``, ``clip_grad_norm``,
     early stopping after ``patience`` epochs without a better validation loss, the
@@ -85,6 +86,7 @@ class AutoencoderConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     epochs: int = 20
+    min_steps: int = 0
     batch_size: int = 32
     lr: float = 2e-3
     lr_schedule: str = "cosine"
@@ -145,8 +147,15 @@ class AutoencoderConfig:
             raise ValueError(
                 f"warmup ({self.warmup}) must be in [0, 1) and min_lr_ratio ({self.min_lr_ratio}) in [0, 1]"
             )
+        if not isinstance(self.min_steps, int) or self.min_steps < 0:
+            raise ValueError(f"min_steps must be a non-negative integer, got {self.min_steps!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def epochs_for(self, steps_per_epoch: int) -> int:
+        """The epochs to train with ``steps_per_epoch`` batches: ``epochs``, or more when
+        that many make fewer than ``min_steps`` optimizer steps."""
+        return max(self.epochs, -(-self.min_steps // max(1, steps_per_epoch)))
 
     @property
     def decoder_size(self) -> int:
@@ -218,6 +227,37 @@ PRESETS: dict[str, AutoencoderConfig] = {
         patience=10,
     ),
 }
+
+
+# What each preset is for and how long it takes (2 cores; the default corpus is Debian's
+# fortunes songs-poems, 720 poems; benchmarks/RESULTS.md, "Poetry: baselines and presets").
+PRESET_USES: dict[str, str] = {
+    "tiny": "notebooks, tests and smoke runs; about 2 minutes on the default corpus, "
+    "most of it fitting the word vectors",
+    "small": "the default; the main job (`seqlab poetry`) on the default corpus",
+    "medium": "larger corpora; not timed here (a step costs about 4x small's, estimated from the sizes)",
+    "large": "larger corpora; not timed here (a step costs about 30x small's, estimated)",
+    "xlarge": "large corpora; not timed here (a step costs about 100x small's, estimated)",
+    "research": "large corpora, with attention; not timed here (hours on 2 cores)",
+}
+
+
+def describe_preset(name: str) -> str:
+    """One line saying what a preset is: sizes, epochs, use and expected time."""
+    c = PRESETS[name]
+    layers = f"{c.num_layers}-layer " if c.num_layers > 1 else ""
+    parts = [
+        f"{layers}{'bidirectional ' if c.bidirectional else ''}{c.cell.upper()} {c.hidden_size} -> "
+        f"{c.bottleneck}-d code{' + linear path' if c.linear_path else ''}"
+        f"{f' + {c.num_heads}-head attention' if c.attention else ''}",
+        f"{c.embedding_dim}-d word vectors" if not c.embeddings else "given word vectors",
+        f"chunks of {c.max_len} tokens",
+        f"{c.epochs} epochs" + (f" (at least {c.min_steps} steps)" if c.min_steps else "")
+        + f", early stop after {c.patience} without a better validation loss",
+    ]
+    if c.vocab_loss_weight:
+        parts.append(f"word softmax loss x{c.vocab_loss_weight:g}")
+    return f"{name}: " + ", ".join(parts) + f"; {PRESET_USES[name]}"
 
 
 def preset(name: str, **overrides: Any) -> AutoencoderConfig:

@@ -35,7 +35,7 @@ class SequenceAutoencoder(Module):
       ``linear_decoder(code)``, where ``x_flat`` (B, max_len * E) is the zero-padded,
       flattened input. It holds a linear autoencoder (a PCA of the padded sequences, the
       recipe's linear baseline) inside the model, and the recurrent path learns what that
-      misses.
+      misses; :meth:`init_linear_path` starts it at that PCA.
 
     Attention lets information bypass the bottleneck, so :meth:`forward` can run the
     decoder with ``use_attention=False``: the attention then sees all-zero encoder
@@ -80,6 +80,32 @@ class SequenceAutoencoder(Module):
             self.code_to_gates = Linear(c.bottleneck, gates, bias=False)
             if c.init == "orthogonal":
                 initializers.xavier_uniform_(self.code_to_gates.weight)
+
+    def init_linear_path(self, mean: np.ndarray, basis: np.ndarray, code_scale: float) -> None:
+        """Starts the linear path at a PCA of the padded, flattened sequences, and the
+        recurrent path's share of the code near zero.
+
+        Shapes: mean (max_len * E,); basis (max_len * E, bottleneck) with orthonormal
+        columns. The code is then ``tanh((x_flat - mean) @ basis / code_scale)`` and the
+        linear reconstruction ``mean + basis @ code * code_scale``: the PCA's, as long as
+        ``code_scale`` keeps the tanh near its linear range (a few times the largest
+        component's standard deviation).
+        """
+        if self.linear_encoder is None or self.linear_decoder is None:
+            raise ValueError("init_linear_path: the model has no linear path (config.linear_path)")
+        expected = (self.config.max_len * self.embedding_dim, self.config.bottleneck)
+        if basis.shape != expected or mean.shape != expected[:1]:
+            raise ValueError(f"init_linear_path: basis {basis.shape} and mean {mean.shape}, "
+                             f"expected {expected} and {expected[:1]}")
+        scale = np.float32(code_scale)
+        self.linear_encoder.weight.data[...] = basis.T / scale
+        self.linear_encoder.bias.data[...] = -(mean @ basis) / scale
+        self.linear_decoder.weight.data[...] = basis * scale
+        self.linear_decoder.bias.data[...] = mean
+        # the recurrent path starts small (not zero, so that its encoder has gradients)
+        self.to_code.weight.data[...] *= np.float32(0.01)
+        if self.to_code.bias is not None:
+            self.to_code.bias.data[...] = 0.0
 
     @property
     def teacher_forcing_ratio(self) -> float:
