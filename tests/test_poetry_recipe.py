@@ -33,7 +33,8 @@ def make_poems(n: int = 40, seed: int = 0) -> list[list[str]]:
     return poems
 
 
-TINY = {"epochs": 2, "embedding_dim": 16, "hidden_size": 16, "bottleneck": 4, "max_len": 12, "batch_size": 8}
+TINY = {"epochs": 2, "min_steps": 0, "embedding_dim": 16, "hidden_size": 16, "bottleneck": 4, "max_len": 12,
+        "batch_size": 8}
 
 
 def write_corpus(tmp_path: Path, fmt: str) -> Path:
@@ -182,7 +183,13 @@ def test_default_corpus_tiny_preset(tmp_path: Path) -> None:
         pytest.skip("Debian's fortunes package is not installed")
     fitted = seqlab.poetry_autoencoder(None, "tiny", out=tmp_path / "run", progress=False, verbose=False)
     result = fitted.evaluation["bottleneck_only"]
-    assert result["token_cosine"] > 0.2
+    baselines = json.loads((tmp_path / "run" / "evaluation.json").read_text())["baselines"]
+    # the preset learns: above the linear baseline on word recovery, level with it on token
+    # cosine (benchmarks/RESULTS.md, issue 17), far above the mean vector
+    assert result["word_top1"] > 1.3 * baselines["linear_autoencoder"]["word_top1"]
+    assert result["token_cosine"] > baselines["linear_autoencoder"]["token_cosine"] - 0.01
+    assert result["token_cosine"] > baselines["mean_vector"]["token_cosine"] + 0.1
+    assert result["bottleneck_active_dims"] >= 12
 
 
 def test_centering_uses_the_pretrained_rows() -> None:

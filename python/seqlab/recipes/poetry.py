@@ -425,7 +425,15 @@ def poetry_autoencoder(
         data: a file of poems (PoetryDB JSON, JSON lists, JSON Lines, plain text, fortune
             files; see :func:`seqlab.data.load_poems`), or None for the default corpus
             (Debian's ``fortunes`` songs-poems).
-        preset_name: ``"tiny"``, ``"small"``, ``"medium"``, ``"large"``, ``"xlarge"``, ``"research"``.
+        preset_name: ``"tiny"`` (bidirectional LSTM 32, 50-d vectors, chunks of 20 tokens, 12
+            epochs and at least 600 steps; notebooks and smoke runs, about 2 minutes on the
+            default corpus), ``"small"`` (the default: LSTM 64, 300-d vectors, chunks of 50,
+            up to 60 epochs with early stopping), ``"medium"`` (LSTM 128, 30 epochs),
+            ``"large"`` (2 x LSTM 256, 40 epochs), ``"xlarge"`` (2 x LSTM 512, 50 epochs),
+            ``"research"`` (2 x LSTM 1024 with attention, 80 epochs). Every preset has a
+            16-d bottleneck and a linear path started at the PCA of the training chunks;
+            :func:`seqlab.models.poetry.config.describe_preset` (and ``seqlab poetry
+            --help``) says what each is and how long it takes.
         out: run directory (default ``runs/poetry_autoencoder-<time>``); an existing run is
             never overwritten.
         resume: a run directory to continue from its last checkpoint.

@@ -203,17 +203,22 @@ class AutoencoderConfig:
         return phases
 
 
+# Every preset holds its linear baseline (``linear_path``, started at the PCA of the
+# training chunks), trains it on with a learning rate low enough to keep that start
+# (5e-4), and adds the word softmax loss (x0.03) for word recovery; benchmarks/RESULTS.md,
+# "Poetry: baselines, presets and reconstruction through the bottleneck", has the runs.
+_LEARNS = {"linear_path": True, "lr": 5e-4, "vocab_loss_weight": 0.03}
+
 PRESETS: dict[str, AutoencoderConfig] = {
-    # A few seconds: tests, notebooks, smoke runs.
     "tiny": AutoencoderConfig(
-        hidden_size=32, embedding_dim=50, embedding_epochs=20, epochs=4, max_len=20, batch_size=32, patience=4
+        hidden_size=32, embedding_dim=50, embedding_epochs=20, epochs=12, min_steps=600, max_len=20,
+        batch_size=32, patience=4, **_LEARNS,
     ),
-    # The default: a couple of minutes on 2 cores for the fortunes corpus.
-    "small": AutoencoderConfig(hidden_size=64, epochs=60, patience=8),
-    "medium": AutoencoderConfig(hidden_size=128, epochs=30),
-    "large": AutoencoderConfig(hidden_size=256, num_layers=2, epochs=40, dropout=0.1),
+    "small": AutoencoderConfig(hidden_size=64, epochs=60, patience=8, **_LEARNS),
+    "medium": AutoencoderConfig(hidden_size=128, epochs=30, **_LEARNS),
+    "large": AutoencoderConfig(hidden_size=256, num_layers=2, epochs=40, dropout=0.1, **_LEARNS),
     "xlarge": AutoencoderConfig(
-        hidden_size=512, num_layers=2, bidirectional=True, epochs=50, dropout=0.1, lr=1e-3
+        hidden_size=512, num_layers=2, bidirectional=True, epochs=50, dropout=0.1, **_LEARNS
     ),
     "research": AutoencoderConfig(
         hidden_size=1024,
@@ -223,8 +228,8 @@ PRESETS: dict[str, AutoencoderConfig] = {
         decoder_hidden=1024,
         epochs=80,
         dropout=0.2,
-        lr=5e-4,
         patience=10,
+        **_LEARNS,
     ),
 }
 
@@ -261,7 +266,7 @@ def describe_preset(name: str) -> str:
 
 
 def preset(name: str, **overrides: Any) -> AutoencoderConfig:
-    """The named preset with ``overrides`` applied."""
+    """The named preset (see :func:`describe_preset`) with ``overrides`` applied."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
     return PRESETS[name].with_overrides(**overrides)
