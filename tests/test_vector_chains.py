@@ -75,6 +75,19 @@ def test_npz_errors(tmp_path):
         load_vector_chains(tmp_path / "junk.npz")
 
 
+def test_damaged_npz_member_is_a_named_error(tmp_path, rng):
+    """A member damaged inside a valid archive surfaces only when read (zipfile's BadZipFile
+    or zlib's error before the fix); it is a ValueError naming the file."""
+    path = tmp_path / "damaged.npz"
+    np.savez_compressed(path, vectors=rng.standard_normal((50, 8)), chain_offsets=np.array([0, 20, 50]))
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 3
+    raw[middle : middle + 40] = bytes(40)  # inside the first member's compressed data
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"damaged\.npz: damaged \.npz archive"):
+        load_vector_chains(path)
+
+
 # -------------------------------------------------------------------- gates
 def test_gates_report_what_they_remove(rng):
     a, b, c = _chains(rng, (9, 8, 6))

@@ -102,6 +102,24 @@ def test_save_and_load_give_the_same_predictions(fitted, tmp_path):
         back.evaluate(synthetic_chains(chains=4, length=10, dim=4))
 
 
+def test_damaged_weights_are_a_named_error(fitted, tmp_path):
+    """A run directory whose model.safetensors is damaged gives a ValueError naming the file
+    (the safetensors library's own SafetensorError before), as does a header that claims
+    more bytes than the file holds (refused before anything is allocated)."""
+    fitted.save(tmp_path / "saved")
+    weights = tmp_path / "saved" / "model.safetensors"
+    raw = weights.read_bytes()
+    weights.write_bytes(raw[:8] + b"{not json" + raw[17:])
+    with pytest.raises(ValueError, match=r"model\.safetensors: not a readable safetensors file"):
+        seqlab.load(tmp_path / "saved")
+    weights.write_bytes((10**12).to_bytes(8, "little") + raw[8:])
+    with pytest.raises(ValueError, match=r"a header of 1000000000000 bytes"):
+        seqlab.load(tmp_path / "saved")
+    weights.write_bytes(raw[:5])
+    with pytest.raises(ValueError, match="no 8-byte header length"):
+        seqlab.load(tmp_path / "saved")
+
+
 def test_existing_run_is_not_overwritten(fitted):
     with pytest.raises(FileExistsError, match="nothing was overwritten"):
         vector_predictor(fitted.data.splits["train"], out=fitted.run_dir, **FAST)

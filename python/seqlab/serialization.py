@@ -150,6 +150,46 @@ def load_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------- TOML
+# A safetensors header larger than this is refused before anything is allocated for it
+# (the safetensors library's own limit).
+MAX_HEADER_BYTES = 100_000_000
+
+
+def save_weights(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> None:
+    """Writes named arrays as one safetensors file, atomically."""
+    from safetensors.numpy import save
+
+    atomic_write_bytes(path, save(dict(arrays)))
+
+
+def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Reads a safetensors file of named arrays (never pickle: loading executes no code).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        CorruptFileError: the file is truncated, damaged, or its header is malformed or
+            larger than the file (refused before anything is allocated for it).
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+    if len(head) < 8:
+        raise CorruptFileError(f"{path}: not a safetensors file ({size} bytes, no 8-byte header length)")
+    header_len = int.from_bytes(head, "little")
+    if header_len > min(size - 8, MAX_HEADER_BYTES):
+        raise CorruptFileError(
+            f"{path}: not a readable safetensors file (a header of {header_len} bytes in {size} bytes)"
+        )
+    try:
+        return load_file(path)
+    except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError) as e:
+        raise CorruptFileError(f"{path}: not a readable safetensors file ({e})") from e
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"

@@ -9,6 +9,8 @@ the same id form a chain).
 from __future__ import annotations
 
 import hashlib
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +155,14 @@ def _from_arrays(arrays: Sequence[Any], source: str) -> VectorChains:
 
 
 def _from_npz(path: Path) -> VectorChains:
+    # A damaged member surfaces only when it is read, as zipfile's or zlib's own errors.
+    try:
+        return _read_npz(path)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise ValueError(f"{path}: damaged .npz archive ({type(e).__name__}: {e})") from e
+
+
+def _read_npz(path: Path) -> VectorChains:
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:

@@ -23,7 +23,7 @@ from ..models.poetry.evaluate import evaluate_chunks, run_batches
 from ..models.poetry.loss import reconstruction_loss
 from ..models.poetry.model import SequenceAutoencoder
 from ..optim import AdamW
-from ..serialization import atomic_write_bytes, read_toml, write_json, write_toml
+from ..serialization import load_weights, read_toml, save_weights, write_json, write_toml
 from ..train import Curriculum, EarlyStopping, Trainer, WarmupSchedule
 from .run_dir import new_run_dir
 
@@ -160,8 +160,6 @@ class PoetryAutoencoder:
     # -------------------------------------------------------------- storage
     def save(self, path: str | Path) -> Path:
         """Writes ``model.safetensors``, ``model_config.toml`` and ``vocabulary.json`` into a directory."""
-        from safetensors.numpy import save
-
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         weights = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -169,7 +167,7 @@ class PoetryAutoencoder:
         if self.uncentring is not None:
             weights["embedding_mean"] = self.uncentring.mean
             weights["embedding_norms"] = self.uncentring.norms
-        atomic_write_bytes(path / "model.safetensors", save(weights))
+        save_weights(path / "model.safetensors", weights)
         write_toml(
             path / "model_config.toml",
             {"kind": KIND, "embedding_dim": int(self.embedding.shape[1]), "config": self.config.to_dict()},
@@ -180,13 +178,11 @@ class PoetryAutoencoder:
     @classmethod
     def load(cls, path: str | Path) -> PoetryAutoencoder:
         """Restores a model written by :meth:`save`."""
-        from safetensors.numpy import load_file
-
         path = Path(path)
         meta = read_toml(path / "model_config.toml")
         config = AutoencoderConfig.from_dict(meta["config"])
         vocab = Vocabulary.from_dict(json.loads((path / "vocabulary.json").read_text()))
-        weights = load_file(path / "model.safetensors")
+        weights = load_weights(path / "model.safetensors")
         embedding = weights.pop("embedding")
         uncentring = None
         if "embedding_mean" in weights:

@@ -22,7 +22,7 @@ from ..models.vectors.model import NextVectorModel
 from ..models.vectors.negatives import mine_hard_negatives, negatives_for
 from ..models.vectors.stream import VectorStream
 from ..optim import AdamW
-from ..serialization import atomic_write_bytes, atomic_write_text, read_toml, write_json, write_toml
+from ..serialization import atomic_write_text, load_weights, read_toml, save_weights, write_json, write_toml
 from ..train import Checkpoint, EarlyStopping, Trainer
 from .run_dir import new_run_dir
 
@@ -172,8 +172,6 @@ class VectorPredictor:
     # -------------------------------------------------------------- storage
     def save(self, path: str | Path) -> Path:
         """Writes ``model.safetensors`` (with the text encoder's arrays) and ``model_config.toml``."""
-        from safetensors.numpy import save
-
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         weights = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -183,21 +181,19 @@ class VectorPredictor:
             weights.update({f"encoder.{k}": v for k, v in arrays.items()})
             atomic_write_text(path / "encoder.json", json.dumps(settings))
             meta["encoder"] = settings["name"]
-        atomic_write_bytes(path / "model.safetensors", save(weights))
+        save_weights(path / "model.safetensors", weights)
         write_toml(path / "model_config.toml", meta)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> VectorPredictor:
         """Restores a predictor written by :meth:`save`."""
-        from safetensors.numpy import load_file
-
         from ..data.text_encoders import encoder_from_state
 
         path = Path(path)
         meta = read_toml(path / "model_config.toml")
         config = VectorPredictorConfig.from_dict(meta["config"])
-        weights = load_file(path / "model.safetensors")
+        weights = load_weights(path / "model.safetensors")
         model = NextVectorModel(config, int(meta["dim"]))
         model.load_state_dict(
             {k.removeprefix("model."): v for k, v in weights.items() if k.startswith("model.")}
