@@ -30,10 +30,13 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # The original project's two configurations, on uncentred word vectors (its token cosine
 # was measured there): a vanilla RNN 300 -> 64 -> 16 without attention, cosine loss; an
-# LSTM of 512 units with attention, cosine loss.
+# LSTM of 512 units with attention, cosine loss. Neither had the presets' linear path or
+# word softmax loss.
+_PLAIN = {"linear_path": False, "vocab_loss_weight": 0.0, "lr": 2e-3}
 ORIGINAL = {
-    "rnn": {"cell": "rnn", "hidden_size": 64, "bidirectional": False, "attention": False},
-    "lstm-attention": {"cell": "lstm", "hidden_size": 512, "bidirectional": False, "attention": True},
+    "rnn": {"cell": "rnn", "hidden_size": 64, "bidirectional": False, "attention": False, **_PLAIN},
+    "lstm-attention": {"cell": "lstm", "hidden_size": 512, "bidirectional": False, "attention": True,
+                       **_PLAIN},
 }
 
 
