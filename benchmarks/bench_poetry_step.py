@@ -38,7 +38,8 @@ from harness import block_medians, machine_description, markdown_table
 from seqlab.data.batching import SequenceBatches
 from seqlab.models.poetry import SequenceAutoencoder, preset
 from seqlab.models.poetry.dataset import prepare
-from seqlab.recipes.poetry import _step, loss_weights
+from seqlab.models.poetry.loss import loss_weights
+from seqlab.recipes.poetry import _step
 from seqlab.train import Trainer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -172,7 +173,9 @@ def main() -> None:
     from torch_twins import torch_autoencoder
 
     overrides = {} if args.max_len is None else {"max_len": args.max_len}
-    base = preset(args.preset, **overrides)
+    # the PyTorch twin is the recurrent autoencoder with the cosine + MSE loss: the presets'
+    # linear path and word softmax loss are off here, so both sides do the same work
+    base = preset(args.preset, linear_path=False, vocab_loss_weight=0.0, **overrides)
     batches, embedding = real_batches(base, args.dim, args.batches)
     tokens = sum(int(b.lengths.sum()) for b in batches)
     shape = f"B={base.batch_size} T<={base.max_len} E={embedding.shape[1]} H={base.hidden_size}"

@@ -13,7 +13,7 @@ E = 12
 
 
 def small(**overrides):
-    base = {"hidden_size": 16, "bottleneck": 4, "num_heads": 2, "embedding_dim": E}
+    base = {"hidden_size": 16, "bottleneck": 4, "num_heads": 2, "embedding_dim": E, "linear_path": False}
     return preset("tiny", **{**base, **overrides})
 
 

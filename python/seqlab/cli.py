@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,6 +35,8 @@ def _add_common(p: argparse.ArgumentParser, out_default: str, resumable: bool = 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .models.poetry.config import PRESETS, describe_preset
+
     parser = argparse.ArgumentParser(
         prog="seqlab", description="Sequence models on the CPU: train, evaluate and report a recipe.",
         epilog="Ctrl-C during training prints the last checkpoint and the --resume command that "
@@ -51,14 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--threads", type=_positive_int, default=None,
                       help="kernel and OpenBLAS threads (default: every core)")
 
-    poetry = sub.add_parser("poetry", help="train, evaluate and report a poetry autoencoder")
+    poetry = sub.add_parser("poetry", help="train, evaluate and report a poetry autoencoder",
+                            epilog="presets:\n" + "\n".join(
+                                textwrap.fill(describe_preset(n), 96, initial_indent="  ",
+                                              subsequent_indent="      ") for n in PRESETS),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     poetry.add_argument("path", nargs="?", default=None,
                         help="file of poems (default: Debian's fortunes songs-poems; with --resume: "
                         "the run's)")
-    poetry.add_argument("--preset", default=None,
-                        choices=["tiny", "small", "medium", "large", "xlarge", "research"],
-                        help="model size and training budget (default small; see "
-                        "seqlab.models.poetry.config.PRESETS)")
+    poetry.add_argument("--preset", default=None, choices=list(PRESETS),
+                        help="model size and training budget (default small; each is described below)")
     poetry.add_argument("--epochs", type=_positive_int, default=None, metavar="N", help=_RESUME_EPOCHS)
     poetry.add_argument("--seed", type=int, default=None, help="random seed of split, weights and batches")
     poetry.add_argument("--cell", choices=["rnn", "lstm", "gru"], default=None,

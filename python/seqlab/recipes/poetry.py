@@ -17,11 +17,12 @@ from ..data.batching import PaddedBatch, SequenceBatches
 from ..data.poems import PoemCorpus, load_poems
 from ..data.text import tokenize
 from ..data.vocabulary import Vocabulary
-from ..losses import cosine_mse_loss
+from ..models.poetry.baselines import LinearAutoencoder, evaluate_baselines, shortfalls
 from ..models.poetry.config import AutoencoderConfig
 from ..models.poetry.config import preset as make_preset
-from ..models.poetry.dataset import PoetryData, prepare
+from ..models.poetry.dataset import PoetryData, Uncentring, prepare
 from ..models.poetry.evaluate import evaluate_chunks, run_batches
+from ..models.poetry.loss import reconstruction_loss
 from ..models.poetry.model import SequenceAutoencoder
 from ..optim import AdamW
 from ..report.evaluation import EvaluationSummary, append_to_report, recipe_html
@@ -32,13 +33,6 @@ from .run_dir import claim_run_dir, interruptible, read_run, resume_data, resume
 KIND = "poetry_autoencoder"
 
 
-def loss_weights(config: AutoencoderConfig) -> tuple[float, float]:
-    """(cosine weight, MSE weight) of the configured loss."""
-    return {"cosine": (1.0, 0.0), "mse": (0.0, 1.0)}.get(
-        config.loss, (config.cosine_weight, config.mse_weight)
-    )
-
-
 class PoetryAutoencoder:
     """A fitted poetry autoencoder: the model with its vocabulary and word vectors.
 
@@ -47,6 +41,8 @@ class PoetryAutoencoder:
         config: its :class:`~seqlab.models.poetry.AutoencoderConfig`.
         vocab, embedding: the vocabulary and its ``(V, E)`` word vectors.
         data: the prepared corpus it was trained on (None after :func:`seqlab.load`).
+        uncentring: maps the centred word vectors back to the original ones (None when
+            they were not centred).
         history: the per-epoch training history.
         evaluation: the last evaluation (see :meth:`evaluate`).
         run_dir: the run directory (weights, config, metrics, report, plots).
@@ -61,6 +57,7 @@ class PoetryAutoencoder:
         data: PoetryData | None = None,
         history: list[dict[str, Any]] | None = None,
         run_dir: Path | None = None,
+        uncentring: Uncentring | None = None,
     ) -> None:
         self.model = model
         self.config = config
@@ -71,6 +68,7 @@ class PoetryAutoencoder:
         self.evaluation: dict[str, Any] = {}
         self.summary: EvaluationSummary | None = None
         self.run_dir = run_dir
+        self.uncentring = uncentring if uncentring is not None else (data.uncentring if data else None)
 
     def _repr_html_(self) -> str:
         return recipe_html(repr(self), self.summary, self.run_dir)
@@ -123,8 +121,10 @@ class PoetryAutoencoder:
         Returns ``{"with_attention": {...}, "bottleneck_only": {...}}`` for an attention
         model (the second runs the decoder with all-zero encoder states, so only the
         bottleneck carries information), or ``{"bottleneck_only": {...}}`` without
-        attention; each holds token/sequence cosine, MSE, RMSE, word recovery top-1/5 and
-        bottleneck utilisation (see :func:`~seqlab.models.poetry.evaluate.evaluate_chunks`).
+        attention; each holds token/sequence cosine, the token cosine on the uncentred
+        vectors, MSE, RMSE, word recovery top-1/5 and bottleneck utilisation (see
+        :func:`~seqlab.models.poetry.evaluate.evaluate_chunks`). :meth:`baselines` scores
+        the trivial and linear reconstructions on the same chunks.
         """
         if data is None:
             if self.data is None:
@@ -137,11 +137,32 @@ class PoetryAutoencoder:
             config = self.config.with_overrides(val_fraction=0.0, test_fraction=0.0)
             chunks = prepare(corpus, config, vocab=self.vocab, embedding=self.embedding).chunks["train"]
         result: dict[str, Any] = {}
-        if self.config.attention:
-            result["with_attention"] = evaluate_chunks(self.model, self.embedding, chunks, use_attention=True)
-        result["bottleneck_only"] = evaluate_chunks(self.model, self.embedding, chunks, use_attention=False)
+        for name, attend in (("with_attention", True), ("bottleneck_only", False)):
+            if attend and not self.config.attention:
+                continue
+            result[name] = evaluate_chunks(
+                self.model, self.embedding, chunks, use_attention=attend, uncentring=self.uncentring
+            )
         self.evaluation = result
         return result
+
+    def baselines(self, split: str = "test") -> dict[str, dict[str, Any]]:
+        """The baselines of :mod:`seqlab.models.poetry.baselines` fitted on the training
+        chunks and scored on the ``split`` chunks the model is evaluated on: the most
+        frequent token, the mean vector, and a linear autoencoder (PCA) with the model's
+        bottleneck size. Needs the training corpus attached (not after :func:`seqlab.load`)."""
+        if self.data is None:
+            raise ValueError("baselines(): this model has no training corpus attached")
+        return evaluate_baselines(
+            self.data.chunks["train"],
+            self.data.chunks[split],
+            self.embedding,
+            self.config.bottleneck,
+            self.config.max_len,
+            self.uncentring,
+            centred=self.config.center_embeddings,
+            seed=self.config.seed,
+        )
 
     # -------------------------------------------------------------- storage
     def save(self, path: str | Path) -> Path:
@@ -150,6 +171,9 @@ class PoetryAutoencoder:
         path.mkdir(parents=True, exist_ok=True)
         weights = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         weights["embedding"] = self.embedding
+        if self.uncentring is not None:
+            weights["embedding_mean"] = self.uncentring.mean
+            weights["embedding_norms"] = self.uncentring.norms
         save_weights(path / "model.safetensors", weights)
         write_toml(
             path / "model_config.toml",
@@ -167,25 +191,29 @@ class PoetryAutoencoder:
         vocab = Vocabulary.from_dict(json.loads((path / "vocabulary.json").read_text()))
         weights = load_weights(path / "model.safetensors")
         embedding = weights.pop("embedding")
+        uncentring = None
+        if "embedding_mean" in weights:
+            uncentring = Uncentring(weights.pop("embedding_mean"), weights.pop("embedding_norms"))
         model = SequenceAutoencoder(config, int(meta["embedding_dim"]))
         model.load_state_dict({k.removeprefix("model."): v for k, v in weights.items()})
         model.eval()
-        fitted = cls(model, config, vocab, embedding, run_dir=path)
+        fitted = cls(model, config, vocab, embedding, run_dir=path, uncentring=uncentring)
         if (path / "evaluation.json").is_file():
-            fitted.evaluation = json.loads((path / "evaluation.json").read_text()).get("results", {})
-            fitted.summary = evaluation_summary(fitted.evaluation, config)
+            document = json.loads((path / "evaluation.json").read_text())
+            fitted.evaluation = document.get("results", {})
+            fitted.summary = evaluation_summary(fitted.evaluation, config, document.get("baselines", {}),
+                                                document.get("shortfalls", []))
         return fitted
 
 
 def _step(model: SequenceAutoencoder, embedding: np.ndarray, config: AutoencoderConfig):
-    cos_w, mse_w = loss_weights(config)
+    """The training step; in eval mode (validation) attention models decode from the code
+    alone, so early stopping and the restored weights follow the bottleneck's loss."""
 
     def step(m: SequenceAutoencoder, batch: PaddedBatch) -> Tensor:
         x = tensor(embedding[batch.inputs])
-        pred, _ = m(x, batch.lengths)
-        return cosine_mse_loss(
-            pred, x, batch.lengths, cosine_weight=cos_w, mse_weight=mse_w, temperature=config.temperature
-        )
+        pred, _ = m(x, batch.lengths, use_attention=m.training)
+        return reconstruction_loss(pred, x, batch.inputs, batch.lengths, embedding, config)
 
     return step
 
@@ -232,8 +260,18 @@ def fit_poetry_autoencoder(
 
     manual_seed(config.seed)
     model = SequenceAutoencoder(config, prepared.embedding.shape[1])
+    if config.linear_path and resume is None:
+        linear = LinearAutoencoder(config.bottleneck, config.max_len)
+        linear.fit(prepared.chunks["train"], prepared.embedding, seed=config.seed)
+        model.init_linear_path(linear.mean, linear.basis, 3.0 * float(linear.code_std[0]))
     optimizer = AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     train = SequenceBatches(prepared.chunks["train"], batch_size=config.batch_size, max_len=config.max_len)
+    epochs = config.epochs_for(train.num_batches())
+    if epochs != config.epochs:
+        if verbose:
+            print(f"{config.epochs} epochs of {train.num_batches()} steps are fewer than min_steps "
+                  f"{config.min_steps}: training {epochs} epochs")
+        config = config.with_overrides(epochs=epochs)
     val = None
     if prepared.chunks["val"]:
         val = SequenceBatches(prepared.chunks["val"], batch_size=config.batch_size, shuffle=False)
@@ -268,6 +306,8 @@ def fit_poetry_autoencoder(
     fitted = PoetryAutoencoder(model, config, prepared.vocab, prepared.embedding, prepared, history, run_dir)
     evaluation = fitted.evaluate() if prepared.chunks["test"] else {}
     split = "test" if prepared.chunks["test"] else "train"
+    baselines = fitted.baselines() if evaluation else {}
+    notes = shortfalls(evaluation["bottleneck_only"], baselines) if evaluation else []
     _, codes, _ = run_batches(model, prepared.embedding, prepared.chunks[split])
     authors = [prepared.corpus[i].author or "unknown" for i in prepared.chunk_poems[split]]
     plots = _write_latent_plots(run_dir, np.stack(codes), authors, config.seed)
@@ -277,6 +317,9 @@ def fit_poetry_autoencoder(
         {
             "split": split,
             "results": evaluation,
+            "baselines": baselines,
+            "bottleneck_only_beats_baselines": not notes if evaluation else None,
+            "shortfalls": notes,
             "data": {
                 "path": str(prepared.corpus.path),
                 "poems": len(prepared.corpus),
@@ -293,24 +336,32 @@ def fit_poetry_autoencoder(
             "seconds": time.perf_counter() - start,
         },
     )
-    fitted.summary = evaluation_summary(evaluation, config)
+    fitted.summary = evaluation_summary(evaluation, config, baselines, notes)
     _append_evaluation_to_report(run_dir, fitted.summary)
     if verbose:
         if fitted.summary is not None:
             print(fitted.summary.sample_line())
-        for name, res in evaluation.items():
-            print(
-                f"{name}: token cosine {res['token_cosine']:.3f}, "
-                f"sequence cosine {res['sequence_cosine']:.3f}, "
-                f"word recovery top-1 {res['word_top1']:.3f} / top-5 {res['word_top5']:.3f}, "
-                f"bottleneck {res['bottleneck_active_dims']}/{res['bottleneck_dims']} dims active"
+        for name, res in {**evaluation, **baselines}.items():
+            bottleneck = (
+                f", bottleneck {res['bottleneck_active_dims']}/{res['bottleneck_dims']} dims active"
+                if "bottleneck_dims" in res
+                else ""
             )
+            print(
+                f"{name}: token cosine {res['token_cosine']:.3f} "
+                f"(uncentred {_fmt(res['token_cosine_uncentred'])}), "
+                f"sequence cosine {res['sequence_cosine']:.3f}, "
+                f"word recovery top-1 {res['word_top1']:.3f} / top-5 {res['word_top5']:.3f}{bottleneck}"
+            )
+        for note in notes:
+            print(f"note: the model (bottleneck only) does not beat a baseline: {note}")
         print(f"report: {run_dir / 'training_report.md'}")
     return fitted
 
 
 EVALUATION_KEYS = [
     "token_cosine",
+    "token_cosine_uncentred",
     "sequence_cosine",
     "mse",
     "rmse",
@@ -321,11 +372,20 @@ EVALUATION_KEYS = [
 ]
 
 
-def evaluation_summary(evaluation: dict[str, Any], config: AutoencoderConfig) -> EvaluationSummary | None:
-    """The held-out figures of :meth:`PoetryAutoencoder.evaluate` (model rows first, then any
-    baseline rows it holds) as the report's :class:`~seqlab.report.EvaluationSummary`."""
-    rows = {name: res for name, res in evaluation.items() if isinstance(res, dict)}
-    if not rows:
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def evaluation_summary(evaluation: dict[str, Any], config: AutoencoderConfig,
+                       baselines: dict[str, dict[str, Any]] | None = None,
+                       notes: list[str] | None = None) -> EvaluationSummary | None:
+    """The held-out figures of :meth:`PoetryAutoencoder.evaluate` (the model's rows first)
+    and of its baselines (:meth:`PoetryAutoencoder.baselines`, scored on the same chunks),
+    with ``notes`` on the baselines the model does not beat, as the report's
+    :class:`~seqlab.report.EvaluationSummary`."""
+    baselines = baselines or {}
+    rows = {name: res for name, res in {**evaluation, **baselines}.items() if isinstance(res, dict)}
+    if not evaluation or not rows:
         return None
     first = next(iter(rows.values()))
     if config.attention:
@@ -334,9 +394,24 @@ def evaluation_summary(evaluation: dict[str, Any], config: AutoencoderConfig) ->
                 f"{config.bottleneck}-d code carries.")
     else:
         note = f"Without attention every number measures the {config.bottleneck}-d bottleneck."
+    sentences = [note]
+    if baselines:
+        sentences.append(
+            "Baselines, fitted on the training chunks and scored on the same held-out chunks: "
+            + "; ".join(f"`{name}`: {b['what']}" for name, b in baselines.items() if "what" in b)
+            + ". `token_cosine_uncentred` is the token cosine on the original, uncentred word vectors "
+            "(predictions mapped back with the mean vector and the mean norm), where the mean vector "
+            "alone scores high."
+        )
+        if notes:
+            sentences.append("**The model (bottleneck only) does not beat every baseline:** "
+                             + "; ".join(notes) + ".")
+        else:
+            sentences.append("The model (bottleneck only) beats every baseline on word top-1 and "
+                             "token cosine.")
     keys = [k for k in EVALUATION_KEYS if k in first]
     return EvaluationSummary("held-out poems, free-running decoding", rows, int(first["chunks"]), "chunks",
-                             keys=keys, detail=f"{int(first['tokens']):,} tokens", notes=[note])
+                             keys=keys, detail=f"{int(first['tokens']):,} tokens", notes=sentences)
 
 
 def _append_evaluation_to_report(run_dir: Path, summary: EvaluationSummary | None) -> None:
@@ -368,8 +443,15 @@ def poetry_autoencoder(
         data: a file of poems (PoetryDB JSON, JSON lists, JSON Lines, plain text, fortune
             files; see :func:`seqlab.data.load_poems`), or None for the default corpus
             (Debian's ``fortunes`` songs-poems).
-        preset: ``"tiny"``, ``"small"`` (the default), ``"medium"``, ``"large"``, ``"xlarge"``,
-            ``"research"`` (:data:`seqlab.models.poetry.config.PRESETS`).
+        preset: ``"tiny"`` (bidirectional LSTM 32, 50-d vectors, chunks of 20 tokens, 12
+            epochs and at least 600 steps; notebooks and smoke runs, about 2 minutes on the
+            default corpus), ``"small"`` (the default: LSTM 64, 300-d vectors, chunks of 50,
+            up to 60 epochs with early stopping), ``"medium"`` (LSTM 128, 30 epochs),
+            ``"large"`` (2 x LSTM 256, 40 epochs), ``"xlarge"`` (2 x LSTM 512, 50 epochs),
+            ``"research"`` (2 x LSTM 1024 with attention, 80 epochs). Every preset has a
+            16-d bottleneck and a linear path started at the PCA of the training chunks;
+            :func:`seqlab.models.poetry.config.describe_preset` (and ``seqlab poetry
+            --help``) says what each is and how long it takes (:data:`seqlab.models.poetry.config.PRESETS`).
         out: run directory (default ``runs/poetry_autoencoder-<time>``); an existing run is
             never overwritten: it is refused before any work.
         resume: a run directory to continue from its last checkpoint, on the data and with

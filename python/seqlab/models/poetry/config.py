@@ -32,19 +32,24 @@ class AutoencoderConfig:
     Model: ``cell`` (rnn, lstm, gru) encoder of ``hidden_size`` x ``num_layers``
     (``bidirectional``), a ``bottleneck``-dimensional code from its final state, a
     decoder of the same cell and ``decoder_hidden`` units started from the code (and
-    fed it at every step when ``code_every_step``), with ``num_heads``-head attention
-    over the encoder states when ``attention``; in training a share ``memory_dropout``
-    of the rows decodes without the encoder states (from the code alone), so attention
-    cannot make the bottleneck useless.
+    fed it at every step when ``code_every_step``), a linear encoder/decoder of the
+    padded, flattened sequence beside the recurrent one when ``linear_path``, with
+    ``num_heads``-head attention over the encoder states when ``attention``; in training
+    a share ``memory_dropout`` of the rows decodes without the encoder states (from the
+    code alone), so attention cannot make the bottleneck useless.
     Loss: ``"cosine"``, ``"mse"`` or ``"hybrid"`` (``cosine_weight`` x cosine distance /
-    ``temperature`` + ``mse_weight`` x MSE per token, masked by length).
+    ``temperature`` + ``mse_weight`` x MSE per token, masked by length), plus
+    ``vocab_loss_weight`` x a softmax cross-entropy of each predicted vector against the
+    distinct words of its batch (logits ``pred . word / vocab_temperature``), which
+    trains the nearest word to be the true one.
     Data: word vectors from ``embeddings`` (a GloVe/word2vec text file) or fitted on the
     corpus with ``embedding_dim`` dimensions, centred on their mean and scaled to unit
     length when ``center_embeddings`` (word vectors share a large common direction;
     without centring, predicting the mean vector alone scores a high cosine); poems
     chunked into ``max_len`` tokens (``stride`` apart); ``val_fraction``/``test_fraction``
     of the poems held out.
-    Training: ``epochs``, ``batch_size``, ``lr`` (with ``lr_schedule`` ``"cosine"``: a
+    Training: ``epochs`` (raised on a small corpus until they make at least ``min_steps``
+    optimizer steps), ``batch_size``, ``lr`` (with ``lr_schedule`` ``"cosine"``: a
     linear warmup over the first ``warmup`` share of the steps, then cosine decay to
     ``min_lr_ratio`` x ``lr`` at the last epoch; ``"constant"``), ``weight_decay``, ``clip_grad_norm``,
     early stopping after ``patience`` epochs without a better validation loss, the
@@ -60,6 +65,7 @@ class AutoencoderConfig:
     attention: bool = False
     num_heads: int = 8
     code_every_step: bool = False
+    linear_path: bool = False
     memory_dropout: float = 0.5
     dropout: float = 0.0
     init: str = "orthogonal"
@@ -67,6 +73,8 @@ class AutoencoderConfig:
     cosine_weight: float = 0.9
     mse_weight: float = 0.1
     temperature: float = 1.0
+    vocab_loss_weight: float = 0.0
+    vocab_temperature: float = 0.1
     embeddings: str | None = None
     embedding_dim: int = 300
     embedding_epochs: int = 50
@@ -78,6 +86,7 @@ class AutoencoderConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     epochs: int = 20
+    min_steps: int = 0
     batch_size: int = 32
     lr: float = 2e-3
     lr_schedule: str = "cosine"
@@ -125,16 +134,28 @@ class AutoencoderConfig:
             )
         if not 0.0 <= self.memory_dropout <= 1.0:
             raise ValueError(f"memory_dropout must be in [0, 1], got {self.memory_dropout}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.temperature <= 0 or self.vocab_temperature <= 0:
+            raise ValueError(
+                f"temperature ({self.temperature}) and vocab_temperature "
+                f"({self.vocab_temperature}) must be > 0"
+            )
+        if self.vocab_loss_weight < 0:
+            raise ValueError(f"vocab_loss_weight must be >= 0, got {self.vocab_loss_weight}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0.0 <= self.warmup < 1.0 or not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(
                 f"warmup ({self.warmup}) must be in [0, 1) and min_lr_ratio ({self.min_lr_ratio}) in [0, 1]"
             )
+        if not isinstance(self.min_steps, int) or self.min_steps < 0:
+            raise ValueError(f"min_steps must be a non-negative integer, got {self.min_steps!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def epochs_for(self, steps_per_epoch: int) -> int:
+        """The epochs to train with ``steps_per_epoch`` batches: ``epochs``, or more when
+        that many make fewer than ``min_steps`` optimizer steps."""
+        return max(self.epochs, -(-self.min_steps // max(1, steps_per_epoch)))
 
     @property
     def decoder_size(self) -> int:
@@ -182,17 +203,22 @@ class AutoencoderConfig:
         return phases
 
 
+# Every preset holds its linear baseline (``linear_path``, started at the PCA of the
+# training chunks), trains it on with a learning rate low enough to keep that start
+# (5e-4), and adds the word softmax loss (x0.03) for word recovery; benchmarks/RESULTS.md,
+# "Poetry: baselines, presets and reconstruction through the bottleneck", has the runs.
+_LEARNS = {"linear_path": True, "lr": 5e-4, "vocab_loss_weight": 0.03}
+
 PRESETS: dict[str, AutoencoderConfig] = {
-    # A few seconds: tests, notebooks, smoke runs.
     "tiny": AutoencoderConfig(
-        hidden_size=32, embedding_dim=50, embedding_epochs=20, epochs=4, max_len=20, batch_size=32, patience=4
+        hidden_size=32, embedding_dim=50, embedding_epochs=20, epochs=12, min_steps=600, max_len=20,
+        batch_size=32, patience=4, **_LEARNS,
     ),
-    # The default: a couple of minutes on 2 cores for the fortunes corpus.
-    "small": AutoencoderConfig(hidden_size=64, epochs=60, patience=8),
-    "medium": AutoencoderConfig(hidden_size=128, epochs=30),
-    "large": AutoencoderConfig(hidden_size=256, num_layers=2, epochs=40, dropout=0.1),
+    "small": AutoencoderConfig(hidden_size=64, epochs=60, patience=8, **_LEARNS),
+    "medium": AutoencoderConfig(hidden_size=128, epochs=30, **_LEARNS),
+    "large": AutoencoderConfig(hidden_size=256, num_layers=2, epochs=40, dropout=0.1, **_LEARNS),
     "xlarge": AutoencoderConfig(
-        hidden_size=512, num_layers=2, bidirectional=True, epochs=50, dropout=0.1, lr=1e-3
+        hidden_size=512, num_layers=2, bidirectional=True, epochs=50, dropout=0.1, **_LEARNS
     ),
     "research": AutoencoderConfig(
         hidden_size=1024,
@@ -202,14 +228,45 @@ PRESETS: dict[str, AutoencoderConfig] = {
         decoder_hidden=1024,
         epochs=80,
         dropout=0.2,
-        lr=5e-4,
         patience=10,
+        **_LEARNS,
     ),
 }
 
 
+# What each preset is for and how long it takes (2 cores; the default corpus is Debian's
+# fortunes songs-poems, 720 poems; benchmarks/RESULTS.md, "Poetry: baselines and presets").
+PRESET_USES: dict[str, str] = {
+    "tiny": "notebooks, tests and smoke runs; about 2 minutes on the default corpus, "
+    "most of it fitting the word vectors",
+    "small": "the default; the main job (`seqlab poetry`) on the default corpus",
+    "medium": "larger corpora; not timed here (a step costs about 4x small's, estimated from the sizes)",
+    "large": "larger corpora; not timed here (a step costs about 30x small's, estimated)",
+    "xlarge": "large corpora; not timed here (a step costs about 100x small's, estimated)",
+    "research": "large corpora, with attention; not timed here (hours on 2 cores)",
+}
+
+
+def describe_preset(name: str) -> str:
+    """One line saying what a preset is: sizes, epochs, use and expected time."""
+    c = PRESETS[name]
+    layers = f"{c.num_layers}-layer " if c.num_layers > 1 else ""
+    parts = [
+        f"{layers}{'bidirectional ' if c.bidirectional else ''}{c.cell.upper()} {c.hidden_size} -> "
+        f"{c.bottleneck}-d code{' + linear path' if c.linear_path else ''}"
+        f"{f' + {c.num_heads}-head attention' if c.attention else ''}",
+        f"{c.embedding_dim}-d word vectors" if not c.embeddings else "given word vectors",
+        f"chunks of {c.max_len} tokens",
+        f"{c.epochs} epochs" + (f" (at least {c.min_steps} steps)" if c.min_steps else "")
+        + f", early stop after {c.patience} without a better validation loss",
+    ]
+    if c.vocab_loss_weight:
+        parts.append(f"word softmax loss x{c.vocab_loss_weight:g}")
+    return f"{name}: " + ", ".join(parts) + f"; {PRESET_USES[name]}"
+
+
 def preset(name: str, **overrides: Any) -> AutoencoderConfig:
-    """The named preset with ``overrides`` applied."""
+    """The named preset (see :func:`describe_preset`) with ``overrides`` applied."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
     return PRESETS[name].with_overrides(**overrides)

@@ -30,6 +30,8 @@ class PoetryData:
         chunk_poems: the poem index of each chunk, per split.
         chunk_report: how many tokens the chunking kept.
         coverage: (share of vocabulary words, share of corpus tokens) with a pretrained vector.
+        uncentring: maps the centred vectors back to the original ones (None when the
+            vectors were not centred, or were taken from a fitted model without it).
     """
 
     corpus: PoemCorpus
@@ -41,6 +43,7 @@ class PoetryData:
     chunk_poems: dict[str, list[int]]
     chunk_report: ChunkReport
     coverage: tuple[float, float]
+    uncentring: Uncentring | None = None
 
     def summary(self) -> str:
         sizes = ", ".join(f"{s} {len(self.poem_ids[s])} poems / {len(self.chunks[s])} chunks" for s in SPLITS)
@@ -71,14 +74,48 @@ def split_poems(n: int, val_fraction: float, test_fraction: float, seed: int) ->
     }
 
 
-def center_and_normalize(matrix: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+@dataclass(frozen=True)
+class Uncentring:
+    """The way back from centred, unit-length word vectors to the original ones.
+
+    ``raw[i] = centred[i] * norms[i] + mean`` for every vocabulary row i; a prediction
+    (which has no word) maps back as ``p * scale + mean``, ``scale`` the mean of the
+    non-padding rows' norms. Shapes: mean (E,), norms (V,).
+    """
+
+    mean: np.ndarray
+    norms: np.ndarray
+
+    @property
+    def scale(self) -> float:
+        return float(self.norms[1:].mean()) if len(self.norms) > 1 else 1.0
+
+    def words(self, embedding: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """The original vectors (N, E) of token ids (N,), from the centred ``embedding``."""
+        return embedding[ids] * self.norms[ids, None] + self.mean
+
+    def predictions(self, pred: np.ndarray) -> np.ndarray:
+        """Predictions (..., E) in the centred space mapped back to the original one."""
+        return pred * np.float32(self.scale) + self.mean
+
+
+def center_and_normalize(
+    matrix: np.ndarray, known: np.ndarray | None = None, with_uncentring: bool = False
+) -> np.ndarray | tuple[np.ndarray, Uncentring]:
     """Word vectors (V, E) minus the mean of the ``known`` rows (pretrained vectors; default
-    every row but padding), scaled to unit length; row 0 (padding) stays zero."""
+    every row but padding), scaled to unit length; row 0 (padding) stays zero. With
+    ``with_uncentring`` also returns the :class:`Uncentring` that maps them back."""
     rows = matrix[1:] if known is None or not known.any() else matrix[known]
-    out = matrix - rows.mean(axis=0, keepdims=True)
-    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-8)
+    mean = rows.mean(axis=0, keepdims=True)
+    out = matrix - mean
+    norms = np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-8)
+    out /= norms
     out[0] = 0.0
-    return out.astype(np.float32)
+    norms[0] = 0.0
+    out = out.astype(np.float32)
+    if not with_uncentring:
+        return out
+    return out, Uncentring(mean[0].astype(np.float32), norms[:, 0].astype(np.float32))
 
 
 def prepare(
@@ -87,10 +124,12 @@ def prepare(
     verbose: bool = False,
     vocab: Vocabulary | None = None,
     embedding: np.ndarray | None = None,
+    uncentring: Uncentring | None = None,
 ) -> PoetryData:
     """Loads (or takes) a corpus and makes it ready for training and evaluation.
 
-    Given ``vocab`` and ``embedding`` (a fitted model's), they are reused instead of built.
+    Given ``vocab`` and ``embedding`` (a fitted model's, with its ``uncentring``), they are
+    reused instead of built.
     """
     corpus = data if isinstance(data, PoemCorpus) else load_poems(data)
     tokens = [tokenize(p.text) for p in corpus]
@@ -117,7 +156,7 @@ def prepare(
         matrix = vectors.matrix_for(vocab, seed=config.seed)
         if config.center_embeddings:
             known = np.array([i > 1 and word in vectors.index for i, word in enumerate(vocab.itos)])
-            matrix = center_and_normalize(matrix, known)
+            matrix, uncentring = center_and_normalize(matrix, known, with_uncentring=True)
     chunks: dict[str, list[np.ndarray]] = {}
     chunk_poems: dict[str, list[int]] = {}
     reports = []
@@ -150,6 +189,7 @@ def prepare(
         chunk_poems=chunk_poems,
         chunk_report=total,
         coverage=vectors.coverage(vocab),
+        uncentring=uncentring,
     )
     if verbose:
         print(prepared.summary(), flush=True)
