@@ -38,7 +38,12 @@ class CorruptFileError(ValueError):
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Writes ``data`` to ``path`` atomically (temporary file, fsync, rename, fsync dir)."""
+    """Writes ``data`` to ``path`` atomically (temporary file, fsync, rename, fsync dir).
+
+    Raises:
+        OSError: the write failed (a full disk, a file-size limit, no permission); the
+            message names ``path``, and the file that was there before is unchanged.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -48,11 +53,16 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.errno is not None:
+            raise OSError(
+                e.errno, f"{path}: writing {len(data)} bytes failed ({e.strerror}); the file as it was "
+                "before is unchanged"
+            ) from e
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -64,6 +74,17 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Writes UTF-8 text atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_figure(path: str | os.PathLike[str], fig: Any, dpi: int = 100) -> Path:
+    """Writes a matplotlib figure atomically, in the format its suffix names (PNG by default)."""
+    import io
+
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=dpi)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
 
 
 # ---------------------------------------------------------------- documents

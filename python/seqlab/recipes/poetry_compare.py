@@ -9,7 +9,7 @@ from typing import Any
 
 from ..data.poems import PoemCorpus, load_poems
 from ..models.poetry.config import preset
-from ..serialization import atomic_write_text, write_json
+from ..serialization import atomic_write_figure, atomic_write_text, write_json
 from .poetry import fit_poetry_autoencoder
 from .run_dir import new_run_dir
 
@@ -87,7 +87,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_title(metric.replace("_", " "))
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write_figure(path, fig)
+    finally:
+        plt.close(fig)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..serialization import atomic_write_figure
 from .plots import require_matplotlib
 
 
@@ -50,9 +51,7 @@ def plot_latents(codes: np.ndarray, labels: Sequence[str] | None, path: str | Pa
         ax.scatter(xy[:, 0], xy[:, 1], s=6)
     ax.set_title(f"latent codes ({method.upper()}, {codes.shape[1]}-d, {len(codes)} chunks)")
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return atomic_write_figure(path, fig)
+    finally:
+        plt.close(fig)

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..serialization import atomic_write_figure
+
 
 def require_matplotlib() -> Any:
     """matplotlib.pyplot on the Agg backend, or ImportError naming the install command."""
@@ -65,9 +67,7 @@ def plot_training_metrics(
     for ax in axes.ravel()[len(panels) :]:
         ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return atomic_write_figure(path, fig)
+    finally:
+        plt.close(fig)

@@ -22,7 +22,7 @@ from ..data.sources import load_series
 from ..data.timeseries import TimeSeries, WindowSplits, make_splits
 from ..models.forecast.baselines import guess_season
 from ..models.forecast.config import MODELS, ForecastConfig, preset
-from ..serialization import atomic_write_text, write_json
+from ..serialization import atomic_write_figure, atomic_write_text, write_json
 from ..train.forecaster import Forecaster
 from .optional import require_optuna
 from .pruning import OptunaPruning
@@ -138,10 +138,10 @@ def _write_outputs(out: Path, study: Any, rows: list[dict[str, Any]]) -> Path | 
     ax.set_ylabel("validation MSE (scaled)")
     ax.set_title(f"optimisation history: {study.study_name}")
     fig.tight_layout()
-    path = out / "optimization_history.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    try:
+        return atomic_write_figure(out / "optimization_history.png", fig)
+    finally:
+        plt.close(fig)
 
 
 def search(
