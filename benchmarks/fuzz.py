@@ -174,7 +174,7 @@ def make_reader(target: str, work: Path, run_dir: Path | None) -> Callable[[byte
 
     def events(path: Path) -> Any:
         stream = read_events(path)
-        return events_to_series(stream, bucket_seconds=60.0)
+        return events_to_series(stream, bucket_seconds=60.0, max_buckets=100_000)
 
     def series(path: Path) -> Any:
         s = read_csv_series(path)

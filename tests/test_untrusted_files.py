@@ -38,6 +38,19 @@ def test_fuzz_found_npz_inputs_are_named_value_errors(name: str) -> None:
         load_vector_chains(path)
 
 
+@pytest.mark.parametrize("name, first, last", [("events-huge-span.json", "2024-05-01", "6601-05-01"),
+                                               ("events-hang-span.jsonl", "2024-05-01", "2204-05-01")])
+def test_fuzz_found_event_spans_are_refused_before_allocating(name: str, first: str, last: str) -> None:
+    """One event far from the others made events_to_series allocate the minute buckets
+    between them: 251 GiB (MemoryError) for the year 6601, a 10 GB array filled by a
+    Python loop (a libFuzzer timeout) for 2204."""
+    from seqlab.data.events import events_to_series, read_events
+
+    with pytest.raises(ValueError, match=rf"spans \d+ buckets of 60 s \(from {first}.* to {last}.*"
+                       r"more than max_buckets=1000000"):
+        events_to_series(read_events(FUZZ_INPUTS / name), bucket_seconds=60.0)
+
+
 @pytest.fixture(scope="module")
 def poetry_dir(tmp_path_factory) -> Path:
     return make_run_dir(tmp_path_factory.mktemp("saved") / "poetry")
