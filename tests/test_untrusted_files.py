@@ -31,8 +31,9 @@ from fuzz import make_run_dir  # noqa: E402
 
 @pytest.mark.parametrize("name", sorted(p.name for p in FUZZ_INPUTS.glob("npz-*.npz")))
 def test_fuzz_found_npz_inputs_are_named_value_errors(name: str) -> None:
-    """Damaged archives that leaked OSError (a seek to a negative offset) and
-    NotImplementedError (unknown compression method, zip version, flag bit 5)."""
+    """Damaged archives that leaked OSError (a seek to a negative offset),
+    NotImplementedError (unknown compression method, zip version, flag bit 5) and
+    RuntimeError (a member marked as encrypted)."""
     path = FUZZ_INPUTS / name
     with pytest.raises(ValueError, match=rf"{name}: (damaged|not a readable) \.npz archive"):
         load_vector_chains(path)

@@ -157,10 +157,11 @@ def _from_arrays(arrays: Sequence[Any], source: str) -> VectorChains:
 def _from_npz(path: Path) -> VectorChains:
     # A damaged member surfaces only when it is read, as zipfile's or zlib's own errors:
     # BadZipFile, zlib.error, EOFError, an OSError from a seek to a negative offset, a
-    # NotImplementedError for an unknown compression method or zip version.
+    # NotImplementedError for an unknown compression method or zip version, a RuntimeError
+    # for a member marked as encrypted.
     try:
         return _read_npz(path)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as e:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as e:
         raise ValueError(f"{path}: damaged .npz archive ({type(e).__name__}: {e})") from e
 
 
