@@ -37,27 +37,33 @@ class ThreadPool {
   explicit ThreadPool(int n) { resize(n); }
   ~ThreadPool() { stop_workers(); }
 
-  int size() const { return size_; }
+  int size() const { return size_.load(std::memory_order_acquire); }
 
+  // Waits for the parallel region under way (another Python thread may be in one): the
+  // workers stop only between regions, and two resizes never interleave.
   void resize(int n) {
+    std::lock_guard<std::mutex> run_guard(run_mutex_);
     stop_workers();
-    size_ = std::max(1, n);
+    size_.store(std::max(1, n), std::memory_order_release);
     stopping_.store(false, std::memory_order_relaxed);
     // New workers start at the current generation: a finished earlier run must not wake them.
     const std::size_t generation = generation_.load(std::memory_order_acquire);
-    for (int i = 1; i < size_; ++i)
+    for (int i = 1; i < size(); ++i)
       workers_.emplace_back([this, i, generation] { worker_loop(i, generation); });
   }
 
-  // Runs task(i) for i in [0, ntasks) with ntasks <= size(); task 0 on the caller.
-  // Every worker (also those with index >= ntasks) acknowledges every run before it
-  // completes, so no worker still reads this run's task when the next run replaces it.
+  // Runs task(i) for i in [0, ntasks); task 0 on the caller, task i on worker i. Every
+  // worker (also those with index >= ntasks) acknowledges every run before it completes,
+  // so no worker still reads this run's task when the next run replaces it. ntasks was
+  // chosen from size() before the region began; when the pool shrank since (a resize
+  // from another thread), the caller runs the tasks no worker has.
   void run(int ntasks, const std::function<void(int)>& task) {
     std::lock_guard<std::mutex> run_guard(run_mutex_);  // one parallel region at a time
+    const int workers = size();
     task_ = &task;
     ntasks_ = ntasks;
     error_ = nullptr;
-    pending_.store(size_ - 1, std::memory_order_relaxed);
+    pending_.store(workers - 1, std::memory_order_relaxed);
     {
       // Under the mutex: a worker about to sleep checks the generation under it too.
       std::lock_guard<std::mutex> lk(mutex_);
@@ -68,6 +74,7 @@ class ThreadPool {
     try {
       t_in_worker = true;
       task(0);
+      for (int i = workers; i < ntasks; ++i) task(i);
     } catch (...) {
       caller_error = std::current_exception();
     }
@@ -129,7 +136,7 @@ class ThreadPool {
     workers_.clear();
   }
 
-  int size_ = 1;
+  std::atomic<int> size_{1};
   std::vector<std::thread> workers_;
   std::mutex run_mutex_;
   std::mutex mutex_;

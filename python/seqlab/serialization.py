@@ -50,6 +50,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     not the 0600 of the temporary file it is written through. Under MPI with several ranks
     only rank 0 writes (the others return at once), so a recipe run by every rank writes
     each of its files once.
+
+    Raises:
+        OSError: the write failed (a full disk, a file-size limit, no permission); the
+            message names ``path``, and the file that was there before is unchanged.
     """
     from .distributed.comm import is_main
 
@@ -65,11 +69,16 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.errno is not None:
+            raise OSError(
+                e.errno, f"{path}: writing {len(data)} bytes failed ({e.strerror}); the file as it was "
+                "before is unchanged"
+            ) from e
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -84,14 +93,14 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def atomic_write_figure(path: str | os.PathLike[str], fig: Any, dpi: int = 100) -> Path:
-    """Saves a matplotlib figure as PNG atomically (rendered in memory, then written as
-    :func:`atomic_write_bytes` writes); returns the path."""
+    """Writes a matplotlib figure atomically, in the format its suffix names (PNG by default)."""
     import io
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    atomic_write_bytes(path, buffer.getvalue())
-    return Path(path)
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=dpi)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
 
 
 # ---------------------------------------------------------------- documents

@@ -318,6 +318,7 @@ def events_to_series(
     bucket_seconds: float = 3600.0,
     per_agent: bool = False,
     min_buckets: int = 1,
+    max_buckets: int = 1_000_000,
 ) -> TimeSeries | dict[str, TimeSeries]:
     """Aggregates events into a regular series with one row per time bucket.
 
@@ -332,8 +333,10 @@ def events_to_series(
         bucket_seconds: bucket width (default one hour).
         per_agent: one series per ``agent_id`` (a dict) instead of one over all agents.
         min_buckets: refuse a series with fewer buckets than this.
+        max_buckets: refuse a series spanning more buckets than this (one timestamp far
+            from the others would otherwise allocate without bound).
 
-    Raises ValueError when there are no events (or a series is too short).
+    Raises ValueError when there are no events, or a series is too short or too long.
     """
     if not bucket_seconds > 0:
         raise ValueError(f"bucket_seconds must be > 0, got {bucket_seconds}")
@@ -371,6 +374,15 @@ def events_to_series(
         n = hi - lo + 1
         if n < min_buckets:
             raise ValueError(f"events_to_series: agent {key!r} spans {n} buckets, fewer than {min_buckets}")
+        if n > max_buckets:
+            first, last_ts = (
+                datetime.fromtimestamp(i * bucket_seconds, timezone.utc).isoformat() for i in (lo, hi)
+            )
+            raise ValueError(
+                f"events_to_series: agent {key!r} spans {n} buckets of {bucket_seconds:g} s (from {first} to "
+                f"{last_ts}), more than max_buckets={max_buckets}; check for a stray timestamp, or pass a "
+                "larger bucket_seconds or max_buckets"
+            )
         values = np.zeros((n, len(FEATURE_COLUMNS)), dtype=np.float64)
         last = np.zeros(9)
         for i in range(n):

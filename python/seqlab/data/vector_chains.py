@@ -155,10 +155,13 @@ def _from_arrays(arrays: Sequence[Any], source: str) -> VectorChains:
 
 
 def _from_npz(path: Path) -> VectorChains:
-    # A damaged member surfaces only when it is read, as zipfile's or zlib's own errors.
+    # A damaged member surfaces only when it is read, as zipfile's or zlib's own errors:
+    # BadZipFile, zlib.error, EOFError, an OSError from a seek to a negative offset, a
+    # NotImplementedError for an unknown compression method or zip version, a RuntimeError
+    # for a member marked as encrypted.
     try:
         return _read_npz(path)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as e:
         raise ValueError(f"{path}: damaged .npz archive ({type(e).__name__}: {e})") from e
 
 
@@ -169,15 +172,23 @@ def _read_npz(path: Path) -> VectorChains:
         raise ValueError(f"{path}: not a readable .npz archive ({e})") from e
     with archive:
         keys = set(archive.files)
+
+        def member(key: str) -> np.ndarray:
+            # NumPy returns the raw bytes of a member that is not a .npy file
+            value = archive[key]
+            if not isinstance(value, np.ndarray):
+                raise ValueError(f"{path}: '{key}' is not a .npy array inside the archive")
+            return value
+
         if "vectors" not in keys:
             raise ValueError(f"{path}: no 'vectors' array (found {sorted(keys)})")
-        vectors = archive["vectors"]
+        vectors = member("vectors")
         if vectors.ndim != 2 or not np.issubdtype(vectors.dtype, np.number):
             raise ValueError(f"{path}: 'vectors' must be a (N, D) array of numbers, got "
                              f"{vectors.dtype} of shape {vectors.shape}")
         n = len(vectors)
         if "chain_offsets" in keys:
-            offsets = archive["chain_offsets"].astype(np.int64)
+            offsets = member("chain_offsets").astype(np.int64)
             if (
                 offsets.ndim != 1 or len(offsets) < 2 or offsets[0] != 0 or offsets[-1] != n
                 or (np.diff(offsets) < 0).any()
@@ -187,7 +198,7 @@ def _read_npz(path: Path) -> VectorChains:
                     f"{offsets[:5]}... of length {len(offsets)}"
                 )
         elif "chain_ids" in keys:
-            ids = archive["chain_ids"]
+            ids = member("chain_ids")
             if ids.shape != (n,):
                 raise ValueError(f"{path}: 'chain_ids' must have shape ({n},), got {ids.shape}")
             starts = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]])) if n else []
@@ -195,7 +206,7 @@ def _read_npz(path: Path) -> VectorChains:
         else:
             raise ValueError(f"{path}: needs 'chain_offsets' or 'chain_ids' beside 'vectors'")
         count = len(offsets) - 1
-        names = [str(s) for s in archive["names"]] if "names" in keys else [
+        names = [str(s) for s in member("names")] if "names" in keys else [
             f"{path.name}:{i}" for i in range(count)
         ]
         if len(names) != count:

@@ -1,11 +1,41 @@
-"""``seqlab.load``: restores any saved recipe model from its directory."""
+"""``seqlab.load``: restores any saved recipe model from its directory.
+
+A saved directory is untrusted input: it is read without pickle (safetensors, TOML,
+JSON), its files are the fixed names inside it (no path in the config is opened), and
+its config's model sizes are checked against the stored weights before a model is
+built, so a hostile config cannot make the loader allocate without bound.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..serialization import read_toml
+
+
+def check_saved_sizes(config_path: Path, sizes: Mapping[str, Any], weights: Mapping[str, np.ndarray]) -> None:
+    """Refuses model sizes the stored weights cannot hold, before anything is built.
+
+    Every size of a model (widths, layer and head counts, context length) is at most the
+    largest dimension of some stored weight or the number of stored weights, so a value
+    above that bound comes from a damaged or hostile config.
+
+    Raises:
+        ValueError: naming ``config_path``, the setting, its value and the bound.
+    """
+    bound = max([len(weights), *(max(a.shape, default=1) for a in weights.values())])
+    for name, value in sizes.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= bound:
+            raise ValueError(
+                f"{config_path}: {name} = {value!r} is not a size the saved weights can hold "
+                f"(expected an integer from 1 to {bound})"
+            )
 
 
 def load(path: str | Path) -> Any:
@@ -14,8 +44,9 @@ def load(path: str | Path) -> Any:
     :class:`CodeOptimizer`.
 
     Raises:
-        FileNotFoundError: ``path`` has no ``model_config.toml``.
-        ValueError: the config names a kind of model this version does not know.
+        FileNotFoundError: ``path`` has no ``model_config.toml`` (or a file it needs).
+        ValueError: a file is damaged or inconsistent (named with the cause), or the
+            config names a kind of model this version does not know.
     """
     path = Path(path)
     config = path / "model_config.toml"
@@ -23,25 +54,28 @@ def load(path: str | Path) -> Any:
         raise FileNotFoundError(f"{path}: no model_config.toml (not a saved seqlab model)")
     kind = read_toml(config).get("kind")
     if kind == "poetry_autoencoder":
-        from .poetry import PoetryAutoencoder
-
-        return PoetryAutoencoder.load(path)
-    if kind == "vector_predictor":
-        from .vectors import VectorPredictor
-
-        return VectorPredictor.load(path)
+        from .poetry import PoetryAutoencoder as Model
+    elif kind == "vector_predictor":
+        from .vectors import VectorPredictor as Model  # type: ignore[assignment]
+    elif kind == "forecaster":
+        from ..train.forecaster import Forecaster as Model  # type: ignore[assignment]
+    elif kind == "code_lm":
+        from .code_lm import CodeLM as Model  # type: ignore[assignment]
+    elif kind == "code_optimizer":
+        from .code_optimizer import CodeOptimizer as Model  # type: ignore[assignment]
+    else:
+        raise ValueError(f"{config}: unknown model kind {kind!r}")
+    try:
+        model = Model.load(path)
+    except ValueError as e:
+        if str(path) in str(e):
+            raise
+        raise ValueError(f"{path}: {e}") from e  # a config or vocabulary value refused
+    except (KeyError, TypeError, AttributeError, IndexError) as e:
+        # a field missing or of the wrong type in the config or the vocabulary
+        raise ValueError(
+            f"{path}: the saved model is damaged or inconsistent ({type(e).__name__}: {e})"
+        ) from e
     if kind == "forecaster":
-        from ..train.forecaster import Forecaster
-
-        forecaster = Forecaster.load(path)
-        forecaster.run_dir = path
-        return forecaster
-    if kind == "code_lm":
-        from .code_lm import CodeLM
-
-        return CodeLM.load(path)
-    if kind == "code_optimizer":
-        from .code_optimizer import CodeOptimizer
-
-        return CodeOptimizer.load(path)
-    raise ValueError(f"{config}: unknown model kind {kind!r}")
+        model.run_dir = path
+    return model

@@ -28,6 +28,7 @@ from ..optim import AdamW
 from ..report.evaluation import EvaluationSummary, append_to_report, recipe_html
 from ..serialization import load_weights, read_toml, save_weights, write_json, write_toml
 from ..train import Curriculum, EarlyStopping, Trainer, WarmupSchedule
+from .loading import check_saved_sizes
 from .run_dir import claim_run_dir, interruptible, read_run, resume_data, resumed_config
 
 KIND = "poetry_autoencoder"
@@ -190,7 +191,16 @@ class PoetryAutoencoder:
         config = AutoencoderConfig.from_dict(meta["config"])
         vocab = Vocabulary.from_dict(json.loads((path / "vocabulary.json").read_text()))
         weights = load_weights(path / "model.safetensors")
+        sizes = {"embedding_dim": meta["embedding_dim"], "hidden_size": config.hidden_size,
+                 "num_layers": config.num_layers, "bottleneck": config.bottleneck,
+                 "decoder_hidden": config.decoder_hidden}
+        if config.attention:
+            sizes["num_heads"] = config.num_heads
+        check_saved_sizes(path / "model_config.toml", sizes, weights)
         embedding = weights.pop("embedding")
+        if embedding.shape[0] != len(vocab):
+            raise ValueError(f"{path / 'vocabulary.json'}: {len(vocab)} tokens for {embedding.shape[0]} "
+                             "embedding rows in model.safetensors")
         uncentring = None
         if "embedding_mean" in weights:
             uncentring = Uncentring(weights.pop("embedding_mean"), weights.pop("embedding_norms"))

@@ -96,5 +96,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_title(metric.replace("_", " "))
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    atomic_write_figure(path, fig)
-    plt.close(fig)
+    try:
+        atomic_write_figure(path, fig)
+    finally:
+        plt.close(fig)

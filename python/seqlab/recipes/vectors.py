@@ -27,6 +27,7 @@ from ..report.evaluation import EvaluationSummary, append_to_report, recipe_html
 from ..serialization import atomic_write_text, load_weights, read_toml, save_weights, write_json, write_toml
 from ..train import Checkpoint, EarlyStopping, Trainer
 from ..train.schedules import WarmupSchedule
+from .loading import check_saved_sizes
 from .run_dir import claim_run_dir, interruptible, read_run, resume_data, resumed_config
 
 KIND = "vector_predictor"
@@ -201,6 +202,10 @@ class VectorPredictor:
         meta = read_toml(path / "model_config.toml")
         config = VectorPredictorConfig.from_dict(meta["config"])
         weights = load_weights(path / "model.safetensors")
+        sizes = {"dim": meta["dim"], "hidden_size": config.hidden_size, "num_layers": config.num_layers}
+        if config.cell == "transformer":
+            sizes.update(num_heads=config.num_heads, context=config.context)
+        check_saved_sizes(path / "model_config.toml", sizes, weights)
         model = NextVectorModel(config, int(meta["dim"]))
         model.load_state_dict(
             {k.removeprefix("model."): v for k, v in weights.items() if k.startswith("model.")}

@@ -24,6 +24,9 @@ SMALL_SAMPLE = 200
 METRIC_DEFINITIONS: dict[str, str] = {
     "token_cosine": "mean over held-out tokens of the cosine between the reconstructed and the true word "
                     "vector (1 = same direction, 0 = unrelated)",
+    "token_cosine_uncentred": "the token cosine on the original, uncentred word vectors (predictions "
+                              "mapped back with the mean vector and the mean norm), the measure of the "
+                              "original project, where the mean vector alone scores high",
     "sequence_cosine": "mean over held-out chunks of the cosine between the mean of the reconstructed "
                        "vectors and the mean of the true vectors of the chunk",
     "mse": "mean squared error between prediction and truth, averaged over every value",

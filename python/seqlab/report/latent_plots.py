@@ -51,6 +51,7 @@ def plot_latents(codes: np.ndarray, labels: Sequence[str] | None, path: str | Pa
         ax.scatter(xy[:, 0], xy[:, 1], s=6)
     ax.set_title(f"latent codes ({method.upper()}, {codes.shape[1]}-d, {len(codes)} chunks)")
     fig.tight_layout()
-    atomic_write_figure(path, fig)
-    plt.close(fig)
-    return Path(path)
+    try:
+        return atomic_write_figure(path, fig)
+    finally:
+        plt.close(fig)

@@ -67,9 +67,10 @@ def plot_training_metrics(
     for ax in axes.ravel()[len(panels) :]:
         ax.axis("off")
     fig.tight_layout()
-    atomic_write_figure(path, fig)
-    plt.close(fig)
-    return Path(path)
+    try:
+        return atomic_write_figure(path, fig)
+    finally:
+        plt.close(fig)
 
 
 def plot_step_losses(steps: Sequence[Mapping[str, Any]], path: str | Path, window: int = 20) -> Path:

@@ -137,9 +137,10 @@ def _write_outputs(out: Path, study: Any, rows: list[dict[str, Any]]) -> Path | 
     ax.set_ylabel("validation MSE (scaled)")
     ax.set_title(f"optimisation history: {study.study_name}")
     fig.tight_layout()
-    path = atomic_write_figure(out / "optimization_history.png", fig)
-    plt.close(fig)
-    return path
+    try:
+        return atomic_write_figure(out / "optimization_history.png", fig)
+    finally:
+        plt.close(fig)
 
 
 def search(
