@@ -124,5 +124,5 @@ def test_missing_statsmodels_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setitem(sys.modules, "statsmodels", None)
     monkeypatch.setitem(sys.modules, "statsmodels.datasets", None)
-    with pytest.raises(ImportError, match=r"pip install 'seqlab\[dev\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'seqlab\[forecast\]'"):
         load_dataset("co2")

@@ -118,7 +118,7 @@ def test_baselines_beside_the_model_and_bottleneck_validation(
         assert f"does not beat a baseline: {note}" in printed
     report = (tmp_path / "run" / "training_report.md").read_text()
     assert "| linear_autoencoder |" in report and "token_cosine_uncentred" in report
-    assert f"{model['chunks']} held-out chunks ({model['tokens']} tokens)" in report
+    assert f"Held out: {model['chunks']} chunks ({model['tokens']:,} tokens)" in report
     # attention models validate (and early-stop) on the loss through the bottleneck alone
     fitted.model.eval()
     total = count = 0.0

@@ -472,7 +472,9 @@ def poetry_autoencoder(
             data the run was started on (refused otherwise).
         preset_name: deprecated spelling of ``preset``.
         **overrides: any :class:`AutoencoderConfig` field, e.g. ``cell="gru"``, ``attention=True``,
-            ``epochs=30``, ``embeddings="glove.6B.300d.txt"``.
+            ``epochs=30``, ``embeddings="glove.6B.300d.txt"``. An explicit ``epochs`` is
+            trained as given (the preset's ``min_steps``, which raises its own epoch count on
+            a small corpus, then does not apply unless also given).
 
     Returns:
         The fitted :class:`PoetryAutoencoder` (``.encode``, ``.reconstruct``, ``.evaluate``,
@@ -489,6 +491,8 @@ def poetry_autoencoder(
         if preset is not None and preset != preset_name:
             raise TypeError(f"poetry_autoencoder: preset={preset!r} and preset_name={preset_name!r} disagree")
         preset = preset_name
+    if resume is None and "epochs" in overrides and "min_steps" not in overrides:
+        overrides = {**overrides, "min_steps": 0}  # an explicit epoch count is kept as given
     if resume is not None:
         config = resumed_config(Path(resume), KIND, preset, overrides, AutoencoderConfig.from_dict,
                                 make_preset)
