@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import seqlab
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 2000
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -19,7 +21,8 @@ from fuzz import TARGETS  # noqa: E402
 @pytest.mark.slow
 def test_short_fuzz_pass_finds_nothing(tmp_path: Path) -> None:
     pytest.importorskip("atheris", reason="the fuzzer needs atheris (pip install 'seqlab[dev]')")
-    path = os.pathsep.join([str(ROOT / "python"), os.environ.get("PYTHONPATH", "")])
+    package_root = str(Path(seqlab.__file__).resolve().parents[1])  # the seqlab under test
+    path = os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "fuzz.py"), "--runs", str(RUNS),

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import seqlab
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +102,8 @@ def wheel(tmp_path_factory) -> dict:
     probe = tmp / "probe.py"
     probe.write_text(PROBE)
     _run([str(python), str(probe), str(tmp / "wheel.npz"), str(tmp / "wheel.json")], env=env, cwd=tmp)
-    source_env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
+    # the source build under test: the in-place module, or the one installed into this venv
+    source_env = dict(os.environ, PYTHONPATH=str(Path(seqlab.__file__).resolve().parents[1]))
     _run([sys.executable, str(probe), str(tmp / "source.npz"), str(tmp / "source.json")],
          env=source_env, cwd=tmp)
     return {"repaired": repaired, "show": show.stdout, "venv": venv, "tmp": tmp}
