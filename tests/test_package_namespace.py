@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,5 +32,5 @@ def test_import_is_light_and_attributes_load_on_use() -> None:
     )
     python = Path(seqlab.__file__).resolve().parents[1]  # the seqlab under test (source or installed)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={"PYTHONPATH": str(python)})
+                            env={**os.environ, "PYTHONPATH": str(python)})
     assert result.returncode == 0, result.stderr
