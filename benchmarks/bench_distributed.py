@@ -212,7 +212,7 @@ def main() -> None:
     )
     parser.add_argument("--recipes", nargs="+", choices=["lstm", "poetry"], default=["lstm", "poetry"])
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--plot", type=Path, default=Path("distributed_loss_curves.png"))
+    parser.add_argument("--plot", type=Path, default=Path(__file__).parent / "distributed_loss_curves.png")
     parser.add_argument("--quick", action="store_true",
                         help="check that it runs: a 2000-step series and the tiny poetry preset")
     parser.add_argument("--worker", choices=["lstm", "poetry"], help=argparse.SUPPRESS)
