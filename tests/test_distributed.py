@@ -304,3 +304,21 @@ def test_code_optimizer_recipe_runs_under_mpirun(tmp_path: Path) -> None:
     results = json.loads((run / "evaluation.json").read_text())["results"]
     assert {"bug_fix", "completion"} <= set(results) and results["bug_fix"]["model"]["n"] > 0
     assert type(seqlab.load(run)).__name__ == "CodeOptimizer"
+
+
+@pytest.mark.slow
+def test_poetry_and_vector_recipes_run_under_mpirun(tmp_path: Path) -> None:
+    from seqlab.data.synthetic_chains import synthetic_chains
+    from test_run_dirs import write_poems
+
+    poems = write_poems(tmp_path / "poems.json", n=40)
+    _recipe_under_mpirun(tmp_path, "poetry", str(poems), "--preset", "tiny", "--epochs", "2",
+                         "--out", str(tmp_path / "po"))
+    chains = synthetic_chains(chains=60, length=20, dim=8, rule="rotation", seed=3)
+    np.savez(tmp_path / "chains.npz", vectors=chains.vectors, chain_offsets=chains.offsets)
+    _recipe_under_mpirun(tmp_path, "vectors", str(tmp_path / "chains.npz"), "--context", "6",
+                         "--hidden", "16", "--epochs", "2", "--out", str(tmp_path / "ve"))
+    for run in ("po", "ve"):
+        history = json.loads((tmp_path / run / "training_metrics.json").read_text())["history"]
+        assert [h["epoch"] for h in history] == [1, 2] and np.isfinite(history[-1]["val_loss"]), run
+        assert seqlab.load(tmp_path / run).run_dir == tmp_path / run
