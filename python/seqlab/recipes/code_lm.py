@@ -20,9 +20,10 @@ from ..models.code_lm.generation import check_prompt_length, generate_ids
 from ..models.code_lm.model import GPT
 from ..models.code_lm.ngram import KneserNeyNgram
 from ..optim import AdamW
-from ..serialization import atomic_write_bytes, atomic_write_text, read_toml, write_json, write_toml
+from ..serialization import atomic_write_text, write_json
 from ..threads import get_num_threads
 from ..train import Checkpoint, Throughput, Trainer, WarmupSchedule
+from .loading import read_model_files, save_model_files
 from .run_dir import claim_run_dir, interruptible, read_run, resume_data, resumed_config
 
 KIND = "code_lm"
@@ -206,32 +207,27 @@ class CodeLM:
     def save(self, path: str | Path | None = None) -> Path:
         """Writes ``model.safetensors``, ``model_config.toml`` and ``tokenizer.json`` into
         ``path`` (default: the run directory)."""
-        from safetensors.numpy import save
-
         target = Path(path) if path is not None else self.run_dir
         if target is None:
             raise ValueError("save(): give a path (this model has no run directory)")
-        target.mkdir(parents=True, exist_ok=True)
-        weights = {k: np.ascontiguousarray(v) for k, v in self.model.state_dict().items()}
-        atomic_write_bytes(target / "model.safetensors", save(weights))
+        meta = {} if self.source is None else {"source": self.source}
+        save_model_files(target, KIND, self.config, self.model.state_dict(), **meta)
         self.tokenizer.save(target / TOKENIZER_FILE)
-        meta: dict[str, Any] = {"kind": KIND, "config": self.config.to_dict()}
-        if self.source is not None:
-            meta["source"] = self.source
-        write_toml(target / "model_config.toml", meta)
         return target
 
     @classmethod
     def load(cls, path: str | Path) -> CodeLM:
         """Restores a model written by :meth:`save` (or a run directory)."""
-        from safetensors.numpy import load_file
-
         path = Path(path)
-        meta = read_toml(path / "model_config.toml")
-        config = CodeLMConfig.from_dict(meta["config"])
+
+        def sizes(c: CodeLMConfig, meta: dict[str, Any]) -> dict[str, int]:
+            return {"vocab_size": c.vocab_size, "d_model": c.d_model, "n_layers": c.n_layers,
+                    "n_heads": c.n_heads, "d_ff": c.d_ff, "max_len": c.max_len}
+
+        meta, config, weights = read_model_files(path, CodeLMConfig.from_dict, sizes)
         tokenizer = ByteBPETokenizer.load(path / TOKENIZER_FILE)
         model = GPT(config)
-        model.load_state_dict(load_file(path / "model.safetensors"))
+        model.load_state_dict(weights)
         model.eval()
         return cls(model, config, tokenizer, source=meta.get("source"), run_dir=path)
 
