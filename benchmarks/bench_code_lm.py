@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import machine_description, markdown_table
+from harness import machine_description, markdown_table, median_seconds
 
 CEILING_GFLOPS_PER_CORE = 120.0
 
@@ -35,6 +35,21 @@ CEILING_GFLOPS_PER_CORE = 120.0
 def flops_per_token(cfg, n_params: int) -> float:
     non_embedding = n_params - cfg.max_len * cfg.d_model  # the tied output layer's GEMM stays counted
     return 6.0 * non_embedding + 12.0 * cfg.n_layers * cfg.seq_len * cfg.d_model
+
+
+def measure(step, batches: list, generate, gen: int, params: int) -> dict:
+    """Median seconds of a training step (the first two batches untimed), the process's peak
+    memory after them, and generation speed (``generate(n)`` returns the tokens it made;
+    a 4-token call first, untimed)."""
+    feed = iter(batches)
+    step_seconds = median_seconds(lambda: step(next(feed)), repeats=len(batches) - 2, warmup=2)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    generate(4)
+    t0 = time.perf_counter()
+    made = generate(gen)
+    gen_seconds = time.perf_counter() - t0
+    return {"step_seconds": step_seconds, "peak_bytes": peak, "gen_tokens": made, "gen_seconds": gen_seconds,
+            "params": params}
 
 
 def run_seqlab(cfg, threads: int, steps: int, gen: int, prompt: int) -> dict:
@@ -59,26 +74,12 @@ def run_seqlab(cfg, threads: int, steps: int, gen: int, prompt: int) -> dict:
         clip_grad_norm_(params, cfg.clip_grad_norm)
         opt.step()
 
-    for b in batches[:2]:
-        step(b)
-    times = []
-    for b in batches[2:]:
-        t0 = time.perf_counter()
-        step(b)
-        times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     ids = rng.integers(1, cfg.vocab_size, prompt)
-    generate_ids(model, ids, 4, temperature=0.0, end_id=None)
-    t0 = time.perf_counter()
-    out = generate_ids(model, ids, gen, temperature=0.0, end_id=None)
-    gen_seconds = time.perf_counter() - t0
-    return {
-        "step_seconds": float(np.median(times)),
-        "peak_bytes": peak,
-        "gen_tokens": len(out[0]),
-        "gen_seconds": gen_seconds,
-        "params": model.num_parameters(),
-    }
+
+    def generate(n: int) -> int:
+        return len(generate_ids(model, ids, n, temperature=0.0, end_id=None)[0])
+
+    return measure(step, batches, generate, gen, model.num_parameters())
 
 
 def run_torch(cfg, threads: int, steps: int, gen: int, prompt: int) -> dict:
@@ -106,18 +107,11 @@ def run_torch(cfg, threads: int, steps: int, gen: int, prompt: int) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
         opt.step()
 
-    for b in batches[:2]:
-        step(b)
-    times = []
-    for b in batches[2:]:
-        t0 = time.perf_counter()
-        step(b)
-        times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     ids = torch.from_numpy(rng.integers(1, cfg.vocab_size, (1, prompt)))
 
     @torch.no_grad()
-    def generate(n: int) -> list[int]:
+    def generate(n: int) -> int:
+        model.eval()
         logits, past = model(ids)
         out = []
         for _ in range(n):
@@ -126,20 +120,9 @@ def run_torch(cfg, threads: int, steps: int, gen: int, prompt: int) -> dict:
             if ids.shape[1] + len(out) >= cfg.max_len:
                 break
             logits, past = model(nxt, past)
-        return out
+        return len(out)
 
-    model.eval()
-    generate(4)
-    t0 = time.perf_counter()
-    out = generate(gen)
-    gen_seconds = time.perf_counter() - t0
-    return {
-        "step_seconds": float(np.median(times)),
-        "peak_bytes": peak,
-        "gen_tokens": len(out),
-        "gen_seconds": gen_seconds,
-        "params": sum(p.numel() for p in model.parameters()),
-    }
+    return measure(step, batches, generate, gen, sum(p.numel() for p in model.parameters()))
 
 
 def worker(args: argparse.Namespace) -> None:

@@ -402,7 +402,7 @@ def test_code_lm_recipe_trains_reports_generates_and_loads(c_repo, tmp_path):
     assert "(" not in cut
     with pytest.raises(ValueError, match="exceed the model's maximum length"):
         again.generate("x " * 200)
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(FileExistsError, match=r"continue it with seqlab.code_lm\(resume="):
         seqlab.code_lm(c_repo, preset="tiny", out=out, verbose=False)
 
 

@@ -164,6 +164,23 @@ def test_subsets_keep_the_chosen_samples() -> None:
     assert sorted(int(n) for b in got for n in b.lengths) == [2, 4]
 
 
+def test_code_pair_subsets_keep_the_chosen_pairs() -> None:
+    from seqlab.data.code.encoding import CodeBatches, build_code_vocabulary, encode_pairs
+    from seqlab.data.code.pairs import CodePair
+
+    pairs = [CodePair("bug_fix", "python", "x = a" + " + a" * k + "\n", "y = b" + " - b" * (5 - k) + "\n")
+             for k in range(6)]
+    encoded = encode_pairs(pairs, build_code_vocabulary(pairs, min_count=1))
+    chosen = np.array([3, 0, 5])
+    part = CodeBatches(encoded, batch_size=2, shuffle=False).subset(chosen)
+    assert isinstance(part, CodeBatches) and part.subset_size == 3
+    got = {int(i) for b in part.batches(None) for i in b.src_len}
+    assert got == {int(encoded.src_len[i]) for i in chosen}
+    (whole,) = list(CodeBatches(encoded.rows(chosen), batch_size=3, shuffle=False).batches(None))
+    rows = sorted(zip(whole.src_len.tolist(), whole.tgt_len.tolist()))
+    assert sorted((int(a), int(b)) for b in part.batches(None) for a, b in zip(b.src_len, b.tgt_len)) == rows
+
+
 def test_collectives_under_mpirun(tmp_path: Path) -> None:
     script = tmp_path / "collectives.py"
     script.write_text(COLLECTIVES)
@@ -242,3 +259,66 @@ def test_forecast_recipe_runs_under_mpirun(tmp_path: Path) -> None:
     scores = json.loads((tmp_path / "fc" / "evaluation.json").read_text())
     assert set(scores["test"]) >= {"model", "last_value"}
     assert all(np.isfinite(v) for v in scores["test"]["model"].values())
+
+
+def _recipe_under_mpirun(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    cmd = mpirun_command(2, sys.executable, "-m", "seqlab", *argv, "--no-progress")
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.stdout.count("report: ") == 1  # rank 0 alone prints
+    assert "on each of 2 ranks (data-parallel)" in proc.stdout
+    return proc
+
+
+@pytest.mark.slow
+def test_code_lm_recipe_runs_under_mpirun(tmp_path: Path) -> None:
+    from test_code_lm import write_c_repo
+
+    repo = write_c_repo(tmp_path / "repo", n_files=10)
+    run = tmp_path / "lm"
+    _recipe_under_mpirun(tmp_path, "code-lm", str(repo), "--preset", "tiny", "--epochs", "2",
+                         "--out", str(run))
+    assert len(list((run / "tensorboard").iterdir())) == 1  # one event log, rank 0's
+    history = json.loads((run / "training_metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2] and all(np.isfinite(h["val_loss"]) for h in history)
+    scores = json.loads((run / "evaluation.json").read_text())
+    assert np.isfinite(scores["model"]["bits_per_byte"]) and np.isfinite(scores["ngram"]["bits_per_byte"])
+    lm = seqlab.load(run)  # the weights and the tokenizer rank 0 trained and wrote
+    assert lm.tokenizer.vocab_size == lm.config.vocab_size
+    assert isinstance(lm.generate("int", max_new_tokens=4, temperature=0), str)
+
+
+@pytest.mark.slow
+def test_code_optimizer_recipe_runs_under_mpirun(tmp_path: Path) -> None:
+    from test_code_optimizer import MODULES, STDLIB
+
+    sources = tmp_path / "src"
+    sources.mkdir()
+    for name in MODULES[:6]:
+        shutil.copy(STDLIB / name, sources / name)
+    run = tmp_path / "code"
+    _recipe_under_mpirun(tmp_path, "code", str(sources), "--lang", "python", "--preset", "tiny",
+                         "--epochs", "1", "--out", str(run))
+    history = json.loads((run / "training_metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1] and np.isfinite(history[0]["val_loss"])
+    results = json.loads((run / "evaluation.json").read_text())["results"]
+    assert {"bug_fix", "completion"} <= set(results) and results["bug_fix"]["model"]["n"] > 0
+    assert type(seqlab.load(run)).__name__ == "CodeOptimizer"
+
+
+@pytest.mark.slow
+def test_poetry_and_vector_recipes_run_under_mpirun(tmp_path: Path) -> None:
+    from seqlab.data.synthetic_chains import synthetic_chains
+    from test_run_dirs import write_poems
+
+    poems = write_poems(tmp_path / "poems.json", n=40)
+    _recipe_under_mpirun(tmp_path, "poetry", str(poems), "--preset", "tiny", "--epochs", "2",
+                         "--out", str(tmp_path / "po"))
+    chains = synthetic_chains(chains=60, length=20, dim=8, rule="rotation", seed=3)
+    np.savez(tmp_path / "chains.npz", vectors=chains.vectors, chain_offsets=chains.offsets)
+    _recipe_under_mpirun(tmp_path, "vectors", str(tmp_path / "chains.npz"), "--context", "6",
+                         "--hidden", "16", "--epochs", "2", "--out", str(tmp_path / "ve"))
+    for run in ("po", "ve"):
+        history = json.loads((tmp_path / run / "training_metrics.json").read_text())["history"]
+        assert [h["epoch"] for h in history] == [1, 2] and np.isfinite(history[-1]["val_loss"]), run
+        assert seqlab.load(tmp_path / run).run_dir == tmp_path / run

@@ -23,6 +23,7 @@ BUDGETS = {
     "forecaster": {"epochs": 2, "preset": "tiny", "verbose": False},
     "vector_predictor": {"epochs": 2, "hidden_size": 16, "progress": False, "verbose": False},
     "code_lm": {"preset": "tiny", "epochs": 1, "progress": False, "verbose": False, "tensorboard": False},
+    "code_optimizer": {"preset": "tiny", "epochs": 1, "progress": False, "verbose": False},
 }
 WORDS = "moon night sea wind rose heart love light dark star sky rain song bird tree river stone".split()
 
@@ -58,7 +59,8 @@ def write_stand_ins(folder: Path) -> None:
 
 def test_readme_has_the_recipe_examples() -> None:
     text = "\n".join(python_blocks())
-    calls = ("seqlab.poetry_autoencoder(", "seqlab.forecaster(", "seqlab.vector_predictor(", "seqlab.load(")
+    calls = ("seqlab.poetry_autoencoder(", "seqlab.forecaster(", "seqlab.vector_predictor(",
+             "seqlab.code_lm(", "seqlab.code_optimizer(", "seqlab.load(")
     for call in calls:
         assert call in text
 

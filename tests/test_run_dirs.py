@@ -13,12 +13,14 @@ import pytest
 
 import seqlab
 from seqlab.cli import main
+from seqlab.data.byte_bpe import ByteBPETokenizer
 from seqlab.data.synthetic_chains import synthetic_chains
 from seqlab.data.synthetic_events import synthetic_events
 from seqlab.data.vector_chains import VectorChains
 from seqlab.recipes.run_dir import DataMismatchError, RunExistsError, TrainingInterrupted
 from seqlab.train.forecaster import Forecaster
 from seqlab.train.trainer import Trainer
+from test_code_lm import write_c_repo
 
 WORDS = "moon night sea wind rose heart love light dark star sky rain song bird tree river stone".split()
 
@@ -201,3 +203,63 @@ def test_interruption_is_not_an_exception(tmp_path: Path) -> None:
     assert isinstance(interrupted, KeyboardInterrupt) and not isinstance(interrupted, Exception)
     assert str(interrupted) == (f"interrupted; no checkpoint was written yet in {tmp_path}; "
                                 f"continue with seqlab.forecaster(resume={str(tmp_path)!r})")
+
+
+def test_code_lm_refuses_an_existing_run_before_training_its_tokenizer(
+    taken: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = write_c_repo(tmp_path / "repo", n_files=4)
+    monkeypatch.setattr(ByteBPETokenizer, "train", lambda *a, **k: pytest.fail("tokenizer trained"))
+    with pytest.raises(FileExistsError, match="already holds a training run") as info:
+        seqlab.code_lm(repo, preset="tiny", out=taken, verbose=False)
+    assert f"seqlab.code_lm(resume={str(taken)!r})" in str(info.value)
+    assert main(["code-lm", str(repo), "--preset", "tiny", "--out", str(taken)]) == 1
+    err = capsys.readouterr().err
+    assert f"seqlab code-lm --resume {taken}" in err and "resume=" not in err
+    assert "nothing was overwritten" in err
+    assert sorted(p.name for p in taken.iterdir()) == ["notes.txt"]
+    # a missing folder is refused before any run directory is made
+    assert main(["code-lm", str(tmp_path / "missing"), "--out", str(tmp_path / "new")]) == 1
+    assert "missing: no such directory" in capsys.readouterr().err and not (tmp_path / "new").exists()
+
+
+def test_code_lm_ctrl_c_then_resume_on_the_recorded_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = write_c_repo(tmp_path / "repo", n_files=10)
+    run = tmp_path / "run"
+    interrupt_at_epoch(monkeypatch, 2)
+    args = ["--no-progress", "--threads", "1"]
+    assert main(["code-lm", str(repo), "--preset", "tiny", "--epochs", "2", "--out", str(run), *args]) == 130
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert f"the last checkpoint is {run / 'checkpoints' / 'epoch_0001.safetensors'}" in err
+    assert err.endswith(f"continue with: seqlab code-lm --resume {run}")
+    monkeypatch.undo()
+    tokenizer = (run / "tokenizer.json").read_bytes()
+
+    # no folder given: the run's own (not /usr/include), with the run's tokenizer
+    assert main(["code-lm", "--resume", str(run), *args]) == 0
+    assert json.loads((run / "run.json").read_text())["data"] == {"path": str(repo.resolve())}
+    assert (run / "tokenizer.json").read_bytes() == tokenizer
+    history = json.loads((run / "training_metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+
+    # --epochs on resume: trains on up to that epoch
+    assert main(["code-lm", "--resume", str(run), "--epochs", "3", *args]) == 0
+    history = json.loads((run / "training_metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    loaded = seqlab.load(run)
+    assert type(loaded).__name__ == "CodeLM" and loaded.run_dir == run and loaded.config.epochs == 3
+    assert loaded.source == str(repo.resolve())
+
+    other = write_c_repo(tmp_path / "other", n_files=4, seed=1)
+    assert main(["code-lm", str(other), "--resume", str(run), *args]) == 1
+    err = capsys.readouterr().err
+    assert f"was trained on {repo.resolve()}, not {other.resolve()}" in err and "--other-data" in err
+    with pytest.raises(DataMismatchError, match="other_data=True"):
+        seqlab.code_lm(other, resume=run, verbose=False)
+    with pytest.raises(ValueError, match="only epochs can change on resume.*d_model"):
+        seqlab.code_lm(resume=run, d_model=64, verbose=False)
+    with pytest.raises(ValueError, match="started with preset 'tiny', not 'small'"):
+        seqlab.code_lm(resume=run, preset="small", verbose=False)

@@ -198,20 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="kernel and OpenBLAS threads per worker (default: the cores split between workers)")
     lm = sub.add_parser("code-lm", help="train a GPT on a folder of code; bits per byte and compile rate")
     lm.add_argument("path", nargs="?", default=None,
-                    help="folder of source code (default: the C headers and sources in /usr/include)")
-    lm.add_argument("--preset", choices=["tiny", "small", "original"], default="small",
+                    help="folder of source code (default: the C headers and sources in /usr/include; "
+                    "with --resume: the run's)")
+    lm.add_argument("--preset", choices=["tiny", "small", "original"], default=None,
                     help="model size and training budget: tiny (seconds), small (default: minutes), "
                     "original (the original project's 6-layer, 8-head, 50k-token model)")
-    lm.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
-                    help="epochs to train (default: the preset's)")
-    lm.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+    lm.add_argument("--epochs", type=_positive_int, default=None, metavar="N", help=_RESUME_EPOCHS)
+    lm.add_argument("--precision", choices=["fp32", "bf16"], default=None,
                     help="GEMM precision (default fp32; bf16 is not yet available)")
     lm.add_argument("--extensions", default=None, help="comma-separated file extensions (default .c,.h)")
     lm.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's)")
+    _add_common(lm, "runs/code_lm-<time>")
     lm.add_argument("--no-progress", action="store_true", help="no progress bars")
-    lm.add_argument("--resume", default=None, metavar="DIR",
-                    help="continue the run in DIR from its last checkpoint")
-    _add_common(lm, "runs/code_lm-<time>", resumable=False)
     return parser
 
 
@@ -323,12 +321,12 @@ def _code_lm(args: argparse.Namespace) -> int:
     if args.threads:
         set_num_threads(args.threads)
     overrides: dict[str, Any] = {
-        k: getattr(args, k) for k in ("epochs", "seed") if getattr(args, k) is not None
+        k: getattr(args, k) for k in ("epochs", "seed", "precision") if getattr(args, k) is not None
     }
     if args.extensions:
         overrides["extensions"] = tuple(e.strip() for e in args.extensions.split(",") if e.strip())
     return _run_recipe("code-lm", lambda: code_lm(
-        args.path, args.preset, out=args.out, resume=args.resume, precision=args.precision,
+        args.path, args.preset, out=args.out, resume=args.resume, other_data=args.other_data,
         progress=False if args.no_progress else None, **overrides))
 
 

@@ -156,12 +156,21 @@ class ByteBPETokenizer:
         """The bytes of every token id (EOT: empty)."""
         return [symbols_to_bytes(s) for s in self._id_to_symbols]
 
+    def to_json(self) -> str:
+        """The ``tokenizers`` JSON text of this tokenizer (what :meth:`save` writes)."""
+        return str(self._tok.to_str())
+
+    @classmethod
+    def from_json(cls, text: str) -> ByteBPETokenizer:
+        """The tokenizer of a :meth:`to_json` text."""
+        return cls(_require_tokenizers().Tokenizer.from_str(text))
+
     def save(self, path: str | Path) -> Path:
         """Writes the ``tokenizers`` JSON (``tokenizer.json``) atomically; returns its path."""
         path = Path(path)
         if path.is_dir() or path.suffix != ".json":
             path = path / "tokenizer.json"
-        atomic_write_text(path, self._tok.to_str())
+        atomic_write_text(path, self.to_json())
         return path
 
     @classmethod

@@ -3,6 +3,7 @@ fused temporal block of the TCN."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,36 @@ def clear_conv_workspace() -> None:
     grow to the largest batch seen, e.g. a large prediction batch)."""
     _conv_spares.clear()
     _block_spares.clear()
+
+
+def _recycled_kernel_node(
+    x: Tensor,
+    params: tuple[Tensor | None, ...],
+    spares: list,
+    forward: Callable[[Any], tuple[np.ndarray, Any]],
+    backward: Callable[[Any, np.ndarray, list[np.ndarray | None], bool], np.ndarray | None],
+    release: Callable[[Any], None],
+) -> Tensor:
+    """One tape node over a kernel whose caches are recycled through ``spares``.
+
+    ``forward(reuse)`` runs the kernel on a spare cache (or None) and returns ``(out,
+    cache)``; ``backward(cache, g, buffers, need_input)`` fills the gradient buffers of
+    ``params`` (None for an absent parameter) and returns the input gradient. The cache
+    goes back to ``spares`` after the backward, or at once (released) when no graph is
+    recorded."""
+    out, cache = forward(_take_spare(spares))
+    present = [p for p in params if p is not None]
+
+    def node_backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        buffers = [None if p is None else grad_buffer(p) for p in params]
+        gx = backward(cache, _grad(g), buffers, x.requires_grad)
+        _keep_spare(spares, cache)
+        return (gx, *(returned_grad(p, b) for p, b in zip(params, buffers, strict=True) if p is not None))
+
+    result = make_result(out, (x, *present), node_backward)
+    if not result.requires_grad:
+        _keep_spare(spares, cache, release)
+    return result
 
 
 def conv1d_channels_last(
@@ -47,26 +78,13 @@ def conv1d_channels_last(
     if x.ndim != 3:
         raise ValueError(f"conv1d: input must be (B, T, C_in), got shape {x.shape}")
     left, right = (int(p) for p in padding)
-    b_data = None if bias is None else bias.data
-    spares = _conv_spares
-    reuse = _take_spare(spares)
-    out, cache = _core.conv1d_forward(
-        x.data, weight.data, b_data, int(dilation), left, right, reuse, activation or "none"
+    return _recycled_kernel_node(
+        x, (weight, bias), _conv_spares,
+        lambda reuse: _core.conv1d_forward(x.data, weight.data, None if bias is None else bias.data,
+                                           int(dilation), left, right, reuse, activation or "none"),
+        lambda cache, g, buffers, need_x: _core.conv1d_backward(cache, g, *buffers, need_x),
+        _core.conv1d_release,
     )
-    inputs = (x, weight) if bias is None else (x, weight, bias)
-
-    def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
-        gw = grad_buffer(weight)
-        gb = None if bias is None else grad_buffer(bias)
-        gx = _core.conv1d_backward(cache, _grad(g), gw, gb, x.requires_grad)
-        _keep_spare(spares, cache)
-        grads = (gx, returned_grad(weight, gw))
-        return grads if bias is None else (*grads, returned_grad(bias, gb))
-
-    result = make_result(out, inputs, backward)
-    if not result.requires_grad:
-        _keep_spare(spares, cache, _core.conv1d_release)
-    return result
 
 
 def causal_conv1d(
@@ -113,22 +131,14 @@ def temporal_block(
     if x.ndim != 3:
         raise ValueError(f"temporal_block: input must be (B, T, C_in), got shape {x.shape}")
     params = (conv1_weight, conv1_bias, conv2_weight, conv2_bias, downsample_weight, downsample_bias)
-    reuse = _take_spare(_block_spares)
-    out, cache = _core.temporal_block_forward(
-        x.data, *(None if p is None else p.data for p in params), int(dilation), reuse
+    return _recycled_kernel_node(
+        x, params, _block_spares,
+        lambda reuse: _core.temporal_block_forward(
+            x.data, *(None if p is None else p.data for p in params), int(dilation), reuse
+        ),
+        lambda cache, g, buffers, need_x: _core.temporal_block_backward(cache, g, *buffers, need_x),
+        _core.temporal_block_release,
     )
-    present = [p for p in params if p is not None]
-
-    def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
-        buffers = [None if p is None else grad_buffer(p) for p in params]
-        gx = _core.temporal_block_backward(cache, _grad(g), *buffers, x.requires_grad)
-        _keep_spare(_block_spares, cache)
-        return (gx, *(returned_grad(p, b) for p, b in zip(params, buffers, strict=True) if p is not None))
-
-    result = make_result(out, (x, *present), backward)
-    if not result.requires_grad:
-        _keep_spare(_block_spares, cache, _core.temporal_block_release)
-    return result
 
 
 def conv1d(

@@ -86,17 +86,12 @@ def recurrent_layer(
             None if b_hh is None else buffers[len(buffers) - n :],
             x.requires_grad,
         )
-        if workspace is not None and not workspace:
-            workspace.append(cache)
+        _recycle(workspace, cache)
         state_grads = [g for s, g in ((h0, dh0), (c0, dc0)) if s is not None]
-        param_grads = [returned_grad(p, b) for p, b in zip(params, buffers, strict=True)]
-        return (dx, *param_grads, *state_grads)
+        return (dx, *_returned_grads(params, buffers), *state_grads)
 
     node = make_result(np.zeros(1, dtype=np.float32), inputs, kernel_backward)
-    if not node.requires_grad:
-        _core.recurrent_release(cache)
-        if workspace is not None and not workspace:
-            workspace.append(cache)
+    _release_unless_taped(node, _core.recurrent_release, cache, workspace)
 
     def output_view(data: np.ndarray | None, key: str) -> Tensor | None:
         if data is None:
@@ -114,6 +109,30 @@ def recurrent_layer(
 
 
 _DecoderSlot = tuple[Tensor, slice | None] | None
+
+
+def _recycle(workspace: list | None, cache: Any) -> None:
+    """Hands a kernel's cache back to the caller's ``workspace`` (when it keeps one and it is
+    empty), so the next call of the same layer reuses its buffers."""
+    if workspace is not None and not workspace:
+        workspace.append(cache)
+
+
+def _release_unless_taped(node: Tensor, release: Any, cache: Any, workspace: list | None) -> None:
+    """Frees a kernel's saved activations at once when nothing will call its backward."""
+    if not node.requires_grad:
+        release(cache)
+        _recycle(workspace, cache)
+
+
+def _whole(t: Tensor | None) -> _DecoderSlot:
+    return None if t is None else (t, None)
+
+
+def _cell_slots(start: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor | None,
+                bias_hh: Tensor | None) -> list[_DecoderSlot]:
+    """The decoder kernels' first five arrays: start input, cell weights and biases."""
+    return [(start, None), (weight_ih, None), (weight_hh, None), _whole(bias_ih), _whole(bias_hh)]
 
 
 def _slot_data(slot: _DecoderSlot) -> np.ndarray | None:
@@ -160,15 +179,23 @@ def _slot_params(slots: Sequence[_DecoderSlot]) -> list[Tensor]:
     return params
 
 
-def _slot_grads(slots: Sequence[_DecoderSlot], params: Sequence[Tensor],
-                buffers: Sequence[np.ndarray | None]) -> list[np.ndarray | None]:
-    """Each slot's gradient buffer: its parameter's buffer, or the rows of it the slot reads."""
+def _slot_grads(slots: Sequence[_DecoderSlot],
+                params: Sequence[Tensor]) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+    """The parameters' gradient buffers and each slot's view of them: its parameter's
+    buffer, or the rows of it the slot reads."""
+    buffers = [grad_buffer(p) for p in params]
     by_id = {id(p): b for p, b in zip(params, buffers, strict=True)}
     grads: list[np.ndarray | None] = []
     for s in slots:
         buf = None if s is None else by_id[id(s[0])]
         grads.append(None if buf is None else (buf if s[1] is None else buf[s[1]]))  # type: ignore[index]
-    return grads
+    return buffers, grads
+
+
+def _returned_grads(params: Sequence[Tensor],
+                    buffers: Sequence[np.ndarray | None]) -> list[np.ndarray | None]:
+    """What each parameter's backward returns from its gradient buffer."""
+    return [returned_grad(p, b) for p, b in zip(params, buffers, strict=True)]
 
 
 def recurrent_decoder(
@@ -228,15 +255,13 @@ def recurrent_decoder(
     y = _float_input(targets, "targets")
     tf = np.ascontiguousarray(np.asarray(teacher_forcing), dtype=np.uint8)
     attention = num_heads > 0
-    slots: list[_DecoderSlot] = [(start, None), (weight_ih, None), (weight_hh, None),
-                                 None if bias_ih is None else (bias_ih, None),
-                                 None if bias_hh is None else (bias_hh, None)]
+    slots = _cell_slots(start, weight_ih, weight_hh, bias_ih, bias_hh)
     if attention:
         slots += _attention_slots(weight_hh.shape[1], in_proj_weight, q_proj_weight, k_proj_weight,
                                   v_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias)
     else:
         slots += [None] * 8
-    slots += [(out_weight, None), None if out_bias is None else (out_bias, None)]
+    slots += [(out_weight, None), _whole(out_bias)]
     attention_arrays = [_slot_data(s) for s in slots[5:13]] if attention else None
     pred, cache = _core.decoder_forward(
         mode, y.data, tf, *(_slot_data(s) for s in slots[:5]), _slot_data(slots[13]),
@@ -249,20 +274,15 @@ def recurrent_decoder(
     states = [s for s in (h0, c0, memory, gate_bias) if s is not None]
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
-        buffers = [grad_buffer(p) for p in params]
-        grads = _slot_grads(slots, params, buffers)
+        buffers, grads = _slot_grads(slots, params)
         need_memory = memory is not None and memory.requires_grad
         need_bias = gate_bias is not None and gate_bias.requires_grad
         dh0, dc0, dmem, dbias = _core.decoder_backward(cache, _grad(g), grads, need_memory, need_bias)
-        if workspace is not None and not workspace:
-            workspace.append(cache)
+        _recycle(workspace, cache)
         state_grads = [d for s, d in ((h0, dh0), (c0, dc0), (memory, dmem), (gate_bias, dbias))
                        if s is not None]
-        return (*(returned_grad(p, b) for p, b in zip(params, buffers, strict=True)), *state_grads)
+        return (*_returned_grads(params, buffers), *state_grads)
 
     out = make_result(pred, (*params, *states), backward)
-    if not out.requires_grad:
-        _core.decoder_release(cache)
-        if workspace is not None and not workspace:
-            workspace.append(cache)
+    _release_unless_taped(out, _core.decoder_release, cache, workspace)
     return out

@@ -8,9 +8,19 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from ..autograd import Tensor, grad_buffer, make_result, returned_grad
+from ..autograd import Tensor, make_result
 from ._common import _float_input
-from .recurrent import _attention_slots, _DecoderSlot, _slot_data, _slot_grads, _slot_params
+from .recurrent import (
+    _attention_slots,
+    _cell_slots,
+    _recycle,
+    _release_unless_taped,
+    _returned_grads,
+    _slot_data,
+    _slot_grads,
+    _slot_params,
+    _whole,
+)
 
 
 def _ids(value: Any, name: str, shape: tuple[int, int]) -> np.ndarray:
@@ -90,29 +100,10 @@ def pointer_generator_loss(
         raise ValueError(f"target_mask: expected shape {(batch, steps)}, got {mask.shape}")
     mask = np.ascontiguousarray(mask, dtype=np.uint8)
     lens = None if memory_lengths is None else np.ascontiguousarray(memory_lengths, dtype=np.int64)
-    slots: list[_DecoderSlot] = [
-        (start, None),
-        (weight_ih, None),
-        (weight_hh, None),
-        None if bias_ih is None else (bias_ih, None),
-        None if bias_hh is None else (bias_hh, None),
-    ]
-    slots += _attention_slots(
-        weight_hh.shape[1],
-        in_proj_weight,
-        q_proj_weight,
-        k_proj_weight,
-        v_proj_weight,
-        in_proj_bias,
-        out_proj_weight,
-        out_proj_bias,
-    )
-    slots += [
-        (out_weight, None),
-        None if out_bias is None else (out_bias, None),
-        (gen_weight, None),
-        None if gen_bias is None else (gen_bias, None),
-    ]
+    slots = _cell_slots(start, weight_ih, weight_hh, bias_ih, bias_hh)
+    slots += _attention_slots(weight_hh.shape[1], in_proj_weight, q_proj_weight, k_proj_weight,
+                              v_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias)
+    slots += [(out_weight, None), _whole(out_bias), (gen_weight, None), _whole(gen_bias)]
     data = [_slot_data(s) for s in slots]
     loss, cache = _core.pointer_generator_forward(
         x.data,
@@ -137,24 +128,14 @@ def pointer_generator_loss(
     states = [s for s in (h0, c0) if s is not None]
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
-        buffers = [grad_buffer(p) for p in params]
-        grads = _slot_grads(slots, params, buffers)
+        buffers, grads = _slot_grads(slots, params)
         d_in, dh0, dc0, dmem = _core.pointer_generator_backward(
             cache, float(np.asarray(g).reshape(())), grads, x.requires_grad, mem.requires_grad
         )
-        if workspace is not None and not workspace:
-            workspace.append(cache)
+        _recycle(workspace, cache)
         state_grads = [d for s, d in ((h0, dh0), (c0, dc0)) if s is not None]
-        return (
-            d_in,
-            dmem,
-            *(returned_grad(p, b) for p, b in zip(params, buffers, strict=True)),
-            *state_grads,
-        )
+        return (d_in, dmem, *_returned_grads(params, buffers), *state_grads)
 
     out = make_result(np.asarray(loss, dtype=np.float32), (x, mem, *params, *states), backward)
-    if not out.requires_grad:
-        _core.pointer_generator_release(cache)
-        if workspace is not None and not workspace:
-            workspace.append(cache)
+    _release_unless_taped(out, _core.pointer_generator_release, cache, workspace)
     return out

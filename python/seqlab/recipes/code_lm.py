@@ -14,16 +14,17 @@ import numpy as np
 
 from ..data.byte_bpe import EOT_ID, ByteBPETokenizer
 from ..models.code_lm.config import CodeLMConfig, preset_config
-from ..models.code_lm.dataset import CodeData, prepare, windows
+from ..models.code_lm.dataset import CodeData, prepare, read_corpus, windows
 from ..models.code_lm.evaluate import compile_prompts, compile_rate, language_scores, stop_at_function_end
 from ..models.code_lm.generation import check_prompt_length, generate_ids
 from ..models.code_lm.model import GPT
 from ..models.code_lm.ngram import KneserNeyNgram
 from ..optim import AdamW
-from ..serialization import atomic_write_bytes, atomic_write_text, read_toml, write_json, write_toml
+from ..serialization import atomic_write_text, write_json
 from ..threads import get_num_threads
 from ..train import Checkpoint, Throughput, Trainer, WarmupSchedule
-from .run_dir import new_run_dir
+from .loading import read_model_files, save_model_files
+from .run_dir import claim_run_dir, interruptible, read_run, resume_data, resumed_config
 
 KIND = "code_lm"
 TOKENIZER_FILE = "tokenizer.json"
@@ -206,32 +207,27 @@ class CodeLM:
     def save(self, path: str | Path | None = None) -> Path:
         """Writes ``model.safetensors``, ``model_config.toml`` and ``tokenizer.json`` into
         ``path`` (default: the run directory)."""
-        from safetensors.numpy import save
-
         target = Path(path) if path is not None else self.run_dir
         if target is None:
             raise ValueError("save(): give a path (this model has no run directory)")
-        target.mkdir(parents=True, exist_ok=True)
-        weights = {k: np.ascontiguousarray(v) for k, v in self.model.state_dict().items()}
-        atomic_write_bytes(target / "model.safetensors", save(weights))
+        meta = {} if self.source is None else {"source": self.source}
+        save_model_files(target, KIND, self.config, self.model.state_dict(), **meta)
         self.tokenizer.save(target / TOKENIZER_FILE)
-        meta: dict[str, Any] = {"kind": KIND, "config": self.config.to_dict()}
-        if self.source is not None:
-            meta["source"] = self.source
-        write_toml(target / "model_config.toml", meta)
         return target
 
     @classmethod
     def load(cls, path: str | Path) -> CodeLM:
         """Restores a model written by :meth:`save` (or a run directory)."""
-        from safetensors.numpy import load_file
-
         path = Path(path)
-        meta = read_toml(path / "model_config.toml")
-        config = CodeLMConfig.from_dict(meta["config"])
+
+        def sizes(c: CodeLMConfig, meta: dict[str, Any]) -> dict[str, int]:
+            return {"vocab_size": c.vocab_size, "d_model": c.d_model, "n_layers": c.n_layers,
+                    "n_heads": c.n_heads, "d_ff": c.d_ff, "max_len": c.max_len}
+
+        meta, config, weights = read_model_files(path, CodeLMConfig.from_dict, sizes)
         tokenizer = ByteBPETokenizer.load(path / TOKENIZER_FILE)
         model = GPT(config)
-        model.load_state_dict(load_file(path / "model.safetensors"))
+        model.load_state_dict(weights)
         model.eval()
         return cls(model, config, tokenizer, source=meta.get("source"), run_dir=path)
 
@@ -350,29 +346,33 @@ def fit_code_lm(
     progress: bool | None = None,
     tensorboard: bool = True,
     verbose: bool = True,
+    *,
+    other_data: bool = False,
+    arguments: dict[str, Any] | None = None,
 ) -> CodeLM:
     """Reads the corpus, trains the tokenizer and the GPT, evaluates and reports; see
-    :func:`seqlab.code_lm`."""
-    config = config or CodeLMConfig()
+    :func:`seqlab.code_lm`.
+
+    A new run reads the corpus (cheap: a bad path is refused before anything is written),
+    then claims ``out`` (an existing run is refused before the tokenizer is trained); a
+    resumed run (``resume``: its directory) trains on the source folder recorded in it,
+    with its saved tokenizer, and ``config`` as resolved by :func:`seqlab.code_lm`.
+    """
+    config = config or preset_config("small")
     tokenizer = None
-    source = None if path is None else str(path)
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "config.toml").is_file():
-            raise FileNotFoundError(f"{run_dir}: no config.toml (not a code LM run directory to resume)")
-        saved = read_toml(run_dir / "config.toml").get("config", {})
-        config = CodeLMConfig.from_dict(saved)
-        source = saved.get("source", source)
-        tokenizer = ByteBPETokenizer.load(run_dir / TOKENIZER_FILE)
-    else:
-        run_dir = new_run_dir(out, KIND)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise FileExistsError(f"{run_dir} is not empty; choose another out (nothing was overwritten)")
+        path = resume_data(run_dir, read_run(run_dir, KIND), path, other_data)
+        if (run_dir / TOKENIZER_FILE).is_file():
+            tokenizer = ByteBPETokenizer.load(run_dir / TOKENIZER_FILE)
+    source = None if path is None else str(Path(path).expanduser().resolve())
+    corpus = read_corpus(path, config)
+    if resume is None:
+        run_dir = claim_run_dir(out, KIND, path, arguments or {"config": config.to_dict()})
     start = time.perf_counter()
-    data = prepare(source, config, tokenizer=tokenizer, verbose=verbose)
+    data = prepare(path, config, tokenizer=tokenizer, verbose=verbose, corpus=corpus)
     if data.tokenizer.vocab_size != config.vocab_size:
         config = config.with_overrides(vocab_size=data.tokenizer.vocab_size)
-    run_dir.mkdir(parents=True, exist_ok=True)
     if tokenizer is None:
         data.tokenizer.save(run_dir / TOKENIZER_FILE)
     from ..random import manual_seed
@@ -430,7 +430,8 @@ def fit_code_lm(
         config={"kind": KIND, **config.to_dict(), **({"source": source} if source else {})},
         verbose=verbose,
     )
-    history = trainer.fit()
+    with interruptible(run_dir, KIND):
+        history = trainer.fit()
     peak = peak_memory_bytes()
     fitted = CodeLM(model, config, data.tokenizer, data, source, history, run_dir)
     if verbose:
@@ -474,10 +475,11 @@ def fit_code_lm(
 
 def code_lm(
     path: str | Path | None = None,
-    preset: str = "small",
+    preset: str | None = None,
     *,
     out: str | Path | None = None,
     resume: str | Path | None = None,
+    other_data: bool = False,
     progress: bool | None = None,
     tensorboard: bool = True,
     verbose: bool = True,
@@ -491,18 +493,34 @@ def code_lm(
             ``max_total_bytes``.
         preset: ``"small"`` (default: minutes on two cores), ``"tiny"`` (seconds) or
             ``"original"`` (the original project's 6-layer, 8-head, 50k-token model).
-        out: run directory (default ``runs/code_lm-<time>``); never overwritten.
-        resume: a run directory to continue from its last checkpoint.
+        out: run directory (default ``runs/code_lm-<time>``); an existing run is never
+            overwritten: it is refused before the tokenizer is trained.
+        resume: a run directory to continue from its last checkpoint, on the source folder
+            and with the tokenizer and settings it was started with (``path`` may be left
+            out). ``epochs=N`` is honoured: training continues up to epoch N counted from
+            the run's start; other changed settings are refused.
+        other_data: with ``resume``, continue training on ``path`` although it is not the
+            folder the run was started on (refused otherwise).
         tensorboard: write a TensorBoard event log into ``<run dir>/tensorboard``.
         **overrides: any :class:`~seqlab.models.code_lm.CodeLMConfig` field (``epochs=2``,
             ``d_model=256``, ``vocab_size=8192``, ``precision="fp32"``, ...).
 
     Returns:
         The trained :class:`CodeLM` (``.generate``, ``.evaluate``, ``.save``, ``.run_dir``);
-        its run directory holds the weights, ``tokenizer.json``, checkpoints, the
-        TensorBoard log, ``evaluation.json`` and ``training_report.md``.
+        its run directory holds ``run.json``, the weights, ``tokenizer.json``, checkpoints,
+        the TensorBoard log, ``evaluation.json`` and ``training_report.md``.
+
+    Raises:
+        FileExistsError: ``out`` already holds a run.
+        KeyboardInterrupt: Ctrl-C during training, with the last checkpoint and the call
+            that resumes the run in its message.
     """
-    config = preset_config(preset, **overrides)
+    if resume is not None:
+        config = resumed_config(Path(resume), KIND, preset, overrides, CodeLMConfig.from_dict, preset_config)
+    else:
+        preset = preset or "small"
+        config = preset_config(preset, **overrides)
     return fit_code_lm(
-        path, config, out=out, resume=resume, progress=progress, tensorboard=tensorboard, verbose=verbose
+        path, config, out=out, resume=resume, progress=progress, tensorboard=tensorboard, verbose=verbose,
+        other_data=other_data, arguments={"preset": preset, "overrides": overrides},
     )

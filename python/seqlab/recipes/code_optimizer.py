@@ -41,9 +41,10 @@ from ..models.code.search import MODES, Hypothesis, decode
 from ..models.code.seq2seq import CodeSeq2Seq, DecoderSession
 from ..optim import AdamW
 from ..report.evaluation import EvaluationSummary, append_to_report, recipe_html
-from ..serialization import atomic_write_text, load_weights, read_toml, save_weights, write_json, write_toml
+from ..serialization import atomic_write_text, write_json
 from ..train import Checkpoint, EarlyStopping, Trainer
 from ..train.schedules import ReduceLROnPlateau
+from .loading import read_model_files, save_model_files, saved_evaluation
 from .run_dir import claim_run_dir, interruptible, read_run, resume_data, resumed_config
 
 KIND = "code_optimizer"
@@ -277,11 +278,8 @@ class CodeOptimizer:
             if self.run_dir is None:
                 raise ValueError("save(): no run directory; pass a path")
             path = self.run_dir
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_weights(path / "model.safetensors", self.model.state_dict())
-        write_toml(path / "model_config.toml", {"kind": KIND, "tasks": list(self.tasks),
-                                                 "langs": list(self.langs), "config": self.config.to_dict()})
+        path = save_model_files(path, KIND, self.config, self.model.state_dict(), tasks=list(self.tasks),
+                                langs=list(self.langs))
         atomic_write_text(path / "vocabulary.json", json.dumps(self.vocab.to_dict()))
         return path
 
@@ -289,15 +287,20 @@ class CodeOptimizer:
     def load(cls, path: str | Path) -> CodeOptimizer:
         """Restores a code optimizer written by :meth:`save` (or a run directory)."""
         path = Path(path)
-        meta = read_toml(path / "model_config.toml")
-        config = Seq2SeqConfig.from_dict(meta["config"])
+
+        def sizes(c: Seq2SeqConfig, meta: dict[str, Any]) -> dict[str, int]:
+            return {"vocab_size": c.vocab_size, "embedding_dim": c.embedding_dim,
+                    "hidden_size": c.hidden_size, "num_layers": c.num_layers, "num_heads": c.num_heads}
+
+        meta, config, weights = read_model_files(path, Seq2SeqConfig.from_dict, sizes)
         vocab = Vocabulary.from_dict(json.loads((path / "vocabulary.json").read_text()))
         model = CodeSeq2Seq(config)
-        model.load_state_dict(load_weights(path / "model.safetensors"))
+        model.load_state_dict(weights)
         model.eval()
         fitted = cls(model, config, vocab, meta["tasks"], meta["langs"], run_dir=path)
-        if (path / "evaluation.json").is_file():
-            fitted.evaluation = json.loads((path / "evaluation.json").read_text()).get("results", {})
+        document = saved_evaluation(path)
+        if document is not None:
+            fitted.evaluation = document.get("results", {})
             fitted.summaries = summaries(fitted.evaluation)
         return fitted
 

@@ -8,13 +8,18 @@ built, so a hostile config cannot make the loader allocate without bound.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from ..serialization import read_toml
+from ..serialization import load_weights, read_toml, save_weights, write_toml
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "model_config.toml"
+C = TypeVar("C")
 
 
 def check_saved_sizes(config_path: Path, sizes: Mapping[str, Any], weights: Mapping[str, np.ndarray]) -> None:
@@ -36,6 +41,40 @@ def check_saved_sizes(config_path: Path, sizes: Mapping[str, Any], weights: Mapp
                 f"{config_path}: {name} = {value!r} is not a size the saved weights can hold "
                 f"(expected an integer from 1 to {bound})"
             )
+
+
+def save_model_files(path: str | Path, kind: str, config: Any, weights: Mapping[str, np.ndarray],
+                     **meta: Any) -> Path:
+    """Writes the two files every saved recipe model has into the directory ``path``
+    (created): ``model.safetensors`` (``weights``) and ``model_config.toml`` (``kind``, the
+    ``meta`` entries and ``config.to_dict()``). Returns ``path``."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_weights(path / WEIGHTS_FILE, weights)
+    write_toml(path / CONFIG_FILE, {"kind": kind, **meta, "config": config.to_dict()})
+    return path
+
+
+def read_model_files(
+    path: str | Path,
+    from_dict: Callable[[dict[str, Any]], C],
+    sizes: Callable[[C, dict[str, Any]], Mapping[str, Any]],
+) -> tuple[dict[str, Any], C, dict[str, np.ndarray]]:
+    """The ``(meta, config, weights)`` of :func:`save_model_files`; the config's model
+    sizes (``sizes(config, meta)``) are checked against the weights
+    (:func:`check_saved_sizes`) before the caller builds anything."""
+    path = Path(path)
+    meta = read_toml(path / CONFIG_FILE)
+    config = from_dict(meta["config"])
+    weights = load_weights(path / WEIGHTS_FILE)
+    check_saved_sizes(path / CONFIG_FILE, sizes(config, meta), weights)
+    return meta, config, weights
+
+
+def saved_evaluation(path: str | Path) -> dict[str, Any] | None:
+    """The ``evaluation.json`` a run directory holds, or None."""
+    file = Path(path) / "evaluation.json"
+    return json.loads(file.read_text()) if file.is_file() else None
 
 
 def load(path: str | Path) -> Any:

@@ -26,9 +26,9 @@ from ..models.poetry.loss import reconstruction_loss
 from ..models.poetry.model import SequenceAutoencoder
 from ..optim import AdamW
 from ..report.evaluation import EvaluationSummary, append_to_report, recipe_html
-from ..serialization import load_weights, read_toml, save_weights, write_json, write_toml
+from ..serialization import write_json
 from ..train import Curriculum, EarlyStopping, Trainer, WarmupSchedule
-from .loading import check_saved_sizes
+from .loading import read_model_files, save_model_files, saved_evaluation
 from .run_dir import claim_run_dir, interruptible, read_run, resume_data, resumed_config
 
 KIND = "poetry_autoencoder"
@@ -168,18 +168,12 @@ class PoetryAutoencoder:
     # -------------------------------------------------------------- storage
     def save(self, path: str | Path) -> Path:
         """Writes ``model.safetensors``, ``model_config.toml`` and ``vocabulary.json`` into a directory."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         weights = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         weights["embedding"] = self.embedding
         if self.uncentring is not None:
             weights["embedding_mean"] = self.uncentring.mean
             weights["embedding_norms"] = self.uncentring.norms
-        save_weights(path / "model.safetensors", weights)
-        write_toml(
-            path / "model_config.toml",
-            {"kind": KIND, "embedding_dim": int(self.embedding.shape[1]), "config": self.config.to_dict()},
-        )
+        path = save_model_files(path, KIND, self.config, weights, embedding_dim=int(self.embedding.shape[1]))
         write_json(path / "vocabulary.json", self.vocab.to_dict())
         return path
 
@@ -187,16 +181,15 @@ class PoetryAutoencoder:
     def load(cls, path: str | Path) -> PoetryAutoencoder:
         """Restores a model written by :meth:`save`."""
         path = Path(path)
-        meta = read_toml(path / "model_config.toml")
-        config = AutoencoderConfig.from_dict(meta["config"])
+
+        def sizes(config: AutoencoderConfig, meta: dict[str, Any]) -> dict[str, Any]:
+            out = {"embedding_dim": meta["embedding_dim"], "hidden_size": config.hidden_size,
+                   "num_layers": config.num_layers, "bottleneck": config.bottleneck,
+                   "decoder_hidden": config.decoder_hidden}
+            return {**out, "num_heads": config.num_heads} if config.attention else out
+
+        meta, config, weights = read_model_files(path, AutoencoderConfig.from_dict, sizes)
         vocab = Vocabulary.from_dict(json.loads((path / "vocabulary.json").read_text()))
-        weights = load_weights(path / "model.safetensors")
-        sizes = {"embedding_dim": meta["embedding_dim"], "hidden_size": config.hidden_size,
-                 "num_layers": config.num_layers, "bottleneck": config.bottleneck,
-                 "decoder_hidden": config.decoder_hidden}
-        if config.attention:
-            sizes["num_heads"] = config.num_heads
-        check_saved_sizes(path / "model_config.toml", sizes, weights)
         embedding = weights.pop("embedding")
         if embedding.shape[0] != len(vocab):
             raise ValueError(f"{path / 'vocabulary.json'}: {len(vocab)} tokens for {embedding.shape[0]} "
@@ -208,8 +201,8 @@ class PoetryAutoencoder:
         model.load_state_dict({k.removeprefix("model."): v for k, v in weights.items()})
         model.eval()
         fitted = cls(model, config, vocab, embedding, run_dir=path, uncentring=uncentring)
-        if (path / "evaluation.json").is_file():
-            document = json.loads((path / "evaluation.json").read_text())
+        document = saved_evaluation(path)
+        if document is not None:
             fitted.evaluation = document.get("results", {})
             fitted.summary = evaluation_summary(fitted.evaluation, config, document.get("baselines", {}),
                                                 document.get("shortfalls", []))

@@ -30,6 +30,7 @@ RECIPES: dict[str, tuple[str, str, str]] = {
     "vector_predictor": ("seqlab.vector_predictor", "vectors", "out"),
     "forecaster": ("seqlab.forecaster", "forecast", "out_dir"),
     "code_optimizer": ("seqlab.code_optimizer", "code", "out"),
+    "code_lm": ("seqlab.code_lm", "code-lm", "out"),
 }
 
 

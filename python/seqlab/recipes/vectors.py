@@ -24,10 +24,10 @@ from ..models.vectors.negatives import mine_hard_negatives, negatives_for
 from ..models.vectors.stream import VectorStream
 from ..optim import AdamW
 from ..report.evaluation import EvaluationSummary, append_to_report, recipe_html
-from ..serialization import atomic_write_text, load_weights, read_toml, save_weights, write_json, write_toml
+from ..serialization import atomic_write_text, write_json
 from ..train import Checkpoint, EarlyStopping, Trainer
 from ..train.schedules import WarmupSchedule
-from .loading import check_saved_sizes
+from .loading import read_model_files, save_model_files, saved_evaluation
 from .run_dir import claim_run_dir, interruptible, read_run, resume_data, resumed_config
 
 KIND = "vector_predictor"
@@ -181,17 +181,14 @@ class VectorPredictor:
     def save(self, path: str | Path) -> Path:
         """Writes ``model.safetensors`` (with the text encoder's arrays) and ``model_config.toml``."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         weights = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        meta: dict[str, Any] = {"kind": KIND, "dim": self.dim, "config": self.config.to_dict()}
+        meta: dict[str, Any] = {"dim": self.dim}
         if self.encoder is not None and hasattr(self.encoder, "state"):
             arrays, settings = self.encoder.state()
             weights.update({f"encoder.{k}": v for k, v in arrays.items()})
             atomic_write_text(path / "encoder.json", json.dumps(settings))
             meta["encoder"] = settings["name"]
-        save_weights(path / "model.safetensors", weights)
-        write_toml(path / "model_config.toml", meta)
-        return path
+        return save_model_files(path, KIND, self.config, weights, **meta)
 
     @classmethod
     def load(cls, path: str | Path) -> VectorPredictor:
@@ -199,13 +196,14 @@ class VectorPredictor:
         from ..data.text_encoders import encoder_from_state
 
         path = Path(path)
-        meta = read_toml(path / "model_config.toml")
-        config = VectorPredictorConfig.from_dict(meta["config"])
-        weights = load_weights(path / "model.safetensors")
-        sizes = {"dim": meta["dim"], "hidden_size": config.hidden_size, "num_layers": config.num_layers}
-        if config.cell == "transformer":
-            sizes.update(num_heads=config.num_heads, context=config.context)
-        check_saved_sizes(path / "model_config.toml", sizes, weights)
+
+        def sizes(config: VectorPredictorConfig, meta: dict[str, Any]) -> dict[str, Any]:
+            out = {"dim": meta["dim"], "hidden_size": config.hidden_size, "num_layers": config.num_layers}
+            if config.cell == "transformer":
+                out.update(num_heads=config.num_heads, context=config.context)
+            return out
+
+        meta, config, weights = read_model_files(path, VectorPredictorConfig.from_dict, sizes)
         model = NextVectorModel(config, int(meta["dim"]))
         model.load_state_dict(
             {k.removeprefix("model."): v for k, v in weights.items() if k.startswith("model.")}
@@ -217,10 +215,9 @@ class VectorPredictor:
             arrays = {k.removeprefix("encoder."): v for k, v in weights.items() if k.startswith("encoder.")}
             encoder = encoder_from_state(arrays, settings)
         fitted = cls(model, config, encoder=encoder, run_dir=path)
-        if (path / "evaluation.json").is_file():
-            fitted.evaluation = json.loads((path / "evaluation.json").read_text()).get("results", {})
-            if isinstance(fitted.evaluation.get("model"), dict):
-                fitted.summary = evaluation_summary(fitted.evaluation)
+        fitted.evaluation = (saved_evaluation(path) or {}).get("results", {})
+        if isinstance(fitted.evaluation.get("model"), dict):
+            fitted.summary = evaluation_summary(fitted.evaluation)
         return fitted
 
 

@@ -51,6 +51,8 @@ class TensorBoardLogger(Callback):
         self._writer: Any = None
 
     def on_fit_begin(self, trainer: Trainer) -> None:
+        if not trainer.is_main:  # under MPI rank 0 alone writes the log
+            return
         if self.log_dir is None:
             base = trainer.out_dir if trainer.out_dir is not None else Path("runs")
             self.log_dir = base / "tensorboard"

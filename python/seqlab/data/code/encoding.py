@@ -217,6 +217,13 @@ class CodeBatches(SequenceBatches):
         )
         self.encoded = encoded
 
+    def subset(self, indices: np.ndarray) -> CodeBatches:
+        """The pairs ``indices`` with the same settings (a rank's shard under MPI)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        sub = CodeBatches(self.encoded.rows(idx), self.batch_size, self.shuffle, self.bucket_size)
+        sub._origin = idx if self._origin is None else self._origin[idx]
+        return sub
+
     def batches(self, rng: np.random.Generator | None = None) -> Iterator[EncodedPairs]:  # type: ignore[override]
         for idx in self._batch_indices(rng):
             yield self.encoded.rows(idx)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..presets import PresetConfig, named_preset
 
 
 @dataclass(frozen=True)
-class Seq2SeqConfig:
+class Seq2SeqConfig(PresetConfig):
     """Everything that defines a code seq2seq model and its training; any field can be overridden.
 
     Model: a shared token ``embedding_dim`` embedding of a ``vocab_size`` vocabulary
@@ -41,22 +43,11 @@ class Seq2SeqConfig:
     plateau_patience: int = 2
     seed: int = 0
 
+    settings_name: ClassVar[str] = "code model"
+
     def __post_init__(self) -> None:
-        for name in (
-            "vocab_size",
-            "embedding_dim",
-            "hidden_size",
-            "num_layers",
-            "num_heads",
-            "max_len",
-            "epochs",
-            "batch_size",
-            "patience",
-            "plateau_patience",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.check_positive_ints(("vocab_size", "embedding_dim", "hidden_size", "num_layers", "num_heads",
+                                  "max_len", "epochs", "batch_size", "patience", "plateau_patience"))
         if self.vocab_size < 4:
             raise ValueError(
                 f"vocab_size must leave room for the special tokens (>= 4), got {self.vocab_size}"
@@ -71,22 +62,6 @@ class Seq2SeqConfig:
             raise ValueError(f"plateau_factor must be in (0, 1], got {self.plateau_factor}")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             raise ValueError(f"clip_grad_norm must be > 0 or None, got {self.clip_grad_norm}")
-
-    def with_overrides(self, **overrides: Any) -> Seq2SeqConfig:
-        """A copy with some fields replaced; unknown names raise TypeError listing the known ones."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise TypeError(f"unknown code model settings {unknown}; known: {sorted(known)}")
-        return replace(self, **overrides)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Seq2SeqConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 PRESETS: dict[str, Seq2SeqConfig] = {
@@ -126,6 +101,4 @@ PRESETS: dict[str, Seq2SeqConfig] = {
 
 def preset(name: str, **overrides: Any) -> Seq2SeqConfig:
     """The named preset with ``overrides`` applied."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
-    return PRESETS[name].with_overrides(**overrides)
+    return named_preset(PRESETS, name, overrides)

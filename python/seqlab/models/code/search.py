@@ -67,22 +67,32 @@ def _hypothesis(tokens: Sequence[int], log_prob: float, eos_id: int, alpha: floa
     )
 
 
-def greedy(session: StepSession, max_len: int, eos_id: int, alpha: float = 0.6) -> list[Hypothesis]:
-    """The most likely token at every step, per example, until the end token or ``max_len``."""
-    h, c = session.initial_state()
-    batch = session.batch
-    rows = np.arange(batch, dtype=np.int64)
-    tokens = np.zeros((batch, 0), dtype=np.int64)
-    log_prob = np.zeros(batch)
-    done = np.zeros(batch, dtype=bool)
+def _decode_rows(
+    session: StepSession,
+    rows: np.ndarray,
+    h: np.ndarray,
+    c: np.ndarray,
+    max_len: int,
+    eos_id: int,
+    choose: Callable[[np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """One output per row (row n continues example ``rows[n]`` from states ``h[n]``, ``c[n]``,
+    updated in place), token by token until every row has produced the end token or
+    ``max_len`` tokens; ``choose`` maps the live rows' log-probabilities (N, X) to their
+    next tokens (N,). Returns the tokens (M, T), padded with the end token, and each row's
+    summed log-probability (M,)."""
+    m = rows.size
+    tokens = np.zeros((m, 0), dtype=np.int64)
+    log_prob = np.zeros(m)
+    done = np.zeros(m, dtype=bool)
     prev: np.ndarray | None = None
     for _ in range(max_len):
         live = np.flatnonzero(~done)
         logp, h_live, c_live = session.step(
             rows[live], None if prev is None else prev[live], h[live], c[live]
         )
-        token = np.full(batch, eos_id, dtype=np.int64)
-        token[live] = logp.argmax(axis=1)
+        token = np.full(m, eos_id, dtype=np.int64)
+        token[live] = choose(logp)
         log_prob[live] += logp[np.arange(live.size), token[live]]
         h[live], c[live] = h_live, c_live
         tokens = np.concatenate([tokens, token[:, None]], axis=1)
@@ -90,7 +100,15 @@ def greedy(session: StepSession, max_len: int, eos_id: int, alpha: float = 0.6) 
         prev = token
         if done.all():
             break
-    return [_hypothesis(tokens[b], log_prob[b], eos_id, alpha) for b in range(batch)]
+    return tokens, log_prob
+
+
+def greedy(session: StepSession, max_len: int, eos_id: int, alpha: float = 0.6) -> list[Hypothesis]:
+    """The most likely token at every step, per example, until the end token or ``max_len``."""
+    h, c = session.initial_state()
+    rows = np.arange(session.batch, dtype=np.int64)
+    tokens, log_prob = _decode_rows(session, rows, h, c, max_len, eos_id, lambda logp: logp.argmax(axis=1))
+    return [_hypothesis(tokens[b], log_prob[b], eos_id, alpha) for b in range(session.batch)]
 
 
 def beam_search(
@@ -217,29 +235,13 @@ def sample(
         if not short:
             break
         rows = np.repeat(np.asarray(short, dtype=np.int64), 2 * n)
-        h, c = h0[rows], c0[rows]
-        m = rows.size
-        tokens = np.zeros((m, 0), dtype=np.int64)
-        log_prob = np.zeros(m)
-        done = np.zeros(m, dtype=bool)
-        prev: np.ndarray | None = None
-        for _ in range(max_len):
-            live = np.flatnonzero(~done)
-            logp, h_live, c_live = session.step(
-                rows[live], None if prev is None else prev[live], h[live], c[live]
-            )
+
+        def draw(logp: np.ndarray) -> np.ndarray:
             p = _filtered_probs(logp, temperature, top_k, top_p)
-            u = rng.random(live.size)[:, None]
-            pick = np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), p.shape[1] - 1)
-            token = np.full(m, eos_id, dtype=np.int64)
-            token[live] = pick
-            log_prob[live] += logp[np.arange(live.size), pick]
-            h[live], c[live] = h_live, c_live
-            tokens = np.concatenate([tokens, token[:, None]], axis=1)
-            done |= token == eos_id
-            prev = token
-            if done.all():
-                break
+            u = rng.random(len(p))[:, None]
+            return np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), p.shape[1] - 1)
+
+        tokens, log_prob = _decode_rows(session, rows, h0[rows], c0[rows], max_len, eos_id, draw)
         for i, e in enumerate(rows):
             hy = _hypothesis(tokens[i], log_prob[i], eos_id, alpha)
             if len(found[int(e)]) < n and hy.tokens not in found[int(e)]:

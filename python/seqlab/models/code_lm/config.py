@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..presets import PresetConfig, named_preset
 
 PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
-class CodeLMConfig:
+class CodeLMConfig(PresetConfig):
     """Everything that defines a code language model run; any field can be overridden.
 
     Model: a GPT decoder of ``n_layers`` pre-LayerNorm causal blocks (``n_heads`` heads,
@@ -55,27 +57,13 @@ class CodeLMConfig:
     precision: str = "fp32"
     seed: int = 0
 
+    settings_name: ClassVar[str] = "code LM"
+    tuple_fields: ClassVar[tuple[str, ...]] = ("extensions", "split")
+
     def __post_init__(self) -> None:
-        for name in (
-            "vocab_size",
-            "d_model",
-            "n_layers",
-            "n_heads",
-            "d_ff",
-            "max_len",
-            "seq_len",
-            "batch_size",
-            "accumulation",
-            "epochs",
-            "checkpoint_every",
-            "max_file_bytes",
-            "max_total_bytes",
-            "compile_max_tokens",
-            "ngram_order",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.check_positive_ints(("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_len",
+                                  "seq_len", "batch_size", "accumulation", "epochs", "checkpoint_every",
+                                  "max_file_bytes", "max_total_bytes", "compile_max_tokens", "ngram_order"))
         if self.vocab_size < 258:
             raise ValueError(
                 f"vocab_size must be at least 258 (end-of-file token and 256 bytes), got {self.vocab_size}"
@@ -101,31 +89,10 @@ class CodeLMConfig:
                 "with fp32 master weights are planned); use precision='fp32'"
             )
 
-    def with_overrides(self, **overrides: Any) -> CodeLMConfig:
-        """A copy with some fields replaced; unknown names raise TypeError listing the known ones."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise TypeError(f"unknown code LM settings {unknown}; known: {sorted(known)}")
-        for key in ("split", "extensions"):
-            if key in overrides:
-                overrides[key] = tuple(overrides[key])
-        return replace(self, **overrides)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["split"], d["extensions"] = list(self.split), list(self.extensions)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CodeLMConfig:
-        known = {f.name for f in fields(cls)}
-        return cls().with_overrides(**{k: v for k, v in d.items() if k in known})
-
-
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, CodeLMConfig] = {
     # Trains in a few seconds: tests and the notebook.
-    "tiny": dict(
+    "tiny": CodeLMConfig(
         vocab_size=320,
         d_model=32,
         n_layers=2,
@@ -142,9 +109,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         compile_max_tokens=24,
     ),
     # The default: minutes on two cores.
-    "small": {},
+    "small": CodeLMConfig(),
     # The original project's configuration.
-    "original": dict(
+    "original": CodeLMConfig(
         vocab_size=50_000,
         d_model=256,
         n_layers=6,
@@ -168,6 +135,4 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def preset_config(preset: str = "small", **overrides: Any) -> CodeLMConfig:
     """The config of a preset (``"tiny"``, ``"small"``, ``"original"``) with overrides."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset: unknown code LM preset {preset!r}; known: {sorted(PRESETS)}")
-    return CodeLMConfig().with_overrides(**{**PRESETS[preset], **overrides})
+    return named_preset(PRESETS, preset, overrides, "code LM")

@@ -53,16 +53,49 @@ def token_stream(tokenizer: ByteBPETokenizer, files: list[SourceFile]) -> np.nda
     return np.concatenate([x for p in parts for x in (p, eot)])
 
 
+def read_corpus(path: str | Path | None, config: CodeLMConfig) -> SourceCorpus:
+    """The corpus files of ``path`` (None: the machine's C sources) under the config's
+    extensions and caps; cheap beside tokenizer training, so a recipe reads it (and refuses
+    a bad path) before claiming its run directory.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist. ValueError: no usable file in it.
+    """
+    return read_source_files(
+        path, config.extensions, config.max_file_bytes, config.max_total_bytes, seed=config.seed
+    )
+
+
+def train_tokenizer(files: list[SourceFile], config: CodeLMConfig, verbose: bool = True) -> ByteBPETokenizer:
+    """The byte-level BPE of the training files. Under MPI rank 0 alone trains it and sends
+    it to the other ranks, so every rank reads the corpus with the same tokens."""
+    from ...distributed import broadcast_object, is_main, world_size
+
+    trained = None
+    if is_main():
+        trained = ByteBPETokenizer.train([f.data for f in files], config.vocab_size)
+        if verbose and trained.vocab_size < config.vocab_size:
+            print(
+                f"note: the training files support {trained.vocab_size} tokens, fewer than vocab_size "
+                f"{config.vocab_size}"
+            )
+    if world_size() > 1:
+        text = broadcast_object(trained.to_json() if trained is not None else None)
+        trained = ByteBPETokenizer.from_json(text)
+    assert trained is not None
+    return trained
+
+
 def prepare(
     path: str | Path | None,
     config: CodeLMConfig,
     tokenizer: ByteBPETokenizer | None = None,
     verbose: bool = True,
+    corpus: SourceCorpus | None = None,
 ) -> CodeData:
-    """Reads, splits and tokenizes the corpus; trains the tokenizer unless one is given."""
-    corpus = read_source_files(
-        path, config.extensions, config.max_file_bytes, config.max_total_bytes, seed=config.seed
-    )
+    """Reads (unless ``corpus`` is given), splits and tokenizes the corpus; trains the
+    tokenizer (:func:`train_tokenizer`) unless one is given."""
+    corpus = corpus if corpus is not None else read_corpus(path, config)
     splits = corpus.split(config.split, seed=config.seed)
     if not splits["train"]:
         raise ValueError(
@@ -70,12 +103,7 @@ def prepare(
             "add files or change split"
         )
     if tokenizer is None:
-        tokenizer = ByteBPETokenizer.train([f.data for f in splits["train"]], config.vocab_size)
-        if verbose and tokenizer.vocab_size < config.vocab_size:
-            print(
-                f"note: the training files support {tokenizer.vocab_size} tokens, fewer than vocab_size "
-                f"{config.vocab_size}"
-            )
+        tokenizer = train_tokenizer(splits["train"], config, verbose)
     streams = {name: token_stream(tokenizer, files) for name, files in splits.items()}
     data = CodeData(corpus, splits, tokenizer, streams)
     if verbose:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..presets import PresetConfig, named_preset
 
 CELLS = ("rnn", "lstm", "gru")
 LOSSES = ("cosine", "mse", "hybrid")
@@ -26,7 +28,7 @@ DEFAULT_CURRICULUM: tuple[tuple[float, float, int], ...] = ((1.0, 0.0, 50),)
 
 
 @dataclass(frozen=True)
-class AutoencoderConfig:
+class AutoencoderConfig(PresetConfig):
     """Everything that defines a poetry autoencoder run; any field can be overridden.
 
     Model: ``cell`` (rnn, lstm, gru) encoder of ``hidden_size`` x ``num_layers``
@@ -98,25 +100,16 @@ class AutoencoderConfig:
     curriculum: tuple[tuple[float, float, int], ...] = field(default=DEFAULT_CURRICULUM)
     seed: int = 0
 
+    settings_name: ClassVar[str] = "poetry autoencoder"
+    tuple_fields: ClassVar[tuple[str, ...]] = ("curriculum",)
+
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {CELLS}, got {self.cell!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        for name in (
-            "hidden_size",
-            "num_layers",
-            "bottleneck",
-            "max_len",
-            "epochs",
-            "batch_size",
-            "embedding_dim",
-            "min_count",
-            "num_heads",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.check_positive_ints(("hidden_size", "num_layers", "bottleneck", "max_len", "epochs",
+                                  "batch_size", "embedding_dim", "min_count", "num_heads"))
         hidden = self.decoder_hidden or self.hidden_size
         if self.attention and hidden % self.num_heads:
             raise ValueError(
@@ -161,28 +154,11 @@ class AutoencoderConfig:
     def decoder_size(self) -> int:
         return self.decoder_hidden or self.hidden_size
 
-    def with_overrides(self, **overrides: Any) -> AutoencoderConfig:
-        """A copy with some fields replaced; unknown names raise TypeError listing the known ones."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise TypeError(f"unknown poetry autoencoder settings {unknown}; known: {sorted(known)}")
-        if "curriculum" in overrides and overrides["curriculum"] is not None:
+    def normalise(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """The overrides with the curriculum's phases as tuples."""
+        if overrides.get("curriculum") is not None:
             overrides["curriculum"] = tuple(tuple(p) for p in overrides["curriculum"])
-        return replace(self, **overrides)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["curriculum"] = [list(p) for p in self.curriculum]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AutoencoderConfig:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in d.items() if k in known}
-        if "curriculum" in values:
-            values["curriculum"] = tuple(tuple(p) for p in values["curriculum"])
-        return cls(**values)
+        return overrides
 
     def curriculum_phases(self) -> list[tuple[int, float, int]]:
         """The curriculum in epochs: (epochs, teacher-forcing ratio, max length) per phase."""
@@ -267,6 +243,4 @@ def describe_preset(name: str) -> str:
 
 def preset(name: str, **overrides: Any) -> AutoencoderConfig:
     """The named preset (see :func:`describe_preset`) with ``overrides`` applied."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
-    return PRESETS[name].with_overrides(**overrides)
+    return named_preset(PRESETS, name, overrides)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..presets import PresetConfig, named_preset
 
 CELLS = ("gru", "lstm", "transformer")
 LR_SCHEDULES = ("warmup", "cosine", "constant")
@@ -18,7 +21,7 @@ WARMUP_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
-class VectorPredictorConfig:
+class VectorPredictorConfig(PresetConfig):
     """Everything that defines a next-vector predictor run; any field can be overridden.
 
     Model: a ``cell`` (``"gru"``, ``"lstm"`` or a small causal ``"transformer"`` of
@@ -73,14 +76,14 @@ class VectorPredictorConfig:
     unit: str = "paragraph"
     seed: int = 0
 
+    settings_name: ClassVar[str] = "vector predictor"
+    tuple_fields: ClassVar[tuple[str, ...]] = ("split", "hard_negative_range")
+
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {CELLS}, got {self.cell!r}")
-        for name in ("context", "hidden_size", "num_layers", "num_heads", "batch_size",
-                     "segments_per_batch", "epochs", "encoder_dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.check_positive_ints(("context", "hidden_size", "num_layers", "num_heads", "batch_size",
+                                  "segments_per_batch", "epochs", "encoder_dim"))
         if self.cell == "transformer" and self.hidden_size % self.num_heads:
             raise ValueError(f"the transformer needs hidden_size ({self.hidden_size}) divisible by "
                              f"num_heads ({self.num_heads})")
@@ -103,17 +106,6 @@ class VectorPredictorConfig:
         if self.unit not in ("paragraph", "sentence"):
             raise ValueError(f"unit must be 'paragraph' or 'sentence', got {self.unit!r}")
 
-    def with_overrides(self, **overrides: Any) -> VectorPredictorConfig:
-        """A copy with some fields replaced; unknown names raise TypeError listing the known ones."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise TypeError(f"unknown vector predictor settings {unknown}; known: {sorted(known)}")
-        for key in ("split", "hard_negative_range"):
-            if key in overrides:
-                overrides[key] = tuple(overrides[key])
-        return replace(self, **overrides)
-
     def learning_rate(self, total_steps: int) -> float:
         """The peak learning rate of a run of ``total_steps`` optimizer steps: ``lr`` when
         it is a number; for ``"auto"``, ``1e-4 * sqrt(REFERENCE_STEPS / total_steps)``
@@ -124,18 +116,11 @@ class VectorPredictorConfig:
         low, high = AUTO_LR_RANGE
         return float(min(high, max(low, 1e-4 * math.sqrt(REFERENCE_STEPS / max(1, total_steps)))))
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["split"], d["hard_negative_range"] = list(self.split), list(self.hard_negative_range)
-        return d
-
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> VectorPredictorConfig:
-        known = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
+    def from_dict(cls, d: Mapping[str, Any]) -> VectorPredictorConfig:
         if "lr" in d and "lr_schedule" not in d:
-            d["lr_schedule"] = "constant"  # a run saved before schedules trained at a constant rate
-        return cls().with_overrides(**d)
+            d = {**d, "lr_schedule": "constant"}  # a run saved before schedules trained at a constant rate
+        return super().from_dict(d)
 
 
 PRESETS: dict[str, VectorPredictorConfig] = {
@@ -149,6 +134,4 @@ PRESETS: dict[str, VectorPredictorConfig] = {
 
 def preset(name: str, **overrides: Any) -> VectorPredictorConfig:
     """The named preset with ``overrides`` applied (unknown names raise ValueError listing them)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown vector predictor preset {name!r}; choose one of {list(PRESETS)}")
-    return PRESETS[name].with_overrides(**overrides)
+    return named_preset(PRESETS, name, overrides, "vector predictor")
