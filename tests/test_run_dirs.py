@@ -87,6 +87,20 @@ def test_existing_runs_are_refused_before_any_work(
     assert (taken / "notes.txt").read_text() == "the user's results"
 
 
+def test_missing_or_malformed_data_leaves_no_run_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("[{not json")
+    for data in (tmp_path / "missing.json", bad):
+        out = tmp_path / f"run-{data.stem}"
+        with pytest.raises((FileNotFoundError, ValueError), match=data.name):
+            seqlab.poetry_autoencoder(data, preset="tiny", out=out)
+        assert not out.exists()
+        assert main(["poetry", str(data), "--preset", "tiny", "--out", str(out)]) == 1
+        assert data.name in capsys.readouterr().err and not out.exists()
+
+
 def test_preset_name_still_works_with_a_deprecation_warning(taken: Path) -> None:
     with pytest.warns(DeprecationWarning, match="use preset="), pytest.raises(RunExistsError):
         seqlab.poetry_autoencoder(out=taken, preset_name="tiny")

@@ -255,10 +255,13 @@ def fit_poetry_autoencoder(
     if resume is not None:
         run_dir = Path(resume)
         data = resume_data(run_dir, read_run(run_dir, KIND), data, other_data)
-    else:
+    # The corpus is read before the run directory is claimed (a missing or malformed file
+    # leaves nothing behind); the expensive work (word vectors, training) comes after.
+    corpus = data if isinstance(data, PoemCorpus) else load_poems(data)
+    if resume is None:
         run_dir = claim_run_dir(out, KIND, data, arguments or {"config": config.to_dict()})
     start = time.perf_counter()
-    prepared = prepare(data, config, verbose=verbose)
+    prepared = prepare(corpus, config, verbose=verbose)
     from ..random import manual_seed
 
     manual_seed(config.seed)
