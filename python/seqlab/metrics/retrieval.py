@@ -12,7 +12,7 @@ chunks of rows, so the whole bank is never copied.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -43,16 +43,16 @@ __all__ = [
 ]
 
 
-def _check_metric(metric: str) -> str:
+def _check_metric(metric: str) -> MetricName:
     if metric not in _METRICS:
         raise ValueError(f"metric: expected one of {_METRICS}, got {metric!r}")
-    return metric
+    return cast(MetricName, metric)
 
 
-def _check_path(path: str) -> str:
+def _check_path(path: str) -> PathName:
     if path not in _PATHS:
         raise ValueError(f"path: expected one of {_PATHS}, got {path!r}")
-    return path
+    return cast(PathName, path)
 
 
 def _queries(queries: Any, name: str = "queries") -> tuple[np.ndarray, bool]:
@@ -204,7 +204,7 @@ def target_rank(
     return counts
 
 
-def _ranks(predictions: Any, targets: Any, bank: Any, metric: str,
+def _ranks(predictions: Any, targets: Any, bank: Any, metric: MetricName,
            ks: Sequence[int] | None = None) -> tuple[np.ndarray, list[int]]:
     """Ranks of the targets and the checked cut-offs; in-batch when bank is None."""
     if bank is None:
