@@ -176,11 +176,18 @@ def test_layer_norm(data: st.DataObject) -> None:
         out = F.layer_norm(xs, ns, ws, bs)
         ref = TF.layer_norm(xt, ns, wt, bt)
         backward_both(out, ref, data)
-    close(out.data, ref, "output", atol=1e-4)
+    # (x - mean) / std loses |mean| / std float32 ulps, in either library (torch computes
+    # x * rstd - mean * rstd): the tolerance grows with that condition number
+    axes = tuple(range(x.ndim - len(ns), x.ndim))
+    x64 = x.astype(np.float64)
+    cond = float((np.abs(x64).max(axis=axes) / np.sqrt(x64.var(axis=axes) + 1e-5)).max())
+    rows = x.size // int(np.prod(ns))
+    atol = 1e-4 + 4e-7 * cond
+    close(out.data, ref, "output", atol=atol)
     # the input gradient scales as 1/std: compare relative to the input's scale
-    np.testing.assert_allclose(xs.grad * scale, xt.grad.numpy() * scale, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(xs.grad * scale, xt.grad.numpy() * scale, rtol=1e-3, atol=1e-3 + 4e-7 * cond)
     if affine:
-        close(ws.grad, wt.grad, "weight grad", atol=1e-4)  # type: ignore[union-attr]
+        close(ws.grad, wt.grad, "weight grad", atol=atol * 4 * rows)  # type: ignore[union-attr]
         close(bs.grad, bt.grad, "bias grad", atol=1e-4)  # type: ignore[union-attr]
 
 
