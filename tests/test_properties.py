@@ -119,6 +119,32 @@ def test_linear_with_activations(data: st.DataObject) -> None:
 
 
 @given(st.data())
+def test_elementwise_activations_and_add_relu(data: st.DataObject) -> None:
+    shape = tuple(data.draw(st.lists(SIZES, min_size=0, max_size=3), label="shape"))
+    op = data.draw(st.sampled_from(["sigmoid", "tanh", "relu", "gelu", "gelu_tanh", "add_relu"]), label="op")
+    scale = data.draw(st.sampled_from([1.0, 30.0, 1e30]), label="scale")
+    x, y = values(data, shape, scale), values(data, shape, scale)
+    xs, ys, xt, yt = s(x), s(y), t(x), t(y)
+    with threads(data.draw(st.integers(1, 3), label="threads")):
+        if op == "add_relu":
+            out, ref = F.add_relu(xs, ys), TF.relu(xt + yt)
+        elif op.startswith("gelu"):
+            approximate = "tanh" if op == "gelu_tanh" else "none"
+            out, ref = F.gelu(xs, approximate), TF.gelu(xt, approximate=approximate)
+        else:
+            out, ref = getattr(F, op)(xs), getattr(torch, op)(xt)
+        backward_both(out, ref, data)
+    assert np.isfinite(out.data).all() and np.isfinite(xs.grad).all()  # type: ignore[arg-type]
+    close(out.data, ref, "output", atol=1e-5 * max(1.0, float(np.abs(ref.detach().numpy()).max(initial=0))))
+    close(xs.grad, xt.grad, "input grad")
+    if op == "add_relu":
+        close(ys.grad, yt.grad, "other grad")
+        bad = (*shape[:-1], shape[-1] + 1) if shape else (2,)
+        with pytest.raises(ValueError, match="other: expected shape"):
+            F.add_relu(x, values(data, bad))
+
+
+@given(st.data())
 def test_embedding(data: st.DataObject) -> None:
     num, dim = data.draw(SIZES, label="num"), data.draw(SIZES, label="dim")
     shape = tuple(data.draw(st.lists(SMALL, min_size=1, max_size=3), label="shape"))
