@@ -10,6 +10,7 @@ Usage::
 
     python benchmarks/fuzz.py --runs 100000                  # every target, table on stdout
     python benchmarks/fuzz.py --targets poems,npz --runs 5000 --table fuzz.md
+    python benchmarks/fuzz.py --runs 100000 --max-seconds 300  # at most 5 minutes per target
     python benchmarks/fuzz.py --replay poems path/to/input    # re-run one saved input
 
 Every target runs in its own process (libFuzzer owns the process it runs in); the parent
@@ -47,6 +48,8 @@ ALLOWED: dict[str, tuple[type[BaseException], ...]] = {
     "run_toml": (ValueError, TypeError),
     "run_json": (ValueError, TypeError),
     "load": (ValueError, TypeError, FileNotFoundError),
+    "code_pairs": (ValueError,),  # CodeDataError is a ValueError
+    "source_folder": (ValueError,),
 }
 TARGETS = tuple(ALLOWED)
 
@@ -87,8 +90,22 @@ def _bundle_bytes() -> bytes:
         return p.read_bytes()
 
 
+_PAIR = {"task": "bug_fix", "lang": "python", "source": "def f(a, b):\n    return a - b\n",
+         "target": "def f(a, b):\n    return a + b\n"}
+_C_SOURCE = b"#include <stdio.h>\n/* sum */\nint add(int a, int b) { return a + b; }\n"
+_PY_SOURCE = b"import os\n\n\ndef main(path):\n    return os.path.exists(path)\n"
+_SOURCE_NAMES = ("add.c", "util/add.h", "vendor/main.py")
+
+
 def seeds(target: str, run_dir: Path | None) -> list[bytes]:
     """Valid inputs each target starts mutating from."""
+    if target == "code_pairs":
+        c_pair = {**_PAIR, "task": "completion", "lang": "c", "source": "int f(int a) {",
+                  "target": "return a; }"}
+        return [(json.dumps(_PAIR) + "\n" + json.dumps(c_pair) + "\n").encode(),
+                (json.dumps({k: v for k, v in _PAIR.items() if k != "lang"}) + "\n").encode()]
+    if target == "source_folder":
+        return [_pack([_C_SOURCE, _C_SOURCE[:40], _PY_SOURCE]), _pack([_C_SOURCE, b"", b"\0\1"])]
     if target == "poems":
         return [json.dumps([_POEM]).encode(), json.dumps({"poems": [_POEM, _POEM]}).encode(),
                 (json.dumps(_POEM) + "\n" + json.dumps(_POEM) + "\n").encode(),
@@ -157,8 +174,10 @@ def _unpack(data: bytes, count: int) -> list[bytes]:
 def make_reader(target: str, work: Path, run_dir: Path | None) -> Callable[[bytes], Any]:
     """A function of the input bytes that runs the target's reader on them."""
     import seqlab
+    from seqlab.data.code.corpus import load_code_data
     from seqlab.data.events import events_to_series, read_events
     from seqlab.data.poems import load_poems
+    from seqlab.data.source_files import corpus_report, read_source_files
     from seqlab.data.timeseries import read_csv_series
     from seqlab.data.vector_chains import load_vector_chains
     from seqlab.data.word_vectors import load_word_vectors
@@ -180,6 +199,9 @@ def make_reader(target: str, work: Path, run_dir: Path | None) -> Callable[[byte
         s = read_csv_series(path)
         return s.column_index("OT") if "OT" in s.columns else s
 
+    def pairs(path: Path) -> Any:
+        return load_code_data(path, task="all", lang="auto", max_len=100)
+
     simple: dict[str, tuple[str, Callable[[Path], Any]]] = {
         "poems": ("poems.txt", load_poems),
         "word_vectors": ("vectors.txt", load_word_vectors),
@@ -188,9 +210,25 @@ def make_reader(target: str, work: Path, run_dir: Path | None) -> Callable[[byte
         "csv": ("series.csv", series),
         "npz": ("chains.npz", load_vector_chains),
         "checkpoint": ("epoch_0001.safetensors", load_checkpoint),
+        "code_pairs": ("pairs.jsonl", pairs),
     }
     if target in simple:
         return file_reader(*simple[target])
+    if target == "source_folder":
+        # the code LM's reader over a folder of three mutated files (one in a vendored
+        # folder), then its split and statistics
+        folder = work / "repo"
+
+        def sources(data: bytes) -> Any:
+            if folder.exists():
+                shutil.rmtree(folder)
+            for name, part in zip(_SOURCE_NAMES, _unpack(data, len(_SOURCE_NAMES))):
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                (folder / name).write_bytes(part)
+            corpus = read_source_files(folder, max_file_bytes=4096, max_total_bytes=8192)
+            splits = corpus.split((0.8, 0.1, 0.1), seed=0)
+            return corpus_report(corpus, splits)
+        return sources
     assert run_dir is not None
     mine = work / "run"
     shutil.copytree(run_dir, mine)
@@ -211,6 +249,13 @@ def make_reader(target: str, work: Path, run_dir: Path | None) -> Callable[[byte
 
 
 # ------------------------------------------------------------------------ child
+def _work_dir(target: str) -> Path:
+    """A fresh work directory, on /dev/shm (memory) where available: the readers take paths,
+    so each execution writes its input to a file, and a tmpfs makes that cheap."""
+    shm = Path("/dev/shm")
+    return Path(tempfile.mkdtemp(prefix=f"fuzz-{target}-", dir=shm if shm.is_dir() else None))
+
+
 def _where(tb: BaseException) -> str:
     frames = traceback.extract_tb(tb.__traceback__)
     inside = [f for f in frames if "seqlab" in f.filename] or frames
@@ -218,13 +263,17 @@ def _where(tb: BaseException) -> str:
     return f"{Path(f.filename).name}:{f.lineno}"
 
 
-def child(target: str, runs: int, out: Path, timeout: int, slow: float, rss_mb: int) -> None:
+def child(target: str, runs: int, out: Path, timeout: int, slow: float, rss_mb: int, work: Path,
+          max_seconds: int) -> None:
     import atheris
 
     with atheris.instrument_imports(include=["seqlab"]):
         import seqlab  # noqa: F401
+        import seqlab.data.code.corpus  # noqa: F401
+        import seqlab.data.code.pairs  # noqa: F401
         import seqlab.data.events  # noqa: F401
         import seqlab.data.poems  # noqa: F401
+        import seqlab.data.source_files  # noqa: F401
         import seqlab.data.timeseries  # noqa: F401
         import seqlab.data.vector_chains  # noqa: F401
         import seqlab.data.word_vectors  # noqa: F401
@@ -236,7 +285,6 @@ def child(target: str, runs: int, out: Path, timeout: int, slow: float, rss_mb: 
     folder = out / target
     corpus = folder / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"fuzz-{target}-"))
     run_dir = make_run_dir(work / "base") if target.startswith("run_") or target == "load" else None
     for i, s in enumerate(seeds(target, run_dir)):
         (corpus / f"seed-{i}").write_bytes(s)
@@ -263,14 +311,15 @@ def child(target: str, runs: int, out: Path, timeout: int, slow: float, rss_mb: 
         if elapsed > slow:
             record(data, "slow", f"{elapsed:.2f} s for {len(data)} bytes", "-", "")
 
+    budget = [f"-max_total_time={max_seconds}"] if max_seconds > 0 else []
     atheris.Setup([sys.argv[0], f"-runs={runs}", f"-timeout={timeout}", f"-rss_limit_mb={rss_mb}",
-                   "-max_len=8192", f"-artifact_prefix={folder}/", str(corpus)], one)
+                   "-max_len=8192", *budget, f"-artifact_prefix={folder}/", str(corpus)], one)
     atheris.Fuzz()
 
 
 def replay(target: str, path: Path) -> None:
     """Runs one saved input through a target's reader and shows what it raises."""
-    work = Path(tempfile.mkdtemp(prefix=f"fuzz-{target}-"))
+    work = _work_dir(target)
     run_dir = make_run_dir(work / "base") if target.startswith("run_") or target == "load" else None
     read = make_reader(target, work, run_dir)
     try:
@@ -278,19 +327,28 @@ def replay(target: str, path: Path) -> None:
         print("accepted")
     except ALLOWED[target] as e:
         print(f"refused as documented: {type(e).__name__}: {e}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------- parent
-def run_target(target: str, runs: int, out: Path, timeout: int, slow: float, rss_mb: int) -> dict[str, Any]:
-    """Runs one target in a child process; its executions, coverage and findings."""
+def run_target(target: str, runs: int, out: Path, timeout: int, slow: float, rss_mb: int,
+               max_seconds: int = 0) -> dict[str, Any]:
+    """Runs one target in a child process (``runs`` executions, or fewer if ``max_seconds``
+    > 0 runs out first); its executions, coverage and findings."""
     folder = out / target
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+    work = _work_dir(target)
     cmd = [sys.executable, __file__, "--child", target, "--runs", str(runs), "--out", str(out),
-           "--timeout", str(timeout), "--slow", str(slow), "--rss-mb", str(rss_mb)]
+           "--timeout", str(timeout), "--slow", str(slow), "--rss-mb", str(rss_mb), "--work", str(work),
+           "--max-seconds", str(max_seconds)]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     seconds = time.perf_counter() - start
     (folder / "libfuzzer.log").write_text(proc.stderr)
     stats = re.findall(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+)", proc.stderr)
@@ -330,14 +388,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=int, default=20, help="libFuzzer's per-input hang limit, seconds")
     ap.add_argument("--slow", type=float, default=2.0, help="an input slower than this is a finding, seconds")
     ap.add_argument("--rss-mb", type=int, default=2048, help="libFuzzer's memory limit, MB")
+    ap.add_argument("--max-seconds", type=int, default=0,
+                    help="stop a target after this many seconds even if --runs is not reached (0: no limit)")
     ap.add_argument("--child", choices=TARGETS, help=argparse.SUPPRESS)
+    ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--replay", nargs=2, metavar=("TARGET", "INPUT"), help="run one saved input")
     args = ap.parse_args(argv)
     if args.replay:
         replay(args.replay[0], Path(args.replay[1]))
         return 0
     if args.child:
-        child(args.child, args.runs, args.out, args.timeout, args.slow, args.rss_mb)
+        child(args.child, args.runs, args.out, args.timeout, args.slow, args.rss_mb, args.work,
+              args.max_seconds)
         return 0
     targets = list(TARGETS) if args.targets == "all" else args.targets.split(",")
     unknown = sorted(set(targets) - set(TARGETS))
@@ -346,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="seqlab-fuzz-"))
     rows = []
     for t in targets:
-        rows.append(run_target(t, args.runs, out, args.timeout, args.slow, args.rss_mb))
+        rows.append(run_target(t, args.runs, out, args.timeout, args.slow, args.rss_mb, args.max_seconds))
         r = rows[-1]
         print(f"{t}: {r['executions']} executions, {len(r['findings'])} findings", file=sys.stderr)
     text = table(rows)

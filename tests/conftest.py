@@ -49,3 +49,20 @@ def central_difference(loss, array: np.ndarray, index, step: float) -> float:
     down = loss()
     array[index] = saved
     return (up - down) / (2 * step)
+
+
+# Hypothesis profiles of the property tests (tests/test_properties_*.py): "ci", the
+# default, draws few examples and the same ones every run (derandomized), "long"
+# (HYPOTHESIS_PROFILE=long) many more, from fresh random draws, for local runs.
+try:
+    import os
+
+    from hypothesis import HealthCheck, settings
+
+    _common = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                          HealthCheck.too_slow])
+    settings.register_profile("ci", max_examples=20, derandomize=True, **_common)
+    settings.register_profile("long", max_examples=400, **_common)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # the property tests skip without hypothesis
+    pass

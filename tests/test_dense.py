@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -468,3 +470,34 @@ def test_strided_upstream_gradients_reach_the_kernels(torch, rng):
     _close(out.data, tout.detach().numpy())
     _close(sx.grad, tx.grad.numpy(), rtol=1e-4, atol=1e-6)
     _close(sw.grad, tw.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("op", ["sigmoid", "tanh", "relu", "gelu", "add_relu", "softmax"])
+def test_zero_dimensional_tensors_have_gradients(op):
+    """Found by the property tests: the upstream gradient of a 0-d output was made (1,)
+    before the kernel (np.ascontiguousarray promotes 0-d), which refused it with
+    ``grad_output: expected shape ()``; indexing a scalar out of a tensor (``t[0]``) gave
+    shape (1,) and its backward failed in ``np.add.at``."""
+    x = seqlab.tensor(np.float32(0.7), requires_grad=True)
+    if op == "softmax":
+        x = seqlab.tensor(np.array([0.7], np.float32), requires_grad=True)
+        out = F.softmax(x)[0]
+        assert out.shape == ()
+    else:
+        out = F.add_relu(x, seqlab.tensor(np.float32(0.1))) if op == "add_relu" else getattr(F, op)(x)
+    out.backward()
+    assert x.grad is not None and x.grad.shape == x.shape and np.isfinite(x.grad).all()
+    eps = 1e-3
+    plus = {"sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh, "relu": lambda v: max(v, 0.0),
+            "gelu": lambda v: 0.5 * v * (1 + math.erf(v / math.sqrt(2))),
+            "add_relu": lambda v: max(v + 0.1, 0.0), "softmax": lambda v: 1.0}[op]
+    numeric = (plus(0.7 + eps) - plus(0.7 - eps)) / (2 * eps)
+    np.testing.assert_allclose(x.grad.reshape(()), numeric, atol=1e-3)
+
+
+def test_embedding_of_a_scalar_index_has_no_batch_axis():
+    w = seqlab.tensor(np.arange(12, dtype=np.float32).reshape(4, 3), requires_grad=True)
+    out = F.embedding(np.int64(2), w)
+    assert out.shape == (3,)
+    out.backward(np.ones(3, np.float32))
+    np.testing.assert_array_equal(w.grad, np.eye(4, dtype=np.float32)[2][:, None] * np.ones(3))

@@ -24,25 +24,25 @@ void bind_cross_entropy(py::module_& m) {
             throw py::value_error("target: class index " + std::to_string(tp[i]) + " at position " + std::to_string(i) +
                                   " is out of range [0, " + std::to_string(V) + ") (ignore_index is " +
                                   std::to_string(ignore_index) + ")");
-        py::array_t<float> loss(N), lse(N);
-        float *lp = loss.mutable_data(), *sp = lse.mutable_data();
+        py::array_t<float> loss(N), logsum(N);
+        float *lp = loss.mutable_data(), *sp = logsum.mutable_data();
         {
           py::gil_scoped_release release;
           cross_entropy_forward(x.data(), tp, lp, sp, static_cast<std::size_t>(N), static_cast<std::size_t>(V),
                                 ignore_index, static_cast<float>(label_smoothing));
         }
-        return py::make_tuple(loss, lse);
+        return py::make_tuple(loss, logsum);
       },
       py::arg("input"), py::arg("target"), py::arg("ignore_index"), py::arg("label_smoothing"),
       "input (N, V) logits, target (N,) int64 -> (loss (N,), logsumexp (N,)); ignored rows give 0.");
   m.def(
       "cross_entropy_backward",
-      [](const py::handle& x_obj, const py::handle& t_obj, const py::handle& lse_obj, const py::handle& g_obj,
+      [](const py::handle& x_obj, const py::handle& t_obj, const py::handle& logsum_obj, const py::handle& g_obj,
          std::int64_t ignore_index, double label_smoothing) {
         auto x = require<float>(x_obj, "input", {-1, -1});
         const py::ssize_t N = x.shape(0), V = x.shape(1);
         auto t = require<std::int64_t>(t_obj, "target", {N});
-        auto lse = require<float>(lse_obj, "lse", {N});
+        auto logsum = require<float>(logsum_obj, "logsum", {N});
         auto g = require<float>(g_obj, "grad_loss", {N});
         const std::int64_t* tp = t.data();
         for (py::ssize_t i = 0; i < N; ++i)
@@ -52,12 +52,12 @@ void bind_cross_entropy(py::module_& m) {
         float* gp = gx.mutable_data();
         {
           py::gil_scoped_release release;
-          cross_entropy_backward(x.data(), tp, lse.data(), g.data(), gp, static_cast<std::size_t>(N),
+          cross_entropy_backward(x.data(), tp, logsum.data(), g.data(), gp, static_cast<std::size_t>(N),
                                  static_cast<std::size_t>(V), ignore_index, static_cast<float>(label_smoothing));
         }
         return gx;
       },
-      py::arg("input"), py::arg("target"), py::arg("lse"), py::arg("grad_loss"), py::arg("ignore_index"),
+      py::arg("input"), py::arg("target"), py::arg("logsum"), py::arg("grad_loss"), py::arg("ignore_index"),
       py::arg("label_smoothing"), "grad_input (N, V) = grad_loss * (softmax - smoothed one-hot).");
 }
 

@@ -24,13 +24,20 @@ float lane_max(const Batch& b) {
   return *std::max_element(lanes, lanes + kLanes);
 }
 
-// Row max, sum of exp(x - max) and plain sum, in two passes over the row.
-void row_stats(const float* x, std::size_t n, float& lse, float& sum) {
+// Row max.
+float row_max(const float* x, std::size_t n) {
   Batch mx(-std::numeric_limits<float>::infinity());
   std::size_t i = 0;
   for (; i + kLanes <= n; i += kLanes) mx = xsimd::max(mx, Batch::load_unaligned(x + i));
   float m = lane_max(mx);
   for (; i < n; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
+// Row max m, log of the sum of exp(x - m) and plain sum, in two passes over the row.
+void row_stats(const float* x, std::size_t n, float& m, float& logsum, float& sum) {
+  m = row_max(x, n);
+  std::size_t i = 0;
   const Batch mb(m);
   Batch se(0.0f), sx(0.0f);
   for (i = 0; i + kLanes <= n; i += kLanes) {
@@ -43,35 +50,35 @@ void row_stats(const float* x, std::size_t n, float& lse, float& sum) {
     e += std::exp(x[i] - m);
     s += x[i];
   }
-  lse = m + std::log(e);
+  logsum = std::log(e);
   sum = s;
 }
 
 }  // namespace
 
-void cross_entropy_forward(const float* logits, const std::int64_t* target, float* loss, float* lse,
+void cross_entropy_forward(const float* logits, const std::int64_t* target, float* loss, float* logsum,
                            std::size_t N, std::size_t V, std::int64_t ignore_index, float label_smoothing) {
   if (V == 0) return;
   parallel_for(N, row_grain(V), [&](std::size_t r0, std::size_t r1) {
     for (std::size_t r = r0; r < r1; ++r) {
       const float* x = logits + r * V;
-      float l, s;
-      row_stats(x, V, l, s);
-      lse[r] = l;
+      float m, l, s;
+      row_stats(x, V, m, l, s);
+      logsum[r] = l;
       const std::int64_t t = target[r];
       if (t == ignore_index) {
         loss[r] = 0.0f;
         continue;
       }
-      const float nll = l - x[t];
+      const float nll = (m - x[t]) + l;
       loss[r] = label_smoothing > 0.0f
-                    ? (1.0f - label_smoothing) * nll + label_smoothing * (l - s / static_cast<float>(V))
+                    ? (1.0f - label_smoothing) * nll + label_smoothing * ((m - s / static_cast<float>(V)) + l)
                     : nll;
     }
   });
 }
 
-void cross_entropy_backward(const float* logits, const std::int64_t* target, const float* lse,
+void cross_entropy_backward(const float* logits, const std::int64_t* target, const float* logsum,
                             const float* grad_loss, float* grad_logits, std::size_t N, std::size_t V,
                             std::int64_t ignore_index, float label_smoothing) {
   if (V == 0) return;
@@ -84,8 +91,9 @@ void cross_entropy_backward(const float* logits, const std::int64_t* target, con
         continue;
       }
       const float g = grad_loss[r];
-      const Batch lb(lse[r]), gb(g), off(g * label_smoothing / static_cast<float>(V));
-      simd::map1(logits + r * V, gx, V, [&](Batch v) { return xsimd::fms(gb, xsimd::exp(v - lb), off); });
+      const float* x = logits + r * V;
+      const Batch mb(row_max(x, V)), lb(logsum[r]), gb(g), off(g * label_smoothing / static_cast<float>(V));
+      simd::map1(x, gx, V, [&](Batch v) { return xsimd::fms(gb, xsimd::exp((v - mb) - lb), off); });
       gx[t] -= g * (1.0f - label_smoothing);
     }
   });

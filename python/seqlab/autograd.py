@@ -528,7 +528,7 @@ def transpose(a: Tensor, axes: tuple[int, ...] | None = None) -> Tensor:
     """Permutes the axes (reverses them when ``axes`` is None); the result is contiguous."""
     if axes is not None and sorted(ax % max(a.ndim, 1) for ax in axes) != list(range(a.ndim)):
         raise ValueError(f"transpose: axes {axes} are not a permutation of {a.ndim} dimensions")
-    out = np.ascontiguousarray(np.transpose(a.data, axes))
+    out = np.asarray(np.transpose(a.data, axes), order="C")
     inverse = None if axes is None else tuple(np.argsort([ax % a.ndim for ax in axes]))
     return make_result(out, (a,), lambda g: (np.transpose(g, inverse),))
 
@@ -539,7 +539,7 @@ def getitem(a: Tensor, index: Any) -> Tensor:
         index = index.data
     elif isinstance(index, tuple):
         index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    out = np.ascontiguousarray(a.data[index])
+    out = np.asarray(a.data[index], order="C")  # a scalar stays 0-d, as in NumPy
 
     def backward(g: np.ndarray) -> tuple[np.ndarray]:
         full = np.zeros_like(a.data)

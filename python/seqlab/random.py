@@ -7,6 +7,7 @@ thread count give bit-identical training.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -30,9 +31,9 @@ def generator() -> np.random.Generator:
     return gen
 
 
-def get_rng_state() -> dict:
+def get_rng_state() -> dict[str, Any]:
     """The generator's state, for checkpoints."""
-    return generator().bit_generator.state
+    return dict(generator().bit_generator.state)
 
 
 def set_rng_state(state: dict) -> None:

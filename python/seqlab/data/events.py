@@ -31,7 +31,7 @@ from collections.abc import AsyncIterable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO, overload
 
 import numpy as np
 
@@ -313,6 +313,21 @@ class _Bucket:
         self.counts = np.zeros(9)
 
 
+@overload
+def events_to_series(
+    events: Iterable[Event], bucket_seconds: float = ..., per_agent: Literal[False] = ...,
+    min_buckets: int = ..., max_buckets: int = ...,
+) -> TimeSeries: ...
+@overload
+def events_to_series(
+    events: Iterable[Event], bucket_seconds: float = ..., *, per_agent: Literal[True],
+    min_buckets: int = ..., max_buckets: int = ...,
+) -> dict[str, TimeSeries]: ...
+@overload
+def events_to_series(
+    events: Iterable[Event], bucket_seconds: float = ..., per_agent: bool = ...,
+    min_buckets: int = ..., max_buckets: int = ...,
+) -> TimeSeries | dict[str, TimeSeries]: ...
 def events_to_series(
     events: Iterable[Event],
     bucket_seconds: float = 3600.0,

@@ -108,8 +108,8 @@ class _Collector:
             else:
                 self.skipped.append((where, "list with non-string lines"))
         elif isinstance(record, dict):
-            title = record.get("title") if isinstance(record.get("title"), str) else ""
-            author = record.get("author") if isinstance(record.get("author"), str) else ""
+            title = record["title"] if isinstance(record.get("title"), str) else ""
+            author = record["author"] if isinstance(record.get("author"), str) else ""
             lines = record.get("lines")
             if isinstance(lines, list) and all(isinstance(line, str) for line in lines):
                 self.add("\n".join(lines), where, title, author)

@@ -40,7 +40,7 @@ def load_series(
         events = read_events(synthetic_events(days=synthetic_days, seed=seed), on_error=on_error)
         series = events_to_series(events, bucket_seconds)
         series.source = "synthetic agent events"
-        return series  # type: ignore[return-value]
+        return series
     if isinstance(source, TimeSeries):
         return source
     if isinstance(source, np.ndarray):
@@ -57,11 +57,11 @@ def load_series(
             )
         if p.suffix.lower() in EVENT_SUFFIXES:
             series = events_to_series(read_events(p, on_error=on_error), bucket_seconds)
-            series.source = str(p)  # type: ignore[union-attr]
-            return series  # type: ignore[return-value]
+            series.source = str(p)
+            return series
         return read_csv_series(p, date_column=date_column)
     if hasattr(source, "__iter__"):
-        return events_to_series(read_events(source, on_error=on_error), bucket_seconds)  # type: ignore[return-value]
+        return events_to_series(read_events(source, on_error=on_error), bucket_seconds)
     raise TypeError(
         f"data: expected a path, a dataset name, a TimeSeries, an array or events, "
         f"got {type(source).__name__}"

@@ -178,7 +178,8 @@ def make_encoder(encoder: Any, dim: int = 256, seed: int = 0) -> Any:
 
 def encoder_from_state(arrays: dict[str, np.ndarray], settings: dict[str, Any]) -> Any:
     """Restores an encoder saved with its ``state()``."""
-    kinds = {"tfidf": TfidfSvdEncoder, "minilm": MiniLMEncoder}
+    kinds: dict[str, type[TfidfSvdEncoder] | type[MiniLMEncoder]] = {
+        "tfidf": TfidfSvdEncoder, "minilm": MiniLMEncoder}
     name = settings.get("name")
     if name not in kinds:
         raise ValueError(f"unknown saved text encoder {name!r}")

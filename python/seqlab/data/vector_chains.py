@@ -201,7 +201,8 @@ def _read_npz(path: Path) -> VectorChains:
             ids = member("chain_ids")
             if ids.shape != (n,):
                 raise ValueError(f"{path}: 'chain_ids' must have shape ({n},), got {ids.shape}")
-            starts = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]])) if n else []
+            changes = np.concatenate([[True], ids[1:] != ids[:-1]])
+            starts = np.flatnonzero(changes) if n else np.zeros(0, np.int64)
             offsets = np.concatenate([starts, [n]]).astype(np.int64)
         else:
             raise ValueError(f"{path}: needs 'chain_offsets' or 'chain_ids' beside 'vectors'")

@@ -20,8 +20,9 @@ def _float_input(x: Any, name: str = "input") -> Tensor:
 
 def _grad(g: np.ndarray) -> np.ndarray:
     """An upstream gradient as the C-contiguous float32 array the kernels take (views from
-    transpose, split or stack backward may be strided)."""
-    return np.ascontiguousarray(g, dtype=np.float32)
+    transpose, split or stack backward may be strided). A 0-d gradient stays 0-d
+    (``np.ascontiguousarray`` would make it (1,), which the kernels refuse)."""
+    return np.asarray(g, dtype=np.float32, order="C")
 
 
 # Kernel caches whose backward has run (or whose forward recorded no graph) are kept, at

@@ -158,7 +158,8 @@ def _attention_grad_buffers(sources: tuple[Tensor, ...]) -> tuple[tuple, tuple[b
     """
     if len({id(s) for s in sources}) != len(sources):
         return tuple(grad_buffer(s) for s in sources), (False,) * len(sources)
-    buffers, fresh = [], []
+    buffers: list[np.ndarray | None] = []
+    fresh: list[bool] = []
     for s in sources:
         if not s.requires_grad:
             buffers.append(None)

@@ -72,7 +72,7 @@ def embedding(input: Any, weight: Tensor, padding_idx: int | None = None) -> Ten
     idx = input.data if isinstance(input, Tensor) else np.asarray(input)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"input: expected integer indices (int64), got dtype {idx.dtype}")
-    idx = np.ascontiguousarray(idx, dtype=np.int64)
+    idx = np.asarray(idx, dtype=np.int64, order="C")
     pad = -1 if padding_idx is None else int(padding_idx)
     out = _core.embedding_forward(idx, weight.data)
 

@@ -85,7 +85,8 @@ def cross_entropy(
     distribution as torch does: ``(1 - e) * nll + e * mean_j(-log p_j)``.
     ``reduction``: ``"mean"`` (over non-ignored rows; 0 when every row is ignored, where
     torch gives NaN), ``"sum"`` or ``"none"`` (shape of target). The kernel keeps only one
-    logsumexp per row; the backward recomputes the softmax while writing the gradient.
+    log-sum per row (relative to the row max, for precision with large logits); the backward
+    recomputes the max and the softmax while writing the gradient.
     """
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction: expected 'mean', 'sum' or 'none', got {reduction!r}")
@@ -101,7 +102,7 @@ def cross_entropy(
     V = x.shape[-1]
     x2 = x.data.reshape(-1, V)
     t1 = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
-    loss, lse = _core.cross_entropy_forward(x2, t1, int(ignore_index), float(label_smoothing))
+    loss, logsum = _core.cross_entropy_forward(x2, t1, int(ignore_index), float(label_smoothing))
     if reduction == "none":
         out = loss.reshape(t.shape)
         weight = None
@@ -117,7 +118,7 @@ def cross_entropy(
             gl = _grad(g).reshape(-1)
         else:
             gl = np.full(t1.shape, np.float32(g) / weight, dtype=np.float32)
-        gx = _core.cross_entropy_backward(x2, t1, lse, gl, int(ignore_index), float(label_smoothing))
+        gx = _core.cross_entropy_backward(x2, t1, logsum, gl, int(ignore_index), float(label_smoothing))
         return (gx.reshape(x.shape),)
 
     return make_result(out, (x,), backward)

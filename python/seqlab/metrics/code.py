@@ -46,9 +46,9 @@ def levenshtein(a: Sequence, b: Sequence) -> int:
         a, b = b, a
     if len(b) == 0:
         return len(a)
-    if isinstance(b, str):
+    if isinstance(a, str) and isinstance(b, str):
         bb = np.frombuffer(b.encode("utf-32-le"), dtype=np.uint32)
-        aa = np.frombuffer(a.encode("utf-32-le"), dtype=np.uint32)  # type: ignore[union-attr]
+        aa = np.frombuffer(a.encode("utf-32-le"), dtype=np.uint32)
     else:
         vocab: dict = {}
         aa = np.array([vocab.setdefault(x, len(vocab)) for x in a], dtype=np.int64)

@@ -42,7 +42,7 @@ def token_cosine(pred: Any, target: Any, mask: Any = None) -> float:
     a = f32_contiguous(p.reshape(-1, p.shape[-1]))
     b = f32_contiguous(t.reshape(-1, t.shape[-1]))
     flat_mask = None if m is None else np.ascontiguousarray(m.reshape(-1), dtype=np.uint8)
-    count = a.shape[0] if m is None else int(flat_mask.sum())
+    count = a.shape[0] if flat_mask is None else int(flat_mask.sum())
     if count == 0:
         raise ValueError(f"mask: selects no tokens (pred shape {p.shape})")
     cos = _core.rowwise_cosine(a, b, flat_mask)

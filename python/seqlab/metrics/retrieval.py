@@ -11,8 +11,9 @@ chunks of rows, so the whole bank is never copied.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -43,16 +44,16 @@ __all__ = [
 ]
 
 
-def _check_metric(metric: str) -> str:
+def _check_metric(metric: str) -> MetricName:
     if metric not in _METRICS:
         raise ValueError(f"metric: expected one of {_METRICS}, got {metric!r}")
-    return metric
+    return cast(MetricName, metric)
 
 
-def _check_path(path: str) -> str:
+def _check_path(path: str) -> PathName:
     if path not in _PATHS:
         raise ValueError(f"path: expected one of {_PATHS}, got {path!r}")
-    return path
+    return cast(PathName, path)
 
 
 def _queries(queries: Any, name: str = "queries") -> tuple[np.ndarray, bool]:
@@ -81,14 +82,46 @@ def _bank(bank: Any, q: np.ndarray, name: str = "bank", qname: str = "queries") 
     return b
 
 
+def _shared_mapping(bank: np.ndarray) -> mmap.mmap | None:
+    """The file mapping behind a bank that is (a view of) a ``np.memmap`` opened shared
+    (modes r, r+, w+), whose pages can be dropped after reading without losing anything;
+    None otherwise (a copy-on-write ``"c"`` map would lose its private changes)."""
+    a: Any = bank
+    while isinstance(a, np.ndarray) and not isinstance(a, np.memmap):
+        a = a.base
+    mm = getattr(a, "_mmap", None)
+    if isinstance(a, np.memmap) and isinstance(mm, mmap.mmap) and a.mode in ("r", "r+", "w+"):
+        return mm
+    return None
+
+
+def _release_pages(mm: mmap.mmap, rows: np.ndarray) -> None:
+    """Drops the whole pages of ``rows`` (a slice of ``mm``) from this process's memory:
+    they stay in the page cache, not in its resident set."""
+    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    page = mmap.PAGESIZE
+    first = rows.ctypes.data - base
+    start = -(-first // page) * page  # the first page wholly inside the rows
+    end = (first + rows.nbytes) // page * page
+    if end > start:
+        mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+
+
 def _chunks(bank: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, float32 C-contiguous rows): the bank itself when it already is one."""
-    if bank.dtype == np.float32 and bank.flags.c_contiguous:
+    """(first row, float32 C-contiguous rows): the bank itself when it already is one in
+    memory. A memory-mapped bank is read in chunks of about 64 MB whose pages are
+    released after use, so that searching a bank larger than memory keeps the resident
+    set at about one chunk."""
+    mapping = _shared_mapping(bank)
+    if bank.dtype == np.float32 and bank.flags.c_contiguous and mapping is None:
         yield 0, bank
         return
     rows = max(1, _CHUNK_BYTES // max(1, bank.shape[1] * 4))
     for start in range(0, bank.shape[0], rows):
-        yield start, f32_contiguous(bank[start : start + rows])
+        part = bank[start : start + rows]
+        yield start, f32_contiguous(part)
+        if mapping is not None and part.flags.c_contiguous:
+            _release_pages(mapping, part)
 
 
 def _check_k(k: Any, n: int, bank_shape: tuple[int, ...], name: str = "k") -> int:
@@ -204,7 +237,7 @@ def target_rank(
     return counts
 
 
-def _ranks(predictions: Any, targets: Any, bank: Any, metric: str,
+def _ranks(predictions: Any, targets: Any, bank: Any, metric: MetricName,
            ks: Sequence[int] | None = None) -> tuple[np.ndarray, list[int]]:
     """Ranks of the targets and the checked cut-offs; in-batch when bank is None."""
     if bank is None:

@@ -240,10 +240,12 @@ class MultiheadAttention(Module):
                 assert w is not None
                 wq, wk, wv = (_row_slice(w, i * E, (i + 1) * E) for i in range(3))
             else:
+                assert self.q_proj_weight is not None and self.k_proj_weight is not None
+                assert self.v_proj_weight is not None  # separate projections when kdim/vdim differ
                 wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
-            q = F.linear(q_in, wq, bq)  # type: ignore[arg-type]
-            k = F.linear(k_in, wk, bk)  # type: ignore[arg-type]
-            v = F.linear(v_in, wv, bv)  # type: ignore[arg-type]
+            q = F.linear(q_in, wq, bq)
+            k = F.linear(k_in, wk, bk)
+            v = F.linear(v_in, wv, bv)
         dropout_p = self.dropout if self.training else 0.0
         attn, weights = F.multi_head_attention_core(
             q, k, v, self.num_heads, mask, kp_bias, bool(is_causal), dropout_p, bool(need_weights)

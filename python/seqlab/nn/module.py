@@ -21,6 +21,9 @@ class Module:
     """
 
     training: bool
+    _parameters: OrderedDict[str, Parameter]
+    _modules: OrderedDict[str, Module]
+    _buffers: OrderedDict[str, Any]
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())

@@ -185,7 +185,7 @@ class RNNBase(Module):
             layer_h0 = None if h0_t is None else (h0_t if self.num_layers == 1 else h0_t[rows])
             layer_c0 = None if c0_t is None else (c0_t if self.num_layers == 1 else c0_t[rows])
             x, h_n, c_n = F.recurrent_layer(
-                self.mode, x, *weights[:2],
+                self.mode, x, weights[0], weights[1],
                 weights[2] if self.bias else None, weights[3] if self.bias else None,
                 layer_h0, layer_c0, lens, self._workspaces[layer],
             )

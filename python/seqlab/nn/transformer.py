@@ -4,7 +4,7 @@ causal decoder block for language models (GPT-2's block)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from .. import functional as F
 from ..autograd import Tensor
@@ -28,7 +28,7 @@ def _activation(activation: str | Callable[[Tensor], Tensor]) -> Callable[[Tenso
 
 
 # Activations the linear kernel applies in its epilogue (F.linear_activation).
-_FUSED = {F.relu: "relu", F.gelu: "gelu"}
+_FUSED: dict[Callable[[Tensor], Tensor], str] = {F.relu: "relu", F.gelu: "gelu"}
 
 
 class TransformerEncoderLayer(Module):
@@ -157,7 +157,7 @@ class TransformerDecoderBlock(Module):
         h = self.ln_1(x)
         a, _ = self.attn(h, h, h, key_padding_mask=key_padding_mask, need_weights=False, is_causal=True)
         x = x + self.dropout(a)
-        fc, gelu, proj = self.mlp[0], self.mlp[1], self.mlp[2]
+        fc, gelu, proj = cast(Linear, self.mlp[0]), cast(GELU, self.mlp[1]), self.mlp[2]
         # Linear -> GELU as one fused op (bias and GELU in the GEMM's epilogue).
         act = "gelu_tanh" if gelu.approximate == "tanh" else "gelu"
         h = F.linear_activation(self.ln_2(x), fc.weight, fc.bias, act)

@@ -269,6 +269,7 @@ def fit_poetry_autoencoder(
     if config.linear_path and resume is None:
         linear = LinearAutoencoder(config.bottleneck, config.max_len)
         linear.fit(prepared.chunks["train"], prepared.embedding, seed=config.seed)
+        assert linear.mean is not None and linear.basis is not None and linear.code_std is not None  # fitted
         model.init_linear_path(linear.mean, linear.basis, 3.0 * float(linear.code_std[0]))
     optimizer = AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     train = SequenceBatches(prepared.chunks["train"], batch_size=config.batch_size, max_len=config.max_len)

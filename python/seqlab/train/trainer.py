@@ -120,8 +120,9 @@ class Trainer:
         resume: bool = False,
         callbacks: Sequence[Callback] = (),
         progress: bool | None = None,
-        step_fn: Callable[[Module, Any], Tensor] | None = None,
-        predict_fn: Callable[[Module, Any], tuple[np.ndarray, np.ndarray]] | None = None,
+        # the first argument is this trainer's model, of whatever Module subclass it was given
+        step_fn: Callable[[Any, Any], Tensor] | None = None,
+        predict_fn: Callable[[Any, Any], tuple[np.ndarray, np.ndarray]] | None = None,
         config: Mapping[str, Any] | None = None,
         nan_guard: bool = True,
         grad_monitor: bool = True,

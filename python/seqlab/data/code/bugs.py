@@ -127,7 +127,10 @@ def _python_variables(code: str) -> set[str]:
         tree = ast.parse(textwrap.dedent(code))
     except (SyntaxError, ValueError):
         return set()
-    called, bound, read, params = set(), set(), set(), set()
+    called: set[str] = set()
+    bound: set[str] = set()
+    read: set[str] = set()
+    params: set[str] = set()
     for n in ast.walk(tree):
         if isinstance(n, ast.Name):
             (read if isinstance(n.ctx, ast.Load) else bound).add(n.id)

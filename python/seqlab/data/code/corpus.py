@@ -72,7 +72,7 @@ def _langs(lang: str) -> tuple[str, ...]:
 
 def source_files(folder: str | Path, langs: tuple[str, ...] = LANGS) -> list[Path]:
     """The ``.py``/``.c``/``.h`` files under ``folder`` (sorted; hidden folders skipped)."""
-    out = []
+    out: list[Path] = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         out.extend(Path(root) / f for f in sorted(files) if SUFFIXES.get(Path(f).suffix.lower()) in langs)
@@ -122,7 +122,7 @@ def _default_files(langs: tuple[str, ...], seed: int, max_files: dict[str, int])
             if Path(d).is_dir():
                 files += source_files(d, ("c",))
         order = rng.permutation(len(files))
-        picked = []
+        picked: list[Path] = []
         for i in order:
             if len(picked) >= max_files["c"]:
                 break

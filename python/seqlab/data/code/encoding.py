@@ -55,7 +55,7 @@ def source_ids(tokens: Sequence[str], vocab: Vocabulary) -> tuple[np.ndarray, np
     oovs: list[str] = []
     index: dict[str, int] = {}
     for i in np.flatnonzero(ids == UNK_ID):
-        tok = tokens[i]
+        tok = tokens[int(i)]
         if tok == UNK:
             continue
         if tok not in index:
@@ -75,7 +75,7 @@ def target_ids(
     if len(oovs):
         index = {t: len(vocab) + k for k, t in enumerate(oovs)}
         for i in np.flatnonzero(ids == UNK_ID):
-            ext[i] = index.get(tokens[i], UNK_ID)
+            ext[i] = index.get(tokens[int(i)], UNK_ID)
     return np.concatenate([[BOS_ID], ids]), np.concatenate([ext, [EOS_ID]])
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ... import functional as F
 from ...autograd import Tensor, no_grad, tensor
-from ...nn import Dropout, Embedding, LayerNorm, Module, Sequential, init
+from ...nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, Sequential, init
 from ...nn.transformer import TransformerDecoderBlock
 from .config import CodeLMConfig
 
@@ -106,14 +106,16 @@ class GPT(Module):
         pos = cache.length
         c = self.config
         x = self.wte(idx) + self.wpe(np.arange(pos, pos + T, dtype=np.int64))
-        for layer, block in enumerate(self.blocks):
+        for layer, module in enumerate(self.blocks):
+            block = cast(TransformerDecoderBlock, module)
             attn = block.attn
+            assert attn.in_proj_weight is not None  # the blocks' attention packs q, k, v in one weight
             h = block.ln_1(x)
             qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)
             a = F.kv_cache_attention(qkv, cache.keys[layer], cache.values[layer], pos, c.n_heads)
             x = x + attn.out_proj(tensor(a))
-            fc, proj = block.mlp[0], block.mlp[2]
-            act = "gelu_tanh" if block.mlp[1].approximate == "tanh" else "gelu"
+            fc, proj = cast(Linear, block.mlp[0]), block.mlp[2]
+            act = "gelu_tanh" if cast(GELU, block.mlp[1]).approximate == "tanh" else "gelu"
             x = x + proj(F.linear_activation(block.ln_2(x), fc.weight, fc.bias, act))
         cache.length = pos + T
         return F.linear(self.ln_f(x), self.wte.weight).data

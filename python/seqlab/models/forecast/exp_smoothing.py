@@ -45,7 +45,7 @@ def spread_origins(n_windows: int, count: int) -> np.ndarray:
 
 def holt_winters(
     values: np.ndarray,
-    origins: Sequence[int],
+    origins: Sequence[int] | np.ndarray,
     horizon: int,
     season: int,
     history: int | None = None,

@@ -53,7 +53,7 @@ class LSTMForecaster(nn.Module):
             n_features, hidden_size, num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0
         )
         if decoder == "mlp":
-            self.head = nn.Sequential(
+            self.head: nn.Module = nn.Sequential(
                 nn.Linear(hidden_size, hidden_size),
                 nn.ReLU(),
                 nn.Dropout(dropout),

@@ -17,7 +17,7 @@ channels of the window; each target channel is forecast as its own univariate se
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -155,25 +155,31 @@ class NBeats(nn.Module):
                 )
             )
 
+    def _stack_uses(self) -> list[list[NBeatsBlock]]:
+        """Per stack, its blocks in the order they run (a shared block once per use)."""
+        uses = []
+        for (_, n_blocks, shared), stack in zip(self.stack_spec, self.stacks):
+            members = cast(list[NBeatsBlock], list(cast(nn.Sequential, stack)))
+            uses.append(members[:1] * n_blocks if shared else members)
+        return uses
+
     def blocks(self) -> list[NBeatsBlock]:
         """The blocks in the order they run (a shared block appears once per use)."""
-        out: list[NBeatsBlock] = []
-        for (_, n_blocks, shared), stack in zip(self.stack_spec, self.stacks):
-            out.extend([stack[0]] * n_blocks if shared else list(stack))  # type: ignore[list-item]
-        return out
+        return [block for use in self._stack_uses() for block in use]
 
     def decompose(self, x: Any) -> list[Tensor]:
         """Each stack's forecast (B*n_targets, H); their sum (plus the level when
         ``level_shift``) is the model's forecast."""
         residual = self._series(x)
-        parts = []
-        for (_, n_blocks, shared), stack in zip(self.stack_spec, self.stacks):
+        parts: list[Tensor] = []
+        for use in self._stack_uses():
             total: Tensor | None = None
-            for block in [stack[0]] * n_blocks if shared else list(stack):
+            for block in use:
                 back, fore = block(residual)
                 residual = residual - back
                 total = fore if total is None else total + fore
-            parts.append(total)  # type: ignore[arg-type]
+            assert total is not None  # every stack has at least one block
+            parts.append(total)
         return parts
 
     def _series(self, x: Any) -> Tensor:

@@ -85,10 +85,10 @@ class LinearAutoencoder:
             for row, c in enumerate(part):
                 c = c[: self.max_len]
                 x[row, : len(c)] = embedding[c]
-            x = x.reshape(len(part), -1)
+            flat = x.reshape(len(part), -1)
             if self.mean is not None:
-                x -= self.mean
-            yield slice(start, start + len(part)), x
+                flat -= self.mean
+            yield slice(start, start + len(part)), flat
 
     def fit(self, chunks: Sequence[np.ndarray], embedding: np.ndarray, seed: int = 0) -> LinearAutoencoder:
         """Fits on token-id chunks ``(T_i,)`` with word vectors ``embedding`` ``(V, E)``."""

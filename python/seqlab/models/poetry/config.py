@@ -183,7 +183,7 @@ class AutoencoderConfig(PresetConfig):
 # training chunks), trains it on with a learning rate low enough to keep that start
 # (5e-4), and adds the word softmax loss (x0.03) for word recovery; benchmarks/RESULTS.md,
 # "Poetry: baselines, presets and reconstruction through the bottleneck", has the runs.
-_LEARNS = {"linear_path": True, "lr": 5e-4, "vocab_loss_weight": 0.03}
+_LEARNS: dict[str, Any] = {"linear_path": True, "lr": 5e-4, "vocab_loss_weight": 0.03}
 
 PRESETS: dict[str, AutoencoderConfig] = {
     "tiny": AutoencoderConfig(

@@ -93,6 +93,8 @@ class SequenceAutoencoder(Module):
         """
         if self.linear_encoder is None or self.linear_decoder is None:
             raise ValueError("init_linear_path: the model has no linear path (config.linear_path)")
+        if self.linear_encoder.bias is None or self.linear_decoder.bias is None:
+            raise ValueError("init_linear_path: the linear path has no biases")
         expected = (self.config.max_len * self.embedding_dim, self.config.bottleneck)
         if basis.shape != expected or mean.shape != expected[:1]:
             raise ValueError(f"init_linear_path: basis {basis.shape} and mean {mean.shape}, "
