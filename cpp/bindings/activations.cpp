@@ -1,6 +1,7 @@
 // seqlab._core elementwise activations: sigmoid, tanh, relu, gelu (forward/backward).
 #include "array_checks.hpp"
 #include "bindings.hpp"
+#include "seqlab/kernels.hpp"
 #include "seqlab/activations.hpp"
 
 namespace seqlab::bind {
@@ -43,7 +44,7 @@ py::array_t<float> add_relu(const py::handle& a_obj, const py::handle& b_obj) {
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release release;
-    add_relu_forward(a.data(), b.data(), yp, static_cast<std::size_t>(a.size()));
+    kernels().add_relu_forward(a.data(), b.data(), yp, static_cast<std::size_t>(a.size()));
   }
   return y;
 }
@@ -57,22 +58,22 @@ bool gelu_mode(const std::string& approximate) {
 }  // namespace
 
 void bind_activations(py::module_& m) {
-  m.def("sigmoid_forward", [](const py::handle& x) { return run_forward(x, sigmoid_forward); },
+  m.def("sigmoid_forward", [](const py::handle& x) { return run_forward(x, kernels().sigmoid_forward); },
         py::arg("input"), "1 / (1 + exp(-x)), any shape float32.");
   m.def("sigmoid_backward",
-        [](const py::handle& g, const py::handle& y) { return run_backward(g, y, "output", sigmoid_backward); },
+        [](const py::handle& g, const py::handle& y) { return run_backward(g, y, "output", kernels().sigmoid_backward); },
         py::arg("grad_output"), py::arg("output"), "grad * y * (1 - y).");
-  m.def("tanh_forward", [](const py::handle& x) { return run_forward(x, tanh_forward); },
+  m.def("tanh_forward", [](const py::handle& x) { return run_forward(x, kernels().tanh_forward); },
         py::arg("input"), "tanh(x), any shape float32.");
   m.def("tanh_backward",
-        [](const py::handle& g, const py::handle& y) { return run_backward(g, y, "output", tanh_backward); },
+        [](const py::handle& g, const py::handle& y) { return run_backward(g, y, "output", kernels().tanh_backward); },
         py::arg("grad_output"), py::arg("output"), "grad * (1 - y^2).");
-  m.def("relu_forward", [](const py::handle& x) { return run_forward(x, relu_forward); },
+  m.def("relu_forward", [](const py::handle& x) { return run_forward(x, kernels().relu_forward); },
         py::arg("input"), "max(x, 0), any shape float32.");
   m.def("add_relu_forward", &add_relu, py::arg("input"), py::arg("other"),
         "max(input + other, 0) for two float32 arrays of the same shape (backward: relu_backward).");
   m.def("relu_backward",
-        [](const py::handle& g, const py::handle& y) { return run_backward(g, y, "output", relu_backward); },
+        [](const py::handle& g, const py::handle& y) { return run_backward(g, y, "output", kernels().relu_backward); },
         py::arg("grad_output"), py::arg("output"), "grad where y > 0, else 0.");
   m.def(
       "gelu_forward",
@@ -83,7 +84,7 @@ void bind_activations(py::module_& m) {
         float* yp = y.mutable_data();
         {
           py::gil_scoped_release release;
-          gelu_forward(x.data(), yp, static_cast<std::size_t>(x.size()), tanh_mode);
+          kernels().gelu_forward(x.data(), yp, static_cast<std::size_t>(x.size()), tanh_mode);
         }
         return y;
       },
@@ -100,7 +101,7 @@ void bind_activations(py::module_& m) {
         float* gp = gx.mutable_data();
         {
           py::gil_scoped_release release;
-          gelu_backward(g.data(), x.data(), gp, static_cast<std::size_t>(x.size()), tanh_mode);
+          kernels().gelu_backward(g.data(), x.data(), gp, static_cast<std::size_t>(x.size()), tanh_mode);
         }
         return gx;
       },

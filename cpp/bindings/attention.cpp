@@ -8,6 +8,7 @@
 #include <string>
 
 #include "bindings.hpp"
+#include "seqlab/kernels.hpp"
 #include "checks.hpp"
 #include "seqlab/attention.hpp"
 #include "seqlab/kv_attention.hpp"
@@ -163,7 +164,7 @@ py::tuple forward(const py::handle& q_obj, const py::handle& k_obj, const py::ha
   pc->ov = cview(o);
   {
     py::gil_scoped_release release;
-    attention_forward(s, opts, pc->qv, pc->kv, pc->vv, mview(o), weights, pc->cache);
+    kernels().attention_forward(s, opts, pc->qv, pc->kv, pc->vv, mview(o), weights, pc->cache);
   }
   return py::make_tuple(weights_obj, py::cast(std::move(pc)));
 }
@@ -204,7 +205,7 @@ void backward(PyAttentionCache& pc, const py::handle& g_obj, const py::object& d
   }
   {
     py::gil_scoped_release unlocked;
-    attention_backward(pc.cache, pc.qv, pc.kv, pc.vv, pc.ov, cview(g), dq, dk, dv, ow);
+    kernels().attention_backward(pc.cache, pc.qv, pc.kv, pc.vv, pc.ov, cview(g), dq, dk, dv, ow);
   }
   release(pc);
 }
@@ -246,7 +247,7 @@ void kv_forward(const py::handle& q_obj, const py::handle& k_obj, const py::hand
   s.Dv = static_cast<int>(Dv);
   s.pos = static_cast<int>(pos);
   py::gil_scoped_release unlocked;
-  kv_cache_attention(s, static_cast<float>(scale), cview(q), cview(k), cview(v), kc.data, vc.data, mview(o));
+  kernels().kv_cache_attention(s, static_cast<float>(scale), cview(q), cview(k), cview(v), kc.data, vc.data, mview(o));
 }
 
 }  // namespace

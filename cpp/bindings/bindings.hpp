@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 
 namespace seqlab::bind {
+void bind_cpu_dispatch(pybind11::module_& m);
 void bind_threads(pybind11::module_& m);
 void bind_linear(pybind11::module_& m);
 void bind_embedding(pybind11::module_& m);

@@ -3,6 +3,7 @@
 
 #include "array_checks.hpp"
 #include "bindings.hpp"
+#include "seqlab/kernels.hpp"
 #include "seqlab/clip.hpp"
 
 namespace seqlab::bind {
@@ -26,8 +27,8 @@ void bind_clip(py::module_& m) {
           spans.push_back({keep.back().mutable_data(), static_cast<std::size_t>(a.size())});
         }
         py::gil_scoped_release release;
-        const float total = grad_total_norm(spans, norm_type);
-        grad_clip_scale(spans, total, static_cast<float>(max_norm));
+        const float total = kernels().grad_total_norm(spans, norm_type);
+        kernels().grad_clip_scale(spans, total, static_cast<float>(max_norm));
         return total;
       },
       py::arg("grads"), py::arg("max_norm"), py::arg("norm_type") = 2.0,

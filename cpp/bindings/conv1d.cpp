@@ -8,6 +8,7 @@
 
 #include "array_checks.hpp"
 #include "bindings.hpp"
+#include "seqlab/kernels.hpp"
 #include "seqlab/conv1d.hpp"
 
 namespace seqlab::bind {
@@ -101,7 +102,7 @@ py::tuple forward(const py::handle& x_obj, const py::handle& w_obj, const py::ob
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release unlocked;
-    conv1d_forward(s, x.data(), w.data(), bias, yp, pc->cache);
+    kernels().conv1d_forward(s, x.data(), w.data(), bias, yp, pc->cache);
   }
   return py::make_tuple(y, py::cast(std::move(pc)));
 }
@@ -136,7 +137,7 @@ py::object backward(PyConv1dCache& pc, const py::handle& gy_obj, const py::objec
   }
   {
     py::gil_scoped_release unlocked;
-    conv1d_backward(pc.cache, gy.data(), gxp, gw, gb);
+    kernels().conv1d_backward(pc.cache, gy.data(), gxp, gw, gb, false);
   }
   release(pc);
   if (!need_grad_input) return py::none();
@@ -199,7 +200,7 @@ py::tuple block_forward(const py::handle& x_obj, const py::handle& w1_obj, const
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release unlocked;
-    temporal_block_forward(s, w, x.data(), yp, pc->cache);
+    kernels().temporal_block_forward(s, w, x.data(), yp, pc->cache);
   }
   return py::make_tuple(y, py::cast(std::move(pc)));
 }
@@ -239,7 +240,7 @@ py::object block_backward(PyTemporalBlockCache& pc, const py::handle& gy_obj, co
   }
   {
     py::gil_scoped_release unlocked;
-    temporal_block_backward(pc.cache, gy.data(), gxp, g);
+    kernels().temporal_block_backward(pc.cache, gy.data(), gxp, g);
   }
   block_release(pc);
   if (!need_grad_input) return py::none();

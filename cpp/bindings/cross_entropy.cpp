@@ -4,6 +4,7 @@
 
 #include "array_checks.hpp"
 #include "bindings.hpp"
+#include "seqlab/kernels.hpp"
 #include "seqlab/cross_entropy.hpp"
 
 namespace seqlab::bind {
@@ -28,7 +29,7 @@ void bind_cross_entropy(py::module_& m) {
         float *lp = loss.mutable_data(), *sp = logsum.mutable_data();
         {
           py::gil_scoped_release release;
-          cross_entropy_forward(x.data(), tp, lp, sp, static_cast<std::size_t>(N), static_cast<std::size_t>(V),
+          kernels().cross_entropy_forward(x.data(), tp, lp, sp, static_cast<std::size_t>(N), static_cast<std::size_t>(V),
                                 ignore_index, static_cast<float>(label_smoothing));
         }
         return py::make_tuple(loss, logsum);
@@ -52,7 +53,7 @@ void bind_cross_entropy(py::module_& m) {
         float* gp = gx.mutable_data();
         {
           py::gil_scoped_release release;
-          cross_entropy_backward(x.data(), tp, logsum.data(), g.data(), gp, static_cast<std::size_t>(N),
+          kernels().cross_entropy_backward(x.data(), tp, logsum.data(), g.data(), gp, static_cast<std::size_t>(N),
                                  static_cast<std::size_t>(V), ignore_index, static_cast<float>(label_smoothing));
         }
         return gx;

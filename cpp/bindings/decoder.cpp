@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bindings.hpp"
+#include "seqlab/kernels.hpp"
 #include "checks.hpp"
 #include "seqlab/decoder.hpp"
 
@@ -174,7 +175,7 @@ py::tuple forward(const std::string& mode, const py::object& targets_obj,
   py::array_t<float> pred({B, T, O});
   {
     py::gil_scoped_release release;
-    decoder_forward(kind, s, w, targets.data(), teacher.data(), h0, c0, memory, lengths, gate_bias,
+    kernels().decoder_forward(kind, s, w, targets.data(), teacher.data(), h0, c0, memory, lengths, gate_bias,
                     pred.mutable_data(), pc->cache);
   }
   return py::make_tuple(pred, py::cast(std::move(pc)));
@@ -257,7 +258,7 @@ py::tuple backward(PyDecoderCache& pc, const py::object& grad_obj, const py::obj
   }
   {
     py::gil_scoped_release release;
-    decoder_backward(c, dpred.data(), g, dh0.mutable_data(), dc0, dmem, dbias);
+    kernels().decoder_backward(c, dpred.data(), g, dh0.mutable_data(), dc0, dmem, dbias, {});
   }
   release(pc);
   return py::make_tuple(dh0, dc0_obj, dmem_obj, dbias_obj);

@@ -1,6 +1,7 @@
 // seqlab._core.embedding_forward / embedding_backward.
 #include "array_checks.hpp"
 #include "bindings.hpp"
+#include "seqlab/kernels.hpp"
 #include "seqlab/embedding.hpp"
 
 namespace seqlab::bind {
@@ -11,7 +12,7 @@ void check_indices(const py::array_t<std::int64_t, py::array::c_style>& idx, std
   std::int64_t bad;
   {
     py::gil_scoped_release release;
-    bad = embedding_first_bad_index(idx.data(), static_cast<std::size_t>(idx.size()), V);
+    bad = kernels().embedding_first_bad_index(idx.data(), static_cast<std::size_t>(idx.size()), V);
   }
   if (bad >= 0)
     throw py::value_error("input: index " + std::to_string(idx.data()[bad]) + " at flat position " +
@@ -34,7 +35,7 @@ void bind_embedding(py::module_& m) {
         float* op = out.mutable_data();
         {
           py::gil_scoped_release release;
-          embedding_forward(idx.data(), w.data(), op, static_cast<std::size_t>(idx.size()),
+          kernels().embedding_forward(idx.data(), w.data(), op, static_cast<std::size_t>(idx.size()),
                             static_cast<std::size_t>(w.shape(1)));
         }
         return out;
@@ -62,7 +63,7 @@ void bind_embedding(py::module_& m) {
         float* gwp = gw.mutable_data();
         {
           py::gil_scoped_release release;
-          embedding_backward(idx.data(), go.data(), gwp, static_cast<std::size_t>(idx.size()), D,
+          kernels().embedding_backward(idx.data(), go.data(), gwp, static_cast<std::size_t>(idx.size()), D,
                              padding_idx);
         }
       },

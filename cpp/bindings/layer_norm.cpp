@@ -3,6 +3,7 @@
 
 #include "array_checks.hpp"
 #include "bindings.hpp"
+#include "seqlab/kernels.hpp"
 #include "seqlab/layer_norm.hpp"
 
 namespace seqlab::bind {
@@ -35,7 +36,7 @@ void bind_layer_norm(py::module_& m) {
         float *yp = y.mutable_data(), *mp = mean.mutable_data(), *rp = rstd.mutable_data();
         {
           py::gil_scoped_release release;
-          layer_norm_forward(x.data(), w, b, yp, mp, rp, M, static_cast<std::size_t>(C), static_cast<float>(eps));
+          kernels().layer_norm_forward(x.data(), w, b, yp, mp, rp, M, static_cast<std::size_t>(C), static_cast<float>(eps));
         }
         return py::make_tuple(y, mean, rstd);
       },
@@ -66,7 +67,7 @@ void bind_layer_norm(py::module_& m) {
         }
         {
           py::gil_scoped_release release;
-          layer_norm_backward(g.data(), x.data(), w, mean.data(), rstd.data(), dx, dw, db,
+          kernels().layer_norm_backward(g.data(), x.data(), w, mean.data(), rstd.data(), dx, dw, db,
                               static_cast<std::size_t>(M), static_cast<std::size_t>(C));
         }
         return dx_obj;

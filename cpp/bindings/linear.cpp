@@ -4,6 +4,7 @@
 
 #include "array_checks.hpp"
 #include "bindings.hpp"
+#include "seqlab/kernels.hpp"
 #include "seqlab/linear.hpp"
 
 namespace seqlab::bind {
@@ -72,7 +73,7 @@ void bind_linear(py::module_& m) {
         float* yp = y.mutable_data();
         {
           py::gil_scoped_release release;
-          linear_forward(a.x.data(), a.w.data(), bias, yp, a.M, a.K, a.N, act, pre);
+          kernels().linear_forward(a.x.data(), a.w.data(), bias, yp, a.M, a.K, a.N, act, pre);
         }
         return y;
       },
@@ -128,7 +129,7 @@ void bind_linear(py::module_& m) {
         }
         {
           py::gil_scoped_release release;
-          linear_backward(gy.data(), a.x.data(), a.w.data(), gxp, gw, gb, a.M, a.K, a.N, act, saved);
+          kernels().linear_backward(gy.data(), a.x.data(), a.w.data(), gxp, gw, gb, a.M, a.K, a.N, act, saved);
         }
         if (!need_grad_input) return py::none();
         return std::move(gx);

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "bindings.hpp"
+#include "seqlab/kernels.hpp"
 #include "checks.hpp"
 #include "seqlab/losses.hpp"
 
@@ -59,7 +60,7 @@ py::tuple forward(const py::object& pred, const py::object& target, const py::ob
   std::int64_t count = 0;
   {
     py::gil_scoped_release release;
-    total = cosine_mse_forward(c.pred.data(), c.target.data(), c.len, c.B, c.T, c.E, cfg, tokens.mutable_data(),
+    total = kernels().cosine_mse_forward(c.pred.data(), c.target.data(), c.len, c.B, c.T, c.E, cfg, tokens.mutable_data(),
                                &count);
   }
   return py::make_tuple(total, count, tokens);
@@ -92,7 +93,7 @@ py::tuple backward(const py::object& pred, const py::object& target, const py::o
   }
   {
     py::gil_scoped_release release;
-    cosine_mse_backward(c.pred.data(), c.target.data(), c.len, c.B, c.T, c.E, cfg, token_grad, scale, dp, dy);
+    kernels().cosine_mse_backward(c.pred.data(), c.target.data(), c.len, c.B, c.T, c.E, cfg, token_grad, scale, dp, dy);
   }
   return py::make_tuple(dp_obj, dy_obj);
 }

@@ -3,6 +3,7 @@
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "seqlab C++ kernels (forward/backward pairs over float32 numpy arrays)";
+  seqlab::bind::bind_cpu_dispatch(m);
   seqlab::bind::bind_threads(m);
   seqlab::bind::bind_linear(m);
   seqlab::bind::bind_embedding(m);

@@ -3,6 +3,7 @@
 
 #include "array_checks.hpp"
 #include "bindings.hpp"
+#include "seqlab/kernels.hpp"
 #include "seqlab/adam.hpp"
 #include "seqlab/sgd.hpp"
 
@@ -52,7 +53,7 @@ void bind_optim(py::module_& m) {
         o.maximize = maximize;
         float* pp = p.mutable_data();
         py::gil_scoped_release release;
-        sgd_step(pp, g.data(), bp, static_cast<std::size_t>(n), o, first);
+        kernels().sgd_step(pp, g.data(), bp, static_cast<std::size_t>(n), o, first);
       },
       py::arg("param"), py::arg("grad"), py::arg("momentum_buffer"), py::arg("lr"),
       py::arg("momentum") = 0.0, py::arg("dampening") = 0.0, py::arg("weight_decay") = 0.0,
@@ -96,7 +97,7 @@ void bind_optim(py::module_& m) {
         float* mp = ma.mutable_data();
         float* vp = va.mutable_data();
         py::gil_scoped_release release;
-        adam_step(pp, g.data(), mp, vp, vmp, static_cast<std::size_t>(n), o, step);
+        kernels().adam_step(pp, g.data(), mp, vp, vmp, static_cast<std::size_t>(n), o, step);
       },
       py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"),
       py::arg("max_exp_avg_sq"), py::arg("step"), py::arg("lr"), py::arg("beta1") = 0.9,

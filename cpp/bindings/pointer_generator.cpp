@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "bindings.hpp"
+#include "seqlab/kernels.hpp"
 #include "checks.hpp"
 #include "seqlab/pointer_generator.hpp"
 
@@ -189,7 +190,7 @@ py::tuple forward(const py::object& inputs_obj, const py::object& start, const p
   float loss = 0.0f;
   {
     py::gil_scoped_release unlocked;
-    loss = pointer_generator_forward(p.shape, p.w, p.w_gen, p.b_gen, inputs.data(), h0, c0, p.memory, p.lengths,
+    loss = kernels().pointer_generator_forward(p.shape, p.w, p.w_gen, p.b_gen, inputs.data(), h0, c0, p.memory, p.lengths,
                                      p.source, target.data(), mask.data(), pc->cache);
   }
   return py::make_tuple(loss, py::cast(std::move(pc)));
@@ -211,8 +212,8 @@ std::unique_ptr<PyStepper> make_stepper(const py::object& w_ih, const py::object
   Parsed p = parse(py::none(), w_ih, w_hh, b_ih, b_hh, attention, num_heads, w_out, b_out, w_gen, b_gen, memory,
                    lengths, source, extended_size, ps->keep_alive);
   py::gil_scoped_release unlocked;
-  ps->stepper = std::make_unique<PointerGeneratorStepper>(p.shape, p.w, p.w_gen, p.b_gen, p.memory, p.lengths,
-                                                          p.source);
+  ps->stepper = kernels().make_pointer_generator_stepper(p.shape, p.w, p.w_gen, p.b_gen, p.memory, p.lengths,
+                                                        p.source);
   return ps;
 }
 
@@ -311,7 +312,7 @@ py::tuple backward(PyPointerGeneratorCache& pc, float d_loss, const py::object& 
   }
   {
     py::gil_scoped_release unlocked;
-    pointer_generator_backward(c, d_loss, g, ptr[15], ptr[16], d_in, dh0.mutable_data(), dc0.mutable_data(), dmem);
+    kernels().pointer_generator_backward(c, d_loss, g, ptr[15], ptr[16], d_in, dh0.mutable_data(), dc0.mutable_data(), dmem);
   }
   release(pc);
   return py::make_tuple(d_in_obj, dh0, dc0, dmem_obj);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bindings.hpp"
+#include "seqlab/kernels.hpp"
 #include "checks.hpp"
 #include "seqlab/recurrent.hpp"
 
@@ -150,7 +151,7 @@ py::tuple forward(const std::string& mode, const py::object& input, const py::ob
   }
   {
     py::gil_scoped_release release;
-    recurrent_forward(kind, s, x.data(), weights.data(), h0, c0, lengths, y.mutable_data(),
+    kernels().recurrent_forward(kind, s, x.data(), weights.data(), h0, c0, lengths, y.mutable_data(),
                       h_n.mutable_data(), c_n, cache->cache);
   }
   return py::make_tuple(y, h_n, c_n_obj, py::cast(std::move(cache)));
@@ -229,7 +230,7 @@ py::tuple backward(PyRecurrentCache& pc, const py::object& dy_obj, const py::obj
   }
   {
     py::gil_scoped_release release;
-    recurrent_backward(c, dy, dh_n, dc_n, grads.data(), dx, dh0.mutable_data(), dc0);
+    kernels().recurrent_backward(c, dy, dh_n, dc_n, grads.data(), dx, dh0.mutable_data(), dc0);
   }
   release(pc);
   return py::make_tuple(dx_obj, dh0, dc0_obj);

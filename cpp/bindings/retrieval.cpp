@@ -6,6 +6,7 @@
 #include <string>
 
 #include "bindings.hpp"
+#include "seqlab/kernels.hpp"
 #include "checks.hpp"
 #include "seqlab/similarity.hpp"
 #include "seqlab/topk.hpp"
@@ -78,7 +79,7 @@ py::tuple topk(const py::handle& queries_obj, const py::handle& bank_obj, py::ss
   std::int64_t* ip = indices.mutable_data();
   try {
     py::gil_scoped_release release;
-    topk_search(qp, static_cast<std::size_t>(Q), bp, static_cast<std::size_t>(N),
+    kernels().topk_search(qp, static_cast<std::size_t>(Q), bp, static_cast<std::size_t>(N),
                 static_cast<std::size_t>(D), static_cast<std::size_t>(k), metric, path,
                 index_offset, sp, ip);
   } catch (const NonFiniteScore& e) {
@@ -99,7 +100,7 @@ f32 ranking_scores_py(const py::handle& queries_obj, const py::handle& rows_obj,
   float* op = out.mutable_data();
   {
     py::gil_scoped_release release;
-    ranking_scores(qp, rp, static_cast<std::size_t>(q.shape(0)), static_cast<std::size_t>(q.shape(1)),
+    kernels().ranking_scores(qp, rp, static_cast<std::size_t>(q.shape(0)), static_cast<std::size_t>(q.shape(1)),
                    metric, op);
   }
   return out;
@@ -125,7 +126,7 @@ void count_above_py(const py::handle& queries_obj, const py::handle& bank_obj,
   std::int64_t* cp = counts.mutable_data();
   try {
     py::gil_scoped_release release;
-    count_ranked_above(qp, static_cast<std::size_t>(Q), bp, static_cast<std::size_t>(bank.shape(0)),
+    kernels().count_ranked_above(qp, static_cast<std::size_t>(Q), bp, static_cast<std::size_t>(bank.shape(0)),
                        static_cast<std::size_t>(q.shape(1)), metric, path, tsp, tp, index_offset,
                        cp);
   } catch (const NonFiniteScore& e) {
@@ -154,7 +155,7 @@ f32 rowwise_cosine_py(const py::handle& a_obj, const py::handle& b_obj, const py
   float* op = out.mutable_data();
   {
     py::gil_scoped_release release;
-    rowwise_cosine(ap, bp, static_cast<std::size_t>(a.shape(0)), static_cast<std::size_t>(a.shape(1)),
+    kernels().rowwise_cosine(ap, bp, static_cast<std::size_t>(a.shape(0)), static_cast<std::size_t>(a.shape(1)),
                    mp, eps, op);
   }
   return out;
@@ -171,7 +172,7 @@ f32 pairwise_scores_py(const py::handle& a_obj, const py::handle& b_obj,
   float* op = out.mutable_data();
   {
     py::gil_scoped_release release;
-    pairwise_scores(ap, static_cast<std::size_t>(a.shape(0)), bp, static_cast<std::size_t>(b.shape(0)),
+    kernels().pairwise_scores(ap, static_cast<std::size_t>(a.shape(0)), bp, static_cast<std::size_t>(b.shape(0)),
                     static_cast<std::size_t>(a.shape(1)), metric, op);
   }
   return out;

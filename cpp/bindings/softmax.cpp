@@ -1,6 +1,7 @@
 // seqlab._core.softmax_forward / softmax_backward over the last axis.
 #include "array_checks.hpp"
 #include "bindings.hpp"
+#include "seqlab/kernels.hpp"
 #include "seqlab/softmax.hpp"
 
 namespace seqlab::bind {
@@ -16,7 +17,7 @@ void bind_softmax(py::module_& m) {
         float* yp = y.mutable_data();
         {
           py::gil_scoped_release release;
-          softmax_forward(x.data(), yp, rows, cols);
+          kernels().softmax_forward(x.data(), yp, rows, cols);
         }
         return y;
       },
@@ -33,7 +34,7 @@ void bind_softmax(py::module_& m) {
         float* gp = gx.mutable_data();
         {
           py::gil_scoped_release release;
-          softmax_backward(g.data(), y.data(), gp, rows, cols);
+          kernels().softmax_backward(g.data(), y.data(), gp, rows, cols);
         }
         return gx;
       },

@@ -6,6 +6,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 
 namespace {
 
@@ -67,4 +68,5 @@ void gelu_backward(const float* grad_y, const float* x, float* grad_x, std::size
     parallel_map2(grad_y, x, grad_x, n, [](Batch g, Batch v) { return act::gelu_exact_grad(g, v); });
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

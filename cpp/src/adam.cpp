@@ -6,6 +6,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 
 namespace {
 
@@ -91,4 +92,5 @@ void adam_step(float* param, const float* grad, float* exp_avg, float* exp_avg_s
   });
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

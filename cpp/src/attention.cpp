@@ -19,6 +19,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 
 namespace {
 
@@ -682,4 +683,5 @@ void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, Att
   });
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

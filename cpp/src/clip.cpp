@@ -8,6 +8,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 
 namespace {
 
@@ -101,4 +102,5 @@ float grad_clip_scale(const std::vector<FloatSpan>& grads, float total_norm, flo
   return coef;
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

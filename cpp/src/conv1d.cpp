@@ -11,6 +11,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 
 namespace {
 
@@ -87,12 +88,6 @@ void gather_taps(const float* src, std::size_t src_len, std::size_t C, std::size
 }
 
 }  // namespace
-
-std::size_t Conv1dShape::out_len() const {
-  const std::size_t span = dilation * (K - 1);
-  const std::size_t padded = T + pad_left + pad_right;
-  return padded > span ? padded - span : 0;
-}
 
 void conv1d_forward(const Conv1dShape& s, const float* x, const float* w, const float* b, float* y,
                     Conv1dCache& cache) {
@@ -267,4 +262,5 @@ void temporal_block_backward(TemporalBlockCache& cache, const float* grad_y, flo
   conv1d_backward(cache.conv1, cache.dh1.data(), dx, grads.w1, grads.b1, /*accumulate_dx=*/true);
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

@@ -8,6 +8,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 
 namespace {
 
@@ -99,4 +100,5 @@ void cross_entropy_backward(const float* logits, const std::int64_t* target, con
   });
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

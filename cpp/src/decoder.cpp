@@ -20,6 +20,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 namespace {
 
 using recurrent::add_column_sums;
@@ -500,4 +501,5 @@ void decoder_backward(DecoderCache& cache, const float* d_pred, const DecoderGra
   throw std::invalid_argument("decoder_backward: unknown cell kind");
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

@@ -6,6 +6,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 
 namespace {
 constexpr std::size_t kElementGrain = 1 << 15;
@@ -44,4 +45,5 @@ void embedding_backward(const std::int64_t* index, const float* grad_out, float*
   });
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

@@ -9,6 +9,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 
 namespace {
 
@@ -56,4 +57,5 @@ void kv_cache_attention(const KvShape& s, float scale, AttnView q, AttnView k, A
   });
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

@@ -8,6 +8,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 
 namespace {
 
@@ -136,4 +137,5 @@ void layer_norm_backward(const float* grad_y, const float* x, const float* gamma
   }
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

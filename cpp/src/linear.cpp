@@ -10,6 +10,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 
 namespace {
 using simd::Batch;
@@ -125,4 +126,5 @@ void linear_backward(const float* grad_y, const float* x, const float* w, float*
   }
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

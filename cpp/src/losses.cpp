@@ -11,6 +11,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 namespace {
 
 using simd::Batch;
@@ -125,4 +126,5 @@ void cosine_mse_backward(const float* pred, const float* target, const std::int6
   });
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

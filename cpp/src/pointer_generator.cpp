@@ -5,15 +5,18 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 #include "seqlab/blas.hpp"
 #include "seqlab/decoder_attention.hpp"
 #include "seqlab/recurrent_cells.hpp"
+#include "seqlab/recurrent_gemm.hpp"
 #include "seqlab/recurrent_rows.hpp"
 #include "seqlab/simd.hpp"
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 namespace {
 
 using recurrent::add_row;
@@ -178,14 +181,40 @@ void pointer_generator_backward(PointerGeneratorCache& c, float d_loss, const De
   }
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 
-PointerGeneratorStepper::PointerGeneratorStepper(const PointerGeneratorShape& shape, const DecoderWeights& w,
-                                                 const float* w_gen, const float* b_gen, const float* memory,
-                                                 const std::int64_t* memory_lengths,
-                                                 const std::int64_t* source_ids)
+// The stepper of this level: the step's weights packed once (recurrent_gemm.hpp).
+class PackedPointerGeneratorStepper final : public PointerGeneratorStepper {
+ public:
+  PackedPointerGeneratorStepper(const PointerGeneratorShape& shape, const DecoderWeights& w, const float* w_gen,
+                                const float* b_gen, const float* memory,
+                                const std::int64_t* memory_lengths, const std::int64_t* source_ids);
+  void step(int N, const std::int64_t* rows, const float* x, const float* h, const float* c, float* h_new,
+            float* c_new, float* log_probs, float* attention) override;
+  const PointerGeneratorShape& shape() const override { return shape_; }
+
+ private:
+  PointerGeneratorShape shape_;
+  DecoderWeights w_;
+  const float* w_gen_;
+  float b_gen_;
+  std::vector<std::int64_t> lengths_, source_ids_;
+  recurrent::PackedMatrix w_ih_t_, w_hh_t_, w_q_t_, w_o_t_;
+  std::vector<float> bias_;  // b_ih + b_hh (4H)
+  xt::xtensor<float, 2> keys_t_, values_, values_t_;  // (B*H, S), (B*S, H), (B*H, S)
+  // Step workspaces.
+  xt::xtensor<float, 2> gates_, gh_, q_, ctx_, feat_, probs_, logits_;
+};
+
+PackedPointerGeneratorStepper::PackedPointerGeneratorStepper(const PointerGeneratorShape& shape,
+                                                             const DecoderWeights& w, const float* w_gen,
+                                                             const float* b_gen, const float* memory,
+                                                             const std::int64_t* memory_lengths,
+                                                             const std::int64_t* source_ids)
     : shape_(shape),
       w_(w),
       w_gen_(w_gen),
@@ -223,9 +252,9 @@ PointerGeneratorStepper::PointerGeneratorStepper(const PointerGeneratorShape& sh
       }
 }
 
-void PointerGeneratorStepper::step(int N, const std::int64_t* rows, const float* x, const float* h,
-                                   const float* c, float* h_new, float* c_new, float* log_probs,
-                                   float* attention) {
+void PackedPointerGeneratorStepper::step(int N, const std::int64_t* rows, const float* x, const float* h,
+                                         const float* c, float* h_new, float* c_new, float* log_probs,
+                                         float* attention) {
   const DecoderShape& s = shape_.dec;
   const int H = s.H, E = s.E, V = s.O, GH = 4 * H, Z = 2 * H, heads = s.heads;
   const usize uN = static_cast<usize>(N), S = static_cast<usize>(s.S), X = static_cast<usize>(shape_.extended);
@@ -296,4 +325,12 @@ void PointerGeneratorStepper::step(int N, const std::int64_t* rows, const float*
   });
 }
 
+std::unique_ptr<PointerGeneratorStepper> make_pointer_generator_stepper(
+    const PointerGeneratorShape& shape, const DecoderWeights& w, const float* w_gen, const float* b_gen,
+    const float* memory, const std::int64_t* memory_lengths, const std::int64_t* source_ids) {
+  return std::make_unique<PackedPointerGeneratorStepper>(shape, w, w_gen, b_gen, memory, memory_lengths,
+                                                         source_ids);
+}
+
+SEQLAB_LEVEL_END
 }  // namespace seqlab

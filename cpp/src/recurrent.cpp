@@ -15,6 +15,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 namespace {
 
 using recurrent::add_column_sums;
@@ -281,19 +282,6 @@ void backward_layer(RecurrentCache& cache, const float* dy, const float* dh_n,
 
 }  // namespace
 
-int gate_count(CellKind kind) {
-  switch (kind) {
-    case CellKind::RnnTanh:
-    case CellKind::RnnRelu:
-      return 1;
-    case CellKind::Lstm:
-      return 4;
-    case CellKind::Gru:
-      return 3;
-  }
-  return 1;
-}
-
 void recurrent_forward(CellKind kind, const RecurrentShape& shape, const float* x,
                        const DirectionWeights* weights, const float* h0, const float* c0,
                        const std::int64_t* lengths, float* y, float* h_n, float* c_n,
@@ -336,4 +324,5 @@ void recurrent_backward(RecurrentCache& cache, const float* dy, const float* dh_
   throw std::invalid_argument("recurrent_backward: unknown cell kind");
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

@@ -8,7 +8,9 @@
 
 #include "seqlab/thread_pool.hpp"
 
-namespace seqlab::recurrent {
+namespace seqlab {
+SEQLAB_LEVEL_BEGIN
+namespace recurrent {
 namespace {
 
 using vec = xsimd::batch<float>;
@@ -121,4 +123,6 @@ void PackedMatrix::multiply(int M, const float* A, int lda, float* C, int ldc, b
   parallel_for(static_cast<std::size_t>(panels_), grain, run);
 }
 
-}  // namespace seqlab::recurrent
+}  // namespace recurrent
+SEQLAB_LEVEL_END
+}  // namespace seqlab

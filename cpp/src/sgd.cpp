@@ -4,6 +4,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 
 namespace {
 
@@ -48,4 +49,5 @@ void sgd_step(float* param, const float* grad, float* momentum_buf, std::size_t 
   });
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

@@ -7,6 +7,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 
 void rowwise_cosine(const float* a, const float* b, std::size_t M, std::size_t D,
                     const std::uint8_t* mask, float eps, float* out) {
@@ -58,4 +59,5 @@ void pairwise_scores(const float* a, std::size_t M, const float* b, std::size_t 
   }
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

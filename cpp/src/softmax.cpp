@@ -7,6 +7,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 
 namespace {
 
@@ -77,4 +78,5 @@ void softmax_backward(const float* grad_y, const float* y, float* grad_x, std::s
   });
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

@@ -11,6 +11,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 namespace {
 
 using simd::fbatch;
@@ -594,4 +595,5 @@ void count_ranked_above(const float* queries, std::size_t Q, const float* bank, 
     for (std::size_t a = 0; a < Q; ++a) counts[a] += partial[c * Q + a];
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

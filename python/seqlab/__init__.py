@@ -14,6 +14,7 @@ from __future__ import annotations
 # _blas first: it loads the OpenBLAS that _core's BLAS symbols resolve against
 from . import _blas, _core, functional, losses, metrics, nn, optim  # noqa: F401
 from .autograd import Tensor, concatenate, is_grad_enabled, no_grad, stack, tensor
+from .cpu_dispatch import cpu_info
 from .random import get_rng_state, manual_seed, set_rng_state
 from .threads import get_num_threads, set_num_threads
 
@@ -50,6 +51,7 @@ __all__ = [
     "_core",
     "code_optimizer",
     "concatenate",
+    "cpu_info",
     "forecaster",
     "functional",
     "get_num_threads",

@@ -5,11 +5,13 @@
 // The per-batch formulas of relu and gelu live here (namespace act) so the fused
 // linear + activation kernel (linear.hpp) applies the very same arithmetic.
 #pragma once
+#include "seqlab/level.hpp"
 #include <cstddef>
 
 #include "seqlab/simd.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 
 void sigmoid_forward(const float* x, float* y, std::size_t n);
 void sigmoid_backward(const float* grad_y, const float* y, float* grad_x, std::size_t n);
@@ -66,4 +68,5 @@ inline Batch gelu_exact_grad(Batch g, Batch v) {
 
 }  // namespace act
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

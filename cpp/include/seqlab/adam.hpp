@@ -6,6 +6,7 @@
 //   vmax = max(vmax, v) (amsgrad);  denom = sqrt(v or vmax) / sqrt(1 - beta2^t) + eps
 //   p += -(lr / (1 - beta1^t)) * m / denom
 #pragma once
+#include "seqlab/level.hpp"
 #include <cstddef>
 #include <cstdint>
 
@@ -22,9 +23,11 @@ struct AdamOptions {
   bool maximize = false;
 };
 
+SEQLAB_LEVEL_BEGIN
 // param, grad, exp_avg, exp_avg_sq (n,); max_exp_avg_sq (n,) when amsgrad (else may be null).
 // step: the step number after this update (1 on the first call).
 void adam_step(float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
                float* max_exp_avg_sq, std::size_t n, const AdamOptions& opt, std::int64_t step);
+SEQLAB_LEVEL_END
 
 }  // namespace seqlab

@@ -41,6 +41,7 @@
 // (seed, b*H + h, i, j), so both paths and the backward recompute the same mask
 // without storing it, independently of the thread count.
 #pragma once
+#include "seqlab/level.hpp"
 #include <xtensor/xtensor.hpp>
 
 #include <cstddef>
@@ -101,10 +102,12 @@ struct AttentionCache {
   xt::xtensor<float, 1> lse;    // flash path: (B*H, Tq) row logsumexp (+inf for fully masked rows)
 };
 
+SEQLAB_LEVEL_BEGIN
 // Writes o (B, H, Tq, Dv). If `weights` is not null it receives the attention weights
 // (B, H, Tq, Tk) contiguous, after dropout (plain path only). Fills `cache`.
 void attention_forward(const AttnShape& shape, const AttnOptions& opts, AttnView q, AttnView k,
                        AttnView v, AttnMutView o, float* weights, AttentionCache& cache);
+SEQLAB_LEVEL_END
 
 // ACCUMULATES dq (B, H, Tq, D), dk (B, H, Tk, D), dv (B, H, Tk, Dv) (+=; any data may be
 // null when that gradient is not needed) from do_ (B, H, Tq, Dv), given the forward's
@@ -115,8 +118,10 @@ void attention_forward(const AttnShape& shape, const AttnOptions& opts, AttnView
 struct AttnOverwrite {
   bool dq = false, dk = false, dv = false;
 };
+SEQLAB_LEVEL_BEGIN
 void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, AttnView v,
                         AttnView o, AttnView do_, AttnMutView dq, AttnMutView dk, AttnMutView dv,
                         AttnOverwrite overwrite = {});
+SEQLAB_LEVEL_END
 
 }  // namespace seqlab

@@ -6,6 +6,7 @@
 // build passes it as BLAS_SYMBOL_PREFIX (its pkg-config Cflags), and every BLAS call in
 // seqlab names its function through SEQLAB_BLAS(name), as NumPy's CBLAS_FUNC does.
 #pragma once
+#include "seqlab/level.hpp"
 #include <cblas.h>
 
 #ifndef BLAS_SYMBOL_PREFIX
@@ -21,6 +22,7 @@
 #include "seqlab/thread_pool.hpp"
 
 namespace seqlab {
+SEQLAB_LEVEL_BEGIN
 
 // A is (M, K) after op, B is (K, N) after op, C is (M, N); lda/ldb/ldc are row strides.
 inline void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
@@ -47,4 +49,5 @@ inline void sgemm_rows_parallel(bool trans_a, bool trans_b, int M, int N, int K,
   });
 }
 
+SEQLAB_LEVEL_END
 }  // namespace seqlab

@@ -22,6 +22,7 @@
 // Wr (Cout, K*Cin) and Wb (K*Cout, Cin) are the weight with its taps moved before the
 // channels. Nothing is allocated per call once a cache is recycled, and nothing per tile.
 #pragma once
+#include "seqlab/level.hpp"
 #include <xtensor/xtensor.hpp>
 
 #include <cstddef>
@@ -33,7 +34,11 @@ struct Conv1dShape {
   std::size_t dilation = 1, pad_left = 0, pad_right = 0;
   bool relu = false;  // fused ReLU on the output
   // Output length (0 when the padded input is shorter than the receptive field).
-  std::size_t out_len() const;
+  std::size_t out_len() const {
+    const std::size_t span = dilation * (K - 1);
+    const std::size_t padded = T + pad_left + pad_right;
+    return padded > span ? padded - span : 0;
+  }
 };
 
 // What backward needs, plus the workspaces of both passes. The input is referenced, not
@@ -48,6 +53,7 @@ struct Conv1dCache {
   xt::xtensor<float, 1> work;     // per part: a gather tile, a masked grad_y tile, partial dWr and db
 };
 
+SEQLAB_LEVEL_BEGIN
 // y (B, To, Cout); b may be null. Fills `cache` (reusing its buffers when they fit); with
 // shape.relu the cache references y, which must stay unchanged until backward.
 void conv1d_forward(const Conv1dShape& shape, const float* x, const float* w, const float* b,
@@ -57,6 +63,7 @@ void conv1d_forward(const Conv1dShape& shape, const float* x, const float* w, co
 // accumulate_dx); ACCUMULATES dw (Cout, Cin, K) += and db (Cout,) += when they are not null.
 void conv1d_backward(Conv1dCache& cache, const float* grad_y, float* dx, float* dw, float* db,
                      bool accumulate_dx = false);
+SEQLAB_LEVEL_END
 
 // ------------------------------------------------------------------ TCN temporal block
 // y = relu(relu(conv2(relu(conv1(x)))) + res), res = x or the 1x1 projection x @ Wd^T + bd,
@@ -88,6 +95,7 @@ struct TemporalBlockCache {
   xt::xtensor<float, 1> g, dh1;    // (B*T*C) backward: masked grad_y, grad of h1
 };
 
+SEQLAB_LEVEL_BEGIN
 // shape: that of conv1 (B, T, Cin, Cout = C, K, dilation; the padding is made causal).
 void temporal_block_forward(const Conv1dShape& shape, const TemporalBlockWeights& w, const float* x,
                             float* y, TemporalBlockCache& cache);
@@ -95,5 +103,6 @@ void temporal_block_forward(const Conv1dShape& shape, const TemporalBlockWeights
 // grad_y (B, T, C). Writes dx (B, T, Cin) unless null; adds the parameter gradients.
 void temporal_block_backward(TemporalBlockCache& cache, const float* grad_y, float* dx,
                              const TemporalBlockGrads& grads);
+SEQLAB_LEVEL_END
 
 }  // namespace seqlab

@@ -10,11 +10,13 @@
 //   loss_i = (1 - e) ((m_i - x_{i,t_i}) + s_i) + e ((m_i - mean_j x_ij) + s_i),
 // and loss_i = 0 for rows whose target equals ignore_index.
 #pragma once
+#include "seqlab/level.hpp"
 #include <cstddef>
 #include <cstdint>
 
 namespace seqlab {
 
+SEQLAB_LEVEL_BEGIN
 // Writes loss (N,) and logsum (N,). Targets must be in [0, V) or equal ignore_index.
 void cross_entropy_forward(const float* logits, const std::int64_t* target, float* loss, float* logsum,
                            std::size_t N, std::size_t V, std::int64_t ignore_index, float label_smoothing);
@@ -24,5 +26,6 @@ void cross_entropy_forward(const float* logits, const std::int64_t* target, floa
 void cross_entropy_backward(const float* logits, const std::int64_t* target, const float* logsum,
                             const float* grad_loss, float* grad_logits, std::size_t N, std::size_t V,
                             std::int64_t ignore_index, float label_smoothing);
+SEQLAB_LEVEL_END
 
 }  // namespace seqlab

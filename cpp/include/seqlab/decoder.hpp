@@ -30,6 +30,7 @@
 // fed their own prediction two small products (prediction and its input projection).
 // Backward mirrors it, and every weight gradient is one GEMM after the time loop.
 #pragma once
+#include "seqlab/level.hpp"
 #include <xtensor/xtensor.hpp>
 
 #include <cstdint>
@@ -120,6 +121,7 @@ struct DecoderCache {
   xt::xtensor<float, 2> d_values_t;  // (B*H, S)
 };
 
+SEQLAB_LEVEL_BEGIN
 // Forward over all T steps. c0 (LSTM only), memory_lengths, gate_bias (B, G*H) may be
 // null (zeros, full lengths, none); memory is required exactly when shape.heads > 0.
 // Writes pred (B, T, O).
@@ -127,6 +129,7 @@ void decoder_forward(CellKind kind, const DecoderShape& shape, const DecoderWeig
                      const float* targets, const std::uint8_t* teacher, const float* h0,
                      const float* c0, const float* memory, const std::int64_t* memory_lengths,
                      const float* gate_bias, float* pred, DecoderCache& cache);
+SEQLAB_LEVEL_END
 
 // Gradients a head reading more of the forward than the predictions passes back
 // (the pointer-generator reads the features, the inputs and the attention weights),
@@ -137,11 +140,13 @@ struct DecoderBackwardExtras {
   float* d_inputs = nullptr;          // (B*T, E) rows (b, t): written, d u_t through the gates
 };
 
+SEQLAB_LEVEL_BEGIN
 // Backward: d_pred (B, T, O) (may be cache.d_pred itself: then used in place). Writes
 // dh0 and (LSTM, unless null) dc0 (B, H), d_memory (B, S, A) and d_gate_bias (B, G*H)
 // unless null; adds the parameter gradients into grads.
 void decoder_backward(DecoderCache& cache, const float* d_pred, const DecoderGrads& grads,
                       float* dh0, float* dc0, float* d_memory, float* d_gate_bias,
                       const DecoderBackwardExtras& extras = {});
+SEQLAB_LEVEL_END
 
 }  // namespace seqlab

@@ -3,6 +3,7 @@
 // (pointer_generator.cpp). Keys and values are kept transposed per batch row, (H, S),
 // so that a head's scores (and a narrow head's context) are SIMD sums along S.
 #pragma once
+#include "seqlab/level.hpp"
 #include <algorithm>
 #include <cstddef>
 
@@ -10,7 +11,9 @@
 #include "seqlab/recurrent_cells.hpp"
 #include "seqlab/simd.hpp"
 
-namespace seqlab::decoder_attention {
+namespace seqlab {
+SEQLAB_LEVEL_BEGIN
+namespace decoder_attention {
 
 using recurrent::fbatch;
 using recurrent::load;
@@ -58,4 +61,6 @@ inline void attend_row(const DecoderShape& s, const float* q, const float* keys_
   }
 }
 
-}  // namespace seqlab::decoder_attention
+}  // namespace decoder_attention
+SEQLAB_LEVEL_END
+}  // namespace seqlab

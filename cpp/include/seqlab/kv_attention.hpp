@@ -14,6 +14,7 @@
 // output need no copies; the caches are contiguous (B, H, Tmax, D) and (B, H, Tmax, Dv).
 // Inference only: no backward.
 #pragma once
+#include "seqlab/level.hpp"
 
 #include "seqlab/attention.hpp"
 
@@ -24,7 +25,9 @@ struct KvShape {
   int pos = 0;  // positions already in the cache; pos + Tn <= Tmax
 };
 
+SEQLAB_LEVEL_BEGIN
 void kv_cache_attention(const KvShape& shape, float scale, AttnView q, AttnView k, AttnView v,
                         float* key_cache, float* value_cache, AttnMutView o);
+SEQLAB_LEVEL_END
 
 }  // namespace seqlab

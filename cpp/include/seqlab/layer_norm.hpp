@@ -1,10 +1,12 @@
 // Layer normalisation over the last axis of a (M, C) array, as torch.nn.LayerNorm:
 //   y = (x - mean) * rstd * gamma + beta,   rstd = 1 / sqrt(var + eps)  (biased variance).
 #pragma once
+#include "seqlab/level.hpp"
 #include <cstddef>
 
 namespace seqlab {
 
+SEQLAB_LEVEL_BEGIN
 // x (M, C), gamma/beta (C,) or nullptr (no affine part) -> y (M, C); writes mean, rstd (M,)
 // for the backward.
 void layer_norm_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean,
@@ -16,5 +18,6 @@ void layer_norm_forward(const float* x, const float* gamma, const float* beta, f
 void layer_norm_backward(const float* grad_y, const float* x, const float* gamma, const float* mean,
                          const float* rstd, float* dx, float* dgamma, float* dbeta, std::size_t M,
                          std::size_t C);
+SEQLAB_LEVEL_END
 
 }  // namespace seqlab

@@ -6,12 +6,14 @@
 // while after each call and would otherwise compete with the pool's threads of the
 // next kernel (attention, LayerNorm, activations) for the cores.
 #pragma once
+#include "seqlab/level.hpp"
 #include <cstddef>
 
 namespace seqlab {
 
 enum class Activation { kNone, kRelu, kGelu, kGeluTanh };
 
+SEQLAB_LEVEL_BEGIN
 // x (M, K), w (N, K), b (N,) or nullptr -> y (M, N) = act(x w^T + b). When `pre` is not
 // null it receives x w^T + b (gelu's backward needs it; relu's uses y). Each thread adds
 // the bias and applies the activation to a block of rows right after its GEMM, while the
@@ -27,5 +29,6 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, st
 void linear_backward(const float* grad_y, const float* x, const float* w, float* dx, float* dw,
                      float* db, std::size_t M, std::size_t K, std::size_t N,
                      Activation act = Activation::kNone, const float* saved = nullptr);
+SEQLAB_LEVEL_END
 
 }  // namespace seqlab

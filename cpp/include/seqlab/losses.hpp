@@ -11,6 +11,7 @@
 // Padding tokens (t >= lengths[b]) have l = 0. Reductions: "mean" = sum of l over
 // real tokens / their count, "sum" = sum of l, "none" = l as (B, T).
 #pragma once
+#include "seqlab/level.hpp"
 #include <cstdint>
 
 namespace seqlab {
@@ -22,6 +23,7 @@ struct CosineMseConfig {
   float eps = 1e-8f;
 };
 
+SEQLAB_LEVEL_BEGIN
 // Writes the per-token losses token_loss (B*T) (0 at padding); returns their sum
 // (accumulated in double in a fixed order, so independent of the thread count) and
 // sets *count to the number of real tokens. lengths (B,) in [0, T] or null (all T).
@@ -35,5 +37,6 @@ double cosine_mse_forward(const float* pred, const float* target, const std::int
 void cosine_mse_backward(const float* pred, const float* target, const std::int64_t* lengths,
                          int B, int T, int E, const CosineMseConfig& cfg, const float* token_grad,
                          float scale, float* d_pred, float* d_target);
+SEQLAB_LEVEL_END
 
 }  // namespace seqlab

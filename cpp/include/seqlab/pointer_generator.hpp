@@ -29,13 +29,14 @@
 // probabilities into the logits' gradient in place and runs the decoder's backward
 // with the gate's and the copy's extra gradients.
 #pragma once
+#include "seqlab/level.hpp"
 #include <xtensor/xtensor.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "seqlab/decoder.hpp"
-#include "seqlab/recurrent_gemm.hpp"
 
 namespace seqlab {
 
@@ -62,6 +63,7 @@ struct PointerGeneratorCache {
   xt::xtensor<float, 1> d_gate;      // (B*T) d of the gate's pre-activation
 };
 
+SEQLAB_LEVEL_BEGIN
 // Forward: returns the mean masked NLL. memory_lengths, h0, c0 may be null.
 float pointer_generator_forward(const PointerGeneratorShape& shape, const DecoderWeights& w,
                                 const float* w_gen, const float* b_gen, const float* inputs,
@@ -76,6 +78,7 @@ float pointer_generator_forward(const PointerGeneratorShape& shape, const Decode
 void pointer_generator_backward(PointerGeneratorCache& cache, float d_loss, const DecoderGrads& grads,
                                 float* d_w_gen, float* d_b_gen, float* d_inputs, float* dh0,
                                 float* dc0, float* d_memory);
+SEQLAB_LEVEL_END
 
 // Incremental decoding (beam search, sampling): built once per batch of sources, it
 // projects the memory's keys and values and packs the step's weights; each step then
@@ -89,29 +92,22 @@ void pointer_generator_backward(PointerGeneratorCache& cache, float d_loss, cons
 // over the X extended ids (-inf for ids neither in the vocabulary nor in the source).
 class PointerGeneratorStepper {
  public:
-  // shape.dec: B, S, A (memory), E, H, O = V, heads; shape.extended = X. The weights
-  // (and w_gen (Z + E), b_gen (1) or null) must outlive the stepper; memory (B, S, A),
-  // memory_lengths (B) (null: all S) and source_ids (B, S) are copied or projected.
-  PointerGeneratorStepper(const PointerGeneratorShape& shape, const DecoderWeights& w, const float* w_gen,
-                          const float* b_gen, const float* memory, const std::int64_t* memory_lengths,
-                          const std::int64_t* source_ids);
+  virtual ~PointerGeneratorStepper() = default;
   // rows (N) in [0, B); x (N, E) the inputs' embeddings; h, c (N, H). Writes h_new,
   // c_new (N, H), log_probs (N, X) and, unless null, attention (N, S) (the heads' mean).
-  void step(int N, const std::int64_t* rows, const float* x, const float* h, const float* c, float* h_new,
-            float* c_new, float* log_probs, float* attention);
-  const PointerGeneratorShape& shape() const { return shape_; }
-
- private:
-  PointerGeneratorShape shape_;
-  DecoderWeights w_;
-  const float* w_gen_;
-  float b_gen_;
-  std::vector<std::int64_t> lengths_, source_ids_;
-  recurrent::PackedMatrix w_ih_t_, w_hh_t_, w_q_t_, w_o_t_;
-  std::vector<float> bias_;  // b_ih + b_hh (4H)
-  xt::xtensor<float, 2> keys_t_, values_, values_t_;  // (B*H, S), (B*S, H), (B*H, S)
-  // Step workspaces.
-  xt::xtensor<float, 2> gates_, gh_, q_, ctx_, feat_, probs_, logits_;
+  virtual void step(int N, const std::int64_t* rows, const float* x, const float* h, const float* c,
+                    float* h_new, float* c_new, float* log_probs, float* attention) = 0;
+  virtual const PointerGeneratorShape& shape() const = 0;
 };
+
+SEQLAB_LEVEL_BEGIN
+// The stepper of this instruction-set level. shape.dec: B, S, A (memory), E, H, O = V,
+// heads; shape.extended = X. The weights (and w_gen (Z + E), b_gen (1) or null) must
+// outlive the stepper; memory (B, S, A), memory_lengths (B) (null: all S) and
+// source_ids (B, S) are copied or projected.
+std::unique_ptr<PointerGeneratorStepper> make_pointer_generator_stepper(
+    const PointerGeneratorShape& shape, const DecoderWeights& w, const float* w_gen, const float* b_gen,
+    const float* memory, const std::int64_t* memory_lengths, const std::int64_t* source_ids);
+SEQLAB_LEVEL_END
 
 }  // namespace seqlab

@@ -15,6 +15,7 @@
 // one fused SIMD pointwise pass per step; backward adds one recurrent GEMM per step
 // and, after the time loop, one GEMM each for dW_hh, dW_ih and dx.
 #pragma once
+#include "seqlab/level.hpp"
 #include <xtensor/xtensor.hpp>
 
 #include <cstdint>
@@ -25,7 +26,18 @@ namespace seqlab {
 enum class CellKind { RnnTanh, RnnRelu, Lstm, Gru };
 
 // Gates per cell: 1, 1, 4, 3.
-int gate_count(CellKind kind);
+inline int gate_count(CellKind kind) {
+  switch (kind) {
+    case CellKind::RnnTanh:
+    case CellKind::RnnRelu:
+      return 1;
+    case CellKind::Lstm:
+      return 4;
+    case CellKind::Gru:
+      return 3;
+  }
+  return 1;
+}
 
 struct RecurrentShape {
   int B = 0, T = 0, C = 0, H = 0, D = 1;
@@ -73,6 +85,7 @@ struct RecurrentCache {
   std::vector<DirectionCache> dirs;
 };
 
+SEQLAB_LEVEL_BEGIN
 // Forward of one layer. h0/c0/lengths may be null (zero states, full lengths);
 // c_n is written only for LSTM. Fills `cache` for recurrent_backward.
 void recurrent_forward(CellKind kind, const RecurrentShape& shape, const float* x,
@@ -86,5 +99,6 @@ void recurrent_forward(CellKind kind, const RecurrentShape& shape, const float* 
 void recurrent_backward(RecurrentCache& cache, const float* dy, const float* dh_n,
                         const float* dc_n, const DirectionGrads* grads, float* dx, float* dh0,
                         float* dc0);
+SEQLAB_LEVEL_END
 
 }  // namespace seqlab

@@ -6,12 +6,15 @@
 // the recurrent bias of n inside the reset product:
 //   n = tanh(W_in x + b_in + r * (W_hn h + b_hn)),  h' = (1 - z) * n + z * h.
 #pragma once
+#include "seqlab/level.hpp"
 #include <xsimd/xsimd.hpp>
 
 #include <cmath>
 #include <type_traits>
 
-namespace seqlab::recurrent {
+namespace seqlab {
+SEQLAB_LEVEL_BEGIN
+namespace recurrent {
 
 using fbatch = xsimd::batch<float>;
 
@@ -216,4 +219,6 @@ struct GruCell {
   }
 };
 
-}  // namespace seqlab::recurrent
+}  // namespace recurrent
+SEQLAB_LEVEL_END
+}  // namespace seqlab

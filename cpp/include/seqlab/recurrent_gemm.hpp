@@ -5,11 +5,14 @@
 // general GEMM's per-call packing (which, at M = 16, costs about as much as the
 // multiply itself).
 #pragma once
+#include "seqlab/level.hpp"
 #include <xtensor/xtensor.hpp>
 
 #include <cstddef>
 
-namespace seqlab::recurrent {
+namespace seqlab {
+SEQLAB_LEVEL_BEGIN
+namespace recurrent {
 
 class PackedMatrix {
  public:
@@ -35,4 +38,6 @@ class PackedMatrix {
   xt::xtensor<float, 1> data_;  // panels_ x K_ x panel width, zero-padded columns
 };
 
-}  // namespace seqlab::recurrent
+}  // namespace recurrent
+SEQLAB_LEVEL_END
+}  // namespace seqlab

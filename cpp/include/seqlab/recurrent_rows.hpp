@@ -1,6 +1,7 @@
 // Row helpers shared by the recurrent time-loop drivers (recurrent.cpp, decoder.cpp):
 // workspace shaping, the parallel grain of per-row passes, and SIMD row sums.
 #pragma once
+#include "seqlab/level.hpp"
 #include <xtensor/xtensor.hpp>
 
 #include <algorithm>
@@ -8,7 +9,9 @@
 
 #include "seqlab/recurrent_cells.hpp"
 
-namespace seqlab::recurrent {
+namespace seqlab {
+SEQLAB_LEVEL_BEGIN
+namespace recurrent {
 
 // Gives `a` the shape (rows, cols) / (n,), keeping its buffer when the shape already fits.
 inline void ensure_shape(xt::xtensor<float, 2>& a, std::size_t rows, std::size_t cols) {
@@ -45,4 +48,6 @@ inline void add_column_sums(float* out, const float* a, std::size_t rows, int n,
   for (std::size_t r = 0; r < rows; ++r) add_row(out, a + r * lda, n);
 }
 
-}  // namespace seqlab::recurrent
+}  // namespace recurrent
+SEQLAB_LEVEL_END
+}  // namespace seqlab

@@ -4,6 +4,7 @@
 //   g = nesterov ? g + momentum * buf : buf
 //   p -= lr * g
 #pragma once
+#include "seqlab/level.hpp"
 #include <cstddef>
 
 namespace seqlab {
@@ -17,9 +18,11 @@ struct SgdOptions {
   bool maximize = false;
 };
 
+SEQLAB_LEVEL_BEGIN
 // param, grad (n,); momentum_buf (n,) used when momentum != 0 (may be null otherwise).
 // first: the momentum buffer is initialised from g (torch's first step).
 void sgd_step(float* param, const float* grad, float* momentum_buf, std::size_t n,
               const SgdOptions& opt, bool first);
+SEQLAB_LEVEL_END
 
 }  // namespace seqlab

@@ -2,6 +2,7 @@
 // maps over arrays whose tail (n % lanes) goes through the same batch code via a
 // padded scratch register, so every element sees identical arithmetic.
 #pragma once
+#include "seqlab/level.hpp"
 #include <xsimd/xsimd.hpp>
 
 #include <algorithm>
@@ -10,7 +11,9 @@
 #include <limits>
 #include <type_traits>
 
-namespace seqlab::simd {
+namespace seqlab {
+SEQLAB_LEVEL_BEGIN
+namespace simd {
 
 using Batch = xsimd::batch<float>;
 constexpr std::size_t kLanes = Batch::size;
@@ -125,4 +128,6 @@ inline float softmax_row(float* row, int n) {
   return m + std::log(sum);
 }
 
-}  // namespace seqlab::simd
+}  // namespace simd
+SEQLAB_LEVEL_END
+}  // namespace seqlab

@@ -5,6 +5,7 @@
 // whatever the blocking (one accumulator per pair, the same zero-padded tail), so
 // the top-k and rank kernels agree with each other and across thread counts.
 #pragma once
+#include "seqlab/level.hpp"
 #include <xsimd/xsimd.hpp>
 
 #include <cmath>
@@ -22,6 +23,7 @@ enum class Metric { inner_product, cosine, l2 };
 // Norms below this are treated as this (a zero row has cosine 0 with everything).
 inline constexpr float kNormEps = 1e-8f;
 
+SEQLAB_LEVEL_BEGIN
 namespace simd {
 
 using fbatch = xsimd::batch<float>;
@@ -101,7 +103,9 @@ inline float sqnorm(const float* a, std::size_t D) {
 inline float inv_norm(float sq) { return 1.0f / std::fmax(std::sqrt(sq), kNormEps); }
 
 }  // namespace simd
+SEQLAB_LEVEL_END
 
+SEQLAB_LEVEL_BEGIN
 // Row-wise cosine of a and b, both (M, D): out[i] = a_i . b_i / max(|a_i| |b_i|, eps).
 // mask (M,) may be null; rows with mask[i] == 0 are skipped and get out[i] = 0.
 void rowwise_cosine(const float* a, const float* b, std::size_t M, std::size_t D,
@@ -111,5 +115,6 @@ void rowwise_cosine(const float* a, const float* b, std::size_t M, std::size_t D
 // inner products, cosines, or squared L2 distances (>= 0).
 void pairwise_scores(const float* a, std::size_t M, const float* b, std::size_t N, std::size_t D,
                      Metric metric, float* out);
+SEQLAB_LEVEL_END
 
 }  // namespace seqlab

@@ -22,6 +22,7 @@
 // bank pointer is only read chunk by chunk, so a memory-mapped bank is streamed, never
 // copied.
 #pragma once
+#include "seqlab/level.hpp"
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -43,6 +44,7 @@ class NonFiniteScore : public std::runtime_error {
   std::int64_t row;
 };
 
+SEQLAB_LEVEL_BEGIN
 // queries (Q, D), bank (N, D), 1 <= k <= N. Writes out_scores (Q, k) and out_indices (Q, k)
 // best first: inner products or cosines descending, squared L2 distances ascending.
 // index_offset is added to every reported bank index (for banks searched in chunks).
@@ -64,5 +66,6 @@ void count_ranked_above(const float* queries, std::size_t Q, const float* bank, 
                         std::size_t D, Metric metric, SearchPath path, const float* target_scores,
                         const std::int64_t* targets, std::int64_t index_offset,
                         std::int64_t* counts);
+SEQLAB_LEVEL_END
 
 }  // namespace seqlab
