@@ -13,7 +13,9 @@ pre-LN transformer encoder layer and of a causal decoder block, attention forwar
 at T=512, the fused recurrent decoder (the poetry autoencoder's decoder: LSTM, teacher
 forcing 0.5, with and without attention), exact top-10 search of 1,000 and of 16 queries
 in a 200k x 384 bank, and an Adam step over 10M parameters. Each case: warm-up, then
-the median of ``--repeats`` calls.
+the median of ``--repeats`` calls. The configurations run in turn ``--rounds`` times
+(a process per configuration and round) and each figure is the median over the rounds:
+on a 2-core VM one process's times can move by 1.5x from the next one's.
 
     python benchmarks/bench_dispatch.py --native-path /tmp/seqlab-native/python
     python benchmarks/bench_dispatch.py --native-path DIR --levels x86-64-v3 x86-64-v2 --threads 1
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -191,6 +194,7 @@ def main() -> None:
                         help="lower levels to force besides the CPU's best")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--worker", choices=["seqlab", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -204,18 +208,26 @@ def main() -> None:
     keep = os.environ.get("PYTHONPATH", "")
     path = os.pathsep.join(p for p in (str(HERE), keep) if p)
     print(machine_description())
-    print(f"{args.threads} threads, median of {args.repeats} after 2 warm-up calls")
+    print(f"{args.threads} threads, median of {args.repeats} after 2 warm-up calls, "
+          f"median of {args.rounds} rounds")
     out = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
-    columns: dict[str, dict[str, float]] = {}
+    configs: list[tuple[str, str, str, dict[str, str]]] = []
     base = {"PYTHONPATH": os.pathsep.join([ours, path]), "SEQLAB_ARCH": ""}
     if args.native_path is not None:
         native = {"PYTHONPATH": os.pathsep.join([str(args.native_path.resolve()), path]), "SEQLAB_ARCH": ""}
-        columns["native"] = run("native build", "seqlab", native, args, out)["times"]
-    columns["dispatched"] = run("dispatched build, best level", "seqlab", base, args, out)["times"]
-    for level in args.levels:
-        columns[level] = run(f"dispatched build, {level}", "seqlab", {**base, "SEQLAB_ARCH": level},
-                             args, out)["times"]
-    columns["PyTorch"] = run("PyTorch", "torch", {"PYTHONPATH": path}, args, out)["times"]
+        configs.append(("native", "native build", "seqlab", native))
+    configs.append(("dispatched", "dispatched build, best level", "seqlab", base))
+    configs += [(level, f"dispatched build, {level}", "seqlab", {**base, "SEQLAB_ARCH": level})
+                for level in args.levels]
+    configs.append(("PyTorch", "PyTorch", "torch", {"PYTHONPATH": path}))
+    samples: dict[str, dict[str, list[float]]] = {key: {name: [] for name in CASES} for key, *_ in configs}
+    for r in range(args.rounds):
+        for key, label, lib, env in configs:
+            times = run(f"{label} (round {r + 1} of {args.rounds})", lib, env, args, out)["times"]
+            for name in CASES:
+                samples[key][name].append(times[name])
+    columns = {key: {name: statistics.median(v) for name, v in cases.items()}
+               for key, cases in samples.items()}
 
     headers = ["case", *[f"{c} ms" for c in columns]]
     if "native" in columns:
