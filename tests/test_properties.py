@@ -29,6 +29,7 @@ import seqlab  # noqa: E402
 import seqlab.functional as F  # noqa: E402
 from seqlab import nn  # noqa: E402
 from seqlab.metrics import topk  # noqa: E402
+from seqlab.nn import RecurrentDecoder  # noqa: E402
 
 TF = torch.nn.functional
 RTOL, ATOL = 2e-4, 2e-5
@@ -516,3 +517,52 @@ def test_dropout_masks_scales_and_backpropagates_through_the_same_mask(data: st.
     assert not grad[~kept].any()  # type: ignore[index]
     with pytest.raises(ValueError, match=r"dropout: p must be in \[0, 1\]"):
         F.dropout(xs, data.draw(st.sampled_from([-0.1, 1.5]), label="bad p"))
+
+
+# ------------------------------------------- fused recurrent and pointer-generator decoders
+@given(st.data())
+def test_recurrent_decoder_teacher_forced(data: st.DataObject) -> None:
+    """``nn.RecurrentDecoder`` (LSTM, GRU; with or without attention over a memory of drawn
+    lengths), fully teacher-forced, against the PyTorch loop of tests/test_decoder.py:
+    outputs and the gradients of every parameter, the initial states and the memory."""
+    from test_decoder import compare  # the PyTorch twin and its comparison, reused
+
+    cell = data.draw(st.sampled_from(["lstm", "gru"]), label="cell")
+    heads = data.draw(st.sampled_from([1, 2, 4]), label="heads")
+    hidden = heads * data.draw(st.sampled_from([1, 3, 4, 17]), label="head size")
+    E = data.draw(SIZES, label="input size")
+    attention = data.draw(st.booleans(), label="attention")
+    A = data.draw(SIZES, label="attention dim") if attention else None
+    out = data.draw(st.none() | SIZES, label="output size")
+    B, T = data.draw(SMALL, label="B"), data.draw(st.integers(1, 9), label="T")
+    S = data.draw(st.integers(1, 9), label="memory steps")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    lengths = None
+    if attention and data.draw(st.booleans(), label="memory lengths"):
+        lengths = rng.integers(1, S + 1, size=B)
+    dec = RecurrentDecoder(E, hidden, cell=cell, attention_dim=A, num_heads=heads, output_size=out)
+    with threads(data.draw(st.integers(1, 3), label="threads")):
+        compare(torch, dec, rng, np.ones((B, T), dtype=bool), batch=B, steps=T, lengths=lengths,
+                mem_steps=S, rtol=2e-4, atol=5e-5)
+
+
+@given(st.data())
+def test_pointer_generator_loss(data: st.DataObject) -> None:
+    """``nn.PointerGeneratorDecoder``'s fused loss (repeated source ids, OOV slots, copy-only
+    targets, masked steps, memory lengths) against the PyTorch twin of
+    benchmarks/torch_twins.py, through tests/test_pointer_generator.py: the loss and the
+    gradients of every input and parameter."""
+    from test_pointer_generator import assert_parity, run_both  # the twin's harness, reused
+
+    heads = data.draw(st.sampled_from([1, 2, 4]), label="heads")
+    hidden = heads * data.draw(st.sampled_from([1, 3, 4, 17]), label="head size")
+    E, V = data.draw(SIZES, label="input size"), data.draw(SIZES, label="vocab")
+    A = data.draw(SIZES, label="memory dim")
+    batch, steps = data.draw(SMALL, label="B"), data.draw(st.integers(1, 9), label="T")
+    src, oov = data.draw(st.integers(2, 9), label="source length"), data.draw(st.integers(0, 4), label="oov")
+    states = data.draw(st.booleans(), label="initial states")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    dec = nn.PointerGeneratorDecoder(E, hidden, V, A, num_heads=heads)
+    with threads(data.draw(st.integers(1, 3), label="threads")):
+        loss, ours, ref, theirs, twin = run_both(torch, dec, rng, batch, steps, src, oov, states)
+    assert_parity(loss, ours, ref, theirs, dec, twin, rtol=1e-3, atol=5e-5)
