@@ -29,6 +29,7 @@ import seqlab  # noqa: E402
 import seqlab.functional as F  # noqa: E402
 from seqlab import nn  # noqa: E402
 from seqlab.metrics import topk  # noqa: E402
+from seqlab.nn import RecurrentDecoder  # noqa: E402
 
 TF = torch.nn.functional
 RTOL, ATOL = 2e-4, 2e-5
@@ -420,3 +421,148 @@ def test_topk_equals_brute_force(data: st.DataObject) -> None:
     best = order[:, :k] if metric == "l2" else order[:, ::-1][:, :k]
     np.testing.assert_allclose(scores, best, rtol=1e-4, atol=1e-4)
     assert all(len(set(row)) == k for row in idx.tolist())
+
+
+# ------------------------------------------------- multi-head attention core, dropout
+@given(st.data())
+def test_multi_head_attention_core(data: st.DataObject) -> None:
+    """Already projected heads in each layout (packed [q|k|v], packed [k|v], separate)
+    against torch's ``multi_head_attention_forward`` with identity projections."""
+    B, H = data.draw(SMALL, label="B"), data.draw(SMALL, label="heads")
+    Dh = data.draw(st.sampled_from([1, 3, 8, 16, 17]), label="head dim")
+    packing = data.draw(st.sampled_from(["qkv", "kv", "none"]), label="packing")
+    Tq = data.draw(SIZES, label="Tq")
+    Tk = Tq if packing == "qkv" else data.draw(SIZES, label="Tk")
+    causal = Tq <= Tk and data.draw(st.booleans(), label="causal")
+    E = H * Dh
+    q, k, v = values(data, (B, Tq, E)), values(data, (B, Tk, E)), values(data, (B, Tk, E))
+    rng = np.random.default_rng(data.draw(st.integers(0, 999), label="mask seed"))
+    mask = None
+    if data.draw(st.booleans(), label="attn mask"):  # additive, broadcast over B and H
+        shape = (B * H if data.draw(st.booleans(), label="per batch and head") else 1, Tq, Tk)
+        mask = (rng.random(shape) * 4 - 2).astype(np.float32)
+    padding = None
+    if data.draw(st.booleans(), label="key padding"):  # every query keeps key 0
+        lengths = rng.integers(1, Tk + 1, size=B)
+        padding = np.where(np.arange(Tk)[None, :] >= lengths[:, None], -np.inf, 0).astype(np.float32)
+    need_weights = data.draw(st.booleans(), label="need weights")
+    qt, kt, vt = t(q), t(k), t(v)
+    if packing == "qkv":
+        args = (s(np.concatenate([q, k, v], axis=-1)), None, None)
+    elif packing == "kv":
+        args = (s(q), s(np.concatenate([k, v], axis=-1)), None)
+    else:
+        args = (s(q), s(k), s(v))
+    ours_mask = None if mask is None else mask.reshape(-1, H if mask.shape[0] > 1 else 1, Tq, Tk)
+    with threads(data.draw(st.integers(1, 3), label="threads")):
+        out, weights = F.multi_head_attention_core(*args, num_heads=H, attn_mask=ours_mask,
+                                                   key_padding_bias=padding, is_causal=causal,
+                                                   need_weights=need_weights)
+        tmask = None if mask is None else torch.tensor(mask if mask.shape[0] > 1 else mask[0])
+        if causal:
+            triu = torch.triu(torch.full((Tq, Tk), float("-inf")), diagonal=1)
+            tmask = triu if tmask is None else tmask + triu
+        eye, zero = torch.eye(E), torch.zeros(E)
+        ref, ref_weights = TF.multi_head_attention_forward(
+            qt.transpose(0, 1), kt.transpose(0, 1), vt.transpose(0, 1), E, H, None,
+            torch.zeros(3 * E), None, None, False, 0.0, eye, zero, training=False,
+            key_padding_mask=None if padding is None else torch.tensor(padding),
+            need_weights=need_weights, attn_mask=tmask, use_separate_proj_weight=True,
+            q_proj_weight=eye, k_proj_weight=eye, v_proj_weight=eye, average_attn_weights=False)
+        ref = ref.transpose(0, 1)
+        backward_both(out, ref, data)
+    close(out.data, ref, "output", atol=1e-4)
+    assert (weights is None) == (not need_weights)
+    if need_weights:
+        close(weights, ref_weights, "weights", atol=1e-5)
+    grads = [a.grad for a in args if a is not None]
+    theirs = [qt.grad, kt.grad, vt.grad]
+    if packing == "qkv":
+        theirs = [torch.cat(theirs, dim=-1)]
+    elif packing == "kv":
+        theirs = [theirs[0], torch.cat(theirs[1:], dim=-1)]
+    for i, (a, b) in enumerate(zip(grads, theirs, strict=True)):
+        close(a, b, f"grad of input {i} ({packing})", rtol=1e-3, atol=1e-4)
+
+
+@given(st.data())
+def test_dropout_masks_scales_and_backpropagates_through_the_same_mask(data: st.DataObject) -> None:
+    """PyTorch draws other masks, so the properties are checked, not equality: p=0 and
+    eval mode are the identity, p=1 gives zeros, otherwise the kept fraction is within
+    5 standard deviations of 1-p, kept values are x/(1-p), and the gradient is the
+    upstream gradient through the same mask and scale."""
+    shape = tuple(data.draw(st.lists(SIZES, min_size=1, max_size=3), label="shape"))
+    p = data.draw(st.sampled_from([0.0, 1.0]) | st.floats(0.01, 0.99), label="p")
+    training = data.draw(st.booleans(), label="training") if p in (0.0, 1.0) else True
+    seqlab.manual_seed(data.draw(st.integers(0, 2**31 - 1), label="seqlab seed"))
+    x = values(data, shape) + np.float32(3.0)  # no exact zeros: a zero output means dropped
+    xs = s(x)
+    out = F.dropout(xs, p, training)
+    g = values(data, shape)
+    out.backward(g)
+    y, grad = out.data, xs.grad
+    assert y.shape == grad.shape == shape  # type: ignore[union-attr]
+    if p == 0.0 or not training:
+        np.testing.assert_array_equal(y, x)
+        np.testing.assert_array_equal(grad, g)  # type: ignore[arg-type]
+        return
+    if p == 1.0:
+        assert not y.any() and not grad.any()  # type: ignore[union-attr]
+        return
+    kept = y != 0
+    n = kept.size
+    assert abs(kept.mean() - (1 - p)) <= 5 * np.sqrt(p * (1 - p) / n) + 1 / n, (kept.mean(), p, n)
+    np.testing.assert_allclose(y[kept], x[kept] / (1 - p), rtol=1e-6)
+    np.testing.assert_allclose(grad[kept], g[kept] / (1 - p), rtol=1e-6)  # type: ignore[index]
+    assert not grad[~kept].any()  # type: ignore[index]
+    with pytest.raises(ValueError, match=r"dropout: p must be in \[0, 1\]"):
+        F.dropout(xs, data.draw(st.sampled_from([-0.1, 1.5]), label="bad p"))
+
+
+# ------------------------------------------- fused recurrent and pointer-generator decoders
+@given(st.data())
+def test_recurrent_decoder_teacher_forced(data: st.DataObject) -> None:
+    """``nn.RecurrentDecoder`` (LSTM, GRU; with or without attention over a memory of drawn
+    lengths), fully teacher-forced, against the PyTorch loop of tests/test_decoder.py:
+    outputs and the gradients of every parameter, the initial states and the memory."""
+    from test_decoder import compare  # the PyTorch twin and its comparison, reused
+
+    cell = data.draw(st.sampled_from(["lstm", "gru"]), label="cell")
+    heads = data.draw(st.sampled_from([1, 2, 4]), label="heads")
+    hidden = heads * data.draw(st.sampled_from([1, 3, 4, 17]), label="head size")
+    E = data.draw(SIZES, label="input size")
+    attention = data.draw(st.booleans(), label="attention")
+    A = data.draw(SIZES, label="attention dim") if attention else None
+    out = data.draw(st.none() | SIZES, label="output size")
+    B, T = data.draw(SMALL, label="B"), data.draw(st.integers(1, 9), label="T")
+    S = data.draw(st.integers(1, 9), label="memory steps")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    lengths = None
+    if attention and data.draw(st.booleans(), label="memory lengths"):
+        lengths = rng.integers(1, S + 1, size=B)
+    dec = RecurrentDecoder(E, hidden, cell=cell, attention_dim=A, num_heads=heads, output_size=out)
+    with threads(data.draw(st.integers(1, 3), label="threads")):
+        compare(torch, dec, rng, np.ones((B, T), dtype=bool), batch=B, steps=T, lengths=lengths,
+                mem_steps=S, rtol=2e-4, atol=5e-5)
+
+
+@given(st.data())
+def test_pointer_generator_loss(data: st.DataObject) -> None:
+    """``nn.PointerGeneratorDecoder``'s fused loss (repeated source ids, OOV slots, copy-only
+    targets, masked steps, memory lengths) against the PyTorch twin of
+    benchmarks/torch_twins.py, through tests/test_pointer_generator.py: the loss and the
+    gradients of every input and parameter."""
+    from test_pointer_generator import assert_parity, run_both  # the twin's harness, reused
+
+    heads = data.draw(st.sampled_from([1, 2, 4]), label="heads")
+    hidden = heads * data.draw(st.sampled_from([1, 3, 4, 17]), label="head size")
+    E, V = data.draw(SIZES, label="input size"), data.draw(SIZES, label="vocab")
+    A = data.draw(SIZES, label="memory dim")
+    batch, steps = data.draw(SMALL, label="B"), data.draw(st.integers(1, 9), label="T")
+    src, oov = data.draw(st.integers(2, 9), label="source length"), data.draw(st.integers(0, 4), label="oov")
+    states = data.draw(st.booleans(), label="initial states")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    dec = nn.PointerGeneratorDecoder(E, hidden, V, A, num_heads=heads)
+    with threads(data.draw(st.integers(1, 3), label="threads")):
+        loss, ours, ref, theirs, twin = run_both(torch, dec, rng, batch, steps, src, oov, states)
+    assert_parity(loss, ours, ref, theirs, dec, twin, rtol=1e-3, atol=5e-5)
