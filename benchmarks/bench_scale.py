@@ -42,7 +42,20 @@ WORDS = 5000  # vocabulary of the generated poems
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set so far (Linux reports KiB)."""
+    """This process's peak resident set so far, in MB.
+
+    ``VmHWM`` of /proc/self/status belongs to the process's own address space, which
+    ``exec`` makes anew. ``getrusage``'s ``ru_maxrss`` is not reset by ``exec``: a child
+    started from a large process (pytest late in the suite) would report its parent's
+    peak. It is the fallback where /proc is absent.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
