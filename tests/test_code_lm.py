@@ -389,6 +389,11 @@ def test_code_lm_recipe_trains_reports_generates_and_loads(c_repo, tmp_path):
         "initial",
     ):
         assert phrase in report, phrase
+    page = lm._repr_html_()  # Jupyter: the GPT beside the n-gram, with the held-out token count
+    assert "Kneser-Ney 3-gram (baseline)" in page and "bits_per_byte" in page
+    assert f"held out: {ev['tokens']:,} tokens" in page
+    assert f"{ev['model']['bits_per_byte']:.4g}" in page
+    assert seqlab.load(out)._repr_html_().count("<table") == 0  # not evaluated yet: no figures to show
     history = lm.history
     assert all("tokens_per_sec" in h and h["tokens_per_sec"] > 0 for h in history)
     text = lm.generate("static int", max_new_tokens=12, temperature=0)

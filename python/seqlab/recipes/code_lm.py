@@ -20,6 +20,7 @@ from ..models.code_lm.generation import check_prompt_length, generate_ids
 from ..models.code_lm.model import GPT
 from ..models.code_lm.ngram import KneserNeyNgram
 from ..optim import AdamW
+from ..report.evaluation import EvaluationSummary, recipe_html
 from ..serialization import atomic_write_text, write_json
 from ..threads import get_num_threads
 from ..train import Checkpoint, Throughput, Trainer, WarmupSchedule
@@ -76,6 +77,30 @@ class CodeLM:
             f"vocab={self.tokenizer.vocab_size}, "
             f"run_dir={self.run_dir})"
         )
+
+    def summary(self) -> EvaluationSummary | None:
+        """The last :meth:`evaluate` result as an :class:`~seqlab.report.EvaluationSummary`:
+        the GPT beside the n-gram baseline on the held-out tokens (None before any evaluation)."""
+        ev = self.evaluation
+        if not ev:
+            return None
+        m, g = ev["model"], ev["ngram"]
+        keys = ["loss", "perplexity", "bits_per_byte"]
+        baseline = f"Kneser-Ney {g['order']}-gram (baseline)"
+        rows = {"GPT": {k: m[k] for k in keys}, baseline: {k: g[k] for k in keys}}
+        comp = ev.get("compile")
+        if comp and comp["model"]["pass"] is not None:
+            rows["GPT"]["compile_rate"] = comp["model"]["pass"]
+            if comp["ngram"]["pass"] is not None:
+                rows[baseline]["compile_rate"] = comp["ngram"]["pass"]
+        notes = [] if ev["beats_ngram"] else ["The model does not beat the n-gram baseline on bits per byte."]
+        return EvaluationSummary(
+            title=f"held-out {ev['split']} files", rows=rows, samples=int(ev["tokens"]), unit="tokens",
+            detail=f"{ev['bytes']:,} bytes", notes=notes,
+        )
+
+    def _repr_html_(self) -> str:
+        return recipe_html(repr(self), self.summary(), self.run_dir)
 
     # ------------------------------------------------------------ generation
     def _context(self, prompt: str) -> np.ndarray:

@@ -69,6 +69,12 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "parse_rate": "share of outputs that parse (bug_fix: the output; generation: the signature followed "
                   "by the body; completion: the line lexes), Python by ast, C by the lexer check",
     "unchanged_rate": "share of bug_fix outputs equal to their (buggy) source: no fix attempted",
+    "loss": "mean negative log-likelihood of the held-out tokens, in nats per token (each token predicted "
+            "from the tokens before it in its window)",
+    "perplexity": "exp(loss): the effective number of equally likely next tokens",
+    "bits_per_byte": "the held-out tokens' total negative log-likelihood in bits divided by the held-out "
+                     "files' raw bytes: comparable across tokenizers (lower is better)",
+    "compile_rate": "share of completions that pass gcc -fsyntax-only after their braces are balanced",
 }
 DEFAULT_PARAMETERS: dict[str, Any] = {
     "active_threshold": 0.01,
