@@ -13,6 +13,7 @@ bottleneck alone and, for attention models, with attention, beside the baselines
     python benchmarks/bench_poetry.py --set code_every_step=false memory_dropout=0   # ablation
     python benchmarks/bench_poetry.py --data default --embeddings fit --preset tiny --seeds 0 1 2
     python benchmarks/bench_poetry.py --original rnn --epochs 5    # the original project's configurations
+    python benchmarks/bench_poetry.py --poems 300 --epochs 3 --cells lstm --attention no   # quick screening
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 import seqlab
 from harness import machine_description, markdown_table
+from seqlab.data import PoemCorpus
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -67,6 +71,9 @@ def main() -> None:
     parser.add_argument("--original", choices=sorted(ORIGINAL), default=None,
                         help="run one of the original project's configurations on uncentred vectors "
                         "(ignores --cells and --attention)")
+    parser.add_argument("--poems", type=int, default=0,
+                        help="screen on a sample of this many poems (drawn with seed 0, the same for "
+                        "every run), split as usual; 0: all")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                         help="config overrides, e.g. --set code_every_step=false lr_schedule=constant")
     args = parser.parse_args()
@@ -77,6 +84,11 @@ def main() -> None:
     for path in (data, embeddings):
         if path is not None and not Path(path).is_file():
             raise SystemExit(f"needs {path} (the shared real-data folder)")
+    if args.poems:
+        corpus = seqlab.data.load_poems(data)
+        keep = sorted(np.random.default_rng(0).permutation(len(corpus))[: args.poems])
+        data = PoemCorpus([corpus[i] for i in keep], corpus.path, corpus.format)
+        print(f"screening on {len(data)} of {len(corpus)} poems")
     if embeddings is not None:
         overrides.setdefault("embeddings", str(embeddings))
     if args.epochs:
@@ -96,8 +108,8 @@ def main() -> None:
             start = time.perf_counter()
             with tempfile.TemporaryDirectory() as tmp:
                 fitted = seqlab.poetry_autoencoder(
-                    None if data is None else str(data), args.preset, out=Path(tmp) / "run",
-                    progress=False, verbose=False,
+                    data if data is None or isinstance(data, PoemCorpus) else str(data), args.preset,
+                    out=Path(tmp) / "run", progress=False, verbose=False,
                     **{"cell": cell, "attention": attention, "seed": seed, **overrides, **settings})
                 baselines = fitted.baselines()
             seconds = time.perf_counter() - start

@@ -221,3 +221,26 @@ def test_compare_writes_a_table(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "cmp" / "comparison.json").read_text()) == json.loads(json.dumps(rows))
     for name in ("comparison.md", "comparison.png", "rnn-b4-plain/model.safetensors"):
         assert (tmp_path / "cmp" / name).is_file()
+
+
+def test_words_preset_is_small_with_the_word_objective(capsys: pytest.CaptureFixture[str]) -> None:
+    from seqlab.models.poetry.config import WORDS_OBJECTIVE, describe_preset
+
+    assert preset("words") == preset("small", **WORDS_OBJECTIVE)
+    assert preset("words").vocab_loss_weight > 10 * preset("small").vocab_loss_weight
+    assert "lr 0.002, word softmax loss x1;" in describe_preset("words")
+    with pytest.raises(SystemExit):
+        main(["poetry", "--help"])
+    assert "words: bidirectional LSTM 64 -> 16-d code" in " ".join(capsys.readouterr().out.split())
+
+
+def test_words_preset_from_the_cli_is_recorded_and_restored(tmp_path: Path) -> None:
+    path = write_corpus(tmp_path, "jsonl")
+    out = tmp_path / "run"
+    assert main(["poetry", str(path), "--preset", "words", "--epochs", "1", "--out", str(out),
+                 "--no-progress"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["arguments"]["preset"] == "words"
+    restored = seqlab.load(out)
+    assert (restored.config.vocab_loss_weight, restored.config.lr) == (1.0, 2e-3)
+    assert restored.config == preset("words", epochs=1, min_steps=0)
