@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "seqlab/gemm_microkernel.hpp"
 #include "seqlab/similarity.hpp"
 #include "seqlab/thread_pool.hpp"
 
@@ -21,18 +22,16 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr std::size_t kRowBlock = 64;          // few-queries path: bank rows scored per block
 constexpr std::size_t kMinRowsPerThread = 1024;
 constexpr std::size_t kPrefetchRows = 8;      // few-queries path: software prefetch distance
-// Register tile of the many-queries path: kTileQ queries x kTileR bank rows, kTileV
-// vectors of kW rows each (6 x 64 with AVX-512: 24 accumulators; 6 x 16 otherwise).
-constexpr std::size_t kTileQ = 6;  // dot_tile names its six query rows
-constexpr std::size_t kTileV = kW >= 16 ? 4 : 2;
-constexpr std::size_t kTileR = kTileV * kW;
-// Many-queries path: bank rows per work item (a multiple of kTileR), so the packed
+// Register tile of the many-queries path: the shared micro-kernel's gemm::kMR queries x
+// gemm::kNR bank rows (6 x 64 with AVX-512, 6 x 16 with AVX2).
+// Many-queries path: bank rows per work item (a multiple of gemm::kNR), so the packed
 // chunk (<= 768 KB) stays in the core's L2 while every query panel streams over it.
 constexpr std::size_t kPackedChunkFloats = std::size_t{3} << 16;
 constexpr std::size_t kMaxBankChunk = 512;
 constexpr std::size_t kItemsPerContext = 4;  // split query panels when chunks are fewer
 
 std::size_t gemm_bank_chunk(std::size_t D) {
+  constexpr std::size_t kTileR = gemm::kNR;
   const std::size_t rows = kPackedChunkFloats / D / kTileR * kTileR;
   return std::clamp<std::size_t>(rows, kTileR, kMaxBankChunk);
 }
@@ -329,57 +328,6 @@ void scan_simd(const float* qp, std::size_t Q, const float* bank, std::size_t N,
 
 using AlignedFloats = std::vector<float, xsimd::aligned_allocator<float, 64>>;
 
-// Bank rows [0, nb) (nb <= kTileR) transposed into panel[k * kTileR + r], zero padded, so
-// the tile kernel loads kTileV vectors of rows per k. Blocks of kW rows are copied k by k:
-// each k writes one whole vector of the panel.
-void pack_panel(const float* rows, std::size_t nb, std::size_t D, float* panel) {
-  for (std::size_t r0 = 0; r0 < kTileR; r0 += kW) {
-    const std::size_t n = r0 < nb ? std::min(kW, nb - r0) : 0;
-    if (n == kW) {
-      const float* src[kW];
-      for (std::size_t i = 0; i < kW; ++i) src[i] = rows + (r0 + i) * D;
-      for (std::size_t k = 0; k < D; ++k) {
-        alignas(64) float v[kW];
-        for (std::size_t i = 0; i < kW; ++i) v[i] = src[i][k];
-        fbatch::load_aligned(v).store_aligned(panel + k * kTileR + r0);
-      }
-    } else {
-      for (std::size_t k = 0; k < D; ++k) {
-        for (std::size_t i = 0; i < n; ++i) panel[k * kTileR + r0 + i] = rows[(r0 + i) * D + k];
-        for (std::size_t i = n; i < kW; ++i) panel[k * kTileR + r0 + i] = 0.0f;
-      }
-    }
-  }
-}
-
-// out[i * ldo + r] = q[i] . row r for the kTileQ queries q[i] and a packed panel of rows.
-// Each score is one multiply-add chain (fused with FMA) over k = 0..D-1 from zero, whatever the
-// tile's position: the same query and row always give the same float.
-void dot_tile(const float* const* q, const float* panel, std::size_t D, float* out,
-              std::size_t ldo) {
-  fbatch acc[kTileQ][kTileV];
-  for (std::size_t i = 0; i < kTileQ; ++i)
-    for (std::size_t v = 0; v < kTileV; ++v) acc[i][v] = fbatch(0.0f);
-  const float* q0 = q[0];
-  const float* q1 = q[1];
-  const float* q2 = q[2];
-  const float* q3 = q[3];
-  const float* q4 = q[4];
-  const float* q5 = q[5];
-  for (std::size_t k = 0; k < D; ++k) {
-    fbatch b[kTileV];
-    const float* pk = panel + k * kTileR;
-    for (std::size_t v = 0; v < kTileV; ++v) b[v] = fbatch::load_aligned(pk + v * kW);
-    const float a[kTileQ] = {q0[k], q1[k], q2[k], q3[k], q4[k], q5[k]};
-    for (std::size_t i = 0; i < kTileQ; ++i) {
-      const fbatch av(a[i]);
-      for (std::size_t v = 0; v < kTileV; ++v) acc[i][v] = xsimd::fma(av, b[v], acc[i][v]);
-    }
-  }
-  for (std::size_t i = 0; i < kTileQ; ++i)
-    for (std::size_t v = 0; v < kTileV; ++v) acc[i][v].store_unaligned(out + i * ldo + v * kW);
-}
-
 // Many-queries path: fused per-thread tiles. The work is split into items of
 // (bank chunk of gemm_bank_chunk(D) rows) x (group of query panels), claimed dynamically
 // by the pool's threads. An item computes its chunk's norms once and packs the chunk into
@@ -393,6 +341,7 @@ void dot_tile(const float* const* q, const float* panel, std::size_t D, float* o
 template <Metric M, class Sink>
 void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N, std::size_t D,
                std::int64_t offset, bool need_norms, std::size_t ncontexts, Sink&& sink) {
+  constexpr std::size_t kTileQ = gemm::kMR, kTileR = gemm::kNR;
   const std::size_t npanels = (Q + kTileQ - 1) / kTileQ;
   const std::size_t rb = std::min(N, gemm_bank_chunk(D));
   const std::size_t nchunks = (N + rb - 1) / rb;
@@ -431,19 +380,20 @@ void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N,
             row_norms.max_sq = std::fmax(row_norms.max_sq, sq[r]);
           }
         }
-        for (std::size_t rp = 0; rp < rpanels; ++rp)
-          pack_panel(rows + rp * kTileR * D, std::min(kTileR, nb - rp * kTileR), D,
-                     packed.data() + rp * kTileR * D);
+        gemm::pack_bt(rows, static_cast<gemm::I64>(D), static_cast<gemm::I64>(nb), static_cast<gemm::I64>(D),
+                      packed.data());
         packed_chunk = chunk;
       }
       const std::size_t p0 = npanels * group / ngroups, p1 = npanels * (group + 1) / ngroups;
       std::int64_t bad = kNone;
       for (std::size_t pnl = p0; pnl < p1; ++pnl) {
         const std::size_t a0 = pnl * kTileQ, nq = std::min(kTileQ, Q - a0);
-        const float* q[kTileQ];
-        for (std::size_t i = 0; i < kTileQ; ++i) q[i] = qp + (a0 + std::min(i, nq - 1)) * D;
-        for (std::size_t rp = 0; rp < rpanels; ++rp)
-          dot_tile(q, packed.data() + rp * kTileR * D, D, S.data() + rp * kTileR, ld);
+        // S (nq x rpanels kTileR) = queries . packed rows: per score one multiply-add chain
+        // over k = 0..D-1 from zero, whatever the tile's position (same query and row, same float).
+        const auto Di = static_cast<gemm::I64>(D);
+        gemm::gemm(false, static_cast<gemm::I64>(nq), static_cast<gemm::I64>(rpanels * kTileR), Di, 1.0f,
+                   qp + a0 * D, Di, 1, packed.data(), kTileR, Di * static_cast<gemm::I64>(kTileR), S.data(),
+                   static_cast<gemm::I64>(ld));
         for (std::size_t i = 0; i < nq; ++i) {
           float* row = S.data() + i * ld;
           if constexpr (M != Metric::inner_product) {
