@@ -21,10 +21,10 @@ using simd::kW;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr std::size_t kRowBlock = 64;          // few-queries path: bank rows scored per block
 constexpr std::size_t kMinRowsPerThread = 1024;
-// Register tile of the many-queries path: the shared micro-kernel's gemm::kMR queries x
-// gemm::kNR bank rows (6 x 64 with AVX-512, 6 x 16 with AVX2).
-// Many-queries path: bank rows per work item (a multiple of gemm::kNR), so the packed
-// chunk (<= 768 KB) stays in the core's L2 while every query panel streams over it.
+// Many-queries path, on the shared micro-kernel's tile of gemm::kMR queries x gemm::kNR
+// bank rows (6 x 64 with AVX-512, 6 x 16 with AVX2): bank rows per work item (a multiple
+// of gemm::kNR), so the packed chunk (<= 768 KB) stays in the core's L2 while every query
+// panel streams over it.
 constexpr std::size_t kPackedChunkFloats = std::size_t{3} << 16;
 constexpr std::size_t kMaxBankChunk = 512;
 constexpr std::size_t kItemsPerContext = 4;  // split query panels when chunks are fewer
