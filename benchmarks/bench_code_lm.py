@@ -10,9 +10,15 @@ the cores the other needs):
   cache, after a prompt of ``--prompt`` tokens;
 * the peak resident memory of the process after the training steps.
 
+``--precision bf16`` trains seqlab with bf16 GEMMs (fp32 accumulation, fp32 master weights)
+and times PyTorch twice: in fp32 (``torch``) and under ``torch.autocast("cpu",
+dtype=torch.bfloat16)`` (``torch-autocast``, forward and loss inside, as its docs advise).
+Generation stays fp32 on both sides.
+
     python benchmarks/bench_code_lm.py                       # preset small, 1 and 2 threads
     python benchmarks/bench_code_lm.py --preset original --threads 2
     python benchmarks/bench_code_lm.py --preset tiny --steps 2 --gen 8   # a quick check that it runs
+    python benchmarks/bench_code_lm.py --precision bf16 --threads 2   # seqlab bf16 vs torch fp32 and autocast
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import numpy as np
 from harness import machine_description, markdown_table, median_seconds
 
 CEILING_GFLOPS_PER_CORE = 120.0
+LIBRARIES = ["seqlab", "torch", "torch-autocast"]
 
 
 def flops_per_token(cfg, n_params: int) -> float:
@@ -82,7 +89,7 @@ def run_seqlab(cfg, threads: int, steps: int, gen: int, prompt: int) -> dict:
     return measure(step, batches, generate, gen, model.num_parameters())
 
 
-def run_torch(cfg, threads: int, steps: int, gen: int, prompt: int) -> dict:
+def run_torch(cfg, threads: int, steps: int, gen: int, prompt: int, autocast: bool = False) -> dict:
     import torch
 
     import seqlab
@@ -101,8 +108,10 @@ def run_torch(cfg, threads: int, steps: int, gen: int, prompt: int) -> dict:
 
     def step(b: torch.Tensor) -> None:
         opt.zero_grad(set_to_none=True)
-        logits, _ = model(b[:, :-1])
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), b[:, 1:].reshape(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            logits, _ = model(b[:, :-1])
+            logits = logits.reshape(-1, logits.shape[-1])
+            loss = torch.nn.functional.cross_entropy(logits, b[:, 1:].reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
         opt.step()
@@ -110,7 +119,7 @@ def run_torch(cfg, threads: int, steps: int, gen: int, prompt: int) -> dict:
     ids = torch.from_numpy(rng.integers(1, cfg.vocab_size, (1, prompt)))
 
     @torch.no_grad()
-    def generate(n: int) -> int:
+    def generate(n: int) -> int:  # fp32, as seqlab's generation
         model.eval()
         logits, past = model(ids)
         out = []
@@ -128,9 +137,13 @@ def run_torch(cfg, threads: int, steps: int, gen: int, prompt: int) -> dict:
 def worker(args: argparse.Namespace) -> None:
     from seqlab.models.code_lm import preset_config
 
-    cfg = preset_config(args.preset)
-    run = run_seqlab if args.worker == "seqlab" else run_torch
-    print(json.dumps(run(cfg, args.worker_threads, args.steps, args.gen, args.prompt)))
+    cfg = preset_config(args.preset, precision=args.precision)
+    sizes = (cfg, args.worker_threads, args.steps, args.gen, args.prompt)
+    if args.worker == "seqlab":
+        result = run_seqlab(*sizes)
+    else:
+        result = run_torch(*sizes, autocast=args.worker == "torch-autocast")
+    print(json.dumps(result))
 
 
 def main() -> None:
@@ -140,8 +153,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed training steps (after 2 untimed)")
     parser.add_argument("--gen", type=int, default=128, help="generated tokens")
     parser.add_argument("--prompt", type=int, default=16, help="prompt tokens")
-    parser.add_argument("--libraries", nargs="+", default=["seqlab", "torch"], choices=["seqlab", "torch"])
-    parser.add_argument("--worker", choices=["seqlab", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="seqlab's GEMM precision; bf16 also times torch under bf16 autocast")
+    parser.add_argument("--libraries", nargs="+", default=None, choices=LIBRARIES,
+                        help="default: seqlab and torch, plus torch-autocast with --precision bf16")
+    parser.add_argument("--worker", choices=LIBRARIES, help=argparse.SUPPRESS)
     parser.add_argument("--worker-threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -149,11 +165,13 @@ def main() -> None:
         return
     from seqlab.models.code_lm import preset_config
 
-    cfg = preset_config(args.preset)
+    if args.libraries is None:
+        args.libraries = ["seqlab", "torch"] + (["torch-autocast"] if args.precision == "bf16" else [])
+    cfg = preset_config(args.preset, precision=args.precision)
     print(machine_description())
     print(
         f"preset {args.preset}: d_model {cfg.d_model}, {cfg.n_layers} layers, {cfg.n_heads} heads, vocab "
-        f"{cfg.vocab_size}, batch {cfg.batch_size} x seq {cfg.seq_len}",
+        f"{cfg.vocab_size}, batch {cfg.batch_size} x seq {cfg.seq_len}; seqlab GEMMs in {args.precision}",
         flush=True,
     )
     results: dict[tuple[str, int], dict] = {}
@@ -170,6 +188,8 @@ def main() -> None:
                 str(args.gen),
                 "--prompt",
                 str(args.prompt),
+                "--precision",
+                args.precision,
                 "--worker",
                 lib,
                 "--worker-threads",
@@ -209,22 +229,20 @@ def main() -> None:
     )
     ratios = []
     for threads in args.threads:
-        if ("seqlab", threads) in results and ("torch", threads) in results:
-            s, t = results[("seqlab", threads)], results[("torch", threads)]
-            ratios.append(
-                (
-                    threads,
-                    f"{t['step_seconds'] / s['step_seconds']:.2f}x",
-                    f"{(s['gen_tokens'] / s['gen_seconds']) / (t['gen_tokens'] / t['gen_seconds']):.2f}x",
+        for peer in ("torch", "torch-autocast"):
+            if ("seqlab", threads) in results and (peer, threads) in results:
+                s, t = results[("seqlab", threads)], results[(peer, threads)]
+                ratios.append(
+                    (
+                        threads,
+                        f"seqlab {args.precision} / {peer}",
+                        f"{t['step_seconds'] / s['step_seconds']:.2f}x",
+                        f"{(s['gen_tokens'] / s['gen_seconds']) / (t['gen_tokens'] / t['gen_seconds']):.2f}x",
+                    )
                 )
-            )
     if ratios:
         print()
-        print(
-            markdown_table(
-                ["threads", "training speed seqlab / torch", "generation speed seqlab / torch"], ratios
-            )
-        )
+        print(markdown_table(["threads", "pair", "training speed ratio", "generation speed ratio"], ratios))
     for lib in args.libraries:
         if (lib, 1) in results and (lib, 2) in results:
             print(

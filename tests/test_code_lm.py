@@ -435,8 +435,7 @@ def test_code_lm_resumes_after_interruption(c_repo, tmp_path):
 def test_bad_presets_and_precisions_are_named_errors():
     with pytest.raises(ValueError, match="unknown code LM preset 'huge'"):
         preset_config("huge")
-    with pytest.raises(ValueError, match="bf16' is not yet available"):
-        preset_config("small", precision="bf16")
+    assert preset_config("small", precision="bf16").precision == "bf16"
     with pytest.raises(ValueError, match="precision must be one of"):
         preset_config("small", precision="fp8")
     with pytest.raises(TypeError, match="unknown code LM settings"):
@@ -461,16 +460,55 @@ def test_bad_presets_and_precisions_are_named_errors():
     ) == (50_000, 256, 6, 8, 1024, 512, 0.1, 128, 32, 4, 1e-3, 0.01, 1.0, 100, 10)
 
 
-def test_cli_trains_and_refuses_bf16(c_repo, tmp_path, capsys):
+def test_cli_trains_in_bf16(c_repo, tmp_path, capsys):
     from seqlab.cli import main
+    from seqlab.functional import bf16_gemm_available
 
-    assert main(["code-lm", str(c_repo), "--precision", "bf16", "--out", str(tmp_path / "x")]) == 1
-    assert "bf16' is not yet available" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert main(["code-lm", str(tmp_path / "missing"), "--preset", "tiny"]) == 1
     assert "missing: no such directory" in capsys.readouterr().err
     out = tmp_path / "cli"
     assert main(["code-lm", str(c_repo), "--preset", "tiny", "--epochs", "1", "--threads", "1", "--seed", "3",
-                 "--out", str(out), "--no-progress"]) == 0
+                 "--precision", "bf16", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "bits/byte" in printed and "Kneser-Ney 3-gram" in printed and "compile rate" in printed
+    if bf16_gemm_available():
+        assert "bf16 GEMMs" in printed
+    else:
+        assert "training stays in fp32" in printed and "fp32 GEMMs" in printed
     assert seqlab.load(out).config.seed == 3
+
+
+@pytest.mark.skipif(not seqlab.functional.bf16_gemm_available(), reason="no bf16 GEMMs at this kernel level")
+def test_bf16_training_stays_close_to_fp32(c_repo):
+    """30 AdamW steps of the tiny GPT on the repository's bytes, from the same weights and
+    batches: the bf16 loss curve stays within 0.01 nats of the fp32 one at every step (bf16
+    rounds each GEMM operand by at most 2^-9 relative; measured: 5e-4 nats, while the loss
+    falls from ln 320 = 5.77 by 2.6 nats), and the two are not the same curve (the GEMMs did
+    run in bf16)."""
+    from seqlab.functional import cross_entropy
+    from seqlab.recipes.code_lm import _optimizer
+
+    text = b"".join(p.read_bytes() for p in sorted(c_repo.glob("*.c")))
+    stream = np.frombuffer(text, dtype=np.uint8).astype(np.int64) + 1
+    curves = {}
+    for precision in ("fp32", "bf16"):
+        cfg = preset_config("tiny", precision=precision)
+        seqlab.manual_seed(0)
+        model = GPT(cfg)
+        assert model.gemm_precision == precision
+        opt = _optimizer(model, cfg)
+        rng = np.random.default_rng(0)
+        losses = []
+        for _ in range(30):
+            starts = rng.integers(0, len(stream) - cfg.seq_len - 1, cfg.batch_size)
+            batch = np.stack([stream[s : s + cfg.seq_len + 1] for s in starts])
+            opt.zero_grad()
+            loss = cross_entropy(model(batch[:, :-1]), batch[:, 1:])
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.data))
+        curves[precision] = np.array(losses)
+    fp32, bf16 = curves["fp32"], curves["bf16"]
+    assert fp32[0] - fp32[-5:].mean() > 1.5, fp32
+    assert np.max(np.abs(bf16 - fp32)) <= 0.01, np.abs(bf16 - fp32)
+    assert not np.array_equal(bf16, fp32)

@@ -29,7 +29,7 @@ RUNNABLE = [level for level in INFO["levels"] if DISPATCHED and select_level(lev
 V2 = ["sse3", "ssse3", "sse4_1", "sse4_2", "popcnt", "cx16"]
 V3 = V2 + ["avx", "avx2", "fma", "bmi1", "bmi2", "f16c", "lzcnt", "movbe"]
 V4 = V3 + ["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]
-LEVELS = ["x86-64-v2", "x86-64-v3", "x86-64-v4"]
+LEVELS = ["x86-64-v2", "x86-64-v3", "x86-64-v4", "x86-64-v4-bf16"]
 
 
 def _run_python(args: list[str], arch: str | None, **kwargs) -> subprocess.CompletedProcess:
@@ -74,7 +74,10 @@ def test_cpu_features_agree_with_the_kernels_cpu_flags() -> None:
 def test_select_level_picks_the_best_level_a_cpu_has() -> None:
     assert select_level("", V2, LEVELS) == "x86-64-v2"
     assert select_level("", V3 + ["avx512f"], LEVELS) == "x86-64-v3"
-    assert select_level("", V4 + ["avx512_bf16"], LEVELS) == "x86-64-v4"
+    assert select_level("", V4, LEVELS) == "x86-64-v4"
+    assert select_level("", V4 + ["avx512_bf16"], LEVELS) == "x86-64-v4-bf16"
+    assert select_level("", V3 + ["avx512_bf16"], LEVELS) == "x86-64-v3"
+    assert select_level("x86-64-v4", V4 + ["avx512_bf16"], LEVELS) == "x86-64-v4"
     assert select_level("x86-64-v2", V4, LEVELS) == "x86-64-v2"
     assert select_level("x86-64-v3", V4, LEVELS) == "x86-64-v3"
 
@@ -91,7 +94,7 @@ def test_a_level_the_cpu_lacks_is_refused_naming_it_and_the_cpus_best() -> None:
 
 def test_an_unknown_level_is_refused_listing_the_valid_values() -> None:
     with pytest.raises(RuntimeError, match=r"SEQLAB_ARCH=avx2 is not a level of this build; valid values: "
-                                           r"x86-64-v2, x86-64-v3, x86-64-v4"):
+                                           r"x86-64-v2, x86-64-v3, x86-64-v4, x86-64-v4-bf16$"):
         select_level("avx2", V4, LEVELS)
 
 
@@ -100,7 +103,7 @@ def test_an_unknown_seqlab_arch_fails_the_import() -> None:
     out = _run_python(["-c", "import seqlab"], "x86-64-v5")
     assert out.returncode != 0
     assert re.search(r"ImportError: SEQLAB_ARCH=x86-64-v5 is not a level of this build; valid values: "
-                     r"x86-64-v2, x86-64-v3, x86-64-v4", out.stderr), out.stderr
+                     r"x86-64-v2, x86-64-v3, x86-64-v4, x86-64-v4-bf16", out.stderr), out.stderr
 
 
 # One GRU training step, an attention forward/backward and a top-k search, seeded, on 2
@@ -129,9 +132,16 @@ o = seqlab.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
 (o * o).sum().backward()
 bank = rng.standard_normal((5000, 40)).astype(np.float32)
 scores, idx = seqlab.metrics.topk(rng.standard_normal((30, 40)).astype(np.float32), bank, 7)
+few_scores, few_idx = seqlab.metrics.topk(rng.standard_normal((4, 40)).astype(np.float32), bank, 7)
 out = {f"param.{i}": p.numpy() for i, p in enumerate(params)}
+if seqlab.functional.bf16_gemm_available():
+    xb, wb = (seqlab.tensor(rng.standard_normal(s).astype(np.float32), requires_grad=True)
+              for s in ((70, 33), (45, 33)))
+    yb = seqlab.functional.linear_bf16(xb, wb)
+    (yb * yb).sum().backward()
+    out.update(bf16_y=yb.numpy(), bf16_dx=xb.grad, bf16_dw=wb.grad)
 np.savez(sys.argv[1], loss=np.float32(loss.item()), o=o.numpy(), dq=q.grad, dk=k.grad, dv=v.grad,
-         scores=scores, idx=idx, **out)
+         scores=scores, idx=idx, few_scores=few_scores, few_idx=few_idx, **out)
 print(json.dumps(seqlab.cpu_info()))
 """
 
@@ -152,6 +162,7 @@ def test_seqlab_arch_forces_the_level_and_a_level_gives_the_same_bits_twice(leve
         runs.append(np.load(tmp_path / f"run{i}.npz"))
     first, second = runs
     assert first.files == second.files
+    assert ("bf16_y" in first.files) == (level == "x86-64-v4-bf16")
     for name in first.files:
         assert np.isfinite(first[name]).all(), name
         np.testing.assert_array_equal(first[name], second[name], err_msg=f"{name} at {level}")
@@ -162,15 +173,15 @@ def test_seqlab_arch_forces_the_level_and_a_level_gives_the_same_bits_twice(leve
 PARITY_FILES = ["test_recurrent_torch.py", "test_recurrent.py", "test_attention.py", "test_kv_attention.py",
                 "test_dense.py", "test_conv1d.py", "test_decoder.py", "test_pointer_generator.py",
                 "test_topk.py", "test_losses.py", "test_cross_entropy.py", "test_layer_norm.py",
-                "test_optim.py"]
+                "test_optim.py", "test_linear_bf16.py"]
 
 
 @pytest.mark.slow
 @needs_dispatch
-@pytest.mark.parametrize("level", ["x86-64-v2", "x86-64-v3"])
+@pytest.mark.parametrize("level", LEVELS)
 def test_the_parity_suite_passes_at_every_level(level) -> None:
-    """The main suite runs at the CPU's best level; here the others (x86-64-v4 too when it
-    is not the best), each forced in its own pytest process."""
+    """The main suite runs at the CPU's best level; here the others, each forced in its own
+    pytest process (the bf16 tests skip at levels without bf16 GEMMs)."""
     pytest.importorskip("torch")
     if level not in RUNNABLE:
         pytest.skip(f"this CPU lacks {level}")
@@ -183,9 +194,49 @@ def test_the_parity_suite_passes_at_every_level(level) -> None:
     assert re.search(r"\d+ passed", out.stdout), out.stdout[-2000:]
 
 
+BF16_REFUSED = r"""
+import numpy as np
+import seqlab
+from seqlab import functional as F
+from seqlab.models.code_lm import GPT, preset_config
+from seqlab.models.code_lm.model import bf16_fallback_message
+
+assert not F.bf16_gemm_available()
+try:
+    F.linear_bf16(np.ones((2, 3), np.float32), seqlab.tensor(np.ones((4, 3), np.float32)))
+except RuntimeError as e:
+    print("linear:", e)
+try:
+    with F.gemm_precision("bf16"):
+        pass
+except RuntimeError as e:
+    print("context:", e)
+print("gpt:", GPT(preset_config("tiny", precision="bf16")).gemm_precision)
+print("message:", bf16_fallback_message())
+"""
+
+
+@needs_dispatch
+def test_bf16_is_refused_clearly_at_levels_without_it(tmp_path) -> None:
+    level = "x86-64-v4" if "x86-64-v4" in RUNNABLE else RUNNABLE[-1]
+    if level == "x86-64-v4-bf16":
+        pytest.skip("no level without bf16 GEMMs runs here")
+    out = _run_python(["-c", BF16_REFUSED], level, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(": ", 1) for line in out.stdout.splitlines())
+    for key in ("linear", "context"):
+        assert lines[key].startswith(f"bf16 GEMMs need the x86-64-v4-bf16 kernel level (AVX512_BF16); "
+                                     f"the kernels run at {level}"), lines[key]
+    assert lines["gpt"] == "fp32"
+    assert lines["message"].startswith("precision='bf16': bf16 GEMMs are unavailable (")
+    assert lines["message"].endswith("training stays in fp32")
+    if "avx512_bf16" in PRESENT:
+        assert f"SEQLAB_ARCH={level} forces a level without them" in lines["message"]
+
+
 # Functions whose name puts them in an AVX2 or AVX-512 level: the v3/v4 namespaces (their
 # lambdas, and std:: templates instantiated on them), xsimd's arch-typed instantiations.
-LEVEL_CODE = re.compile(r"seqlab::v[34]::|xsimd::(avx|fma3)")
+LEVEL_CODE = re.compile(r"seqlab::v(3|4|4bf16)::|xsimd::(avx|fma3)")
 
 
 @needs_dispatch

@@ -75,7 +75,8 @@ def check_valid_topk(scores, idx, q, b, k, metric, tol=1e-4):
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("q,n,d,k", [(1, 500, 17, 5), (7, 3000, 64, 10), (40, 2500, 33, 7),
-                                     (3, 300, 1, 4), (1, 50, 8, 50), (25, 40, 5, 1)])
+                                     (3, 300, 1, 4), (1, 50, 8, 50), (25, 40, 5, 1),
+                                     (70, 1500, 20, 6)])  # more queries than one panel of the tile
 def test_topk_matches_bruteforce_exact(rng, metric, path, q, n, d, k):
     b = int_data(rng, (n, d))
     qs = unit_int_queries(rng, q, d) if metric == "cosine" else int_data(rng, (q, d))

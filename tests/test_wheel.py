@@ -141,7 +141,7 @@ def test_installed_extension_links_no_system_openblas(wheel):
 def test_installed_wheel_dispatches(wheel):
     info = json.loads((wheel["tmp"] / "wheel.json").read_text())["cpu_info"]
     assert info["build"] == "dispatch", info
-    assert info["levels"] == ["x86-64-v2", "x86-64-v3", "x86-64-v4"], info
+    assert info["levels"] == ["x86-64-v2", "x86-64-v3", "x86-64-v4", "x86-64-v4-bf16"], info
     present = {name for name, has in info["features"].items() if has}
     assert info["level"] == select_level(os.environ.get("SEQLAB_ARCH", ""), present, info["levels"]), info
 

@@ -1,9 +1,11 @@
 // seqlab._core.linear_forward / linear_backward.
 #include <limits>
+#include <stdexcept>
 #include <string>
 
 #include "array_checks.hpp"
 #include "bindings.hpp"
+#include "seqlab/cpu_dispatch.hpp"
 #include "seqlab/kernels.hpp"
 #include "seqlab/linear.hpp"
 
@@ -44,14 +46,37 @@ Activation parse_activation(const std::string& name) {
   throw py::value_error("activation: expected 'none', 'relu', 'gelu' or 'gelu_tanh', got '" + name + "'");
 }
 
+// The kernels of the GEMM precision asked for: fp32, or bf16 operands with fp32
+// accumulation where the selected level has them.
+struct LinearKernels {
+  decltype(Kernels::linear_forward) forward;
+  decltype(Kernels::linear_backward) backward;
+};
+
+LinearKernels linear_kernels(bool bf16) {
+  const Kernels& k = kernels();
+  if (!bf16) return {k.linear_forward, k.linear_backward};
+  if (!k.bf16_gemm_supported()) {
+    const DispatchInfo& info = dispatch_info();
+    const auto features = cpu_features();
+    const bool cpu_has = features.count("avx512_bf16") && features.at("avx512_bf16");
+    throw std::runtime_error(
+        "bf16: the bf16 GEMMs need AVX512_BF16 (kernel level x86-64-v4-bf16); the kernels run at level " +
+        info.level + (cpu_has ? std::string(" (forced by SEQLAB_ARCH; this CPU has AVX512_BF16)")
+                              : std::string(" and this CPU lacks AVX512_BF16")));
+  }
+  return {k.linear_bf16_forward, k.linear_bf16_backward};
+}
+
 }  // namespace
 
 void bind_linear(py::module_& m) {
   m.def(
       "linear_forward",
       [](const py::handle& x_obj, const py::handle& w_obj, const py::object& b_obj, const std::string& activation,
-         const py::object& pre_obj) {
+         const py::object& pre_obj, bool bf16) {
         const Activation act = parse_activation(activation);
+        const LinearKernels kern = linear_kernels(bf16);
         auto a = check_linear(x_obj, w_obj);
         const float* bias = nullptr;
         py::array_t<float, py::array::c_style> b;
@@ -73,22 +98,25 @@ void bind_linear(py::module_& m) {
         float* yp = y.mutable_data();
         {
           py::gil_scoped_release release;
-          kernels().linear_forward(a.x.data(), a.w.data(), bias, yp, a.M, a.K, a.N, act, pre);
+          kern.forward(a.x.data(), a.w.data(), bias, yp, a.M, a.K, a.N, act, pre);
         }
         return y;
       },
       py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("activation") = "none",
-      py::arg("pre") = py::none(),
+      py::arg("pre") = py::none(), py::arg("bf16") = false,
       "y = act(input @ weight.T + bias). input (*, K) float32, weight (N, K), bias (N,) or None -> (*, N).\n"
       "activation: 'none', 'relu', 'gelu' (exact) or 'gelu_tanh'. pre (*, N), written in place, receives\n"
-      "input @ weight.T + bias (required for gelu, whose backward needs it).");
+      "input @ weight.T + bias (required for gelu, whose backward needs it).\n"
+      "bf16: the GEMM's operands rounded to bf16 (nearest even), fp32 accumulation (x86-64-v4-bf16 level;\n"
+      "RuntimeError elsewhere).");
 
   m.def(
       "linear_backward",
       [](const py::handle& gy_obj, const py::handle& x_obj, const py::handle& w_obj,
          const py::object& gw_obj, const py::object& gb_obj, bool need_grad_input, const std::string& activation,
-         const py::object& saved_obj) -> py::object {
+         const py::object& saved_obj, bool bf16) -> py::object {
         const Activation act = parse_activation(activation);
+        const LinearKernels kern = linear_kernels(bf16);
         auto a = check_linear(x_obj, w_obj);
         auto gy = require_nd<float>(gy_obj, "grad_output", 1);
         auto expected = shape_with_last(a.x, static_cast<py::ssize_t>(a.N));
@@ -129,17 +157,20 @@ void bind_linear(py::module_& m) {
         }
         {
           py::gil_scoped_release release;
-          kernels().linear_backward(gy.data(), a.x.data(), a.w.data(), gxp, gw, gb, a.M, a.K, a.N, act, saved);
+          kern.backward(gy.data(), a.x.data(), a.w.data(), gxp, gw, gb, a.M, a.K, a.N, act, saved);
         }
         if (!need_grad_input) return py::none();
         return std::move(gx);
       },
       py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("grad_weight") = py::none(),
       py::arg("grad_bias") = py::none(), py::arg("need_grad_input") = true, py::arg("activation") = "none",
-      py::arg("saved") = py::none(),
+      py::arg("saved") = py::none(), py::arg("bf16") = false,
       "Backward of linear_forward: returns grad_input (*, K) (or None) and ACCUMULATES "
       "grad_weight (N, K) and grad_bias (N,) in place when given. With an activation, saved is\n"
-      "the forward's output (relu) or its pre array (gelu).");
+      "the forward's output (relu) or its pre array (gelu). bf16: both GEMMs in bf16 as linear_forward's.");
+  m.def(
+      "bf16_gemm_supported", [] { return kernels().bf16_gemm_supported(); },
+      "Whether the selected kernel level has the bf16 GEMMs (AVX512_BF16: level x86-64-v4-bf16).");
 }
 
 }  // namespace seqlab::bind

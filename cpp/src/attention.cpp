@@ -15,6 +15,7 @@
 #endif
 
 #include "seqlab/blas.hpp"
+#include "seqlab/gemm_microkernel.hpp"
 #include "seqlab/simd.hpp"
 #include "seqlab/thread_pool.hpp"
 
@@ -105,86 +106,18 @@ auto head_ptr(const View& v, int b, int h) {
 }
 
 // ---------------------------------------------------------------- unpacked GEMM
-// C (M x N) = alpha A B (+ C when `acc`), A element (i, k) at a[i*sai + k*sak] (so A
-// may be read transposed), B row-major (K x N). A register-blocked AVX-512 kernel: 6
-// rows x 64 columns of C in 24 accumulators, per k one broadcast of each A element and
-// four loads of B's row; neither operand is packed. At the attention's shapes (one of
-// M, N, K of 64, the others 128-512, operands in L2) it runs at 105-115 GFLOP/s on one
-// core where OpenBLAS's sgemm, which packs both operands per call, reaches 94-99
-// (measured on the 2-core AVX-512 machine of benchmarks/RESULTS.md).
-// Usable when N is a multiple of 16 on an AVX-512 build (gemm_unpacked_ok); otherwise
-// callers take OpenBLAS.
-#if defined(__AVX512F__)
-constexpr bool kUnpackedGemm = true;
+// The shared register-tile micro-kernel (seqlab/gemm_microkernel.hpp) without packing A:
+// at the attention's shapes (one of M, N, K of 64, the others 128-512, operands in L2) its
+// 6 x 64 AVX-512 tile runs at 105-115 GFLOP/s on one core where OpenBLAS's sgemm, which
+// packs both operands per call, reaches 94-99 (measured on the 2-core AVX-512 machine of
+// benchmarks/RESULTS.md). Used on AVX-512 levels when N is a multiple of the vector width
+// (gemm_unpacked_ok); otherwise callers take OpenBLAS.
+constexpr bool kUnpackedGemm = gemm::kW >= 16;
 
-template <int MR, int NC>
-inline void gemm_block(int K, float alpha, const float* a, I64 sai, I64 sak, const float* b, I64 ldb, float* c,
-                       I64 ldc, bool acc) {
-  __m512 cr[MR][NC];
-  for (int r = 0; r < MR; ++r)
-    for (int j = 0; j < NC; ++j) cr[r][j] = _mm512_setzero_ps();
-  for (int k = 0; k < K; ++k) {
-    const float* br = b + k * ldb;
-    __m512 bv[NC];
-    for (int j = 0; j < NC; ++j) {
-      bv[j] = _mm512_loadu_ps(br + 16 * j);
-      simd::keep_in_register(bv[j]);  // GCC folds it into every FMA for blocks of <= 4 rows
-    }
-    const float* ak = a + k * sak;
-    for (int r = 0; r < MR; ++r) {
-      const __m512 av = _mm512_set1_ps(ak[r * sai]);
-      for (int j = 0; j < NC; ++j) cr[r][j] = _mm512_fmadd_ps(av, bv[j], cr[r][j]);
-    }
-  }
-  const __m512 al = _mm512_set1_ps(alpha);
-  for (int r = 0; r < MR; ++r) {
-    float* row = c + r * ldc;
-    for (int j = 0; j < NC; ++j) {
-      __m512 x = _mm512_mul_ps(al, cr[r][j]);
-      if (acc) x = _mm512_add_ps(x, _mm512_loadu_ps(row + 16 * j));
-      _mm512_storeu_ps(row + 16 * j, x);
-    }
-  }
-}
+inline bool gemm_unpacked_ok(int N) { return kUnpackedGemm && N % gemm::kW == 0; }
 
-template <int NC>
-void gemm_cols(int M, int K, float alpha, const float* a, I64 sai, I64 sak, const float* b, I64 ldb, float* c,
-               I64 ldc, bool acc) {
-  constexpr int MR = 6;
-  int i = 0;
-  for (; i + MR <= M; i += MR) gemm_block<MR, NC>(K, alpha, a + i * sai, sai, sak, b, ldb, c + i * ldc, ldc, acc);
-  const float* ai = a + i * sai;
-  float* ci = c + i * ldc;
-  switch (M - i) {
-    case 5: gemm_block<5, NC>(K, alpha, ai, sai, sak, b, ldb, ci, ldc, acc); break;
-    case 4: gemm_block<4, NC>(K, alpha, ai, sai, sak, b, ldb, ci, ldc, acc); break;
-    case 3: gemm_block<3, NC>(K, alpha, ai, sai, sak, b, ldb, ci, ldc, acc); break;
-    case 2: gemm_block<2, NC>(K, alpha, ai, sai, sak, b, ldb, ci, ldc, acc); break;
-    case 1: gemm_block<1, NC>(K, alpha, ai, sai, sak, b, ldb, ci, ldc, acc); break;
-    default: break;
-  }
-}
-
-// Columns [64c, 64c + 64) of B start at b + c*bstep (bstep 64: B row-major; K*64: B
-// stored as chunks of 64 columns, each K rows of stride ldb = 64, see transpose_chunked).
-void gemm_unpacked(bool acc, int M, int N, int K, float alpha, const float* a, I64 sai, I64 sak, const float* b,
-                   I64 ldb, I64 bstep, float* c, I64 ldc) {
-  int j = 0;
-  for (; j + 64 <= N; j += 64) gemm_cols<4>(M, K, alpha, a, sai, sak, b + j / 64 * bstep, ldb, c + j, ldc, acc);
-  const float* bj = b + j / 64 * bstep;
-  switch ((N - j) / 16) {
-    case 3: gemm_cols<3>(M, K, alpha, a, sai, sak, bj, ldb, c + j, ldc, acc); break;
-    case 2: gemm_cols<2>(M, K, alpha, a, sai, sak, bj, ldb, c + j, ldc, acc); break;
-    case 1: gemm_cols<1>(M, K, alpha, a, sai, sak, bj, ldb, c + j, ldc, acc); break;
-    default: break;
-  }
-}
-#else
-constexpr bool kUnpackedGemm = false;
-void gemm_unpacked(bool, int, int, int, float, const float*, I64, I64, const float*, I64, I64, float*, I64) {}
-#endif
-
-inline bool gemm_unpacked_ok(int N) { return kUnpackedGemm && N % 16 == 0; }
+// n rounded up to a multiple of the vector width (the unpacked kernel's column unit).
+inline int round_up_vector(int n) { return (n + gemm::kW - 1) / gemm::kW * gemm::kW; }
 
 // C (M x N) = alpha A B (+ C when `acc`) with A (i, k) at a[i*sai + k*sak], one of sai,
 // sak being 1, B row-major: the unpacked kernel when it applies, OpenBLAS otherwise.
@@ -197,7 +130,7 @@ void gemm_ab(bool acc, int M, int N, int K, float alpha, const float* a, I64 sai
     return;
   }
   if (gemm_unpacked_ok(N)) {
-    gemm_unpacked(acc, M, N, K, alpha, a, sai, sak, b, ldb, 64, c, ldc);
+    gemm::gemm(acc, M, N, K, alpha, a, sai, sak, b, ldb, gemm::kNR, c, ldc);
     return;
   }
   // sak == 1: A row-major with lda = sai; otherwise A (i, k) at a[i + k*sak], A^T row-major.
@@ -208,30 +141,23 @@ void gemm_ab(bool acc, int M, int N, int K, float alpha, const float* a, I64 sai
 }
 
 // Floats of a chunked transpose of a (rows x cols) matrix (see transpose_chunked).
-inline std::size_t chunked_size(int rows, int cols) {
-  return static_cast<std::size_t>((rows + 63) / 64) * 64 * static_cast<std::size_t>(cols);
-}
+inline std::size_t chunked_size(int rows, int cols) { return gemm::packed_bt_size(rows, cols); }
 
-// dst = src (rows x cols, row stride ld)^T stored in chunks of 64 of its columns (src
-// rows): chunk c holds dst columns [64c, 64c + 64) as `cols` rows of 64 floats, at
-// dst + c*cols*64. The unpacked kernel then reads each B row of a 64-column block from
-// one contiguous 16 KiB panel (a row-major K^T with a stride of Tk floats would map the
+// dst = src (rows x cols, row stride ld)^T stored in panels of gemm::kNR of its columns
+// (src rows): panel c holds dst columns [kNR c, kNR c + kNR) as `cols` rows of kNR floats,
+// at dst + c*cols*kNR. The unpacked kernel then reads each B row of a block of columns
+// from one contiguous panel (a row-major K^T with a stride of Tk floats would map the
 // panel's rows to a few L1 sets).
-void transpose_chunked(const float* src, I64 ld, int rows, int cols, float* dst) {
-  for (int c0 = 0; c0 < rows; c0 += 64) {
-    const int w = std::min(64, rows - c0);
-    float* chunk = dst + static_cast<I64>(c0) * cols;
-    for (int d = 0; d < cols; ++d)
-      for (int j = 0; j < w; ++j) chunk[d * 64 + j] = src[(c0 + j) * ld + d];
-  }
+inline void transpose_chunked(const float* src, I64 ld, int rows, int cols, float* dst) {
+  gemm::pack_bt(src, ld, rows, cols, dst);
 }
 
 // C (M x N) = alpha A Bt[:, j0 : j0 + N) with A (i, k) at a[i*sai + k], Bt (K x *) a
-// chunked transpose, j0 a multiple of 64, N a multiple of 16 (unpacked kernel only).
+// chunked transpose, j0 a multiple of kNR, N of kW (unpacked kernel only).
 inline void gemm_chunked(int M, int N, int K, float alpha, const float* a, I64 sai, const float* bt, int j0, float* c,
                          I64 ldc) {
-  gemm_unpacked(false, M, N, K, alpha, a, sai, 1, bt + static_cast<I64>(j0) * K, 64, static_cast<I64>(K) * 64, c,
-                ldc);
+  gemm::gemm(false, M, N, K, alpha, a, sai, 1, bt + static_cast<I64>(j0) * K, gemm::kNR,
+             static_cast<I64>(K) * gemm::kNR, c, ldc);
 }
 
 // ---------------------------------------------------------------- plain forward
@@ -315,8 +241,8 @@ void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
           transpose_chunked(head_ptr(k, b, h), k.st, s.Tk, s.D, Kt.data());
           kt_head = bh;
         }
-        // Columns up to the next multiple of 16 (<= Tk): those past jend are never read.
-        const int n16 = std::min(s.Tk, (jend + 15) / 16 * 16);
+        // Columns up to the next multiple of the vector width (<= Tk): those past jend are never read.
+        const int n16 = std::min(s.Tk, round_up_vector(jend));
         gemm_chunked(rows, n16, s.D, o.scale, head_ptr(q, b, h) + i0 * q.st, q.st, Kt.data(), 0, E.data(), s.Tk);
       } else {
         sgemm(false, true, rows, jend, s.D, o.scale, head_ptr(q, b, h) + i0 * q.st, static_cast<int>(q.st),
@@ -393,7 +319,7 @@ void forward_flash(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
             transpose_chunked(head_ptr(k, b, h), k.st, s.Tk, s.D, Kt.data());
             kt_head = bh;
           }
-          gemm_chunked(rows, std::min(BK, (cols + 15) / 16 * 16), s.D, o.scale, Q, q.st, Kt.data(), j0, S.data(), BK);
+          gemm_chunked(rows, std::min(BK, round_up_vector(cols)), s.D, o.scale, Q, q.st, Kt.data(), j0, S.data(), BK);
         } else {
           sgemm(false, true, rows, cols, s.D, o.scale, Q, static_cast<int>(q.st), head_ptr(k, b, h) + j0 * k.st,
                 static_cast<int>(k.st), 0.0f, S.data(), BK);
@@ -489,7 +415,7 @@ void backward_plain(const AttentionCache& cache, AttnView q, AttnView k, AttnVie
           for (int r = 0; r < rows; ++r) Di[r] = row_dot(dOi + r * dO.st, Oh + (i0 + r) * o.st, s.Dv);
           // dPd = dO_i V^T   (rows, jend)
           if (unpacked_dp)
-            gemm_chunked(rows, std::min(s.Tk, (jend + 15) / 16 * 16), s.Dv, 1.0f, dOi, dO.st, Vt.data(), 0, dP.data(),
+            gemm_chunked(rows, std::min(s.Tk, round_up_vector(jend)), s.Dv, 1.0f, dOi, dO.st, Vt.data(), 0, dP.data(),
                          s.Tk);
           else
             sgemm(false, true, rows, jend, s.Dv, 1.0f, dOi, static_cast<int>(dO.st), Vh, static_cast<int>(v.st), 0.0f,
@@ -626,7 +552,7 @@ void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, Att
       const float* L = cache.lse.data() + bh * s.Tq;
       for (int j0 = 0; j0 < s.Tk; j0 += BK) {
         const int cols = std::min(BK, s.Tk - j0);
-        const int cols16 = std::min(BK, (cols + 15) / 16 * 16);  // unpacked: columns past cols never read
+        const int cols16 = std::min(BK, round_up_vector(cols));  // unpacked: columns past cols never read
         const int i_start = opt.causal ? std::min(j0, s.Tq) : 0;  // rows above j0 see none of these keys
         for (int i0 = i_start; i0 < s.Tq; i0 += BQ) {
           const int rows = std::min(BQ, s.Tq - i0);

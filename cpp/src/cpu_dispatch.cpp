@@ -20,6 +20,9 @@ const Kernels& kernel_table();
 namespace seqlab::v4 {
 const Kernels& kernel_table();
 }
+namespace seqlab::v4bf16 {
+const Kernels& kernel_table();
+}
 #endif
 
 namespace seqlab {
@@ -30,14 +33,15 @@ struct Level {
   const Kernels& (*table)();
 };
 
-// The levels this build holds, lowest first. A bf16 level (x86-64-v4 + avx512_bf16, for
-// the bf16 GEMM paths) goes after x86-64-v4 when it is built.
+// The levels this build holds, lowest first; x86-64-v4-bf16 is x86-64-v4 + AVX512_BF16
+// (the bf16 GEMM paths).
 const std::vector<Level>& built_levels() {
 #ifdef SEQLAB_NATIVE_BUILD
   static const std::vector<Level> levels{{"native", &native::kernel_table}};
 #else
   static const std::vector<Level> levels{
-      {"x86-64-v2", &v2::kernel_table}, {"x86-64-v3", &v3::kernel_table}, {"x86-64-v4", &v4::kernel_table}};
+      {"x86-64-v2", &v2::kernel_table}, {"x86-64-v3", &v3::kernel_table}, {"x86-64-v4", &v4::kernel_table},
+      {"x86-64-v4-bf16", &v4bf16::kernel_table}};
 #endif
   return levels;
 }
@@ -120,6 +124,8 @@ const std::vector<std::string>& level_requirements(const std::string& level) {
     for (const char* f : {"avx", "avx2", "fma", "bmi1", "bmi2", "f16c", "lzcnt", "movbe"}) m["x86-64-v3"].push_back(f);
     m["x86-64-v4"] = m["x86-64-v3"];
     for (const char* f : {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}) m["x86-64-v4"].push_back(f);
+    m["x86-64-v4-bf16"] = m["x86-64-v4"];
+    m["x86-64-v4-bf16"].push_back("avx512_bf16");
     return m;
   }();
   const auto it = needs.find(level);

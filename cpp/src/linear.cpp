@@ -3,9 +3,13 @@
 #include <xtensor/xtensor.hpp>
 
 #include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
 
 #include "seqlab/activations.hpp"
 #include "seqlab/blas.hpp"
+#include "seqlab/gemm_microkernel.hpp"
 #include "seqlab/simd.hpp"
 #include "seqlab/thread_pool.hpp"
 
@@ -18,6 +22,8 @@ constexpr std::size_t kElementGrain = 1 << 15;  // elements per task for memory-
 // Output rows per GEMM call inside a thread's part: ~4 MiB of output, so the epilogue
 // reads the block from cache while the GEMM still packs W only a few times per part.
 constexpr std::size_t kBlockBytes = std::size_t{1} << 22;
+constexpr const char* kNoBf16Gemm =
+    "bf16 GEMMs need AVX512_BF16 and the x86-64-v4-bf16 kernel level; this level has none";
 
 // Bias and activation over rows [0, rows) of z (in place, when y == z) or into y.
 void epilogue(float* z, float* y, const float* b, std::size_t rows, std::size_t N, Activation act) {
@@ -63,6 +69,95 @@ void activation_grad(const float* g, const float* saved, float* dz, std::size_t 
   });
 }
 
+
+// dz = grad_y * act'(saved) (M x N) into `buffer`, or grad_y itself without an activation.
+const float* pre_activation_grad(const float* grad_y, const float* saved, std::size_t M, std::size_t N,
+                                 Activation act, xt::xtensor<float, 1>& buffer) {
+  if (act == Activation::kNone || M == 0 || N == 0) return grad_y;
+  buffer = xt::xtensor<float, 1>::from_shape({M * N});
+  activation_grad(grad_y, saved, buffer.data(), M * N, act);
+  return buffer.data();
+}
+
+// db (N,) += sum over the M rows of dz; each task owns a block of columns and adds rows in
+// order, so the sum does not depend on the thread count.
+void bias_grad(const float* dz, float* db, std::size_t M, std::size_t N) {
+  const std::size_t grain = std::max<std::size_t>(64, kElementGrain / std::max<std::size_t>(M, 1));
+  parallel_for(N, grain, [&](std::size_t c0, std::size_t c1) {
+    for (std::size_t r = 0; r < M; ++r) {
+      const float* gr = dz + r * N;
+      simd::map2(db + c0, gr + c0, db + c0, c1 - c0, [](Batch a, Batch v) { return a + v; });
+    }
+  });
+}
+
+#if defined(__AVX512BF16__)
+using gemm::I64;
+// Rows of C per work item of the bf16 GEMM at most (a multiple of the tile's rows): the
+// item's packed A rows (96 x K bf16) stay in L2 while every B panel streams past them.
+constexpr I64 kBf16BlockRows = 16 * gemm::kMR;
+
+// A GEMM operand: element (i, j) at data[i*si + j*sj].
+struct Operand {
+  const float* data;
+  I64 si, sj;
+};
+
+// B (K x N) packed into panels (gemm::pack_b_bf16), in parallel over the panels.
+std::vector<std::uint16_t> pack_panels_bf16(Operand b, I64 K, I64 N) {
+  constexpr I64 NR = gemm::kNR;
+  const I64 KP = gemm::bf16_row(K) / 2;
+  std::vector<std::uint16_t> packed(gemm::packed_b_bf16_size(K, N));
+  parallel_for(static_cast<std::size_t>((N + NR - 1) / NR), 1, [&](std::size_t p0, std::size_t p1) {
+    for (auto p = static_cast<I64>(p0); p < static_cast<I64>(p1); ++p)
+      gemm::pack_b_bf16(b.data + p * NR * b.sj, b.si, b.sj, K, std::min(NR, N - p * NR),
+                        packed.data() + p * 2 * KP * NR);
+  });
+  return packed;
+}
+
+// C (M x N, row-major) = A (M x K) B (K x N) (+ bias[j]) (+ C when acc), operands
+// rounded to bf16, fp32 accumulation. B is packed once, in parallel over its panels; then
+// the pool's threads claim blocks of C's rows: each packs its rows of A, runs the
+// micro-kernel's tiles over every panel and calls done(first_row, rows) while the block
+// is in cache (the epilogue). An A stored transposed (a.si == 1: dz^T of the weight
+// gradient) is packed once as B's panels are, its pairs along k read with one vector
+// conversion per 16, and read by the tiles in that layout, 64 rows per block.
+template <class Done>
+void gemm_bf16(I64 M, I64 N, I64 K, Operand a, Operand b, float* c, const float* bias, bool acc, Done&& done) {
+  if (M == 0 || N == 0) return;
+  constexpr I64 NR = gemm::kNR;
+  const I64 KP = gemm::bf16_row(K) / 2;
+  const I64 npanels = (N + NR - 1) / NR;
+  const std::vector<std::uint16_t> bp = pack_panels_bf16(b, K, N);
+  const bool a_panels = a.si == 1 && a.sj != 1;
+  std::vector<std::uint16_t> ap_all;
+  I64 block = NR;
+  if (a_panels) {
+    ap_all = pack_panels_bf16({a.data, a.sj, a.si}, K, M);
+  } else {
+    const I64 parts = 2 * static_cast<I64>(get_num_threads());
+    const I64 per_part = (M + parts - 1) / parts;
+    block = std::clamp<I64>((per_part + gemm::kMR - 1) / gemm::kMR * gemm::kMR, gemm::kMR, kBf16BlockRows);
+  }
+  const I64 lda = a_panels ? 2 : 2 * KP, ldp = a_panels ? 2 * NR : 2;
+  parallel_claim(static_cast<std::size_t>((M + block - 1) / block), [&](const ClaimFn& next) {
+    std::vector<std::uint16_t> ap(a_panels ? 0 : static_cast<std::size_t>(block * lda));
+    for (std::size_t blk; next(blk);) {
+      const I64 i0 = static_cast<I64>(blk) * block, rows = std::min(block, M - i0);
+      const std::uint16_t* ablock = ap.data();
+      if (a_panels)
+        ablock = ap_all.data() + i0 * 2 * KP;  // panel i0 / NR (i0 is a multiple of NR)
+      else
+        gemm::pack_a_bf16(a.data + i0 * a.si, a.si, a.sj, rows, K, ap.data());
+      for (I64 p = 0; p < npanels; ++p)
+        gemm::tile_rows_bf16(rows, KP, ablock, lda, ldp, bp.data() + p * 2 * KP * NR, c + i0 * N + p * NR, N,
+                             static_cast<int>(std::min(NR, N - p * NR)), bias ? bias + p * NR : nullptr, acc);
+      done(i0, rows);
+    }
+  });
+}
+#endif
 }  // namespace
 
 void linear_forward(const float* x, const float* w, const float* b, float* y, std::size_t M,
@@ -99,12 +194,7 @@ void linear_backward(const float* grad_y, const float* x, const float* w, float*
   const int m = static_cast<int>(M), k = static_cast<int>(K), n = static_cast<int>(N);
   const SerialBlas serial;
   xt::xtensor<float, 1> dz_buffer;
-  const float* g = grad_y;
-  if (act != Activation::kNone && M > 0 && N > 0) {
-    dz_buffer = xt::xtensor<float, 1>::from_shape({M * N});
-    activation_grad(grad_y, saved, dz_buffer.data(), M * N, act);
-    g = dz_buffer.data();
-  }
+  const float* g = pre_activation_grad(grad_y, saved, M, N, act, dz_buffer);
   if (dx != nullptr && K > 0) {
     if (N == 0)
       std::fill(dx, dx + M * K, 0.0f);
@@ -113,18 +203,51 @@ void linear_backward(const float* grad_y, const float* x, const float* w, float*
   }
   if (dw != nullptr && M > 0 && K > 0)  // dw (N, K) += dz^T (N, M) @ x (M, K)
     sgemm_rows_parallel(true, false, n, k, m, 1.0f, g, n, x, k, 1.0f, dw, k);
-  if (db != nullptr && M > 0) {
-    // db (N,) += sum over rows of dz; each task owns a block of columns and adds
-    // rows in order, so the sum does not depend on the thread count.
-    const std::size_t grain = std::max<std::size_t>(64, kElementGrain / std::max<std::size_t>(M, 1));
-    parallel_for(N, grain, [&](std::size_t c0, std::size_t c1) {
-      for (std::size_t r = 0; r < M; ++r) {
-        const float* gr = g + r * N;
-        simd::map2(db + c0, gr + c0, db + c0, c1 - c0, [](Batch a, Batch v) { return a + v; });
-      }
-    });
-  }
+  if (db != nullptr && M > 0) bias_grad(g, db, M, N);
 }
+
+#if defined(__AVX512BF16__)
+bool bf16_gemm_supported() { return true; }
+
+void linear_bf16_forward(const float* x, const float* w, const float* b, float* y, std::size_t M,
+                         std::size_t K, std::size_t N, Activation act, float* pre) {
+  float* z = pre != nullptr ? pre : y;
+  const bool fused = act == Activation::kNone && z == y;  // the tile adds the bias
+  const auto m = static_cast<I64>(M), k = static_cast<I64>(K), n = static_cast<I64>(N);
+  // z (M, N) = x (M, K) @ w^T (K, N)
+  gemm_bf16(m, n, k, {x, k, 1}, {w, 1, k}, z, fused ? b : nullptr, false, [&](I64 i0, I64 rows) {
+    if (!fused) epilogue(z + i0 * n, y + i0 * n, b, static_cast<std::size_t>(rows), N, act);
+  });
+}
+
+void linear_bf16_backward(const float* grad_y, const float* x, const float* w, float* dx, float* dw,
+                          float* db, std::size_t M, std::size_t K, std::size_t N, Activation act,
+                          const float* saved) {
+  xt::xtensor<float, 1> dz_buffer;
+  const float* g = pre_activation_grad(grad_y, saved, M, N, act, dz_buffer);
+  const auto m = static_cast<I64>(M), k = static_cast<I64>(K), n = static_cast<I64>(N);
+  const auto none = [](I64, I64) {};
+  if (dx != nullptr && K > 0) {
+    if (N == 0) std::fill(dx, dx + M * K, 0.0f);
+    else gemm_bf16(m, k, n, {g, n, 1}, {w, k, 1}, dx, nullptr, false, none);  // dx (M, K) = dz (M, N) @ w (N, K)
+  }
+  if (dw != nullptr && M > 0 && K > 0)  // dw (N, K) += dz^T (N, M) @ x (M, K)
+    gemm_bf16(n, k, m, {g, 1, n}, {x, k, 1}, dw, nullptr, true, none);
+  if (db != nullptr && M > 0) bias_grad(g, db, M, N);
+}
+#else
+bool bf16_gemm_supported() { return false; }
+
+void linear_bf16_forward(const float*, const float*, const float*, float*, std::size_t, std::size_t, std::size_t,
+                         Activation, float*) {
+  throw std::runtime_error(kNoBf16Gemm);
+}
+
+void linear_bf16_backward(const float*, const float*, const float*, float*, float*, float*, std::size_t,
+                          std::size_t, std::size_t, Activation, const float*) {
+  throw std::runtime_error(kNoBf16Gemm);
+}
+#endif
 
 SEQLAB_LEVEL_END
 }  // namespace seqlab

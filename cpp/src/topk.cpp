@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "seqlab/gemm_microkernel.hpp"
 #include "seqlab/similarity.hpp"
 #include "seqlab/thread_pool.hpp"
 
@@ -20,19 +21,16 @@ using simd::kW;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr std::size_t kRowBlock = 64;          // few-queries path: bank rows scored per block
 constexpr std::size_t kMinRowsPerThread = 1024;
-constexpr std::size_t kPrefetchRows = 8;      // few-queries path: software prefetch distance
-// Register tile of the many-queries path: kTileQ queries x kTileR bank rows, kTileV
-// vectors of kW rows each (6 x 64 with AVX-512: 24 accumulators; 6 x 16 otherwise).
-constexpr std::size_t kTileQ = 6;  // dot_tile names its six query rows
-constexpr std::size_t kTileV = kW >= 16 ? 4 : 2;
-constexpr std::size_t kTileR = kTileV * kW;
-// Many-queries path: bank rows per work item (a multiple of kTileR), so the packed
-// chunk (<= 768 KB) stays in the core's L2 while every query panel streams over it.
+// Many-queries path, on the shared micro-kernel's tile of gemm::kMR queries x gemm::kNR
+// bank rows (6 x 64 with AVX-512, 6 x 16 with AVX2): bank rows per work item (a multiple
+// of gemm::kNR), so the packed chunk (<= 768 KB) stays in the core's L2 while every query
+// panel streams over it.
 constexpr std::size_t kPackedChunkFloats = std::size_t{3} << 16;
 constexpr std::size_t kMaxBankChunk = 512;
 constexpr std::size_t kItemsPerContext = 4;  // split query panels when chunks are fewer
 
 std::size_t gemm_bank_chunk(std::size_t D) {
+  constexpr std::size_t kTileR = gemm::kNR;
   const std::size_t rows = kPackedChunkFloats / D / kTileR * kTileR;
   return std::clamp<std::size_t>(rows, kTileR, kMaxBankChunk);
 }
@@ -113,33 +111,6 @@ void scan_topk(const float* s, std::size_t n, std::int64_t j0, Heap& h) {
   if (!finite) report_nonfinite(s, n, j0);
 }
 
-// Rows of s[0, n) (bank rows j0..) ranked above the target (score ts, index t).
-std::int64_t count_above(const float* s, std::size_t n, std::int64_t j0, float ts, std::int64_t t) {
-  const fbatch zero(0.0f), one(1.0f), tsv(ts);
-  fbatch bad(0.0f), cnt(0.0f);
-  std::int64_t ties = 0;
-  std::size_t i = 0;
-  for (; i + kW <= n; i += kW) {
-    const fbatch v = fbatch::load_unaligned(s + i);
-    bad += v * zero;
-    cnt += xsimd::select(v > tsv, one, zero);
-    if (xsimd::any(v == tsv))
-      for (std::size_t l = 0; l < kW; ++l)
-        if (s[i + l] == ts && j0 + static_cast<std::int64_t>(i + l) < t) ++ties;
-  }
-  // Each lane counts at most n / kW <= kMaxBankChunk rows: exact in float.
-  std::int64_t total = static_cast<std::int64_t>(xsimd::hadd(cnt)) + ties;
-  bool finite = !std::isnan(xsimd::hadd(bad));  // bad is 0 or NaN
-  for (; i < n; ++i) {
-    if (!std::isfinite(s[i])) finite = false;
-    const std::int64_t j = j0 + static_cast<std::int64_t>(i);
-    if (s[i] > ts || (s[i] == ts && j < t)) ++total;
-  }
-  if (!finite) report_nonfinite(s, n, j0);
-  if (t >= j0 && t < j0 + static_cast<std::int64_t>(n) && s[t - j0] > ts) --total;  // not itself
-  return total;
-}
-
 // Largest rounding gap between a GEMM score and the SIMD score of the same pair, for
 // rows of squared norm <= max_sq (both dots err by at most ~D u |q| |b|; the transforms
 // are the same, adding at most an ulp of the result each).
@@ -153,9 +124,9 @@ float gemm_tolerance(std::size_t D, float qnorm, float max_sq, float ts) {
   else return 2.0f * dot_err + 16.0f * u * (2.0f * qnorm * bn + max_sq + std::fabs(ts));
 }
 
-// GEMM-path rank count: rows clearly above the target are counted in SIMD; rows within
-// the rounding band of the target score are rescored exactly as ranking_scores does, so
-// the rank equals the few-queries path's rank, ties included.
+// Rank count from micro-kernel scores: rows clearly above the target are counted in SIMD;
+// rows within the rounding band of the target score are rescored exactly as
+// ranking_scores does, so the rank is the exact one, ties included, on both paths.
 // Squared norms of the scored rows and their largest (the GEMM path computes both once
 // per bank chunk).
 struct RowNorms {
@@ -226,11 +197,9 @@ struct RankSink {
   template <class Tag>
   void operator()(Tag, std::size_t c, std::size_t a, const float* s, std::size_t n,
                   std::int64_t j0, const float* rows, const RowNorms* norms) const {
-    if (norms == nullptr)
-      partial[c * Q + a] += count_above(s, n, j0, target_scores[a], targets[a]);
-    else
-      partial[c * Q + a] += count_above_banded<Tag::value>(
-          s, n, j0, target_scores[a], targets[a], qp + a * D, rows, D, *norms, qnorm[a]);
+    // kNeedsNorms: both paths pass the rows' norms
+    partial[c * Q + a] += count_above_banded<Tag::value>(
+        s, n, j0, target_scores[a], targets[a], qp + a * D, rows, D, *norms, qnorm[a]);
   }
 };
 
@@ -254,130 +223,66 @@ PreparedQueries prepare_queries(const float* q, std::size_t Q, std::size_t D, Me
   return p;
 }
 
-// Ranking scores of rows [0, nb) (nb <= kRowBlock) against all queries into
-// out[q * kRowBlock + r]. Per pair this is the same arithmetic as ranking_scores.
-// `avail` >= nb rows starting at `rows` may be prefetched.
-template <Metric M>
-void score_block(const float* qp, std::size_t Q, const float* rows, std::size_t nb,
-                 std::size_t avail, std::size_t D, float* out) {
-  std::size_t r = 0;
-  for (; r + 4 <= nb; r += 4) {
-    // Software prefetch of the 4 rows kPrefetchRows ahead, while they are in the range.
-    if (r + kPrefetchRows + 4 <= avail) {
-      const char* ahead = reinterpret_cast<const char*>(rows + (r + kPrefetchRows) * D);
-      for (std::size_t off = 0; off < 4 * D * sizeof(float); off += 64)
-        __builtin_prefetch(ahead + off, 0, 0);
-    }
-    float term[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    if constexpr (M != Metric::inner_product) {
-      float sq[4];
-      simd::sqnorm_block<4>(rows + r * D, D, D, sq);
-      for (int b = 0; b < 4; ++b) term[b] = row_term<M>(sq[b]);
-    }
-    std::size_t a = 0;
-    float d[16];
-    for (; a + 4 <= Q; a += 4) {
-      simd::dot_block<4, 4>(qp + a * D, D, rows + r * D, D, D, d);
-      for (int x = 0; x < 4; ++x)
-        for (int b = 0; b < 4; ++b) out[(a + x) * kRowBlock + r + b] = transform<M>(d[x * 4 + b], term[b]);
-    }
-    for (; a + 2 <= Q; a += 2) {
-      simd::dot_block<2, 4>(qp + a * D, D, rows + r * D, D, D, d);
-      for (int x = 0; x < 2; ++x)
-        for (int b = 0; b < 4; ++b) out[(a + x) * kRowBlock + r + b] = transform<M>(d[x * 4 + b], term[b]);
-    }
-    if (a < Q) {
-      simd::dot_block<1, 4>(qp + a * D, D, rows + r * D, D, D, d);
-      for (int b = 0; b < 4; ++b) out[a * kRowBlock + r + b] = transform<M>(d[b], term[b]);
-    }
-  }
-  for (; r < nb; ++r) {
-    float term = 0.0f;
-    if constexpr (M != Metric::inner_product) term = row_term<M>(simd::sqnorm(rows + r * D, D));
-    for (std::size_t a = 0; a < Q; ++a)
-      out[a * kRowBlock + r] = transform<M>(simd::dot(qp + a * D, rows + r * D, D), term);
-  }
-}
-
 template <Metric M>
 using MetricTag = std::integral_constant<Metric, M>;
 
 // Sinks take (MetricTag, context, query, scores s[0, n), first global row j0, the bank
-// rows scored, their squared norms). The norms are null when the scores are exact (the
-// few-queries path computes them as ranking_scores does); the GEMM path passes them so a
-// sink can bound the GEMM's rounding and recompute near-ties exactly.
+// rows scored, their squared norms). Both paths score with the micro-kernel, whose
+// summation order differs from ranking_scores'; a sink that sets kNeedsNorms gets the
+// norms (else they may be null) to bound that rounding and recompute near-ties exactly.
 
-// Few-queries path: one contiguous range of bank rows per context (thread).
+using AlignedFloats = std::vector<float, xsimd::aligned_allocator<float, 64>>;
+
+// Few-queries path on the shared micro-kernel, the bank streamed where it lies: per block
+// of bank rows, C (rows x queries) = rows (the tile's A operand, read in place: nothing
+// of the bank is packed) x the queries transposed (B: panels of gemm::kNR queries, packed
+// once per call). Per k the tile broadcasts one element of each of its rows against the
+// query vectors, so each bank row is read from memory once per panel of queries (once for
+// Q <= kNR) and the FMAs, not the loads, bound the loop. Each context owns one contiguous
+// range of rows (as FAISS and PyTorch split a GEMV over the bank); blocks of kRowBlock rows
+// are scored, transformed and fed to the sinks per query while in L1, with the rows'
+// norms: these are GEMM scores, so a sink bounds their rounding as on the many-queries path.
 template <Metric M, class Sink>
-void scan_simd(const float* qp, std::size_t Q, const float* bank, std::size_t N, std::size_t D,
-               std::int64_t offset, std::size_t ncontexts, Sink&& sink) {
+void scan_stream(const float* qp, std::size_t Q, const float* bank, std::size_t N, std::size_t D,
+                 std::int64_t offset, bool need_norms, std::size_t ncontexts, Sink&& sink) {
+  constexpr std::size_t kQR = gemm::kNR;  // queries per packed panel
+  const auto Di = static_cast<gemm::I64>(D);
+  const std::size_t qpanels = (Q + kQR - 1) / kQR;
+  AlignedFloats qt(gemm::packed_bt_size(static_cast<gemm::I64>(Q), Di));
+  gemm::pack_bt(qp, Di, static_cast<gemm::I64>(Q), Di, qt.data());
+  const bool norms = M != Metric::inner_product || need_norms;
   parallel_for(ncontexts, 1, [&](std::size_t cb, std::size_t ce) {
-    std::vector<float> buf(Q * kRowBlock);
+    AlignedFloats C(kRowBlock * kQR);
+    std::vector<float> buf(Q * kRowBlock), sq(kRowBlock), term(kRowBlock);
     for (std::size_t c = cb; c < ce; ++c) {
       const std::size_t r0 = N * c / ncontexts, r1 = N * (c + 1) / ncontexts;
       for (std::size_t j = r0; j < r1; j += kRowBlock) {
         const std::size_t nb = std::min(kRowBlock, r1 - j);
-        score_block<M>(qp, Q, bank + j * D, nb, r1 - j, D, buf.data());
+        const float* rows = bank + j * D;
+        RowNorms row_norms{sq.data(), 0.0f};
+        if (norms)
+          for (std::size_t r = 0; r < nb; ++r) {
+            sq[r] = simd::sqnorm(rows + r * D, D);
+            term[r] = row_term<M>(sq[r]);
+            row_norms.max_sq = std::fmax(row_norms.max_sq, sq[r]);
+          }
+        for (std::size_t p = 0; p < qpanels; ++p) {
+          const std::size_t a0 = p * kQR, nq = std::min(kQR, Q - a0);
+          const std::size_t width = (nq + gemm::kW - 1) / gemm::kW * gemm::kW;
+          // C (nb x width) = rows (nb x D) . queries^T (D x width)
+          gemm::gemm(false, static_cast<gemm::I64>(nb), static_cast<gemm::I64>(width), Di, 1.0f, rows, Di, 1,
+                     qt.data() + a0 * D, kQR, Di * static_cast<gemm::I64>(kQR), C.data(), kQR);
+          for (std::size_t a = 0; a < nq; ++a) {
+            float* out = buf.data() + (a0 + a) * kRowBlock;
+            for (std::size_t r = 0; r < nb; ++r) out[r] = transform<M>(C[r * kQR + a], term[r]);
+          }
+        }
         for (std::size_t a = 0; a < Q; ++a)
-          sink(MetricTag<M>{}, c, a, buf.data() + a * kRowBlock, nb,
-               offset + static_cast<std::int64_t>(j), bank + j * D, nullptr);
+          sink(MetricTag<M>{}, c, a, buf.data() + a * kRowBlock, nb, offset + static_cast<std::int64_t>(j), rows,
+               norms ? &row_norms : nullptr);
       }
     }
   });
-}
-
-
-using AlignedFloats = std::vector<float, xsimd::aligned_allocator<float, 64>>;
-
-// Bank rows [0, nb) (nb <= kTileR) transposed into panel[k * kTileR + r], zero padded, so
-// the tile kernel loads kTileV vectors of rows per k. Blocks of kW rows are copied k by k:
-// each k writes one whole vector of the panel.
-void pack_panel(const float* rows, std::size_t nb, std::size_t D, float* panel) {
-  for (std::size_t r0 = 0; r0 < kTileR; r0 += kW) {
-    const std::size_t n = r0 < nb ? std::min(kW, nb - r0) : 0;
-    if (n == kW) {
-      const float* src[kW];
-      for (std::size_t i = 0; i < kW; ++i) src[i] = rows + (r0 + i) * D;
-      for (std::size_t k = 0; k < D; ++k) {
-        alignas(64) float v[kW];
-        for (std::size_t i = 0; i < kW; ++i) v[i] = src[i][k];
-        fbatch::load_aligned(v).store_aligned(panel + k * kTileR + r0);
-      }
-    } else {
-      for (std::size_t k = 0; k < D; ++k) {
-        for (std::size_t i = 0; i < n; ++i) panel[k * kTileR + r0 + i] = rows[(r0 + i) * D + k];
-        for (std::size_t i = n; i < kW; ++i) panel[k * kTileR + r0 + i] = 0.0f;
-      }
-    }
-  }
-}
-
-// out[i * ldo + r] = q[i] . row r for the kTileQ queries q[i] and a packed panel of rows.
-// Each score is one multiply-add chain (fused with FMA) over k = 0..D-1 from zero, whatever the
-// tile's position: the same query and row always give the same float.
-void dot_tile(const float* const* q, const float* panel, std::size_t D, float* out,
-              std::size_t ldo) {
-  fbatch acc[kTileQ][kTileV];
-  for (std::size_t i = 0; i < kTileQ; ++i)
-    for (std::size_t v = 0; v < kTileV; ++v) acc[i][v] = fbatch(0.0f);
-  const float* q0 = q[0];
-  const float* q1 = q[1];
-  const float* q2 = q[2];
-  const float* q3 = q[3];
-  const float* q4 = q[4];
-  const float* q5 = q[5];
-  for (std::size_t k = 0; k < D; ++k) {
-    fbatch b[kTileV];
-    const float* pk = panel + k * kTileR;
-    for (std::size_t v = 0; v < kTileV; ++v) b[v] = fbatch::load_aligned(pk + v * kW);
-    const float a[kTileQ] = {q0[k], q1[k], q2[k], q3[k], q4[k], q5[k]};
-    for (std::size_t i = 0; i < kTileQ; ++i) {
-      const fbatch av(a[i]);
-      for (std::size_t v = 0; v < kTileV; ++v) acc[i][v] = xsimd::fma(av, b[v], acc[i][v]);
-    }
-  }
-  for (std::size_t i = 0; i < kTileQ; ++i)
-    for (std::size_t v = 0; v < kTileV; ++v) acc[i][v].store_unaligned(out + i * ldo + v * kW);
 }
 
 // Many-queries path: fused per-thread tiles. The work is split into items of
@@ -393,6 +298,7 @@ void dot_tile(const float* const* q, const float* panel, std::size_t D, float* o
 template <Metric M, class Sink>
 void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N, std::size_t D,
                std::int64_t offset, bool need_norms, std::size_t ncontexts, Sink&& sink) {
+  constexpr std::size_t kTileQ = gemm::kMR, kTileR = gemm::kNR;
   const std::size_t npanels = (Q + kTileQ - 1) / kTileQ;
   const std::size_t rb = std::min(N, gemm_bank_chunk(D));
   const std::size_t nchunks = (N + rb - 1) / rb;
@@ -431,19 +337,20 @@ void scan_gemm(const float* qp, std::size_t Q, const float* bank, std::size_t N,
             row_norms.max_sq = std::fmax(row_norms.max_sq, sq[r]);
           }
         }
-        for (std::size_t rp = 0; rp < rpanels; ++rp)
-          pack_panel(rows + rp * kTileR * D, std::min(kTileR, nb - rp * kTileR), D,
-                     packed.data() + rp * kTileR * D);
+        gemm::pack_bt(rows, static_cast<gemm::I64>(D), static_cast<gemm::I64>(nb), static_cast<gemm::I64>(D),
+                      packed.data());
         packed_chunk = chunk;
       }
       const std::size_t p0 = npanels * group / ngroups, p1 = npanels * (group + 1) / ngroups;
       std::int64_t bad = kNone;
       for (std::size_t pnl = p0; pnl < p1; ++pnl) {
         const std::size_t a0 = pnl * kTileQ, nq = std::min(kTileQ, Q - a0);
-        const float* q[kTileQ];
-        for (std::size_t i = 0; i < kTileQ; ++i) q[i] = qp + (a0 + std::min(i, nq - 1)) * D;
-        for (std::size_t rp = 0; rp < rpanels; ++rp)
-          dot_tile(q, packed.data() + rp * kTileR * D, D, S.data() + rp * kTileR, ld);
+        // S (nq x rpanels kTileR) = queries . packed rows: per score one multiply-add chain
+        // over k = 0..D-1 from zero, whatever the tile's position (same query and row, same float).
+        const auto Di = static_cast<gemm::I64>(D);
+        gemm::gemm(false, static_cast<gemm::I64>(nq), static_cast<gemm::I64>(rpanels * kTileR), Di, 1.0f,
+                   qp + a0 * D, Di, 1, packed.data(), kTileR, Di * static_cast<gemm::I64>(kTileR), S.data(),
+                   static_cast<gemm::I64>(ld));
         for (std::size_t i = 0; i < nq; ++i) {
           float* row = S.data() + i * ld;
           if constexpr (M != Metric::inner_product) {
@@ -492,7 +399,7 @@ void scan(const float* qp, std::size_t Q, const float* bank, std::size_t N, std:
           std::int64_t offset, bool gemm, std::size_t ncontexts, Sink&& sink) {
   if (gemm)
     scan_gemm<M>(qp, Q, bank, N, D, offset, std::decay_t<Sink>::kNeedsNorms, ncontexts, sink);
-  else scan_simd<M>(qp, Q, bank, N, D, offset, ncontexts, sink);
+  else scan_stream<M>(qp, Q, bank, N, D, offset, std::decay_t<Sink>::kNeedsNorms, ncontexts, sink);
 }
 
 template <class Sink>

@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "original (the original project's 6-layer, 8-head, 50k-token model)")
     lm.add_argument("--epochs", type=_positive_int, default=None, metavar="N", help=_RESUME_EPOCHS)
     lm.add_argument("--precision", choices=["fp32", "bf16"], default=None,
-                    help="GEMM precision (default fp32; bf16 is not yet available)")
+                    help="GEMM precision of the linear layers (default fp32; bf16: bf16 operands, "
+                    "fp32 accumulation, where the CPU has AVX512_BF16)")
     lm.add_argument("--extensions", default=None, help="comma-separated file extensions (default .c,.h)")
     lm.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's)")
     _add_common(lm, "runs/code_lm-<time>")

@@ -1,9 +1,10 @@
 """Which instruction-set level of the C++ kernels runs, and why.
 
-The core holds every kernel compiled for three x86-64 levels: x86-64-v2 (SSE4.2),
-x86-64-v3 (AVX2 + FMA) and x86-64-v4 (AVX-512). At import it picks the highest level the
-CPU (and the OS, for AVX and AVX-512 registers) supports, or the one the environment
-variable ``SEQLAB_ARCH`` names (``x86-64-v2|x86-64-v3|x86-64-v4``): for tests, and for
+The core holds every kernel compiled for four x86-64 levels: x86-64-v2 (SSE4.2),
+x86-64-v3 (AVX2 + FMA), x86-64-v4 (AVX-512) and x86-64-v4-bf16 (x86-64-v4 + AVX512_BF16,
+the level of the bf16 GEMMs). At import it picks the highest level the CPU (and the OS, for
+AVX and AVX-512 registers) supports, or the one the environment variable ``SEQLAB_ARCH``
+names (``x86-64-v2|x86-64-v3|x86-64-v4|x86-64-v4-bf16``): for tests, and for
 bit-identical results across machines. A level the CPU lacks, or an unknown value, fails
 the import with an ``ImportError`` naming the level asked for and the CPU's best (or the
 valid values). A native build (``SEQLAB_NATIVE=ON``) holds one level, ``native``, compiled
@@ -33,8 +34,8 @@ def cpu_info() -> CpuInfo:
     """The CPU's features, the kernel levels built and the one selected at import.
 
     Example: ``{"features": {"avx2": True, "avx512f": True, ...}, "levels": ["x86-64-v2",
-    "x86-64-v3", "x86-64-v4"], "level": "x86-64-v4", "forced": False, "build": "dispatch",
-    "blas_kernel_family": "SkylakeX"}``.
+    "x86-64-v3", "x86-64-v4", "x86-64-v4-bf16"], "level": "x86-64-v4-bf16", "forced": False,
+    "build": "dispatch", "blas_kernel_family": "SkylakeX"}``.
     """
     info = _core.dispatch_info()
     return CpuInfo(

@@ -29,6 +29,21 @@ void linear_forward(const float* x, const float* w, const float* b, float* y, st
 void linear_backward(const float* grad_y, const float* x, const float* w, float* dx, float* dw,
                      float* db, std::size_t M, std::size_t K, std::size_t N,
                      Activation act = Activation::kNone, const float* saved = nullptr);
+
+// bf16 GEMMs (AVX512_BF16 levels): linear_forward and linear_backward with every GEMM's
+// operands rounded to bf16 (round to nearest even) and fp32 accumulation, on the shared
+// micro-kernel's vdpbf16ps tile; bias, activation, outputs and gradients in fp32. The same
+// arguments and results (up to the operands' rounding) as the fp32 pair. Each GEMM packs
+// its weight operand once per call. Every output element is one fp32 chain over k,
+// whatever the schedule: results do not depend on the thread count.
+// At levels without AVX512_BF16 (bf16_gemm_supported() false) both throw std::runtime_error.
+bool bf16_gemm_supported();
+void linear_bf16_forward(const float* x, const float* w, const float* b, float* y, std::size_t M,
+                         std::size_t K, std::size_t N, Activation act = Activation::kNone,
+                         float* pre = nullptr);
+void linear_bf16_backward(const float* grad_y, const float* x, const float* w, float* dx, float* dw,
+                          float* db, std::size_t M, std::size_t K, std::size_t N,
+                          Activation act = Activation::kNone, const float* saved = nullptr);
 SEQLAB_LEVEL_END
 
 }  // namespace seqlab

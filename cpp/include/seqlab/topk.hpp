@@ -3,9 +3,10 @@
 // Two paths, chosen by the number of queries:
 //  - few queries (Q < kGemmMinQueries): the bank is split into one contiguous range
 //    of rows per thread; each thread scores blocks of 64 rows against all queries with
-//    SIMD dot loops (4 queries x 4 rows per register block, software prefetch 8 rows
-//    ahead) and keeps its own bounded heap per query; the heaps are merged at the end.
-//    The bank is read once: Q = 1 runs at the memory bandwidth.
+//    the shared register-tile micro-kernel (seqlab/gemm_microkernel.hpp), bank rows as
+//    its A operand read where they lie (nothing of the bank is packed), the queries
+//    transposed and packed once as its B panel, and keeps its own bounded heap per query;
+//    the heaps are merged at the end. The bank is read once per 64 queries (once here).
 //  - many queries: fused per-thread tiles, no BLAS. Work items (a chunk of bank rows,
 //    512 at D=384 and 256 at D=768, x all queries, or x a group of queries when the bank
 //    has few chunks) are claimed dynamically by the pool's threads. An item packs its chunk

@@ -3,7 +3,8 @@
 Every function takes and returns :class:`seqlab.Tensor` (batch-first ``(B, T, C)``
 for sequences) and records one node on the autograd tape. The ops live by family:
 
-- :mod:`.dense`: linear (with fused activation), embedding, activations, softmax,
+- :mod:`.dense`: linear (with fused activation; fp32 or bf16 GEMMs, :func:`gemm_precision`),
+  embedding, activations, softmax,
   dropout, layer norm;
 - :mod:`.recurrent`: RNN/LSTM/GRU layers over whole sequences, the fused recurrent decoder;
 - :mod:`.conv`: 1-d convolution (causal or padded) and the TCN's temporal block;
@@ -26,14 +27,19 @@ from .attention import (
 )
 from .conv import causal_conv1d, clear_conv_workspace, conv1d, conv1d_channels_last, temporal_block
 from .dense import (
+    GEMM_PRECISIONS,
     LINEAR_ACTIVATIONS,
     add_relu,
+    bf16_gemm_available,
     dropout,
     embedding,
     gelu,
+    gemm_precision,
+    get_gemm_precision,
     layer_norm,
     linear,
     linear_activation,
+    linear_bf16,
     relu,
     sigmoid,
     softmax,
@@ -44,10 +50,12 @@ from .recurrent import RECURRENT_MODES, recurrent_decoder, recurrent_layer
 from .seq2seq import pointer_generator_loss
 
 __all__ = [
+    "GEMM_PRECISIONS",
     "LINEAR_ACTIVATIONS",
     "RECURRENT_MODES",
     "add_relu",
     "attention_path",
+    "bf16_gemm_available",
     "causal_conv1d",
     "clear_attention_workspace",
     "clear_conv_workspace",
@@ -58,11 +66,14 @@ __all__ = [
     "dropout",
     "embedding",
     "gelu",
+    "gemm_precision",
     "get_attention_flash_threshold",
+    "get_gemm_precision",
     "kv_cache_attention",
     "layer_norm",
     "linear",
     "linear_activation",
+    "linear_bf16",
     "pointer_generator_loss",
     "multi_head_attention_core",
     "recurrent_decoder",

@@ -1,9 +1,11 @@
-"""Dense layers, activations and normalisation: linear (with fused activation), embedding,
-sigmoid, tanh, relu, gelu, softmax, dropout, layer norm."""
+"""Dense layers, activations and normalisation: linear (with fused activation, in fp32 or
+with bf16 GEMMs), embedding, sigmoid, tanh, relu, gelu, softmax, dropout, layer norm."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,53 @@ from ..autograd import Tensor, grad_buffer, make_result, returned_grad
 from ..random import generator
 from ._common import _float_input, _grad
 
+GEMM_PRECISIONS = ("fp32", "bf16")
+_GEMM_PRECISION: contextvars.ContextVar[str] = contextvars.ContextVar("gemm_precision", default="fp32")
+
+
+def bf16_gemm_available() -> bool:
+    """Whether the kernels run at a level with bf16 GEMMs (AVX512_BF16: ``x86-64-v4-bf16``,
+    see :func:`seqlab.cpu_info`)."""
+    return bool(_core.bf16_gemm_supported())
+
+
+def get_gemm_precision() -> str:
+    """The precision :func:`linear` and :func:`linear_activation` use by default here:
+    ``"fp32"`` unless inside :func:`gemm_precision`."""
+    return _GEMM_PRECISION.get()
+
+
+@contextlib.contextmanager
+def gemm_precision(precision: str) -> Iterator[None]:
+    """Runs the GEMMs of :func:`linear` and :func:`linear_activation` called inside the block
+    (forward, and the backward of the nodes recorded there) in ``precision``: ``"fp32"``, or
+    ``"bf16"`` (operands rounded to bf16, fp32 accumulation, fp32 outputs and gradients; the
+    parameters stay fp32 master weights). Like ``torch.autocast`` for linear layers; nests.
+
+    Raises ``ValueError`` for an unknown precision and ``RuntimeError`` for ``"bf16"`` on a
+    kernel level without bf16 GEMMs (:func:`bf16_gemm_available`).
+    """
+    if precision not in GEMM_PRECISIONS:
+        raise ValueError(f"precision: expected one of {GEMM_PRECISIONS}, got {precision!r}")
+    if precision == "bf16":
+        _require_bf16()
+    token = _GEMM_PRECISION.set(precision)
+    try:
+        yield
+    finally:
+        _GEMM_PRECISION.reset(token)
+
+
+def _require_bf16() -> None:
+    if not bf16_gemm_available():
+        info = _core.dispatch_info()
+        has = dict(_core.cpu_features()).get("avx512_bf16", False)
+        why = "SEQLAB_ARCH forces a lower level" if has else "this CPU lacks AVX512_BF16"
+        raise RuntimeError(
+            f"bf16 GEMMs need the x86-64-v4-bf16 kernel level (AVX512_BF16); the kernels run at "
+            f"{info['level']} ({why})"
+        )
+
 
 def linear(input: Any, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``input @ weight.T + bias``.
@@ -20,15 +69,31 @@ def linear(input: Any, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     Shapes: input (*, in_features), weight (out_features, in_features),
     bias (out_features,) or None -> (*, out_features). One GEMM forward, one each for
     the input and weight gradients; the weight and bias gradients accumulate in place.
+    Inside :func:`gemm_precision` the GEMMs run in its precision.
     """
     return linear_activation(input, weight, bias, "none")
+
+
+def linear_bf16(input: Any, weight: Tensor, bias: Tensor | None = None, activation: str = "none") -> Tensor:
+    """``activation(input @ weight.T + bias)`` with bf16 GEMMs, fp32 accumulation.
+
+    Shapes as :func:`linear`. Forward: ``input`` and ``weight`` rounded to bf16 (round to
+    nearest even, as ``torch.Tensor.bfloat16``), products accumulated in fp32, bias and
+    activation in fp32, an fp32 output. Backward: ``grad_input = grad @ weight`` and
+    ``grad_weight = grad^T @ input`` also as bf16 GEMMs with fp32 accumulation, the weight
+    and bias gradients fp32 (accumulated in place into the fp32 master weights' gradients).
+    Each GEMM packs its weight operand once per call. Needs the ``x86-64-v4-bf16`` kernel
+    level (``RuntimeError`` naming the level otherwise; :func:`bf16_gemm_available`).
+    """
+    return linear_activation(input, weight, bias, activation, precision="bf16")
 
 
 LINEAR_ACTIVATIONS = ("none", "relu", "gelu", "gelu_tanh")
 
 
 def linear_activation(
-    input: Any, weight: Tensor, bias: Tensor | None = None, activation: str = "relu"
+    input: Any, weight: Tensor, bias: Tensor | None = None, activation: str = "relu",
+    precision: str | None = None,
 ) -> Tensor:
     """``activation(input @ weight.T + bias)`` as one fused op (one tape node).
 
@@ -39,9 +104,17 @@ def linear_activation(
     block is in cache, instead of two more passes over memory and two more tape nodes.
     gelu keeps the pre-activation for its backward (relu needs only the output); the
     backward forms ``grad * act'`` once and runs the two GEMMs on it.
+    ``precision``: ``"fp32"`` or ``"bf16"`` (see :func:`linear_bf16`); None: the current
+    :func:`gemm_precision` (fp32 outside one).
     """
     if activation not in LINEAR_ACTIVATIONS:
         raise ValueError(f"activation: expected one of {LINEAR_ACTIVATIONS}, got {activation!r}")
+    precision = get_gemm_precision() if precision is None else precision
+    if precision not in GEMM_PRECISIONS:
+        raise ValueError(f"precision: expected one of {GEMM_PRECISIONS}, got {precision!r}")
+    bf16 = precision == "bf16"
+    if bf16:
+        _require_bf16()
     x = _float_input(input)
     b_data = None if bias is None else bias.data
     pre = None
@@ -49,14 +122,16 @@ def linear_activation(
         if x.ndim < 1 or weight.ndim != 2:
             raise ValueError(f"linear: input {x.shape} and weight {weight.shape} do not fit")
         pre = np.empty((*x.shape[:-1], weight.shape[0]), dtype=np.float32)
-    out = _core.linear_forward(x.data, weight.data, b_data, activation, pre)
+    out = _core.linear_forward(x.data, weight.data, b_data, activation, pre, bf16)
     saved = pre if pre is not None else (out if activation == "relu" else None)
     inputs = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         gw = grad_buffer(weight)
         gb = None if bias is None else grad_buffer(bias)
-        gx = _core.linear_backward(_grad(g), x.data, weight.data, gw, gb, x.requires_grad, activation, saved)
+        gx = _core.linear_backward(
+            _grad(g), x.data, weight.data, gw, gb, x.requires_grad, activation, saved, bf16
+        )
         grads = (gx, returned_grad(weight, gw))
         return grads if bias is None else (*grads, returned_grad(bias, gb))
 

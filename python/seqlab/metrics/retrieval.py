@@ -157,8 +157,10 @@ def topk(
         bank: (N, D); ndarray, memmap or seqlab.Tensor.
         k: 1 <= k <= N.
         metric: "cosine", "ip" (inner product) or "l2".
-        path: kernel choice: "auto" (SIMD dot loops below 20 queries, GEMM tiles from
-            20), "simd" or "gemm". Results agree up to float rounding.
+        path: kernel choice: "auto" ("simd" below 20 queries, "gemm" from 20), "simd"
+            (the bank streamed in place through the register-tile kernel, threads over
+            ranges of rows) or "gemm" (bank chunks packed per thread, threads over chunks
+            and query groups). Results agree up to float rounding.
 
     Returns:
         ``(scores, indices)``, each (Q, k) (or (k,) for a single query), best first:

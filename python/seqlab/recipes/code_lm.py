@@ -6,6 +6,7 @@ import math
 import resource
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from ..models.code_lm.config import CodeLMConfig, preset_config
 from ..models.code_lm.dataset import CodeData, prepare, read_corpus, windows
 from ..models.code_lm.evaluate import compile_prompts, compile_rate, language_scores, stop_at_function_end
 from ..models.code_lm.generation import check_prompt_length, generate_ids
-from ..models.code_lm.model import GPT
+from ..models.code_lm.model import GPT, bf16_fallback_message
 from ..models.code_lm.ngram import KneserNeyNgram
 from ..optim import AdamW
 from ..report.evaluation import EvaluationSummary, recipe_html
@@ -404,6 +405,12 @@ def fit_code_lm(
 
     manual_seed(config.seed)
     model = GPT(config)
+    fallback = bf16_fallback_message() if config.precision == "bf16" else None
+    if fallback:
+        if verbose:
+            print(f"note: {fallback}", flush=True)
+        else:
+            warnings.warn(fallback, RuntimeWarning, stacklevel=2)
     train_x, train_y = windows(data.streams["train"], config.seq_len)
     val_x, val_y = windows(data.streams["val"], config.seq_len)
     if len(train_x) == 0:
@@ -428,7 +435,7 @@ def fit_code_lm(
         print(
             f"training a GPT ({config.n_layers} layers, d_model {config.d_model}, {config.n_heads} heads) on "
             f"{len(train_x)} windows of {config.seq_len} tokens; batch {config.batch_size} x "
-            f"{config.accumulation} accumulated, {get_num_threads()} threads",
+            f"{config.accumulation} accumulated, {get_num_threads()} threads, {model.gemm_precision} GEMMs",
             flush=True,
         )
 
@@ -472,6 +479,7 @@ def fit_code_lm(
             "peak_memory_bytes": peak,
             "train_seconds": trainer.train_seconds,
             "threads": get_num_threads(),
+            "gemm_precision": model.gemm_precision,
             "seconds": time.perf_counter() - start,
         },
     )

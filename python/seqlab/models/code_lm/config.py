@@ -24,6 +24,10 @@ class CodeLMConfig(PresetConfig):
     a checkpoint every ``checkpoint_every`` epochs and at the best validation loss.
     Corpus: files with ``extensions``, at most ``max_file_bytes`` each and
     ``max_total_bytes`` in all, split by file (``split`` fractions).
+    Precision: ``"fp32"``, or ``"bf16"``: the linear layers' GEMMs (attention projections,
+    MLP, tied output layer) with bf16 operands and fp32 accumulation, fp32 master weights and
+    optimizer state, no loss scaling; where the CPU lacks AVX512_BF16 training stays fp32
+    (with a message).
     Evaluation: ``compile_samples`` completions per prompt family, up to
     ``compile_max_tokens`` new tokens each at ``compile_temperature``; an
     interpolated Kneser-Ney ``ngram_order``-gram over the same tokens as the baseline.
@@ -83,11 +87,6 @@ class CodeLMConfig(PresetConfig):
             raise ValueError("warmup_steps and compile_samples must be >= 0, min_lr_ratio in [0, 1]")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.precision == "bf16":
-            raise ValueError(
-                "precision='bf16' is not yet available for the code language model (bf16 GEMMs "
-                "with fp32 master weights are planned); use precision='fp32'"
-            )
 
 
 PRESETS: dict[str, CodeLMConfig] = {

@@ -34,10 +34,33 @@ class KVCache:
         return sum(a.nbytes for a in self.keys + self.values)
 
 
+def bf16_fallback_message() -> str | None:
+    """None when bf16 GEMMs are available; otherwise the one line saying why training with
+    ``precision="bf16"`` stays in fp32."""
+    if F.bf16_gemm_available():
+        return None
+    from ...cpu_dispatch import cpu_info
+
+    info = cpu_info()
+    why = (
+        f"SEQLAB_ARCH={info['level']} forces a level without them"
+        if info["features"].get("avx512_bf16") and info["forced"]
+        else "this CPU lacks AVX512_BF16"
+    )
+    return f"precision='bf16': bf16 GEMMs are unavailable ({why}); training stays in fp32"
+
+
 class GPT(Module):
     """GPT decoder: token + learned position embeddings, ``n_layers`` pre-LN causal
     :class:`~seqlab.nn.TransformerDecoderBlock` s, a final LayerNorm, and the output layer
     tied to the token embedding (logits ``= ln_f(x) @ wte.weight^T``).
+
+    With ``config.precision == "bf16"`` (and bf16 GEMMs available, else fp32:
+    :func:`bf16_fallback_message`) :meth:`forward` runs every linear layer's GEMMs (q/k/v
+    and output projections, MLP, tied output layer; forward and backward) in bf16 with fp32
+    accumulation (:func:`seqlab.functional.gemm_precision`); the parameters, attention,
+    LayerNorm and softmax stay fp32. ``gemm_precision`` holds the precision in effect.
+    Generation (:meth:`forward_cached`) runs in fp32.
 
     Parameter names follow nanoGPT's (``wte``, ``wpe``, ``blocks.N.*``, ``ln_f``), with
     each block's attention laid out as ``torch.nn.MultiheadAttention``'s.
@@ -59,6 +82,7 @@ class GPT(Module):
             ]
         )
         self.ln_f = LayerNorm(c.d_model)
+        self.gemm_precision = "bf16" if c.precision == "bf16" and F.bf16_gemm_available() else "fp32"
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -89,11 +113,12 @@ class GPT(Module):
     def forward(self, ids: Any) -> Tensor:
         idx = self._check_ids(ids)
         T = idx.shape[1]
-        x = self.wte(idx) + self.wpe(np.arange(T, dtype=np.int64))
-        x = self.drop(x)
-        for block in self.blocks:
-            x = block(x)
-        return F.linear(self.ln_f(x), self.wte.weight)
+        with F.gemm_precision(self.gemm_precision):
+            x = self.wte(idx) + self.wpe(np.arange(T, dtype=np.int64))
+            x = self.drop(x)
+            for block in self.blocks:
+                x = block(x)
+            return F.linear(self.ln_f(x), self.wte.weight)
 
     @no_grad()
     def forward_cached(self, ids: Any, cache: KVCache) -> np.ndarray:
