@@ -8,17 +8,24 @@ the cores the other needs):
   estimate) beside the machine's ceiling (DESIGN.md: about 120 GFLOP/s per core);
 * generation tokens per second at batch 1, greedy, each library with its own key/value
   cache, after a prompt of ``--prompt`` tokens;
-* the peak resident memory of the process after the training steps.
+* the peak resident memory of the process after the training steps;
+* with ``--breakdown``, where seqlab's training step spends its time at each thread count
+  (a cProfile of the timed steps: each ``_core`` kernel, and the rest, Python and NumPy
+  outside the kernels) and each part's speedup from the first to the last thread count:
+  the parts that do not scale.
 
     python benchmarks/bench_code_lm.py                       # preset small, 1 and 2 threads
     python benchmarks/bench_code_lm.py --preset original --threads 2
     python benchmarks/bench_code_lm.py --preset tiny --steps 2 --gen 8   # a quick check that it runs
+    python benchmarks/bench_code_lm.py --libraries seqlab --threads 1 2 --breakdown
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import resource
 import subprocess
 import sys
@@ -37,22 +44,44 @@ def flops_per_token(cfg, n_params: int) -> float:
     return 6.0 * non_embedding + 12.0 * cfg.n_layers * cfg.seq_len * cfg.d_model
 
 
-def measure(step, batches: list, generate, gen: int, params: int) -> dict:
+def kernel_breakdown(step, batches: list) -> dict[str, float]:
+    """Seconds per training step in each ``_core`` kernel, and ``"outside kernels"`` for the
+    rest, from a cProfile of ``step`` over ``batches``."""
+    profile = cProfile.Profile()
+    profile.enable()
+    for b in batches:
+        step(b)
+    profile.disable()
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    parts: dict[str, float] = {}
+    total = 0.0
+    for (_, _, name), (_, _, tottime, _, _) in stats.items():
+        total += tottime
+        if name.startswith("<built-in method seqlab._core."):
+            kernel = name[len("<built-in method seqlab._core.") : -1]
+            parts[kernel] = parts.get(kernel, 0.0) + tottime / len(batches)
+    parts["outside kernels"] = total / len(batches) - sum(parts.values())
+    return parts
+
+
+def measure(step, batches: list, generate, gen: int, params: int, breakdown: bool = False) -> dict:
     """Median seconds of a training step (the first two batches untimed), the process's peak
     memory after them, and generation speed (``generate(n)`` returns the tokens it made;
-    a 4-token call first, untimed)."""
+    a 4-token call first, untimed). ``breakdown``: the timed steps run again under cProfile
+    (:func:`kernel_breakdown`)."""
     feed = iter(batches)
     step_seconds = median_seconds(lambda: step(next(feed)), repeats=len(batches) - 2, warmup=2)
+    parts = kernel_breakdown(step, batches[2:]) if breakdown else None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     generate(4)
     t0 = time.perf_counter()
     made = generate(gen)
     gen_seconds = time.perf_counter() - t0
     return {"step_seconds": step_seconds, "peak_bytes": peak, "gen_tokens": made, "gen_seconds": gen_seconds,
-            "params": params}
+            "params": params, "breakdown": parts}
 
 
-def run_seqlab(cfg, threads: int, steps: int, gen: int, prompt: int) -> dict:
+def run_seqlab(cfg, threads: int, steps: int, gen: int, prompt: int, breakdown: bool = False) -> dict:
     import seqlab
     from seqlab.functional import cross_entropy
     from seqlab.models.code_lm import GPT, generate_ids
@@ -79,10 +108,10 @@ def run_seqlab(cfg, threads: int, steps: int, gen: int, prompt: int) -> dict:
     def generate(n: int) -> int:
         return len(generate_ids(model, ids, n, temperature=0.0, end_id=None)[0])
 
-    return measure(step, batches, generate, gen, model.num_parameters())
+    return measure(step, batches, generate, gen, model.num_parameters(), breakdown)
 
 
-def run_torch(cfg, threads: int, steps: int, gen: int, prompt: int) -> dict:
+def run_torch(cfg, threads: int, steps: int, gen: int, prompt: int, breakdown: bool = False) -> dict:
     import torch
 
     import seqlab
@@ -130,7 +159,7 @@ def worker(args: argparse.Namespace) -> None:
 
     cfg = preset_config(args.preset)
     run = run_seqlab if args.worker == "seqlab" else run_torch
-    print(json.dumps(run(cfg, args.worker_threads, args.steps, args.gen, args.prompt)))
+    print(json.dumps(run(cfg, args.worker_threads, args.steps, args.gen, args.prompt, args.breakdown)))
 
 
 def main() -> None:
@@ -141,6 +170,9 @@ def main() -> None:
     parser.add_argument("--gen", type=int, default=128, help="generated tokens")
     parser.add_argument("--prompt", type=int, default=16, help="prompt tokens")
     parser.add_argument("--libraries", nargs="+", default=["seqlab", "torch"], choices=["seqlab", "torch"])
+    parser.add_argument(
+        "--breakdown", action="store_true", help="seqlab's step time per kernel and thread count (cProfile)"
+    )
     parser.add_argument("--worker", choices=["seqlab", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--worker-threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -174,7 +206,7 @@ def main() -> None:
                 lib,
                 "--worker-threads",
                 str(threads),
-            ]
+            ] + (["--breakdown"] if args.breakdown else [])
             done = subprocess.run(cmd, capture_output=True, text=True, check=True)
             results[(lib, threads)] = json.loads(done.stdout.strip().splitlines()[-1])
             print(lib, threads, results[(lib, threads)], flush=True)
@@ -231,6 +263,39 @@ def main() -> None:
                 f"{lib}: 1 -> 2 threads training speedup "
                 f"{results[(lib, 1)]['step_seconds'] / results[(lib, 2)]['step_seconds']:.2f}x"
             )
+
+
+    if args.breakdown:
+        print_breakdown({t: r["breakdown"] for (lib, t), r in results.items() if lib == "seqlab"})
+
+
+def print_breakdown(parts: dict[int, dict[str, float]]) -> None:
+    """Milliseconds per training step of each part at each thread count, its share at the
+    first, and its speedup from the first thread count to the last, largest parts first."""
+    counts = sorted(parts)
+    if not counts:
+        return
+    first, last = parts[counts[0]], parts[counts[-1]]
+    total = sum(first.values())
+    rows = []
+    for name in sorted(first, key=first.get, reverse=True):  # type: ignore[arg-type]
+        if first[name] < 0.005 * total:
+            continue
+        speedup = first[name] / last[name] if last.get(name) else float("nan")
+        rows.append(
+            [name]
+            + [f"{1e3 * parts[t].get(name, 0.0):.1f}" for t in counts]
+            + [f"{100 * first[name] / total:.0f}%", f"{speedup:.2f}x"]
+        )
+    print()
+    print(
+        markdown_table(
+            ["part of the step"]
+            + [f"ms at {t} thread{'s' if t > 1 else ''}" for t in counts]
+            + [f"share at {counts[0]}", f"speedup {counts[0]} -> {counts[-1]}"],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":
