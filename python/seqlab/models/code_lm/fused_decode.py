@@ -26,7 +26,8 @@ class FusedDecoder:
     :meth:`step` takes the next tokens ids (B, Tn) of every sequence, appends their keys
     and values at ``cache.length`` and returns the logits (B, V) of each sequence's last
     new token. The parameters are read where they live: build the decoder after training
-    (or after any change that replaces a parameter array) and before decoding.
+    (or after any change that replaces a parameter array) and before decoding. It computes
+    in float32 (the master weights) whatever precision the model trained in.
     """
 
     def __init__(self, model: GPT, cache: KVCache) -> None:
