@@ -8,7 +8,11 @@ the cores the other needs):
   estimate) beside the machine's ceiling (DESIGN.md: about 120 GFLOP/s per core);
 * generation tokens per second at batch 1, greedy, each library with its own key/value
   cache, after a prompt of ``--prompt`` tokens;
-* the peak resident memory of the process after the training steps.
+* the peak resident memory of the process after the training steps;
+* with ``--breakdown``, where seqlab's training step spends its time at each thread count
+  (a cProfile of the timed steps: each ``_core`` kernel, and the rest, Python and NumPy
+  outside the kernels) and each part's speedup from the first to the last thread count:
+  the parts that do not scale.
 
 ``--precision bf16`` trains seqlab with bf16 GEMMs (fp32 accumulation, fp32 master weights)
 and times PyTorch twice: in fp32 (``torch``) and under ``torch.autocast("cpu",
@@ -19,12 +23,15 @@ Generation stays fp32 on both sides.
     python benchmarks/bench_code_lm.py --preset original --threads 2
     python benchmarks/bench_code_lm.py --preset tiny --steps 2 --gen 8   # a quick check that it runs
     python benchmarks/bench_code_lm.py --precision bf16 --threads 2   # seqlab bf16 vs torch fp32 and autocast
+    python benchmarks/bench_code_lm.py --libraries seqlab --threads 1 2 --breakdown
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import resource
 import subprocess
 import sys
@@ -44,22 +51,44 @@ def flops_per_token(cfg, n_params: int) -> float:
     return 6.0 * non_embedding + 12.0 * cfg.n_layers * cfg.seq_len * cfg.d_model
 
 
-def measure(step, batches: list, generate, gen: int, params: int) -> dict:
+def kernel_breakdown(step, batches: list) -> dict[str, float]:
+    """Seconds per training step in each ``_core`` kernel, and ``"outside kernels"`` for the
+    rest, from a cProfile of ``step`` over ``batches``."""
+    profile = cProfile.Profile()
+    profile.enable()
+    for b in batches:
+        step(b)
+    profile.disable()
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    parts: dict[str, float] = {}
+    total = 0.0
+    for (_, _, name), (_, _, tottime, _, _) in stats.items():
+        total += tottime
+        if name.startswith("<built-in method seqlab._core."):
+            kernel = name[len("<built-in method seqlab._core.") : -1]
+            parts[kernel] = parts.get(kernel, 0.0) + tottime / len(batches)
+    parts["outside kernels"] = total / len(batches) - sum(parts.values())
+    return parts
+
+
+def measure(step, batches: list, generate, gen: int, params: int, breakdown: bool = False) -> dict:
     """Median seconds of a training step (the first two batches untimed), the process's peak
     memory after them, and generation speed (``generate(n)`` returns the tokens it made;
-    a 4-token call first, untimed)."""
+    a 4-token call first, untimed). ``breakdown``: the timed steps run again under cProfile
+    (:func:`kernel_breakdown`)."""
     feed = iter(batches)
     step_seconds = median_seconds(lambda: step(next(feed)), repeats=len(batches) - 2, warmup=2)
+    parts = kernel_breakdown(step, batches[2:]) if breakdown else None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     generate(4)
     t0 = time.perf_counter()
     made = generate(gen)
     gen_seconds = time.perf_counter() - t0
     return {"step_seconds": step_seconds, "peak_bytes": peak, "gen_tokens": made, "gen_seconds": gen_seconds,
-            "params": params}
+            "params": params, "breakdown": parts}
 
 
-def run_seqlab(cfg, threads: int, steps: int, gen: int, prompt: int) -> dict:
+def run_seqlab(cfg, threads: int, steps: int, gen: int, prompt: int, breakdown: bool = False) -> dict:
     import seqlab
     from seqlab.functional import cross_entropy
     from seqlab.models.code_lm import GPT, generate_ids
@@ -86,10 +115,13 @@ def run_seqlab(cfg, threads: int, steps: int, gen: int, prompt: int) -> dict:
     def generate(n: int) -> int:
         return len(generate_ids(model, ids, n, temperature=0.0, end_id=None)[0])
 
-    return measure(step, batches, generate, gen, model.num_parameters())
+    return measure(step, batches, generate, gen, model.num_parameters(), breakdown)
 
 
-def run_torch(cfg, threads: int, steps: int, gen: int, prompt: int, autocast: bool = False) -> dict:
+def run_torch(
+    cfg, threads: int, steps: int, gen: int, prompt: int, breakdown: bool = False, autocast: bool = False
+) -> dict:
+    """The twin's figures (``breakdown`` is seqlab's alone and is ignored here)."""
     import torch
 
     import seqlab
@@ -138,7 +170,7 @@ def worker(args: argparse.Namespace) -> None:
     from seqlab.models.code_lm import preset_config
 
     cfg = preset_config(args.preset, precision=args.precision)
-    sizes = (cfg, args.worker_threads, args.steps, args.gen, args.prompt)
+    sizes = (cfg, args.worker_threads, args.steps, args.gen, args.prompt, args.breakdown)
     if args.worker == "seqlab":
         result = run_seqlab(*sizes)
     else:
@@ -157,6 +189,9 @@ def main() -> None:
                         help="seqlab's GEMM precision; bf16 also times torch under bf16 autocast")
     parser.add_argument("--libraries", nargs="+", default=None, choices=LIBRARIES,
                         help="default: seqlab and torch, plus torch-autocast with --precision bf16")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="seqlab's step time per kernel and thread count (cProfile)"
+    )
     parser.add_argument("--worker", choices=LIBRARIES, help=argparse.SUPPRESS)
     parser.add_argument("--worker-threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -194,7 +229,7 @@ def main() -> None:
                 lib,
                 "--worker-threads",
                 str(threads),
-            ]
+            ] + (["--breakdown"] if args.breakdown else [])
             done = subprocess.run(cmd, capture_output=True, text=True, check=True)
             results[(lib, threads)] = json.loads(done.stdout.strip().splitlines()[-1])
             print(lib, threads, results[(lib, threads)], flush=True)
@@ -249,6 +284,39 @@ def main() -> None:
                 f"{lib}: 1 -> 2 threads training speedup "
                 f"{results[(lib, 1)]['step_seconds'] / results[(lib, 2)]['step_seconds']:.2f}x"
             )
+
+
+    if args.breakdown:
+        print_breakdown({t: r["breakdown"] for (lib, t), r in results.items() if lib == "seqlab"})
+
+
+def print_breakdown(parts: dict[int, dict[str, float]]) -> None:
+    """Milliseconds per training step of each part at each thread count, its share at the
+    first, and its speedup from the first thread count to the last, largest parts first."""
+    counts = sorted(parts)
+    if not counts:
+        return
+    first, last = parts[counts[0]], parts[counts[-1]]
+    total = sum(first.values())
+    rows = []
+    for name in sorted(first, key=first.get, reverse=True):  # type: ignore[arg-type]
+        if first[name] < 0.005 * total:
+            continue
+        speedup = first[name] / last[name] if last.get(name) else float("nan")
+        rows.append(
+            [name]
+            + [f"{1e3 * parts[t].get(name, 0.0):.1f}" for t in counts]
+            + [f"{100 * first[name] / total:.0f}%", f"{speedup:.2f}x"]
+        )
+    print()
+    print(
+        markdown_table(
+            ["part of the step"]
+            + [f"ms at {t} thread{'s' if t > 1 else ''}" for t in counts]
+            + [f"share at {counts[0]}", f"speedup {counts[0]} -> {counts[-1]}"],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

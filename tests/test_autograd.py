@@ -300,3 +300,29 @@ def test_square_and_full_mean_are_single_nodes_with_exact_gradients(torch, rng, 
     sy = seqlab.tensor(x, requires_grad=True)
     (sy * sy).backward(np.full(x.shape, 0.5, np.float32))
     np.testing.assert_array_equal(sy.grad, x * np.float32(0.5) + x * np.float32(0.5))
+
+
+def test_large_sums_run_on_the_pool_with_numpys_bits(rng):
+    """Residual sums and the gradients of a tensor used twice, above the size where
+    ``_core.add_forward`` takes over from NumPy: the same bits at 1 and 2 threads, the
+    same gradient as the small (NumPy) path; mismatched shapes still broadcast."""
+    from seqlab import _core
+
+    a = rng.standard_normal((4, 130, 128)).astype(np.float32)  # 66,560 floats: the pool's path
+    b = rng.standard_normal((4, 130, 128)).astype(np.float32)
+    previous = seqlab.get_num_threads()
+    try:
+        for threads in (1, 2):
+            seqlab.set_num_threads(threads)
+            np.testing.assert_array_equal(_core.add_forward(a, b), a + b)
+            x = Tensor(a, requires_grad=True)
+            h = x * 1.0
+            y = h * 2.0 + h  # h's gradient: the sum of two (4, 130, 128) arrays
+            y.backward(b)
+            np.testing.assert_array_equal(y.data, a * np.float32(2.0) + a)
+            np.testing.assert_array_equal(x.grad, b * np.float32(2.0) + b)
+    finally:
+        seqlab.set_num_threads(previous)
+    np.testing.assert_array_equal((Tensor(a) + Tensor(b[0])).data, a + b[0])  # broadcast: NumPy's path
+    with pytest.raises(ValueError, match="other"):
+        _core.add_forward(a, b[:, :3])

@@ -36,7 +36,9 @@ py::array_t<float> run_backward(const py::handle& g_obj, const py::handle& s_obj
   return gx;
 }
 
-py::array_t<float> add_relu(const py::handle& a_obj, const py::handle& b_obj) {
+// y = kernel(a, b) of two same-shape arrays (add_relu_forward, add_forward).
+template <class Kernel>
+py::array_t<float> same_shape_binary(const py::handle& a_obj, const py::handle& b_obj, Kernel kernel) {
   auto a = require_nd<float>(a_obj, "input", 0);
   auto b = require_nd<float>(b_obj, "other", 0);
   require_same_shape(b, "other", a, "input");
@@ -44,9 +46,17 @@ py::array_t<float> add_relu(const py::handle& a_obj, const py::handle& b_obj) {
   float* yp = y.mutable_data();
   {
     py::gil_scoped_release release;
-    kernels().add_relu_forward(a.data(), b.data(), yp, static_cast<std::size_t>(a.size()));
+    kernel(a.data(), b.data(), yp, static_cast<std::size_t>(a.size()));
   }
   return y;
+}
+
+py::array_t<float> add_relu(const py::handle& a_obj, const py::handle& b_obj) {
+  return same_shape_binary(a_obj, b_obj, kernels().add_relu_forward);
+}
+
+py::array_t<float> add(const py::handle& a_obj, const py::handle& b_obj) {
+  return same_shape_binary(a_obj, b_obj, kernels().add_forward);
 }
 
 bool gelu_mode(const std::string& approximate) {
@@ -72,6 +82,8 @@ void bind_activations(py::module_& m) {
         py::arg("input"), "max(x, 0), any shape float32.");
   m.def("add_relu_forward", &add_relu, py::arg("input"), py::arg("other"),
         "max(input + other, 0) for two float32 arrays of the same shape (backward: relu_backward).");
+  m.def("add_forward", &add, py::arg("input"), py::arg("other"),
+        "input + other for two C-contiguous float32 arrays of the same shape, split over the thread pool.");
   m.def("relu_backward",
         [](const py::handle& g, const py::handle& y) { return run_backward(g, y, "output", kernels().relu_backward); },
         py::arg("grad_output"), py::arg("output"), "grad where y > 0, else 0.");

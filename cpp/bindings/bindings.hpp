@@ -17,6 +17,7 @@ void bind_retrieval(pybind11::module_& m);
 void bind_decoder(pybind11::module_& m);
 void bind_losses(pybind11::module_& m);
 void bind_attention(pybind11::module_& m);
+void bind_gpt_decode(pybind11::module_& m);
 void bind_layer_norm(pybind11::module_& m);
 void bind_cross_entropy(pybind11::module_& m);
 void bind_pointer_generator(pybind11::module_& m);

@@ -17,6 +17,7 @@ PYBIND11_MODULE(_core, m) {
   seqlab::bind::bind_decoder(m);
   seqlab::bind::bind_losses(m);
   seqlab::bind::bind_attention(m);
+  seqlab::bind::bind_gpt_decode(m);
   seqlab::bind::bind_layer_norm(m);
   seqlab::bind::bind_cross_entropy(m);
   seqlab::bind::bind_pointer_generator(m);

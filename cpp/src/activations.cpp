@@ -53,6 +53,10 @@ void add_relu_forward(const float* a, const float* b, float* y, std::size_t n) {
   parallel_map2(a, b, y, n, [](Batch u, Batch v) { return xsimd::max(u + v, Batch(0.0f)); });
 }
 
+void add_forward(const float* a, const float* b, float* y, std::size_t n) {
+  parallel_map2(a, b, y, n, [](Batch u, Batch v) { return u + v; });
+}
+
 void gelu_forward(const float* x, float* y, std::size_t n, bool approximate_tanh) {
   if (approximate_tanh)
     parallel_map1(x, y, n, [](Batch v) { return act::gelu_tanh(v); });

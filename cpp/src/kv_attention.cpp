@@ -17,6 +17,9 @@ using simd::Batch;
 using simd::kLanes;
 using I64 = std::int64_t;
 
+// Multiply-adds (scores and weighted values) below which the call stays on one thread.
+constexpr double kParallelWork = 1 << 16;
+
 // y[0:n) += a * x[0:n)
 inline void add_scaled(float* y, float a, const float* x, int n) {
   const Batch ab(a);
@@ -32,7 +35,8 @@ void kv_cache_attention(const KvShape& s, float scale, AttnView q, AttnView k, A
                         float* key_cache, float* value_cache, AttnMutView o) {
   const I64 kstride = static_cast<I64>(s.Tmax) * s.D;   // one (b, h) block of the key cache
   const I64 vstride = static_cast<I64>(s.Tmax) * s.Dv;  // and of the value cache
-  parallel_claim(static_cast<std::size_t>(s.B) * s.H, [&](const ClaimFn& next) {
+  const std::size_t items = static_cast<std::size_t>(s.B) * s.H;
+  const auto body = [&](const ClaimFn& next) {
     std::vector<float> scores(static_cast<std::size_t>(s.pos + s.Tn));
     for (std::size_t bh = 0; next(bh);) {
       const I64 b = static_cast<I64>(bh) / s.H, h = static_cast<I64>(bh) % s.H;
@@ -54,7 +58,19 @@ void kv_cache_attention(const KvShape& s, float scale, AttnView q, AttnView k, A
         for (int j = 0; j < len; ++j) add_scaled(oi, scores[j], vc + static_cast<I64>(j) * s.Dv, s.Dv);
       }
     }
-  });
+  };
+  // One generated token attends over at most a few thousand cached rows: less work than
+  // waking the pool's threads costs, so a small call runs on the calling thread.
+  const double work = static_cast<double>(items) * s.Tn * (s.pos + s.Tn) * (s.D + s.Dv);
+  if (work < kParallelWork) {
+    std::size_t claimed = 0;
+    body([&](std::size_t& i) {
+      i = claimed++;
+      return i < items;
+    });
+  } else {
+    parallel_claim(items, body);
+  }
 }
 
 SEQLAB_LEVEL_END

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
+
 ArrayLike = np.ndarray | float | int | Sequence[Any]
 BackwardFn = Callable[[np.ndarray], Sequence[np.ndarray | None]]
 
@@ -300,6 +302,26 @@ def _accumulate_leaf(t: Tensor, g: np.ndarray) -> None:
         t.grad += g
 
 
+# Sums of at least this many floats go through the kernel pool (NumPy's add is single-threaded).
+_PARALLEL_ADD_SIZE = 1 << 16
+
+
+def _sum_arrays(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a + b (a new array, NumPy's broadcasting and bits); two large C-contiguous float32
+    arrays of one shape (a residual connection, the gradients of a tensor used twice) are
+    added by ``_core.add_forward`` on every thread of the pool."""
+    if (
+        a.size >= _PARALLEL_ADD_SIZE
+        and a.shape == b.shape
+        and a.dtype == np.float32
+        and b.dtype == np.float32
+        and a.flags.c_contiguous
+        and b.flags.c_contiguous
+    ):
+        return _core.add_forward(a, b)
+    return a + b
+
+
 def backward(root: Tensor, grad: ArrayLike | None = None) -> None:
     """Runs reverse mode from ``root``; see :meth:`Tensor.backward`."""
     if not root.requires_grad:
@@ -339,7 +361,7 @@ def backward(root: Tensor, grad: ArrayLike | None = None) -> None:
                 if inp.is_leaf:
                     _accumulate_leaf(inp, ig)
                 elif id(inp) in grads:
-                    grads[id(inp)] = grads[id(inp)] + ig
+                    grads[id(inp)] = _sum_arrays(grads[id(inp)], ig)
                 else:
                     grads[id(inp)] = ig
 
@@ -376,7 +398,7 @@ def add(a: Any, b: Any) -> Tensor:
     """Elementwise a + b with NumPy broadcasting."""
     ta, tb = _float_operands(a, b)
     return make_result(
-        ta.data + tb.data,
+        _sum_arrays(ta.data, tb.data),
         (ta, tb),
         lambda g: (_unbroadcast(g, ta.shape), _unbroadcast(g, tb.shape)),
     )

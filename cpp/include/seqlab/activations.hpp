@@ -24,6 +24,9 @@ void relu_backward(const float* grad_y, const float* y, float* grad_x, std::size
 // y = max(a + b, 0): a residual connection and its ReLU in one pass (backward: relu_backward,
 // whose result is the gradient of both a and b).
 void add_relu_forward(const float* a, const float* b, float* y, std::size_t n);
+// y = a + b split over the pool: the tape's large sums (residual connections, gradients of a
+// tensor used twice), which NumPy's add would run on one thread. Same bits as NumPy's.
+void add_forward(const float* a, const float* b, float* y, std::size_t n);
 
 // approximate_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) as torch's
 // approximate='tanh'; otherwise the exact 0.5 x (1 + erf(x / sqrt(2))).

@@ -13,6 +13,7 @@
 #include "seqlab/cross_entropy.hpp"
 #include "seqlab/decoder.hpp"
 #include "seqlab/embedding.hpp"
+#include "seqlab/gpt_decode.hpp"
 #include "seqlab/kv_attention.hpp"
 #include "seqlab/layer_norm.hpp"
 #include "seqlab/level.hpp"
@@ -29,9 +30,9 @@
 // level's table are generated from it).
 #define SEQLAB_KERNELS(X)                                                                  \
   X(sigmoid_forward) X(sigmoid_backward) X(tanh_forward) X(tanh_backward) X(relu_forward)  \
-  X(relu_backward) X(add_relu_forward) X(gelu_forward) X(gelu_backward)                    \
+  X(relu_backward) X(add_relu_forward) X(add_forward) X(gelu_forward) X(gelu_backward)     \
   X(adam_step) X(sgd_step) X(grad_total_norm) X(grad_clip_scale)                           \
-  X(attention_forward) X(attention_backward) X(kv_cache_attention)                         \
+  X(attention_forward) X(attention_backward) X(kv_cache_attention) X(gpt_decode_step)     \
   X(conv1d_forward) X(conv1d_backward) X(temporal_block_forward) X(temporal_block_backward) \
   X(cross_entropy_forward) X(cross_entropy_backward) X(cosine_mse_forward)                 \
   X(cosine_mse_backward) X(decoder_forward) X(decoder_backward)                            \

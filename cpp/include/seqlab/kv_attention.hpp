@@ -7,7 +7,8 @@
 //   o[b, h, i] = softmax_j(scale q_i . K_j, j <= pos + i) V_j               (naive reference:
 //                                                                           tests/test_kv_attention.py)
 //
-// Per (b, h), claimed by the pool's threads; one query row at a time: scores by SIMD
+// Per (b, h), claimed by the pool's threads (a small call, such as one generated token
+// over a short cache, stays on the calling thread); one query row at a time: scores by SIMD
 // dot products over the cached rows, a softmax in place, the output as a sum of value
 // rows weighted by the probabilities. q, k, v and o are strided views (as in
 // attention.hpp), so the packed (B, Tn, 3E) projection and the merged-head (B, Tn, E)

@@ -2,8 +2,18 @@
 the n-gram baseline and the compile-rate check."""
 
 from .config import PRESETS, CodeLMConfig, preset_config
+from .fused_decode import FusedDecoder
 from .generation import generate_ids
 from .model import GPT, KVCache
 from .ngram import KneserNeyNgram
 
-__all__ = ["GPT", "PRESETS", "CodeLMConfig", "KVCache", "KneserNeyNgram", "generate_ids", "preset_config"]
+__all__ = [
+    "GPT",
+    "PRESETS",
+    "CodeLMConfig",
+    "FusedDecoder",
+    "KVCache",
+    "KneserNeyNgram",
+    "generate_ids",
+    "preset_config",
+]

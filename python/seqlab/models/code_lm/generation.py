@@ -1,6 +1,7 @@
 """Decoding for the code language model: greedy, temperature, top-k and top-p sampling,
-stop sequences, with the key/value cache (one incremental step per token) or without it
-(the whole sequence re-run each step: the reference the cached path is tested against)."""
+stop sequences, with the key/value cache (one fused C++ step per token,
+:class:`~seqlab.models.code_lm.fused_decode.FusedDecoder`) or without it (the whole
+sequence re-run each step: the reference the cached path is tested against)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ...autograd import no_grad
+from .fused_decode import FusedDecoder
 from .model import GPT, KVCache
 
 
@@ -78,8 +80,8 @@ def generate_ids(
 
     ``temperature`` 0 is greedy (argmax). A row ends at ``end_id`` (not included), when
     ``stop(row_ids)`` says so, after ``max_new_tokens``, or at the model's maximum length.
-    ``use_cache``: one incremental step per token against the key/value cache (default),
-    or re-running the whole sequence each step (the reference).
+    ``use_cache``: one fused incremental step per token against the key/value cache (the
+    prompt in one step too; default), or re-running the whole sequence each step (the reference).
     """
     check_sampling(temperature, top_k, top_p, max_new_tokens)
     ids = np.asarray(prompt, dtype=np.int64).reshape(-1)
@@ -90,13 +92,12 @@ def generate_ids(
     model.eval()
     try:
         seq = np.tile(ids, (num_samples, 1))
-        cache = KVCache(model.config, num_samples) if use_cache else None
-        logits = model.forward_cached(seq, cache) if cache is not None else model(seq).data
+        decoder = FusedDecoder(model, KVCache(model.config, num_samples)) if use_cache else None
+        last = decoder.step(seq) if decoder is not None else model(seq).data[:, -1, :]  # (N, V)
         out: list[list[int]] = [[] for _ in range(num_samples)]
         alive = np.ones(num_samples, dtype=bool)
         steps = min(max_new_tokens, max_len - len(ids) + 1)
         for step in range(steps):
-            last = logits[:, -1, :]
             if temperature == 0:
                 nxt = np.argmax(last, axis=-1)
             else:
@@ -115,10 +116,7 @@ def generate_ids(
             if not alive.any() or step == steps - 1 or seq.shape[1] >= max_len:
                 break
             seq = np.concatenate([seq, nxt[:, None].astype(np.int64)], axis=1)
-            if cache is not None:
-                logits = model.forward_cached(seq[:, -1:], cache)
-            else:
-                logits = model(seq).data
+            last = decoder.step(seq[:, -1:]) if decoder is not None else model(seq).data[:, -1, :]
         return out
     finally:
         model.train(was_training)
