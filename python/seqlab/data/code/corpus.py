@@ -88,16 +88,22 @@ def mine_files(
     on_error: str = "skip",
     relative_to: Path | None = None,
     gcc: bool = False,
+    unit_len: int | None = None,
+    mutants: int = 1,
 ) -> tuple[list[CodePair], list[tuple[str, str]]]:
     """Pairs of many files; a file that cannot be used is skipped and named in the second
-    list (``on_error="skip"``) or raises (``"raise"``)."""
+    list (``on_error="skip"``) or raises (``"raise"``). ``unit_len``, ``mutants``: the
+    bug-fix units (:mod:`seqlab.data.code.mining`)."""
     pairs: list[CodePair] = []
     skipped = []
     for p in paths:
         name = str(p.relative_to(relative_to)) if relative_to else str(p)
         try:
             code = read_source(p)
-            pairs.extend(mine_code(code, lang or lang_of_path(p) or "c", name, tasks, max_len, seed, gcc=gcc))
+            pairs.extend(
+                mine_code(code, lang or lang_of_path(p) or "c", name, tasks, max_len, seed, gcc=gcc,
+                          unit_len=unit_len, mutants=mutants)
+            )
         except (CodeDataError, OSError) as e:
             if on_error == "raise":
                 raise
@@ -160,6 +166,8 @@ def load_code_data(
     max_pairs: int | None = None,
     gcc: bool = False,
     require_parse: bool = False,
+    unit_len: int | None = None,
+    mutants: int = 1,
 ) -> CodeCorpus:
     """The code pairs behind ``data``.
 
@@ -182,6 +190,9 @@ def load_code_data(
             :func:`seqlab.data.code.mining.mine_code`).
         require_parse: for a JSONL file: refuse a record whose source does not parse
             (:func:`seqlab.data.code.pairs.read_pairs_jsonl`).
+        unit_len: the most tokens of a mined ``bug_fix`` unit (a function, else a window of
+            statements; default ``max_len``; :mod:`seqlab.data.code.mining`).
+        mutants: distinct injected bugs per ``bug_fix`` unit, each a pair.
 
     Raises:
         CodeDataError: unknown task or language, an empty or binary file, a JSONL record
@@ -192,7 +203,7 @@ def load_code_data(
     langs = _langs(lang)
     if data is None:
         paths = _default_files(langs, seed, {**DEFAULT_MAX_FILES, **(max_files or {})})
-        pairs, skipped = mine_files(paths, tasks, max_len, seed)
+        pairs, skipped = mine_files(paths, tasks, max_len, seed, unit_len=unit_len, mutants=mutants)
         n_py = sum(lang_of_path(p) == "python" for p in paths)
         dirs = ", ".join(d for d in C_DIRS if Path(d).is_dir())
         description = (
@@ -216,7 +227,8 @@ def load_code_data(
                 raise CodeDataError(
                     f"{path}: no source files ({', '.join(sorted(SUFFIXES))}) for lang={lang!r}"
                 )
-            pairs, skipped = mine_files(paths, tasks, max_len, seed, relative_to=path, gcc=gcc)
+            pairs, skipped = mine_files(paths, tasks, max_len, seed, relative_to=path, gcc=gcc,
+                                        unit_len=unit_len, mutants=mutants)
             corpus = CodeCorpus(cap_pairs(pairs, max_pairs, seed), str(path), len(paths), skipped)
         elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
             pairs = read_pairs_jsonl(path, lang, require_parse)
@@ -228,7 +240,8 @@ def load_code_data(
                     f"{path}: unknown suffix {path.suffix!r}: expected a folder, a source file "
                     f"({', '.join(sorted(SUFFIXES))}) or a .jsonl file of pairs"
                 )
-            pairs, _ = mine_files([path], tasks, max_len, seed, file_lang, on_error="raise", gcc=gcc)
+            pairs, _ = mine_files([path], tasks, max_len, seed, file_lang, on_error="raise", gcc=gcc,
+                                  unit_len=unit_len, mutants=mutants)
             corpus = CodeCorpus(cap_pairs(pairs, max_pairs, seed), str(path), 1)
     else:
         raise TypeError(f"data: expected None, a path or a list of pairs, got {type(data).__name__}")
