@@ -434,3 +434,14 @@ def test_gcc_check_keeps_mutants_that_still_compile(tmp_path):
     for p in pairs:
         assert gcc_syntax_ok(code.replace(p.target, p.source, 1)) is True
     assert gcc_syntax_ok(code.replace("return total;", "return total +;")) is False
+
+
+def test_cap_pairs_per_task():
+    from seqlab.data.code.corpus import cap_pairs
+
+    pairs = [CodePair(t, "python", f"x = {i}\n", f"x = {i + 1}\n", f"f{i % 3}.py", i)
+             for t in ("bug_fix", "completion") for i in range(10)]
+    capped = cap_pairs(pairs, {"bug_fix": 4}, seed=0)
+    assert sum(p.task == "bug_fix" for p in capped) == 4 and sum(p.task == "completion" for p in capped) == 10
+    assert [pairs.index(p) for p in capped] == sorted(pairs.index(p) for p in capped)  # file order kept
+    assert len(cap_pairs(pairs, 3, seed=0)) == 6

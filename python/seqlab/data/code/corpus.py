@@ -142,17 +142,18 @@ def _default_files(langs: tuple[str, ...], seed: int, max_files: dict[str, int])
     return chosen
 
 
-def cap_pairs(pairs: list[CodePair], max_pairs: int | None, seed: int) -> list[CodePair]:
-    """At most ``max_pairs`` pairs per task and language, a random subset kept in file
-    order."""
+def cap_pairs(pairs: list[CodePair], max_pairs: int | dict[str, int] | None, seed: int) -> list[CodePair]:
+    """At most ``max_pairs`` pairs per task and language (a ``{task: cap}`` dict: per task,
+    tasks it does not name uncapped), a random subset kept in file order."""
     if max_pairs is None:
         return pairs
     rng = np.random.default_rng(seed)
     keep = np.zeros(len(pairs), dtype=bool)
     for t in TASKS:
+        cap = max_pairs.get(t, len(pairs)) if isinstance(max_pairs, dict) else max_pairs
         for lang in LANGS:
             idx = np.array([i for i, p in enumerate(pairs) if p.task == t and p.lang == lang], dtype=np.int64)
-            keep[idx[rng.permutation(len(idx))[:max_pairs]] if len(idx) else idx] = True
+            keep[idx[rng.permutation(len(idx))[:cap]] if len(idx) else idx] = True
     return [p for p, k in zip(pairs, keep) if k]
 
 
@@ -163,7 +164,7 @@ def load_code_data(
     max_len: int = 100,
     seed: int = 0,
     max_files: dict[str, int] | None = None,
-    max_pairs: int | None = None,
+    max_pairs: int | dict[str, int] | None = None,
     gcc: bool = False,
     require_parse: bool = False,
     unit_len: int | None = None,
@@ -183,8 +184,8 @@ def load_code_data(
         seed: the seed of bug injection, completion points and the caps.
         max_files: files per language of the default corpus (default
             :data:`DEFAULT_MAX_FILES`).
-        max_pairs: pairs per task and language (default: :data:`DEFAULT_MAX_PAIRS` for the default
-            corpus, all otherwise).
+        max_pairs: pairs per task and language, or a ``{task: pairs}`` dict (default:
+            :data:`DEFAULT_MAX_PAIRS` for the default corpus, all otherwise).
         gcc: for C files of a folder or a file: keep a mutant only if its file still passes
             ``gcc -fsyntax-only`` where the original does (see
             :func:`seqlab.data.code.mining.mine_code`).
