@@ -445,3 +445,7 @@ def test_cap_pairs_per_task():
     assert sum(p.task == "bug_fix" for p in capped) == 4 and sum(p.task == "completion" for p in capped) == 10
     assert [pairs.index(p) for p in capped] == sorted(pairs.index(p) for p in capped)  # file order kept
     assert len(cap_pairs(pairs, 3, seed=0)) == 6
+    # one task's count does not move another task's subset
+    fewer = [p for p in pairs if not (p.task == "bug_fix" and p.line > 5)]
+    completions = [p for p in cap_pairs(pairs, 3, seed=0) if p.task == "completion"]
+    assert completions == [p for p in cap_pairs(fewer, 3, seed=0) if p.task == "completion"]

@@ -144,14 +144,17 @@ def _default_files(langs: tuple[str, ...], seed: int, max_files: dict[str, int])
 
 def cap_pairs(pairs: list[CodePair], max_pairs: int | dict[str, int] | None, seed: int) -> list[CodePair]:
     """At most ``max_pairs`` pairs per task and language (a ``{task: cap}`` dict: per task,
-    tasks it does not name uncapped), a random subset kept in file order."""
+    tasks it does not name uncapped), a random subset kept in file order. Each task and
+    language draws from its own generator (seeded by ``seed``, the task and the language),
+    so the subset of one task does not depend on how many pairs another task has (the
+    ``bug_fix`` unit length leaves the held-out ``completion`` pairs as they are)."""
     if max_pairs is None:
         return pairs
-    rng = np.random.default_rng(seed)
     keep = np.zeros(len(pairs), dtype=bool)
-    for t in TASKS:
+    for ti, t in enumerate(TASKS):
         cap = max_pairs.get(t, len(pairs)) if isinstance(max_pairs, dict) else max_pairs
-        for lang in LANGS:
+        for li, lang in enumerate(LANGS):
+            rng = np.random.default_rng([seed, ti, li])
             idx = np.array([i for i, p in enumerate(pairs) if p.task == t and p.lang == lang], dtype=np.int64)
             keep[idx[rng.permutation(len(idx))[:cap]] if len(idx) else idx] = True
     return [p for p, k in zip(pairs, keep) if k]

@@ -79,8 +79,9 @@ PRESETS: dict[str, Seq2SeqConfig] = {
     "tiny": Seq2SeqConfig(
         vocab_size=500, embedding_dim=32, hidden_size=32, max_len=40, epochs=3, dropout=0.0, patience=3
     ),
-    # The default: minutes on 2 cores on the default corpus.
-    "small": Seq2SeqConfig(),
+    # The default: minutes on 2 cores on the default corpus (about 8 minutes estimated from
+    # CPU seconds, see benchmarks/RESULTS.md); bug-fix units of at most 40 tokens.
+    "small": Seq2SeqConfig(unit_len=40),
     "medium": Seq2SeqConfig(
         vocab_size=20000,
         embedding_dim=256,
