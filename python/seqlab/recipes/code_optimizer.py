@@ -236,9 +236,11 @@ class CodeOptimizer:
         return outs[0] if n == 1 else outs
 
     def fix(self, code: str, mode: str | None = None, n: int = 1, lang: str | None = None) -> str | list[str]:
-        """The snippet with its bug fixed (default mode convergent: beam search), whole, with its
-        indentation and surrounding blank lines kept; ``n > 1``: a list of ``n`` candidates,
-        best first. Any snippet of up to ``max_len`` tokens: one line, a few lines, a function."""
+        """The snippet with its bug fixed, whole, with its indentation and surrounding blank
+        lines kept; ``n > 1``: a list of ``n`` candidates, best first. Any snippet of up to
+        ``max_len`` tokens: one line, a few lines, a function. Default mode hybrid: the beams
+        and every candidate one edit of the bug classes away (and the snippet itself), scored
+        by the model, those that do not parse last; ``mode="convergent"``: beam search alone."""
         if not isinstance(code, str):
             raise TypeError(f"fix: expected the code as a str, got {type(code).__name__}")
         body = textwrap.dedent(code)
