@@ -38,7 +38,9 @@ def main() -> None:
     parser.add_argument("--cap", default=None, help='per-task caps, JSON: {"bug_fix": 1200, ...}')
     parser.add_argument("--config", default="{}", help="Seq2SeqConfig overrides, JSON")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--real-edits", default=None, help="a JSONL of real edits (default: none)")
+    parser.add_argument(
+        "--real-edits", default=None, help="a JSONL of real edits (default: the recipe's, Debian's hunks)"
+    )
     parser.add_argument("--runs", default="/tmp/code_quality_runs")
     parser.add_argument("--log", default=None, help="append the JSON line to this file")
     args = parser.parse_args()

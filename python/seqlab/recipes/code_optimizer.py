@@ -276,7 +276,9 @@ class CodeOptimizer:
         JSONL of bug_fix pairs) is given.
 
         Returns ``{task: {"model": scores, baseline: scores, ..., "mode": str,
-        "loses_to": [baselines that beat it on exact match]}, "real_edits": {...}}``.
+        "loses_to": [baselines that beat it on exact match]}, "real_edits": {...}}``;
+        ``bug_fix`` also holds ``"model_beam_search"``: the model decoded by beam search alone
+        (mode convergent), beside its default mode's one-edit candidates.
         """
         from ..data.code.corpus import load_code_data
 
