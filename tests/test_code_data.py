@@ -7,6 +7,7 @@ import difflib
 import io
 import json
 import sysconfig
+import textwrap
 import tokenize
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from seqlab.data.code import (
     enumerate_edits,
     inject_bug,
     load_code_data,
+    mine_code,
     mine_file,
     parses,
     read_pairs_jsonl,
@@ -248,6 +250,28 @@ def test_long_function_gives_statement_windows():
         assert len(tokenize_code(u, "python")) <= 50 and parses(u, "python") and not u[0].isspace()
 
 
+def test_bug_fix_unit_length_and_mutants_per_unit():
+    code = "def f(x, y):\n" + "".join(f"    y{i} = x + y * {i}\n" for i in range(8)) + "    return y0 - y1\n"
+    assert 30 < len(tokenize_code(code, "python")) <= 100
+    whole = mine_code(code, "python", "f.py", ("bug_fix",), max_len=100, seed=0)
+    assert [p.target for p in whole] == [code]  # the function fits: it is the unit
+    short = mine_code(code, "python", "f.py", ("bug_fix",), max_len=100, seed=0, unit_len=30)
+    assert len(short) > 1
+    for p in short:
+        assert len(p.target_tokens) <= 30 and parses(p.target, "python")
+        assert textwrap.indent(p.target, "    ") in code  # a window of statements, dedented
+    many = mine_code(code, "python", "f.py", ("bug_fix",), max_len=100, seed=0, unit_len=30, mutants=3)
+    by_unit: dict[str, set[str]] = {}
+    for p in many:
+        by_unit.setdefault(p.target, set()).add(p.source)
+        assert p.source != p.target and parses(p.source, "python")
+    assert set(by_unit) == {p.target for p in short}
+    assert all(len(s) == 3 for s in by_unit.values())  # three distinct mutants of every unit
+    assert len(many) == 3 * len(by_unit)
+    # the first mutant of each unit is the one a single-mutant run draws
+    assert many[0].source == short[0].source
+
+
 def test_source_file_errors(tmp_path):
     (tmp_path / "empty.py").write_text("")
     with pytest.raises(CodeDataError, match="empty.py: the file is empty"):
@@ -361,6 +385,18 @@ def test_extended_vocabulary_ids_and_batches():
     np.testing.assert_array_equal(b.src_ext, enc.src_ext[b.indices, : b.src_ids.shape[1]])
 
 
+def test_code_batches_bucket_by_target_length():
+    lines = [f"x{i} = {i}\n" for i in range(6)]
+    lines += ["".join(f"y{i}{j} = y{j}\n" for j in range(9)) for i in range(6)]
+    pairs = [CodePair("completion", "python", "def f():\n", t, "t.py", i) for i, t in enumerate(lines)]
+    pairs = [pairs[i] for i in np.random.default_rng(1).permutation(len(pairs))]  # mixed lengths
+    enc = encode_pairs(pairs, build_code_vocabulary(pairs, min_count=1), 8, 60)
+    batches = list(CodeBatches(enc, batch_size=6, shuffle=True).batches(np.random.default_rng(0)))
+    # same source length: the one-line and the nine-line targets never share a batch
+    assert sorted(len(set(enc.tgt_len[b.indices])) for b in batches) == [1, 1]
+    assert sum(b.tgt_out.size for b in batches) == int(enc.tgt_len.sum())  # no padded target step
+
+
 def test_long_pairs_truncated_and_counted_or_refused():
     vocab = build_code_vocabulary([_pair("a.py", 1)], min_count=1)
     long = CodePair("bug_fix", "python", "x = " + " + ".join("a" * 30) + "\n", "x = 1\n", "l.py", 7)
@@ -398,3 +434,18 @@ def test_gcc_check_keeps_mutants_that_still_compile(tmp_path):
     for p in pairs:
         assert gcc_syntax_ok(code.replace(p.target, p.source, 1)) is True
     assert gcc_syntax_ok(code.replace("return total;", "return total +;")) is False
+
+
+def test_cap_pairs_per_task():
+    from seqlab.data.code.corpus import cap_pairs
+
+    pairs = [CodePair(t, "python", f"x = {i}\n", f"x = {i + 1}\n", f"f{i % 3}.py", i)
+             for t in ("bug_fix", "completion") for i in range(10)]
+    capped = cap_pairs(pairs, {"bug_fix": 4}, seed=0)
+    assert sum(p.task == "bug_fix" for p in capped) == 4 and sum(p.task == "completion" for p in capped) == 10
+    assert [pairs.index(p) for p in capped] == sorted(pairs.index(p) for p in capped)  # file order kept
+    assert len(cap_pairs(pairs, 3, seed=0)) == 6
+    # one task's count does not move another task's subset
+    fewer = [p for p in pairs if not (p.task == "bug_fix" and p.line > 5)]
+    completions = [p for p in cap_pairs(pairs, 3, seed=0) if p.task == "completion"]
+    assert completions == [p for p in cap_pairs(fewer, 3, seed=0) if p.task == "completion"]

@@ -20,6 +20,7 @@ from seqlab.models.code import (
     hybrid,
     length_penalty,
     sample,
+    score_targets,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -163,6 +164,77 @@ def test_sampling_distinct_top_k_one_is_greedy_and_hybrid(rng):
         sample(session, 2, 5, EOS, rng, top_p=0.0)
     with pytest.raises(ValueError, match="width"):
         beam_search(session, 0, 5, EOS)
+
+
+class CountingSession:
+    """A session that counts the rows it steps."""
+
+    def __init__(self, session: DecoderSession) -> None:
+        self.inner, self.batch, self.rows_stepped = session, session.batch, 0
+
+    def initial_state(self):
+        return self.inner.initial_state()
+
+    def step(self, rows, prev, h, c):
+        self.rows_stepped += len(rows)
+        return self.inner.step(rows, prev, h, c)
+
+
+def test_score_targets_is_the_teacher_forced_log_prob_and_shares_prefixes(rng):
+    model = make_model()
+    src, src_len, src_ext, *_ = code_batch(rng, 2, 8, 3, V, OOV)
+    session = DecoderSession(model, src, src_len, src_ext, V + OOV, UNK)
+    base = [9, 14, 4, 21, 30, 11, 8, 25, 16]  # 30 is an extended id (a copied source token)
+    # one-edit variants of base for example 0, base and a shorter text for example 1
+    targets = [base, [*base[:3], 5, *base[4:]], [*base[:6], 7, *base[6:]], base, base[:4], base[:4]]
+    rows = np.array([0, 0, 0, 1, 1, 1])
+    counting = CountingSession(session)
+    scored = score_targets(counting, rows, targets, EOS, alpha=0.6)
+    for row, tokens, hy in zip(rows, targets, scored, strict=True):
+        h, c = session.initial_state()
+        h, c = h[[row]], c[[row]]
+        total, prev = 0.0, None
+        for tok in [*tokens, EOS]:
+            logp, h, c = session.step(np.array([row]), prev, h, c)
+            total += logp[0, tok]
+            prev = np.array([tok])
+        assert hy.tokens == tuple(tokens) and hy.finished
+        np.testing.assert_allclose(hy.log_prob, total, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(hy.score, total / length_penalty(len(tokens) + 1, 0.6), rtol=1e-5)
+    # distinct (example, prefix) steps only: example 0 runs base (10 steps with the end
+    # token) plus the steps after each edit (6 after the swap at 3, 4 after the insertion at
+    # 6); example 1 runs base's steps only (its short targets are a prefix of it, the
+    # duplicate shares every step)
+    assert counting.rows_stepped == 10 + 6 + 4 + 10
+    # a beam's own output scores as the beam scored it
+    beams = beam_search(session, 3, 10, EOS)
+    for b, hyps in enumerate(beams):
+        finished = [hy for hy in hyps if hy.finished]
+        again = score_targets(session, [b] * len(finished), [list(hy.tokens) for hy in finished], EOS)
+        np.testing.assert_allclose([hy.log_prob for hy in again], [hy.log_prob for hy in finished], rtol=1e-5)
+    with pytest.raises(ValueError, match="rows"):
+        score_targets(session, [0], [base, base], EOS)
+
+
+def test_hybrid_ranks_extra_candidates_by_score_and_validity(rng):
+    model = make_model()
+    src, src_len, src_ext, *_ = code_batch(rng, 2, 8, 3, V, OOV)
+    session = DecoderSession(model, src, src_len, src_ext, V + OOV, UNK)
+    beams = beam_search(session, 2, 10, EOS)
+    # the best beam of example 0 given again, and an unlikely candidate for example 1
+    extra = [
+        score_targets(session, [0], [list(beams[0][0].tokens)], EOS),
+        score_targets(session, [1], [[5, 6, 7, 8]], EOS),
+    ]
+    out = hybrid(session, 2, 1, 10, EOS, np.random.default_rng(0), threshold=-np.inf, extra=extra)
+    assert out[0][0].tokens == beams[0][0].tokens  # a duplicate joins once
+    assert len(out[0]) == 2
+    assert (5, 6, 7, 8) not in [hy.tokens for hy in out[1]]  # beyond the kept max(n, width)
+    valid_only = hybrid(session, 2, 3, 10, EOS, np.random.default_rng(0), threshold=-np.inf, extra=extra,
+                        is_valid=lambda hy: hy.tokens == (5, 6, 7, 8))
+    assert valid_only[1][0].tokens == (5, 6, 7, 8)  # valid first, whatever its score
+    with pytest.raises(ValueError, match="extra"):
+        hybrid(session, 2, 1, 10, EOS, np.random.default_rng(0), extra=extra[:1])
 
 
 def test_stepper_checks_rows_and_shapes(rng):

@@ -49,12 +49,15 @@ def test_run_directory_is_written_and_read_back(fitted: CodeOptimizer) -> None:
         model = rows["model"]
         assert model["n"] >= 1 and 0.0 <= model["exact_match"] <= 1.0
         assert model["few_samples"] == (model["n"] < 200)
-        baselines = [k for k, v in rows.items() if isinstance(v, dict) and k != "model"]
+        baselines = [k for k, v in rows.items() if isinstance(v, dict) and not k.startswith("model")]
         assert baselines, task
         assert all(rows[b]["n"] == model["n"] for b in baselines)
         assert set(rows["loses_to"]) == {b for b in baselines
                                         if rows[b]["exact_match"] > model["exact_match"]}
     assert "unchanged_rate" in results["bug_fix"]["model"]
+    # bug_fix's default mode adds the one-edit candidates; beam search alone is reported beside it
+    assert results["bug_fix"]["mode"] == "hybrid"
+    assert results["bug_fix"]["model_beam_search"]["n"] == results["bug_fix"]["model"]["n"]
     bench = json.loads((run / "benchmark_results.json").read_text())
     modes = {"greedy", "convergent", "divergent", "hybrid"}
     assert set(bench["latency_seconds_per_call"]["bug_fix"]) == modes
@@ -127,3 +130,26 @@ def test_real_edits_are_scored(fitted: CodeOptimizer, shared_data: Path) -> None
     assert set(scores) == {"unchanged", "ngram_reranker", "model"}
     assert scores["model"]["n"] == scores["unchanged"]["n"] > 0
     assert scores["unchanged"]["unchanged_rate"] == 1.0
+
+
+def test_fix_ranks_the_one_edit_repairs_by_model_score(fitted: CodeOptimizer) -> None:
+    from seqlab.data.code import decode_ids, enumerate_edits, parses, source_ids, tokenize_code
+    from seqlab.recipes.code_optimizer import TASK_TAGS
+
+    code = "if a < b:\n    x = a + b"
+    tokens = tokenize_code(code, "python")
+    oovs = source_ids([TASK_TAGS["bug_fix"], *tokens], fitted.vocab)[2]
+    candidates = fitted._edit_candidates(code, "python", oovs)
+    texts = ["".join(decode_ids(c, fitted.vocab, oovs)) for c in candidates]
+    assert texts[0] == code and len(set(texts)) == len(texts)
+    writable = set(fitted.vocab.itos) | set(tokens)
+    expected = {"".join(e.apply(tokens)) for e in enumerate_edits(tokens, "python")
+                if all(t in writable for t in e.replacement)}
+    assert set(texts[1:]) == expected - {code} and len(expected) > 5
+    # the default mode's pool holds every candidate, those that parse first
+    pool = fitted.fix(code, n=len(texts) + 10)
+    assert set(texts) <= set(pool)
+    valid = [parses(t, "python") for t in pool]
+    assert valid == sorted(valid, reverse=True)
+    beams = fitted.fix(code, mode="convergent", n=3)
+    assert isinstance(beams, list) and len(beams) == 3

@@ -218,6 +218,8 @@ class SequenceBatches:
             )
         self.negatives = int(negatives)
         self._lengths = np.array([len(s) for s in self.sequences], dtype=np.int64)
+        #: what bucketing sorts by (the lengths; a subclass may sort by a cost of its own)
+        self._bucket_keys = self._lengths
         #: position of each sequence in the list this source was made from (see subset)
         self._origin: np.ndarray | None = None
 
@@ -266,7 +268,7 @@ class SequenceBatches:
             chunks = []
             for start in range(0, n, pool):
                 chunk = order[start : start + pool]
-                chunks.append(chunk[np.argsort(self._lengths[chunk], kind="stable")])
+                chunks.append(chunk[np.argsort(self._bucket_keys[chunk], kind="stable")])
             order = np.concatenate(chunks)
         batches = [order[i : i + b] for i in range(0, n, b)]
         if self.shuffle and rng is not None and self.bucket_size > 1:

@@ -6,6 +6,13 @@ three tasks at once; each source is read with a task tag token in front (``<bug_
 mines or reads the pairs, splits them by file, trains with early stopping and a learning rate
 reduced on plateau, decodes the held-out split with each task's default mode, scores it beside
 the baselines and writes the run directory.
+
+``bug_fix`` decodes in hybrid mode by default: beam search (and sampling where the model is
+unsure), plus every candidate one edit of the injected bug classes away from the source
+(:func:`seqlab.data.code.bugs.enumerate_edits`, the set the n-gram reranker searches) and
+the source itself, each scored by the model (:func:`seqlab.models.code.search.score_targets`),
+re-ranked by model score with outputs that do not parse last. The evaluation reports beam
+search alone (mode convergent) beside it as ``model_beam_search``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd import Tensor
+from ..data.code.bugs import enumerate_edits
 from ..data.code.encoding import (
     EOS_ID,
     UNK_ID,
@@ -37,7 +45,7 @@ from ..data.vocabulary import Vocabulary
 from ..models.code.config import Seq2SeqConfig
 from ..models.code.config import preset as make_preset
 from ..models.code.evaluate import _parses, baseline_scores, evaluate_outputs, real_edit_scores
-from ..models.code.search import MODES, Hypothesis, decode
+from ..models.code.search import MODES, Hypothesis, decode, score_targets
 from ..models.code.seq2seq import CodeSeq2Seq, DecoderSession
 from ..optim import AdamW
 from ..report.evaluation import EvaluationSummary, append_to_report, recipe_html
@@ -48,7 +56,9 @@ from .loading import read_model_files, save_model_files, saved_evaluation
 from .run_dir import claim_run_dir, interruptible, read_run, resume_data, resumed_config
 
 KIND = "code_optimizer"
-DEFAULT_MODES = {"bug_fix": "convergent", "completion": "hybrid", "generation": "divergent"}
+DEFAULT_MODES = {"bug_fix": "hybrid", "completion": "hybrid", "generation": "divergent"}
+#: the evaluation row of bug_fix decoded by beam search alone, beside the default mode's
+BEAM_ROW = "model_beam_search"
 TASK_TAGS = {t: f"<{t}>" for t in TASKS}
 REAL_EDITS = "debian_patch_hunks.jsonl"
 SCORE_KEYS = ["exact_match", "token_accuracy", "edit_similarity", "parse_rate"]
@@ -175,16 +185,49 @@ class CodeOptimizer:
         def parses(b: int) -> Callable[[Hypothesis], bool]:
             return lambda hy: _parses(CodePair(task, langs[b], sources[b], ""), text(b, hy))
 
+        c = self.config
         if mode == "hybrid":  # the parse check re-ranks each example's candidates: one session each
             results = []
             for b in range(len(sources)):
                 one = DecoderSession(self.model, ids[b : b + 1], lengths[b : b + 1], ext[b : b + 1],
                                      len(self.vocab) + len(oovs[b]), UNK_ID)
-                results += decode(one, mode, limit + 1, EOS_ID, n=n, rng=rng, is_valid=parses(b))
+                extra = None
+                if task == "bug_fix":
+                    cands = self._edit_candidates(sources[b], langs[b], oovs[b])
+                    rows = np.zeros(len(cands), np.int64)
+                    extra = [score_targets(one, rows, cands, EOS_ID, c.length_penalty)]
+                results += decode(one, mode, limit + 1, EOS_ID, n=n, width=c.beam_width,
+                                  alpha=c.length_penalty, rng=rng, is_valid=parses(b), extra=extra)
         else:
             session = DecoderSession(self.model, ids, lengths, ext, extended, UNK_ID)
-            results = decode(session, mode, limit + 1, EOS_ID, n=n, rng=rng)
+            results = decode(session, mode, limit + 1, EOS_ID, n=n, width=c.beam_width,
+                             alpha=c.length_penalty, rng=rng)
         return [[text(b, hy) for hy in hyps] or [""] for b, hyps in enumerate(results)]
+
+    def _edit_candidates(self, source: str, lang: str, oovs: list[str]) -> list[list[int]]:
+        """Extended ids of the source and of every distinct candidate one edit of the bug
+        classes away from it that the model can write (each token in the vocabulary or
+        among the source's own tokens), at most ``max_len`` tokens each."""
+        tokens = tokenize_code(source, lang)
+        index = {t: len(self.vocab) + k for k, t in enumerate(oovs)}
+        seen: set[tuple[str, ...]] = set()
+        out: list[list[int]] = []
+        for cand in [tokens, *(e.apply(tokens) for e in enumerate_edits(tokens, lang, source))]:
+            key = tuple(cand)
+            if key in seen or len(cand) > self.config.max_len:
+                continue
+            seen.add(key)
+            ids = []
+            for tok in cand:
+                i = self.vocab.stoi.get(tok, UNK_ID)
+                if i == UNK_ID:
+                    i = index.get(tok, UNK_ID)
+                if i == UNK_ID:
+                    break
+                ids.append(i)
+            else:
+                out.append(ids)
+        return out
 
     def _one(self, task: str, code: str, mode: str | None, n: int, lang: str | None) -> str | list[str]:
         if not isinstance(code, str):
@@ -193,9 +236,11 @@ class CodeOptimizer:
         return outs[0] if n == 1 else outs
 
     def fix(self, code: str, mode: str | None = None, n: int = 1, lang: str | None = None) -> str | list[str]:
-        """The snippet with its bug fixed (default mode convergent: beam search), whole, with its
-        indentation and surrounding blank lines kept; ``n > 1``: a list of ``n`` candidates,
-        best first. Any snippet of up to ``max_len`` tokens: one line, a few lines, a function."""
+        """The snippet with its bug fixed, whole, with its indentation and surrounding blank
+        lines kept; ``n > 1``: a list of ``n`` candidates, best first. Any snippet of up to
+        ``max_len`` tokens: one line, a few lines, a function. Default mode hybrid: the beams
+        and every candidate one edit of the bug classes away (and the snippet itself), scored
+        by the model, those that do not parse last; ``mode="convergent"``: beam search alone."""
         if not isinstance(code, str):
             raise TypeError(f"fix: expected the code as a str, got {type(code).__name__}")
         body = textwrap.dedent(code)
@@ -231,7 +276,9 @@ class CodeOptimizer:
         JSONL of bug_fix pairs) is given.
 
         Returns ``{task: {"model": scores, baseline: scores, ..., "mode": str,
-        "loses_to": [baselines that beat it on exact match]}, "real_edits": {...}}``.
+        "loses_to": [baselines that beat it on exact match]}, "real_edits": {...}}``;
+        ``bug_fix`` also holds ``"model_beam_search"``: the model decoded by beam search alone
+        (mode convergent), beside its default mode's one-edit candidates.
         """
         from ..data.code.corpus import load_code_data
 
@@ -241,7 +288,9 @@ class CodeOptimizer:
                 raise ValueError("evaluate(): this model has no held-out split attached; pass data=...")
             test = self.splits.test or self.splits.val
         else:
-            test = load_code_data(data, lang="auto", max_len=self.config.max_len).pairs
+            c = self.config
+            test = load_code_data(data, lang="auto", max_len=c.max_len, unit_len=c.unit_len,
+                                  mutants=c.mutants).pairs
         test = [p for p in test if p.task in self.tasks and p.lang in self.langs]
         if not test:
             raise ValueError("evaluate(): no held-out pair of the model's tasks and languages")
@@ -253,10 +302,14 @@ class CodeOptimizer:
                 continue
             outputs = [o[0] for o in self.predict(task, [p.source for p in held], [p.lang for p in held])]
             model = evaluate_outputs(held, outputs)
-            rows: dict[str, Any] = {"model": model, **baselines.get(task, {})}
+            rows: dict[str, Any] = {"model": model}
+            if task == "bug_fix" and DEFAULT_MODES[task] != "convergent":
+                beams = self.predict(task, [p.source for p in held], [p.lang for p in held], "convergent")
+                rows[BEAM_ROW] = evaluate_outputs(held, [o[0] for o in beams])
+            rows.update(baselines.get(task, {}))
             rows["mode"] = DEFAULT_MODES[task]
-            rows["loses_to"] = [name for name, s in rows.items() if isinstance(s, dict) and name != "model"
-                                and s["exact_match"] > model["exact_match"]]
+            rows["loses_to"] = [name for name, s in rows.items() if isinstance(s, dict)
+                                and not name.startswith("model") and s["exact_match"] > model["exact_match"]]
             out[task] = rows
         if real_edits is not None and "bug_fix" in self.tasks and "c" in self.langs:
             out["real_edits"] = real_edit_scores(real_edits, train, self._fix_for_eval)
@@ -330,8 +383,8 @@ def summaries(evaluation: dict[str, Any]) -> dict[str, EvaluationSummary]:
         table = {"model": table["model"], **{k: v for k, v in table.items() if k != "model"}}
         keys = [*SCORE_KEYS, *(["unchanged_rate"] if task in ("bug_fix", "real_edits") else [])]
         best = table["model"]["exact_match"]
-        losers = [n for n, s in table.items() if n != "model" and s["exact_match"] > best]
-        ties = [n for n, s in table.items() if n != "model" and s["exact_match"] == best]
+        losers = [n for n, s in table.items() if not n.startswith("model") and s["exact_match"] > best]
+        ties = [n for n, s in table.items() if not n.startswith("model") and s["exact_match"] == best]
         if task == "real_edits":
             title = "real edits to C code (Debian patch hunks), never trained on"
         else:
@@ -342,6 +395,10 @@ def summaries(evaluation: dict[str, Any]) -> dict[str, EvaluationSummary]:
             notes = [f"**The model does not beat baseline {', '.join(ties)} on exact match (a tie).**"]
         else:
             notes = ["The model beats every baseline on exact match."]
+        if BEAM_ROW in table:
+            notes.append(f"`model` decodes in mode {rows.get('mode')}: beam search plus the one-edit "
+                         "candidates of the bug classes, all scored by the model; "
+                         f"`{BEAM_ROW}` is beam search alone.")
         out[task] = EvaluationSummary(title, table, int(table["model"]["n"]), "pairs", keys=keys, notes=notes)
     return out
 
@@ -459,7 +516,8 @@ def code_optimizer(
         run_dir = claim_run_dir(out, KIND, data, {"task": task, "lang": lang, "preset": preset,
                                                   "overrides": dict(overrides)})
     start = time.perf_counter()
-    corpus = load_code_data(data, task=task, lang=lang, max_len=config.max_len, seed=config.seed)
+    corpus = load_code_data(data, task=task, lang=lang, max_len=config.max_len, seed=config.seed,
+                            unit_len=config.unit_len, mutants=config.mutants)
     splits = split_by_file(corpus.pairs, seed=config.seed)
     if not splits.train:
         raise CodeDataError(f"{corpus.source}: no training pairs after the split by file")

@@ -88,16 +88,22 @@ def mine_files(
     on_error: str = "skip",
     relative_to: Path | None = None,
     gcc: bool = False,
+    unit_len: int | None = None,
+    mutants: int = 1,
 ) -> tuple[list[CodePair], list[tuple[str, str]]]:
     """Pairs of many files; a file that cannot be used is skipped and named in the second
-    list (``on_error="skip"``) or raises (``"raise"``)."""
+    list (``on_error="skip"``) or raises (``"raise"``). ``unit_len``, ``mutants``: the
+    bug-fix units (:mod:`seqlab.data.code.mining`)."""
     pairs: list[CodePair] = []
     skipped = []
     for p in paths:
         name = str(p.relative_to(relative_to)) if relative_to else str(p)
         try:
             code = read_source(p)
-            pairs.extend(mine_code(code, lang or lang_of_path(p) or "c", name, tasks, max_len, seed, gcc=gcc))
+            pairs.extend(
+                mine_code(code, lang or lang_of_path(p) or "c", name, tasks, max_len, seed, gcc=gcc,
+                          unit_len=unit_len, mutants=mutants)
+            )
         except (CodeDataError, OSError) as e:
             if on_error == "raise":
                 raise
@@ -136,17 +142,21 @@ def _default_files(langs: tuple[str, ...], seed: int, max_files: dict[str, int])
     return chosen
 
 
-def cap_pairs(pairs: list[CodePair], max_pairs: int | None, seed: int) -> list[CodePair]:
-    """At most ``max_pairs`` pairs per task and language, a random subset kept in file
-    order."""
+def cap_pairs(pairs: list[CodePair], max_pairs: int | dict[str, int] | None, seed: int) -> list[CodePair]:
+    """At most ``max_pairs`` pairs per task and language (a ``{task: cap}`` dict: per task,
+    tasks it does not name uncapped), a random subset kept in file order. Each task and
+    language draws from its own generator (seeded by ``seed``, the task and the language),
+    so the subset of one task does not depend on how many pairs another task has (the
+    ``bug_fix`` unit length leaves the held-out ``completion`` pairs as they are)."""
     if max_pairs is None:
         return pairs
-    rng = np.random.default_rng(seed)
     keep = np.zeros(len(pairs), dtype=bool)
-    for t in TASKS:
-        for lang in LANGS:
+    for ti, t in enumerate(TASKS):
+        cap = max_pairs.get(t, len(pairs)) if isinstance(max_pairs, dict) else max_pairs
+        for li, lang in enumerate(LANGS):
+            rng = np.random.default_rng([seed, ti, li])
             idx = np.array([i for i, p in enumerate(pairs) if p.task == t and p.lang == lang], dtype=np.int64)
-            keep[idx[rng.permutation(len(idx))[:max_pairs]] if len(idx) else idx] = True
+            keep[idx[rng.permutation(len(idx))[:cap]] if len(idx) else idx] = True
     return [p for p, k in zip(pairs, keep) if k]
 
 
@@ -157,9 +167,11 @@ def load_code_data(
     max_len: int = 100,
     seed: int = 0,
     max_files: dict[str, int] | None = None,
-    max_pairs: int | None = None,
+    max_pairs: int | dict[str, int] | None = None,
     gcc: bool = False,
     require_parse: bool = False,
+    unit_len: int | None = None,
+    mutants: int = 1,
 ) -> CodeCorpus:
     """The code pairs behind ``data``.
 
@@ -175,13 +187,16 @@ def load_code_data(
         seed: the seed of bug injection, completion points and the caps.
         max_files: files per language of the default corpus (default
             :data:`DEFAULT_MAX_FILES`).
-        max_pairs: pairs per task and language (default: :data:`DEFAULT_MAX_PAIRS` for the default
-            corpus, all otherwise).
+        max_pairs: pairs per task and language, or a ``{task: pairs}`` dict (default:
+            :data:`DEFAULT_MAX_PAIRS` for the default corpus, all otherwise).
         gcc: for C files of a folder or a file: keep a mutant only if its file still passes
             ``gcc -fsyntax-only`` where the original does (see
             :func:`seqlab.data.code.mining.mine_code`).
         require_parse: for a JSONL file: refuse a record whose source does not parse
             (:func:`seqlab.data.code.pairs.read_pairs_jsonl`).
+        unit_len: the most tokens of a mined ``bug_fix`` unit (a function, else a window of
+            statements; default ``max_len``; :mod:`seqlab.data.code.mining`).
+        mutants: distinct injected bugs per ``bug_fix`` unit, each a pair.
 
     Raises:
         CodeDataError: unknown task or language, an empty or binary file, a JSONL record
@@ -192,7 +207,7 @@ def load_code_data(
     langs = _langs(lang)
     if data is None:
         paths = _default_files(langs, seed, {**DEFAULT_MAX_FILES, **(max_files or {})})
-        pairs, skipped = mine_files(paths, tasks, max_len, seed)
+        pairs, skipped = mine_files(paths, tasks, max_len, seed, unit_len=unit_len, mutants=mutants)
         n_py = sum(lang_of_path(p) == "python" for p in paths)
         dirs = ", ".join(d for d in C_DIRS if Path(d).is_dir())
         description = (
@@ -216,7 +231,8 @@ def load_code_data(
                 raise CodeDataError(
                     f"{path}: no source files ({', '.join(sorted(SUFFIXES))}) for lang={lang!r}"
                 )
-            pairs, skipped = mine_files(paths, tasks, max_len, seed, relative_to=path, gcc=gcc)
+            pairs, skipped = mine_files(paths, tasks, max_len, seed, relative_to=path, gcc=gcc,
+                                        unit_len=unit_len, mutants=mutants)
             corpus = CodeCorpus(cap_pairs(pairs, max_pairs, seed), str(path), len(paths), skipped)
         elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
             pairs = read_pairs_jsonl(path, lang, require_parse)
@@ -228,7 +244,8 @@ def load_code_data(
                     f"{path}: unknown suffix {path.suffix!r}: expected a folder, a source file "
                     f"({', '.join(sorted(SUFFIXES))}) or a .jsonl file of pairs"
                 )
-            pairs, _ = mine_files([path], tasks, max_len, seed, file_lang, on_error="raise", gcc=gcc)
+            pairs, _ = mine_files([path], tasks, max_len, seed, file_lang, on_error="raise", gcc=gcc,
+                                  unit_len=unit_len, mutants=mutants)
             corpus = CodeCorpus(cap_pairs(pairs, max_pairs, seed), str(path), 1)
     else:
         raise TypeError(f"data: expected None, a path or a list of pairs, got {type(data).__name__}")

@@ -203,11 +203,15 @@ def encode_pairs(
 
 class CodeBatches(SequenceBatches):
     """Batches of :class:`EncodedPairs` for :class:`seqlab.train.Trainer` (the batch-source
-    protocol of :mod:`seqlab.data.batching`): seeded shuffling, bucketing by source length,
-    rows gathered and trimmed with NumPy indexing."""
+    protocol of :mod:`seqlab.data.batching`): seeded shuffling, rows gathered and trimmed
+    with NumPy indexing, and bucketing within pools of ``bucket_size`` batches by target
+    length, then source length: a step's cost grows with its batch's longest target (the
+    decoder's time loop and the vocabulary projection of every step), so batches of pairs
+    of similar target length waste little on padding when the tasks' targets differ as
+    much as a line and a function body."""
 
     def __init__(
-        self, encoded: EncodedPairs, batch_size: int = 32, shuffle: bool = True, bucket_size: int = 8
+        self, encoded: EncodedPairs, batch_size: int = 32, shuffle: bool = True, bucket_size: int = 32
     ) -> None:
         super().__init__(
             [np.empty(int(n)) for n in np.maximum(encoded.src_len, 1)],
@@ -216,6 +220,8 @@ class CodeBatches(SequenceBatches):
             bucket_size=bucket_size,
         )
         self.encoded = encoded
+        width = int(encoded.src_len.max(initial=0)) + 1
+        self._bucket_keys = encoded.tgt_len.astype(np.int64) * width + self._lengths
 
     def subset(self, indices: np.ndarray) -> CodeBatches:
         """The pairs ``indices`` with the same settings (a rank's shard under MPI)."""

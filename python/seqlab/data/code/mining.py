@@ -2,9 +2,11 @@
 
 Per function of a file (:mod:`seqlab.data.code.units`):
 
-- ``bug_fix``: each bug-fix unit (the function, or its statement windows when it has more
-  than ``max_len`` tokens) with one injected bug (:func:`seqlab.data.code.bugs.inject_bug`)
-  as the source and the unit as the target;
+- ``bug_fix``: each bug-fix unit (the function when it has at most ``unit_len`` tokens, else
+  its statement windows of at most ``unit_len`` tokens; ``unit_len`` defaults to
+  ``max_len``) with an injected bug (:func:`seqlab.data.code.bugs.inject_bug`) as the source
+  and the unit as the target; ``mutants`` distinct mutants per unit (fewer when the unit
+  offers fewer), each its own pair;
 - ``completion``: the function's lines up to a point as the source, its next line as the
   target (CodeXGLUE's line-level completion); the next line is a whole one-line statement
   (Python: a simple statement; C: a line ending with ``;``), up to ``completions`` cut
@@ -108,16 +110,27 @@ def mine_function(
     rng: np.random.Generator,
     completions: int = 2,
     file_check: Callable[[str, str], bool] | None = None,
+    unit_len: int | None = None,
+    mutants: int = 1,
 ) -> list[CodePair]:
     """The pairs of one function (see the module docstring). ``file_check(unit, mutant)``,
     when given, must also accept a bug-fix mutant (see ``gcc`` in :func:`mine_code`)."""
     out = []
     if "bug_fix" in tasks:
-        for unit in bug_units(fn, lang, max_len):
+        for unit in bug_units(fn, lang, min(max_len, unit_len or max_len)):
             accept = None if file_check is None else (lambda text, unit=unit: file_check(unit, text))
-            bug = inject_bug(tokenize_code(unit, lang), lang, rng, accept=accept)
-            if bug is not None:
-                out.append(CodePair("bug_fix", lang, "".join(bug[0]), unit, file, fn.line, bug[1].kind))
+            tokens = tokenize_code(unit, lang)
+            seen: set[str] = set()
+            for _ in range(2 * mutants):  # distinct mutants: a repeated draw is dropped
+                bug = inject_bug(tokens, lang, rng, accept=accept)
+                if bug is None:
+                    break
+                text = "".join(bug[0])
+                if text not in seen:
+                    seen.add(text)
+                    out.append(CodePair("bug_fix", lang, text, unit, file, fn.line, bug[1].kind))
+                    if len(seen) >= mutants:
+                        break
     lines = fn.text.splitlines(keepends=True)
     if "completion" in tasks:
         cuts = _completion_lines(fn, lang)
@@ -150,8 +163,11 @@ def mine_code(
     seed: int = 0,
     completions: int = 2,
     gcc: bool = False,
+    unit_len: int | None = None,
+    mutants: int = 1,
 ) -> list[CodePair]:
-    """The pairs of every function of ``code`` (one file's text).
+    """The pairs of every function of ``code`` (one file's text); ``unit_len`` and
+    ``mutants`` as in the module docstring.
 
     ``gcc=True`` (C): when the whole file passes ``gcc -fsyntax-only``, a bug-fix mutant is
     kept only if the file with the mutant in place of its unit passes too (one compiler run
@@ -172,7 +188,9 @@ def mine_code(
     out = []
     for fn in fns:
         try:
-            out.extend(mine_function(fn, lang, file, tasks, max_len, rng, completions, file_check))
+            out.extend(
+                mine_function(fn, lang, file, tasks, max_len, rng, completions, file_check, unit_len, mutants)
+            )
         except (CodeSyntaxError, SyntaxError, RecursionError):
             continue  # a function whose pieces do not tokenise alone (rare): skipped
     return out
@@ -186,9 +204,11 @@ def mine_file(
     seed: int = 0,
     completions: int = 2,
     gcc: bool = False,
+    unit_len: int | None = None,
+    mutants: int = 1,
 ) -> list[CodePair]:
-    """The pairs of one source file (language from the suffix unless given; ``gcc`` as in
-    :func:`mine_code`).
+    """The pairs of one source file (language from the suffix unless given; ``gcc``,
+    ``unit_len`` and ``mutants`` as in :func:`mine_code`).
 
     Raises:
         CodeDataError: unknown suffix, empty or binary file, Python that does not parse.
@@ -199,4 +219,6 @@ def mine_file(
         raise CodeDataError(
             f"{path}: unknown source suffix {path.suffix!r}, expected one of {sorted(SUFFIXES)}"
         )
-    return mine_code(read_source(path), lang, str(path), tasks, max_len, seed, completions, gcc)
+    return mine_code(
+        read_source(path), lang, str(path), tasks, max_len, seed, completions, gcc, unit_len, mutants
+    )

@@ -12,6 +12,14 @@ The bug-fix unit (:func:`bug_units`) is the whole function when it has at most `
 tokens, else windows of consecutive statements: Python, runs of consecutive statements of
 one block (any block of the function), greedy up to ``max_len`` tokens and dedented; C,
 runs of whole lines of the body, greedy up to ``max_len`` tokens, whose brackets balance.
+
+The miners pass the *unit length* here (``unit_len`` of :func:`seqlab.data.code.mining.mine_code`,
+the code optimizer's ``Seq2SeqConfig.unit_len``), which may be shorter than the model's
+source length: a unit is then a small function or a window of a few statements, as a user
+pastes into ``fix`` (a few lines around a suspect condition). Shorter units make an exact
+match reachable (fewer tokens to reproduce, fewer places a bug can hide) and cost less per
+training pair; longer ones give more context (a variable misuse is told by the names in
+scope).
 """
 
 from __future__ import annotations

@@ -5,7 +5,17 @@ that judge it."""
 from .baselines import NearestBody, NGramCompleter, NGramModel, NGramReranker, unchanged
 from .config import PRESETS, Seq2SeqConfig, preset
 from .evaluate import baseline_scores, evaluate_outputs, real_edit_scores, task_scores
-from .search import MODES, Hypothesis, beam_search, decode, greedy, hybrid, length_penalty, sample
+from .search import (
+    MODES,
+    Hypothesis,
+    beam_search,
+    decode,
+    greedy,
+    hybrid,
+    length_penalty,
+    sample,
+    score_targets,
+)
 from .seq2seq import CodeSeq2Seq, DecoderSession
 
 __all__ = [
@@ -29,6 +39,7 @@ __all__ = [
     "preset",
     "real_edit_scores",
     "sample",
+    "score_targets",
     "task_scores",
     "unchanged",
 ]

@@ -19,7 +19,10 @@ class Seq2SeqConfig(PresetConfig):
     layers), a bridge from its last layer's final states to the decoder's, and a
     :class:`~seqlab.nn.PointerGeneratorDecoder` of ``hidden_size`` units with
     ``num_heads``-head attention over the encoder states.
-    Data: sources and targets of at most ``max_len`` tokens.
+    Data: sources and targets of at most ``max_len`` tokens; ``bug_fix`` units (a function,
+    else a window of its statements) of at most ``unit_len`` tokens (capped by ``max_len``),
+    ``mutants`` distinct injected bugs per unit (:mod:`seqlab.data.code.mining`).
+    Decoding: beams of ``beam_width`` with GNMT length penalty ``length_penalty``.
     Training: ``epochs`` of ``batch_size`` pairs, AdamW (``lr``, ``weight_decay``),
     gradient norm clipped to ``clip_grad_norm``, the learning rate multiplied by
     ``plateau_factor`` after ``plateau_patience`` epochs without a better validation
@@ -33,6 +36,10 @@ class Seq2SeqConfig(PresetConfig):
     num_heads: int = 1
     dropout: float = 0.1
     max_len: int = 100
+    unit_len: int = 100
+    mutants: int = 1
+    beam_width: int = 5
+    length_penalty: float = 0.6
     epochs: int = 20
     batch_size: int = 32
     lr: float = 1e-3
@@ -47,7 +54,10 @@ class Seq2SeqConfig(PresetConfig):
 
     def __post_init__(self) -> None:
         self.check_positive_ints(("vocab_size", "embedding_dim", "hidden_size", "num_layers", "num_heads",
-                                  "max_len", "epochs", "batch_size", "patience", "plateau_patience"))
+                                  "max_len", "unit_len", "mutants", "beam_width", "epochs", "batch_size",
+                                  "patience", "plateau_patience"))
+        if self.length_penalty < 0:
+            raise ValueError(f"length_penalty must be >= 0, got {self.length_penalty}")
         if self.vocab_size < 4:
             raise ValueError(
                 f"vocab_size must leave room for the special tokens (>= 4), got {self.vocab_size}"
@@ -69,8 +79,9 @@ PRESETS: dict[str, Seq2SeqConfig] = {
     "tiny": Seq2SeqConfig(
         vocab_size=500, embedding_dim=32, hidden_size=32, max_len=40, epochs=3, dropout=0.0, patience=3
     ),
-    # The default: minutes on 2 cores on the default corpus.
-    "small": Seq2SeqConfig(),
+    # The default: minutes on 2 cores on the default corpus (about 8 minutes estimated from
+    # CPU seconds, see benchmarks/RESULTS.md); bug-fix units of at most 40 tokens.
+    "small": Seq2SeqConfig(unit_len=40),
     "medium": Seq2SeqConfig(
         vocab_size=20000,
         embedding_dim=256,

@@ -1,6 +1,8 @@
 """Decoding strategies over an incremental step: greedy, beam search (GNMT length penalty,
-a finished mask per example), sampling (temperature, top-k, top-p, n distinct) and the
-hybrid of the two.
+a finished mask per example), sampling (temperature, top-k, top-p, n distinct), the
+hybrid of the two, and the model's scores of given outputs (:func:`score_targets`), which
+lets candidates from elsewhere (the one-edit repairs of a bug-fix source) join a hybrid
+pool.
 
 The strategies drive any :class:`StepSession`: ``initial_state()`` gives the states
 (B, H) of B examples; ``step(rows, prev, h, c)`` advances N rows (row n continuing example
@@ -178,6 +180,53 @@ def beam_search(
     return out
 
 
+def score_targets(
+    session: StepSession,
+    rows: Sequence[int] | np.ndarray,
+    targets: Sequence[Sequence[int]],
+    eos_id: int,
+    alpha: float = 0.6,
+) -> list[Hypothesis]:
+    """The model's scores of given outputs: ``targets[n]`` (extended ids, without the end
+    token) as the output of example ``rows[n]``, teacher-forced, the end token included.
+    Returns one finished :class:`Hypothesis` per target, in order (``score`` with the same
+    GNMT length penalty ``alpha`` as the beams, so the two compare).
+
+    Targets of one example that share a prefix share its decoder steps: each step runs
+    once per distinct (example, prefix), so N candidates that differ from one text in one
+    span (one-edit repairs) cost about the text once plus their suffixes after the span.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.shape != (len(targets),):
+        raise ValueError(f"rows: expected ({len(targets)},) example indices, got shape {rows.shape}")
+    if not len(targets):
+        return []
+    lens = np.array([len(t) + 1 for t in targets], dtype=np.int64)
+    tokens = np.full((len(targets), int(lens.max())), eos_id, dtype=np.int64)
+    for n, t in enumerate(targets):
+        tokens[n, : len(t)] = np.asarray(t, dtype=np.int64)
+    h0, c0 = session.initial_state()
+    # Prefix classes: rows with the same example and prefix tokens[:, :t] share a state.
+    examples, group = np.unique(rows, return_inverse=True)
+    h, c = h0[examples], c0[examples]
+    prev: np.ndarray | None = None
+    log_prob = np.zeros(len(targets))
+    live = np.arange(len(targets))
+    for t in range(tokens.shape[1]):
+        logp, h_new, c_new = session.step(examples, prev, h, c)
+        log_prob[live] += logp[group, tokens[live, t]]
+        keep = lens[live] > t + 1
+        live, group = live[keep], group[keep]
+        if not live.size:
+            break
+        key = group * logp.shape[1] + tokens[live, t]
+        uniq, group = np.unique(key, return_inverse=True)
+        parent = (uniq // logp.shape[1]).astype(np.int64)  # the prefix class each new one extends
+        examples, prev = examples[parent], (uniq % logp.shape[1]).astype(np.int64)
+        h, c = h_new[parent], c_new[parent]
+    return [_hypothesis([*targets[n], eos_id], log_prob[n], eos_id, alpha) for n in range(len(targets))]
+
+
 def _filtered_probs(logp: np.ndarray, temperature: float, top_k: int, top_p: float) -> np.ndarray:
     """Rows of sampling probabilities: logp / temperature, the top_k most likely ids (0: all),
     then the smallest set of them holding top_p of the mass."""
@@ -262,21 +311,25 @@ def hybrid(
     top_p: float = 0.95,
     alpha: float = 0.6,
     is_valid: Callable[[Hypothesis], bool] | None = None,
+    extra: Sequence[Sequence[Hypothesis]] | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search, then sampling for the examples whose best beam's mean token
-    log-probability is below ``threshold``; each example's candidates (beams and samples,
+    log-probability is below ``threshold``; each example's candidates (beams, samples and
+    its ``extra`` hypotheses, e.g. :func:`score_targets` of candidates from elsewhere;
     distinct) re-ranked by model score, those ``is_valid`` rejects (e.g. outputs that do
     not parse) last. Returns up to ``max(n, width)`` candidates per example."""
+    if extra is not None and len(extra) != session.batch:
+        raise ValueError(f"extra: expected {session.batch} lists of hypotheses, got {len(extra)}")
     beams = beam_search(session, width, max_len, eos_id, alpha)
     unsure = [b for b, hyps in enumerate(beams) if not hyps or hyps[0].mean_log_prob < threshold]
     samples = (
         sample(session, n, max_len, eos_id, rng, temperature, top_k, top_p, alpha, unsure) if unsure else []
     )
-    extra = dict(zip(unsure, samples, strict=True))
+    samples_of = dict(zip(unsure, samples, strict=True))
     out = []
     for b, hyps in enumerate(beams):
         pool: dict[tuple[int, ...], Hypothesis] = {}
-        for hy in [*hyps, *extra.get(b, [])]:
+        for hy in [*hyps, *samples_of.get(b, []), *(extra[b] if extra is not None else [])]:
             if hy.tokens not in pool or pool[hy.tokens].score < hy.score:
                 pool[hy.tokens] = hy
         ranked = sorted(pool.values(), key=lambda hy: (is_valid is not None and not is_valid(hy), -hy.score))
@@ -301,11 +354,13 @@ def decode(
     top_p: float = 0.95,
     threshold: float = -1.0,
     is_valid: Callable[[Hypothesis], bool] | None = None,
+    extra: Sequence[Sequence[Hypothesis]] | None = None,
 ) -> list[list[Hypothesis]]:
     """Up to ``n`` outputs per example, best first, by ``mode``: ``"greedy"``,
     ``"convergent"`` (beam search of ``max(width, n)`` beams), ``"divergent"`` (``n``
     distinct samples) or ``"hybrid"`` (beam search, then sampling where the best beam's
-    mean token log-probability is below ``threshold``). ``rng`` (sampling) defaults to a
+    mean token log-probability is below ``threshold``, with ``extra`` candidates per
+    example in the re-ranked pool; see :func:`hybrid`). ``rng`` (sampling) defaults to a
     generator seeded with 0."""
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
@@ -319,6 +374,6 @@ def decode(
     if mode == "divergent":
         return sample(session, n, max_len, eos_id, rng, temperature, top_k, top_p, alpha)
     found = hybrid(
-        session, width, n, max_len, eos_id, rng, threshold, temperature, top_k, top_p, alpha, is_valid
+        session, width, n, max_len, eos_id, rng, threshold, temperature, top_k, top_p, alpha, is_valid, extra
     )
     return [hyps[:n] for hyps in found]
