@@ -75,8 +75,8 @@ bool input_known(const DecoderCache& c, usize r) {
 // feedback would join the pool three times per step. Measured on 2 threads at B=32,
 // T=50, E=300, LSTM H=256 (2.5 MiB per step), machine under load: 234 ms per training
 // step with the batch split against 347 ms per step (benchmarks/RESULTS.md, "Fused
-// recurrent decoder"). At H=512 (7 MiB) the weights no longer stay in any cache level a
-// core has to itself, and each thread streaming all of them every step costs more.
+// recurrent decoder"). At H=512 (7 MiB, not measured) each thread would stream weights
+// that no cache level of its own holds, twice the bytes of the per-step split.
 constexpr std::size_t kDecoderBatchSplitMaxBytes = std::size_t{4} << 20;
 
 // Backward of attend_row: dq (written); dkeys_t and dvalues_t, this batch row's key
@@ -249,7 +249,8 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
 
   // Every step for batch rows [b0, b1): the recurrent product and the cell, the attention,
   // and the prediction and input projection of the rows the next step feeds back. Rows
-  // are independent; run_time_loop splits them over the threads or runs them whole.
+  // are independent: below, each thread takes its own rows, or the steps run over all
+  // rows and split their products over the pool (batch_split_grain).
   const auto steps = [&](usize b0, usize b1) {
     const int rows = static_cast<int>(b1 - b0);
     const usize ur = b1 - b0;
