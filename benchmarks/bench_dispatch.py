@@ -19,6 +19,13 @@ on a 2-core VM one process's times can move by 1.5x from the next one's.
 
     python benchmarks/bench_dispatch.py --native-path /tmp/seqlab-native/python
     python benchmarks/bench_dispatch.py --native-path DIR --levels x86-64-v3 x86-64-v2 --threads 1
+
+``--build LABEL=DIR`` (repeatable) adds another build of seqlab as a column, e.g. one
+whose kernels were compiled with other flags; ``--cases TEXT`` keeps the cases whose name
+contains TEXT (repeatable), ``--no-torch`` leaves PyTorch out:
+
+    python benchmarks/bench_dispatch.py --build mtune-icx=/tmp/icx/python --levels \
+        --cases fwd+bwd --no-torch --rounds 5
 """
 
 from __future__ import annotations
@@ -150,8 +157,8 @@ def _torch() -> Any:
     return torch
 
 
-def worker(lib: str, threads: int, repeats: int, result: Path) -> None:
-    """Times every case for one library in this process; writes {case: seconds} to ``result``."""
+def worker(lib: str, threads: int, repeats: int, result: Path, cases: list[str]) -> None:
+    """Times the cases for one library in this process; writes {case: seconds} to ``result``."""
     times: dict[str, float] = {}
     if lib == "torch":
         torch = _torch()
@@ -166,8 +173,8 @@ def worker(lib: str, threads: int, repeats: int, result: Path) -> None:
             {k: v for k, v in cpu_info().items() if k in ("build", "level", "forced")})
         # Bench modules import torch for both sides; keep its threads at the same count.
         _torch().set_num_threads(threads)
-    for name, make in CASES.items():
-        fn = make(lib)
+    for name in cases:
+        fn = CASES[name](lib)
         time.sleep(0.5)
         times[name] = median_seconds(fn, repeats=repeats, warmup=2)
         print(f"  {name:<48} {times[name] * 1e3:9.2f} ms", flush=True)
@@ -178,7 +185,8 @@ def run(label: str, lib: str, env: dict[str, str], args: argparse.Namespace, out
     result = out / f"{len(list(out.iterdir()))}.json"
     print(f"\n{label}", flush=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", lib, "--threads", str(args.threads),
-           "--repeats", str(args.repeats), "--result", str(result)]
+           "--repeats", str(args.repeats), "--result", str(result),
+           *[arg for text in args.cases for arg in ("--cases", text)]]
     subprocess.run(cmd, env={**os.environ, **env}, check=True)
     data = json.loads(result.read_text())
     print(f"  ({data['info']})")
@@ -195,11 +203,25 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--build", action="append", default=[], metavar="LABEL=DIR",
+                        help="another build's directory holding its seqlab package, as a column")
+    parser.add_argument("--cases", action="append", default=[], metavar="TEXT",
+                        help="only the cases whose name contains TEXT (repeatable)")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--worker", choices=["seqlab", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    cases = [name for name in CASES if not args.cases or any(text in name for text in args.cases)]
+    if not cases:
+        parser.error(f"--cases {args.cases}: no case name contains them; cases: {list(CASES)}")
+    builds = []
+    for spec in args.build:
+        label, sep, directory = spec.partition("=")
+        if not sep or not label or not Path(directory, "seqlab").is_dir():
+            parser.error(f"--build {spec!r}: expected LABEL=DIR with DIR holding a seqlab package")
+        builds.append((label, Path(directory)))
     if args.worker:
-        worker(args.worker, args.threads, args.repeats, args.result)
+        worker(args.worker, args.threads, args.repeats, args.result, cases)
         return
 
     import seqlab
@@ -217,14 +239,18 @@ def main() -> None:
         native = {"PYTHONPATH": os.pathsep.join([str(args.native_path.resolve()), path]), "SEQLAB_ARCH": ""}
         configs.append(("native", "native build", "seqlab", native))
     configs.append(("dispatched", "dispatched build, best level", "seqlab", base))
+    configs += [(label, f"build {label} ({directory})", "seqlab",
+                 {"PYTHONPATH": os.pathsep.join([str(directory.resolve()), path]), "SEQLAB_ARCH": ""})
+                for label, directory in builds]
     configs += [(level, f"dispatched build, {level}", "seqlab", {**base, "SEQLAB_ARCH": level})
                 for level in args.levels]
-    configs.append(("PyTorch", "PyTorch", "torch", {"PYTHONPATH": path}))
-    samples: dict[str, dict[str, list[float]]] = {key: {name: [] for name in CASES} for key, *_ in configs}
+    if not args.no_torch:
+        configs.append(("PyTorch", "PyTorch", "torch", {"PYTHONPATH": path}))
+    samples: dict[str, dict[str, list[float]]] = {key: {name: [] for name in cases} for key, *_ in configs}
     for r in range(args.rounds):
         for key, label, lib, env in configs:
             times = run(f"{label} (round {r + 1} of {args.rounds})", lib, env, args, out)["times"]
-            for name in CASES:
+            for name in cases:
                 samples[key][name].append(times[name])
     columns = {key: {name: statistics.median(v) for name, v in cases.items()}
                for key, cases in samples.items()}
@@ -232,13 +258,16 @@ def main() -> None:
     headers = ["case", *[f"{c} ms" for c in columns]]
     if "native" in columns:
         headers.append("native / dispatched")
-    headers += [f"PyTorch / {level}" for level in args.levels]
+    headers += [f"{label} / dispatched" for label, _ in builds]
+    torch_levels = [] if args.no_torch else args.levels
+    headers += [f"PyTorch / {level}" for level in torch_levels]
     rows = []
-    for name in CASES:
+    for name in cases:
         row: list[object] = [name, *[f"{columns[c][name] * 1e3:.2f}" for c in columns]]
         if "native" in columns:
             row.append(f"{columns['native'][name] / columns['dispatched'][name]:.3f}")
-        row += [f"{columns['PyTorch'][name] / columns[level][name]:.2f}" for level in args.levels]
+        row += [f"{columns[label][name] / columns['dispatched'][name]:.3f}" for label, _ in builds]
+        row += [f"{columns['PyTorch'][name] / columns[level][name]:.2f}" for level in torch_levels]
         rows.append(row)
     print()
     print(markdown_table(headers, rows))

@@ -157,6 +157,52 @@ def test_larger_shape_with_threads(torch, rng):
         seqlab.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("attention", [False, True])
+def test_rows_split_over_threads_match_torch(torch, rng, attention):
+    """A batch large enough for each of 2 threads to run the whole sequence for its own
+    rows (at least one register block of rows each, small packed weights)."""
+    previous = seqlab.get_num_threads()
+    seqlab.set_num_threads(2)
+    try:
+        dec = RecurrentDecoder(12, 16, cell="lstm", attention_dim=10 if attention else None, num_heads=4)
+        compare(torch, dec, rng, make_mask("mixed", rng, 30, 7), batch=30, steps=7, mem_steps=6,
+                lengths=rng.integers(1, 7, size=30) if attention else None, rtol=2e-4, atol=5e-5)
+    finally:
+        seqlab.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("hidden", [16, 300])
+def test_same_bits_for_any_thread_count(rng, cell, hidden):
+    """Each row's arithmetic is the same whether a step splits its products over the pool
+    (wide decoders) or each thread runs the whole sequence for its own batch rows (narrow),
+    with fed-back predictions, attention and a per-row gate bias."""
+    batch, steps, features, mem_steps = 40, 6, 9, 5
+    targets = rng.standard_normal((batch, steps, features)).astype(np.float32)
+    memory = rng.standard_normal((batch, mem_steps, 7)).astype(np.float32)
+    lengths = rng.integers(1, mem_steps + 1, size=batch)
+    mask = make_mask("mixed", rng, batch, steps)
+    results = []
+    previous = seqlab.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            seqlab.set_num_threads(threads)
+            seqlab.manual_seed(3)
+            dec = RecurrentDecoder(features, hidden, cell=cell, attention_dim=7, num_heads=2)
+            gates = (4 if cell == "lstm" else 3) * hidden
+            bias = seqlab.tensor(np.linspace(-1, 1, batch * gates, dtype=np.float32).reshape(batch, gates),
+                                 requires_grad=True)
+            mem = seqlab.tensor(memory, requires_grad=True)
+            pred = dec(targets, teacher_forcing=mask, memory=mem, memory_lengths=lengths, gate_bias=bias)
+            (pred * pred).sum().backward()
+            results.append([pred.data, mem.grad, bias.grad] + [p.grad for p in dec.parameters()])
+    finally:
+        seqlab.set_num_threads(previous)
+    for later in results[1:]:
+        for a, b in zip(results[0], later, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("heads", [2, 16])
 def test_wide_and_narrow_heads(torch, rng, heads):
     """Heads of 32 values (context summed over whole rows) and of 4 (dot products along

@@ -20,6 +20,7 @@ namespace {
 
 using recurrent::add_column_sums;
 using recurrent::add_row;
+using recurrent::batch_split_grain;
 using recurrent::BwdRow;
 using recurrent::ensure_shape;
 using recurrent::row_grain;
@@ -30,24 +31,6 @@ using recurrent::simd_for;
 using recurrent::store;
 
 bool active(const std::int64_t* lengths, int b, int t) { return !lengths || t < lengths[b]; }
-
-// Packed W_hh up to this size stays in each core's L2 next to a thread's rows of state.
-constexpr std::size_t kBatchSplitMaxBytes = std::size_t{512} << 10;
-
-// The time loop runs in one of two ways. Per step: each step's product splits its column
-// panels over the pool, and the pool joins once per step. Per batch: each thread runs every
-// step for its own contiguous rows of the batch, and the pool joins once per sequence. Rows
-// are independent of each other, and each row's arithmetic is the same either way, so both
-// give the same numbers. Per batch wins when every thread gets at least one full register
-// block of rows and the packed W_hh it streams every step fits in its L2 (small hidden
-// sizes, where a per-step join costs as much as the step's work); the row grain is
-// returned, or 0 for per step.
-std::size_t batch_split_grain(int B, const recurrent::PackedMatrix* w_hh) {
-  const std::size_t block = static_cast<std::size_t>(recurrent::PackedMatrix::row_block());
-  const auto threads = static_cast<std::size_t>(get_num_threads());
-  if (threads < 2 || w_hh == nullptr || w_hh->bytes() > kBatchSplitMaxBytes) return 0;
-  return static_cast<std::size_t>(B) >= threads * block ? block : 0;
-}
 
 template <class Cell>
 void forward_direction(const RecurrentShape& s, int d, const float* x, const DirectionWeights& w,
@@ -147,7 +130,7 @@ void forward_direction(const RecurrentShape& s, int d, const float* x, const Dir
   const auto steps = [&](std::size_t b0, std::size_t b1) {
     for (int k = 0; k < T; ++k) step(k, b0, b1);
   };
-  if (const std::size_t grain = batch_split_grain(B, w_hh_t ? &*w_hh_t : nullptr))
+  if (const std::size_t grain = w_hh_t ? batch_split_grain(B, w_hh_t->bytes()) : 0)
     parallel_for(uB, grain, steps);  // inside, the product and the row pass run inline
   else
     steps(0, uB);
@@ -237,7 +220,7 @@ void backward_direction(RecurrentCache& cache, int d, const float* dy, const flo
       std::swap(dc_cur, dc_nxt);
     }
   };
-  if (const std::size_t grain = batch_split_grain(B, &w_hh_p))
+  if (const std::size_t grain = batch_split_grain(B, w_hh_p.bytes()))
     parallel_for(static_cast<std::size_t>(B), grain, steps);  // the step's passes run inline
   else
     steps(0, static_cast<std::size_t>(B));

@@ -23,12 +23,17 @@
 // A prediction fed back is computed inside the time loop (for those rows only); the
 // others by one GEMM after it.
 //
-// Cost: one GEMM each for the teacher-forced input projection (M = B*T), the key and
-// value projections (M = B*S) and the output projection (M = B*T); per step the
-// recurrent product, the query and attention-output products (packed small-M GEMMs),
-// the attention scores and context (SIMD, parallel over the batch), and for the rows
-// fed their own prediction two small products (prediction and its input projection).
-// Backward mirrors it, and every weight gradient is one GEMM after the time loop.
+// Cost: one GEMM each for the input projection of the inputs known up front (M = the
+// start and teacher-forced rows), the key and value projections (M = B*S) and the
+// output projection (M = B*T); per step the recurrent product, the query and
+// attention-output products (packed small-M GEMMs), the attention scores and context
+// (SIMD), and for the rows fed their own prediction two small products (prediction and
+// its input projection). Backward mirrors it, and every weight gradient is one GEMM after
+// the time loop. Threads: the large GEMMs split their rows over the pool (OpenBLAS runs
+// single-threaded inside the kernel); the time loop either splits each step's products
+// over the pool or, when the packed per-step weights are small, gives each thread its
+// own batch rows for the whole sequence (recurrent_rows.hpp, batch_split_grain), with the
+// same numbers either way.
 #pragma once
 #include "seqlab/level.hpp"
 #include <xtensor/xtensor.hpp>
@@ -119,6 +124,9 @@ struct DecoderCache {
   xt::xtensor<float, 2> d_values;    // (B*S, H)
   xt::xtensor<float, 2> d_keys_t;    // (B*H, S) d_keys transposed per batch row
   xt::xtensor<float, 2> d_values_t;  // (B*H, S)
+  // Forward workspace: the inputs known before the time loop (start, teacher-forced
+  // targets), gathered for their projection when some rows are fed back.
+  xt::xtensor<float, 2> known_inputs;  // (n, E)
 };
 
 SEQLAB_LEVEL_BEGIN
