@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <type_traits>
 
 #include "seqlab/blas.hpp"
 #include "seqlab/decoder_attention.hpp"
@@ -314,6 +315,65 @@ class TopK {
   std::int64_t* ids_;
 };
 
+// logits rows (n < N) x columns [v0, v1) = feat (N, Z) @ w^T for a row-major w (V, Z):
+// streams w once, R of its rows at a time, each dotted with every feature row (which stay
+// in L1). For the few rows of a decoding step this product is bound by reading w; a
+// general GEMM first copies all of w into its panel layout on every call (OpenBLAS's
+// packing took three times its kernel's time at N = 5, V = 50,000, Z = 512).
+template <int N>
+void few_rows_product(const float* feat, int Z, const float* w, usize v0, usize v1, float* logits, usize ldl) {
+  constexpr int R = N >= 5 ? 1 : 8 / N;  // N*R accumulators, N feature and one weight register
+  const int zb = Z / kW * kW;
+  usize v = v0;
+  const auto rows = [&](auto r_count) {
+    constexpr int Rc = decltype(r_count)::value;
+    fbatch acc[N][Rc];
+    for (int n = 0; n < N; ++n)
+      for (int r = 0; r < Rc; ++r) acc[n][r] = fbatch(0.0f);
+    for (int k = 0; k < zb; k += kW) {
+      fbatch f[N];
+      for (int n = 0; n < N; ++n) f[n] = fbatch::load_unaligned(feat + static_cast<usize>(n) * Z + k);
+      for (int r = 0; r < Rc; ++r) {
+        const fbatch wr = fbatch::load_unaligned(w + (v + r) * Z + k);
+        for (int n = 0; n < N; ++n) acc[n][r] = xsimd::fma(f[n], wr, acc[n][r]);
+      }
+    }
+    for (int n = 0; n < N; ++n)
+      for (int r = 0; r < Rc; ++r) {
+        float sum = xsimd::hadd(acc[n][r]);
+        for (int k = zb; k < Z; ++k) sum += feat[static_cast<usize>(n) * Z + k] * w[(v + r) * Z + k];
+        logits[n * ldl + v + r] = sum;
+      }
+  };
+  for (; v + R <= v1; v += R) rows(std::integral_constant<int, R>{});
+  for (; v < v1; ++v) rows(std::integral_constant<int, 1>{});
+}
+
+template <int N>
+void few_rows_logits(const float* feat, int Z, const float* w, int V, float* logits) {
+  // Column chunks of at least ~256 kB of w per thread.
+  const usize grain = std::max<usize>(1, (usize{1} << 16) / static_cast<usize>(Z));
+  parallel_for(static_cast<usize>(V), grain, [&](usize v0, usize v1) {
+    few_rows_product<N>(feat, Z, w, v0, v1, logits, static_cast<usize>(V));
+  });
+}
+
+// logits (N, V) = feat (N, Z) @ w^T: the streaming kernel above for up to 8 rows, else
+// one GEMM.
+void step_logits(int N, const float* feat, int Z, const float* w, int V, float* logits) {
+  switch (N) {
+    case 1: return few_rows_logits<1>(feat, Z, w, V, logits);
+    case 2: return few_rows_logits<2>(feat, Z, w, V, logits);
+    case 3: return few_rows_logits<3>(feat, Z, w, V, logits);
+    case 4: return few_rows_logits<4>(feat, Z, w, V, logits);
+    case 5: return few_rows_logits<5>(feat, Z, w, V, logits);
+    case 6: return few_rows_logits<6>(feat, Z, w, V, logits);
+    case 7: return few_rows_logits<7>(feat, Z, w, V, logits);
+    case 8: return few_rows_logits<8>(feat, Z, w, V, logits);
+    default: sgemm(false, true, N, V, Z, 1.0f, feat, Z, w, Z, 0.0f, logits, V);
+  }
+}
+
 // The stepper of this level: the step's weights packed once (recurrent_gemm.hpp), and
 // per example the distinct extended ids of its source, the only ids whose
 // log-probability needs the copy mixture.
@@ -447,7 +507,7 @@ void PackedPointerGeneratorStepper::step(int N, const std::int64_t* rows, const 
     for (usize n = r0; n < r1; ++n)
       if (w_.b_o) add_row(feat_.data() + n * Z + H, w_.b_o, H);
   });
-  sgemm(false, true, N, V, Z, 1.0f, feat_.data(), Z, w_.w_out, Z, 0.0f, logits_.data(), V);
+  step_logits(N, feat_.data(), Z, w_.w_out, V, logits_.data());
   parallel_for(uN, row_grain(static_cast<usize>(V)), [&](usize r0, usize r1) {
     for (usize n = r0; n < r1; ++n) {
       const usize b = static_cast<usize>(rows[n]);
