@@ -303,7 +303,7 @@ def main() -> None:
             theirs = spawn("torch", task, threads, args.tiny, args.repeats, args.preset)
             if task == "train":
                 # GFLOP/s of the step's products (training_flops) against the sgemm ceiling.
-                label = f"training step (s); GFLOP/s of {ours['gflop']:.0f} GFLOP"
+                label = f"training step (s); GFLOP/s of {ours['gflop']:.3g} GFLOP"
                 rate = [ours["gflop"] / ours["seconds"], ours["gflop"] / theirs["seconds"]]
                 ceiling = SGEMM_GFLOPS_PER_CORE * threads
             else:
@@ -313,15 +313,15 @@ def main() -> None:
                 rate = [gb * ours["steps"] / ours["seconds"], gb * theirs["steps"] / theirs["seconds"]]
                 ceiling = STREAM_GBS_PER_CORE[min(threads, 2) - 1]
             speedup = theirs["seconds"] / ours["seconds"]
-            rows.append([label, threads, ours["seconds"], theirs["seconds"], speedup,
-                         f"{rate[0]:.0f} / {rate[1]:.0f} (ceiling {ceiling:.0f})"])
-    header = ["measurement", "threads", "seqlab", "PyTorch", "speedup", "rate seqlab / PyTorch"]
-    if args.markdown:
-        print(markdown_table(header, rows))
-    else:
-        for row in rows:
+            row = [label, threads, ours["seconds"], theirs["seconds"], speedup,
+                   f"{rate[0]:.3g} / {rate[1]:.3g} (ceiling {ceiling:.0f})"]
+            rows.append(row)
+            # Each row as soon as it is measured (a long run on a busy machine keeps what it has).
             print(f"{row[0]:58s} threads {row[1]}: seqlab {row[2]:.4f}  PyTorch {row[3]:.4f}  "
-                  f"x{row[4]:.2f}  {row[5]}")
+                  f"x{row[4]:.2f}  {row[5]}", flush=True)
+    if args.markdown:
+        header = ["measurement", "threads", "seqlab", "PyTorch", "speedup", "rate seqlab / PyTorch"]
+        print(markdown_table(header, rows))
 
 if __name__ == "__main__":
     main()
