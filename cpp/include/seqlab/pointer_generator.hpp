@@ -99,7 +99,8 @@ SEQLAB_LEVEL_END
 //
 // One step: gates = x W_ih^T + h W_hh^T + b, the LSTM cell, q = h' W_q^T + b_q, the
 // heads' attention over the cached keys and values, ctx W_o^T + b_o, the logits
-// [h'; ctx] W_out^T + b_out (one GEMM for the N rows), p_gen, and
+// [h'; ctx] W_out^T + b_out (for up to 8 rows a kernel that streams W_out once, split
+// over the pool by columns; one GEMM for more), p_gen, and
 //   log_probs[n, w] = log(p_gen softmax(logits)[w] + (1 - p_gen) sum_{s: source[s] = w} a[s])
 // over the X extended ids (-inf for ids neither in the vocabulary nor in the source).
 // An id outside the source gets log p_gen + logits[w] - logsumexp(logits) (one SIMD
