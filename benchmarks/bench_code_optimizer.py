@@ -13,7 +13,14 @@ Two measurements, each library timed alone in its own process (``--worker``):
 * ``beam``: beam search of width 5 (GNMT length penalty 0.6, up to 100 tokens), one
   example at a time, seconds per example; the same search code over seqlab's C++ step
   (``DecoderSession``) and over an incremental PyTorch decoder
-  (``torch_twins.TorchDecoderSession``: keys and values projected once, one step per token).
+  (``torch_twins.TorchDecoderSession``: keys and values projected once, one step per token),
+  each giving the search its rows' 5 best tokens (seqlab's picked in C++, the twin's by
+  ``torch.topk``).
+
+Beside the seconds: the training step's GFLOP/s (its products, ``training_flops``, over the
+median time) and the beam step's GB/s (the vocabulary projection's weights, read once per
+step), against the machine's ceilings (DESIGN.md: ~120 GFLOP/s per core on large sgemm,
+~11.5 GB/s of memory reads on one core, ~23 GB/s on two).
 
 The batches are random ids of the real shapes (step time does not depend on the
 values; targets are copied from the sources at every third step so that the copy
@@ -24,6 +31,7 @@ decoders return the same beams.
     python benchmarks/bench_code_optimizer.py                 # original configuration, 1 and 2 threads
     python benchmarks/bench_code_optimizer.py --tiny          # small shapes: checks the script runs
     python benchmarks/bench_code_optimizer.py --markdown
+    python benchmarks/bench_code_optimizer.py --preset small  # the recipe's default model
 """
 
 from __future__ import annotations
@@ -42,9 +50,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 EXTENDED = 20
 EOS, UNK = 2, 1
+# The measured ceilings of this machine (DESIGN.md): OpenBLAS sgemm on large shapes per
+# core, and streaming memory reads with one and two cores.
+SGEMM_GFLOPS_PER_CORE = 120.0
+STREAM_GBS_PER_CORE = (11.5, 23.0)
 
 
-def config_for(tiny: bool) -> Any:
+def config_for(tiny: bool, name: str = "original") -> Any:
     from seqlab.models.code import preset
 
     if tiny:
@@ -58,7 +70,7 @@ def config_for(tiny: bool) -> Any:
             batch_size=4,
             dropout=0.0,
         )
-    return preset("original", dropout=0.0)
+    return preset(name, dropout=0.0)
 
 
 def make_batch(config: Any, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -82,6 +94,30 @@ def make_batch(config: Any, seed: int = 0) -> tuple[np.ndarray, ...]:
     src = np.where(src_ext >= V, UNK, src_ext)
     tgt = np.where(tgt_ext >= V, UNK, tgt_ext)
     return src, src_len, src_ext, tgt, tgt_ext, tgt_len
+
+
+def training_flops(config: Any, batch: tuple[np.ndarray, ...], head_rows: int | None = None) -> float:
+    """Multiply-add FLOPs (2 per multiply-add) of one training step's products: forward,
+    and backward at twice the forward (the input and weight gradients). The encoder's
+    rows are every (example, source step) (both libraries run the padded steps), the
+    decoder's every (example, target step), the vocabulary head's ``head_rows`` (default:
+    the counted target tokens, the head's useful work; PyTorch projects every padded step
+    too). Element-wise work (softmax, cells, AdamW) is left out."""
+    B, L = config.batch_size, config.max_len
+    E, H, V = config.embedding_dim, config.hidden_size, config.vocab_size
+    S = T = L
+    rows = int(np.asarray(batch[5]).sum()) if head_rows is None else head_rows
+    fwd = 0.0
+    width = E
+    for _ in range(config.num_layers):  # bidirectional LSTM layers
+        fwd += 2 * 2 * B * S * 4 * H * (width + H)
+        width = 2 * H
+    fwd += 2 * B * T * 4 * H * (E + H)  # decoder LSTM cell
+    fwd += 2 * B * T * 2 * H * H  # query and attention output
+    fwd += 2 * 2 * B * S * H * 2 * H  # keys and values of the memory
+    fwd += 2 * 2 * B * T * S * H  # scores and context
+    fwd += 2 * rows * V * 2 * H  # vocabulary logits
+    return 3.0 * fwd
 
 
 def build_models(config: Any, seed: int = 0) -> tuple[Any, Any]:
@@ -134,11 +170,29 @@ def check_parity(config: Any) -> str:
     )
 
 
-def worker(library: str, task: str, threads: int, tiny: bool, repeats: int) -> dict[str, float]:
+class CountedSession:
+    """A decoding session that counts its steps (the beam search's tokens)."""
+
+    def __init__(self, session: Any) -> None:
+        self.session, self.batch, self.steps = session, session.batch, 0
+
+    def initial_state(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.session.initial_state()  # type: ignore[no-any-return]
+
+    def step(self, *args: Any) -> Any:
+        self.steps += 1
+        return self.session.step(*args)
+
+    def step_top_k(self, *args: Any) -> Any:
+        self.steps += 1
+        return self.session.step_top_k(*args)
+
+
+def worker(library: str, task: str, threads: int, tiny: bool, repeats: int, name: str) -> dict[str, float]:
     """Median seconds of the task for one library, in this process."""
     import statistics
 
-    config = config_for(tiny)
+    config = config_for(tiny, name)
     X = config.vocab_size + EXTENDED
     batch = make_batch(config)
     if library == "torch":
@@ -179,7 +233,7 @@ def worker(library: str, task: str, threads: int, tiny: bool, repeats: int) -> d
             t0 = time.perf_counter()
             run()
             times.append(time.perf_counter() - t0)
-        return {"seconds": statistics.median(times)}
+        return {"seconds": statistics.median(times), "gflop": training_flops(config, batch) / 1e9}
     from seqlab.models.code import DecoderSession, beam_search
     from torch_twins import TorchDecoderSession
 
@@ -187,17 +241,20 @@ def worker(library: str, task: str, threads: int, tiny: bool, repeats: int) -> d
     session_type = DecoderSession if library == "seqlab" else TorchDecoderSession
     net = model if library == "seqlab" else twin
     examples = min(config.batch_size, max(repeats, 2))
+    steps: list[int] = []
     for i in range(-1, examples):  # example -1 (the first, again): warm-up
         j = max(i, 0)
         t0 = time.perf_counter()
         session = session_type(net, batch[0][j : j + 1], batch[1][j : j + 1], batch[2][j : j + 1], X, UNK)
-        beam_search(session, 5, config.max_len, EOS)
+        counted = CountedSession(session)
+        beam_search(counted, 5, config.max_len, EOS)
         if i >= 0:
             times.append(time.perf_counter() - t0)
-    return {"seconds": statistics.median(times)}
+            steps.append(counted.steps)
+    return {"seconds": statistics.median(times), "steps": statistics.median(steps)}
 
 
-def spawn(library: str, task: str, threads: int, tiny: bool, repeats: int) -> float:
+def spawn(library: str, task: str, threads: int, tiny: bool, repeats: int, name: str) -> dict[str, float]:
     cmd = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -209,9 +266,11 @@ def spawn(library: str, task: str, threads: int, tiny: bool, repeats: int) -> fl
         str(threads),
         "--repeats",
         str(repeats),
+        "--preset",
+        name,
     ] + (["--tiny"] if tiny else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return float(json.loads(out.strip().splitlines()[-1])["seconds"])
+    return {k: float(v) for k, v in json.loads(out.strip().splitlines()[-1]).items()}
 
 
 def main() -> None:
@@ -222,32 +281,47 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["train", "beam"], choices=["train", "beam"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tiny", action="store_true", help="small shapes, to check the script runs")
+    parser.add_argument("--preset", default="original", help="the model preset timed (dropout off)")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--worker", choices=["seqlab", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--task", choices=["train", "beam"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     if args.worker:
-        print(json.dumps(worker(args.worker, args.task, args.threads[0], args.tiny, args.repeats)))
+        result = worker(args.worker, args.task, args.threads[0], args.tiny, args.repeats, args.preset)
+        print(json.dumps(result))
         return
     from harness import machine_description, markdown_table
 
     print(machine_description())
-    print("parity:", check_parity(config_for(args.tiny)))
+    config = config_for(args.tiny, args.preset)
+    print("parity:", check_parity(config))
     rows = []
     for task in args.tasks:
         for threads in args.threads:
-            ours = spawn("seqlab", task, threads, args.tiny, args.repeats)
-            theirs = spawn("torch", task, threads, args.tiny, args.repeats)
-            label = "training step (s)" if task == "train" else "beam-5 decode per example (s)"
-            rows.append([label, threads, ours, theirs, theirs / ours])
-    header = ["measurement", "threads", "seqlab", "PyTorch", "speedup"]
+            ours = spawn("seqlab", task, threads, args.tiny, args.repeats, args.preset)
+            theirs = spawn("torch", task, threads, args.tiny, args.repeats, args.preset)
+            if task == "train":
+                # GFLOP/s of the step's products (training_flops) against the sgemm ceiling.
+                label = f"training step (s); GFLOP/s of {ours['gflop']:.3g} GFLOP"
+                rate = [ours["gflop"] / ours["seconds"], ours["gflop"] / theirs["seconds"]]
+                ceiling = SGEMM_GFLOPS_PER_CORE * threads
+            else:
+                # GB/s of the vocabulary projection's weights, read once per step.
+                gb = config.vocab_size * 2 * config.hidden_size * 4 / 1e9
+                label = f"beam-5 decode per example (s); GB/s of W_out over {ours['steps']:.0f} steps"
+                rate = [gb * ours["steps"] / ours["seconds"], gb * theirs["steps"] / theirs["seconds"]]
+                ceiling = STREAM_GBS_PER_CORE[min(threads, 2) - 1]
+            speedup = theirs["seconds"] / ours["seconds"]
+            row = [label, threads, ours["seconds"], theirs["seconds"], speedup,
+                   f"{rate[0]:.3g} / {rate[1]:.3g} (ceiling {ceiling:.0f})"]
+            rows.append(row)
+            # Each row as soon as it is measured (a long run on a busy machine keeps what it has).
+            print(f"{row[0]:58s} threads {row[1]}: seqlab {row[2]:.4f}  PyTorch {row[3]:.4f}  "
+                  f"x{row[4]:.2f}  {row[5]}", flush=True)
     if args.markdown:
+        header = ["measurement", "threads", "seqlab", "PyTorch", "speedup", "rate seqlab / PyTorch"]
         print(markdown_table(header, rows))
-    else:
-        for row in rows:
-            print(f"{row[0]:32s} threads {row[1]}: seqlab {row[2]:.4f}  PyTorch {row[3]:.4f}  x{row[4]:.2f}")
-
 
 if __name__ == "__main__":
     main()

@@ -330,8 +330,8 @@ class TorchDecoderSession:
         return self.h0.numpy().copy(), self.c0.numpy().copy()
 
     @torch.no_grad()
-    def step(self, rows: np.ndarray, prev: np.ndarray | None, h: np.ndarray, c: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _step(self, rows: np.ndarray, prev: np.ndarray | None, h: np.ndarray, c: np.ndarray
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         dec = self.twin.decoder
         r = torch.as_tensor(np.asarray(rows, dtype=np.int64))
         n = r.numel()
@@ -349,7 +349,19 @@ class TorchDecoderSession:
         ctx = F.linear((attn @ values).reshape(n, -1), dec.mha.out_proj.weight, dec.mha.out_proj.bias)
         z = torch.cat([h_t, ctx], dim=1)[:, None]
         p = dec.distribution(z, u[:, None], attn.mean(dim=1), self.source[r], self.extended_size)
-        return torch.log(p[:, 0]).numpy(), h_t.numpy(), c_t.numpy()
+        return torch.log(p[:, 0]), h_t, c_t
+
+    def step(self, rows: np.ndarray, prev: np.ndarray | None, h: np.ndarray, c: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        logp, h_t, c_t = self._step(rows, prev, h, c)
+        return logp.numpy(), h_t.numpy(), c_t.numpy()
+
+    def step_top_k(self, rows: np.ndarray, prev: np.ndarray | None, h: np.ndarray, c: np.ndarray, k: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Each row's k most likely next ids by ``torch.topk``, as a PyTorch beam search reads them."""
+        logp, h_t, c_t = self._step(rows, prev, h, c)
+        values, ids = torch.topk(logp, min(k, logp.shape[1]), dim=1)
+        return values.numpy(), ids.numpy(), h_t.numpy(), c_t.numpy()
 
 
 class TorchGPT(nn.Module):

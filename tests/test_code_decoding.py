@@ -41,8 +41,18 @@ def make_model(heads: int = 2, layers: int = 1) -> CodeSeq2Seq:
     return model
 
 
-def test_steps_reproduce_the_teacher_forced_loss(rng):
+def set_biases(model: CodeSeq2Seq, rng: np.random.Generator) -> None:
+    """Every bias random (a trained model's; torch initialises the attention's to zero)."""
+    for name, p in model.named_parameters():
+        if "bias" in name:
+            p.data[...] = rng.normal(0.0, 0.5, p.data.shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("biased", [False, True])
+def test_steps_reproduce_the_teacher_forced_loss(rng, biased):
     model = make_model()
+    if biased:
+        set_biases(model, rng)
     src, src_len, src_ext, tgt, tgt_ext, tgt_len = code_batch(rng, 3, 8, 6, V, OOV)
     with no_grad():
         loss = float(model(src, src_len, src_ext, tgt, tgt_ext, tgt_len, V + OOV).data)
@@ -62,10 +72,13 @@ def test_steps_reproduce_the_teacher_forced_loss(rng):
     np.testing.assert_allclose(nll / count, loss, rtol=1e-4)
 
 
-def test_step_matches_torch_twin(torch, rng):
+@pytest.mark.parametrize("biased", [False, True])
+def test_step_matches_torch_twin(torch, rng, biased):
     from torch_twins import torch_code_seq2seq
 
     model = make_model(heads=4, layers=2)
+    if biased:
+        set_biases(model, rng)
     src, src_len, src_ext, *_ = code_batch(rng, 2, 7, 3, V, OOV)
     session = DecoderSession(model, src, src_len, src_ext, V + OOV, UNK)
     h, c = session.initial_state()
@@ -98,6 +111,103 @@ def test_greedy_equals_beam_width_one_and_beams_are_ranked(rng):
         for hy in hyps:
             produced = len(hy.tokens) + int(hy.finished)
             np.testing.assert_allclose(hy.score, hy.log_prob / length_penalty(produced, 0.6))
+
+
+def test_step_top_k_is_the_top_k_of_the_log_probs(rng):
+    model = make_model()
+    set_biases(model, rng)
+    src, src_len, src_ext, *_ = code_batch(rng, 3, 8, 3, V, OOV)
+    session = DecoderSession(model, src, src_len, src_ext, V + OOV, UNK)
+    h, c = session.initial_state()
+    rows, prev = np.array([2, 0, 1, 2]), np.array([5, V + 1, 3, 2])
+    logp, h1, c1 = session.step(rows, prev, h[rows], c[rows])
+    for k in (1, 5, V + OOV):
+        values, ids, h2, c2 = session.step_top_k(rows, prev, h[rows], c[rows], k)
+        assert values.shape == ids.shape == (4, k) and ids.dtype == np.int64
+        for n in range(4):  # largest first, ties by the smaller id (-inf for the absent OOV slots)
+            order = sorted(range(V + OOV), key=lambda j: (-logp[n, j], j))[:k]
+            np.testing.assert_array_equal(ids[n], order)
+            np.testing.assert_array_equal(values[n], logp[n, order])
+        np.testing.assert_array_equal(h2, h1)
+        np.testing.assert_array_equal(c2, c1)
+    with pytest.raises(ValueError, match=r"k: expected a count in \[1, 34\]"):
+        session._stepper.step_top_k(rows, np.zeros((4, 12), np.float32), h[rows], c[rows], 0)
+
+
+def exhaustive_beam(session, k: int, max_len: int, eos_id: int, alpha: float = 0.6):
+    """Beam search choosing among every (beam, token) candidate (the search without the
+    per-beam top-k): the reference of the fused search."""
+    h0, c0 = session.initial_state()
+    batch = session.batch
+    rows = np.repeat(np.arange(batch), k)
+    h, c = np.repeat(h0, k, axis=0), np.repeat(c0, k, axis=0)
+    scores = np.full((batch, k), -np.inf)
+    scores[:, 0] = 0.0
+    finished = np.zeros((batch, k), bool)
+    lengths = np.zeros((batch, k), np.int64)
+    tokens = np.zeros((batch, k, 0), np.int64)
+    prev = None
+    for _ in range(max_len):
+        done = finished.ravel()
+        live = np.flatnonzero(~done & np.isfinite(scores.ravel()))
+        step_prev = None if prev is None else prev[live]
+        logp, h_live, c_live = session.step(rows[live], step_prev, h[live], c[live])
+        X = logp.shape[1]
+        cand = np.full((batch * k, X), -np.inf)
+        cand[live] = scores.ravel()[live, None] + logp
+        cand[np.flatnonzero(done), eos_id] = scores.ravel()[done]
+        new_len = lengths.ravel() + (~done)
+        norm = (cand / length_penalty(np.maximum(new_len, 1), alpha)[:, None]).reshape(batch, k * X)
+        best = np.array([sorted(range(k * X), key=lambda i: (-row[i], i))[:k] for row in norm])
+        parent = best // X + (np.arange(batch) * k)[:, None]
+        token = best % X
+        scores = cand[parent, token]
+        finished = done[parent] | (token == eos_id)
+        lengths = new_len[parent]
+        tokens = np.concatenate([tokens.reshape(batch * k, -1)[parent], token[..., None]], axis=2)
+        h_new, c_new = h.copy(), c.copy()
+        h_new[live], c_new[live] = h_live, c_live
+        h, c = h_new[parent.ravel()], c_new[parent.ravel()]
+        prev = token.ravel()
+        if (finished | ~np.isfinite(scores)).all():
+            break
+    return tokens, scores
+
+
+class FullStepSession:
+    """A session without step_top_k: beam search takes the top-k of step's output."""
+
+    def __init__(self, session: DecoderSession) -> None:
+        self.session, self.batch = session, session.batch
+
+    def initial_state(self):
+        return self.session.initial_state()
+
+    def step(self, *args):
+        return self.session.step(*args)
+
+
+def produced(seq: np.ndarray) -> tuple[int, ...]:
+    """The tokens through the first end token."""
+    toks = [int(t) for t in seq]
+    return tuple(toks[: toks.index(EOS) + 1]) if EOS in toks else tuple(toks)
+
+
+@pytest.mark.parametrize("width", [1, 3, 6])
+def test_beam_search_equals_the_exhaustive_search(rng, width):
+    model = make_model()
+    set_biases(model, rng)
+    src, src_len, src_ext, *_ = code_batch(rng, 3, 8, 3, V, OOV)
+    session = DecoderSession(model, src, src_len, src_ext, V + OOV, UNK)
+    tokens, scores = exhaustive_beam(session, width, 9, EOS)
+    for s in (session, FullStepSession(session)):
+        beams = beam_search(s, width, 9, EOS)
+        for b in range(3):
+            finite = [j for j in range(width) if np.isfinite(scores[b, j])]
+            assert sorted(hy.tokens + ((EOS,) if hy.finished else ()) for hy in beams[b]) == sorted(
+                produced(tokens[b, j]) for j in finite
+            )
+            assert sorted(hy.log_prob for hy in beams[b]) == sorted(scores[b, j] for j in finite)
 
 
 def test_beam_results_do_not_depend_on_the_batch(rng):

@@ -28,6 +28,8 @@ void release(PyPointerGeneratorCache& pc) {
   pc.keep_alive.clear();
   pc.cache.dec.memory = nullptr;
   pc.cache.dec.w = DecoderWeights{};
+  pc.cache.w_out = nullptr;
+  pc.cache.b_out = nullptr;
   pc.cache.w_gen = nullptr;
 }
 
@@ -217,20 +219,39 @@ std::unique_ptr<PyStepper> make_stepper(const py::object& w_ih, const py::object
   return ps;
 }
 
+// The checked arguments of a step: rows (N,) naming examples, x (N, E), h, c (N, H).
+struct StepArgs {
+  iarray rows;
+  farray x, h, c;
+  py::ssize_t N = 0;
+};
+
+StepArgs step_args(const PyStepper& ps, const py::object& rows_obj, const py::object& x_obj,
+                   const py::object& h_obj, const py::object& c_obj) {
+  const PointerGeneratorShape& shape = ps.stepper->shape();
+  const py::ssize_t E = shape.dec.E, H = shape.dec.H;
+  StepArgs a;
+  a.rows = require<std::int64_t>(rows_obj, "rows", {-1});
+  a.N = a.rows.shape(0);
+  if (a.N < 1) throw py::value_error("rows: expected at least one row to advance");
+  for (py::ssize_t n = 0; n < a.N; ++n)
+    if (a.rows.data()[n] < 0 || a.rows.data()[n] >= shape.dec.B)
+      throw py::value_error("rows: every row must name an example in [0, " + std::to_string(shape.dec.B) +
+                            "), got " + std::to_string(a.rows.data()[n]) + " at index " + std::to_string(n));
+  a.x = require<float>(x_obj, "x", {a.N, E});
+  a.h = require<float>(h_obj, "h", {a.N, H});
+  a.c = require<float>(c_obj, "c", {a.N, H});
+  return a;
+}
+
 py::tuple step(PyStepper& ps, const py::object& rows_obj, const py::object& x_obj, const py::object& h_obj,
                const py::object& c_obj, bool need_attention) {
   const PointerGeneratorShape& shape = ps.stepper->shape();
-  const py::ssize_t E = shape.dec.E, H = shape.dec.H, X = shape.extended, S = shape.dec.S;
-  auto rows = require<std::int64_t>(rows_obj, "rows", {-1});
-  const py::ssize_t N = rows.shape(0);
-  if (N < 1) throw py::value_error("rows: expected at least one row to advance");
-  for (py::ssize_t n = 0; n < N; ++n)
-    if (rows.data()[n] < 0 || rows.data()[n] >= shape.dec.B)
-      throw py::value_error("rows: every row must name an example in [0, " + std::to_string(shape.dec.B) +
-                            "), got " + std::to_string(rows.data()[n]) + " at index " + std::to_string(n));
-  auto x = require<float>(x_obj, "x", {N, E});
-  auto h = require<float>(h_obj, "h", {N, H});
-  auto c = require<float>(c_obj, "c", {N, H});
+  const py::ssize_t H = shape.dec.H, X = shape.extended, S = shape.dec.S;
+  StepArgs in = step_args(ps, rows_obj, x_obj, h_obj, c_obj);
+  const py::ssize_t N = in.N;
+  const iarray& rows = in.rows;
+  const farray &x = in.x, &h = in.h, &c = in.c;
   py::array_t<float> log_probs({N, X}), h_new({N, H}), c_new({N, H});
   py::object att_obj = py::none();
   float* att = nullptr;
@@ -245,6 +266,26 @@ py::tuple step(PyStepper& ps, const py::object& rows_obj, const py::object& x_ob
                      c_new.mutable_data(), log_probs.mutable_data(), att);
   }
   return py::make_tuple(log_probs, h_new, c_new, att_obj);
+}
+
+py::tuple step_top_k(PyStepper& ps, const py::object& rows_obj, const py::object& x_obj, const py::object& h_obj,
+                     const py::object& c_obj, int k) {
+  const PointerGeneratorShape& shape = ps.stepper->shape();
+  const py::ssize_t H = shape.dec.H;
+  if (k < 1 || k > shape.extended)
+    throw py::value_error("k: expected a count in [1, " + std::to_string(shape.extended) +
+                          "] (the extended vocabulary), got " + std::to_string(k));
+  StepArgs in = step_args(ps, rows_obj, x_obj, h_obj, c_obj);
+  const py::ssize_t N = in.N;
+  py::array_t<float> values({N, static_cast<py::ssize_t>(k)}), h_new({N, H}), c_new({N, H});
+  py::array_t<std::int64_t> ids({N, static_cast<py::ssize_t>(k)});
+  {
+    py::gil_scoped_release unlocked;
+    ps.stepper->step(static_cast<int>(N), in.rows.data(), in.x.data(), in.h.data(), in.c.data(),
+                     h_new.mutable_data(), c_new.mutable_data(), nullptr, nullptr, k, values.mutable_data(),
+                     ids.mutable_data());
+  }
+  return py::make_tuple(values, ids, h_new, c_new);
 }
 
 constexpr int kGradCount = 17;
@@ -362,7 +403,12 @@ the weights as pointer_generator_forward's; keys and values are projected once h
            py::arg("need_attention") = false,
            R"doc(One token for N rows: rows (N,) int64 example indices, x (N, E) input
 embeddings, h, c (N, H). Returns (log_probs (N, X) over the extended ids, h (N, H),
-c (N, H), attention (N, S) head-mean weights or None).)doc");
+c (N, H), attention (N, S) head-mean weights or None).)doc")
+      .def("step_top_k", &step_top_k, py::arg("rows"), py::arg("x"), py::arg("h"), py::arg("c"), py::arg("k"),
+           R"doc(The same step returning only each row's k most likely next ids: rows (N,),
+x (N, E), h, c (N, H), k in [1, X]. Returns (log_probs (N, k) largest first, ids (N, k)
+int64 extended ids (ties: the smaller id first), h (N, H), c (N, H)); the (N, X)
+log-probabilities are never copied out (what beam search reads).)doc");
 }
 
 }  // namespace seqlab::bind

@@ -331,7 +331,9 @@ void forward_impl(DecoderCache& c, const float* targets, const float* h0, const 
   else
     steps(0, static_cast<usize>(B));
 
-  // Predictions of every step in one GEMM.
+  // Predictions of every step in one GEMM (none when pred is null: the caller's head
+  // reads the features itself).
+  if (!pred) return;
   sgemm_rows_parallel(false, true, static_cast<int>(BT), O, Z, 1.0f, feat, Z, w.w_out, Z, 0.0f, pred, O);
   if (w.b_out)
     parallel_for(BT, row_grain(O), [&](usize r0, usize r1) {
@@ -361,7 +363,7 @@ void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, 
 
   // All workspaces before the time loop.
   ensure_shape(c.d_features, BT, static_cast<usize>(Z));
-  ensure_shape(c.d_pred, BT, static_cast<usize>(O));
+  if (d_pred) ensure_shape(c.d_pred, BT, static_cast<usize>(O));
   ensure_shape(c.d_gx, BT, static_cast<usize>(GH));
   ensure_shape(c.d_gh, BT, static_cast<usize>(GH));
   if (att) {
@@ -397,9 +399,14 @@ void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, 
   const float* cs = lstm ? c.c_all.data() : nullptr;
   const float* aux = gru ? c.aux.data() : nullptr;
 
-  // d features = d pred @ W_out for every step; the fed-back predictions add theirs in the loop.
-  if (d_pred != dpred) std::memcpy(dpred, d_pred, BT * O * sizeof(float));
-  sgemm_rows_parallel(false, false, static_cast<int>(BT), Z, O, 1.0f, dpred, O, w.w_out, Z, 0.0f, dfeat, Z);
+  // d features = d pred @ W_out for every step; the fed-back predictions add theirs in the
+  // loop. Without d_pred (no output head) only the extras' d features.
+  if (d_pred) {
+    if (d_pred != dpred) std::memcpy(dpred, d_pred, BT * O * sizeof(float));
+    sgemm_rows_parallel(false, false, static_cast<int>(BT), Z, O, 1.0f, dpred, O, w.w_out, Z, 0.0f, dfeat, Z);
+  } else {
+    std::fill(dfeat, dfeat + BT * Z, 0.0f);
+  }
   if (ex.d_features)
     parallel_for(BT, row_grain(Z), [&](usize r0, usize r1) {
       for (usize r = r0; r < r1; ++r) add_row(dfeat + r * Z, ex.d_features + r * Z, Z);
@@ -515,8 +522,8 @@ void backward_impl(DecoderCache& c, const float* d_pred, const DecoderGrads& g, 
     for (int b = 0; b < B; ++b) add_row(d0.data(), dgx + static_cast<usize>(b) * T * GH, GH);
     sgemm(false, false, 1, E, GH, 1.0f, d0.data(), GH, w.w_ih, E, 1.0f, g.start, E);
   }
-  if (g.w_out) sgemm_rows_parallel(true, false, O, Z, M, 1.0f, dpred, O, feat, Z, 1.0f, g.w_out, Z);
-  if (g.b_out) add_column_sums(g.b_out, dpred, BT, O, O);
+  if (g.w_out && d_pred) sgemm_rows_parallel(true, false, O, Z, M, 1.0f, dpred, O, feat, Z, 1.0f, g.w_out, Z);
+  if (g.b_out && d_pred) add_column_sums(g.b_out, dpred, BT, O, O);
   if (!att) return;
   // The key and value gradients back from (H, S) per batch row to (B*S, H).
   parallel_for(B, row_grain(static_cast<usize>(2) * s.S * H), [&](usize b0, usize b1) {

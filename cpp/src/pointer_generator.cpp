@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
+#include <type_traits>
 
 #include "seqlab/blas.hpp"
 #include "seqlab/decoder_attention.hpp"
@@ -22,8 +24,13 @@ namespace {
 using recurrent::add_row;
 using recurrent::axpy;
 using recurrent::ensure_shape;
+using recurrent::fbatch;
+using recurrent::load;
 using recurrent::row_grain;
+using recurrent::simd_for;
+using recurrent::store;
 using usize = std::size_t;
+constexpr int kW = static_cast<int>(fbatch::size);
 
 int source_length(const PointerGeneratorCache& c, usize b) {
   return c.dec.memory_lengths.empty() ? c.shape.dec.S : static_cast<int>(c.dec.memory_lengths[b]);
@@ -46,6 +53,38 @@ float copy_weight(const PointerGeneratorCache& c, usize b, usize bt, std::int64_
 
 float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
+// row += bias (unless null) in one pass; returns the row's largest value.
+float add_bias_max(float* row, const float* bias, int n) {
+  fbatch acc(-std::numeric_limits<float>::infinity());
+  int j = 0;
+  for (; j + kW <= n; j += kW) {
+    fbatch v = fbatch::load_unaligned(row + j);
+    if (bias) {
+      v += fbatch::load_unaligned(bias + j);
+      v.store_unaligned(row + j);
+    }
+    acc = xsimd::max(acc, v);
+  }
+  float m = simd::lane_max(acc);
+  for (; j < n; ++j) {
+    if (bias) row[j] += bias[j];
+    m = std::max(m, row[j]);
+  }
+  return m;
+}
+
+// log sum_j exp(row[j]) given the row's max m (read only; the row stays the logits).
+float log_sum_exp(const float* row, int n, float m) {
+  if (m == -std::numeric_limits<float>::infinity()) return m;
+  const fbatch mb(m);
+  fbatch acc(0.0f);
+  int j = 0;
+  for (; j + kW <= n; j += kW) acc += xsimd::exp(fbatch::load_unaligned(row + j) - mb);
+  float sum = xsimd::hadd(acc);
+  for (; j < n; ++j) sum += std::exp(row[j] - m);
+  return m + std::log(sum);
+}
+
 }  // namespace
 
 float pointer_generator_forward(const PointerGeneratorShape& shape, const DecoderWeights& w,
@@ -58,50 +97,67 @@ float pointer_generator_forward(const PointerGeneratorShape& shape, const Decode
   const usize B = static_cast<usize>(s.B), T = static_cast<usize>(s.T), BT = B * T;
   const int V = s.O, Z = 2 * s.H, E = s.E;
   c.shape = shape;
+  c.w_out = w.w_out;
+  c.b_out = w.b_out;
   c.w_gen = w_gen;
   c.b_gen = b_gen ? *b_gen : 0.0f;
   c.source_ids.assign(source_ids, source_ids + B * s.S);
   c.target_ids.assign(target_ids, target_ids + BT);
   c.mask.assign(target_mask, target_mask + BT);
-  c.count = static_cast<usize>(std::count_if(c.mask.begin(), c.mask.end(), [](std::uint8_t m) { return m != 0; }));
+  c.rows.clear();
+  for (usize r = 0; r < BT; ++r)
+    if (c.mask[r]) c.rows.push_back(r);
+  const usize n = c.count = c.rows.size();
   ensure_shape(c.p_gen, BT);
   ensure_shape(c.p_vocab, BT);
   ensure_shape(c.p_copy, BT);
-  // Every step teacher-forced; the logits land in the decoder's d_pred buffer, which
-  // its backward then reads in place.
-  ensure_shape(c.dec.d_pred, BT, static_cast<usize>(V));
-  float* logits = c.dec.d_pred.data();
+  std::fill(c.p_gen.begin(), c.p_gen.end(), 0.0f);
+  std::fill(c.p_vocab.begin(), c.p_vocab.end(), 0.0f);
+  std::fill(c.p_copy.begin(), c.p_copy.end(), 0.0f);
+  // The decoder's recurrent core, every step teacher-forced, without its output head:
+  // the head below projects the counted rows only.
+  DecoderWeights core = w;
+  core.w_out = nullptr;
+  core.b_out = nullptr;
   const std::vector<std::uint8_t> teacher(BT, 1);
-  decoder_forward(CellKind::Lstm, s, w, inputs, teacher.data(), h0, c0, memory, memory_lengths,
-                  nullptr, logits, c.dec);
+  decoder_forward(CellKind::Lstm, s, core, inputs, teacher.data(), h0, c0, memory, memory_lengths, nullptr,
+                  nullptr, c.dec);
+  if (n == 0) return 0.0f;
 
+  // Logits of the counted rows: their features gathered, one GEMM.
   const float* feat = c.dec.features.data();
   const float* U = c.dec.inputs.data();
-  std::vector<double> row_loss(BT, 0.0);
-  parallel_for(BT, row_grain(static_cast<usize>(V)), [&](usize r0, usize r1) {
-    for (usize r = r0; r < r1; ++r) {
-      if (!c.mask[r]) {
-        c.p_gen[r] = c.p_vocab[r] = c.p_copy[r] = 0.0f;
-        continue;
-      }
-      const usize b = r / T;
+  ensure_shape(c.head_features, n, static_cast<usize>(Z));
+  ensure_shape(c.logits, n, static_cast<usize>(V));
+  ensure_shape(c.log_norm, n);
+  float* hf = c.head_features.data();
+  parallel_for(n, row_grain(static_cast<usize>(Z)), [&](usize i0, usize i1) {
+    for (usize i = i0; i < i1; ++i) std::memcpy(hf + i * Z, feat + c.rows[i] * Z, Z * sizeof(float));
+  });
+  float* logits = c.logits.data();
+  sgemm(false, true, static_cast<int>(n), V, Z, 1.0f, hf, Z, w.w_out, Z, 0.0f, logits, V);
+
+  std::vector<double> row_loss(n, 0.0);
+  parallel_for(n, row_grain(static_cast<usize>(V)), [&](usize i0, usize i1) {
+    for (usize i = i0; i < i1; ++i) {
+      const usize r = c.rows[i], b = r / T;
       const std::int64_t y = c.target_ids[r];
+      float* row = logits + i * V;
+      const float lse = log_sum_exp(row, V, add_bias_max(row, w.b_out, V));
+      c.log_norm[i] = lse;
       const float z = simd::row_dot(w_gen, feat + r * Z, Z) + simd::row_dot(w_gen + Z, U + r * E, E) + c.b_gen;
       const float pg = sigmoid(z);
-      float* row = logits + r * V;
-      simd::softmax_row(row, V);
-      const float pv = y < V ? row[y] : 0.0f;
+      const float pv = y < V ? std::exp(row[y] - lse) : 0.0f;
       const float pc = copy_weight(c, b, r, y);
       c.p_gen[r] = pg;
       c.p_vocab[r] = pv;
       c.p_copy[r] = pc;
-      row_loss[r] = -std::log(static_cast<double>(pg * pv + (1.0f - pg) * pc + kPointerGeneratorEps));
+      row_loss[i] = -std::log(static_cast<double>(pg * pv + (1.0f - pg) * pc + kPointerGeneratorEps));
     }
   });
-  if (c.count == 0) return 0.0f;
   double total = 0.0;
   for (double l : row_loss) total += l;
-  return static_cast<float>(total / static_cast<double>(c.count));
+  return static_cast<float>(total / static_cast<double>(n));
 }
 
 void pointer_generator_backward(PointerGeneratorCache& c, float d_loss, const DecoderGrads& grads,
@@ -111,20 +167,23 @@ void pointer_generator_backward(PointerGeneratorCache& c, float d_loss, const De
   const usize B = static_cast<usize>(s.B), T = static_cast<usize>(s.T), BT = B * T;
   const usize S = static_cast<usize>(s.S);
   const int V = s.O, Z = 2 * s.H, E = s.E, heads = s.heads;
+  const usize n = c.count;
   ensure_shape(c.d_features, BT, static_cast<usize>(Z));
   ensure_shape(c.d_probs, BT * heads, S);
   ensure_shape(c.d_inputs, BT, static_cast<usize>(E));
   ensure_shape(c.d_gate, BT);
-  float* d_logits = c.dec.d_pred.data();  // the probabilities until rewritten here
-  const float scale = c.count ? d_loss / static_cast<float>(c.count) : 0.0f;
-  parallel_for(BT, row_grain(static_cast<usize>(V)), [&](usize r0, usize r1) {
+  const float scale = n ? d_loss / static_cast<float>(n) : 0.0f;
+  // d P(y) of a counted row.
+  const auto d_prob = [&](usize r) {
+    return -scale / (c.p_gen[r] * c.p_vocab[r] + (1.0f - c.p_gen[r]) * c.p_copy[r] + kPointerGeneratorEps);
+  };
+  // The copy's and the gate's gradients, every row.
+  parallel_for(BT, row_grain(static_cast<usize>(heads) * S + Z), [&](usize r0, usize r1) {
     for (usize r = r0; r < r1; ++r) {
-      float* dl = d_logits + r * V;
       float* dp = c.d_probs.data() + r * heads * S;
       float* dfeat = c.d_features.data() + r * Z;
       std::fill(dp, dp + heads * S, 0.0f);
       if (!c.mask[r]) {
-        std::fill(dl, dl + V, 0.0f);
         std::fill(dfeat, dfeat + Z, 0.0f);
         c.d_gate[r] = 0.0f;
         continue;
@@ -132,11 +191,7 @@ void pointer_generator_backward(PointerGeneratorCache& c, float d_loss, const De
       const usize b = r / T;
       const std::int64_t y = c.target_ids[r];
       const float pg = c.p_gen[r], pv = c.p_vocab[r], pc = c.p_copy[r];
-      const float g = -scale / (pg * pv + (1.0f - pg) * pc + kPointerGeneratorEps);  // d P(y)
-      // Vocabulary part: d logit_j = g pg pv (delta_jy - softmax_j).
-      const float coef = g * pg * pv;
-      simd::scale_row(dl, V, -coef);
-      if (y < V) dl[y] += coef;
+      const float g = d_prob(r);
       // Copy part: every position holding y, every head, gets g (1 - pg) / heads.
       const float dcopy = g * (1.0f - pg) / static_cast<float>(heads);
       const std::int64_t* src = c.source_ids.data() + b * S;
@@ -150,13 +205,53 @@ void pointer_generator_backward(PointerGeneratorCache& c, float d_loss, const De
       for (int j = 0; j < Z; ++j) dfeat[j] = dz * c.w_gen[j];
     }
   });
+  if (n > 0) {
+    // The vocabulary head: d logit_j = g pg pv (delta_jy - softmax_j), in place of the
+    // logits, row chunk k summing its rows into d_bias[k] (summed in chunk order below,
+    // so the bias's gradient depends on the thread count only).
+    const usize chunks = std::min<usize>(n, static_cast<usize>(get_num_threads()));
+    float* dl_all = c.logits.data();
+    if (grads.b_out) {
+      ensure_shape(c.d_bias, chunks, static_cast<usize>(V));
+      std::fill(c.d_bias.begin(), c.d_bias.end(), 0.0f);
+    }
+    parallel_for(chunks, 1, [&](usize k0, usize k1) {
+      for (usize k = k0; k < k1; ++k) {
+        float* bias_sum = grads.b_out ? c.d_bias.data() + k * V : nullptr;
+        for (usize i = k * n / chunks; i < (k + 1) * n / chunks; ++i) {
+          const usize r = c.rows[i];
+          const std::int64_t y = c.target_ids[r];
+          const float coef = d_prob(r) * c.p_gen[r] * c.p_vocab[r];
+          float* dl = dl_all + i * V;
+          const float lse = c.log_norm[i];
+          simd_for(V, [&](int j, auto v) {
+            using Vt = decltype(v);
+            store(dl + j, Vt(-coef) * recurrent::exp_(load<Vt>(dl + j) - Vt(lse)));
+          });
+          if (y < V) dl[y] += coef;
+          if (bias_sum) add_row(bias_sum, dl, V);
+        }
+      }
+    });
+    // d [h; ctx] of the counted rows = d logits @ W_out, added to their gate part.
+    ensure_shape(c.d_head, n, static_cast<usize>(Z));
+    float* dh = c.d_head.data();
+    sgemm(false, false, static_cast<int>(n), Z, V, 1.0f, dl_all, V, c.w_out, Z, 0.0f, dh, Z);
+    for (usize i = 0; i < n; ++i) add_row(c.d_features.data() + c.rows[i] * Z, dh + i * Z, Z);
+    if (grads.w_out)
+      sgemm(true, false, V, Z, static_cast<int>(n), 1.0f, dl_all, V, c.head_features.data(), Z, 1.0f, grads.w_out, Z);
+    if (grads.b_out)
+      for (usize k = 0; k < chunks; ++k) add_row(grads.b_out, c.d_bias.data() + k * V, V);
+  }
   DecoderGrads dg = grads;
   dg.start = nullptr;  // the start's gradient is added below, with the gate's part
+  dg.w_out = nullptr;  // the head's gradients are done above
+  dg.b_out = nullptr;
   DecoderBackwardExtras ex;
   ex.d_features = c.d_features.data();
   ex.d_probs = c.d_probs.data();
   ex.d_inputs = c.d_inputs.data();
-  decoder_backward(c.dec, d_logits, dg, dh0, dc0, d_memory, nullptr, ex);
+  decoder_backward(c.dec, nullptr, dg, dh0, dc0, d_memory, nullptr, ex);
 
   const float* feat = c.dec.features.data();
   const float* U = c.dec.inputs.data();
@@ -187,14 +282,109 @@ SEQLAB_LEVEL_END
 namespace seqlab {
 SEQLAB_LEVEL_BEGIN
 
-// The stepper of this level: the step's weights packed once (recurrent_gemm.hpp).
+// Keeps the k largest (value, id) pairs of a row scanned in ascending id order, largest
+// first, ties by the smaller id: a batch of values is looked at only when one beats the
+// current k-th.
+class TopK {
+ public:
+  TopK(int k, float* values, std::int64_t* ids) : k_(k), values_(values), ids_(ids) {}
+
+  void scan(const float* row, int n) {
+    int j = 0;
+    for (; j + kW <= n; j += kW) {
+      if (filled_ == k_ && !xsimd::any(fbatch::load_unaligned(row + j) > fbatch(values_[k_ - 1]))) continue;
+      for (int l = j; l < j + kW; ++l) offer(row[l], l);
+    }
+    for (; j < n; ++j) offer(row[j], j);
+  }
+
+ private:
+  void offer(float v, int id) {
+    if (filled_ == k_ && !(v > values_[k_ - 1])) return;
+    int pos = filled_ < k_ ? filled_++ : k_ - 1;
+    for (; pos > 0 && v > values_[pos - 1]; --pos) {
+      values_[pos] = values_[pos - 1];
+      ids_[pos] = ids_[pos - 1];
+    }
+    values_[pos] = v;
+    ids_[pos] = id;
+  }
+
+  int k_, filled_ = 0;
+  float* values_;
+  std::int64_t* ids_;
+};
+
+// logits rows (n < N) x columns [v0, v1) = feat (N, Z) @ w^T for a row-major w (V, Z):
+// streams w once, R of its rows at a time, each dotted with every feature row (which stay
+// in L1). For the few rows of a decoding step this product is bound by reading w; a
+// general GEMM first copies all of w into its panel layout on every call (OpenBLAS's
+// packing took three times its kernel's time at N = 5, V = 50,000, Z = 512).
+template <int N>
+void few_rows_product(const float* feat, int Z, const float* w, usize v0, usize v1, float* logits, usize ldl) {
+  constexpr int R = N >= 5 ? 1 : 8 / N;  // N*R accumulators, N feature and one weight register
+  const int zb = Z / kW * kW;
+  usize v = v0;
+  const auto rows = [&](auto r_count) {
+    constexpr int Rc = decltype(r_count)::value;
+    fbatch acc[N][Rc];
+    for (int n = 0; n < N; ++n)
+      for (int r = 0; r < Rc; ++r) acc[n][r] = fbatch(0.0f);
+    for (int k = 0; k < zb; k += kW) {
+      fbatch f[N];
+      for (int n = 0; n < N; ++n) f[n] = fbatch::load_unaligned(feat + static_cast<usize>(n) * Z + k);
+      for (int r = 0; r < Rc; ++r) {
+        const fbatch wr = fbatch::load_unaligned(w + (v + r) * Z + k);
+        for (int n = 0; n < N; ++n) acc[n][r] = xsimd::fma(f[n], wr, acc[n][r]);
+      }
+    }
+    for (int n = 0; n < N; ++n)
+      for (int r = 0; r < Rc; ++r) {
+        float sum = xsimd::hadd(acc[n][r]);
+        for (int k = zb; k < Z; ++k) sum += feat[static_cast<usize>(n) * Z + k] * w[(v + r) * Z + k];
+        logits[n * ldl + v + r] = sum;
+      }
+  };
+  for (; v + R <= v1; v += R) rows(std::integral_constant<int, R>{});
+  for (; v < v1; ++v) rows(std::integral_constant<int, 1>{});
+}
+
+template <int N>
+void few_rows_logits(const float* feat, int Z, const float* w, int V, float* logits) {
+  // Column chunks of at least ~256 kB of w per thread.
+  const usize grain = std::max<usize>(1, (usize{1} << 16) / static_cast<usize>(Z));
+  parallel_for(static_cast<usize>(V), grain, [&](usize v0, usize v1) {
+    few_rows_product<N>(feat, Z, w, v0, v1, logits, static_cast<usize>(V));
+  });
+}
+
+// logits (N, V) = feat (N, Z) @ w^T: the streaming kernel above for up to 8 rows, else
+// one GEMM.
+void step_logits(int N, const float* feat, int Z, const float* w, int V, float* logits) {
+  switch (N) {
+    case 1: return few_rows_logits<1>(feat, Z, w, V, logits);
+    case 2: return few_rows_logits<2>(feat, Z, w, V, logits);
+    case 3: return few_rows_logits<3>(feat, Z, w, V, logits);
+    case 4: return few_rows_logits<4>(feat, Z, w, V, logits);
+    case 5: return few_rows_logits<5>(feat, Z, w, V, logits);
+    case 6: return few_rows_logits<6>(feat, Z, w, V, logits);
+    case 7: return few_rows_logits<7>(feat, Z, w, V, logits);
+    case 8: return few_rows_logits<8>(feat, Z, w, V, logits);
+    default: sgemm(false, true, N, V, Z, 1.0f, feat, Z, w, Z, 0.0f, logits, V);
+  }
+}
+
+// The stepper of this level: the step's weights packed once (recurrent_gemm.hpp), and
+// per example the distinct extended ids of its source, the only ids whose
+// log-probability needs the copy mixture.
 class PackedPointerGeneratorStepper final : public PointerGeneratorStepper {
  public:
   PackedPointerGeneratorStepper(const PointerGeneratorShape& shape, const DecoderWeights& w, const float* w_gen,
                                 const float* b_gen, const float* memory,
                                 const std::int64_t* memory_lengths, const std::int64_t* source_ids);
   void step(int N, const std::int64_t* rows, const float* x, const float* h, const float* c, float* h_new,
-            float* c_new, float* log_probs, float* attention) override;
+            float* c_new, float* log_probs, float* attention, int top_k, float* top_values,
+            std::int64_t* top_ids) override;
   const PointerGeneratorShape& shape() const override { return shape_; }
 
  private:
@@ -202,12 +392,17 @@ class PackedPointerGeneratorStepper final : public PointerGeneratorStepper {
   DecoderWeights w_;
   const float* w_gen_;
   float b_gen_;
-  std::vector<std::int64_t> lengths_, source_ids_;
+  std::vector<std::int64_t> lengths_;
+  // Example b's distinct source ids are distinct_[first_[b] .. first_[b + 1]); slot_[b*S + k]
+  // is position k's index among them.
+  std::vector<std::int64_t> distinct_;
+  std::vector<std::size_t> first_;
+  std::vector<int> slot_;
   recurrent::PackedMatrix w_ih_t_, w_hh_t_, w_q_t_, w_o_t_;
   std::vector<float> bias_;  // b_ih + b_hh (4H)
   xt::xtensor<float, 2> keys_t_, values_, values_t_;  // (B*H, S), (B*S, H), (B*H, S)
   // Step workspaces.
-  xt::xtensor<float, 2> gates_, gh_, q_, ctx_, feat_, probs_, logits_;
+  xt::xtensor<float, 2> gates_, gh_, q_, ctx_, feat_, probs_, logits_, out_, mass_;
 };
 
 PackedPointerGeneratorStepper::PackedPointerGeneratorStepper(const PointerGeneratorShape& shape,
@@ -227,7 +422,18 @@ PackedPointerGeneratorStepper::PackedPointerGeneratorStepper(const PointerGenera
   const usize B = static_cast<usize>(s.B), S = static_cast<usize>(s.S), H = static_cast<usize>(s.H);
   const int GH = 4 * s.H;
   if (memory_lengths) lengths_.assign(memory_lengths, memory_lengths + B); else lengths_.assign(B, s.S);
-  source_ids_.assign(source_ids, source_ids + B * S);
+  first_.assign(1, 0);
+  slot_.assign(B * S, 0);
+  for (usize b = 0; b < B; ++b) {
+    const std::int64_t* src = source_ids + b * S;
+    for (int k = 0; k < lengths_[b]; ++k) {
+      const auto begin = distinct_.begin() + static_cast<std::ptrdiff_t>(first_.back());
+      const auto at = std::find(begin, distinct_.end(), src[k]);
+      slot_[b * S + k] = static_cast<int>(at - begin);
+      if (at == distinct_.end()) distinct_.push_back(src[k]);
+    }
+    first_.push_back(distinct_.size());
+  }
   bias_.assign(static_cast<usize>(GH), 0.0f);
   if (w.b_ih) add_row(bias_.data(), w.b_ih, GH);
   if (w.b_hh) add_row(bias_.data(), w.b_hh, GH);
@@ -254,7 +460,8 @@ PackedPointerGeneratorStepper::PackedPointerGeneratorStepper(const PointerGenera
 
 void PackedPointerGeneratorStepper::step(int N, const std::int64_t* rows, const float* x, const float* h,
                                          const float* c, float* h_new, float* c_new, float* log_probs,
-                                         float* attention) {
+                                         float* attention, int top_k, float* top_values,
+                                         std::int64_t* top_ids) {
   const DecoderShape& s = shape_.dec;
   const int H = s.H, E = s.E, V = s.O, GH = 4 * H, Z = 2 * H, heads = s.heads;
   const usize uN = static_cast<usize>(N), S = static_cast<usize>(s.S), X = static_cast<usize>(shape_.extended);
@@ -266,6 +473,8 @@ void PackedPointerGeneratorStepper::step(int N, const std::int64_t* rows, const 
   ensure_shape(feat_, uN, static_cast<usize>(Z));
   ensure_shape(probs_, uN * heads, S);
   ensure_shape(logits_, uN, static_cast<usize>(V));
+  ensure_shape(mass_, uN, S);
+  if (!log_probs) ensure_shape(out_, uN, X);
   w_ih_t_.multiply(N, x, E, gates_.data(), GH, false);
   w_hh_t_.multiply(N, h, H, gh_.data(), GH, false);
   parallel_for(uN, row_grain(GH), [&](usize r0, usize r1) {
@@ -294,33 +503,49 @@ void PackedPointerGeneratorStepper::step(int N, const std::int64_t* rows, const 
     }
   });
   w_o_t_.multiply(N, ctx_.data(), H, feat_.data() + H, Z, false);
-  sgemm(false, true, N, V, Z, 1.0f, feat_.data(), Z, w_.w_out, Z, 0.0f, logits_.data(), V);
+  parallel_for(uN, row_grain(static_cast<usize>(Z)), [&](usize r0, usize r1) {
+    for (usize n = r0; n < r1; ++n)
+      if (w_.b_o) add_row(feat_.data() + n * Z + H, w_.b_o, H);
+  });
+  step_logits(N, feat_.data(), Z, w_.w_out, V, logits_.data());
   parallel_for(uN, row_grain(static_cast<usize>(V)), [&](usize r0, usize r1) {
     for (usize n = r0; n < r1; ++n) {
       const usize b = static_cast<usize>(rows[n]);
-      float* z = feat_.data() + n * Z;
-      if (w_.b_o) add_row(z + H, w_.b_o, H);
+      const float* z = feat_.data() + n * Z;
       float* lg = logits_.data() + n * V;
-      if (w_.b_out) add_row(lg, w_.b_out, V);
+      const float lse = log_sum_exp(lg, V, add_bias_max(lg, w_.b_out, V));
       const float pg = sigmoid(simd::row_dot(w_gen_, z, Z) + simd::row_dot(w_gen_ + Z, x + n * E, E) + b_gen_);
-      simd::softmax_row(lg, V);
-      float* out = log_probs + n * X;
-      simd::scale_row(lg, V, pg);
-      std::memcpy(out, lg, static_cast<usize>(V) * sizeof(float));
-      std::fill(out + V, out + X, 0.0f);
+      // Ids outside the source: log(pg softmax_w) = logits_w + log pg - lse; the
+      // source-only slots -inf until their copy mass is added.
+      float* out = log_probs ? log_probs + n * X : out_.data() + n * X;
+      const float shift = std::log(pg) - lse;
+      simd_for(V, [&](int j, auto v) {
+        using Vt = decltype(v);
+        store(out + j, load<Vt>(lg + j) + Vt(shift));
+      });
+      std::fill(out + V, out + X, -std::numeric_limits<float>::infinity());
+      // The copy mass of each distinct source id: the heads' summed attention.
       const float* p = probs_.data() + n * heads * S;
-      const std::int64_t* src = source_ids_.data() + b * S;
       const int len = static_cast<int>(lengths_[b]);
-      const float copy = (1.0f - pg) / static_cast<float>(heads);
+      const std::int64_t* ids = distinct_.data() + first_[b];
+      const usize distinct = first_[b + 1] - first_[b];
+      float* mass = mass_.data() + n * S;
+      std::fill(mass, mass + distinct, 0.0f);
       float* att = attention ? attention + n * S : nullptr;
       if (att) std::fill(att, att + S, 0.0f);
       for (int k = 0; k < len; ++k) {
         float a = 0.0f;
         for (int hh = 0; hh < heads; ++hh) a += p[hh * S + k];
-        out[src[k]] += copy * a;
+        mass[slot_[b * S + static_cast<usize>(k)]] += a;
         if (att) att[k] = a / static_cast<float>(heads);
       }
-      for (usize j = 0; j < X; ++j) out[j] = std::log(out[j]);
+      const float copy = (1.0f - pg) / static_cast<float>(heads);
+      for (usize u = 0; u < distinct; ++u) {
+        const std::int64_t id = ids[u];
+        const float vocab = id < V ? pg * std::exp(lg[id] - lse) : 0.0f;
+        out[id] = std::log(vocab + copy * mass[u]);
+      }
+      if (top_k > 0) TopK(top_k, top_values + n * top_k, top_ids + n * top_k).scan(out, static_cast<int>(X));
     }
   });
 }

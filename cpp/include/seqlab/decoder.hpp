@@ -132,7 +132,8 @@ struct DecoderCache {
 SEQLAB_LEVEL_BEGIN
 // Forward over all T steps. c0 (LSTM only), memory_lengths, gate_bias (B, G*H) may be
 // null (zeros, full lengths, none); memory is required exactly when shape.heads > 0.
-// Writes pred (B, T, O).
+// Writes pred (B, T, O); pred may be null when every step is teacher-forced (no output
+// head: a caller such as the pointer-generator projects cache.features itself).
 void decoder_forward(CellKind kind, const DecoderShape& shape, const DecoderWeights& w,
                      const float* targets, const std::uint8_t* teacher, const float* h0,
                      const float* c0, const float* memory, const std::int64_t* memory_lengths,
@@ -149,7 +150,8 @@ struct DecoderBackwardExtras {
 };
 
 SEQLAB_LEVEL_BEGIN
-// Backward: d_pred (B, T, O) (may be cache.d_pred itself: then used in place). Writes
+// Backward: d_pred (B, T, O) (may be cache.d_pred itself: then used in place), or null
+// after a forward without pred (no head: only extras.d_features reach the features). Writes
 // dh0 and (LSTM, unless null) dc0 (B, H), d_memory (B, S, A) and d_gate_bias (B, G*H)
 // unless null; adds the parameter gradients into grads.
 void decoder_backward(DecoderCache& cache, const float* d_pred, const DecoderGrads& grads,

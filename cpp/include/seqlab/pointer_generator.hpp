@@ -23,11 +23,15 @@
 //   loss = sum_{(b, t) in mask} -log(P(target_ids[b, t]) + eps) / |mask|
 // (eps = 1e-12; loss 0 when the mask is empty).
 //
-// Cost: the decoder's (one GEMM for the input projection, per step the recurrent,
-// query and attention-output products, the attention SIMD rows), one GEMM for the
-// logits, then one SIMD softmax pass per counted row, in place. Backward turns the
-// probabilities into the logits' gradient in place and runs the decoder's backward
-// with the gate's and the copy's extra gradients.
+// Cost: the decoder's recurrent core without its output head (one GEMM for the input
+// projection, per step the recurrent, query and attention-output products, the
+// attention SIMD rows), then the head over the counted rows only (padding steps cost
+// nothing): one GEMM for their logits, and per row one pass adding the bias and
+// taking the max, one pass for the log-sum-exp; the probabilities are never written.
+// Backward turns the logits into their gradient in one pass per row (the output
+// bias's gradient summed in the same pass), then one GEMM each for the features' and
+// the output weight's gradients, and runs the decoder's backward with the head's, the
+// gate's and the copy's gradients.
 #pragma once
 #include "seqlab/level.hpp"
 #include <xtensor/xtensor.hpp>
@@ -48,15 +52,23 @@ struct PointerGeneratorShape {
 };
 
 struct PointerGeneratorCache {
-  DecoderCache dec;   // dec.d_pred holds the probabilities, then the logits' gradient
+  DecoderCache dec;   // the recurrent core (its output head unused)
   PointerGeneratorShape shape;
+  const float* w_out = nullptr;
+  const float* b_out = nullptr;
   const float* w_gen = nullptr;
   float b_gen = 0.0f;
   std::vector<std::int64_t> source_ids, target_ids;  // (B*S), (B*T)
   std::vector<std::uint8_t> mask;                    // (B*T)
+  std::vector<std::size_t> rows;                     // (count) the counted rows (b, t), ascending
   std::size_t count = 0;                             // steps in the mask
   xt::xtensor<float, 1> p_gen, p_vocab, p_copy;      // (B*T) at the target id
+  xt::xtensor<float, 2> head_features;  // (count, Z) [h_t; ctx_t] of the counted rows
+  xt::xtensor<float, 2> logits;         // (count, V) biased logits, then their gradient
+  xt::xtensor<float, 1> log_norm;       // (count) log-sum-exp of each row of logits
   // Backward workspaces.
+  xt::xtensor<float, 2> d_head;      // (count, Z) d [h_t; ctx_t] through the logits
+  xt::xtensor<float, 2> d_bias;      // (chunks, V) partial sums of the output bias's gradient
   xt::xtensor<float, 2> d_features;  // (B*T, Z)
   xt::xtensor<float, 2> d_probs;     // (B*T*heads, S)
   xt::xtensor<float, 2> d_inputs;    // (B*T, E) d u_t
@@ -87,16 +99,25 @@ SEQLAB_LEVEL_END
 //
 // One step: gates = x W_ih^T + h W_hh^T + b, the LSTM cell, q = h' W_q^T + b_q, the
 // heads' attention over the cached keys and values, ctx W_o^T + b_o, the logits
-// [h'; ctx] W_out^T + b_out (one GEMM for the N rows), p_gen, and
+// [h'; ctx] W_out^T + b_out (for up to 8 rows a kernel that streams W_out once, split
+// over the pool by columns; one GEMM for more), p_gen, and
 //   log_probs[n, w] = log(p_gen softmax(logits)[w] + (1 - p_gen) sum_{s: source[s] = w} a[s])
 // over the X extended ids (-inf for ids neither in the vocabulary nor in the source).
+// An id outside the source gets log p_gen + logits[w] - logsumexp(logits) (one SIMD
+// pass, no exp or log per id); only the source's distinct ids (listed per example
+// when the stepper is built) take the mixture's log.
 class PointerGeneratorStepper {
  public:
   virtual ~PointerGeneratorStepper() = default;
   // rows (N) in [0, B); x (N, E) the inputs' embeddings; h, c (N, H). Writes h_new,
-  // c_new (N, H), log_probs (N, X) and, unless null, attention (N, S) (the heads' mean).
+  // c_new (N, H) and, unless null, log_probs (N, X) and attention (N, S) (the heads'
+  // mean). With top_k > 0 also writes each row's top_k largest log-probabilities,
+  // largest first (ties: the smaller id first), into top_values and their extended
+  // ids into top_ids (N, top_k) (top_k <= X): what beam search reads, in the same
+  // pass as the log-probabilities.
   virtual void step(int N, const std::int64_t* rows, const float* x, const float* h, const float* c,
-                    float* h_new, float* c_new, float* log_probs, float* attention) = 0;
+                    float* h_new, float* c_new, float* log_probs, float* attention, int top_k = 0,
+                    float* top_values = nullptr, std::int64_t* top_ids = nullptr) = 0;
   virtual const PointerGeneratorShape& shape() const = 0;
 };
 

@@ -10,6 +10,10 @@ The strategies drive any :class:`StepSession`: ``initial_state()`` gives the sta
 token and returns the log-probabilities (N, X) of the next token's id and the new
 states. The work of a step (LSTM, attention, copy mixture) is one C++ call
 (:class:`seqlab.models.code.seq2seq.DecoderSession`); the strategies only pick tokens.
+A session may also offer ``step_top_k(rows, prev, h, c, k)``, returning each row's k
+most likely next ids (largest first) and their log-probabilities instead of the whole
+(N, X) array: beam search then reads only those (a beam's survivors are among its
+rows' k best tokens), and falls back to a top-k of ``step``'s output otherwise.
 Every choice depends only on the example's own rows, so the results do not depend on
 which other examples share the batch.
 """
@@ -113,6 +117,24 @@ def greedy(session: StepSession, max_len: int, eos_id: int, alpha: float = 0.6) 
     return [_hypothesis(tokens[b], log_prob[b], eos_id, alpha) for b in range(session.batch)]
 
 
+def _step_top_k(
+    session: StepSession, rows: np.ndarray, prev: np.ndarray | None, h: np.ndarray, c: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's min(k, X) most likely next ids (N, k') and their log-probabilities,
+    largest first, and the new states: the session's ``step_top_k`` when it has one,
+    else a top-k of ``step``'s (N, X) log-probabilities."""
+    fused = getattr(session, "step_top_k", None)
+    if fused is not None:
+        return fused(rows, prev, h, c, k)  # type: ignore[no-any-return]
+    logp, h_new, c_new = session.step(rows, prev, h, c)
+    X = logp.shape[1]
+    kk = min(k, X)
+    part = np.argpartition(-logp, kk - 1, axis=1)[:, :kk] if kk < X else np.tile(np.arange(X), (len(logp), 1))
+    values = np.take_along_axis(logp, part, axis=1)
+    order = np.lexsort((part, -values), axis=1)
+    return np.take_along_axis(values, order, axis=1), np.take_along_axis(part, order, axis=1), h_new, c_new
+
+
 def beam_search(
     session: StepSession, width: int, max_len: int, eos_id: int, alpha: float = 0.6
 ) -> list[list[Hypothesis]]:
@@ -135,31 +157,31 @@ def beam_search(
     finished = np.zeros((batch, k), dtype=bool)
     lengths = np.zeros((batch, k), dtype=np.int64)
     tokens = np.zeros((batch, k, 0), dtype=np.int64)
+    beam_of = np.repeat(np.arange(batch * k, dtype=np.int64), k).reshape(batch, k * k)
     prev: np.ndarray | None = None
     for _ in range(max_len):
         flat_done = finished.ravel()
         live = np.flatnonzero(~flat_done & np.isfinite(scores.ravel()))
-        logp, h_live, c_live = session.step(
-            rows[live], None if prev is None else prev[live], h[live], c[live]
+        top_logp, top_ids, h_live, c_live = _step_top_k(
+            session, rows[live], None if prev is None else prev[live], h[live], c[live], k
         )
-        X = logp.shape[1]
-        cand = np.full((batch * k, X), -np.inf)
-        cand[live] = scores.ravel()[live, None] + logp
+        # Each beam's candidates: a live beam's k best tokens, a finished beam itself
+        # (the end token, its score frozen); -inf pads.
+        cand = np.full((batch * k, k), -np.inf)
+        token_of = np.full((batch * k, k), eos_id, dtype=np.int64)
+        kk = top_ids.shape[1]
+        cand[live, :kk] = scores.ravel()[live, None] + top_logp
+        token_of[live, :kk] = top_ids
         done_rows = np.flatnonzero(flat_done)
-        cand[done_rows, eos_id] = scores.ravel()[done_rows]
+        cand[done_rows, 0] = scores.ravel()[done_rows]
         new_len = lengths.ravel() + (~flat_done)
-        norm = (cand / length_penalty(np.maximum(new_len, 1), alpha)[:, None]).reshape(batch, k * X)
-        # The k best per example; ties broken by index, so the order is deterministic.
-        part = (
-            np.argpartition(-norm, k - 1, axis=1)[:, :k]
-            if k < k * X
-            else np.tile(np.arange(k * X), (batch, 1))
-        )
-        order = np.lexsort((part, -np.take_along_axis(norm, part, axis=1)), axis=1)
-        best = np.take_along_axis(part, order, axis=1)  # (B, k)
-        parent = best // X + (np.arange(batch) * k)[:, None]
-        token = best % X
-        scores = cand[parent, token]
+        norm = (cand / length_penalty(np.maximum(new_len, 1), alpha)[:, None]).reshape(batch, k * k)
+        cand, token_of = cand.reshape(batch, k * k), token_of.reshape(batch, k * k)
+        # The k best per example; ties broken by (beam, token), so the order is deterministic.
+        best = np.lexsort((token_of, beam_of, -norm), axis=1)[:, :k]  # (B, k)
+        parent = np.take_along_axis(beam_of, best, axis=1)
+        token = np.take_along_axis(token_of, best, axis=1)
+        scores = np.take_along_axis(cand, best, axis=1)
         finished = flat_done[parent] | (token == eos_id)
         lengths = new_len[parent]
         tokens = np.concatenate([tokens.reshape(batch * k, -1)[parent], token[..., None]], axis=2)

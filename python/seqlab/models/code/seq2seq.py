@@ -159,16 +159,31 @@ class DecoderSession:
         """The decoder's initial states h0, c0 (B, H) (fresh copies)."""
         return self._h0.copy(), self._c0.copy()
 
+    def _inputs(self, rows: np.ndarray, prev: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """rows as int64 and the input embeddings (N, E) of tokens prev (None: the start)."""
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        if prev is None:
+            return rows, np.ascontiguousarray(np.broadcast_to(self._start, (rows.size, self._start.size)))
+        ids = np.asarray(prev, dtype=np.int64)
+        return rows, self._embedding[np.where(ids >= self.vocab_size, self.unk_id, ids)]
+
     def step(
         self, rows: np.ndarray, prev: np.ndarray | None, h: np.ndarray, c: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Log-probabilities (N, X) of the next extended id and the new h, c (N, H) for rows
         (N,) of examples after tokens prev (N,) (None: the first step)."""
-        rows = np.ascontiguousarray(rows, dtype=np.int64)
-        if prev is None:
-            x = np.ascontiguousarray(np.broadcast_to(self._start, (rows.size, self._start.size)))
-        else:
-            ids = np.asarray(prev, dtype=np.int64)
-            x = self._embedding[np.where(ids >= self.vocab_size, self.unk_id, ids)]
+        rows, x = self._inputs(rows, prev)
         logp, h_new, c_new, _ = self._stepper.step(rows, x, np.ascontiguousarray(h), np.ascontiguousarray(c))
         return logp, h_new, c_new
+
+    def step_top_k(
+        self, rows: np.ndarray, prev: np.ndarray | None, h: np.ndarray, c: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The same step, returning each row's min(k, X) most likely next extended ids
+        (N, k) and their log-probabilities (N, k), largest first (ties: the smaller id),
+        and the new h, c (N, H): picked in C++ in the pass that computes the
+        log-probabilities, which never leave it (what beam search reads)."""
+        rows, x = self._inputs(rows, prev)
+        return self._stepper.step_top_k(  # type: ignore[no-any-return]
+            rows, x, np.ascontiguousarray(h), np.ascontiguousarray(c), min(int(k), self.extended_size)
+        )
