@@ -45,6 +45,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     # history for the hourly series; more members (seeds) in the median
     "ensemble_mae": {"model": "nbeats", "ensemble_lookbacks": [48, 72, 96], "ensemble_losses": ["mae"]},
     "ensemble_168": {"model": "nbeats", "input_size": 168, "ensemble_lookbacks": [48, 96, 168]},
+    "nbeats_168": {"model": "nbeats", "input_size": 168},
     "ensemble_168_mae": {"model": "nbeats", "input_size": 168, "ensemble_lookbacks": [48, 96, 168],
                          "ensemble_losses": ["mae"]},
 }
