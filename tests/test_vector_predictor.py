@@ -264,3 +264,12 @@ def test_all_chains_for_training_evaluates_on_them(tmp_path, capsys):
                          **{**FAST, "epochs": 1, "verbose": True})
     assert "evaluating on the training chains" in capsys.readouterr().out
     assert p.evaluation["model"]["bank"] == p.data.splits["train"].num_vectors
+
+
+def test_bank_negatives_train_against_the_whole_training_bank(tmp_path):
+    chains = synthetic_chains(chains=120, length=30, dim=16, rule="second_order", noise=0.1, seed=2)
+    p = vector_predictor(chains, context=12, out=tmp_path / "bank", bank_negatives=True,
+                         **{**FAST, "hidden_size": 64, "epochs": 8})
+    e = p.evaluate()
+    assert p.config.bank_negatives and e["beats_copy_last"]
+    assert e["model"]["hit@5"] > e["copy_last"]["hit@5"] + 0.15
