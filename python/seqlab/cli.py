@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--model", choices=["nbeats", "tcn", "lstm", "auto"], default="nbeats",
                     help="model to fit; auto searches among the three with Optuna (default nbeats)")
     fc.add_argument("--horizon", type=_positive_int, default=24, help="steps to forecast (default 24)")
-    fc.add_argument("--input-size", type=_positive_int, default=96,
+    fc.add_argument("--input-size", type=_positive_int, default=None,
                     help="steps of history each forecast reads (default 96)")
     fc.add_argument(
         "--target", default=None, help="column to forecast (default: latency_ms or the last column)"

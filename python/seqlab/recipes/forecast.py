@@ -37,6 +37,12 @@ def format_scores(scores: dict[str, dict[str, float]]) -> str:
 
 
 KIND = "forecaster"
+DEFAULT_INPUT_SIZE = 96
+
+
+def default_input_size(ensemble_lookbacks: Any = None) -> int:
+    """The input size when none is given: 96 steps, or the longest ensemble lookback."""
+    return max([DEFAULT_INPUT_SIZE, *(int(v) for v in ensemble_lookbacks or [])])
 
 
 def evaluation_summary(scores: dict[str, dict[str, float]], windows: int, horizon: int,
@@ -124,7 +130,7 @@ def forecaster(
     data: Any = None,
     model: str = "nbeats",
     horizon: int = 24,
-    input_size: int = 96,
+    input_size: int | None = None,
     tune: int | None = None,
     target: str | int | None = None,
     split: Any = (0.7, 0.1, 0.2),
@@ -149,7 +155,9 @@ def forecaster(
             / ``"nile"``, a TimeSeries or array, or None for the SYNTHETIC agent event
             stream (see :func:`seqlab.data.load_series`).
         model: ``"nbeats"``, ``"tcn"``, ``"lstm"`` or ``"auto"`` (tunes and picks among the three).
-        horizon, input_size: steps predicted and steps of history per window.
+        horizon, input_size: steps predicted and steps of history per window (default
+            :data:`DEFAULT_INPUT_SIZE`, 96, or the longest of ``ensemble_lookbacks`` when longer:
+            ``ensemble_lookbacks=[48, 96, 168]`` reads a week of an hourly series).
         tune: None, or the number of Optuna trials to search before the final fit
             (``"auto"`` searches 9 trials when None).
         target: the column to forecast (default ``latency_ms`` for events, else the last column).
@@ -205,6 +213,8 @@ def forecaster(
         split, preset, scaler, on_error, seed = (a[k] for k in ("split", "preset", "scaler", "on_error",
                                                                  "seed"))
         overrides = a["overrides"]
+    if input_size is None:
+        input_size = default_input_size(overrides.get("ensemble_lookbacks"))
     arguments = {"model": model, "horizon": horizon, "input_size": input_size, "tune": tune, "target": target,
                  "split": list(split), "preset": preset, "scaler": scaler, "on_error": on_error, "seed": seed,
                  "overrides": overrides}

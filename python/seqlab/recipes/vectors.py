@@ -232,6 +232,9 @@ def _step_fn(config: VectorPredictorConfig, train: VectorChains, val: VectorChai
         negatives = mask = None
         if mined is not None and m.training:
             negatives, mask = negatives_for(batch.targets, mined, train.vectors)
+        if config.bank_negatives:  # rank each target among every vector of its split
+            return next_vector_loss(y, batch.positions, targets, bank=bank.vectors, target_rows=batch.targets,
+                                    **weights)
         return next_vector_loss(y, batch.positions, targets, negatives=negatives, negative_mask=mask,
                                 groups=batch.segments if config.cross_segment_negatives else None,
                                 **weights)

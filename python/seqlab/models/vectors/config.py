@@ -30,7 +30,9 @@ class VectorPredictorConfig(PresetConfig):
     Loss on unit vectors: MSE + ``cosine_weight`` x cosine distance + ``infonce_weight``
     x InfoNCE over in-batch negatives at ``temperature``, with ``hard_negatives`` extra
     negatives per target mined from the training bank (cosine to the target in
-    ``hard_negative_range``; 0 turns mining off).
+    ``hard_negative_range``; 0 turns mining off); with ``bank_negatives`` InfoNCE instead
+    ranks each target among every vector of the training chains (the window's own
+    vectors included), as the evaluation ranks it among a bank.
     Training: AdamW (``lr``, ``weight_decay``), micro-batches of ``segments_per_batch``
     chain segments accumulated to about ``batch_size`` windows per step, gradient
     norm clipped to ``clip_grad_norm``, at most ``epochs`` epochs, early stopping on
@@ -57,6 +59,7 @@ class VectorPredictorConfig(PresetConfig):
     infonce_weight: float = 0.2
     temperature: float = 0.05
     cross_segment_negatives: bool = True
+    bank_negatives: bool = False
     hard_negatives: int = 0
     hard_negative_range: tuple[float, float] = (0.75, 0.9)
     lr: float | str = "auto"

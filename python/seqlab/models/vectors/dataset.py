@@ -13,6 +13,7 @@ import numpy as np
 from ...data.batching import pad_sequences
 from ...data.chain_gates import GateReport, apply_quality_gates
 from ...data.documents import Document, load_documents
+from ...data.embedding_cache import cached_embeddings
 from ...data.text_encoders import make_encoder
 from ...data.vector_chains import VectorChains, check_disjoint, load_vector_chains, split_indices
 from .baselines import unit_rows
@@ -85,7 +86,7 @@ def _from_text(data: Any, config: VectorPredictorConfig, verbose: bool) -> Vecto
     with threadpool_limits(1, user_api="blas"):  # sparse-dominated: threads only contend here
         encoder.fit(train_chunks)
         texts = [c for d in docs for c in d.chunks]
-        vectors = encoder.encode(texts)
+        vectors = cached_embeddings(getattr(encoder, "cache_key", None), texts, encoder.encode, verbose)
     lengths = [len(d.chunks) for d in docs]
     chains = VectorChains(vectors, np.concatenate([[0], np.cumsum(lengths)]), names, source, texts)
     gated, report = apply_quality_gates(chains, config.min_length, config.coherence, config.dedupe)

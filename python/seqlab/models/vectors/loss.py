@@ -33,6 +33,8 @@ def next_vector_loss(
     negatives: np.ndarray | None = None,
     negative_mask: np.ndarray | None = None,
     groups: np.ndarray | None = None,
+    bank: np.ndarray | None = None,
+    target_rows: np.ndarray | None = None,
 ) -> Tensor:
     """``mean MSE(p, t) + cosine_weight * mean(1 - p.t) + infonce_weight * InfoNCE``.
 
@@ -48,6 +50,11 @@ def next_vector_loss(
             used as each other's in-batch negatives. Within a segment the previous
             target *is* the current input, so it would teach the model mostly to move
             away from its last vector rather than towards the next.
+        bank, target_rows: ``(N, D)`` unit vectors and the ``(M,)`` row of each target in
+            it. Given, InfoNCE ranks each target among the whole bank instead of the batch
+            (a softmax over ``p . bank_j / temperature``, the target's row the positive),
+            as Hit@K and MRR rank a prediction among a bank of every vector, the window's
+            own vectors included; ``negatives`` and ``groups`` are then not used.
 
     MSE is the mean over all M x D elements (``torch.nn.functional.mse_loss``); the
     predictions are ``p = y / max(|y|, 1e-12)``.
@@ -68,7 +75,16 @@ def next_vector_loss(
     total = mse + cosine_weight * cosine
     inv_t = 1.0 / temperature
     probs = probs_neg = None
-    if infonce_weight > 0 and m > 1:
+    if bank is not None:
+        if target_rows is None or target_rows.shape != (m,):
+            raise ValueError(f"target_rows: expected shape {(m,)} with a bank, got "
+                             f"{None if target_rows is None else target_rows.shape}")
+        if bank.ndim != 2 or bank.shape[1] != d:
+            raise ValueError(f"bank: expected shape (N, {d}), got {bank.shape}")
+    if infonce_weight > 0 and bank is not None:
+        logp, probs = _log_softmax_rows((p @ bank.T) * inv_t)
+        total += infonce_weight * float(-np.mean(logp[np.arange(m), target_rows]))
+    elif infonce_weight > 0 and m > 1:
         logits = (p @ targets.T) * inv_t
         if groups is not None:
             same = (groups[:, None] == groups[None, :]) & ~np.eye(m, dtype=bool)
@@ -86,7 +102,11 @@ def next_vector_loss(
     def backward(g: np.ndarray) -> tuple[np.ndarray]:
         scale = float(g)
         dp = (2.0 / (m * d)) * diff - (cosine_weight / m) * targets
-        if probs is not None:
+        if probs is not None and bank is not None:
+            soft = probs.copy()
+            soft[np.arange(m), target_rows] -= 1.0
+            dp += (infonce_weight * inv_t / m) * (soft @ bank)
+        elif probs is not None:
             soft = probs.copy()
             soft[np.arange(m), np.arange(m)] -= 1.0
             dp += (infonce_weight * inv_t / m) * (soft @ targets)
