@@ -223,7 +223,7 @@ class VectorPredictor:
 
 # ---------------------------------------------------------------- training
 def _step_fn(config: VectorPredictorConfig, train: VectorChains, val: VectorChains, mined: np.ndarray | None):
-    weights = loss_from_config(config)
+    weights: dict[str, Any] = dict(loss_from_config(config))
 
     def step(m: NextVectorModel, batch: SegmentBatch) -> Tensor:
         y = m(tensor(batch.inputs), batch.lengths)

@@ -125,7 +125,7 @@ def _step_top_k(
     else a top-k of ``step``'s (N, X) log-probabilities."""
     fused = getattr(session, "step_top_k", None)
     if fused is not None:
-        return fused(rows, prev, h, c, k)  # type: ignore[no-any-return]
+        return fused(rows, prev, h, c, k)
     logp, h_new, c_new = session.step(rows, prev, h, c)
     X = logp.shape[1]
     kk = min(k, X)
@@ -225,8 +225,8 @@ def score_targets(
         return []
     lens = np.array([len(t) + 1 for t in targets], dtype=np.int64)
     tokens = np.full((len(targets), int(lens.max())), eos_id, dtype=np.int64)
-    for n, t in enumerate(targets):
-        tokens[n, : len(t)] = np.asarray(t, dtype=np.int64)
+    for n, target in enumerate(targets):
+        tokens[n, : len(target)] = np.asarray(target, dtype=np.int64)
     h0, c0 = session.initial_state()
     # Prefix classes: rows with the same example and prefix tokens[:, :t] share a state.
     examples, group = np.unique(rows, return_inverse=True)

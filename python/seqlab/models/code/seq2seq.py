@@ -184,6 +184,6 @@ class DecoderSession:
         and the new h, c (N, H): picked in C++ in the pass that computes the
         log-probabilities, which never leave it (what beam search reads)."""
         rows, x = self._inputs(rows, prev)
-        return self._stepper.step_top_k(  # type: ignore[no-any-return]
+        return self._stepper.step_top_k(
             rows, x, np.ascontiguousarray(h), np.ascontiguousarray(c), min(int(k), self.extended_size)
         )
