@@ -118,10 +118,7 @@ def run_seqlab(cfg, threads: int, steps: int, gen: int, prompt: int, breakdown: 
     return measure(step, batches, generate, gen, model.num_parameters(), breakdown)
 
 
-def run_torch(
-    cfg, threads: int, steps: int, gen: int, prompt: int, breakdown: bool = False, autocast: bool = False
-) -> dict:
-    """The twin's figures (``breakdown`` is seqlab's alone and is ignored here)."""
+def run_torch(cfg, threads: int, steps: int, gen: int, prompt: int, autocast: bool = False) -> dict:
     import torch
 
     import seqlab
@@ -170,9 +167,9 @@ def worker(args: argparse.Namespace) -> None:
     from seqlab.models.code_lm import preset_config
 
     cfg = preset_config(args.preset, precision=args.precision)
-    sizes = (cfg, args.worker_threads, args.steps, args.gen, args.prompt, args.breakdown)
+    sizes = (cfg, args.worker_threads, args.steps, args.gen, args.prompt)
     if args.worker == "seqlab":
-        result = run_seqlab(*sizes)
+        result = run_seqlab(*sizes, breakdown=args.breakdown)
     else:
         result = run_torch(*sizes, autocast=args.worker == "torch-autocast")
     print(json.dumps(result))
