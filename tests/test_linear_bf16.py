@@ -9,6 +9,11 @@ PyTorch's fp32 ``F.linear`` on the same rounded operands errs by as much again.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -21,8 +26,10 @@ pytestmark = pytest.mark.skipif(not F.bf16_gemm_available(),
 
 U = 2.0**-24
 
-# (M, K, N): tile multiples and not (the tile is 6 rows x 64 columns, k in pairs).
-SHAPES = [(1, 1, 1), (5, 3, 17), (7, 64, 64), (13, 33, 65), (100, 130, 200), (6, 2, 128)]
+# (M, K, N): tile multiples and not (the vdpbf16ps tile is 6 rows x 64 columns, k in pairs;
+# the AMX register block 32 rows x 32 columns, k in steps of 32); the last has several
+# blocks of rows at K = 300 (32 rows each on AMX).
+SHAPES = [(1, 1, 1), (5, 3, 17), (7, 64, 64), (13, 33, 65), (100, 130, 200), (6, 2, 128), (97, 300, 47)]
 
 
 def bf16(torch, a: np.ndarray) -> np.ndarray:
@@ -171,3 +178,58 @@ def test_empty_and_zero_width(rng):
     y.backward(np.ones((3, 5), np.float32))
     assert x.grad.shape == (3, 0) and w.grad.shape == (5, 0)
     assert F.linear_bf16(np.zeros((0, 4), np.float32), Tensor(np.ones((2, 4), np.float32))).shape == (0, 2)
+
+
+def test_bf16_gemm_engine_is_named_and_fits_the_cpu():
+    engine = F.bf16_gemm_engine()
+    assert engine in ("amx", "avx512_bf16")
+    if engine == "amx":
+        features = seqlab.cpu_info()["features"]
+        assert features["amx_tile"] and features["amx_bf16"]
+
+
+# Runs linear_bf16 forward and backward on the arrays of argv[1] at 1 and 2 threads and
+# saves the results with the engine's name to argv[2].
+_ENGINE_RUN = """
+import sys
+import numpy as np
+import seqlab
+from seqlab import functional as F
+from seqlab.autograd import Tensor
+a = np.load(sys.argv[1])
+out = {"engine": np.array(F.bf16_gemm_engine())}
+for n in (1, 2):
+    seqlab.set_num_threads(n)
+    tx, tw, tb = Tensor(a["x"], requires_grad=True), Tensor(a["w"], requires_grad=True), Tensor(a["b"])
+    y = F.linear_bf16(tx, tw, tb)
+    y.backward(a["g"])
+    out.update({f"y{n}": y.data, f"gx{n}": tx.grad, f"gw{n}": tw.grad})
+np.savez(sys.argv[2], **out)
+"""
+
+
+@pytest.mark.parametrize("amx", ["1", "0"])
+def test_each_engine_matches_the_rounded_reference_at_1_and_2_threads(torch, rng, tmp_path, amx):
+    # SEQLAB_BF16_AMX=0 (read once per process) keeps the vdpbf16ps tiles where AMX exists
+    M, K, N = 150, 200, 130
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    w = rng.standard_normal((N, K)).astype(np.float32)
+    b = rng.standard_normal(N).astype(np.float32)
+    g = rng.standard_normal((M, N)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x, w=w, b=b, g=g)
+    env = {**os.environ, "SEQLAB_BF16_AMX": amx,
+           "PYTHONPATH": os.pathsep.join(p for p in (str(Path(seqlab.__file__).resolve().parents[1]),
+                                                     os.environ.get("PYTHONPATH")) if p)}
+    subprocess.run([sys.executable, "-c", _ENGINE_RUN, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+                   env=env, check=True, timeout=300)
+    out = np.load(tmp_path / "out.npz")
+    if amx == "0":
+        assert str(out["engine"]) == "avx512_bf16"
+    else:
+        assert str(out["engine"]) == F.bf16_gemm_engine()
+    xb, wb, gb = bf16(torch, x), bf16(torch, w), bf16(torch, g)
+    assert np.all(np.abs(out["y1"] - (xb @ wb.T + b)) <= bound(xb, wb.T, b))
+    assert np.all(np.abs(out["gx1"] - gb @ wb) <= bound(gb, wb))
+    assert np.all(np.abs(out["gw1"] - gb.T @ xb) <= bound(gb.T, xb))
+    for name in ("y", "gx", "gw"):  # the same bits at either thread count
+        np.testing.assert_array_equal(out[f"{name}1"], out[f"{name}2"])

@@ -171,6 +171,10 @@ void bind_linear(py::module_& m) {
   m.def(
       "bf16_gemm_supported", [] { return kernels().bf16_gemm_supported(); },
       "Whether the selected kernel level has the bf16 GEMMs (AVX512_BF16: level x86-64-v4-bf16).");
+  m.def(
+      "bf16_gemm_engine", [] { return std::string(kernels().bf16_gemm_engine()); },
+      "What runs the bf16 GEMMs: 'amx' (AMX-BF16 tiles; SEQLAB_BF16_AMX=0 turns them off), 'avx512_bf16'\n"
+      "(vdpbf16ps register tiles) or 'none' (a kernel level without AVX512_BF16).");
 }
 
 }  // namespace seqlab::bind

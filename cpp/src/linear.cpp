@@ -4,11 +4,19 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <vector>
 
+#if defined(__AVX512BF16__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #include "seqlab/activations.hpp"
 #include "seqlab/blas.hpp"
+#include "seqlab/gemm_amx.hpp"
 #include "seqlab/gemm_microkernel.hpp"
 #include "seqlab/simd.hpp"
 #include "seqlab/thread_pool.hpp"
@@ -116,8 +124,128 @@ std::vector<std::uint16_t> pack_panels_bf16(Operand b, I64 K, I64 N) {
   return packed;
 }
 
+// Whether this process runs its bf16 GEMMs on AMX: the CPU has AMX-TILE and AMX-BF16, the
+// Linux kernel grants the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, which fails for
+// instance when a thread's signal stack is too small for it), and SEQLAB_BF16_AMX is not
+// "0". Asked once per process (the grant is process-wide); false means vdpbf16ps tiles.
+bool amx_usable() {
+  static const bool usable = [] {
+    const char* env = std::getenv("SEQLAB_BF16_AMX");
+    if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+    if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-bf16")) return false;
+    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return usable;
+}
+
+// Rows of A per work item of the AMX GEMM at most: ~32 KiB of packed A, which stays in L1
+// while the B panels stream past it from L2.
+constexpr I64 kAmxBlockBytes = I64{1} << 15;
+
+// Where a GEMM writes C (M x N): element (i, j) at c[i*ldc + j], or at c[j*ldc + i]
+// when transposed.
+struct Output {
+  float* c;
+  I64 ldc;
+  bool transposed;
+};
+
+// C = A (M x K) B (K x N) (+ bias[j], only when not transposed) (+ C when acc) on AMX,
+// operands rounded to bf16, fp32 accumulation. B is packed once, in parallel over its
+// panels; then the pool's threads claim blocks of C's rows: each packs its rows of A,
+// runs the AMX register blocks over every panel pair (gemm::amx_block), adds the bias and
+// C into each 32 x 32 block as it leaves the tiles, and calls done(first_row, rows) while
+// the block is in cache (the epilogue).
+template <class Done>
+void gemm_amx(I64 M, I64 N, I64 K, Operand a, Operand b, Output out, const float* bias, bool acc, Done&& done) {
+  if (M == 0 || N == 0) return;
+  constexpr I64 R = gemm::kAmxRows;
+  const I64 lda = gemm::amx_lda(K), npanels = gemm::amx_panels(N);
+  std::vector<std::uint16_t> bp(gemm::amx_packed_b_size(K, N));
+  parallel_for(static_cast<std::size_t>(npanels), 1, [&](std::size_t q0, std::size_t q1) {
+    gemm::pack_panels_amx(b.data, b.si, b.sj, K, N, static_cast<I64>(q0), static_cast<I64>(q1), bp.data());
+  });
+  const I64 parts = 2 * static_cast<I64>(get_num_threads());
+  const I64 per_part = (M + parts - 1) / parts;
+  const I64 max_rows = std::max<I64>(R, kAmxBlockBytes / std::max<I64>(2 * lda, 1) / R * R);
+  const I64 block = std::clamp<I64>((per_part + R - 1) / R * R, R, max_rows);
+  parallel_claim(static_cast<std::size_t>((M + block - 1) / block), [&](const ClaimFn& next) {
+    std::vector<std::uint16_t> ap(static_cast<std::size_t>(block * lda));
+    for (std::size_t blk; next(blk);) {
+      const I64 i0 = static_cast<I64>(blk) * block, rows = std::min(block, M - i0);
+      const I64 padded = (rows + R - 1) / R * R;
+      gemm::pack_rows_amx(a.data + i0 * a.si, a.si, a.sj, rows, padded, K, ap.data());
+      gemm::amx_block(padded, K, ap.data(), bp.data(), npanels, [&](const float* tile, I64 r, I64 j0) {
+        const I64 nr = std::min(R, rows - r), nc = std::min<I64>(2 * gemm::kAmxCols, N - j0);
+        if (nc <= 0) return;
+        if (out.transposed) {
+          for (I64 j = 0; j < nc; ++j) {
+            float* col = out.c + (j0 + j) * out.ldc + i0 + r;
+            for (I64 i = 0; i < nr; ++i) col[i] = (acc ? col[i] : 0.0f) + tile[i * 2 * gemm::kAmxCols + j];
+          }
+          return;
+        }
+        for (I64 v = 0; v < 2; ++v) {
+          const I64 left = nc - 16 * v;
+          if (left <= 0) break;
+          const auto m = left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1u);
+          const __m512 bv = bias ? _mm512_maskz_loadu_ps(m, bias + j0 + 16 * v) : _mm512_setzero_ps();
+          for (I64 i = 0; i < nr; ++i) {
+            float* row = out.c + (i0 + r + i) * out.ldc + j0 + 16 * v;
+            __m512 x = _mm512_add_ps(_mm512_load_ps(tile + i * 2 * gemm::kAmxCols + 16 * v), bv);
+            if (acc) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, row));
+            _mm512_mask_storeu_ps(row, m, x);
+          }
+        }
+      });
+      done(i0, rows);
+    }
+  });
+}
+
+// Columns of C per work item of gemm_amx_columns at most: ~512 KiB of packed B at K = 2,048.
+constexpr I64 kAmxColumnChunk = 4 * 2 * gemm::kAmxCols;
+
+// C = A (M x K) B (K x N) (+ C when acc) on AMX as gemm_amx, for a short A (few rows) and a long B (the weight gradient: A = x^T,
+// K = M rows of the batch, B = dz): A is packed whole once (it stays in L2), and the
+// pool's threads claim chunks of kAmxColumnChunk columns of B, each packing its chunk
+// and running every row of A against it while it is in cache, so B, the large operand,
+// is read from memory once. Output written transposed when out.transposed; no bias.
+void gemm_amx_columns(I64 M, I64 N, I64 K, Operand a, Operand b, Output out, bool acc) {
+  if (M == 0 || N == 0) return;
+  constexpr I64 R = gemm::kAmxRows, CR = 2 * gemm::kAmxCols;
+  const I64 lda = gemm::amx_lda(K), padded = (M + R - 1) / R * R;
+  const I64 parts = 2 * static_cast<I64>(get_num_threads());  // chunks: about two per thread or more
+  const I64 C = std::clamp<I64>(((N + parts - 1) / parts + CR - 1) / CR * CR, CR, kAmxColumnChunk);
+  std::vector<std::uint16_t> ap(static_cast<std::size_t>(padded * lda));
+  parallel_for(static_cast<std::size_t>(padded / R), 1, [&](std::size_t g0, std::size_t g1) {
+    const I64 r0 = static_cast<I64>(g0) * R, r1 = std::min(static_cast<I64>(g1) * R, M);
+    gemm::pack_rows_amx(a.data + r0 * a.si, a.si, a.sj, std::max<I64>(r1 - r0, 0),
+                        static_cast<I64>(g1 - g0) * R, K, ap.data() + r0 * lda);
+  });
+  parallel_claim(static_cast<std::size_t>((N + C - 1) / C), [&](const ClaimFn& next) {
+    std::vector<std::uint16_t> bp(gemm::amx_packed_b_size(K, C));  // this thread's chunk of B
+    for (std::size_t chunk; next(chunk);) {
+      const I64 j0 = static_cast<I64>(chunk) * C, cols = std::min(C, N - j0);
+      const I64 npanels = gemm::amx_panels(cols);
+      gemm::pack_panels_amx(b.data + j0 * b.sj, b.si, b.sj, K, cols, 0, npanels, bp.data());
+      gemm::amx_block(padded, K, ap.data(), bp.data(), npanels, [&](const float* tile, I64 r, I64 jc) {
+        const I64 nr = std::min(R, M - r), nc = std::min<I64>(2 * gemm::kAmxCols, cols - jc);
+        if (nr <= 0 || nc <= 0) return;
+        const I64 si = out.transposed ? 1 : out.ldc, sj = out.transposed ? out.ldc : 1;
+        for (I64 j = 0; j < nc; ++j)  // along the output's rows when transposed
+          for (I64 i = 0; i < nr; ++i) {
+            float* dst = out.c + (r + i) * si + (j0 + jc + j) * sj;
+            *dst = (acc ? *dst : 0.0f) + tile[i * 2 * gemm::kAmxCols + j];
+          }
+      });
+    }
+  });
+}
+
 // C (M x N, row-major) = A (M x K) B (K x N) (+ bias[j]) (+ C when acc), operands
-// rounded to bf16, fp32 accumulation. B is packed once, in parallel over its panels; then
+// rounded to bf16, fp32 accumulation: on AMX where amx_usable(), else as follows. B is packed once, in parallel over its panels; then
 // the pool's threads claim blocks of C's rows: each packs its rows of A, runs the
 // micro-kernel's tiles over every panel and calls done(first_row, rows) while the block
 // is in cache (the epilogue). An A stored transposed (a.si == 1: dz^T of the weight
@@ -126,6 +254,7 @@ std::vector<std::uint16_t> pack_panels_bf16(Operand b, I64 K, I64 N) {
 template <class Done>
 void gemm_bf16(I64 M, I64 N, I64 K, Operand a, Operand b, float* c, const float* bias, bool acc, Done&& done) {
   if (M == 0 || N == 0) return;
+  if (amx_usable()) return gemm_amx(M, N, K, a, b, {c, N, false}, bias, acc, std::forward<Done>(done));
   constexpr I64 NR = gemm::kNR;
   const I64 KP = gemm::bf16_row(K) / 2;
   const I64 npanels = (N + NR - 1) / NR;
@@ -231,12 +360,20 @@ void linear_bf16_backward(const float* grad_y, const float* x, const float* w, f
     if (N == 0) std::fill(dx, dx + M * K, 0.0f);
     else gemm_bf16(m, k, n, {g, n, 1}, {w, k, 1}, dx, nullptr, false, none);  // dx (M, K) = dz (M, N) @ w (N, K)
   }
-  if (dw != nullptr && M > 0 && K > 0)  // dw (N, K) += dz^T (N, M) @ x (M, K)
-    gemm_bf16(n, k, m, {g, 1, n}, {x, k, 1}, dw, nullptr, true, none);
+  if (dw != nullptr && M > 0 && K > 0) {  // dw (N, K) += dz^T (N, M) @ x (M, K)
+    if (amx_usable())  // as dw^T (K, N) += x^T (K, M) @ dz (M, N): dz's rows pack as B's panels
+      gemm_amx_columns(k, n, m, {x, 1, k}, {g, n, 1}, {dw, k, true}, true);
+    else
+      gemm_bf16(n, k, m, {g, 1, n}, {x, k, 1}, dw, nullptr, true, none);
+  }
   if (db != nullptr && M > 0) bias_grad(g, db, M, N);
 }
+
+const char* bf16_gemm_engine() { return amx_usable() ? "amx" : "avx512_bf16"; }
 #else
 bool bf16_gemm_supported() { return false; }
+
+const char* bf16_gemm_engine() { return "none"; }
 
 void linear_bf16_forward(const float*, const float*, const float*, float*, std::size_t, std::size_t, std::size_t,
                          Activation, float*) {

@@ -38,6 +38,10 @@ void linear_backward(const float* grad_y, const float* x, const float* w, float*
 // whatever the schedule: results do not depend on the thread count.
 // At levels without AVX512_BF16 (bf16_gemm_supported() false) both throw std::runtime_error.
 bool bf16_gemm_supported();
+// The engine of the bf16 GEMMs: "amx" (AMX-BF16 tiles, where the CPU has them and the OS
+// grants them; SEQLAB_BF16_AMX=0 turns them off), "avx512_bf16" (vdpbf16ps register
+// tiles) or "none" (levels without AVX512_BF16).
+const char* bf16_gemm_engine();
 void linear_bf16_forward(const float* x, const float* w, const float* b, float* y, std::size_t M,
                          std::size_t K, std::size_t N, Activation act = Activation::kNone,
                          float* pre = nullptr);

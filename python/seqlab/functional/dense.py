@@ -25,6 +25,15 @@ def bf16_gemm_available() -> bool:
     return bool(_core.bf16_gemm_supported())
 
 
+def bf16_gemm_engine() -> str:
+    """What runs the bf16 GEMMs: ``"amx"`` (AMX-BF16 tiles, 16 x 16 x 32 per instruction,
+    where the CPU has them and the OS grants this process their state; the environment
+    variable ``SEQLAB_BF16_AMX=0``, read once at the first bf16 GEMM, turns them off),
+    ``"avx512_bf16"`` (``vdpbf16ps`` register tiles) or ``"none"`` (no bf16 GEMMs at this
+    kernel level). The engines give the same values up to the fp32 summation order."""
+    return str(_core.bf16_gemm_engine())
+
+
 def get_gemm_precision() -> str:
     """The precision :func:`linear` and :func:`linear_activation` use by default here:
     ``"fp32"`` unless inside :func:`gemm_precision`."""
@@ -82,7 +91,8 @@ def linear_bf16(input: Any, weight: Tensor, bias: Tensor | None = None, activati
     activation in fp32, an fp32 output. Backward: ``grad_input = grad @ weight`` and
     ``grad_weight = grad^T @ input`` also as bf16 GEMMs with fp32 accumulation, the weight
     and bias gradients fp32 (accumulated in place into the fp32 master weights' gradients).
-    Each GEMM packs its weight operand once per call. Needs the ``x86-64-v4-bf16`` kernel
+    Each GEMM packs its operands once per call, on AMX tiles where the CPU has them
+    (:func:`bf16_gemm_engine`). Needs the ``x86-64-v4-bf16`` kernel
     level (``RuntimeError`` naming the level otherwise; :func:`bf16_gemm_available`).
     """
     return linear_activation(input, weight, bias, activation, precision="bf16")
