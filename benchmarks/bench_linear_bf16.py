@@ -6,7 +6,8 @@ output projection 128 -> 128, MLP 128 -> 512 -> 128, tied output layer 128 -> 4,
 ``original`` preset's (M = 32 x 128 = 4,096; d_model 256, MLP 1,024, vocabulary 50,000).
 Each product is one ``_core.linear_forward`` / ``linear_backward`` call; a call's time
 includes its operands' rounding to bf16 and packing. Each engine runs in its own process
-(``SEQLAB_BF16_AMX=0`` selects the vdpbf16ps tiles), timed by the process's CPU time
+(``SEQLAB_BF16_AMX=0`` selects the vdpbf16ps tiles), timed by the process's CPU time: GFLOP/s
+per CPU-second, i.e. per busy core at any thread count
 (``--clock wall`` for wall time on a quiet machine).
 
 Ceilings per core, measured in registers by ``benchmarks/bf16_tile_ceiling.cpp`` on the
@@ -20,6 +21,7 @@ FMA: it issues about once every two cycles), AMX tdpbf16ps ~1,000-1,750.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -33,7 +35,8 @@ from harness import machine_description, markdown_table, median_seconds
 
 SHAPES = {
     "small": [(2048, 128, 384), (2048, 128, 128), (2048, 128, 512), (2048, 512, 128), (2048, 128, 4096)],
-    "original": [(4096, 256, 768), (4096, 256, 256), (4096, 256, 1024), (4096, 1024, 256), (4096, 256, 50000)],
+    "original": [(4096, 256, 768), (4096, 256, 256), (4096, 256, 1024), (4096, 1024, 256),
+                 (4096, 256, 50000)],
 }
 ENGINES = {"fp32": {}, "bf16 amx": {}, "bf16 avx512_bf16": {"SEQLAB_BF16_AMX": "0"}}
 CEILING = {"fp32": "~120-160", "bf16 amx": "~1,000-1,750", "bf16 avx512_bf16": "~60-85"}
@@ -57,10 +60,11 @@ def worker(engine: str, threads: int, shapes: list[tuple[int, int, int]], clock:
         g = rng.standard_normal((M, N), dtype=np.float32)
         gw = np.zeros((N, K), np.float32)
         repeats = 3 if M * N * K > 10**10 else 7
+        backward = functools.partial(_core.linear_backward, g, x, w)
         calls = {
-            "forward": lambda: _core.linear_forward(x, w, None, "none", None, bf16),
-            "grad input": lambda: _core.linear_backward(g, x, w, None, None, True, "none", None, bf16),
-            "grad weight": lambda: _core.linear_backward(g, x, w, gw, None, False, "none", None, bf16),
+            "forward": functools.partial(_core.linear_forward, x, w, None, "none", None, bf16),
+            "grad input": functools.partial(backward, None, None, True, "none", None, bf16),
+            "grad weight": functools.partial(backward, gw, None, False, "none", None, bf16),
         }
         rows.append({name: 2 * M * K * N / median_seconds(fn, repeats=repeats, warmup=1, clock=timer) / 1e9
                      for name, fn in calls.items()})
