@@ -31,11 +31,13 @@ void linear_backward(const float* grad_y, const float* x, const float* w, float*
                      Activation act = Activation::kNone, const float* saved = nullptr);
 
 // bf16 GEMMs (AVX512_BF16 levels): linear_forward and linear_backward with every GEMM's
-// operands rounded to bf16 (round to nearest even) and fp32 accumulation, on the shared
-// micro-kernel's vdpbf16ps tile; bias, activation, outputs and gradients in fp32. The same
-// arguments and results (up to the operands' rounding) as the fp32 pair. Each GEMM packs
-// its weight operand once per call. Every output element is one fp32 chain over k,
-// whatever the schedule: results do not depend on the thread count.
+// operands rounded to bf16 (round to nearest even) and fp32 accumulation, on AMX tiles
+// (gemm_amx.hpp) where the CPU and the OS allow them, else on the shared micro-kernel's
+// vdpbf16ps tile; bias, activation, outputs and gradients in fp32. The same arguments and
+// results (up to the operands' rounding and the summation order) as the fp32 pair. Each
+// GEMM rounds and packs both its operands once per call. Every output element is one fp32
+// accumulation over k in a fixed order, whatever the schedule: results do not depend on
+// the thread count.
 // At levels without AVX512_BF16 (bf16_gemm_supported() false) both throw std::runtime_error.
 bool bf16_gemm_supported();
 // The engine of the bf16 GEMMs: "amx" (AMX-BF16 tiles, where the CPU has them and the OS
