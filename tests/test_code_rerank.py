@@ -96,3 +96,13 @@ def test_rank_and_choose_reranking():
         0.5, -math.inf, -2.0, False)
     with pytest.raises(ValueError, match="lengths differ"):
         exact_match(pools, targets[:2], Reranking())
+
+
+def test_similarity_breaks_ties_of_exact_match():
+    # no candidate is exact; the n-gram weight brings the closer line to the top
+    pools = [[Candidate("    x", -1.0, -1.0, -9.0, False, True, True),
+              Candidate("    return x + 1", -3.0, -3.0, -1.0, False, False, True)]]
+    targets = ["    return x + 2"]
+    assert choose_reranking(pools, targets, weights=(0.0, 1.0))[0] == Reranking()  # a tie: the model alone
+    chosen, em = choose_reranking(pools, targets, weights=(0.0, 1.0), similarity=True)
+    assert chosen.ngram_weight == 1.0 and em == 0.0

@@ -199,7 +199,8 @@ class CodeOptimizer:
             pools = self.candidate_pools(task, [p.source for p in held], [p.lang for p in held])
             targets = [p.target for p in held]
             biases = SOURCE_BIASES if task == "bug_fix" else (0.0,)
-            chosen, em = choose_reranking(pools, targets, WEIGHTS, biases, SEARCH_BIASES)
+            chosen, em = choose_reranking(pools, targets, WEIGHTS, biases, SEARCH_BIASES,
+                                          similarity=task == "completion")
             em_alone = exact_match(pools, targets, Reranking())
             self.rerankings[task] = chosen
             out[task] = {"validation_exact_match": em, "validation_exact_match_model_alone": em_alone,
@@ -316,8 +317,11 @@ class CodeOptimizer:
             ngram = [expert.line_logprob(source, t, lang) for t in texts]
         else:
             ngram = [0.0] * len(texts)
+        pair = CodePair(task, lang, source, "")
+        # a completion is a line of code: one of blanks only is never the next statement
         return [Candidate(t, scored[t].log_prob, scored[t].score, g, t == source, t in searched,
-                          _parses(CodePair(task, lang, source, ""), t)) for t, g in zip(texts, ngram)]
+                          _parses(pair, t) and (task != "completion" or bool(t.strip())))
+                for t, g in zip(texts, ngram)]
 
     def _target_ids(self, tokens: Sequence[str], oovs: list[str]) -> list[int]:
         """Extended ids of an output's tokens: the vocabulary's, else the source's own

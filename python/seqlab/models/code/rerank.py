@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from ...metrics.code import edit_similarity
+
 #: the grids :func:`choose_reranking` searches
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 SOURCE_BIASES = (0.0, -1.0, -2.0, -5.0, -10.0, -math.inf)
@@ -118,11 +120,14 @@ def choose_reranking(
     source_biases: Sequence[float] = (0.0,),
     search_biases: Sequence[float] = (0.0,),
     length_normalised: Sequence[bool] = (True, False),
+    similarity: bool = False,
 ) -> tuple[Reranking, float]:
     """The weights of the grid with the best exact match of ``pools`` (each example's
-    candidates) against ``targets`` (the validation split), and that exact match. Ties go
-    to the smaller n-gram weight, then to the biases nearest 0, then to the order of
-    ``length_normalised`` (the model alone wins a tie)."""
+    candidates) against ``targets`` (the validation split), and that exact match. With
+    ``similarity``, equal exact matches are told apart by the mean edit similarity of the
+    best candidates to the targets (for tasks whose exact match is rare, such as line
+    completion). Remaining ties go to the smaller n-gram weight, then to the biases nearest
+    0, then to the order of ``length_normalised`` (the model alone wins a tie)."""
     if len(pools) != len(targets):
         raise ValueError(f"pools and targets: lengths differ, {len(pools)} and {len(targets)}")
     if not pools:
@@ -134,17 +139,22 @@ def choose_reranking(
         valid = np.array([c.valid for c in pool])
         keep = valid if valid.any() else np.ones_like(valid)  # those that parse rank first
         hit = np.array([c.text == target for c in pool])[keep]
-        if hit.any():  # an example no candidate fixes counts as a miss whatever the weights
-            prepared.append((np.array([_terms(c) for c in pool], dtype=np.float64)[keep], hit))
-    best: tuple[Reranking, float] | None = None
+        kept = [c for c, k in zip(pool, keep) if k]
+        sim = (np.array([edit_similarity([c.text], [target]) for c in kept]) if similarity
+               else np.zeros(len(kept)))
+        if hit.any() or similarity:  # else a miss whatever the weights
+            prepared.append((np.array([_terms(c) for c in kept], dtype=np.float64), hit, sim))
+    best: tuple[Reranking, tuple[float, float]] | None = None
     for w, b, sb, norm in itertools.product(sorted(weights), sorted(source_biases, key=abs),
                                             sorted(search_biases, key=abs), length_normalised):
         r = Reranking(float(w), float(b), float(sb), bool(norm))
-        hits = 0
-        for terms, hit in prepared:
-            hits += bool(hit[int(np.argmax(r._combine(terms)))])  # the first of equal scores, as rank
-        em = hits / len(pools)
-        if best is None or em > best[1]:
-            best = (r, em)
+        hits, sims = 0, 0.0
+        for terms, hit, sim in prepared:
+            top = int(np.argmax(r._combine(terms)))  # the first of equal scores, as rank()
+            hits += bool(hit[top])
+            sims += float(sim[top])
+        score = (hits / len(pools), sims)
+        if best is None or score > best[1]:
+            best = (r, score)
     assert best is not None
-    return best
+    return best[0], best[1][0]
