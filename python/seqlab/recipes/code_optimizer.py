@@ -10,9 +10,13 @@ the baselines and writes the run directory.
 ``bug_fix`` decodes in hybrid mode by default: beam search (and sampling where the model is
 unsure), plus every candidate one edit of the injected bug classes away from the source
 (:func:`seqlab.data.code.bugs.enumerate_edits`, the set the n-gram reranker searches) and
-the source itself, each scored by the model (:func:`seqlab.models.code.search.score_targets`),
-re-ranked by model score with outputs that do not parse last. The evaluation reports beam
-search alone (mode convergent) beside it as ``model_beam_search``.
+the source itself, each scored by the model (:func:`seqlab.models.code.search.score_targets`);
+``completion`` adds the n-gram completer's line to its beams. Both re-rank their candidates
+by a product of experts, the model's log-probability plus a weight times an n-gram model's
+of the training code, outputs that do not parse last, the weights chosen on the validation
+split (:mod:`seqlab.models.code.rerank`, :meth:`CodeOptimizer.choose_rerankings`). The
+evaluation reports the model's beam search alone (mode convergent) beside it as
+``model_beam_search``.
 """
 
 from __future__ import annotations
@@ -340,7 +344,11 @@ class CodeOptimizer:
         lines kept; ``n > 1``: a list of ``n`` candidates, best first. Any snippet of up to
         ``max_len`` tokens: one line, a few lines, a function. Default mode hybrid: the beams
         and every candidate one edit of the bug classes away (and the snippet itself), scored
-        by the model, those that do not parse last; ``mode="convergent"``: beam search alone."""
+        by the model and re-ranked with the n-gram expert by the weights chosen on the
+        validation split (:attr:`rerankings`), those that do not parse last;
+        ``mode="convergent"``: beam search alone. The weights are chosen on sources that each
+        hold one bug: they may rank the unchanged snippet last, so that ``fix`` always changes
+        something."""
         if not isinstance(code, str):
             raise TypeError(f"fix: expected the code as a str, got {type(code).__name__}")
         body = textwrap.dedent(code)
@@ -360,7 +368,9 @@ class CodeOptimizer:
     def complete(self, prefix: str, mode: str | None = None, n: int = 1,
                  lang: str | None = None) -> str | list[str]:
         """The next line after ``prefix`` (the lines of a function so far); default mode hybrid
-        (beam search, sampling when unsure, lines that do not lex ranked last)."""
+        (beam search, sampling when unsure and the n-gram completer's line, re-ranked with the
+        n-gram expert by the weights chosen on the validation split; lines that do not lex or
+        hold only blanks ranked last)."""
         return self._one("completion", prefix, mode, n, lang)
 
     def generate(self, spec: str, mode: str | None = None, n: int = 1,
