@@ -99,8 +99,9 @@ class Reranking:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Reranking:
-        return cls(**{k: (bool(v) if k == "length_normalised" else float(v))
-                      for k, v in d.items() if k in cls.__dataclass_fields__})
+        """The weights of :meth:`to_dict` (other keys, such as validation figures, ignored)."""
+        return cls(float(d.get("ngram_weight", 0.0)), float(d.get("source_bias", 0.0)),
+                   float(d.get("search_bias", 0.0)), bool(d.get("length_normalised", True)))
 
 
 def exact_match(pools: Sequence[Sequence[Candidate]], targets: Sequence[str], reranking: Reranking) -> float:
