@@ -133,23 +133,58 @@ def test_real_edits_are_scored(fitted: CodeOptimizer, shared_data: Path) -> None
 
 
 def test_fix_ranks_the_one_edit_repairs_by_model_score(fitted: CodeOptimizer) -> None:
-    from seqlab.data.code import decode_ids, enumerate_edits, parses, source_ids, tokenize_code
-    from seqlab.recipes.code_optimizer import TASK_TAGS
+    from seqlab.data.code import enumerate_edits, parses, tokenize_code
+    from seqlab.models.code.rerank import Reranking
 
-    code = "if a < b:\n    x = a + b"
+    code = "if a < b:\n    x = a + 1"
     tokens = tokenize_code(code, "python")
-    oovs = source_ids([TASK_TAGS["bug_fix"], *tokens], fitted.vocab)[2]
-    candidates = fitted._edit_candidates(code, "python", oovs)
-    texts = ["".join(decode_ids(c, fitted.vocab, oovs)) for c in candidates]
-    assert texts[0] == code and len(set(texts)) == len(texts)
-    writable = set(fitted.vocab.itos) | set(tokens)
-    expected = {"".join(e.apply(tokens)) for e in enumerate_edits(tokens, "python")
-                if all(t in writable for t in e.replacement)}
-    assert set(texts[1:]) == expected - {code} and len(expected) > 5
-    # the default mode's pool holds every candidate, those that parse first
-    pool = fitted.fix(code, n=len(texts) + 10)
-    assert set(texts) <= set(pool)
-    valid = [parses(t, "python") for t in pool]
+    (pool,) = fitted.candidate_pools("bug_fix", [code], ["python"])
+    texts = [c.text for c in pool]
+    assert len(set(texts)) == len(texts)
+    # the source and every one-edit candidate, those with a token the model cannot name too
+    # (``a + 2``: a new literal, scored as the unknown token)
+    expected = {"".join(e.apply(tokens)) for e in enumerate_edits(tokens, "python")} | {code}
+    assert expected <= set(texts) and "if a < b:\n    x = a + 2" in texts and len(expected) > 5
+    assert [c.source for c in pool].count(True) == 1 and next(c for c in pool if c.source).text == code
+    assert all(c.valid == parses(c.text, "python") for c in pool)
+    # the n-gram term is the reranker's gain over the source
+    gains = dict(zip(texts, fitted.experts["bug_fix"].gains(code, "python", texts)))
+    assert all(c.ngram == gains[c.text] for c in pool) and gains[code] == 0.0
+    # the default mode returns the pool ranked by the chosen weights, those that parse first
+    best = fitted.rerankings.get("bug_fix", Reranking()).rank(pool)
+    assert fitted.fix(code) == best[0].text
+    ranked = fitted.fix(code, n=len(pool))  # n samples where the model is unsure: other samples
+    proposed = [c.text for c in best if not c.searched]
+    assert [t for t in ranked if t in set(proposed)] == proposed
+    valid = [parses(t, "python") for t in ranked]
     assert valid == sorted(valid, reverse=True)
     beams = fitted.fix(code, mode="convergent", n=3)
     assert isinstance(beams, list) and len(beams) == 3
+
+
+def test_reranking_weights_are_chosen_on_validation_saved_and_loaded(fitted: CodeOptimizer) -> None:
+    from seqlab.models.code.rerank import Reranking, exact_match
+    from seqlab.recipes.code_optimizer import EXPERT_PAIRS
+
+    document = json.loads((fitted.run_dir / "evaluation.json").read_text())
+    results = document["results"]
+    for task in ("bug_fix", "completion"):
+        chosen = fitted.rerankings[task]
+        notes = document["reranking"][task]
+        assert notes["ngram_weight"] == chosen.ngram_weight and notes["validation_n"] >= 1
+        # the chosen weights are the best of the grid on the validation pairs, at least the model alone
+        held = [p for p in fitted.splits.val if p.task == task and len(p.source_tokens) <= 40]
+        pools = fitted.candidate_pools(task, [p.source for p in held], [p.lang for p in held])
+        targets = [p.target for p in held]
+        assert exact_match(pools, targets, chosen) == pytest.approx(notes["validation_exact_match"])
+        assert notes["validation_exact_match"] >= notes["validation_exact_match_model_alone"]
+        assert notes["validation_exact_match_model_alone"] == pytest.approx(
+            exact_match(pools, targets, Reranking()))
+        # the pure model's beam search is reported beside the default mode
+        assert results[task]["model_beam_search"]["n"] == results[task]["model"]["n"]
+    assert results["completion"]["mode"] == "hybrid"
+    # the experts' training pairs are kept, and the weights come back with the model
+    assert (fitted.run_dir / EXPERT_PAIRS).is_file()
+    loaded = seqlab.load(fitted.run_dir)
+    assert loaded.rerankings == fitted.rerankings
+    assert set(loaded.experts) == set(fitted.experts)

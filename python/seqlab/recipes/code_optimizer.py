@@ -10,17 +10,22 @@ the baselines and writes the run directory.
 ``bug_fix`` decodes in hybrid mode by default: beam search (and sampling where the model is
 unsure), plus every candidate one edit of the injected bug classes away from the source
 (:func:`seqlab.data.code.bugs.enumerate_edits`, the set the n-gram reranker searches) and
-the source itself, each scored by the model (:func:`seqlab.models.code.search.score_targets`),
-re-ranked by model score with outputs that do not parse last. The evaluation reports beam
-search alone (mode convergent) beside it as ``model_beam_search``.
+the source itself, each scored by the model (:func:`seqlab.models.code.search.score_targets`);
+``completion`` adds the n-gram completer's line to its beams. Both re-rank their candidates
+by a product of experts, the model's log-probability plus a weight times an n-gram model's
+of the training code, outputs that do not parse last, the weights chosen on the validation
+split (:mod:`seqlab.models.code.rerank`, :meth:`CodeOptimizer.choose_rerankings`). The
+evaluation reports the model's beam search alone (mode convergent) beside it as
+``model_beam_search``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,13 +44,32 @@ from ..data.code.encoding import (
     source_ids,
 )
 from ..data.code.lexers import LANGS, CodeSyntaxError
-from ..data.code.pairs import TASKS, CodeDataError, CodePair, check_lang, check_task, guess_lang
+from ..data.code.pairs import (
+    TASKS,
+    CodeDataError,
+    CodePair,
+    check_lang,
+    check_task,
+    guess_lang,
+    read_pairs_jsonl,
+    write_pairs_jsonl,
+)
 from ..data.code.tokens import tokenize_code
 from ..data.vocabulary import Vocabulary
+from ..models.code.baselines import NGramCompleter, NGramReranker
 from ..models.code.config import Seq2SeqConfig
 from ..models.code.config import preset as make_preset
 from ..models.code.evaluate import _parses, baseline_scores, evaluate_outputs, real_edit_scores
-from ..models.code.search import MODES, Hypothesis, decode, score_targets
+from ..models.code.rerank import (
+    SEARCH_BIASES,
+    SOURCE_BIASES,
+    WEIGHTS,
+    Candidate,
+    Reranking,
+    choose_reranking,
+    exact_match,
+)
+from ..models.code.search import MODES, Hypothesis, decode, hybrid_pool, score_targets
 from ..models.code.seq2seq import CodeSeq2Seq, DecoderSession
 from ..optim import AdamW
 from ..report.evaluation import EvaluationSummary, append_to_report, recipe_html
@@ -61,6 +85,10 @@ DEFAULT_MODES = {"bug_fix": "hybrid", "completion": "hybrid", "generation": "div
 BEAM_ROW = "model_beam_search"
 TASK_TAGS = {t: f"<{t}>" for t in TASKS}
 REAL_EDITS = "debian_patch_hunks.jsonl"
+#: the training pairs the n-gram experts of the re-ranking are fitted on, kept in the run directory
+EXPERT_PAIRS = "ngram_train_pairs.jsonl"
+#: the tasks whose hybrid candidates are re-ranked with an n-gram expert
+RERANKED = ("bug_fix", "completion")
 SCORE_KEYS = ["exact_match", "token_accuracy", "edit_similarity", "parse_rate"]
 _DECODE_BATCH = 64
 
@@ -110,6 +138,13 @@ class CodeOptimizer:
         self.evaluation: dict[str, Any] = {}
         self.summaries: dict[str, EvaluationSummary] = {}
         self.seed = config.seed
+        #: per task of :data:`RERANKED`: the n-gram expert (fitted on the training split)
+        #: and the product of experts' weights chosen on the validation split
+        self.experts: dict[str, NGramReranker | NGramCompleter] = {}
+        self.rerankings: dict[str, Reranking] = {}
+        self.expert_pairs: list[CodePair] = []
+        #: what :meth:`choose_rerankings` measured on the validation split, per task
+        self.reranking_notes: dict[str, dict[str, Any]] = {}
 
     def __repr__(self) -> str:
         c = self.config
@@ -142,22 +177,71 @@ class CodeOptimizer:
             raise ValueError(f"mode: expected one of {MODES} or None (the task's default), got {mode!r}")
         if n < 1:
             raise ValueError(f"n: expected a positive number of outputs, got {n}")
-        out: list[list[str]] = []
+        return [outs for chunk in self._chunks(task, sources, langs, mode, n, pools=False) for outs in chunk]
+
+    def fit_experts(self, train: Sequence[CodePair]) -> None:
+        """Fits the n-gram experts of the re-ranking on ``train`` (the training split):
+        the bug-fix reranker's language model of correct code and the line completer."""
+        self.expert_pairs = list(train)
+        self.experts = {}
+        if "bug_fix" in self.tasks:
+            self.experts["bug_fix"] = NGramReranker().fit(train)
+        if "completion" in self.tasks:
+            self.experts["completion"] = NGramCompleter().fit(train)
+
+    def choose_rerankings(self, val: Sequence[CodePair]) -> dict[str, dict[str, Any]]:
+        """Chooses each re-ranked task's product-of-experts weights (:mod:`seqlab.models.code.rerank`)
+        by exact match on ``val`` (the validation split, decoded in the task's default mode)
+        and keeps them for :meth:`fix` and :meth:`complete`. Returns per task the weights,
+        the validation exact match with them and with the model alone, and ``n``."""
+        out: dict[str, dict[str, Any]] = {}
+        for task in RERANKED:
+            held = [p for p in val if p.task == task and p.lang in self.langs
+                    and len(p.source_tokens) <= self.config.max_len]
+            if task not in self.experts or not held:
+                continue
+            pools = self.candidate_pools(task, [p.source for p in held], [p.lang for p in held])
+            targets = [p.target for p in held]
+            biases = SOURCE_BIASES if task == "bug_fix" else (0.0,)
+            chosen, em = choose_reranking(pools, targets, WEIGHTS, biases, SEARCH_BIASES,
+                                          similarity=task == "completion")
+            em_alone = exact_match(pools, targets, Reranking())
+            self.rerankings[task] = chosen
+            out[task] = {"validation_exact_match": em, "validation_exact_match_model_alone": em_alone,
+                         "validation_n": len(held)}
+        self.reranking_notes = out
+        return {task: self.reranking(task) for task in out}
+
+    def reranking(self, task: str) -> dict[str, Any]:
+        """The product-of-experts weights of ``task`` and what they scored on the validation
+        split (see :meth:`choose_rerankings`)."""
+        return {**self.rerankings[task].to_dict(), **self.reranking_notes.get(task, {})}
+
+    def candidate_pools(self, task: str, sources: Sequence[str], langs: Sequence[str],
+                        n: int = 1) -> list[list[Candidate]]:
+        """Every candidate the hybrid mode of ``task`` weighs, per source, unranked (see
+        :meth:`_hybrid_pool`)."""
+        chunks = self._chunks(task, sources, langs, "hybrid", n, pools=True)
+        return [pool for pools in chunks for pool in pools]
+
+    def _chunks(self, task: str, sources: Sequence[str], langs: Sequence[str], mode: str, n: int,
+                pools: bool) -> list[Any]:
         rng = np.random.default_rng(self.seed)
         was_training = self.model.training
         self.model.eval()
+        out = []
         try:
             for start in range(0, len(sources), _DECODE_BATCH):
                 chunk = range(start, min(start + _DECODE_BATCH, len(sources)))
-                out += self._predict_batch(task, [sources[i] for i in chunk], [langs[i] for i in chunk],
-                                           mode, n, rng)
+                out.append(self._predict_batch(task, [sources[i] for i in chunk], [langs[i] for i in chunk],
+                                               mode, n, rng, pools))
         finally:
             if was_training:
                 self.model.train()
         return out
 
     def _predict_batch(self, task: str, sources: list[str], langs: list[str], mode: str, n: int,
-                       rng: np.random.Generator) -> list[list[str]]:
+                       rng: np.random.Generator, pools: bool = False) -> Any:
         limit = self.config.max_len
         encoded = []
         for k, (src, lang) in enumerate(zip(sources, langs)):
@@ -182,52 +266,72 @@ class CodeOptimizer:
         def text(b: int, hy: Hypothesis) -> str:
             return "".join(decode_ids(hy.tokens, self.vocab, oovs[b]))
 
-        def parses(b: int) -> Callable[[Hypothesis], bool]:
-            return lambda hy: _parses(CodePair(task, langs[b], sources[b], ""), text(b, hy))
-
         c = self.config
         if mode == "hybrid":  # the parse check re-ranks each example's candidates: one session each
-            results = []
+            found = []
             for b in range(len(sources)):
                 one = DecoderSession(self.model, ids[b : b + 1], lengths[b : b + 1], ext[b : b + 1],
                                      len(self.vocab) + len(oovs[b]), UNK_ID)
-                extra = None
-                if task == "bug_fix":
-                    cands = self._edit_candidates(sources[b], langs[b], oovs[b])
-                    rows = np.zeros(len(cands), np.int64)
-                    extra = [score_targets(one, rows, cands, EOS_ID, c.length_penalty)]
-                results += decode(one, mode, limit + 1, EOS_ID, n=n, width=c.beam_width,
-                                  alpha=c.length_penalty, rng=rng, is_valid=parses(b), extra=extra)
+                pool = self._hybrid_pool(task, one, sources[b], langs[b], oovs[b], n, rng)
+                found.append(pool if pools else
+                             [cand.text for cand in self.rerankings.get(task, Reranking()).rank(pool)]
+                             [:n])
+            return found
         else:
             session = DecoderSession(self.model, ids, lengths, ext, extended, UNK_ID)
             results = decode(session, mode, limit + 1, EOS_ID, n=n, width=c.beam_width,
                              alpha=c.length_penalty, rng=rng)
         return [[text(b, hy) for hy in hyps] or [""] for b, hyps in enumerate(results)]
 
-    def _edit_candidates(self, source: str, lang: str, oovs: list[str]) -> list[list[int]]:
-        """Extended ids of the source and of every distinct candidate one edit of the bug
-        classes away from it that the model can write (each token in the vocabulary or
-        among the source's own tokens), at most ``max_len`` tokens each."""
-        tokens = tokenize_code(source, lang)
+    def _hybrid_pool(self, task: str, session: DecoderSession, source: str, lang: str, oovs: list[str],
+                     n: int, rng: np.random.Generator) -> list[Candidate]:
+        """One source's candidates in hybrid mode: the beams (and samples where the model is
+        unsure, :func:`~seqlab.models.code.search.hybrid_pool`), plus for ``bug_fix`` the
+        source and every candidate one edit of the bug classes away, for ``completion`` the
+        n-gram completer's line, each scored by the model; with the n-gram expert's
+        log-probability when the task has one (else 0). Distinct texts."""
+        c = self.config
+        found = hybrid_pool(session, c.beam_width, n, c.max_len + 1, EOS_ID, rng, alpha=c.length_penalty)[0]
+        scored = {"".join(decode_ids(hy.tokens, self.vocab, oovs)): hy for hy in found}
+        searched = set(scored)
+        expert = self.experts.get(task)
+        extra: list[list[str]] = []
+        if task == "bug_fix":
+            tokens = tokenize_code(source, lang)
+            extra = [tokens, *(e.apply(tokens) for e in enumerate_edits(tokens, lang, source))]
+        elif task == "completion" and isinstance(expert, NGramCompleter):
+            line = expert.complete(source, lang)
+            try:
+                extra = [tokenize_code(line, lang)] if line else []
+            except CodeSyntaxError:  # a line cut short (an open bracket): not a candidate
+                extra = []
+        extra = [toks for toks in extra if len(toks) <= c.max_len]
+        searched -= {"".join(toks) for toks in extra}
+        extra = [toks for text, toks in {"".join(toks): toks for toks in extra}.items() if text not in scored]
+        if extra:
+            # a token neither in the vocabulary nor in the source (a new literal) is scored as
+            # the unknown token: the model's mass of every token it cannot name
+            hyps = score_targets(session, np.zeros(len(extra), np.int64),
+                                 [self._target_ids(toks, oovs) for toks in extra], EOS_ID, c.length_penalty)
+            scored.update(("".join(toks), hy) for toks, hy in zip(extra, hyps))
+        texts = list(scored)
+        if isinstance(expert, NGramReranker):
+            ngram = expert.gains(source, lang, texts)
+        elif isinstance(expert, NGramCompleter):
+            ngram = [expert.line_logprob(source, t, lang) for t in texts]
+        else:
+            ngram = [0.0] * len(texts)
+        pair = CodePair(task, lang, source, "")
+        # a completion is a line of code: one of blanks only is never the next statement
+        return [Candidate(t, scored[t].log_prob, scored[t].score, g, t == source, t in searched,
+                          _parses(pair, t) and (task != "completion" or bool(t.strip())))
+                for t, g in zip(texts, ngram)]
+
+    def _target_ids(self, tokens: Sequence[str], oovs: list[str]) -> list[int]:
+        """Extended ids of an output's tokens: the vocabulary's, else the source's own
+        (copied), else the unknown token."""
         index = {t: len(self.vocab) + k for k, t in enumerate(oovs)}
-        seen: set[tuple[str, ...]] = set()
-        out: list[list[int]] = []
-        for cand in [tokens, *(e.apply(tokens) for e in enumerate_edits(tokens, lang, source))]:
-            key = tuple(cand)
-            if key in seen or len(cand) > self.config.max_len:
-                continue
-            seen.add(key)
-            ids = []
-            for tok in cand:
-                i = self.vocab.stoi.get(tok, UNK_ID)
-                if i == UNK_ID:
-                    i = index.get(tok, UNK_ID)
-                if i == UNK_ID:
-                    break
-                ids.append(i)
-            else:
-                out.append(ids)
-        return out
+        return [self.vocab.stoi.get(t, index.get(t, UNK_ID)) for t in tokens]
 
     def _one(self, task: str, code: str, mode: str | None, n: int, lang: str | None) -> str | list[str]:
         if not isinstance(code, str):
@@ -240,7 +344,11 @@ class CodeOptimizer:
         lines kept; ``n > 1``: a list of ``n`` candidates, best first. Any snippet of up to
         ``max_len`` tokens: one line, a few lines, a function. Default mode hybrid: the beams
         and every candidate one edit of the bug classes away (and the snippet itself), scored
-        by the model, those that do not parse last; ``mode="convergent"``: beam search alone."""
+        by the model and re-ranked with the n-gram expert by the weights chosen on the
+        validation split (:attr:`rerankings`), those that do not parse last;
+        ``mode="convergent"``: beam search alone. The weights are chosen on sources that each
+        hold one bug: they may rank the unchanged snippet last, so that ``fix`` always changes
+        something."""
         if not isinstance(code, str):
             raise TypeError(f"fix: expected the code as a str, got {type(code).__name__}")
         body = textwrap.dedent(code)
@@ -260,7 +368,9 @@ class CodeOptimizer:
     def complete(self, prefix: str, mode: str | None = None, n: int = 1,
                  lang: str | None = None) -> str | list[str]:
         """The next line after ``prefix`` (the lines of a function so far); default mode hybrid
-        (beam search, sampling when unsure, lines that do not lex ranked last)."""
+        (beam search, sampling when unsure and the n-gram completer's line, re-ranked with the
+        n-gram expert by the weights chosen on the validation split; lines that do not lex or
+        hold only blanks ranked last)."""
         return self._one("completion", prefix, mode, n, lang)
 
     def generate(self, spec: str, mode: str | None = None, n: int = 1,
@@ -303,9 +413,11 @@ class CodeOptimizer:
             outputs = [o[0] for o in self.predict(task, [p.source for p in held], [p.lang for p in held])]
             model = evaluate_outputs(held, outputs)
             rows: dict[str, Any] = {"model": model}
-            if task == "bug_fix" and DEFAULT_MODES[task] != "convergent":
+            if task in RERANKED and DEFAULT_MODES[task] != "convergent":
                 beams = self.predict(task, [p.source for p in held], [p.lang for p in held], "convergent")
                 rows[BEAM_ROW] = evaluate_outputs(held, [o[0] for o in beams])
+            if task in self.rerankings:
+                rows["reranking"] = _reranking_note(self.reranking(task))
             rows.update(baselines.get(task, {}))
             rows["mode"] = DEFAULT_MODES[task]
             rows["loses_to"] = [name for name, s in rows.items() if isinstance(s, dict)
@@ -331,9 +443,12 @@ class CodeOptimizer:
             if self.run_dir is None:
                 raise ValueError("save(): no run directory; pass a path")
             path = self.run_dir
+        rerank = {task: self.reranking(task) for task in self.rerankings}
         path = save_model_files(path, KIND, self.config, self.model.state_dict(), tasks=list(self.tasks),
-                                langs=list(self.langs))
+                                langs=list(self.langs), rerank=rerank)
         atomic_write_text(path / "vocabulary.json", json.dumps(self.vocab.to_dict()))
+        if self.expert_pairs:
+            write_pairs_jsonl(self.expert_pairs, path / EXPERT_PAIRS, overwrite=True)
         return path
 
     @classmethod
@@ -351,6 +466,12 @@ class CodeOptimizer:
         model.load_state_dict(weights)
         model.eval()
         fitted = cls(model, config, vocab, meta["tasks"], meta["langs"], run_dir=path)
+        if (path / EXPERT_PAIRS).is_file():  # the n-gram experts, refitted on the run's training pairs
+            fitted.fit_experts(read_pairs_jsonl(path / EXPERT_PAIRS))
+            fitted.rerankings = {task: Reranking.from_dict(d) for task, d in meta.get("rerank", {}).items()
+                                 if task in fitted.experts}
+            fitted.reranking_notes = {task: {k: v for k, v in d.items() if k.startswith("validation")}
+                                      for task, d in meta.get("rerank", {}).items()}
         document = saved_evaluation(path)
         if document is not None:
             fitted.evaluation = document.get("results", {})
@@ -396,11 +517,32 @@ def summaries(evaluation: dict[str, Any]) -> dict[str, EvaluationSummary]:
         else:
             notes = ["The model beats every baseline on exact match."]
         if BEAM_ROW in table:
-            notes.append(f"`model` decodes in mode {rows.get('mode')}: beam search plus the one-edit "
-                         "candidates of the bug classes, all scored by the model; "
-                         f"`{BEAM_ROW}` is beam search alone.")
+            extra = ("the one-edit candidates of the bug classes and the source" if task == "bug_fix"
+                     else "the n-gram completer's line")
+            notes.append(f"`model` decodes in mode {rows.get('mode')}: beam search plus {extra}, all scored "
+                         f"by the model{rows.get('reranking', '')}; `{BEAM_ROW}` is the model's beam search "
+                         "alone.")
         out[task] = EvaluationSummary(title, table, int(table["model"]["n"]), "pairs", keys=keys, notes=notes)
     return out
+
+
+def _reranking_note(r: dict[str, Any]) -> str:
+    """How a task's candidates are re-ranked, for the report (empty: by the model alone)."""
+    chosen = Reranking.from_dict(r)
+    if chosen == Reranking():
+        return ""
+    text = (f" and re-ranked by the model's {'length-normalised ' if chosen.length_normalised else ''}"
+            f"log-probability plus {chosen.ngram_weight:g} x the n-gram model's")
+    for bias, what in ((chosen.source_bias, "the unchanged source"),
+                       (chosen.search_bias, "outputs of the model's own search")):
+        if bias:
+            text += (f", {what} ranked below every other candidate" if bias == -math.inf
+                     else f", {bias:g} for {what}")
+    if "validation_n" in r:
+        text += (f" (weights chosen on {r['validation_n']} validation pairs: exact match "
+                 f"{r['validation_exact_match']:.3f}, "
+                 f"model alone {r['validation_exact_match_model_alone']:.3f})")
+    return text
 
 
 def _print_evaluation(sums: dict[str, EvaluationSummary]) -> None:
@@ -440,6 +582,17 @@ def _benchmark(fitted: CodeOptimizer, test: Sequence[CodePair], trainer: Trainer
 
 
 # ---------------------------------------------------------------- training
+def corpus_splits(data: Any, task: str, lang: str, config: Seq2SeqConfig) -> tuple[Any, Any]:
+    """The corpus a run of ``config`` mines or reads from ``data`` (see :func:`code_optimizer`)
+    and its split by file: ``(CodeCorpus, CodeSplits)``; the same for the same arguments."""
+    from ..data.code.corpus import load_code_data
+    from ..data.code.splits import split_by_file
+
+    corpus = load_code_data(data, task=task, lang=lang, max_len=config.max_len, seed=config.seed,
+                            unit_len=config.unit_len, mutants=config.mutants)
+    return corpus, split_by_file(corpus.pairs, seed=config.seed)
+
+
 def _step(m: CodeSeq2Seq, batch: EncodedPairs) -> Tensor:
     return m(batch.src_ids, batch.src_len, batch.src_ext, batch.tgt_in, batch.tgt_out, batch.tgt_len,
              batch.vocab_size + batch.max_oov)
@@ -494,9 +647,7 @@ def code_optimizer(
             for unusable data, naming the file and line.
         FileExistsError: ``out`` already holds a run.
     """
-    from ..data.code.corpus import load_code_data
     from ..data.code.encoding import build_code_vocabulary
-    from ..data.code.splits import split_by_file
 
     if task != "all":
         check_task(task)
@@ -516,9 +667,7 @@ def code_optimizer(
         run_dir = claim_run_dir(out, KIND, data, {"task": task, "lang": lang, "preset": preset,
                                                   "overrides": dict(overrides)})
     start = time.perf_counter()
-    corpus = load_code_data(data, task=task, lang=lang, max_len=config.max_len, seed=config.seed,
-                            unit_len=config.unit_len, mutants=config.mutants)
-    splits = split_by_file(corpus.pairs, seed=config.seed)
+    corpus, splits = corpus_splits(data, task, lang, config)
     if not splits.train:
         raise CodeDataError(f"{corpus.source}: no training pairs after the split by file")
     tasks = [t for t in TASKS if any(p.task == t for p in splits.train)]
@@ -560,6 +709,9 @@ def code_optimizer(
         trainer.fit()
     model.eval()
     fitted = CodeOptimizer(model, model_config, vocab, tasks, langs, splits, run_dir)
+    fitted.fit_experts(splits.train)
+    if splits.val:
+        fitted.choose_rerankings(splits.val)
     fitted.save(run_dir)
     edits = Path(real_edits) if real_edits is not None else _real_edits_file()
     evaluation = fitted.evaluate(real_edits=edits)
@@ -572,6 +724,7 @@ def code_optimizer(
                  "truncated_for_training": {"sources": train_enc.truncated_source,
                                             "targets": train_enc.truncated_target}},
         "real_edits_file": None if edits is None else str(edits),
+        "reranking": {task: fitted.reranking(task) for task in fitted.rerankings},
         "seconds": time.perf_counter() - start,
     })
     write_json(run_dir / "benchmark_results.json", _benchmark(fitted, test, trainer, train_enc))

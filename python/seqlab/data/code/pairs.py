@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ...serialization import atomic_write_text
 from .lexers import LANGS, CodeSyntaxError
 from .syntax import lexes, parses, python_parses
 from .tokens import tokenize_code
@@ -174,5 +175,5 @@ def write_pairs_jsonl(pairs: list[CodePair], path: str | Path, overwrite: bool =
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: exists; pass overwrite=True to replace it")
-    path.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in pairs), encoding="utf-8")
+    atomic_write_text(path, "".join(json.dumps(p.to_dict()) + "\n" for p in pairs))
     return path

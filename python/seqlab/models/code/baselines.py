@@ -149,6 +149,31 @@ class NGramReranker:
         out.sort(key=lambda x: -x[0])
         return out
 
+    def gains(self, source: str, lang: str, outputs: Sequence[str]) -> list[float]:
+        """The n-gram log-probability of each output minus the source's (0 for the source
+        itself and for every output when the language has no model): windowed for the
+        one-edit candidates, over the whole sequence for other outputs (beams, samples);
+        an output that does not tokenise gets -inf."""
+        model = self.models.get(lang)
+        if model is None:
+            return [0.0] * len(outputs)
+        known = {cand: gain for gain, cand in reversed(self.candidates(source, lang))}
+        base: float | None = None
+        out = []
+        for text in outputs:
+            if text in known:
+                out.append(known[text])
+                continue
+            try:
+                tokens = tokenize_code(text, lang)
+            except CodeSyntaxError:
+                out.append(-math.inf)
+                continue
+            if base is None:
+                base = model.score(tokenize_code(source, lang))
+            out.append(model.score(tokens) - base)
+        return out
+
     def fix(self, source: str, lang: str) -> str:
         """The best candidate (gain above ``margin``) that parses, else the source."""
         checked = 0
@@ -189,6 +214,37 @@ class NGramCompleter:
                     continue
         self.models = {lang: NGramModel(self.order).fit(s) for lang, s in seqs.items()}
         return self
+
+    def line_logprob(self, prefix: str, line: str, lang: str) -> float:
+        """Log-probability of ``line`` as the next line of ``prefix`` (which ends with a
+        newline) under the model mixed with the prefix's cache model, the line's end
+        included (the mass of every line-ending token and the end symbol); -inf when the
+        two do not tokenise into the prefix's tokens then the line's, 0 without a model of
+        ``lang``."""
+        m = self.models.get(lang)
+        if m is None:
+            return 0.0
+        new_line = prefix.endswith("\n")
+        try:
+            head = tokenize_code(prefix[:-1] if new_line else prefix, lang)
+            whole = tokenize_code(prefix[:-1] + ("\n" if new_line else "") + line, lang)
+        except CodeSyntaxError:
+            return -math.inf
+        if whole[: len(head)] != head:
+            return -math.inf
+        cache = NGramModel(self.order).fit([head])
+        lam = self.cache_weight
+        context = [BOS] * (self.order - 1) + head
+
+        def prob(w: str) -> float:
+            return (1 - lam) * m.prob(context, w) + lam * cache.prob(context, w)
+
+        total = 0.0
+        for tok in whole[len(head):]:
+            total += math.log(prob(tok))
+            context.append(tok)
+        ends = {w for w in m.vocab | cache.vocab if ends_line(w)} | {EOS}
+        return total + math.log(sum(prob(w) for w in ends))
 
     @staticmethod
     def _followers(m: NGramModel, context: list[str], k: int = 50) -> list[str]:

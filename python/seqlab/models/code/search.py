@@ -320,6 +320,41 @@ def sample(
     return [sorted(found[e].values(), key=lambda hy: -hy.score) for e in chosen]
 
 
+def hybrid_pool(
+    session: StepSession,
+    width: int,
+    n: int,
+    max_len: int,
+    eos_id: int,
+    rng: np.random.Generator,
+    threshold: float = -1.0,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 0.95,
+    alpha: float = 0.6,
+    extra: Sequence[Sequence[Hypothesis]] | None = None,
+) -> list[list[Hypothesis]]:
+    """The candidates :func:`hybrid` ranks, unranked: per example its ``width`` beams,
+    ``n`` samples when the best beam's mean token log-probability is below ``threshold``,
+    and its ``extra`` hypotheses; distinct outputs (the best score of a repeated one)."""
+    if extra is not None and len(extra) != session.batch:
+        raise ValueError(f"extra: expected {session.batch} lists of hypotheses, got {len(extra)}")
+    beams = beam_search(session, width, max_len, eos_id, alpha)
+    unsure = [b for b, hyps in enumerate(beams) if not hyps or hyps[0].mean_log_prob < threshold]
+    samples = (
+        sample(session, n, max_len, eos_id, rng, temperature, top_k, top_p, alpha, unsure) if unsure else []
+    )
+    samples_of = dict(zip(unsure, samples, strict=True))
+    out = []
+    for b, hyps in enumerate(beams):
+        pool: dict[tuple[int, ...], Hypothesis] = {}
+        for hy in [*hyps, *samples_of.get(b, []), *(extra[b] if extra is not None else [])]:
+            if hy.tokens not in pool or pool[hy.tokens].score < hy.score:
+                pool[hy.tokens] = hy
+        out.append(list(pool.values()))
+    return out
+
+
 def hybrid(
     session: StepSession,
     width: int,
@@ -338,23 +373,14 @@ def hybrid(
     """Beam search, then sampling for the examples whose best beam's mean token
     log-probability is below ``threshold``; each example's candidates (beams, samples and
     its ``extra`` hypotheses, e.g. :func:`score_targets` of candidates from elsewhere;
-    distinct) re-ranked by model score, those ``is_valid`` rejects (e.g. outputs that do
-    not parse) last. Returns up to ``max(n, width)`` candidates per example."""
-    if extra is not None and len(extra) != session.batch:
-        raise ValueError(f"extra: expected {session.batch} lists of hypotheses, got {len(extra)}")
-    beams = beam_search(session, width, max_len, eos_id, alpha)
-    unsure = [b for b, hyps in enumerate(beams) if not hyps or hyps[0].mean_log_prob < threshold]
-    samples = (
-        sample(session, n, max_len, eos_id, rng, temperature, top_k, top_p, alpha, unsure) if unsure else []
-    )
-    samples_of = dict(zip(unsure, samples, strict=True))
+    distinct: :func:`hybrid_pool`) re-ranked by model score, those ``is_valid`` rejects
+    (e.g. outputs that do not parse) last. Returns up to ``max(n, width)`` candidates per
+    example."""
+    pools = hybrid_pool(session, width, n, max_len, eos_id, rng, threshold, temperature, top_k, top_p, alpha,
+                        extra)
     out = []
-    for b, hyps in enumerate(beams):
-        pool: dict[tuple[int, ...], Hypothesis] = {}
-        for hy in [*hyps, *samples_of.get(b, []), *(extra[b] if extra is not None else [])]:
-            if hy.tokens not in pool or pool[hy.tokens].score < hy.score:
-                pool[hy.tokens] = hy
-        ranked = sorted(pool.values(), key=lambda hy: (is_valid is not None and not is_valid(hy), -hy.score))
+    for pool in pools:
+        ranked = sorted(pool, key=lambda hy: (is_valid is not None and not is_valid(hy), -hy.score))
         out.append(ranked[: max(n, width)])
     return out
 
