@@ -11,7 +11,7 @@ from seqlab.autograd import no_grad, tensor
 from seqlab.data.vector_chains import VectorChains
 from seqlab.data.vector_windows import padded_windows, window_spans
 from seqlab.models.vectors.baselines import copy_last, unit_rows
-from seqlab.models.vectors.config import VectorPredictorConfig
+from seqlab.models.vectors.config import VectorPredictorConfig, preset
 from seqlab.models.vectors.evaluate import retrieval_scores
 from seqlab.models.vectors.mix import MEAN_WEIGHTS, PREVIOUS_WEIGHTS, choose_mix, mix_predictions
 from seqlab.models.vectors.model import MIX_FEATURES, NextVectorModel
@@ -105,9 +105,17 @@ def test_a_run_whose_epochs_all_score_worse_keeps_the_untrained_model(tmp_path) 
     e = p.evaluate()
     weights, _ = choose_mix(p.data.splits["val"], p.config.context)
     np.testing.assert_allclose(p.model.mix, weights, rtol=1e-6)
+    assert p.best_epoch == 0 and weights != (0.0, 0.0)
+    np.testing.assert_array_equal(VectorPredictor.load(p.run_dir).model.mix, p.model.mix)
     assert np.abs(p.model.head.weight.data).max() < 1e-3  # as initialised
     test = p.data.splits["test"]
     starts, targets = window_spans(test, p.config.context)
     mixed = retrieval_scores(mix_predictions(test.vectors, starts, targets, weights), targets, test.vectors)
     assert e["model"]["hit@5"] == pytest.approx(mixed["hit@5"], abs=0.01)
     assert e["model"]["mrr"] == pytest.approx(mixed["mrr"], abs=0.01)
+
+
+def test_the_original_preset_and_runs_saved_before_have_no_mix() -> None:
+    assert VectorPredictorConfig().mix and not preset("original").mix
+    assert not VectorPredictorConfig.from_dict({"hidden_size": 32}).mix
+    assert VectorPredictorConfig.from_dict(VectorPredictorConfig().to_dict()).mix
