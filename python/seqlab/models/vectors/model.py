@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -115,9 +116,17 @@ class NextVectorModel(Module):
 
     def step(self, x: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
         """One recurrent step for streaming: x ``(B, D)`` -> (y ``(B, D)`` unnormalised, new
-        state). The state is the cell's and the last ``context`` inputs ``(B, T, D)``."""
-        hx, recent = state if state is not None else (None, np.zeros((len(x), 0, x.shape[1]), np.float32))
-        recent = np.concatenate([recent, x[:, None, :]], axis=1)[:, -self.config.context :]
+        state). The state is the cell's, the last ``context`` inputs and their running sum
+        (float64), so a step costs O(D) beyond the cell's, whatever the history."""
+        if state is None:
+            state = (None, deque(maxlen=self.config.context), np.zeros(x.shape, np.float64))
+        hx, recent, total = state
+        if len(recent) == recent.maxlen:
+            total = total - recent[0]
+        prev = recent[-1] if recent else np.zeros_like(x)
+        recent.append(x)
+        total = total + x
+        features = np.stack([prev, (total / len(recent)).astype(np.float32)], axis=1)
         out, hx = self.rnn(tensor(x[:, None, :]), hx)
-        y = self._mixed(x, self.mix_features(recent)[:, -1]) + self.head(out).data[:, 0]
-        return y, (hx, recent)
+        y = self._mixed(x, features) + self.head(out).data[:, 0]
+        return y, (hx, recent, total)
