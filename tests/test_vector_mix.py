@@ -15,7 +15,7 @@ from seqlab.models.vectors.config import VectorPredictorConfig, preset
 from seqlab.models.vectors.evaluate import retrieval_scores
 from seqlab.models.vectors.mix import MEAN_WEIGHTS, PREVIOUS_WEIGHTS, choose_mix, mix_predictions
 from seqlab.models.vectors.model import MIX_FEATURES, NextVectorModel
-from seqlab.recipes.vectors import VectorPredictor, vector_predictor
+from seqlab.recipes.vectors import VectorPredictor, _mix_text, vector_predictor
 
 
 def _random_walks(seed: int = 0) -> VectorChains:
@@ -119,3 +119,8 @@ def test_the_original_preset_and_runs_saved_before_have_no_mix() -> None:
     assert VectorPredictorConfig().mix and not preset("original").mix
     assert not VectorPredictorConfig.from_dict({"hidden_size": 32}).mix
     assert VectorPredictorConfig.from_dict(VectorPredictorConfig().to_dict()).mix
+
+
+def test_the_console_names_the_mix() -> None:
+    assert _mix_text(np.array([0.1, -0.2], np.float32)) == "last + 0.1 x previous - 0.2 x context mean"
+    assert _mix_text((0.0, 0.0)) == "last + 0 x previous + 0 x context mean"

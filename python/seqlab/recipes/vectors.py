@@ -250,6 +250,13 @@ def _predict_fn(m: NextVectorModel, batch: SegmentBatch) -> tuple[np.ndarray, np
     return unit_rows(y), batch.targets
 
 
+def _mix_text(weights: Any) -> str:
+    """``"last + 0.1 x previous - 0.2 x context mean"``: the fixed mix of a model."""
+    a, b = (float(w) for w in weights)
+    return (f"last {'-' if a < 0 else '+'} {abs(a):g} x previous "
+            f"{'-' if b < 0 else '+'} {abs(b):g} x context mean")
+
+
 def evaluation_summary(evaluation: dict[str, Any]) -> EvaluationSummary:
     """The held-out figures of :meth:`VectorPredictor.evaluate` (the model, then the
     baselines) as the report's :class:`~seqlab.report.EvaluationSummary`."""
@@ -357,24 +364,24 @@ def fit_vector_predictor(
         weights, chosen = choose_mix(val_chains, config.context)
         model.mix[:] = weights
         if verbose:
-            print(f"mix chosen on validation: last + {weights[0]:g} x previous + {weights[1]:g} x "
-                  f"context mean (val hit@5 {chosen['hit@5']:.4g}, mrr {chosen['mrr']:.4g}; copy-last "
-                  f"{chosen['copy_last_hit@5']:.4g}, {chosen['copy_last_mrr']:.4g})", flush=True)
+            print(f"mix chosen on validation: {_mix_text(weights)} (val hit@5 {chosen['hit@5']:.4g}, "
+                  f"mrr {chosen['mrr']:.4g}; copy-last {chosen['copy_last_hit@5']:.4g}, "
+                  f"{chosen['copy_last_mrr']:.4g})", flush=True)
     # The untrained model (the mix, the head near zero) is scored as epoch 0: a trained
     # epoch is kept only if it beats it on validation Hit@5. Patience counts trained epochs
     # only, so a slow start is not cut short. A resumed run starts from the same weights.
-    untrained = untrained_hit5 = None
+    untrained = None
     if stopping is not None:
-        untrained, untrained_hit5 = model.state_dict(), trainer.evaluate()["hit@5"]
+        untrained = (model.state_dict(), trainer.evaluate()["hit@5"])
         if verbose:
-            print(f"epoch 0 (untrained): val hit@5 {untrained_hit5:.4g}", flush=True)
+            print(f"epoch 0 (untrained): val hit@5 {untrained[1]:.4g}", flush=True)
     with interruptible(run_dir, KIND):
         history = trainer.fit()
     fitted = VectorPredictor(model, config, prepared, prepared.encoder, history, run_dir)
-    if stopping is not None:
+    if stopping is not None and untrained is not None:
         fitted.best_epoch = stopping.best_epoch
-        if untrained is not None and (stopping.best is None or untrained_hit5 >= stopping.best):
-            model.load_state_dict(untrained)
+        if stopping.best is None or untrained[1] >= stopping.best:
+            model.load_state_dict(untrained[0])
             fitted.best_epoch = 0
     held_out = [s for s in ("test", "val") if len(window_spans(prepared.splits[s], 1)[1])]
     split = held_out[0] if held_out else "train"
@@ -396,7 +403,7 @@ def fit_vector_predictor(
         print(format_table({k: v for k, v in evaluation.items() if isinstance(v, dict)}))
         if fitted.best_epoch == 0:
             print("note: no trained epoch beat the untrained model on validation; it is kept (the mix "
-                  f"last + {model.mix[0]:g} x previous + {model.mix[1]:g} x context mean)")
+                  f"{_mix_text(model.mix)})")
         if not evaluation["beats_copy_last"]:
             print("note: the model does not beat the copy-last baseline on Hit@5 and MRR")
         print(f"report: {run_dir / 'training_report.md'}")

@@ -32,6 +32,8 @@ class NextVectorModel(Module):
     Shapes: forward(x (B, S, D), lengths (B,)) -> y (B, S, D), unnormalised.
     """
 
+    mix: np.ndarray  # (len(MIX_FEATURES),) float32 buffer
+
     def __init__(self, config: VectorPredictorConfig, dim: int) -> None:
         super().__init__()
         self.config = config
