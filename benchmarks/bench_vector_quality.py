@@ -70,7 +70,8 @@ def main() -> None:
                          r["contrastive_accuracy"], len(p.history), round(seconds, 1)])
             print(json.dumps({"settings": label, **{k: e[k]["hit@5"] for k in e if isinstance(e[k], dict)},
                               "mrr": {k: e[k]["mrr"] for k in e if isinstance(e[k], dict)},
-                              "epochs": len(p.history), "seconds": seconds,
+                              "epochs": len(p.history), "seconds": seconds, "kept_epoch": p.best_epoch,
+                              "mix": [round(float(w), 3) for w in p.model.mix],
                               "val_hit@5_by_epoch": [round(h.get("val_hit@5", float("nan")), 4)
                                                      for h in p.history]}), flush=True)
     header = ["predictor", "settings", "Hit@1", "Hit@5", "Hit@10", "MRR", "contrastive acc.", "epochs",

@@ -19,6 +19,7 @@ from ..models.vectors.config import preset as make_preset
 from ..models.vectors.dataset import VectorData, as_windows_input, prepare
 from ..models.vectors.evaluate import CONTRASTIVE_BATCH, format_table, retrieval_scores
 from ..models.vectors.loss import loss_from_config, next_vector_loss
+from ..models.vectors.mix import choose_mix
 from ..models.vectors.model import NextVectorModel
 from ..models.vectors.negatives import mine_hard_negatives, negatives_for
 from ..models.vectors.stream import VectorStream
@@ -44,6 +45,9 @@ class VectorPredictor:
         data: the prepared corpus it was trained on (None after :func:`seqlab.load`).
         encoder: the text encoder when trained from text (``.encode(texts)`` uses it).
         history: the per-epoch training history.
+        best_epoch: the epoch whose weights the model holds (0: the untrained model, its
+            mix chosen on validation, beat every trained epoch on validation Hit@5);
+            None when unknown (no validation chains, or loaded from disk).
         evaluation: the last :meth:`evaluate` result.
         run_dir: the run directory (weights, config, metrics, report, evaluation).
     """
@@ -62,6 +66,7 @@ class VectorPredictor:
         self.data = data
         self.encoder = encoder
         self.history = history or []
+        self.best_epoch: int | None = None
         self.evaluation: dict[str, Any] = {}
         self.summary: EvaluationSummary | None = None
         self.run_dir = run_dir
@@ -87,9 +92,7 @@ class VectorPredictor:
             m.eval()
         try:
             with no_grad():
-                h, _ = m.states(tensor(windows), lengths)
-                last = h.data[np.arange(len(lengths)), lengths - 1]
-                y = windows[np.arange(len(lengths)), lengths - 1] + m.head(tensor(last)).data
+                y = m.predict_last(windows, lengths)
         finally:
             if was_training:
                 m.train()
@@ -205,9 +208,9 @@ class VectorPredictor:
 
         meta, config, weights = read_model_files(path, VectorPredictorConfig.from_dict, sizes)
         model = NextVectorModel(config, int(meta["dim"]))
-        model.load_state_dict(
-            {k.removeprefix("model."): v for k, v in weights.items() if k.startswith("model.")}
-        )
+        state = {k.removeprefix("model."): v for k, v in weights.items() if k.startswith("model.")}
+        state.setdefault("mix", model.mix)  # saved before the mix existed: none
+        model.load_state_dict(state)
         model.eval()
         encoder = None
         if "encoder" in meta:
@@ -245,6 +248,13 @@ def _step_fn(config: VectorPredictorConfig, train: VectorChains, val: VectorChai
 def _predict_fn(m: NextVectorModel, batch: SegmentBatch) -> tuple[np.ndarray, np.ndarray]:
     y = m(tensor(batch.inputs), batch.lengths).data.reshape(-1, m.dim)[batch.positions]
     return unit_rows(y), batch.targets
+
+
+def _mix_text(weights: Any) -> str:
+    """``"last + 0.1 x previous - 0.2 x context mean"``: the fixed mix of a model."""
+    a, b = (float(w) for w in weights)
+    return (f"last {'-' if a < 0 else '+'} {abs(a):g} x previous "
+            f"{'-' if b < 0 else '+'} {abs(b):g} x context mean")
 
 
 def evaluation_summary(evaluation: dict[str, Any]) -> EvaluationSummary:
@@ -319,9 +329,10 @@ def fit_vector_predictor(
     schedule = WarmupSchedule(decay="cosine") if config.lr_schedule != "constant" else None
     if schedule is not None:
         callbacks.append(schedule)
+    stopping = None
     if val is not None:
-        callbacks += [EarlyStopping("val_hit@5", mode="max", patience=config.patience),
-                      Checkpoint(monitor="val_hit@5", mode="max", best_name=BEST_CHECKPOINT)]
+        stopping = EarlyStopping("val_hit@5", mode="max", patience=config.patience)
+        callbacks += [stopping, Checkpoint(monitor="val_hit@5", mode="max", best_name=BEST_CHECKPOINT)]
     longest = int(train_chains.lengths.max())
     if verbose and longest - 1 < config.context:
         print(f"note: the longest training chain has {longest} vectors, so no window reaches the context "
@@ -349,9 +360,29 @@ def fit_vector_predictor(
               f"of up to {config.context} vectors; {accumulation} micro-batches of "
               f"{config.segments_per_batch} segments per step (about {config.batch_size} windows); "
               f"{trainer.steps_per_epoch()} steps per epoch, at most {total_steps}; {rate}", flush=True)
+    if stopping is not None and config.mix:  # a resumed run chooses the same again (the checkpoint holds it)
+        weights, chosen = choose_mix(val_chains, config.context)
+        model.mix[:] = weights
+        if verbose:
+            print(f"mix chosen on validation: {_mix_text(weights)} (val hit@5 {chosen['hit@5']:.4g}, "
+                  f"mrr {chosen['mrr']:.4g}; copy-last {chosen['copy_last_hit@5']:.4g}, "
+                  f"{chosen['copy_last_mrr']:.4g})", flush=True)
+    # The untrained model (the mix, the head near zero) is scored as epoch 0: a trained
+    # epoch is kept only if it beats it on validation Hit@5. Patience counts trained epochs
+    # only, so a slow start is not cut short. A resumed run starts from the same weights.
+    untrained = None
+    if stopping is not None:
+        untrained = (model.state_dict(), trainer.evaluate()["hit@5"])
+        if verbose:
+            print(f"epoch 0 (untrained): val hit@5 {untrained[1]:.4g}", flush=True)
     with interruptible(run_dir, KIND):
         history = trainer.fit()
     fitted = VectorPredictor(model, config, prepared, prepared.encoder, history, run_dir)
+    if stopping is not None and untrained is not None:
+        fitted.best_epoch = stopping.best_epoch
+        if stopping.best is None or untrained[1] >= stopping.best:
+            model.load_state_dict(untrained[0])
+            fitted.best_epoch = 0
     held_out = [s for s in ("test", "val") if len(window_spans(prepared.splits[s], 1)[1])]
     split = held_out[0] if held_out else "train"
     if not held_out and verbose:
@@ -370,6 +401,9 @@ def fit_vector_predictor(
     if verbose:
         print(f"{split} split, {fitted.summary.sample_line()}:")
         print(format_table({k: v for k, v in evaluation.items() if isinstance(v, dict)}))
+        if fitted.best_epoch == 0:
+            print("note: no trained epoch beat the untrained model on validation; it is kept (the mix "
+                  f"{_mix_text(model.mix)})")
         if not evaluation["beats_copy_last"]:
             print("note: the model does not beat the copy-last baseline on Hit@5 and MRR")
         print(f"report: {run_dir / 'training_report.md'}")
@@ -400,8 +434,9 @@ def vector_predictor(
         context: the most vectors a prediction reads (the preset's: 100 by default; 500 works).
         cell: ``"gru"`` (the preset's default), ``"lstm"`` or ``"transformer"``.
         preset: ``"default"`` (a learning rate from the optimizer steps the corpus allows,
-            after a warmup; InfoNCE weight 0.2) or ``"original"`` (the original project's
-            constant 1e-4, InfoNCE weight 0.05); see
+            after a warmup; InfoNCE weight 0.2; the previous vector and the context mean
+            mixed into the prediction with weights chosen on validation) or ``"original"``
+            (the original project's constant 1e-4, InfoNCE weight 0.05, no mix); see
             :data:`~seqlab.models.vectors.config.PRESETS`.
         out: run directory (default ``runs/vector_predictor-<time>``); never overwritten: an
             existing run is refused before any work.

@@ -8,7 +8,7 @@ import numpy as np
 from ...data.vector_chains import VectorChains, unit_rows
 from ...data.vector_windows import window_spans
 
-__all__ = ["LinearPredictor", "context_mean", "copy_last", "unit_rows"]
+__all__ = ["LinearPredictor", "context_mean", "copy_last", "unit_rows", "window_mean"]
 
 
 def copy_last(vectors: np.ndarray, starts: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -17,10 +17,15 @@ def copy_last(vectors: np.ndarray, starts: np.ndarray, targets: np.ndarray) -> n
     return unit_rows(vectors[targets - 1])
 
 
+def window_mean(vectors: np.ndarray, starts: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """``(Q, D)``: the mean of each window's vectors (not normalised)."""
+    csum = np.concatenate([np.zeros((1, vectors.shape[1])), np.cumsum(vectors, axis=0, dtype=np.float64)])
+    return (csum[targets] - csum[starts]) / (targets - starts)[:, None]
+
+
 def context_mean(vectors: np.ndarray, starts: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """``(Q, D)``: the normalised mean of each window's vectors."""
-    csum = np.concatenate([np.zeros((1, vectors.shape[1])), np.cumsum(vectors, axis=0, dtype=np.float64)])
-    return unit_rows((csum[targets] - csum[starts]) / (targets - starts)[:, None])
+    return unit_rows(window_mean(vectors, starts, targets))
 
 
 class LinearPredictor:

@@ -26,7 +26,12 @@ class VectorPredictorConfig(PresetConfig):
 
     Model: a ``cell`` (``"gru"``, ``"lstm"`` or a small causal ``"transformer"`` of
     ``num_layers`` blocks with ``num_heads`` heads) of ``hidden_size`` units reads up to
-    ``context`` vectors and predicts a delta: ``next = normalize(last + delta)``.
+    ``context`` vectors and predicts a delta: ``next = normalize(last + a x previous +
+    b x context mean + delta)``. With ``mix`` the weights ``a``, ``b`` are chosen on the
+    validation chains before training (:func:`~seqlab.models.vectors.mix.choose_mix`;
+    copy-last, ``(0, 0)``, is one of the candidates); without, they stay 0. The untrained
+    model is scored on validation as epoch 0, and a trained epoch replaces it only by
+    beating its Hit@5.
     Loss on unit vectors: MSE + ``cosine_weight`` x cosine distance + ``infonce_weight``
     x InfoNCE over in-batch negatives at ``temperature``, with ``hard_negatives`` extra
     negatives per target mined from the training bank (cosine to the target in
@@ -55,6 +60,7 @@ class VectorPredictorConfig(PresetConfig):
     num_layers: int = 1
     num_heads: int = 4
     dropout: float = 0.0
+    mix: bool = True
     cosine_weight: float = 0.5
     infonce_weight: float = 0.2
     temperature: float = 0.05
@@ -123,6 +129,8 @@ class VectorPredictorConfig(PresetConfig):
     def from_dict(cls, d: Mapping[str, Any]) -> VectorPredictorConfig:
         if "lr" in d and "lr_schedule" not in d:
             d = {**d, "lr_schedule": "constant"}  # a run saved before schedules trained at a constant rate
+        if "mix" not in d:
+            d = {**d, "mix": False}  # a run saved before the mix predicted last + delta
         return super().from_dict(d)
 
 
@@ -130,8 +138,8 @@ PRESETS: dict[str, VectorPredictorConfig] = {
     # A GRU of 256 units over up to 100 vectors; minutes on 2 cores for the default corpus. Its
     # learning rate follows the optimizer steps the corpus allows, after a warmup; InfoNCE 0.2.
     "default": VectorPredictorConfig(),
-    # the original project's settings: a constant 1e-4, InfoNCE weight 0.05
-    "original": VectorPredictorConfig(lr=1e-4, lr_schedule="constant", infonce_weight=0.05),
+    # the original project's settings: a constant 1e-4, InfoNCE weight 0.05, no mix
+    "original": VectorPredictorConfig(lr=1e-4, lr_schedule="constant", infonce_weight=0.05, mix=False),
 }
 
 
