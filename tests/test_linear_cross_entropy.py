@@ -40,7 +40,7 @@ def _torch_reference(torch, x, w, t, g=1.0, **kw):
     return loss.item(), xt.grad.numpy(), wt.grad.numpy()
 
 
-# N odd and over several row blocks (V = 1500: 174 rows per block) and thread shares.
+# N odd and over several row blocks (256 rows each at V = 1500) and thread shares.
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("N, D, V", [(37, 24, 53), (601, 32, 1500)])
 def test_loss_and_gradients_match_torch(torch, rng, threads, N, D, V):

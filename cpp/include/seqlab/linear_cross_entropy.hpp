@@ -2,7 +2,7 @@
 // x W^T over blocks of rows, never the whole (N, V) logit matrix.
 //
 // Each thread takes a fixed contiguous share of the rows and walks it in blocks of R rows
-// (R x V floats, about 1 MiB, stay in cache). Per block: logits = x_blk W^T (one GEMM),
+// (R x V floats, about 4 MiB, 64 to 256 rows). Per block: logits = x_blk W^T (one GEMM),
 // per row the max m, the log-sum s = log sum_j exp(l_j - m) and loss = (m - l_t) + s,
 // then in place dlogits = scale (softmax - onehot(t)), and with it dx_blk = dlogits W and
 // the block's share of dW += dlogits^T x_blk, accumulated in the thread's own (V, D)
