@@ -3,7 +3,10 @@
 Measures, for each library in its own process (a library's spinning threads never take
 the cores the other needs):
 
-* training tokens per second (forward, cross-entropy, backward, gradient clipping, AdamW)
+* training tokens per second (forward, cross-entropy, backward, gradient clipping, AdamW;
+  seqlab's loss is ``GPT.loss``, the tied output layer fused with the cross-entropy, as the
+  recipe trains; ``seqlab-unfused`` is the same model with the (B, T, V) logits then
+  ``cross_entropy``)
   at each thread count, with achieved GFLOP/s (6 N + 12 L T E per token, nanoGPT's
   estimate) beside the machine's ceiling (DESIGN.md: about 120 GFLOP/s per core);
 * generation tokens per second at batch 1, greedy, each library with its own key/value
@@ -24,6 +27,7 @@ Generation stays fp32 on both sides.
     python benchmarks/bench_code_lm.py --preset tiny --steps 2 --gen 8   # a quick check that it runs
     python benchmarks/bench_code_lm.py --precision bf16 --threads 2   # seqlab bf16 vs torch fp32 and autocast
     python benchmarks/bench_code_lm.py --libraries seqlab --threads 1 2 --breakdown
+    python benchmarks/bench_code_lm.py --libraries seqlab seqlab-unfused torch --threads 1 --cpu-time
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import numpy as np
 from harness import machine_description, markdown_table, median_seconds
 
 CEILING_GFLOPS_PER_CORE = 120.0
-LIBRARIES = ["seqlab", "torch", "torch-autocast"]
+LIBRARIES = ["seqlab", "seqlab-unfused", "torch", "torch-autocast"]
 
 
 def flops_per_token(cfg, n_params: int) -> float:
@@ -71,13 +75,16 @@ def kernel_breakdown(step, batches: list) -> dict[str, float]:
     return parts
 
 
-def measure(step, batches: list, generate, gen: int, params: int, breakdown: bool = False) -> dict:
+def measure(step, batches: list, generate, gen: int, params: int, breakdown: bool = False,
+            cpu_time: bool = False) -> dict:
     """Median seconds of a training step (the first two batches untimed), the process's peak
     memory after them, and generation speed (``generate(n)`` returns the tokens it made;
     a 4-token call first, untimed). ``breakdown``: the timed steps run again under cProfile
-    (:func:`kernel_breakdown`)."""
+    (:func:`kernel_breakdown`). ``cpu_time``: steps timed by the process's CPU time
+    (``time.process_time``), a guide on a shared machine at 1 thread."""
     feed = iter(batches)
-    step_seconds = median_seconds(lambda: step(next(feed)), repeats=len(batches) - 2, warmup=2)
+    clock = time.process_time if cpu_time else time.perf_counter
+    step_seconds = median_seconds(lambda: step(next(feed)), repeats=len(batches) - 2, warmup=2, clock=clock)
     parts = kernel_breakdown(step, batches[2:]) if breakdown else None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     generate(4)
@@ -88,7 +95,10 @@ def measure(step, batches: list, generate, gen: int, params: int, breakdown: boo
             "params": params, "breakdown": parts}
 
 
-def run_seqlab(cfg, threads: int, steps: int, gen: int, prompt: int, breakdown: bool = False) -> dict:
+def run_seqlab(cfg, threads: int, steps: int, gen: int, prompt: int, breakdown: bool = False,
+               cpu_time: bool = False, fused: bool = True) -> dict:
+    """``fused``: the loss of :meth:`GPT.loss` (output layer and cross-entropy in one op, as
+    the recipe trains); otherwise the logits of ``model(ids)`` then ``cross_entropy``."""
     import seqlab
     from seqlab.functional import cross_entropy
     from seqlab.models.code_lm import GPT, generate_ids
@@ -105,7 +115,10 @@ def run_seqlab(cfg, threads: int, steps: int, gen: int, prompt: int, breakdown: 
 
     def step(b: np.ndarray) -> None:
         opt.zero_grad()
-        loss = cross_entropy(model(b[:, :-1]), b[:, 1:])
+        if fused:
+            loss = model.loss(b[:, :-1], b[:, 1:])
+        else:
+            loss = cross_entropy(model(b[:, :-1]), b[:, 1:])
         loss.backward()
         clip_grad_norm_(params, cfg.clip_grad_norm)
         opt.step()
@@ -115,10 +128,11 @@ def run_seqlab(cfg, threads: int, steps: int, gen: int, prompt: int, breakdown: 
     def generate(n: int) -> int:
         return len(generate_ids(model, ids, n, temperature=0.0, end_id=None)[0])
 
-    return measure(step, batches, generate, gen, model.num_parameters(), breakdown)
+    return measure(step, batches, generate, gen, model.num_parameters(), breakdown, cpu_time)
 
 
-def run_torch(cfg, threads: int, steps: int, gen: int, prompt: int, autocast: bool = False) -> dict:
+def run_torch(cfg, threads: int, steps: int, gen: int, prompt: int, autocast: bool = False,
+              cpu_time: bool = False) -> dict:
     import torch
 
     import seqlab
@@ -160,7 +174,8 @@ def run_torch(cfg, threads: int, steps: int, gen: int, prompt: int, autocast: bo
             logits, past = model(nxt, past)
         return len(out)
 
-    return measure(step, batches, generate, gen, sum(p.numel() for p in model.parameters()))
+    n_params = sum(p.numel() for p in model.parameters())
+    return measure(step, batches, generate, gen, n_params, cpu_time=cpu_time)
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -168,10 +183,11 @@ def worker(args: argparse.Namespace) -> None:
 
     cfg = preset_config(args.preset, precision=args.precision)
     sizes = (cfg, args.worker_threads, args.steps, args.gen, args.prompt)
-    if args.worker == "seqlab":
-        result = run_seqlab(*sizes, breakdown=args.breakdown)
+    if args.worker.startswith("seqlab"):
+        result = run_seqlab(*sizes, breakdown=args.breakdown, cpu_time=args.cpu_time,
+                            fused=args.worker == "seqlab")
     else:
-        result = run_torch(*sizes, autocast=args.worker == "torch-autocast")
+        result = run_torch(*sizes, autocast=args.worker == "torch-autocast", cpu_time=args.cpu_time)
     print(json.dumps(result))
 
 
@@ -188,6 +204,10 @@ def main() -> None:
                         help="default: seqlab and torch, plus torch-autocast with --precision bf16")
     parser.add_argument(
         "--breakdown", action="store_true", help="seqlab's step time per kernel and thread count (cProfile)"
+    )
+    parser.add_argument(
+        "--cpu-time", action="store_true",
+        help="time steps by process CPU time (a guide on a shared machine; meaningful at 1 thread)",
     )
     parser.add_argument("--worker", choices=LIBRARIES, help=argparse.SUPPRESS)
     parser.add_argument("--worker-threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -226,7 +246,7 @@ def main() -> None:
                 lib,
                 "--worker-threads",
                 str(threads),
-            ] + (["--breakdown"] if args.breakdown else [])
+            ] + (["--breakdown"] if args.breakdown else []) + (["--cpu-time"] if args.cpu_time else [])
             done = subprocess.run(cmd, capture_output=True, text=True, check=True)
             results[(lib, threads)] = json.loads(done.stdout.strip().splitlines()[-1])
             print(lib, threads, results[(lib, threads)], flush=True)
@@ -261,7 +281,7 @@ def main() -> None:
     )
     ratios = []
     for threads in args.threads:
-        for peer in ("torch", "torch-autocast"):
+        for peer in ("torch", "torch-autocast", "seqlab-unfused"):
             if ("seqlab", threads) in results and (peer, threads) in results:
                 s, t = results[("seqlab", threads)], results[(peer, threads)]
                 ratios.append(

@@ -20,5 +20,6 @@ void bind_attention(pybind11::module_& m);
 void bind_gpt_decode(pybind11::module_& m);
 void bind_layer_norm(pybind11::module_& m);
 void bind_cross_entropy(pybind11::module_& m);
+void bind_linear_cross_entropy(pybind11::module_& m);
 void bind_pointer_generator(pybind11::module_& m);
 }  // namespace seqlab::bind

@@ -20,5 +20,6 @@ PYBIND11_MODULE(_core, m) {
   seqlab::bind::bind_gpt_decode(m);
   seqlab::bind::bind_layer_norm(m);
   seqlab::bind::bind_cross_entropy(m);
+  seqlab::bind::bind_linear_cross_entropy(m);
   seqlab::bind::bind_pointer_generator(m);
 }

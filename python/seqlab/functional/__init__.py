@@ -10,7 +10,8 @@ for sequences) and records one node on the autograd tape. The ops live by family
 - :mod:`.conv`: 1-d convolution (causal or padded) and the TCN's temporal block;
 - :mod:`.attention`: scaled dot-product and multi-head attention (plain and flash paths),
   incremental attention against a key/value cache for generation;
-- :mod:`.losses`: the masked cosine + MSE loss and cross-entropy;
+- :mod:`.losses`: the masked cosine + MSE loss, cross-entropy, and the output layer fused
+  with its cross-entropy;
 - :mod:`.seq2seq`: the teacher-forced pointer-generator decoder and its loss.
 """
 
@@ -46,7 +47,7 @@ from .dense import (
     softmax,
     tanh,
 )
-from .losses import cosine_mse_loss, cross_entropy
+from .losses import cosine_mse_loss, cross_entropy, linear_cross_entropy
 from .recurrent import RECURRENT_MODES, recurrent_decoder, recurrent_layer
 from .seq2seq import pointer_generator_loss
 
@@ -76,6 +77,7 @@ __all__ = [
     "linear",
     "linear_activation",
     "linear_bf16",
+    "linear_cross_entropy",
     "pointer_generator_loss",
     "multi_head_attention_core",
     "recurrent_decoder",

@@ -1,4 +1,5 @@
-"""Losses, each one fused kernel: the masked cosine + MSE loss and softmax cross-entropy."""
+"""Losses, each one fused kernel: the masked cosine + MSE loss, softmax cross-entropy, and the
+output layer fused with its cross-entropy."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from ..autograd import Tensor, make_result
+from ..autograd import Tensor, grad_buffer, is_grad_enabled, make_result, returned_grad
 from ._common import _float_input, _grad
+from .dense import get_gemm_precision, linear
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -122,3 +124,64 @@ def cross_entropy(
         return (gx.reshape(x.shape),)
 
     return make_result(out, (x,), backward)
+
+
+def linear_cross_entropy(input: Any, weight: Tensor, target: Any, ignore_index: int = -100) -> Tensor:
+    """Mean cross-entropy of the logits ``input @ weight.T`` against ``target``, fused: the
+    same value and gradients as ``cross_entropy(linear(input, weight), target)`` without
+    ever holding the (N, V) logits (a language model's tied output layer and its loss).
+
+    Shapes: input (*, D), weight (V, D), target (*) int64 (the shape of input without its
+    last axis) -> a scalar. Rows whose target equals ``ignore_index`` contribute nothing;
+    the mean is over the other rows (0 when every row is ignored, where torch gives NaN).
+    The kernel walks blocks of rows, each block's logits in cache: GEMM, log-sum-exp and
+    loss, then the logits' gradient in place and, when a gradient is needed, the block's
+    input gradient and its share of the weight gradient (three GEMMs, as unfused). The
+    gradients are formed in the forward and only scaled by the upstream gradient in the
+    backward; the weight's gradient accumulates into ``weight.grad`` (a tied embedding's).
+    As in PyTorch, a second backward through the same node raises RuntimeError.
+    Under ``gemm_precision("bf16")`` it runs unfused, ``cross_entropy(linear(...))``, so
+    the output layer's GEMMs take that precision.
+    """
+    x = _float_input(input)
+    w = _float_input(weight, "weight")
+    if get_gemm_precision() != "fp32":
+        return cross_entropy(linear(x, w), target, ignore_index=ignore_index)
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"target: expected integer class indices (int64), got dtype {t.dtype}")
+    if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[1]:
+        raise ValueError(
+            f"linear_cross_entropy: input {x.shape} and weight {w.shape} do not fit: expected input "
+            "(*, D) and weight (V, D)"
+        )
+    if t.shape != x.shape[:-1]:
+        raise ValueError(
+            f"linear_cross_entropy: target shape {t.shape} must equal input shape {x.shape} without its "
+            "last (feature) axis"
+        )
+    x2 = x.data.reshape(-1, x.shape[-1])
+    t1 = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
+    need_grad = is_grad_enabled() and (x.requires_grad or w.requires_grad)
+    loss, count, dx, dw = _core.linear_cross_entropy(x2, w.data, t1, int(ignore_index), need_grad)
+    out = np.asarray(np.float32(loss.sum(dtype=np.float64)) / np.float32(max(count, 1)), dtype=np.float32)
+
+    grads = {"dx": dx, "dw": dw}  # consumed (scaled in place) by the one backward
+
+    def backward(g: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        if not grads:
+            raise RuntimeError(
+                "linear_cross_entropy: backward through this node ran already (its gradients are "
+                "freed, as PyTorch frees a graph after backward); run the forward again"
+            )
+        dx, dw = grads.pop("dx"), grads.pop("dw")
+        scale = np.float32(g)
+        if scale != 1.0:
+            np.multiply(dx, scale, out=dx)
+            np.multiply(dw, scale, out=dw)
+        gw = grad_buffer(w)
+        if gw is not None:
+            np.add(gw, dw, out=gw)
+        return (dx.reshape(x.shape) if x.requires_grad else None), returned_grad(w, gw)
+
+    return make_result(out, (x, w), backward)

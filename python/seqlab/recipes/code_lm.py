@@ -439,14 +439,12 @@ def fit_code_lm(
             flush=True,
         )
 
-    def loss_fn(logits: Any, targets: np.ndarray) -> Any:
-        from ..functional import cross_entropy
-
-        return cross_entropy(logits, targets)
+    def step_fn(gpt: GPT, batch: tuple[np.ndarray, np.ndarray]) -> Any:
+        return gpt.loss(*batch)  # the output layer fused with the loss: no (B, T, V) logits
 
     trainer = Trainer(
         model,
-        loss_fn,
+        None,
         _optimizer(model, config),
         (train_x, train_y),
         (val_x, val_y) if len(val_x) else None,
@@ -461,6 +459,7 @@ def fit_code_lm(
         progress=progress,
         config={"kind": KIND, **config.to_dict(), **({"source": source} if source else {})},
         verbose=verbose,
+        step_fn=step_fn,
     )
     with interruptible(run_dir, KIND):
         history = trainer.fit()

@@ -110,15 +110,28 @@ class GPT(Module):
             )
         return arr.astype(np.int64, copy=False)
 
+    def _final_hidden(self, idx: np.ndarray) -> Tensor:
+        """The final LayerNorm's output (B, T, d_model), the input of the tied output layer."""
+        x = self.wte(idx) + self.wpe(np.arange(idx.shape[1], dtype=np.int64))
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x)
+
     def forward(self, ids: Any) -> Tensor:
         idx = self._check_ids(ids)
-        T = idx.shape[1]
         with F.gemm_precision(self.gemm_precision):
-            x = self.wte(idx) + self.wpe(np.arange(T, dtype=np.int64))
-            x = self.drop(x)
-            for block in self.blocks:
-                x = block(x)
-            return F.linear(self.ln_f(x), self.wte.weight)
+            return F.linear(self._final_hidden(idx), self.wte.weight)
+
+    def loss(self, ids: Any, targets: Any, ignore_index: int = -100) -> Tensor:
+        """Mean next-token cross-entropy of ``ids`` (B, T) against ``targets`` (B, T) int64
+        (``ignore_index`` positions excluded): the value of
+        ``F.cross_entropy(self(ids), targets)`` with the tied output layer and the loss fused
+        (:func:`seqlab.functional.linear_cross_entropy`), so the (B, T, vocab) logits are never
+        held. What training and validation use; :meth:`forward` gives the logits."""
+        idx = self._check_ids(ids)
+        with F.gemm_precision(self.gemm_precision):
+            return F.linear_cross_entropy(self._final_hidden(idx), self.wte.weight, targets, ignore_index)
 
     @no_grad()
     def forward_cached(self, ids: Any, cache: KVCache) -> np.ndarray:
