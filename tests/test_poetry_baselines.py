@@ -15,7 +15,7 @@ from seqlab.models.poetry.baselines import (
 )
 from seqlab.models.poetry.dataset import center_and_normalize
 from seqlab.models.poetry.evaluate import score_reconstructions
-from seqlab.models.poetry.loss import batch_vocabulary_loss
+from seqlab.models.poetry.loss import batch_vocabulary_loss, vocabulary_loss
 
 
 def corpus(rng: np.random.Generator, n: int, vocab: int = 30, max_len: int = 6) -> list[np.ndarray]:
@@ -116,6 +116,28 @@ def test_batch_vocabulary_loss_matches_torch(rng: np.random.Generator, torch) ->
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     np.testing.assert_allclose(pred.grad, tp.grad.numpy(), rtol=1e-4, atol=1e-6)
     assert not pred.grad[0, 3].any()  # padding contributes nothing
+
+
+def test_vocabulary_loss_matches_torch_over_every_word(rng: np.random.Generator, torch) -> None:
+    embedding = rng.standard_normal((20, 8)).astype(np.float32)
+    embedding /= np.linalg.norm(embedding, axis=1, keepdims=True)
+    embedding[0] = 0
+    ids = np.array([[3, 7, 7, 0], [12, 3, 19, 1]], dtype=np.int64)
+    pred_np = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    pred = tensor(pred_np, requires_grad=True)
+    loss = vocabulary_loss(pred, ids, embedding, temperature=0.25)
+    loss.backward()
+    tp = torch.tensor(pred_np, requires_grad=True)
+    logits = tp @ torch.tensor(embedding[1:]).T / 0.25  # every word but padding
+    target = torch.tensor(np.where(ids > 0, ids - 1, -100))
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 19), target.reshape(-1),
+                                                 ignore_index=-100)
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    np.testing.assert_allclose(pred.grad, tp.grad.numpy(), rtol=1e-4, atol=1e-6)
+    assert not pred.grad[0, 3].any()  # padding contributes nothing
+    # words absent from the batch are candidates too: the loss exceeds the batch softmax's
+    assert loss.item() > batch_vocabulary_loss(tensor(pred_np), ids, embedding, temperature=0.25).item()
 
 
 def test_linear_path_starts_at_the_pca(rng: np.random.Generator) -> None:

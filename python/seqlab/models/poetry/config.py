@@ -10,6 +10,7 @@ from ..presets import PresetConfig, named_preset
 CELLS = ("rnn", "lstm", "gru")
 LOSSES = ("cosine", "mse", "hybrid")
 LR_SCHEDULES = ("constant", "cosine")
+VOCAB_CANDIDATES = ("batch", "all")
 
 # (share of the epochs, teacher-forcing ratio, maximum length) phases of a curriculum.
 # The original project's: teacher forcing 0.9/20, 0.7/30, 0.3/40, 0.1/50 tokens.
@@ -42,8 +43,9 @@ class AutoencoderConfig(PresetConfig):
     Loss: ``"cosine"``, ``"mse"`` or ``"hybrid"`` (``cosine_weight`` x cosine distance /
     ``temperature`` + ``mse_weight`` x MSE per token, masked by length), plus
     ``vocab_loss_weight`` x a softmax cross-entropy of each predicted vector against the
-    distinct words of its batch (logits ``pred . word / vocab_temperature``), which
-    trains the nearest word to be the true one.
+    distinct words of its batch (``vocab_candidates="batch"``) or every vocabulary word
+    (``"all"``), logits ``pred . word / vocab_temperature``, which trains the nearest word
+    to be the true one.
     Data: word vectors from ``embeddings`` (a GloVe/word2vec text file) or fitted on the
     corpus with ``embedding_dim`` dimensions, centred on their mean and scaled to unit
     length when ``center_embeddings`` (word vectors share a large common direction;
@@ -77,6 +79,7 @@ class AutoencoderConfig(PresetConfig):
     temperature: float = 1.0
     vocab_loss_weight: float = 0.0
     vocab_temperature: float = 0.1
+    vocab_candidates: str = "batch"
     embeddings: str | None = None
     embedding_dim: int = 300
     embedding_epochs: int = 50
@@ -134,6 +137,10 @@ class AutoencoderConfig(PresetConfig):
             )
         if self.vocab_loss_weight < 0:
             raise ValueError(f"vocab_loss_weight must be >= 0, got {self.vocab_loss_weight}")
+        if self.vocab_candidates not in VOCAB_CANDIDATES:
+            raise ValueError(
+                f"vocab_candidates must be one of {VOCAB_CANDIDATES}, got {self.vocab_candidates!r}"
+            )
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0.0 <= self.warmup < 1.0 or not 0.0 <= self.min_lr_ratio <= 1.0:
