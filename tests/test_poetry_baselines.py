@@ -165,6 +165,28 @@ def test_linear_path_starts_at_the_pca(rng: np.random.Generator) -> None:
         model.init_linear_path(linear.mean, linear.basis[:, :2], scale)
 
 
+def test_recurrent_code_share_scales_the_recurrent_encoders_start(rng: np.random.Generator) -> None:
+    from seqlab.models.poetry import SequenceAutoencoder, preset
+    from seqlab.random import manual_seed
+
+    embedding = rng.standard_normal((30, 4)).astype(np.float32)
+    embedding[0] = 0
+    linear = LinearAutoencoder(components=3, max_len=6).fit(corpus(rng, 50), embedding)
+    starts = {}
+    for share in (0.01, 0.5, 1.0):
+        manual_seed(0)
+        config = preset("tiny", embedding_dim=4, hidden_size=8, bottleneck=3, max_len=6, linear_path=True,
+                        recurrent_code_share=share)
+        model = SequenceAutoencoder(config, 4)
+        initial = model.to_code.weight.data.copy()
+        model.init_linear_path(linear.mean, linear.basis, 1.0)
+        starts[share] = model.to_code.weight.data.copy()
+        np.testing.assert_allclose(starts[share], share * initial, rtol=1e-6)
+    np.testing.assert_allclose(starts[0.5], 50 * starts[0.01], rtol=1e-5)
+    with pytest.raises(ValueError, match="recurrent_code_share must be >= 0, got -1"):
+        preset("tiny", recurrent_code_share=-1)
+
+
 def test_min_steps_raise_the_epochs_of_a_small_corpus() -> None:
     from seqlab.models.poetry import preset
 

@@ -36,7 +36,9 @@ class AutoencoderConfig(PresetConfig):
     (``bidirectional``), a ``bottleneck``-dimensional code from its final state, a
     decoder of the same cell and ``decoder_hidden`` units started from the code (and
     fed it at every step when ``code_every_step``), a linear encoder/decoder of the
-    padded, flattened sequence beside the recurrent one when ``linear_path``, with
+    padded, flattened sequence beside the recurrent one when ``linear_path`` (started at
+    the PCA, the recurrent encoder's share of the code at ``recurrent_code_share`` x its
+    random initialisation), with
     ``num_heads``-head attention over the encoder states when ``attention``; in training
     a share ``memory_dropout`` of the rows decodes without the encoder states (from the
     code alone), so attention cannot make the bottleneck useless.
@@ -70,6 +72,7 @@ class AutoencoderConfig(PresetConfig):
     num_heads: int = 8
     code_every_step: bool = False
     linear_path: bool = False
+    recurrent_code_share: float = 0.01
     memory_dropout: float = 0.5
     dropout: float = 0.0
     init: str = "orthogonal"
@@ -149,6 +152,8 @@ class AutoencoderConfig(PresetConfig):
             )
         if not isinstance(self.min_steps, int) or self.min_steps < 0:
             raise ValueError(f"min_steps must be a non-negative integer, got {self.min_steps!r}")
+        if self.recurrent_code_share < 0:
+            raise ValueError(f"recurrent_code_share must be >= 0, got {self.recurrent_code_share}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
 
