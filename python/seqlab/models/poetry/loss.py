@@ -28,9 +28,8 @@ def batch_vocabulary_loss(pred: Tensor, ids: np.ndarray, embedding: np.ndarray, 
     is ignored. One GEMM (the fused linear op) and the fused cross-entropy kernel.
     """
     words = np.unique(ids[ids > 0])
-    targets = np.where(ids > 0, np.searchsorted(words, ids), -100).astype(np.int64)
-    weight = tensor(np.ascontiguousarray(embedding[words] / np.float32(temperature)))
-    return F.cross_entropy(F.linear(pred, weight), targets, ignore_index=-100)
+    return _candidate_softmax(pred, np.where(ids > 0, np.searchsorted(words, ids), -100),
+                              embedding[words], temperature)
 
 
 def vocabulary_loss(pred: Tensor, ids: np.ndarray, embedding: np.ndarray, temperature: float) -> Tensor:
@@ -44,9 +43,16 @@ def vocabulary_loss(pred: Tensor, ids: np.ndarray, embedding: np.ndarray, temper
     over real tokens; padding is ignored. One (B*T, E) x (E, V) GEMM and the fused
     cross-entropy kernel.
     """
-    targets = np.where(ids > 0, ids - 1, -100).astype(np.int64)
-    weight = tensor(np.ascontiguousarray(embedding[1:] / np.float32(temperature)))
-    return F.cross_entropy(F.linear(pred, weight), targets, ignore_index=-100)
+    return _candidate_softmax(pred, np.where(ids > 0, ids - 1, -100), embedding[1:], temperature)
+
+
+def _candidate_softmax(
+    pred: Tensor, targets: np.ndarray, candidates: np.ndarray, temperature: float
+) -> Tensor:
+    """Cross-entropy of logits ``pred . candidates.T / temperature`` (B, T, C) against the
+    index (B, T) of each true candidate, -100 at padding."""
+    weight = tensor(np.ascontiguousarray(candidates / np.float32(temperature)))
+    return F.cross_entropy(F.linear(pred, weight), targets.astype(np.int64), ignore_index=-100)
 
 
 def reconstruction_loss(
