@@ -15,7 +15,7 @@ from seqlab.models.poetry.baselines import (
 )
 from seqlab.models.poetry.dataset import center_and_normalize
 from seqlab.models.poetry.evaluate import score_reconstructions
-from seqlab.models.poetry.loss import batch_vocabulary_loss
+from seqlab.models.poetry.loss import batch_vocabulary_loss, vocabulary_loss
 
 
 def corpus(rng: np.random.Generator, n: int, vocab: int = 30, max_len: int = 6) -> list[np.ndarray]:
@@ -118,6 +118,28 @@ def test_batch_vocabulary_loss_matches_torch(rng: np.random.Generator, torch) ->
     assert not pred.grad[0, 3].any()  # padding contributes nothing
 
 
+def test_vocabulary_loss_matches_torch_over_every_word(rng: np.random.Generator, torch) -> None:
+    embedding = rng.standard_normal((20, 8)).astype(np.float32)
+    embedding /= np.linalg.norm(embedding, axis=1, keepdims=True)
+    embedding[0] = 0
+    ids = np.array([[3, 7, 7, 0], [12, 3, 19, 1]], dtype=np.int64)
+    pred_np = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    pred = tensor(pred_np, requires_grad=True)
+    loss = vocabulary_loss(pred, ids, embedding, temperature=0.25)
+    loss.backward()
+    tp = torch.tensor(pred_np, requires_grad=True)
+    logits = tp @ torch.tensor(embedding[1:]).T / 0.25  # every word but padding
+    target = torch.tensor(np.where(ids > 0, ids - 1, -100))
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 19), target.reshape(-1),
+                                                 ignore_index=-100)
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    np.testing.assert_allclose(pred.grad, tp.grad.numpy(), rtol=1e-4, atol=1e-6)
+    assert not pred.grad[0, 3].any()  # padding contributes nothing
+    # words absent from the batch are candidates too: the loss exceeds the batch softmax's
+    assert loss.item() > batch_vocabulary_loss(tensor(pred_np), ids, embedding, temperature=0.25).item()
+
+
 def test_linear_path_starts_at_the_pca(rng: np.random.Generator) -> None:
     from seqlab.models.poetry import SequenceAutoencoder, preset
 
@@ -141,6 +163,28 @@ def test_linear_path_starts_at_the_pca(rng: np.random.Generator) -> None:
         np.testing.assert_allclose(r[: len(c)], e, atol=1e-3)
     with pytest.raises(ValueError, match=r"basis \(24, 2\).*expected \(24, 3\)"):
         model.init_linear_path(linear.mean, linear.basis[:, :2], scale)
+
+
+def test_recurrent_code_share_scales_the_recurrent_encoders_start(rng: np.random.Generator) -> None:
+    from seqlab.models.poetry import SequenceAutoencoder, preset
+    from seqlab.random import manual_seed
+
+    embedding = rng.standard_normal((30, 4)).astype(np.float32)
+    embedding[0] = 0
+    linear = LinearAutoencoder(components=3, max_len=6).fit(corpus(rng, 50), embedding)
+    starts = {}
+    for share in (0.01, 0.5, 1.0):
+        manual_seed(0)
+        config = preset("tiny", embedding_dim=4, hidden_size=8, bottleneck=3, max_len=6, linear_path=True,
+                        recurrent_code_share=share)
+        model = SequenceAutoencoder(config, 4)
+        initial = model.to_code.weight.data.copy()
+        model.init_linear_path(linear.mean, linear.basis, 1.0)
+        starts[share] = model.to_code.weight.data.copy()
+        np.testing.assert_allclose(starts[share], share * initial, rtol=1e-6)
+    np.testing.assert_allclose(starts[0.5], 50 * starts[0.01], rtol=1e-5)
+    with pytest.raises(ValueError, match="recurrent_code_share must be >= 0, got -1"):
+        preset("tiny", recurrent_code_share=-1)
 
 
 def test_min_steps_raise_the_epochs_of_a_small_corpus() -> None:

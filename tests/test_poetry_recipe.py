@@ -228,7 +228,10 @@ def test_words_preset_is_small_with_the_word_objective(capsys: pytest.CaptureFix
 
     assert preset("words") == preset("small", **WORDS_OBJECTIVE)
     assert preset("words").vocab_loss_weight > 10 * preset("small").vocab_loss_weight
-    assert "lr 0.002, word softmax loss x1;" in describe_preset("words")
+    assert not preset("words").linear_path and preset("small").linear_path
+    assert "16-d code + linear path" not in describe_preset("words")
+    assert "6 epochs" in describe_preset("words")
+    assert "lr 0.005, word softmax loss x1;" in describe_preset("words")
     with pytest.raises(SystemExit):
         main(["poetry", "--help"])
     assert "words: bidirectional LSTM 64 -> 16-d code" in " ".join(capsys.readouterr().out.split())
@@ -242,5 +245,6 @@ def test_words_preset_from_the_cli_is_recorded_and_restored(tmp_path: Path) -> N
     run = json.loads((out / "run.json").read_text())
     assert run["arguments"]["preset"] == "words"
     restored = seqlab.load(out)
-    assert (restored.config.vocab_loss_weight, restored.config.lr) == (1.0, 2e-3)
+    c = restored.config
+    assert (c.vocab_loss_weight, c.lr, c.linear_path) == (1.0, 5e-3, False)
     assert restored.config == preset("words", epochs=1, min_steps=0)

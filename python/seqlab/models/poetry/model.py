@@ -89,7 +89,8 @@ class SequenceAutoencoder(Module):
         columns. The code is then ``tanh((x_flat - mean) @ basis / code_scale)`` and the
         linear reconstruction ``mean + basis @ code * code_scale``: the PCA's, as long as
         ``code_scale`` keeps the tanh near its linear range (a few times the largest
-        component's standard deviation).
+        component's standard deviation), plus the recurrent encoder's share, whose weights
+        start at ``config.recurrent_code_share`` x their random initialisation.
         """
         if self.linear_encoder is None or self.linear_decoder is None:
             raise ValueError("init_linear_path: the model has no linear path (config.linear_path)")
@@ -105,7 +106,7 @@ class SequenceAutoencoder(Module):
         self.linear_decoder.weight.data[...] = basis * scale
         self.linear_decoder.bias.data[...] = mean
         # the recurrent path starts small (not zero, so that its encoder has gradients)
-        self.to_code.weight.data[...] *= np.float32(0.01)
+        self.to_code.weight.data[...] *= np.float32(self.config.recurrent_code_share)
         if self.to_code.bias is not None:
             self.to_code.bias.data[...] = 0.0
 
