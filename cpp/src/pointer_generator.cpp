@@ -328,10 +328,15 @@ class TopK {
 // in L1). For the few rows of a decoding step this product is bound by reading w; a
 // general GEMM first copies all of w into its panel layout on every call (OpenBLAS's
 // packing took three times its kernel's time at N = 5, V = 50,000, Z = 512).
+// Software prefetch distance of the streamed weight: the hardware prefetchers stop at
+// each 4 kB page, and rows of 1 to 2 kB cross one every row or two.
+constexpr usize kPrefetchBytes = 8192;
+
 template <int N>
 void few_rows_product(const float* feat, int Z, const float* w, usize v0, usize v1, float* logits, usize ldl) {
   constexpr int R = N >= 5 ? 1 : 8 / N;  // N*R accumulators, N feature and one weight register
   const int zb = Z / kW * kW;
+  const usize ahead = kPrefetchBytes / sizeof(float);  // floats ahead of the one read
   usize v = v0;
   const auto rows = [&](auto r_count) {
     constexpr int Rc = decltype(r_count)::value;
@@ -342,6 +347,7 @@ void few_rows_product(const float* feat, int Z, const float* w, usize v0, usize 
       fbatch f[N];
       for (int n = 0; n < N; ++n) f[n] = fbatch::load_unaligned(feat + static_cast<usize>(n) * Z + k);
       for (int r = 0; r < Rc; ++r) {
+        __builtin_prefetch(w + (v + r) * Z + k + ahead);
         const fbatch wr = fbatch::load_unaligned(w + (v + r) * Z + k);
         for (int n = 0; n < N; ++n) acc[n][r] = xsimd::fma(f[n], wr, acc[n][r]);
       }
@@ -465,6 +471,7 @@ void few_rows_product_bf16(const float* feat, int Zp, const std::uint32_t* w, us
                            usize ldl) {
   constexpr int R = N >= 3 ? 1 : 4 / N;
   const usize half = static_cast<usize>(Zp / 2);
+  const usize ahead = kPrefetchBytes / sizeof(std::uint32_t);
   const ubatch high_mask(0xffff0000u);
   usize v = v0;
   const auto rows = [&](auto r_count) {
@@ -474,7 +481,9 @@ void few_rows_product_bf16(const float* feat, int Zp, const std::uint32_t* w, us
       for (int r = 0; r < Rc; ++r) lo[n][r] = hi[n][r] = fbatch(0.0f);
     for (int k = 0; k < Zp; k += 2 * kW) {
       for (int r = 0; r < Rc; ++r) {
-        const ubatch u = ubatch::load_unaligned(w + (v + r) * half + static_cast<usize>(k / 2));
+        const std::uint32_t* words = w + (v + r) * half + static_cast<usize>(k / 2);
+        __builtin_prefetch(words + ahead);
+        const ubatch u = ubatch::load_unaligned(words);
         const fbatch wl = xsimd::bitwise_cast<fbatch>(u << 16);
         const fbatch wh = xsimd::bitwise_cast<fbatch>(u & high_mask);
         for (int n = 0; n < N; ++n) {
