@@ -434,7 +434,8 @@ struct Bf16Weight {
   int Zp = 0;
 
   Bf16Weight() = default;
-  Bf16Weight(const float* w, int V, int Z) : col_max(static_cast<usize>(Z), 0.0f), Zp((Z + 2 * kW - 1) / (2 * kW) * (2 * kW)) {
+  Bf16Weight(const float* w, int V, int Z)
+      : col_max(static_cast<usize>(Z), 0.0f), Zp((Z + 2 * kW - 1) / (2 * kW) * (2 * kW)) {
     const usize half = static_cast<usize>(Zp / 2);
     words.assign(static_cast<usize>(V) * half, 0u);
     constexpr usize kChunks = 64;
@@ -457,7 +458,8 @@ struct Bf16Weight {
       }
     });
     for (usize ch = 0; ch < kChunks; ++ch)
-      for (int j = 0; j < Z; ++j) col_max[static_cast<usize>(j)] = std::max(col_max[static_cast<usize>(j)], partial[ch * static_cast<usize>(Z) + static_cast<usize>(j)]);
+      for (usize j = 0; j < static_cast<usize>(Z); ++j)
+        col_max[j] = std::max(col_max[j], partial[ch * static_cast<usize>(Z) + j]);
   }
 };
 
