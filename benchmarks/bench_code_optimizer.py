@@ -15,7 +15,10 @@ Two measurements, each library timed alone in its own process (``--worker``):
   (``DecoderSession``) and over an incremental PyTorch decoder
   (``torch_twins.TorchDecoderSession``: keys and values projected once, one step per token),
   each giving the search its rows' 5 best tokens (seqlab's picked in C++, the twin's by
-  ``torch.topk``).
+  ``torch.topk``). Three rows per thread count: both in fp32; seqlab's ``precision="bf16"``
+  session (a bf16 copy of the vocabulary weight streamed per step, the candidates re-scored
+  in fp32: the fp32 beams) against the fp32 twin; and both with a bf16 vocabulary weight
+  (the twin's through torch's bf16 GEMM, not re-scored).
 
 Beside the seconds: the training step's GFLOP/s (its products, ``training_flops``, over the
 median time) and the beam step's GB/s (the vocabulary projection's weights, read once per
@@ -32,6 +35,11 @@ decoders return the same beams.
     python benchmarks/bench_code_optimizer.py --tiny          # small shapes: checks the script runs
     python benchmarks/bench_code_optimizer.py --markdown
     python benchmarks/bench_code_optimizer.py --preset small  # the recipe's default model
+    python benchmarks/bench_code_optimizer.py --tasks train --breakdown  # seqlab's step per kernel
+
+``--breakdown``: where seqlab's training step spends its time at each thread count (a
+cProfile of the timed steps per ``_core`` kernel, and the rest outside the kernels) and each
+part's speedup from the first thread count to the last (``bench_code_lm``'s breakdown).
 """
 
 from __future__ import annotations
@@ -165,8 +173,11 @@ def check_parity(config: Any) -> str:
     ours = beam_search(DecoderSession(model, src, src_len, src_ext, X, UNK), 5, steps, EOS)
     other = beam_search(TorchDecoderSession(twin, src, src_len, src_ext, X, UNK), 5, steps, EOS)
     assert [[h.tokens for h in b] for b in ours] == [[h.tokens for h in b] for b in other], "beams differ"
+    bf16 = beam_search(DecoderSession(model, src, src_len, src_ext, X, UNK, precision="bf16"), 5, steps, EOS)
+    assert [[h.tokens for h in b] for b in bf16] == [[h.tokens for h in b] for b in ours], "bf16 beams differ"
     return (
-        f"loss {float(loss.data):.6f} vs {ref.item():.6f}, largest relative gradient difference {worst:.1e}"
+        f"loss {float(loss.data):.6f} vs {ref.item():.6f}, largest relative gradient difference {worst:.1e}; "
+        "beams equal (seqlab fp32, bf16 and PyTorch fp32)"
     )
 
 
@@ -188,7 +199,16 @@ class CountedSession:
         return self.session.step_top_k(*args)
 
 
-def worker(library: str, task: str, threads: int, tiny: bool, repeats: int, name: str) -> dict[str, float]:
+def worker(
+    library: str,
+    task: str,
+    threads: int,
+    tiny: bool,
+    repeats: int,
+    name: str,
+    precision: str = "fp32",
+    breakdown: bool = False,
+) -> dict[str, Any]:
     """Median seconds of the task for one library, in this process."""
     import statistics
 
@@ -233,7 +253,14 @@ def worker(library: str, task: str, threads: int, tiny: bool, repeats: int, name
             t0 = time.perf_counter()
             run()
             times.append(time.perf_counter() - t0)
-        return {"seconds": statistics.median(times), "gflop": training_flops(config, batch) / 1e9}
+        result: dict[str, Any] = {
+            "seconds": statistics.median(times), "gflop": training_flops(config, batch) / 1e9
+        }
+        if breakdown and library == "seqlab":
+            from bench_code_lm import kernel_breakdown
+
+            result["breakdown"] = kernel_breakdown(lambda _: run(), [None] * repeats)
+        return result
     from seqlab.models.code import DecoderSession, beam_search
     from torch_twins import TorchDecoderSession
 
@@ -245,7 +272,9 @@ def worker(library: str, task: str, threads: int, tiny: bool, repeats: int, name
     for i in range(-1, examples):  # example -1 (the first, again): warm-up
         j = max(i, 0)
         t0 = time.perf_counter()
-        session = session_type(net, batch[0][j : j + 1], batch[1][j : j + 1], batch[2][j : j + 1], X, UNK)
+        session = session_type(
+            net, batch[0][j : j + 1], batch[1][j : j + 1], batch[2][j : j + 1], X, UNK, precision=precision
+        )
         counted = CountedSession(session)
         beam_search(counted, 5, config.max_len, EOS)
         if i >= 0:
@@ -254,7 +283,16 @@ def worker(library: str, task: str, threads: int, tiny: bool, repeats: int, name
     return {"seconds": statistics.median(times), "steps": statistics.median(steps)}
 
 
-def spawn(library: str, task: str, threads: int, tiny: bool, repeats: int, name: str) -> dict[str, float]:
+def spawn(
+    library: str,
+    task: str,
+    threads: int,
+    tiny: bool,
+    repeats: int,
+    name: str,
+    precision: str = "fp32",
+    breakdown: bool = False,
+) -> dict[str, Any]:
     cmd = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -268,9 +306,11 @@ def spawn(library: str, task: str, threads: int, tiny: bool, repeats: int, name:
         str(repeats),
         "--preset",
         name,
-    ] + (["--tiny"] if tiny else [])
+        "--precision",
+        precision,
+    ] + (["--tiny"] if tiny else []) + (["--breakdown"] if breakdown else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return {k: float(v) for k, v in json.loads(out.strip().splitlines()[-1]).items()}
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def main() -> None:
@@ -283,12 +323,19 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="small shapes, to check the script runs")
     parser.add_argument("--preset", default="original", help="the model preset timed (dropout off)")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="seqlab's training step per kernel and thread count"
+    )
     parser.add_argument("--worker", choices=["seqlab", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--task", choices=["train", "beam"], help=argparse.SUPPRESS)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     if args.worker:
-        result = worker(args.worker, args.task, args.threads[0], args.tiny, args.repeats, args.preset)
+        result = worker(
+            args.worker, args.task, args.threads[0], args.tiny, args.repeats, args.preset, args.precision,
+            args.breakdown,
+        )
         print(json.dumps(result))
         return
     from harness import machine_description, markdown_table
@@ -297,31 +344,55 @@ def main() -> None:
     config = config_for(args.tiny, args.preset)
     print("parity:", check_parity(config))
     rows = []
-    for task in args.tasks:
+    # (task, seqlab's precision, PyTorch's): the beam rows compare the vocabulary weight in
+    # fp32, seqlab's bf16 session (the fp32 beams) against the fp32 twin, and both in bf16.
+    runs = [(t, p, q) for t in args.tasks
+            for p, q in ([("fp32", "fp32")] if t == "train" else
+                         [("fp32", "fp32"), ("bf16", "fp32"), ("bf16", "bf16")])]
+    measured: dict[tuple[str, str, str, int], dict[str, float]] = {}
+
+    def measure(library: str, task: str, threads: int, precision: str) -> dict[str, float]:
+        key = (library, task, precision, threads)  # each worker run once, reused across rows
+        if key not in measured:
+            measured[key] = spawn(
+                library, task, threads, args.tiny, args.repeats, args.preset, precision, args.breakdown
+            )
+        return measured[key]
+
+    for task, precision, torch_precision in runs:
         for threads in args.threads:
-            ours = spawn("seqlab", task, threads, args.tiny, args.repeats, args.preset)
-            theirs = spawn("torch", task, threads, args.tiny, args.repeats, args.preset)
+            ours = measure("seqlab", task, threads, precision)
+            theirs = measure("torch", task, threads, torch_precision)
             if task == "train":
                 # GFLOP/s of the step's products (training_flops) against the sgemm ceiling.
                 label = f"training step (s); GFLOP/s of {ours['gflop']:.3g} GFLOP"
                 rate = [ours["gflop"] / ours["seconds"], ours["gflop"] / theirs["seconds"]]
                 ceiling = SGEMM_GFLOPS_PER_CORE * threads
             else:
-                # GB/s of the vocabulary projection's weights, read once per step.
-                gb = config.vocab_size * 2 * config.hidden_size * 4 / 1e9
-                label = f"beam-5 decode per example (s); GB/s of W_out over {ours['steps']:.0f} steps"
-                rate = [gb * ours["steps"] / ours["seconds"], gb * theirs["steps"] / theirs["seconds"]]
+                # GB/s of the vocabulary projection's weights, read once per step (2 bytes a
+                # weight in bf16).
+                gb = config.vocab_size * 2 * config.hidden_size / 1e9
+                gb_ours, gb_theirs = (gb * (2 if p == "bf16" else 4) for p in (precision, torch_precision))
+                label = (f"beam-5 decode per example (s), W_out {precision} / {torch_precision}; "
+                         f"GB/s of W_out over {ours['steps']:.0f} steps")
+                rate = [gb_ours * ours["steps"] / ours["seconds"],
+                        gb_theirs * theirs["steps"] / theirs["seconds"]]
                 ceiling = STREAM_GBS_PER_CORE[min(threads, 2) - 1]
             speedup = theirs["seconds"] / ours["seconds"]
             row = [label, threads, ours["seconds"], theirs["seconds"], speedup,
                    f"{rate[0]:.3g} / {rate[1]:.3g} (ceiling {ceiling:.0f})"]
             rows.append(row)
             # Each row as soon as it is measured (a long run on a busy machine keeps what it has).
-            print(f"{row[0]:58s} threads {row[1]}: seqlab {row[2]:.4f}  PyTorch {row[3]:.4f}  "
+            print(f"{row[0]:80s} threads {row[1]}: seqlab {row[2]:.4f}  PyTorch {row[3]:.4f}  "
                   f"x{row[4]:.2f}  {row[5]}", flush=True)
     if args.markdown:
         header = ["measurement", "threads", "seqlab", "PyTorch", "speedup", "rate seqlab / PyTorch"]
         print(markdown_table(header, rows))
+    if args.breakdown and "train" in args.tasks:
+        from bench_code_lm import print_breakdown
+
+        print_breakdown({t: r["breakdown"] for (lib, task, _, t), r in measured.items()
+                         if lib == "seqlab" and task == "train"})
 
 if __name__ == "__main__":
     main()

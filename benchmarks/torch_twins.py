@@ -217,9 +217,10 @@ class TorchPointerGenerator(nn.Module):
         return torch.stack(zs, 1), torch.stack(us, 1), torch.stack(attns, 1)
 
     def distribution(self, z: torch.Tensor, u: torch.Tensor, attn: torch.Tensor, source_ids: torch.Tensor,
-                     extended_size: int) -> torch.Tensor:
-        """P over the extended vocabulary (..., X) from features z, inputs u, attention attn."""
-        p_vocab = torch.softmax(self.out(z), dim=-1)
+                     extended_size: int, logits: torch.Tensor | None = None) -> torch.Tensor:
+        """P over the extended vocabulary (..., X) from features z, inputs u, attention attn
+        (``logits``: the vocabulary logits when computed elsewhere, else ``self.out(z)``)."""
+        p_vocab = torch.softmax(self.out(z) if logits is None else logits, dim=-1)
         p_gen = torch.sigmoid(self.gen(torch.cat([z, u], dim=-1)))
         pad = p_vocab.new_zeros(*p_vocab.shape[:-1], extended_size - p_vocab.shape[-1])
         mixed = torch.cat([p_gen * p_vocab, pad], dim=-1)
@@ -299,11 +300,17 @@ class TorchDecoderSession:
     token ``LSTMCell``, the query, the heads' scores and softmax over the cached keys,
     the vocabulary ``Linear``, the gate and the copy ``scatter_add``. The same
     :class:`~seqlab.models.code.search.StepSession` as seqlab's ``DecoderSession``, so
-    the search strategies above it are shared."""
+    the search strategies above it are shared.
+
+    ``precision="bf16"``: the vocabulary ``Linear`` runs in bf16 (a bf16 copy of its weight
+    made once here, the features cast per step, torch's bf16 GEMM), what a PyTorch user
+    does to halve the weight's bytes; nothing is re-scored, so near ties may rank
+    differently from fp32."""
 
     def __init__(self, twin: TorchCodeSeq2Seq, source_ids: Any, source_lengths: Any, source_ext_ids: Any,
-                 extended_size: int, unk_id: int) -> None:
+                 extended_size: int, unk_id: int, precision: str = "fp32") -> None:
         self.twin = twin.eval()
+        self.w_out16 = twin.decoder.out.weight.detach().bfloat16() if precision == "bf16" else None
         self.batch = int(np.asarray(source_ids).shape[0])
         self.extended_size = int(extended_size)
         self.unk_id = int(unk_id)
@@ -348,7 +355,10 @@ class TorchDecoderSession:
         attn = torch.softmax(scores, dim=-1)
         ctx = F.linear((attn @ values).reshape(n, -1), dec.mha.out_proj.weight, dec.mha.out_proj.bias)
         z = torch.cat([h_t, ctx], dim=1)[:, None]
-        p = dec.distribution(z, u[:, None], attn.mean(dim=1), self.source[r], self.extended_size)
+        logits = None
+        if self.w_out16 is not None:
+            logits = F.linear(z.bfloat16(), self.w_out16).float() + dec.out.bias
+        p = dec.distribution(z, u[:, None], attn.mean(dim=1), self.source[r], self.extended_size, logits)
         return torch.log(p[:, 0]), h_t, c_t
 
     def step(self, rows: np.ndarray, prev: np.ndarray | None, h: np.ndarray, c: np.ndarray

@@ -431,3 +431,86 @@ def test_learns_to_copy_unseen_out_of_vocabulary_tokens():
     with_oov = [i for i in range(100) if (test[2][i] >= vocab).any()]
     assert len(with_oov) > 50
     assert np.mean([hyps[i].tokens == tuple(test[2][i]) for i in with_oov]) >= 0.95
+
+
+
+def bf16_model(rng: np.random.Generator, vocab: int, hidden: int, scale: float, batch: int = 3):
+    """A biased model whose vocabulary is large enough for bf16 rounding to reorder near
+    ties (its output weight scaled by ``scale``), and the arguments of a session."""
+    model = CodeSeq2Seq(
+        Seq2SeqConfig(
+            vocab_size=vocab, embedding_dim=12, hidden_size=hidden, num_layers=1, num_heads=2, dropout=0.0
+        )
+    )
+    model.eval()
+    set_biases(model, rng)
+    model.decoder.out.weight.data[...] *= scale
+    src, src_len, src_ext, *_ = code_batch(rng, batch, 9, 3, vocab, OOV)
+    return model, (src, src_len, src_ext, vocab + OOV, UNK)
+
+
+def bf16_pair(rng: np.random.Generator, vocab: int, hidden: int, scale: float):
+    """An fp32 and a bf16 session over the same model and sources."""
+    model, args = bf16_model(rng, vocab, hidden, scale)
+    return DecoderSession(model, *args), DecoderSession(model, *args, precision="bf16")
+
+
+@pytest.mark.parametrize(("hidden", "scale"), [(16, 1.0), (20, 8.0)])  # Z = 32, and 40: a padded bf16 row
+def test_bf16_step_chooses_the_fp32_tokens(rng, hidden, scale):
+    vocab = 3000
+    fp32, bf16 = bf16_pair(rng, vocab, hidden, scale)
+    h, c = fp32.initial_state()
+    rows = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 2, 1])  # 11 rows: two groups of the bf16 kernel
+    prev = np.array([5, vocab + 1, 3, 2, 7, 9, 11, vocab, 4, 100, 2999])
+    logp, h1, c1 = fp32.step(rows, prev, h[rows], c[rows])
+    logp16, h2, c2 = bf16.step(rows, prev, h[rows], c[rows])
+    np.testing.assert_array_equal(h1, h2)
+    np.testing.assert_array_equal(logp.argmax(axis=1), logp16.argmax(axis=1))
+    finite = np.isfinite(logp)
+    difference = np.abs(logp16[finite] - logp[finite])
+    assert 0 < difference.max() < 0.05  # the bf16 weight is used, its error is small
+    for k in (1, 5, 40):
+        values, ids, *_ = fp32.step_top_k(rows, prev, h[rows], c[rows], k)
+        values16, ids16, *_ = bf16.step_top_k(rows, prev, h[rows], c[rows], k)
+        # The k best ids are fp32's up to near ties (a copied id and a vocabulary id can
+        # swap within the log-sum-exp's error: the other ids' bf16 terms, here flat rows
+        # of large logits: ~1e-4): the fp32 log-probabilities of the ids chosen are the
+        # fp32 top k's, in order.
+        assert (ids16 == ids).mean() > 0.95
+        np.testing.assert_allclose(np.take_along_axis(logp, ids16, axis=1), values, rtol=0, atol=1e-3)
+        np.testing.assert_allclose(values16, values, rtol=5e-4)
+
+
+def test_bf16_beams_are_the_fp32_beams(rng):
+    fp32, bf16 = bf16_pair(rng, 3000, 16, 4.0)
+    ours, exact = beam_search(bf16, 5, 12, EOS), beam_search(fp32, 5, 12, EOS)  # 15 rows a step
+    assert [[hy.tokens for hy in h] for h in ours] == [[hy.tokens for hy in h] for h in exact]
+    for a, b in zip(ours, exact, strict=True):
+        np.testing.assert_allclose([hy.log_prob for hy in a], [hy.log_prob for hy in b], rtol=1e-5, atol=1e-4)
+    g = greedy(bf16, 12, EOS)
+    assert [hy.tokens for hy in g] == [hyps[0].tokens for hyps in beam_search(bf16, 1, 12, EOS)]
+    assert [hy.tokens for hy in g] == [hy.tokens for hy in greedy(fp32, 12, EOS)]
+
+
+def test_bf16_flat_rows_fall_back_to_fp32(rng):
+    """Output rows that differ by less than the bf16 rounding bound: thousands of ids tie
+    within it, more than are re-scored, so the rows are computed in fp32, bit for bit."""
+    vocab = 3000
+    model, args = bf16_model(rng, vocab, 16, 1.0)
+    w = model.decoder.out.weight.data
+    w[...] = w[:1] * (1.0 + 1e-4 * rng.standard_normal((vocab, 1))).astype(np.float32)
+    model.decoder.out.bias.data[...] = 0.0
+    model.decoder.gen.bias.data[...] = 30.0  # p_gen = 1: no copy mass lifts the source's ids
+    fp32, bf16 = DecoderSession(model, *args), DecoderSession(model, *args, precision="bf16")
+    h, c = fp32.initial_state()
+    values, ids, *_ = fp32.step_top_k(np.arange(3), None, h, c, 5)
+    values16, ids16, *_ = bf16.step_top_k(np.arange(3), None, h, c, 5)
+    np.testing.assert_array_equal(ids16, ids)
+    np.testing.assert_array_equal(values16, values)
+
+
+def test_bf16_precision_is_checked(rng):
+    model = make_model()
+    src, src_len, src_ext, *_ = code_batch(rng, 2, 6, 3, V, OOV)
+    with pytest.raises(ValueError, match="precision: expected 'fp32' or 'bf16', got 'fp16'"):
+        DecoderSession(model, src, src_len, src_ext, V + OOV, UNK, precision="fp16")

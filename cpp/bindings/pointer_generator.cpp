@@ -209,13 +209,16 @@ std::unique_ptr<PyStepper> make_stepper(const py::object& w_ih, const py::object
                                         const py::object& w_out, const py::object& b_out, const py::object& w_gen,
                                         const py::object& b_gen, const py::object& memory,
                                         const py::object& lengths, const py::object& source,
-                                        std::int64_t extended_size) {
+                                        std::int64_t extended_size, const std::string& precision) {
+  if (precision != "fp32" && precision != "bf16")
+    throw py::value_error("precision: expected \"fp32\" or \"bf16\" (the vocabulary logits' weight), got \"" +
+                          precision + "\"");
   auto ps = std::make_unique<PyStepper>();
   Parsed p = parse(py::none(), w_ih, w_hh, b_ih, b_hh, attention, num_heads, w_out, b_out, w_gen, b_gen, memory,
                    lengths, source, extended_size, ps->keep_alive);
   py::gil_scoped_release unlocked;
   ps->stepper = kernels().make_pointer_generator_stepper(p.shape, p.w, p.w_gen, p.b_gen, p.memory, p.lengths,
-                                                        p.source);
+                                                        p.source, precision == "bf16");
   return ps;
 }
 
@@ -393,12 +396,17 @@ Returns (grad_inputs (B, T, E) or None, grad_h0 (B, H), grad_c0 (B, H), grad_mem
                         R"doc(Incremental pointer-generator decoding over a batch of encoded sources.
 
 PointerGeneratorStepper(w_ih, w_hh, b_ih, b_hh, attention, num_heads, w_out, b_out, w_gen,
-b_gen, memory (B, S, A), memory_lengths (B,) or None, source_ids (B, S), extended_size):
-the weights as pointer_generator_forward's; keys and values are projected once here.)doc")
+b_gen, memory (B, S, A), memory_lengths (B,) or None, source_ids (B, S), extended_size,
+precision="fp32"): the weights as pointer_generator_forward's; keys and values are
+projected once here. precision="bf16" streams a bf16 copy of w_out (made here) in every
+step, half the bytes, and re-scores in fp32 every id that can rank among a row's top k
+(top 1 for step), so the ids chosen are fp32's (up to near ties of a copied and a
+vocabulary id); their log-probabilities differ only through the other ids' bf16 terms
+in the log-sum-exp (~1e-6 on peaked rows, up to ~1e-4 on flat ones).)doc")
       .def(py::init(&make_stepper), py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"),
            py::arg("attention"), py::arg("num_heads"), py::arg("w_out"), py::arg("b_out"), py::arg("w_gen"),
            py::arg("b_gen"), py::arg("memory"), py::arg("memory_lengths"), py::arg("source_ids"),
-           py::arg("extended_size"))
+           py::arg("extended_size"), py::arg("precision") = "fp32")
       .def("step", &step, py::arg("rows"), py::arg("x"), py::arg("h"), py::arg("c"),
            py::arg("need_attention") = false,
            R"doc(One token for N rows: rows (N,) int64 example indices, x (N, E) input

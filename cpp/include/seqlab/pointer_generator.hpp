@@ -99,8 +99,9 @@ SEQLAB_LEVEL_END
 //
 // One step: gates = x W_ih^T + h W_hh^T + b, the LSTM cell, q = h' W_q^T + b_q, the
 // heads' attention over the cached keys and values, ctx W_o^T + b_o, the logits
-// [h'; ctx] W_out^T + b_out (for up to 8 rows a kernel that streams W_out once, split
-// over the pool by columns; one GEMM for more), p_gen, and
+// [h'; ctx] W_out^T + b_out (for up to 32 rows a kernel that streams W_out once, split
+// over the pool by columns, each 128 kB block of it serving every group of 8 rows from
+// L2; one GEMM split over the pool for more), p_gen, and
 //   log_probs[n, w] = log(p_gen softmax(logits)[w] + (1 - p_gen) sum_{s: source[s] = w} a[s])
 // over the X extended ids (-inf for ids neither in the vocabulary nor in the source).
 // An id outside the source gets log p_gen + logits[w] - logsumexp(logits) (one SIMD
@@ -126,9 +127,25 @@ SEQLAB_LEVEL_BEGIN
 // heads; shape.extended = X. The weights (and w_gen (Z + E), b_gen (1) or null) must
 // outlive the stepper; memory (B, S, A), memory_lengths (B) (null: all S) and
 // source_ids (B, S) are copied or projected.
+//
+// bf16_logits: the stepper keeps a bf16 copy of w_out (made here, once: V x Z x 2 bytes)
+// and each step streams it instead of the fp32 weight, half the bytes (the step is bound
+// by reading w_out); the fp32 accumulation and everything else stay fp32. The ids that
+// can rank among a row's max(top_k, 1) best (those within twice a bound on the rounding
+// error, 2^-8 sum_j |z_j| max_v |w_out[v, j]|, of the k-th bf16 value) are re-scored in
+// fp32 (bit-identical to the fp32 step's logits). The log-sum-exp takes their exact terms
+// (the largest) and the other ids' bf16 ones, so the log-probabilities differ from the
+// fp32 step's by a shift bounded by the other ids' share of the mass times the rounding
+// bound (~1e-6 on peaked rows, up to ~1e-4 on flat rows of large logits). The top-k ids
+// (and the argmax of log_probs) are the fp32 step's except where a copied source id and
+// a vocabulary id are closer than that shift (it moves them by different amounts); the
+// other ids' log_probs are the bf16 ones. A row with more candidates than the re-scoring
+// buffer holds is computed in fp32, and so are steps of more than 32 rows (their GEMM is
+// compute-bound, not memory-bound).
 std::unique_ptr<PointerGeneratorStepper> make_pointer_generator_stepper(
     const PointerGeneratorShape& shape, const DecoderWeights& w, const float* w_gen, const float* b_gen,
-    const float* memory, const std::int64_t* memory_lengths, const std::int64_t* source_ids);
+    const float* memory, const std::int64_t* memory_lengths, const std::int64_t* source_ids,
+    bool bf16_logits);
 SEQLAB_LEVEL_END
 
 }  // namespace seqlab

@@ -131,13 +131,24 @@ class PointerGeneratorDecoder(Module):
             **self.attention.kernel_weights(),
         )
 
-    def stepper(self, memory: Any, memory_lengths: Any, source_ids: Any, extended_size: int) -> Any:
+    def stepper(
+        self, memory: Any, memory_lengths: Any, source_ids: Any, extended_size: int, precision: str = "fp32"
+    ) -> Any:
         """A ``seqlab._core.PointerGeneratorStepper`` for incremental decoding: the keys and
         values of ``memory`` (B, S, attention_dim) projected once; its ``step(rows, x, h, c)``
         advances N rows (row n reading example ``rows[n]``) by one token from input
         embeddings x (N, E) and states h, c (N, H), returning the log-probabilities over
         the extended ids (N, extended_size) and the new states. The stepper reads the
-        current parameter arrays: it is valid until the next optimizer step."""
+        current parameter arrays: it is valid until the next optimizer step.
+
+        ``precision="bf16"``: each step streams a bf16 copy of ``out.weight`` (made here,
+        once), half the bytes of the fp32 weight that bounds a step's time; every id that
+        can rank among a row's k best (``step_top_k``; the best for ``step``) is
+        re-scored in fp32, so the ids chosen are the fp32 step's (up to near ties of a
+        copied source id and a vocabulary id) and their log-probabilities differ from it
+        only through the other ids' bf16 terms in the log-sum-exp (~1e-6 on peaked rows,
+        up to ~1e-4 on flat rows of large logits); the other ids' log-probabilities are
+        the bf16 ones."""
         mem = np.ascontiguousarray(memory.data if isinstance(memory, Tensor) else memory, dtype=np.float32)
         lens = None if memory_lengths is None else np.ascontiguousarray(memory_lengths, dtype=np.int64)
         src = np.ascontiguousarray(source_ids, dtype=np.int64)
@@ -168,6 +179,7 @@ class PointerGeneratorDecoder(Module):
             lens,
             src,
             int(extended_size),
+            precision,
         )
 
     def extra_repr(self) -> str:

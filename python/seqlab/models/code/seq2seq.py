@@ -129,6 +129,15 @@ class DecoderSession:
 
     A previous token's extended id ``>= vocab_size`` (a copied source token) is read
     back as ``unk_id``'s embedding. The model should be in eval mode (no dropout).
+
+    ``precision="bf16"`` makes a bf16 copy of the vocabulary projection's weight for the
+    session (once) and streams it in every step, half the bytes of the fp32 weight (the
+    step's time is reading it); the candidates that can rank among a row's k best are
+    re-scored in fp32, so beam search and greedy choose the fp32 step's tokens (up to
+    near ties of a copied and a vocabulary token), with log-probabilities within ~1e-6
+    (peaked rows) to ~1e-4 (flat rows) of the fp32 ones: the other ids' bf16 terms in the
+    log-sum-exp (see :meth:`seqlab.nn.PointerGeneratorDecoder.stepper`). Sampling reads
+    the bf16 log-probabilities of the other ids.
     """
 
     def __init__(
@@ -139,19 +148,22 @@ class DecoderSession:
         source_ext_ids: Any,
         extended_size: int,
         unk_id: int,
+        precision: str = "fp32",
     ) -> None:
         self.model = model
         self.unk_id = int(unk_id)
         self.vocab_size = model.config.vocab_size
         if not 0 <= self.unk_id < self.vocab_size:
             raise ValueError(f"unk_id: expected a vocabulary id in [0, {self.vocab_size}), got {unk_id}")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision: expected 'fp32' or 'bf16', got {precision!r}")
         with no_grad():
             memory, h0, c0 = model.encode(source_ids, source_lengths)
         self.batch = int(memory.shape[0])
         self.extended_size = int(extended_size)
         self._h0, self._c0 = h0.data, c0.data
         lengths = np.ascontiguousarray(source_lengths, dtype=np.int64)
-        self._stepper = model.decoder.stepper(memory.data, lengths, source_ext_ids, extended_size)
+        self._stepper = model.decoder.stepper(memory.data, lengths, source_ext_ids, extended_size, precision)
         self._embedding = model.embedding.weight.data
         self._start = model.decoder.start.data
 
