@@ -90,7 +90,7 @@ def test_csv_and_tuning(tmp_path: Path) -> None:
 
 
 def test_auto_lookbacks_and_input_size() -> None:
-    from seqlab.recipes.forecast import default_input_size
+    from seqlab.recipes.forecast import auto_selection_line, default_input_size
     from seqlab.tune.auto import auto_lookbacks
 
     assert auto_lookbacks(168) == [48, 96, 168] and auto_lookbacks(24) == [7, 14, 24]
@@ -99,6 +99,11 @@ def test_auto_lookbacks_and_input_size() -> None:
     assert default_input_size([24, 48], "auto") == 96
     with pytest.raises(ValueError, match="input_size"):
         auto_lookbacks(0)
+    line = auto_selection_line({"chosen": "median ensemble", "candidates": {
+        "best trial": {"lookbacks": [96], "val_mse": 0.2},
+        "median ensemble": {"lookbacks": [48, 96, 168], "val_mse": 0.19}}})
+    assert line == ("auto: kept the median ensemble of best trial (lookbacks 96) and median ensemble "
+                    "(lookbacks 48/96/168); the ensemble's val MSE is 5.0% below the best trial's")
 
 
 def test_too_short_series_and_missing_file() -> None:

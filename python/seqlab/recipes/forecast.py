@@ -117,7 +117,9 @@ def auto_selection_line(selection: dict[str, Any]) -> str:
     line = f"auto: kept the {selection['chosen']} of {' and '.join(parts)}"
     if len(c) == 2:
         single, ens = c["best trial"]["val_mse"], c["median ensemble"]["val_mse"]
-        line += f"; the ensemble's val MSE is {100 * (ens / single - 1):+.1f}% of the best trial's"
+        change = 100 * (ens / single - 1)
+        side = "below" if change < 0 else "above"
+        line += f"; the ensemble's val MSE is {abs(change):.1f}% {side} the best trial's"
     return line
 
 
