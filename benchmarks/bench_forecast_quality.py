@@ -109,7 +109,8 @@ def main() -> None:
                        "es_mse": at["mse"], "es_mae": at["mae"], "seconds": seconds}
                 fits[config].append(row)
                 line = {"series": name, "config": config, "seed": seed, **row,
-                        "params": getattr(f.search_result, "best_params", None)}
+                        "params": getattr(f.search_result, "best_params", None),
+                        "selection": getattr(f.search_result, "selection", None) or None}
                 print(json.dumps(line), flush=True)
                 if args.log:
                     with open(args.log, "a") as log:

@@ -77,6 +77,33 @@ def test_csv_and_tuning(tmp_path: Path) -> None:
     assert f.search_result is not None and len(f.search_result.trials) == 3
     assert f.config.model == f.search_result.best_params["model"]
     assert f.columns == ["a", "target"] and f.target_columns == [1]
+    # auto keeps the best trial (lookback 14 of 24) or its median ensemble over 7/14/24,
+    # whichever has the lower validation MSE, and says which
+    sel = f.search_result.selection
+    cands = sel["candidates"]
+    assert cands["best trial"]["lookbacks"] == [14] and cands["median ensemble"]["lookbacks"] == [7, 14, 24]
+    assert cands["best trial"]["val_mse"] == min(t["value"] for t in f.search_result.trials)
+    kept = min(cands, key=lambda k: cands[k]["val_mse"])
+    assert sel["chosen"] == kept and f.lookbacks == cands[kept]["lookbacks"]
+    x, y = f.splits.val
+    assert np.mean((f.predict_scaled(x) - y) ** 2) == pytest.approx(cands[kept]["val_mse"], rel=1e-6)
+
+
+def test_auto_lookbacks_and_input_size() -> None:
+    from seqlab.recipes.forecast import auto_selection_line, default_input_size
+    from seqlab.tune.auto import auto_lookbacks
+
+    assert auto_lookbacks(168) == [48, 96, 168] and auto_lookbacks(24) == [7, 14, 24]
+    assert auto_lookbacks(2) == [1, 2]
+    assert default_input_size(None, "auto") == 168 and default_input_size(None, "nbeats") == 96
+    assert default_input_size([24, 48], "auto") == 96
+    with pytest.raises(ValueError, match="input_size"):
+        auto_lookbacks(0)
+    line = auto_selection_line({"chosen": "median ensemble", "candidates": {
+        "best trial": {"lookbacks": [96], "val_mse": 0.2},
+        "median ensemble": {"lookbacks": [48, 96, 168], "val_mse": 0.19}}})
+    assert line == ("auto: kept the median ensemble of best trial (lookbacks 96) and median ensemble "
+                    "(lookbacks 48/96/168); the ensemble's val MSE is 5.0% below the best trial's")
 
 
 def test_too_short_series_and_missing_file() -> None:

@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="model to fit; auto searches among the three with Optuna (default nbeats)")
     fc.add_argument("--horizon", type=_positive_int, default=24, help="steps to forecast (default 24)")
     fc.add_argument("--input-size", type=_positive_int, default=None,
-                    help="steps of history each forecast reads (default 96)")
+                    help="steps of history each forecast reads (default 96; 168 with --model auto)")
     fc.add_argument(
         "--target", default=None, help="column to forecast (default: latency_ms or the last column)"
     )
@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds between heartbeats on a database; a silent worker's trial fails after 2x")
     tn.add_argument("--horizon", type=_positive_int, default=24, help="steps to forecast (default 24)")
     tn.add_argument("--input-size", type=_positive_int, default=96,
-                    help="steps of history each forecast reads (default 96)")
+                    help="steps of history each forecast reads (default 96; 168 with --model auto)")
     tn.add_argument("--target", default=None, help="column to forecast (default: the last column)")
     tn.add_argument("--preset", choices=["tiny", "small", "paper"], default="small",
                     help="base model size and training budget of each trial (default small)")

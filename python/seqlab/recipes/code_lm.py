@@ -220,10 +220,7 @@ class CodeLM:
         }
         if compile_check and c.compile_samples > 0:
             rng = np.random.default_rng(c.seed)
-            train_texts = [f.data.decode("utf-8", "replace") for f in data.splits["train"]]
-            held = [(f.path, f.data.decode("utf-8", "replace")) for f in data.splits[split]]
-            root = None if ":" in data.corpus.root else data.corpus.root
-            prompts = compile_prompts(train_texts, held, c.compile_samples, root)
+            prompts = compile_prompts(data, split, c)
             model_side, ngram_side = self._completions(ngram, rng)
             result["compile"] = compile_rate(prompts, c.compile_samples, model_side, ngram_side)
         self.evaluation = result

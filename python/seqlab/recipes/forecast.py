@@ -40,9 +40,14 @@ KIND = "forecaster"
 DEFAULT_INPUT_SIZE = 96
 
 
-def default_input_size(ensemble_lookbacks: Any = None) -> int:
-    """The input size when none is given: 96 steps, or the longest ensemble lookback."""
-    return max([DEFAULT_INPUT_SIZE, *(int(v) for v in ensemble_lookbacks or [])])
+def default_input_size(ensemble_lookbacks: Any = None, model: str = "nbeats") -> int:
+    """The input size when none is given: 96 steps (168 for ``model="auto"``, whose
+    ensemble candidate reads up to a week of an hourly series), or the longest ensemble
+    lookback."""
+    from ..tune.auto import AUTO_INPUT_SIZE
+
+    least = AUTO_INPUT_SIZE if model == "auto" and not ensemble_lookbacks else DEFAULT_INPUT_SIZE
+    return max([least, *(int(v) for v in ensemble_lookbacks or [])])
 
 
 def evaluation_summary(scores: dict[str, dict[str, float]], windows: int, horizon: int,
@@ -105,6 +110,19 @@ def _resumed_arguments(run_dir: Path, record: dict[str, Any], overrides: dict[st
     return arguments
 
 
+def auto_selection_line(selection: dict[str, Any]) -> str:
+    """One line saying which ``model="auto"`` candidate was kept and by how much."""
+    c = selection["candidates"]
+    parts = [f"{name} (lookbacks {'/'.join(map(str, v['lookbacks']))})" for name, v in c.items()]
+    line = f"auto: kept the {selection['chosen']} of {' and '.join(parts)}"
+    if len(c) == 2:
+        single, ens = c["best trial"]["val_mse"], c["median ensemble"]["val_mse"]
+        change = 100 * (ens / single - 1)
+        side = "below" if change < 0 else "above"
+        line += f"; the ensemble's val MSE is {abs(change):.1f}% {side} the best trial's"
+    return line
+
+
 # each baseline and the model's row scored on the same windows
 _COMPARED = (
     ("last_value", "model"),
@@ -154,9 +172,13 @@ def forecaster(
         data: a CSV time series, a JSON Lines / JSON event file, ``"co2"`` / ``"sunspots"``
             / ``"nile"``, a TimeSeries or array, or None for the SYNTHETIC agent event
             stream (see :func:`seqlab.data.load_series`).
-        model: ``"nbeats"``, ``"tcn"``, ``"lstm"`` or ``"auto"`` (tunes and picks among the three).
+        model: ``"nbeats"``, ``"tcn"``, ``"lstm"`` or ``"auto"`` (tunes and picks among the
+            three, then keeps the best configuration alone or as a median ensemble over
+            lookbacks, whichever scores better on the validation windows:
+            :mod:`seqlab.tune.auto`).
         horizon, input_size: steps predicted and steps of history per window (default
-            :data:`DEFAULT_INPUT_SIZE`, 96, or the longest of ``ensemble_lookbacks`` when longer:
+            :data:`DEFAULT_INPUT_SIZE`, 96 (168 for ``"auto"``), or the longest of
+            ``ensemble_lookbacks`` when longer:
             ``ensemble_lookbacks=[48, 96, 168]`` reads a week of an hourly series).
         tune: None, or the number of Optuna trials to search before the final fit
             (``"auto"`` searches 9 trials when None).
@@ -214,7 +236,7 @@ def forecaster(
                                                                  "seed"))
         overrides = a["overrides"]
     if input_size is None:
-        input_size = default_input_size(overrides.get("ensemble_lookbacks"))
+        input_size = default_input_size(overrides.get("ensemble_lookbacks"), model)
     arguments = {"model": model, "horizon": horizon, "input_size": input_size, "tune": tune, "target": target,
                  "split": list(split), "preset": preset, "scaler": scaler, "on_error": on_error, "seed": seed,
                  "overrides": overrides}
@@ -238,30 +260,28 @@ def forecaster(
     trials = tune if tune is not None else (9 if model == "auto" else None)
     start = time.perf_counter()
     if trials:
+        from ..tune.auto import fit_auto
         from ..tune.search import search
 
         search_dir = None if run_dir is None else run_dir / "search"
-        result = search(
-            model,
-            splits,
-            method=method,
-            trials=trials,
-            storage=storage,
-            base=base,
-            season=season,
-            seed=seed,
-            out_dir=search_dir,
-            verbose=False,
-        )
-        fitted = result.forecaster
-        assert fitted is not None
-        fitted.search_result = result
+        if model == "auto":
+            fitted = fit_auto(splits, base, trials, season, method=method, storage=storage, seed=seed,
+                              out_dir=search_dir)
+            result = fitted.search_result
+        else:
+            result = search(model, splits, method=method, trials=trials, storage=storage, base=base,
+                            season=season, seed=seed, out_dir=search_dir, verbose=False)
+            fitted = result.forecaster
+            assert fitted is not None
+            fitted.search_result = result
         if verbose:
             val_mse = fitted.evaluate("val")["model"]["mse"]
             print(
                 f"search: {len(result.trials)} trials, best {result.best_params} "
                 f"(val mse {val_mse:.4g}, data units)"
             )
+            if result.selection:
+                print(auto_selection_line(result.selection))
     elif run_dir is None:
         fitted = Forecaster.fit(splits, base, season=season, verbose=False)
     else:

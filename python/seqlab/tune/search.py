@@ -49,6 +49,8 @@ class SearchResult:
         plot_path: PNG of the optimisation history (when ``out_dir`` was given and
             matplotlib is installed).
         saved_path: directory of the saved best forecaster (when ``out_dir`` was given).
+        selection: for ``model="auto"`` (:func:`seqlab.tune.auto.fit_auto`), the final
+            candidates' validation MSE and lookbacks and the one chosen; else empty.
     """
 
     best_params: dict[str, Any]
@@ -58,6 +60,7 @@ class SearchResult:
     study: Any = field(repr=False)
     plot_path: Path | None = None
     saved_path: Path | None = None
+    selection: dict[str, Any] = field(default_factory=dict)
 
 
 def _sampler(optuna: Any, method: str, space: Mapping[str, SpaceSpec], seed: int, auto: bool) -> Any:

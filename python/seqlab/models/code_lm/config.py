@@ -28,8 +28,9 @@ class CodeLMConfig(PresetConfig):
     MLP, tied output layer) with bf16 operands and fp32 accumulation, fp32 master weights and
     optimizer state, no loss scaling; where the CPU lacks AVX512_BF16 training stays fp32
     (with a message).
-    Evaluation: ``compile_samples`` completions per prompt family, up to
-    ``compile_max_tokens`` new tokens each at ``compile_temperature``; an
+    Evaluation: ``compile_samples`` completions per fixed prompt and one for each of
+    ``compile_functions`` held-out functions, up to ``compile_max_tokens`` new tokens each
+    at ``compile_temperature``; an
     interpolated Kneser-Ney ``ngram_order``-gram over the same tokens as the baseline.
     """
 
@@ -55,6 +56,7 @@ class CodeLMConfig(PresetConfig):
     max_total_bytes: int = 1_500_000
     split: tuple[float, float, float] = (0.9, 0.05, 0.05)
     compile_samples: int = 8
+    compile_functions: int = 32
     compile_max_tokens: int = 160
     compile_temperature: float = 0.8
     ngram_order: int = 3
@@ -83,8 +85,11 @@ class CodeLMConfig(PresetConfig):
                 f"lr and clip_grad_norm must be > 0 and weight_decay >= 0, got {self.lr}, "
                 f"{self.clip_grad_norm}, {self.weight_decay}"
             )
-        if self.warmup_steps < 0 or self.compile_samples < 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError("warmup_steps and compile_samples must be >= 0, min_lr_ratio in [0, 1]")
+        if (self.warmup_steps < 0 or self.compile_samples < 0 or self.compile_functions < 0
+                or not 0 <= self.min_lr_ratio <= 1):
+            raise ValueError(
+                "warmup_steps, compile_samples and compile_functions must be >= 0, min_lr_ratio in [0, 1]"
+            )
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
@@ -105,6 +110,7 @@ PRESETS: dict[str, CodeLMConfig] = {
         epochs=2,
         max_total_bytes=40_000,
         compile_samples=2,
+        compile_functions=2,
         compile_max_tokens=24,
     ),
     # The default: minutes on two cores.

@@ -3,25 +3,39 @@ baseline, and the compile rate beside n-gram samples and the true held-out funct
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ... import functional as F
 from ...autograd import no_grad
+from ...data.source_files import SourceCorpus, read_source_files
 from .compile_check import (
     CompilePrompt,
+    HeldOutFunctions,
+    choose_held_out_functions,
     closes_function,
     compiles,
     finish_completion,
     fixed_prompts,
-    held_out_functions,
     void_name_prefix,
 )
+from .config import CodeLMConfig
 from .model import GPT
 from .ngram import KneserNeyNgram
+
+if TYPE_CHECKING:
+    from .dataset import CodeData
+
+# a capped corpus (the default one) reads up to this many times its cap to find unread
+# files with functions when its held-out splits hold too few
+UNREAD_READ_FACTOR = 10
+# fewer held-out items than this make a share a rough figure, and the result says so
+FEW_ITEMS = 200
 
 
 @no_grad()
@@ -81,15 +95,50 @@ def language_scores(
     }
 
 
-def compile_prompts(
-    train_texts: list[str], held_out: list[tuple[str, str]], per_family: int, root: str | None
-) -> list[CompilePrompt]:
-    """The fixed prompts and up to ``per_family`` held-out function prompts."""
-    return fixed_prompts(void_name_prefix(train_texts)) + held_out_functions(held_out, per_family, root)
+@dataclass
+class CompilePrompts:
+    """The prompts of a compile-rate check and how the held-out functions were chosen."""
+
+    prompts: list[CompilePrompt]
+    held_out: HeldOutFunctions = field(default_factory=HeldOutFunctions)
+
+
+def unread_files(corpus: SourceCorpus, config: CodeLMConfig) -> Iterator[tuple[str, str, str]]:
+    """Files of a capped corpus' tree that it did not read (so no split holds them and the
+    tokenizer and model never saw them), in a seeded random order, without copies of read
+    ones; nothing when the corpus was not capped or spans several roots."""
+    if ":" in corpus.root or not corpus.skipped.get("over_total_cap"):
+        return
+    seen = {f.path for f in corpus.files} | {hashlib.sha256(f.data).hexdigest() for f in corpus.files}
+    more = read_source_files(corpus.root, config.extensions, config.max_file_bytes,
+                             UNREAD_READ_FACTOR * config.max_total_bytes, seed=config.seed).files
+    fresh = [f for f in more if f.path not in seen and hashlib.sha256(f.data).hexdigest() not in seen]
+    for i in np.random.default_rng(config.seed + 1).permutation(len(fresh)):
+        yield "unread (over the corpus cap)", fresh[i].path, fresh[i].data.decode("utf-8", "replace")
+
+
+def held_out_files(data: CodeData, split: str, config: CodeLMConfig) -> Iterator[tuple[str, str, str]]:
+    """(source, path, text) of the files no model saw: the ``split`` files, the other
+    held-out split's, then :func:`unread_files`."""
+    for name in (split, *(s for s in ("test", "val") if s != split)):
+        if name == "train":
+            continue
+        for f in data.splits[name]:
+            yield name, f.path, f.data.decode("utf-8", "replace")
+    yield from unread_files(data.corpus, config)
+
+
+def compile_prompts(data: CodeData, split: str, config: CodeLMConfig) -> CompilePrompts:
+    """The fixed prompts and up to ``config.compile_functions`` held-out function prompts
+    (:func:`held_out_files`, each in its file's context)."""
+    train_texts = [f.data.decode("utf-8", "replace") for f in data.splits["train"]]
+    root = None if ":" in data.corpus.root else data.corpus.root
+    held = choose_held_out_functions(held_out_files(data, split, config), config.compile_functions, root)
+    return CompilePrompts(fixed_prompts(void_name_prefix(train_texts)) + held.prompts, held)
 
 
 def compile_rate(
-    prompts: list[CompilePrompt],
+    prompts: Sequence[CompilePrompt] | CompilePrompts,
     samples: int,
     complete_model: Callable[[str, int], list[str]],
     complete_ngram: Callable[[str, int], list[str]],
@@ -98,9 +147,13 @@ def compile_rate(
     model's completions, the n-gram's and (held-out functions) the true functions.
 
     ``complete_*(prompt_text, n)`` returns n completions. Fixed prompts get ``samples``
-    completions each; each held-out function prompt gets one (there are up to
-    ``samples`` of them).
+    completions each; each held-out function prompt gets one. With :class:`CompilePrompts`
+    the result's ``held_out`` says how the functions were chosen (files read, excluded,
+    sources, contexts), and ``note`` flags shares over fewer than :data:`FEW_ITEMS` items.
     """
+    held_out = prompts.held_out if isinstance(prompts, CompilePrompts) else None
+    if isinstance(prompts, CompilePrompts):
+        prompts = prompts.prompts
     rows: dict[str, dict[str, list[bool]]] = {}
     examples: dict[str, str] = {}
     for p in prompts:
@@ -123,6 +176,13 @@ def compile_rate(
     for k in ("model", "ngram", "true"):
         flags = [f for row in rows.values() for f in row[k]]
         out[k] = {"pass": share(flags), "n": len(flags)}
+    if held_out is not None:
+        out["held_out"] = held_out.summary()
+    few = [k for k in ("model", "ngram", "true") if 0 < out[k]["n"] < FEW_ITEMS]
+    if few:
+        counts = ", ".join(f"{k} {out[k]['n']}" for k in few)
+        out["note"] = (f"{counts} snippets: fewer than {FEW_ITEMS}, so a share is rough "
+                       "(one snippet moves it by more than 0.5 points)")
     return out
 
 
