@@ -271,8 +271,9 @@ def forecaster(
         else:
             result = search(model, splits, method=method, trials=trials, storage=storage, base=base,
                             season=season, seed=seed, out_dir=search_dir, verbose=False)
-            fitted = result.forecaster
-            assert fitted is not None
+            found = result.forecaster
+            assert found is not None
+            fitted = found
             fitted.search_result = result
         if verbose:
             val_mse = fitted.evaluate("val")["model"]["mse"]
