@@ -381,6 +381,22 @@ void streamed_logits(int N, const float* feat, usize ldf, int V, usize block, fl
   });
 }
 
+// Calls product(std::integral_constant<int, n>{}) for n in 1..8 (a group's rows), so each
+// row count runs its own unrolled instantiation.
+template <class Product>
+void by_row_count(int n, const Product& product) {
+  switch (n) {
+    case 1: return product(std::integral_constant<int, 1>{});
+    case 2: return product(std::integral_constant<int, 2>{});
+    case 3: return product(std::integral_constant<int, 3>{});
+    case 4: return product(std::integral_constant<int, 4>{});
+    case 5: return product(std::integral_constant<int, 5>{});
+    case 6: return product(std::integral_constant<int, 6>{});
+    case 7: return product(std::integral_constant<int, 7>{});
+    default: return product(std::integral_constant<int, 8>{});
+  }
+}
+
 // Up to this many rows a step streams w_out (memory-bound); more rows make the product
 // compute-bound, where OpenBLAS's kernel is faster than the streaming one.
 constexpr int kStreamedRows = 32;
@@ -394,16 +410,7 @@ void step_logits(int N, const float* feat, int Z, const float* w, int V, float* 
   }
   const usize ldl = static_cast<usize>(V);
   const auto group = [&](int n, const float* f, usize v0, usize v1, float* out) {
-    switch (n) {
-      case 1: return few_rows_product<1>(f, Z, w, v0, v1, out, ldl);
-      case 2: return few_rows_product<2>(f, Z, w, v0, v1, out, ldl);
-      case 3: return few_rows_product<3>(f, Z, w, v0, v1, out, ldl);
-      case 4: return few_rows_product<4>(f, Z, w, v0, v1, out, ldl);
-      case 5: return few_rows_product<5>(f, Z, w, v0, v1, out, ldl);
-      case 6: return few_rows_product<6>(f, Z, w, v0, v1, out, ldl);
-      case 7: return few_rows_product<7>(f, Z, w, v0, v1, out, ldl);
-      default: return few_rows_product<8>(f, Z, w, v0, v1, out, ldl);
-    }
+    by_row_count(n, [&](auto rows) { few_rows_product<decltype(rows)::value>(f, Z, w, v0, v1, out, ldl); });
   };
   streamed_logits(N, feat, static_cast<usize>(Z), V, std::max<usize>(1, (usize{1} << 15) / static_cast<usize>(Z)),
                   logits, group);
@@ -508,16 +515,7 @@ void bf16_step_logits(int N, const float* feat, const Bf16Weight& w, int V, floa
   const int Zp = w.Zp;
   const std::uint32_t* words = w.words.data();
   const auto group = [&](int n, const float* f, usize v0, usize v1, float* out) {
-    switch (n) {
-      case 1: return few_rows_product_bf16<1>(f, Zp, words, v0, v1, out, ldl);
-      case 2: return few_rows_product_bf16<2>(f, Zp, words, v0, v1, out, ldl);
-      case 3: return few_rows_product_bf16<3>(f, Zp, words, v0, v1, out, ldl);
-      case 4: return few_rows_product_bf16<4>(f, Zp, words, v0, v1, out, ldl);
-      case 5: return few_rows_product_bf16<5>(f, Zp, words, v0, v1, out, ldl);
-      case 6: return few_rows_product_bf16<6>(f, Zp, words, v0, v1, out, ldl);
-      case 7: return few_rows_product_bf16<7>(f, Zp, words, v0, v1, out, ldl);
-      default: return few_rows_product_bf16<8>(f, Zp, words, v0, v1, out, ldl);
-    }
+    by_row_count(n, [&](auto rows) { few_rows_product_bf16<decltype(rows)::value>(f, Zp, words, v0, v1, out, ldl); });
   };
   streamed_logits(N, feat, static_cast<usize>(Zp), V, std::max<usize>(1, (usize{1} << 16) / static_cast<usize>(Zp)),
                   logits, group);
