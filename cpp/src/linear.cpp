@@ -9,11 +9,6 @@
 #include <stdexcept>
 #include <vector>
 
-#if defined(__AVX512BF16__)
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
-
 #include "seqlab/activations.hpp"
 #include "seqlab/blas.hpp"
 #include "seqlab/gemm_amx.hpp"
@@ -124,20 +119,7 @@ std::vector<std::uint16_t> pack_panels_bf16(Operand b, I64 K, I64 N) {
   return packed;
 }
 
-// Whether this process runs its bf16 GEMMs on AMX: the CPU has AMX-TILE and AMX-BF16, the
-// Linux kernel grants the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, which fails for
-// instance when a thread's signal stack is too small for it), and SEQLAB_BF16_AMX is not
-// "0". Asked once per process (the grant is process-wide); false means vdpbf16ps tiles.
-bool amx_usable() {
-  static const bool usable = [] {
-    const char* env = std::getenv("SEQLAB_BF16_AMX");
-    if (env != nullptr && std::strcmp(env, "0") == 0) return false;
-    if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-bf16")) return false;
-    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
-  }();
-  return usable;
-}
+using gemm::amx_bf16_usable;
 
 // Rows of A per work item of the AMX GEMM at most: ~32 KiB of packed A, which stays in L1
 // while the B panels stream past it from L2.
@@ -180,10 +162,7 @@ void gemm_amx(I64 M, I64 N, I64 K, Operand a, Operand b, Output out, const float
         const I64 nr = std::min(R, rows - r), nc = std::min<I64>(2 * gemm::kAmxCols, N - j0);
         if (nc <= 0) return;
         if (out.transposed) {
-          for (I64 j = 0; j < nc; ++j) {
-            float* col = out.c + (j0 + j) * out.ldc + i0 + r;
-            for (I64 i = 0; i < nr; ++i) col[i] = (acc ? col[i] : 0.0f) + tile[i * 2 * gemm::kAmxCols + j];
-          }
+          gemm::store_block_transposed(tile, nr, nc, out.c + j0 * out.ldc + i0 + r, out.ldc, acc);
           return;
         }
         for (I64 v = 0; v < 2; ++v) {
@@ -233,10 +212,13 @@ void gemm_amx_columns(I64 M, I64 N, I64 K, Operand a, Operand b, Output out, boo
       gemm::amx_block(padded, K, ap.data(), bp.data(), npanels, [&](const float* tile, I64 r, I64 jc) {
         const I64 nr = std::min(R, M - r), nc = std::min<I64>(2 * gemm::kAmxCols, cols - jc);
         if (nr <= 0 || nc <= 0) return;
-        const I64 si = out.transposed ? 1 : out.ldc, sj = out.transposed ? out.ldc : 1;
-        for (I64 j = 0; j < nc; ++j)  // along the output's rows when transposed
-          for (I64 i = 0; i < nr; ++i) {
-            float* dst = out.c + (r + i) * si + (j0 + jc + j) * sj;
+        if (out.transposed) {
+          gemm::store_block_transposed(tile, nr, nc, out.c + (j0 + jc) * out.ldc + r, out.ldc, acc);
+          return;
+        }
+        for (I64 i = 0; i < nr; ++i)
+          for (I64 j = 0; j < nc; ++j) {
+            float* dst = out.c + (r + i) * out.ldc + j0 + jc + j;
             *dst = (acc ? *dst : 0.0f) + tile[i * 2 * gemm::kAmxCols + j];
           }
       });
@@ -245,7 +227,7 @@ void gemm_amx_columns(I64 M, I64 N, I64 K, Operand a, Operand b, Output out, boo
 }
 
 // C (M x N, row-major) = A (M x K) B (K x N) (+ bias[j]) (+ C when acc), operands
-// rounded to bf16, fp32 accumulation: on AMX where amx_usable(), else as follows. B is packed once, in parallel over its panels; then
+// rounded to bf16, fp32 accumulation: on AMX where amx_bf16_usable(), else as follows. B is packed once, in parallel over its panels; then
 // the pool's threads claim blocks of C's rows: each packs its rows of A, runs the
 // micro-kernel's tiles over every panel and calls done(first_row, rows) while the block
 // is in cache (the epilogue). An A stored transposed (a.si == 1: dz^T of the weight
@@ -254,7 +236,7 @@ void gemm_amx_columns(I64 M, I64 N, I64 K, Operand a, Operand b, Output out, boo
 template <class Done>
 void gemm_bf16(I64 M, I64 N, I64 K, Operand a, Operand b, float* c, const float* bias, bool acc, Done&& done) {
   if (M == 0 || N == 0) return;
-  if (amx_usable()) return gemm_amx(M, N, K, a, b, {c, N, false}, bias, acc, std::forward<Done>(done));
+  if (amx_bf16_usable()) return gemm_amx(M, N, K, a, b, {c, N, false}, bias, acc, std::forward<Done>(done));
   constexpr I64 NR = gemm::kNR;
   const I64 KP = gemm::bf16_row(K) / 2;
   const I64 npanels = (N + NR - 1) / NR;
@@ -361,7 +343,7 @@ void linear_bf16_backward(const float* grad_y, const float* x, const float* w, f
     else gemm_bf16(m, k, n, {g, n, 1}, {w, k, 1}, dx, nullptr, false, none);  // dx (M, K) = dz (M, N) @ w (N, K)
   }
   if (dw != nullptr && M > 0 && K > 0) {  // dw (N, K) += dz^T (N, M) @ x (M, K)
-    if (amx_usable())  // as dw^T (K, N) += x^T (K, M) @ dz (M, N): dz's rows pack as B's panels
+    if (amx_bf16_usable())  // as dw^T (K, N) += x^T (K, M) @ dz (M, N): dz's rows pack as B's panels
       gemm_amx_columns(k, n, m, {x, 1, k}, {g, n, 1}, {dw, k, true}, true);
     else
       gemm_bf16(n, k, m, {g, 1, n}, {x, k, 1}, dw, nullptr, true, none);
@@ -369,7 +351,7 @@ void linear_bf16_backward(const float* grad_y, const float* x, const float* w, f
   if (db != nullptr && M > 0) bias_grad(g, db, M, N);
 }
 
-const char* bf16_gemm_engine() { return amx_usable() ? "amx" : "avx512_bf16"; }
+const char* bf16_gemm_engine() { return amx_bf16_usable() ? "amx" : "avx512_bf16"; }
 #else
 bool bf16_gemm_supported() { return false; }
 

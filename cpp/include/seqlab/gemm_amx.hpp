@@ -31,6 +31,10 @@
 
 #if defined(__AVX512BF16__)
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #endif
 
 namespace seqlab {
@@ -41,6 +45,21 @@ namespace gemm {
 inline constexpr I64 kAmxK = 32;     // bf16 values of k per tile row (64 bytes)
 inline constexpr I64 kAmxCols = 16;  // columns of a B tile and of a packed panel
 inline constexpr I64 kAmxRows = 32;  // rows of C per register block (two A tiles)
+
+// Whether this process runs its bf16 GEMMs on AMX: the CPU has AMX-TILE and AMX-BF16, the
+// Linux kernel grants the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, which fails for
+// instance when a thread's signal stack is too small for it), and SEQLAB_BF16_AMX is not
+// "0". Asked once per process (the grant is process-wide); false means vdpbf16ps tiles.
+inline bool amx_bf16_usable() {
+  static const bool usable = [] {
+    const char* env = std::getenv("SEQLAB_BF16_AMX");
+    if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+    if (!__builtin_cpu_supports("amx-tile") || !__builtin_cpu_supports("amx-bf16")) return false;
+    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return usable;
+}
 
 // k padded to the tiles' multiple.
 inline I64 amx_k(I64 K) { return (K + kAmxK - 1) / kAmxK * kAmxK; }
@@ -58,6 +77,35 @@ inline std::size_t amx_packed_b_size(I64 K, I64 N) {
   return static_cast<std::size_t>(amx_panels(N) * kAmxCols * amx_k(K));
 }
 
+// A (rows x K) stored transposed, element (i, k) at src[i + k*sk] (k's rows contiguous),
+// rounded to bf16 into rows ld apart at dst (ld even), the pairs (A(i, k), A(i, k+1))
+// interleaved, 16 rows' pairs per scatter; zero past K up to amx_k(K). Writes only columns
+// [0, amx_k(K)) of each row: dst may point at column k0 (even) of a wider packed A.
+inline void pack_columns_amx(const float* src, I64 sk, I64 rows, I64 K, I64 ld, std::uint16_t* dst) {
+  const I64 kp = amx_k(K);
+  for (I64 i = 0; i < rows; ++i) std::fill(dst + i * ld + K, dst + i * ld + kp, std::uint16_t{0});
+  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23,
+                                              7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i rows16 = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32(static_cast<int>(ld / 2)));
+  for (I64 k = 0; k < K; k += 2) {  // 16 rows' words (A(i, k), A(i, k+1)) per scatter
+    const float* s0 = src + k * sk;
+    const float* s1 = s0 + sk;
+    const bool pair = k + 1 < K;
+    I64 i = 0;
+    for (; i + 16 <= rows; i += 16) {
+      const __m512 lo = _mm512_loadu_ps(s0 + i);
+      const __m512 hi = pair ? _mm512_loadu_ps(s1 + i) : _mm512_setzero_ps();
+      const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(to_bf16x16(lo)), to_bf16x16(hi), 1);
+      _mm512_i32scatter_epi32(dst + i * ld + k, rows16, _mm512_permutexvar_epi16(interleave, both), 4);
+    }
+    for (; i < rows; ++i) {
+      dst[i * ld + k] = to_bf16(s0[i]);
+      dst[i * ld + k + 1] = pair ? to_bf16(s1[i]) : 0;
+    }
+  }
+}
+
 // rows x K of A, element (i, k) at src[i*si + k*sk], rounded to bf16 into rows of
 // amx_lda(K) at dst (zero padded past K up to amx_k(K)); rows [rows, padded_rows) are zero.
 inline void pack_rows_amx(const float* src, I64 si, I64 sk, I64 rows, I64 padded_rows, I64 K, std::uint16_t* dst) {
@@ -73,28 +121,8 @@ inline void pack_rows_amx(const float* src, I64 si, I64 sk, I64 rows, I64 padded
       for (; k < K; ++k) row[k] = to_bf16(s[k * sk]);
       std::fill(row + K, row + kp, std::uint16_t{0});
     }
-  } else {  // A stored transposed (si == 1): k's rows are contiguous; pairs of k interleaved
-    for (I64 i = 0; i < rows; ++i) std::fill(dst + i * ld + K, dst + i * ld + kp, std::uint16_t{0});
-    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23,
-                                                7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    const __m512i rows16 = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                              _mm512_set1_epi32(static_cast<int>(ld / 2)));
-    for (I64 k = 0; k < K; k += 2) {  // 16 rows' words (A(i, k), A(i, k+1)) per scatter
-      const float* s0 = src + k * sk;
-      const float* s1 = s0 + sk;
-      const bool pair = k + 1 < K;
-      I64 i = 0;
-      for (; i + 16 <= rows; i += 16) {
-        const __m512 lo = _mm512_loadu_ps(s0 + i);
-        const __m512 hi = pair ? _mm512_loadu_ps(s1 + i) : _mm512_setzero_ps();
-        const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(to_bf16x16(lo)), to_bf16x16(hi), 1);
-        _mm512_i32scatter_epi32(dst + i * ld + k, rows16, _mm512_permutexvar_epi16(interleave, both), 4);
-      }
-      for (; i < rows; ++i) {
-        dst[i * ld + k] = to_bf16(s0[i]);
-        dst[i * ld + k + 1] = pair ? to_bf16(s1[i]) : 0;
-      }
-    }
+  } else {  // A stored transposed (si == 1): k's rows are contiguous
+    pack_columns_amx(src, sk, rows, K, ld, dst);
   }
   std::fill(dst + rows * ld, dst + padded_rows * ld, std::uint16_t{0});
 }
@@ -103,23 +131,32 @@ inline void pack_rows_amx(const float* src, I64 si, I64 sk, I64 rows, I64 padded
 // (see the layout above; zero past K and N).
 inline void pack_panels_amx(const float* src, I64 sk, I64 sn, I64 K, I64 N, I64 q0, I64 q1, std::uint16_t* dst) {
   const I64 KP = amx_k(K) / 2;
+  if (sn == 1) {  // rows of B contiguous: rows 2p and 2p+1 interleaved, 16 pairs per step; each pair of
+    // rows is read across all the panels [q0, q1) at once (whole cache lines, in order), not
+    // panel by panel down the rows (one line per row and panel, a stride the prefetcher misses)
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                                23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    for (I64 p = 0; p < KP; ++p) {
+      const I64 k = 2 * p;
+      for (I64 q = q0; q < q1; ++q) {
+        std::uint32_t* panel = reinterpret_cast<std::uint32_t*>(dst + q * KP * 2 * kAmxCols);
+        const I64 j0 = q * kAmxCols;
+        const I64 nb = std::clamp<I64>(N - j0, 0, kAmxCols);
+        const auto m = static_cast<__mmask16>((1u << nb) - 1u);
+        const __m512 lo = k < K ? _mm512_maskz_loadu_ps(m, src + k * sk + j0) : _mm512_setzero_ps();
+        const __m512 hi = k + 1 < K ? _mm512_maskz_loadu_ps(m, src + (k + 1) * sk + j0) : _mm512_setzero_ps();
+        const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(to_bf16x16(lo)), to_bf16x16(hi), 1);
+        _mm512_storeu_si512(panel + p * kAmxCols, _mm512_permutexvar_epi16(interleave, both));
+      }
+    }
+    return;
+  }
   for (I64 q = q0; q < q1; ++q) {
     std::uint32_t* panel = reinterpret_cast<std::uint32_t*>(dst + q * KP * 2 * kAmxCols);
     const I64 j0 = q * kAmxCols;
     const I64 nb = std::clamp<I64>(N - j0, 0, kAmxCols);
     if (nb == 0) {
       std::fill(panel, panel + KP * kAmxCols, 0u);
-    } else if (sn == 1) {  // rows of B contiguous: rows 2p and 2p+1 interleaved, 16 pairs per step
-      const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
-                                                  23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-      const auto m = static_cast<__mmask16>((1u << nb) - 1u);
-      for (I64 p = 0; p < KP; ++p) {
-        const I64 k = 2 * p;
-        const __m512 lo = k < K ? _mm512_maskz_loadu_ps(m, src + k * sk + j0) : _mm512_setzero_ps();
-        const __m512 hi = k + 1 < K ? _mm512_maskz_loadu_ps(m, src + (k + 1) * sk + j0) : _mm512_setzero_ps();
-        const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(to_bf16x16(lo)), to_bf16x16(hi), 1);
-        _mm512_storeu_si512(panel + p * kAmxCols, _mm512_permutexvar_epi16(interleave, both));
-      }
     } else if (sk == 1) {  // columns of B contiguous (B = W^T): a pair of k is one 32-bit word of a row
       alignas(64) std::uint16_t row[2 * 4096];
       for (I64 p0 = 0; p0 < KP; p0 += 4096) {  // k in chunks of 8192 values
@@ -151,6 +188,54 @@ inline void pack_panels_amx(const float* src, I64 sk, I64 sn, I64 K, I64 N, I64 
             const I64 k = 2 * p + e;
             half[2 * (p * kAmxCols + j) + e] = j < nb && k < K ? to_bf16(src[k * sk + (j0 + j) * sn]) : 0;
           }
+    }
+  }
+}
+
+// 16 x 16 floats transposed in registers: r[i] holds row i before, column i after.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {  // per 128-bit lane: (r_i, r_i+1) pairs of columns 4l..4l+3
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int g = 0; g < 16; g += 4) {  // u[g + c], lane l: rows g..g+3 of column c + 4l
+    const __m512d a = _mm512_castps_pd(t[g]), b = _mm512_castps_pd(t[g + 2]);
+    const __m512d c = _mm512_castps_pd(t[g + 1]), d = _mm512_castps_pd(t[g + 3]);
+    r[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+    r[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    r[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+    r[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+  }
+  for (int c = 0; c < 4; ++c) {  // column c + 4l gathers lane l of r[c], r[4 + c], r[8 + c], r[12 + c]
+    const __m512 v0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88), v1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
+    const __m512 w0 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+    const __m512 w1 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
+    t[c] = _mm512_shuffle_f32x4(v0, w0, 0x88);
+    t[c + 8] = _mm512_shuffle_f32x4(v0, w0, 0xdd);
+    t[c + 4] = _mm512_shuffle_f32x4(v1, w1, 0x88);
+    t[c + 12] = _mm512_shuffle_f32x4(v1, w1, 0xdd);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
+// Rows [0, nr) x columns [0, nc) of a register block's 32 x 32 output (amx_block's emit
+// buffer, rows 32 floats apart) written transposed, C(j, i) at c[j*ldc + i], or added to C
+// when acc: 16 x 16 quarters transposed in registers, stored as whole vectors.
+inline void store_block_transposed(const float* tile, I64 nr, I64 nc, float* c, I64 ldc, bool acc) {
+  for (I64 ih = 0; ih < 2 && 16 * ih < nr; ++ih) {
+    const I64 left = nr - 16 * ih;
+    const auto m = left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1u);
+    for (I64 jh = 0; jh < 2 && 16 * jh < nc; ++jh) {
+      __m512 r[16];
+      for (int t = 0; t < 16; ++t) r[t] = _mm512_load_ps(tile + (16 * ih + t) * 2 * kAmxCols + 16 * jh);
+      transpose16(r);
+      const I64 cols = std::min<I64>(16, nc - 16 * jh);
+      for (I64 j = 0; j < cols; ++j) {
+        float* dst = c + (16 * jh + j) * ldc + 16 * ih;
+        const __m512 x = acc ? _mm512_add_ps(r[j], _mm512_maskz_loadu_ps(m, dst)) : r[j];
+        _mm512_mask_storeu_ps(dst, m, x);
+      }
     }
   }
 }

@@ -41,7 +41,7 @@
   X(make_pointer_generator_stepper) X(embedding_first_bad_index) X(embedding_forward)      \
   X(embedding_backward) X(layer_norm_forward) X(layer_norm_backward) X(linear_forward)     \
   X(linear_backward) X(bf16_gemm_supported) X(bf16_gemm_engine) X(linear_bf16_forward) X(linear_bf16_backward)     \
-  X(linear_cross_entropy)                                                                  \
+  X(linear_cross_entropy) X(linear_cross_entropy_workspace)                                \
   X(recurrent_forward) X(recurrent_backward) X(rowwise_cosine)          \
   X(pairwise_scores) X(softmax_forward) X(softmax_backward) X(topk_search)                 \
   X(ranking_scores) X(count_ranked_above)

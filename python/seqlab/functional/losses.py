@@ -10,9 +10,12 @@ import numpy as np
 from .. import _core
 from ..autograd import Tensor, grad_buffer, is_grad_enabled, make_result, returned_grad
 from ._common import _float_input, _grad
-from .dense import get_gemm_precision, linear
+from .attention import _BufferPool
+from .dense import bf16_gemm_engine, get_gemm_precision, linear
 
 _REDUCTIONS = ("mean", "sum", "none")
+# The fused output layer's scratch and gradients, reused from step to step (no page faults).
+_loss_buffers = _BufferPool(limit=8)
 
 
 def cosine_mse_loss(
@@ -140,12 +143,17 @@ def linear_cross_entropy(input: Any, weight: Tensor, target: Any, ignore_index: 
     gradients are formed in the forward and only scaled by the upstream gradient in the
     backward; the weight's gradient accumulates into ``weight.grad`` (a tied embedding's).
     As in PyTorch, a second backward through the same node raises RuntimeError.
-    Under ``gemm_precision("bf16")`` it runs unfused, ``cross_entropy(linear(...))``, so
-    the output layer's GEMMs take that precision.
+    Under ``gemm_precision("bf16")`` the three products run in bf16 on AMX tiles (operands
+    rounded to bf16, fp32 accumulation, the softmax in fp32), still fused, with the same
+    bits at any thread count; where the bf16 GEMMs are not on AMX
+    (:func:`~seqlab.functional.bf16_gemm_engine` is not ``"amx"``) it runs unfused,
+    ``cross_entropy(linear(...))`` in bf16. The kernel's scratch and the gradients come
+    from buffers reused between calls.
     """
     x = _float_input(input)
     w = _float_input(weight, "weight")
-    if get_gemm_precision() != "fp32":
+    bf16 = get_gemm_precision() == "bf16"
+    if bf16 and bf16_gemm_engine() != "amx":
         return cross_entropy(linear(x, w), target, ignore_index=ignore_index)
     t = target.data if isinstance(target, Tensor) else np.asarray(target)
     if t.dtype.kind not in "iu":
@@ -163,7 +171,16 @@ def linear_cross_entropy(input: Any, weight: Tensor, target: Any, ignore_index: 
     x2 = x.data.reshape(-1, x.shape[-1])
     t1 = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
     need_grad = is_grad_enabled() and (x.requires_grad or w.requires_grad)
-    loss, count, dx, dw = _core.linear_cross_entropy(x2, w.data, t1, int(ignore_index), need_grad)
+    N, D = x2.shape
+    V = w.shape[0]
+    scratch_bytes = _core.linear_cross_entropy_workspace(N, D, V, need_grad, bf16)
+    workspace = _loss_buffers.empty(((scratch_bytes + 3) // 4,))
+    gx = _loss_buffers.empty((N, D)) if need_grad else None
+    gw = _loss_buffers.empty((V, D)) if need_grad else None
+    loss, count, dx, dw = _core.linear_cross_entropy(
+        x2, w.data, t1, int(ignore_index), need_grad, bf16, gx, gw, workspace
+    )
+    del workspace, gx, gw
     out = np.asarray(np.float32(loss.sum(dtype=np.float64)) / np.float32(max(count, 1)), dtype=np.float32)
 
     grads = {"dx": dx, "dw": dw}  # consumed (scaled in place) by the one backward
