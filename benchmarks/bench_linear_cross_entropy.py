@@ -11,6 +11,10 @@ step, fused and not: ``bench_code_lm.py --libraries seqlab seqlab-unfused``.
 
     python benchmarks/bench_linear_cross_entropy.py                 # 1 thread, CPU time
     python benchmarks/bench_linear_cross_entropy.py --threads 2 --wall
+    python benchmarks/bench_linear_cross_entropy.py --precision bf16   # seqlab's products in bf16
+
+``--precision bf16`` runs seqlab's two paths under ``gemm_precision("bf16")`` (the fused
+one on AMX tiles where ``bf16_gemm_engine()`` is ``"amx"``); PyTorch stays fp32.
 """
 
 from __future__ import annotations
@@ -79,11 +83,13 @@ def worker(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
         def fused() -> None:
             xs.grad = ws.grad = None
-            F.linear_cross_entropy(xs, ws, t).backward()
+            with F.gemm_precision(args.precision):
+                F.linear_cross_entropy(xs, ws, t).backward()
 
         def unfused() -> None:
             xs.grad = ws.grad = None
-            F.cross_entropy(F.linear(xs, ws), t).backward()
+            with F.gemm_precision(args.precision):
+                F.cross_entropy(F.linear(xs, ws), t).backward()
 
         fns = {"seqlab fused": fused, "seqlab unfused": unfused}
     return timed_blocks(fns, args.repeats, args.rounds, clock)
@@ -98,6 +104,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--wall", action="store_true", help="wall-clock instead of CPU seconds")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="seqlab's GEMM precision")
     parser.add_argument("--worker", choices=["seqlab", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -107,7 +114,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     for lib in ("seqlab", "torch"):
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", lib] + [
-            f"--{k}={getattr(args, k)}" for k in ("rows", "d", "vocab", "threads", "repeats", "rounds")
+            f"--{k}={getattr(args, k)}" for k in ("rows", "d", "vocab", "threads", "repeats", "rounds", "precision")
         ] + (["--wall"] if args.wall else [])
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         results.update(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -124,7 +131,8 @@ def main() -> None:
         for name, r in results.items()
     ]
     clock = "wall" if args.wall else "CPU"
-    print(f"N {args.rows}, D {args.d}, V {args.vocab}, {args.threads} thread(s), {clock} time, fwd + bwd")
+    print(f"N {args.rows}, D {args.d}, V {args.vocab}, {args.threads} thread(s), {clock} time, fwd + bwd, "
+          f"seqlab in {args.precision}, torch in fp32")
     print(
         markdown_table(
             ["path", f"ms ({clock})", "GFLOP/s (3 GEMMs)", "time / fused", "page faults / call"],

@@ -152,31 +152,31 @@ constexpr I64 kTileRows = gemm::kAmxRows;
 // Rows of logits per block of the bf16 kernel: about 1 MiB of fp32 logits (in L2 with
 // their two bf16 packs), 32 to 128 rows.
 constexpr I64 kBf16BlockBytes = I64{1} << 20;
-// The transposed gradient G^T of a super-block of rows, in bf16: at most about 16 MiB.
-constexpr I64 kGradTBytes = I64{1} << 24;
-// Rows of dW per work item of the weight-gradient product.
-constexpr I64 kWeightRows = 4 * kTileRows;
+// The gradient G of a super-block of rows packed as B panels, in bf16: at most about 16 MiB.
+constexpr I64 kGradBytes = I64{1} << 24;
+// Columns of G (rows of dW) per work item of the weight-gradient product.
+constexpr I64 kWeightCols = 8 * 2 * gemm::kAmxCols;
 
 I64 round_up(I64 n, I64 m) { return (n + m - 1) / m * m; }
 
-// The bf16 kernel's shapes and workspace: W^T and W packed as B (once per call), G^T of a
-// super-block packed as A, the super-block's x packed as B, and per thread a block's
+// The bf16 kernel's shapes and workspace: W^T and W packed as B (once per call), G of a
+// super-block packed as B, the super-block's x^T packed as A, and per thread a block's
 // logits (fp32) and its x and G packed as A.
 struct Bf16Plan {
   I64 Vp, R, S, threads;
-  std::size_t wt, w, gt, xb, xa, logits, ga;
+  std::size_t wt, w, gb, xt, xa, logits, ga;
   std::size_t xa_each, logits_each, ga_each;
   Layout layout;
   Bf16Plan(I64 N, I64 D, I64 V, bool grad) {
     Vp = gemm::amx_panels(V) * gemm::kAmxCols;  // a multiple of 32
     R = std::clamp<I64>(kBf16BlockBytes / (4 * Vp) / kTileRows * kTileRows, kTileRows, 4 * kTileRows);
-    S = std::clamp<I64>(kGradTBytes / (2 * Vp) / R * R, R, std::max<I64>(round_up(N, R), R));
+    S = std::clamp<I64>(kGradBytes / (2 * Vp) / R * R, R, std::max<I64>(round_up(N, R), R));
     threads = get_num_threads();
     const auto u16 = sizeof(std::uint16_t);
     wt = layout.take(gemm::amx_packed_b_size(D, V) * u16);
     w = layout.take(grad ? gemm::amx_packed_b_size(V, D) * u16 : 0);
-    gt = layout.take(grad ? static_cast<std::size_t>(Vp * gemm::amx_lda(S)) * u16 : 0);
-    xb = layout.take(grad ? gemm::amx_packed_b_size(S, D) * u16 : 0);
+    gb = layout.take(grad ? gemm::amx_packed_b_size(S, Vp) * u16 : 0);
+    xt = layout.take(grad ? static_cast<std::size_t>(round_up(D, kTileRows) * gemm::amx_lda(S)) * u16 : 0);
     xa_each = static_cast<std::size_t>(R * gemm::amx_lda(D)) * u16;
     logits_each = static_cast<std::size_t>(R * Vp) * sizeof(float);
     ga_each = grad ? static_cast<std::size_t>(R * gemm::amx_lda(V)) * u16 : 0;
@@ -204,12 +204,13 @@ void store_block(const float* tile, I64 nr, I64 nc, float* c, I64 ldc, bool acc)
 
 // The fused op on AMX tiles, operands rounded to bf16, fp32 accumulation. W is packed
 // twice per call (as W^T for the logits, as W for dx). Super-blocks of S rows (all rows
-// when G^T fits kGradTBytes) are walked in order; in each, the pool's threads claim blocks
-// of R rows: x_blk packed, logits = x_blk W^T (fp32, Vp columns), per row the loss and G in
-// place, G packed as A and dx_blk = G W, and G^T's columns for these rows written into the
-// super-block's packed G^T. Then dW (V, D) (+)= G^T x_S over the super-block's rows (one
+// when their G fits kGradBytes) are walked in order; in each, the pool's threads claim
+// blocks of R rows: x_blk packed, logits = x_blk W^T (fp32, Vp columns), per row the loss
+// and G in place, G packed as A and dx_blk = G W, and G's rows written as pairs of rows
+// into the super-block's G packed as B panels (contiguous reads and writes). Then
+// dW^T (D, V) (+)= x_S^T G over the super-block's rows, written transposed into dW (one
 // accumulation over its rows per element, then added to the earlier super-blocks' sum),
-// split over blocks of dW's rows. Every output is one fixed sequence of fp32 operations:
+// split over blocks of G's columns. Every output is one fixed sequence of fp32 operations:
 // the same bits at any thread count.
 void linear_cross_entropy_amx(const float* hidden, const float* weight, const std::int64_t* target, float* loss,
                               float* dhidden, float* dweight, I64 N, I64 D, I64 V, std::int64_t ignore_index,
@@ -228,8 +229,8 @@ void linear_cross_entropy_amx(const float* hidden, const float* weight, const st
     }
   });
   for (I64 s0 = 0; s0 < N; s0 += plan.S) {
-    const I64 srows = std::min(plan.S, N - s0), lds = gemm::amx_lda(srows);
-    std::uint16_t* gt = ws.at<std::uint16_t>(plan.gt);
+    const I64 srows = std::min(plan.S, N - s0), panel_ld = gemm::amx_k(srows) * gemm::kAmxCols;
+    std::uint16_t* gb = ws.at<std::uint16_t>(plan.gb);
     std::atomic<std::size_t> slots{0};
     parallel_claim(static_cast<std::size_t>((srows + R - 1) / R), [&](const ClaimFn& next) {
       const std::size_t slot = slots.fetch_add(1);
@@ -254,24 +255,30 @@ void linear_cross_entropy_amx(const float* hidden, const float* weight, const st
           const I64 nr = std::min(kTileRows, rows - r), nc = std::min<I64>(2 * gemm::kAmxCols, D - j0);
           if (nr > 0 && nc > 0) store_block(tile, nr, nc, dhidden + (i0 + r) * D + j0, D, false);
         });
-        // G^T (Vp, srows): columns [k0, k0 + rows) (and zeros up to amx_k when last)
-        gemm::pack_columns_amx(logits, Vp, Vp, rows, lds, gt + k0);
+        // G (srows, Vp) as B panels: pairs [k0 / 2, (k0 + rows) / 2) (and zeros up to amx_k when last),
+        // four panels at a time, so that each write stream stays on its panel's page
+        for (I64 q = 0; q < Vp / gemm::kAmxCols; q += 4)
+          gemm::pack_row_pairs_amx(logits, Vp, rows, Vp, q, std::min(q + 4, Vp / gemm::kAmxCols), panel_ld,
+                                   gb + k0 * gemm::kAmxCols);
       }
     });
     if (!grad || D == 0) continue;
-    // dW (V, D) (+)= G^T (V, srows) @ x_S (srows, D)
-    std::uint16_t* xb = ws.at<std::uint16_t>(plan.xb);
-    parallel_for(static_cast<std::size_t>(npD), 1, [&](std::size_t q0, std::size_t q1) {
-      gemm::pack_panels_amx(hidden + s0 * D, D, 1, srows, D, static_cast<I64>(q0), static_cast<I64>(q1), xb);
-    });
+    // dW^T (D, V) (+)= x_S^T (D, srows) @ G (srows, V), written transposed into dW (V, D)
+    std::uint16_t* xt = ws.at<std::uint16_t>(plan.xt);
+    const I64 Dp = round_up(D, kTileRows);
+    gemm::pack_rows_amx(hidden + s0 * D, 1, D, D, Dp, srows, xt);
     const bool acc = s0 > 0;
-    parallel_claim(static_cast<std::size_t>((Vp + kWeightRows - 1) / kWeightRows), [&](const ClaimFn& next) {
+    const I64 chunks = (Vp + kWeightCols - 1) / kWeightCols;
+    parallel_claim(static_cast<std::size_t>(chunks), [&](const ClaimFn& next) {
       for (std::size_t item; next(item);) {
-        const I64 v0 = static_cast<I64>(item) * kWeightRows, vrows = std::min(kWeightRows, Vp - v0);
-        gemm::amx_block(vrows, srows, gt + v0 * lds, xb, npD, [&](const float* tile, I64 r, I64 j0) {
-          const I64 nr = std::min(kTileRows, V - v0 - r), nc = std::min<I64>(2 * gemm::kAmxCols, D - j0);
-          if (nr > 0 && nc > 0) store_block(tile, nr, nc, dweight + (v0 + r) * D + j0, D, acc);
-        });
+        const I64 v0 = static_cast<I64>(item) * kWeightCols, cols = std::min(kWeightCols, Vp - v0);
+        gemm::amx_block(Dp, srows, xt, gb + v0 * gemm::amx_k(srows), cols / gemm::kAmxCols,
+                        [&](const float* tile, I64 r, I64 j0) {
+                          const I64 nr = std::min(kTileRows, D - r);
+                          const I64 nc = std::min<I64>(2 * gemm::kAmxCols, V - v0 - j0);
+                          if (nr > 0 && nc > 0)
+                            gemm::store_block_transposed(tile, nr, nc, dweight + (v0 + j0) * D + r, D, acc);
+                        });
       }
     });
   }

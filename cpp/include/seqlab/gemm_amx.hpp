@@ -77,31 +77,57 @@ inline std::size_t amx_packed_b_size(I64 K, I64 N) {
   return static_cast<std::size_t>(amx_panels(N) * kAmxCols * amx_k(K));
 }
 
+// 16 x 16 floats transposed in registers: r[i] holds row i before, column i after.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {  // per 128-bit lane: (r_i, r_i+1) pairs of columns 4l..4l+3
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int g = 0; g < 16; g += 4) {  // u[g + c], lane l: rows g..g+3 of column c + 4l
+    const __m512d a = _mm512_castps_pd(t[g]), b = _mm512_castps_pd(t[g + 2]);
+    const __m512d c = _mm512_castps_pd(t[g + 1]), d = _mm512_castps_pd(t[g + 3]);
+    r[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+    r[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    r[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+    r[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+  }
+  for (int c = 0; c < 4; ++c) {  // column c + 4l gathers lane l of r[c], r[4 + c], r[8 + c], r[12 + c]
+    const __m512 v0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88), v1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
+    const __m512 w0 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+    const __m512 w1 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
+    t[c] = _mm512_shuffle_f32x4(v0, w0, 0x88);
+    t[c + 8] = _mm512_shuffle_f32x4(v0, w0, 0xdd);
+    t[c + 4] = _mm512_shuffle_f32x4(v1, w1, 0x88);
+    t[c + 12] = _mm512_shuffle_f32x4(v1, w1, 0xdd);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
 // A (rows x K) stored transposed, element (i, k) at src[i + k*sk] (k's rows contiguous),
-// rounded to bf16 into rows ld apart at dst (ld even), the pairs (A(i, k), A(i, k+1))
-// interleaved, 16 rows' pairs per scatter; zero past K up to amx_k(K). Writes only columns
-// [0, amx_k(K)) of each row: dst may point at column k0 (even) of a wider packed A.
+// rounded to bf16 into rows ld apart at dst (ld even), zero past K up to amx_k(K). Per 16
+// rows of A and 32 values of k: the 16 pairs (A(i, k), A(i, k+1)) of each k pair as one
+// vector of 32-bit words (two rows of the source, rounded and interleaved), the 16 x 16
+// words transposed in registers, and each row's 64 bytes stored whole. Writes only
+// columns [0, amx_k(K)) of each row: dst may point at column k0 (even) of a wider A.
 inline void pack_columns_amx(const float* src, I64 sk, I64 rows, I64 K, I64 ld, std::uint16_t* dst) {
-  const I64 kp = amx_k(K);
-  for (I64 i = 0; i < rows; ++i) std::fill(dst + i * ld + K, dst + i * ld + kp, std::uint16_t{0});
   const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23,
                                               7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-  const __m512i rows16 = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                            _mm512_set1_epi32(static_cast<int>(ld / 2)));
-  for (I64 k = 0; k < K; k += 2) {  // 16 rows' words (A(i, k), A(i, k+1)) per scatter
-    const float* s0 = src + k * sk;
-    const float* s1 = s0 + sk;
-    const bool pair = k + 1 < K;
-    I64 i = 0;
-    for (; i + 16 <= rows; i += 16) {
-      const __m512 lo = _mm512_loadu_ps(s0 + i);
-      const __m512 hi = pair ? _mm512_loadu_ps(s1 + i) : _mm512_setzero_ps();
-      const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(to_bf16x16(lo)), to_bf16x16(hi), 1);
-      _mm512_i32scatter_epi32(dst + i * ld + k, rows16, _mm512_permutexvar_epi16(interleave, both), 4);
-    }
-    for (; i < rows; ++i) {
-      dst[i * ld + k] = to_bf16(s0[i]);
-      dst[i * ld + k + 1] = pair ? to_bf16(s1[i]) : 0;
+  const I64 kp = amx_k(K);
+  for (I64 i0 = 0; i0 < rows; i0 += 16) {
+    const I64 ni = std::min<I64>(16, rows - i0);
+    const auto m = ni >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << ni) - 1u);
+    for (I64 k0 = 0; k0 < kp; k0 += kAmxK) {
+      __m512 words[16];
+      for (I64 p = 0; p < 16; ++p) {
+        const I64 k = k0 + 2 * p;
+        const __m512 lo = k < K ? _mm512_maskz_loadu_ps(m, src + k * sk + i0) : _mm512_setzero_ps();
+        const __m512 hi = k + 1 < K ? _mm512_maskz_loadu_ps(m, src + (k + 1) * sk + i0) : _mm512_setzero_ps();
+        const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(to_bf16x16(lo)), to_bf16x16(hi), 1);
+        words[p] = _mm512_castsi512_ps(_mm512_permutexvar_epi16(interleave, both));
+      }
+      transpose16(words);  // words[l]: row i0 + l's 16 pairs of k from k0
+      for (I64 l = 0; l < ni; ++l) _mm512_storeu_ps(dst + (i0 + l) * ld + k0, words[l]);
     }
   }
 }
@@ -127,28 +153,37 @@ inline void pack_rows_amx(const float* src, I64 si, I64 sk, I64 rows, I64 padded
   std::fill(dst + rows * ld, dst + padded_rows * ld, std::uint16_t{0});
 }
 
+// Panels [q0, q1) of B (K x N) with contiguous rows, element (k, j) at src[k*sk + j],
+// rounded to bf16, panel q at dst + q*panel_ld: rows 2p and 2p+1 interleaved, 16 pairs
+// per step; each pair of rows is read across all the panels at once (whole cache lines,
+// in order), not panel by panel down the rows (one line per row and panel, a stride the
+// prefetcher misses). Writes pairs [0, amx_k(K) / 2) of each panel (zero past K and N):
+// dst may point at pair p0 of wider panels (panel_ld = amx_k(K_all) * kAmxCols).
+inline void pack_row_pairs_amx(const float* src, I64 sk, I64 K, I64 N, I64 q0, I64 q1, I64 panel_ld,
+                               std::uint16_t* dst) {
+  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23,
+                                              7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const I64 KP = amx_k(K) / 2;
+  for (I64 p = 0; p < KP; ++p) {
+    const I64 k = 2 * p;
+    for (I64 q = q0; q < q1; ++q) {
+      const I64 j0 = q * kAmxCols;
+      const I64 nb = std::clamp<I64>(N - j0, 0, kAmxCols);
+      const auto m = static_cast<__mmask16>((1u << nb) - 1u);
+      const __m512 lo = k < K ? _mm512_maskz_loadu_ps(m, src + k * sk + j0) : _mm512_setzero_ps();
+      const __m512 hi = k + 1 < K ? _mm512_maskz_loadu_ps(m, src + (k + 1) * sk + j0) : _mm512_setzero_ps();
+      const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(to_bf16x16(lo)), to_bf16x16(hi), 1);
+      _mm512_storeu_si512(dst + q * panel_ld + p * 2 * kAmxCols, _mm512_permutexvar_epi16(interleave, both));
+    }
+  }
+}
+
 // Panels [q0, q1) of B (K x N), element (k, j) at src[k*sk + j*sn], rounded to bf16
 // (see the layout above; zero past K and N).
 inline void pack_panels_amx(const float* src, I64 sk, I64 sn, I64 K, I64 N, I64 q0, I64 q1, std::uint16_t* dst) {
   const I64 KP = amx_k(K) / 2;
-  if (sn == 1) {  // rows of B contiguous: rows 2p and 2p+1 interleaved, 16 pairs per step; each pair of
-    // rows is read across all the panels [q0, q1) at once (whole cache lines, in order), not
-    // panel by panel down the rows (one line per row and panel, a stride the prefetcher misses)
-    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
-                                                23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    for (I64 p = 0; p < KP; ++p) {
-      const I64 k = 2 * p;
-      for (I64 q = q0; q < q1; ++q) {
-        std::uint32_t* panel = reinterpret_cast<std::uint32_t*>(dst + q * KP * 2 * kAmxCols);
-        const I64 j0 = q * kAmxCols;
-        const I64 nb = std::clamp<I64>(N - j0, 0, kAmxCols);
-        const auto m = static_cast<__mmask16>((1u << nb) - 1u);
-        const __m512 lo = k < K ? _mm512_maskz_loadu_ps(m, src + k * sk + j0) : _mm512_setzero_ps();
-        const __m512 hi = k + 1 < K ? _mm512_maskz_loadu_ps(m, src + (k + 1) * sk + j0) : _mm512_setzero_ps();
-        const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(to_bf16x16(lo)), to_bf16x16(hi), 1);
-        _mm512_storeu_si512(panel + p * kAmxCols, _mm512_permutexvar_epi16(interleave, both));
-      }
-    }
+  if (sn == 1) {
+    pack_row_pairs_amx(src, sk, K, N, q0, q1, 2 * KP * kAmxCols, dst);
     return;
   }
   for (I64 q = q0; q < q1; ++q) {
@@ -190,33 +225,6 @@ inline void pack_panels_amx(const float* src, I64 sk, I64 sn, I64 K, I64 N, I64 
           }
     }
   }
-}
-
-// 16 x 16 floats transposed in registers: r[i] holds row i before, column i after.
-inline void transpose16(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 16; i += 2) {  // per 128-bit lane: (r_i, r_i+1) pairs of columns 4l..4l+3
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int g = 0; g < 16; g += 4) {  // u[g + c], lane l: rows g..g+3 of column c + 4l
-    const __m512d a = _mm512_castps_pd(t[g]), b = _mm512_castps_pd(t[g + 2]);
-    const __m512d c = _mm512_castps_pd(t[g + 1]), d = _mm512_castps_pd(t[g + 3]);
-    r[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
-    r[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
-    r[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
-    r[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
-  }
-  for (int c = 0; c < 4; ++c) {  // column c + 4l gathers lane l of r[c], r[4 + c], r[8 + c], r[12 + c]
-    const __m512 v0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88), v1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
-    const __m512 w0 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
-    const __m512 w1 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
-    t[c] = _mm512_shuffle_f32x4(v0, w0, 0x88);
-    t[c + 8] = _mm512_shuffle_f32x4(v0, w0, 0xdd);
-    t[c + 4] = _mm512_shuffle_f32x4(v1, w1, 0x88);
-    t[c + 12] = _mm512_shuffle_f32x4(v1, w1, 0xdd);
-  }
-  for (int i = 0; i < 16; ++i) r[i] = t[i];
 }
 
 // Rows [0, nr) x columns [0, nc) of a register block's 32 x 32 output (amx_block's emit

@@ -17,11 +17,11 @@
 // bf16 (AMX levels only): the three products on AMX tiles with operands rounded to bf16 and
 // fp32 accumulation (gemm_amx.hpp), the softmax in fp32. W is packed once per call for the
 // logits and once for dx; each thread claims blocks of 32-128 rows (about 1 MiB of fp32
-// logits): logits, loss and G in place, dx_blk = G W, and G^T's columns for the block
-// written into a packed G^T of up to 16 MiB (all rows at the code LM's sizes). dW = G^T x
-// then runs once over those rows (K = the rows) instead of once per block, split over
-// blocks of dW's rows: every output is one fixed sequence of fp32 operations, the same
-// bits at any thread count.
+// logits): logits, loss and G in place, dx_blk = G W, and G's rows written into G packed
+// as B panels, up to 16 MiB of bf16 (all rows at the code LM's sizes). dW^T = x^T G then
+// runs once over those rows (K = the rows) instead of once per block, split over blocks of
+// G's columns and written transposed into dW: every output is one fixed sequence of fp32
+// operations, the same bits at any thread count.
 //
 // Scratch (the logits blocks, the per-thread dW, the packs) lives in a caller's workspace
 // of linear_cross_entropy_workspace() bytes, reused from call to call (no page faults);
