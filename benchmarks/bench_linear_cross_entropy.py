@@ -104,7 +104,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--wall", action="store_true", help="wall-clock instead of CPU seconds")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="seqlab's GEMM precision")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="seqlab's GEMM precision")
     parser.add_argument("--worker", choices=["seqlab", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -114,7 +115,8 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     for lib in ("seqlab", "torch"):
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", lib] + [
-            f"--{k}={getattr(args, k)}" for k in ("rows", "d", "vocab", "threads", "repeats", "rounds", "precision")
+            f"--{k}={getattr(args, k)}"
+            for k in ("rows", "d", "vocab", "threads", "repeats", "rounds", "precision")
         ] + (["--wall"] if args.wall else [])
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         results.update(json.loads(done.stdout.strip().splitlines()[-1]))
