@@ -69,7 +69,8 @@ struct Fp32Plan {
   Layout layout;
   Fp32Plan(std::size_t N, std::size_t D, std::size_t V, bool grad) {
     R = block_rows(V);
-    shares = std::min<std::size_t>(static_cast<std::size_t>(get_num_threads()), std::max<std::size_t>((N + R - 1) / R, 1));
+    const auto threads = static_cast<std::size_t>(get_num_threads());
+    shares = std::min<std::size_t>(threads, std::max<std::size_t>((N + R - 1) / R, 1));
     logits = layout.take(shares * R * V * sizeof(float));
     share_dw = layout.take(grad ? (shares - 1) * V * D * sizeof(float) : 0);
   }
@@ -266,7 +267,12 @@ void linear_cross_entropy_amx(const float* hidden, const float* weight, const st
     // dW^T (D, V) (+)= x_S^T (D, srows) @ G (srows, V), written transposed into dW (V, D)
     std::uint16_t* xt = ws.at<std::uint16_t>(plan.xt);
     const I64 Dp = round_up(D, kTileRows);
-    gemm::pack_rows_amx(hidden + s0 * D, 1, D, D, Dp, srows, xt);
+    parallel_for(static_cast<std::size_t>(Dp / kTileRows), 1, [&](std::size_t g0, std::size_t g1) {
+      const I64 r0 = static_cast<I64>(g0) * kTileRows, r1 = std::min(static_cast<I64>(g1) * kTileRows, D);
+      const I64 padded = static_cast<I64>(g1 - g0) * kTileRows;
+      gemm::pack_rows_amx(hidden + s0 * D + r0, 1, D, std::max<I64>(r1 - r0, 0), padded, srows,
+                          xt + r0 * gemm::amx_lda(srows));
+    });
     const bool acc = s0 > 0;
     const I64 chunks = (Vp + kWeightCols - 1) / kWeightCols;
     parallel_claim(static_cast<std::size_t>(chunks), [&](const ClaimFn& next) {
