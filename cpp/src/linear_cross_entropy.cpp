@@ -203,6 +203,33 @@ void store_block(const float* tile, I64 nr, I64 nc, float* c, I64 ldc, bool acc)
   }
 }
 
+// A block's gradient rows G (rows x Vp fp32, zero past V, rows Vp apart) rounded to bf16
+// once into both packs its products read: rows of A for dx = G W (ga, lda apart; rows
+// [rows, padded) zero) and pairs of rows into the super-block's B panels for dW^T = x^T G
+// (gb at the block's first pair, panels panel_ld apart; pairs up to padded / 2). Four
+// panels (64 columns) at a time, so that each write stream stays on its panel's page.
+void pack_gradient_block(const float* g, I64 Vp, I64 rows, I64 padded, std::uint16_t* ga, I64 lda,
+                         std::uint16_t* gb, I64 panel_ld) {
+  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23,
+                                              7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const I64 panels = Vp / gemm::kAmxCols;
+  for (I64 q0 = 0; q0 < panels; q0 += 4) {
+    const I64 q1 = std::min<I64>(q0 + 4, panels);
+    for (I64 k = 0; k < padded; k += 2) {
+      for (I64 q = q0; q < q1; ++q) {
+        const I64 j0 = q * gemm::kAmxCols;
+        const __m512 lo = k < rows ? _mm512_loadu_ps(g + k * Vp + j0) : _mm512_setzero_ps();
+        const __m512 hi = k + 1 < rows ? _mm512_loadu_ps(g + (k + 1) * Vp + j0) : _mm512_setzero_ps();
+        const __m256i blo = gemm::to_bf16x16(lo), bhi = gemm::to_bf16x16(hi);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(ga + k * lda + j0), blo);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(ga + (k + 1) * lda + j0), bhi);
+        const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(blo), bhi, 1);
+        _mm512_storeu_si512(gb + q * panel_ld + k * gemm::kAmxCols, _mm512_permutexvar_epi16(interleave, both));
+      }
+    }
+  }
+}
+
 // The fused op on AMX tiles, operands rounded to bf16, fp32 accumulation. W is packed
 // twice per call (as W^T for the logits, as W for dx). Super-blocks of S rows (all rows
 // when their G fits kGradBytes) are walked in order; in each, the pool's threads claim
@@ -250,17 +277,13 @@ void linear_cross_entropy_amx(const float* hidden, const float* weight, const st
                      static_cast<std::size_t>(V), target + i0, loss + i0, ignore_index, grad, scale);
         if (!grad) continue;
         for (I64 k = 0; k < rows; ++k) std::fill(logits + k * Vp + V, logits + (k + 1) * Vp, 0.0f);
-        // dx_blk (rows, D) = G (rows, V) @ W (V, D)
-        gemm::pack_rows_amx(logits, Vp, 1, rows, padded, V, ga);
+        // G rounded once: as A for dx_blk (rows, D) = G (rows, V) @ W (V, D), and as the
+        // super-block's B panels: pairs [k0 / 2, (k0 + padded) / 2) (zeros past the rows)
+        pack_gradient_block(logits, Vp, rows, padded, ga, gemm::amx_lda(V), gb + k0 * gemm::kAmxCols, panel_ld);
         gemm::amx_block(padded, V, ga, wp, npD, [&](const float* tile, I64 r, I64 j0) {
           const I64 nr = std::min(kTileRows, rows - r), nc = std::min<I64>(2 * gemm::kAmxCols, D - j0);
           if (nr > 0 && nc > 0) store_block(tile, nr, nc, dhidden + (i0 + r) * D + j0, D, false);
         });
-        // G (srows, Vp) as B panels: pairs [k0 / 2, (k0 + rows) / 2) (and zeros up to amx_k when last),
-        // four panels at a time, so that each write stream stays on its panel's page
-        for (I64 q = 0; q < Vp / gemm::kAmxCols; q += 4)
-          gemm::pack_row_pairs_amx(logits, Vp, rows, Vp, q, std::min(q + 4, Vp / gemm::kAmxCols), panel_ld,
-                                   gb + k0 * gemm::kAmxCols);
       }
     });
     if (!grad || D == 0) continue;
