@@ -210,8 +210,6 @@ void store_block(const float* tile, I64 nr, I64 nc, float* c, I64 ldc, bool acc)
 // panels (64 columns) at a time, so that each write stream stays on its panel's page.
 void pack_gradient_block(const float* g, I64 Vp, I64 rows, I64 padded, std::uint16_t* ga, I64 lda,
                          std::uint16_t* gb, I64 panel_ld) {
-  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23,
-                                              7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   const I64 panels = Vp / gemm::kAmxCols;
   for (I64 q0 = 0; q0 < panels; q0 += 4) {
     const I64 q1 = std::min<I64>(q0 + 4, panels);
@@ -223,8 +221,7 @@ void pack_gradient_block(const float* g, I64 Vp, I64 rows, I64 padded, std::uint
         const __m256i blo = gemm::to_bf16x16(lo), bhi = gemm::to_bf16x16(hi);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(ga + k * lda + j0), blo);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(ga + (k + 1) * lda + j0), bhi);
-        const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(blo), bhi, 1);
-        _mm512_storeu_si512(gb + q * panel_ld + k * gemm::kAmxCols, _mm512_permutexvar_epi16(interleave, both));
+        _mm512_storeu_si512(gb + q * panel_ld + k * gemm::kAmxCols, gemm::pair_words(blo, bhi));
       }
     }
   }

@@ -77,6 +77,14 @@ inline std::size_t amx_packed_b_size(I64 K, I64 N) {
   return static_cast<std::size_t>(amx_panels(N) * kAmxCols * amx_k(K));
 }
 
+// 16 bf16 of row k and 16 of row k+1 as 16 pairs (B(k, j), B(k+1, j)), one 32-bit word
+// per column j.
+inline __m512i pair_words(__m256i lo, __m256i hi) {
+  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23,
+                                              7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(interleave, _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+}
+
 // 16 x 16 floats transposed in registers: r[i] holds row i before, column i after.
 inline void transpose16(__m512 r[16]) {
   __m512 t[16];
@@ -111,8 +119,6 @@ inline void transpose16(__m512 r[16]) {
 // words transposed in registers, and each row's 64 bytes stored whole. Writes only
 // columns [0, amx_k(K)) of each row: dst may point at column k0 (even) of a wider A.
 inline void pack_columns_amx(const float* src, I64 sk, I64 rows, I64 K, I64 ld, std::uint16_t* dst) {
-  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23,
-                                              7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   const I64 kp = amx_k(K);
   for (I64 i0 = 0; i0 < rows; i0 += 16) {
     const I64 ni = std::min<I64>(16, rows - i0);
@@ -123,8 +129,7 @@ inline void pack_columns_amx(const float* src, I64 sk, I64 rows, I64 K, I64 ld, 
         const I64 k = k0 + 2 * p;
         const __m512 lo = k < K ? _mm512_maskz_loadu_ps(m, src + k * sk + i0) : _mm512_setzero_ps();
         const __m512 hi = k + 1 < K ? _mm512_maskz_loadu_ps(m, src + (k + 1) * sk + i0) : _mm512_setzero_ps();
-        const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(to_bf16x16(lo)), to_bf16x16(hi), 1);
-        words[p] = _mm512_castsi512_ps(_mm512_permutexvar_epi16(interleave, both));
+        words[p] = _mm512_castsi512_ps(pair_words(to_bf16x16(lo), to_bf16x16(hi)));
       }
       transpose16(words);  // words[l]: row i0 + l's 16 pairs of k from k0
       for (I64 l = 0; l < ni; ++l) _mm512_storeu_ps(dst + (i0 + l) * ld + k0, words[l]);
@@ -161,8 +166,6 @@ inline void pack_rows_amx(const float* src, I64 si, I64 sk, I64 rows, I64 padded
 // dst may point at pair p0 of wider panels (panel_ld = amx_k(K_all) * kAmxCols).
 inline void pack_row_pairs_amx(const float* src, I64 sk, I64 K, I64 N, I64 q0, I64 q1, I64 panel_ld,
                                std::uint16_t* dst) {
-  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23,
-                                              7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   const I64 KP = amx_k(K) / 2;
   for (I64 p = 0; p < KP; ++p) {
     const I64 k = 2 * p;
@@ -172,8 +175,7 @@ inline void pack_row_pairs_amx(const float* src, I64 sk, I64 K, I64 N, I64 q0, I
       const auto m = static_cast<__mmask16>((1u << nb) - 1u);
       const __m512 lo = k < K ? _mm512_maskz_loadu_ps(m, src + k * sk + j0) : _mm512_setzero_ps();
       const __m512 hi = k + 1 < K ? _mm512_maskz_loadu_ps(m, src + (k + 1) * sk + j0) : _mm512_setzero_ps();
-      const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(to_bf16x16(lo)), to_bf16x16(hi), 1);
-      _mm512_storeu_si512(dst + q * panel_ld + p * 2 * kAmxCols, _mm512_permutexvar_epi16(interleave, both));
+      _mm512_storeu_si512(dst + q * panel_ld + p * 2 * kAmxCols, pair_words(to_bf16x16(lo), to_bf16x16(hi)));
     }
   }
 }
