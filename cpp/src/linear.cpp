@@ -227,12 +227,13 @@ void gemm_amx_columns(I64 M, I64 N, I64 K, Operand a, Operand b, Output out, boo
 }
 
 // C (M x N, row-major) = A (M x K) B (K x N) (+ bias[j]) (+ C when acc), operands
-// rounded to bf16, fp32 accumulation: on AMX where amx_bf16_usable(), else as follows. B is packed once, in parallel over its panels; then
-// the pool's threads claim blocks of C's rows: each packs its rows of A, runs the
-// micro-kernel's tiles over every panel and calls done(first_row, rows) while the block
-// is in cache (the epilogue). An A stored transposed (a.si == 1: dz^T of the weight
-// gradient) is packed once as B's panels are, its pairs along k read with one vector
-// conversion per 16, and read by the tiles in that layout, 64 rows per block.
+// rounded to bf16, fp32 accumulation: on AMX where amx_bf16_usable(), else as follows.
+// B is packed once, in parallel over its panels; then the pool's threads claim blocks of
+// C's rows: each packs its rows of A, runs the micro-kernel's tiles over every panel and
+// calls done(first_row, rows) while the block is in cache (the epilogue). An A stored
+// transposed (a.si == 1: dz^T of the weight gradient) is packed once as B's panels are,
+// its pairs along k read with one vector conversion per 16, and read by the tiles in that
+// layout, 64 rows per block.
 template <class Done>
 void gemm_bf16(I64 M, I64 N, I64 K, Operand a, Operand b, float* c, const float* bias, bool acc, Done&& done) {
   if (M == 0 || N == 0) return;
