@@ -105,12 +105,15 @@ auto head_ptr(const View& v, int b, int h) {
   return v.data + b * v.sb + h * v.sh;
 }
 
-// The head (b * H + h) of work item `item` of the B * H heads, taken head-major (h = item / B,
-// b = item % B): threads running side by side work on different batch rows, so their writes
-// into a packed (B, T, H * D) output or gradient, whose rows hold the heads side by side
-// with cache lines straddling two heads when the buffer is not 64-byte aligned, never
-// share a line. The result of an item does not depend on which thread runs it.
+// The head (b * H + h) of work item `item` of the B * H heads. On several threads they are
+// taken head-major (h = item / B, b = item % B): threads running side by side work on
+// different batch rows, so their writes into a packed (B, T, H * D) output or gradient,
+// whose rows hold the heads side by side with cache lines straddling two heads when the
+// buffer is not 64-byte aligned, never share a line. On one thread batch-major (the rows of
+// one batch element are finished while in cache). The result of an item does not depend
+// on the order or on which thread runs it.
 inline I64 head_of_item(I64 item, const AttnShape& s) {
+  if (get_num_threads() == 1) return item;
   return (item % s.B) * s.H + item / s.B;
 }
 
