@@ -1,5 +1,7 @@
 #include "seqlab/layer_norm.hpp"
 
+#include <xtensor/xtensor.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -46,7 +48,7 @@ void moments(const float* x, std::size_t n, float& mean, float& var) {
 // Rows per block of the weight and bias gradients' partial sums. The blocks are fixed by M
 // alone (not by the thread count), each summed in row order by one thread, then the blocks
 // added in order: the same bits for any thread count and any timing.
-constexpr std::size_t kParamRowBlock = 32;
+constexpr std::size_t kParamRowBlock = 64;
 
 // One row's input gradient (when dx) and its terms of the weight and bias gradients,
 // added into pg and pb (when not null); g is scratch of C floats.
@@ -125,12 +127,13 @@ void layer_norm_backward(const float* grad_y, const float* x, const float* gamma
   if (C == 0 || M == 0 || (!dx && !dgamma && !dbeta)) return;
   // One pass over grad_y and x, in parallel over fixed blocks of kParamRowBlock rows: each
   // block writes its rows of dx and sums its rows' weight and bias gradient terms into its
-  // own partial sums (no two threads write one cache line: the strides are whole lines);
-  // the partials are then added into dgamma and dbeta block by block, in order.
+  // own partial sums (zeroed by the block's thread; the partials start on cache lines and
+  // span whole ones, so no two threads write one line); the partials are then added into
+  // dgamma and dbeta block by block, in order.
   const std::size_t blocks = (M + kParamRowBlock - 1) / kParamRowBlock;
   const std::size_t stride = (C + kLineFloats - 1) / kLineFloats * kLineFloats;
   const bool params = dgamma || dbeta;
-  std::vector<float> storage(params ? blocks * 2 * stride + kLineFloats : 0, 0.0f);
+  auto storage = xt::xtensor<float, 1>::from_shape({params ? blocks * 2 * stride + kLineFloats : 0});
   float* partial = storage.data();
   if (params)  // to a cache-line boundary
     partial += (kLineFloats - reinterpret_cast<std::uintptr_t>(partial) / sizeof(float) % kLineFloats) % kLineFloats;
@@ -140,6 +143,8 @@ void layer_norm_backward(const float* grad_y, const float* x, const float* gamma
     for (std::size_t blk = b0; blk < b1; ++blk) {
       float* pg = dgamma ? partial + blk * 2 * stride : nullptr;
       float* pb = dbeta ? partial + blk * 2 * stride + stride : nullptr;
+      if (pg) std::fill(pg, pg + C, 0.0f);
+      if (pb) std::fill(pb, pb + C, 0.0f);
       const std::size_t r1 = std::min(M, (blk + 1) * kParamRowBlock);
       for (std::size_t r = blk * kParamRowBlock; r < r1; ++r)
         row_backward(grad_y + r * C, x + r * C, gamma, mean[r], rstd[r], dx ? dx + r * C : nullptr, pg, pb,
