@@ -49,6 +49,36 @@ def test_results_do_not_depend_on_thread_count():
         np.testing.assert_array_equal(a, b)
 
 
+def test_linear_backward_parts_in_one_region():
+    # The code LM's shapes (M = 16 x 128 rows): the row parts of dx = g w and dw += g^T x
+    # (db summed with dw's parts) are claimed in one parallel region. The same bits at 1, 2
+    # and 3 threads here, and the values of float64 products (dw added to what it held).
+    rng = np.random.default_rng(11)
+    for k, n in ((128, 384), (512, 128)):
+        x = rng.standard_normal((2048, k)).astype(np.float32)
+        w = (rng.standard_normal((n, k)) / 16).astype(np.float32)
+        g = rng.standard_normal((2048, n)).astype(np.float32)
+        dw0 = rng.standard_normal((n, k)).astype(np.float32)
+        results = []
+        before = seqlab.get_num_threads()
+        try:
+            for threads in (1, 2, 3):
+                seqlab.set_num_threads(threads)
+                dw, db = dw0.copy(), np.zeros(n, np.float32)
+                dx = _core.linear_backward(g, x, w, dw, db, True)
+                results.append((dx, dw, db))
+        finally:
+            seqlab.set_num_threads(before)
+        for later in results[1:]:
+            for a, b in zip(results[0], later, strict=True):
+                np.testing.assert_array_equal(a, b)
+        dx, dw, db = results[0]
+        g64 = g.astype(np.float64)
+        np.testing.assert_allclose(dx, g64 @ w, rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(dw, dw0 + g64.T @ x, rtol=1e-4, atol=1e-2)
+        np.testing.assert_allclose(db, g64.sum(0), rtol=1e-4, atol=1e-3)
+
+
 RESIZE_SCRIPT = """
 import time
 import numpy as np

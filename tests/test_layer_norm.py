@@ -77,3 +77,40 @@ def test_same_bits_for_any_thread_count(rng):
     for later in results[1:]:
         for a, b in zip(results[0], later):
             np.testing.assert_array_equal(a, b)
+
+
+def test_many_rows_match_torch(torch, rng):
+    # dweight and dbias sum 2,001 rows in blocks of rows, the blocks added in order
+    # (the last block partial): against PyTorch's sums at 1 and 2 threads.
+    x = (rng.standard_normal((2001, 128)) * 2 + 1).astype(np.float32)
+    g = rng.standard_normal((2001, 128)).astype(np.float32)
+    w = rng.standard_normal(128).astype(np.float32)
+    ref = torch.nn.LayerNorm(128)
+    ref.load_state_dict({"weight": torch.tensor(w), "bias": torch.zeros(128)})
+    xt = torch.tensor(x, requires_grad=True)
+    ref(xt).backward(torch.tensor(g))
+    previous = seqlab.get_num_threads()
+    try:
+        for threads in (1, 2):
+            seqlab.set_num_threads(threads)
+            ln = nn.LayerNorm(128)
+            ln.load_state_dict({"weight": w, "bias": np.zeros(128, np.float32)})
+            xs = seqlab.tensor(x, requires_grad=True)
+            ln(xs).backward(g)
+            np.testing.assert_allclose(xs.grad, xt.grad.numpy(), rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(ln.weight.grad, ref.weight.grad.numpy(), rtol=1e-4, atol=2e-3)
+            np.testing.assert_allclose(ln.bias.grad, ref.bias.grad.numpy(), rtol=1e-4, atol=2e-3)
+    finally:
+        seqlab.set_num_threads(previous)
+
+
+def test_weight_gradient_without_input_gradient(rng):
+    # x needs no gradient: only dweight and dbias, against a float64 reference.
+    x = rng.standard_normal((70, 33)).astype(np.float32)
+    g = rng.standard_normal((70, 33)).astype(np.float32)
+    ln = nn.LayerNorm(33)
+    ln(x).backward(g)
+    x64 = x.astype(np.float64)
+    xhat = (x64 - x64.mean(1, keepdims=True)) / np.sqrt(x64.var(1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(ln.weight.grad, (g * xhat).sum(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ln.bias.grad, g.sum(0), rtol=1e-4, atol=1e-4)

@@ -105,6 +105,18 @@ auto head_ptr(const View& v, int b, int h) {
   return v.data + b * v.sb + h * v.sh;
 }
 
+// The head (b * H + h) of work item `item` of the B * H heads. On several threads they are
+// taken head-major (h = item / B, b = item % B): threads running side by side work on
+// different batch rows, so their writes into a packed (B, T, H * D) output or gradient,
+// whose rows hold the heads side by side with cache lines straddling two heads when the
+// buffer is not 64-byte aligned, never share a line. On one thread batch-major (the rows of
+// one batch element are finished while in cache). The result of an item does not depend
+// on the order or on which thread runs it.
+inline I64 head_of_item(I64 item, const AttnShape& s) {
+  if (get_num_threads() == 1) return item;
+  return (item % s.B) * s.H + item / s.B;
+}
+
 // ---------------------------------------------------------------- unpacked GEMM
 // The shared register-tile micro-kernel (seqlab/gemm_microkernel.hpp) without packing A:
 // at the attention's shapes (one of M, N, K of 64, the others 128-512, operands in L2) its
@@ -219,62 +231,69 @@ void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
   float* probs = cache.probs.data();
   const bool drop = o.dropout_p > 0.0f;
   const RowDropout dropout(o, s.Tq);
-  // S through the unpacked kernel against K^T (transposed once per head and thread).
+  // S through the unpacked kernel against K^T (transposed once per head and thread). With
+  // enough heads for every thread a work item is a whole head (its K transposed once in all),
+  // else one query tile of a head.
   const bool unpacked_s = gemm_unpacked_ok(s.Tk);
-  parallel_claim(static_cast<std::size_t>(s.B) * s.H * nqb, [&](const ClaimFn& next) {
+  const bool whole_heads = static_cast<I64>(s.B) * s.H >= 4 * static_cast<I64>(get_num_threads());
+  const int tiles_per_item = whole_heads ? nqb : 1, items_per_head = nqb / tiles_per_item;
+  parallel_claim(static_cast<std::size_t>(s.B) * s.H * items_per_head, [&](const ClaimFn& next) {
     auto E = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(BQ) * s.Tk});
     std::vector<float> inv_l(static_cast<std::size_t>(BQ));
     xt::xtensor<float, 1> Kt;
     if (unpacked_s) Kt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.D)});
     I64 kt_head = -1;
     for (std::size_t t; next(t);) {
-      const I64 bh = static_cast<I64>(t) / nqb;
+      const I64 bh = head_of_item(static_cast<I64>(t) / items_per_head, s);
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
-      const int i0 = static_cast<int>(t % nqb) * BQ;
-      const int rows = std::min(BQ, s.Tq - i0);
-      // Causal: keys from i0 + rows on are masked for every row of the tile.
-      const int jend = o.causal ? std::min(s.Tk, i0 + rows) : s.Tk;
-      float* P = probs + bh * TT + static_cast<I64>(i0) * s.Tk;
-      // S = scale Q_i K^T   (rows, jend)
-      if (unpacked_s) {
-        if (kt_head != bh) {
-          transpose_chunked(head_ptr(k, b, h), k.st, s.Tk, s.D, Kt.data());
-          kt_head = bh;
-        }
-        // Columns up to the next multiple of the vector width (<= Tk): those past jend are never read.
-        const int n16 = std::min(s.Tk, round_up_vector(jend));
-        gemm_chunked(rows, n16, s.D, o.scale, head_ptr(q, b, h) + i0 * q.st, q.st, Kt.data(), 0, E.data(), s.Tk);
-      } else {
-        sgemm(false, true, rows, jend, s.D, o.scale, head_ptr(q, b, h) + i0 * q.st, static_cast<int>(q.st),
-              head_ptr(k, b, h), static_cast<int>(k.st), 0.0f, E.data(), s.Tk);
-      }
-      add_masks(s, o, b, h, i0, 0, rows, jend, E.data(), s.Tk);
-      for (int r = 0; r < rows; ++r) {
-        float* row = E.data() + static_cast<I64>(r) * s.Tk;
-        float* prow = P + static_cast<I64>(r) * s.Tk;
-        const int n = o.causal ? std::min(jend, i0 + r + 1) : jend;  // keys past n are masked
-        const float m = row_max(row, n);
-        float c = 0.0f;
-        if (m == kNegInf) {  // every key masked: weights 0, output 0
-          std::fill(row, row + n, 0.0f);
+      const int first = static_cast<int>(static_cast<I64>(t) % items_per_head) * tiles_per_item;
+      for (int tile = first; tile < first + tiles_per_item; ++tile) {
+        const int i0 = tile * BQ;
+        const int rows = std::min(BQ, s.Tq - i0);
+        // Causal: keys from i0 + rows on are masked for every row of the tile.
+        const int jend = o.causal ? std::min(s.Tk, i0 + rows) : s.Tk;
+        float* P = probs + bh * TT + static_cast<I64>(i0) * s.Tk;
+        // S = scale Q_i K^T   (rows, jend)
+        if (unpacked_s) {
+          if (kt_head != bh) {
+            transpose_chunked(head_ptr(k, b, h), k.st, s.Tk, s.D, Kt.data());
+            kt_head = bh;
+          }
+          // Columns up to the next multiple of the vector width (<= Tk): those past jend are never read.
+          const int n16 = std::min(s.Tk, round_up_vector(jend));
+          gemm_chunked(rows, n16, s.D, o.scale, head_ptr(q, b, h) + i0 * q.st, q.st, Kt.data(), 0, E.data(), s.Tk);
         } else {
-          c = 1.0f / exp_sum(row, n, m);
+          sgemm(false, true, rows, jend, s.D, o.scale, head_ptr(q, b, h) + i0 * q.st, static_cast<int>(q.st),
+                head_ptr(k, b, h), static_cast<int>(k.st), 0.0f, E.data(), s.Tk);
         }
-        std::fill(row + n, row + jend, 0.0f);
-        store_scaled(row, prow, n, c, stream);
-        std::fill(prow + n, prow + s.Tk, 0.0f);
-        inv_l[static_cast<std::size_t>(r)] = c;
-        if (drop) dropout.apply(row, n, dropout.row_key(bh, i0 + r), 0);
-        if (weights) {
-          float* w = weights + bh * TT + static_cast<I64>(i0 + r) * s.Tk;
-          store_scaled(row, w, n, c, false);
-          std::fill(w + n, w + s.Tk, 0.0f);
+        add_masks(s, o, b, h, i0, 0, rows, jend, E.data(), s.Tk);
+        for (int r = 0; r < rows; ++r) {
+          float* row = E.data() + static_cast<I64>(r) * s.Tk;
+          float* prow = P + static_cast<I64>(r) * s.Tk;
+          const int n = o.causal ? std::min(jend, i0 + r + 1) : jend;  // keys past n are masked
+          const float m = row_max(row, n);
+          float c = 0.0f;
+          if (m == kNegInf) {  // every key masked: weights 0, output 0
+            std::fill(row, row + n, 0.0f);
+          } else {
+            c = 1.0f / exp_sum(row, n, m);
+          }
+          std::fill(row + n, row + jend, 0.0f);
+          store_scaled(row, prow, n, c, stream);
+          std::fill(prow + n, prow + s.Tk, 0.0f);
+          inv_l[static_cast<std::size_t>(r)] = c;
+          if (drop) dropout.apply(row, n, dropout.row_key(bh, i0 + r), 0);
+          if (weights) {
+            float* w = weights + bh * TT + static_cast<I64>(i0 + r) * s.Tk;
+            store_scaled(row, w, n, c, false);
+            std::fill(w + n, w + s.Tk, 0.0f);
+          }
         }
+        // O_i = (Ed V) / l   (rows, Dv)
+        float* O = head_ptr(out, b, h) + i0 * out.st;
+        gemm_ab(false, rows, s.Dv, jend, 1.0f, E.data(), s.Tk, 1, head_ptr(v, b, h), v.st, O, out.st);
+        for (int r = 0; r < rows; ++r) scale_row(O + r * out.st, s.Dv, inv_l[static_cast<std::size_t>(r)]);
       }
-      // O_i = (Ed V) / l   (rows, Dv)
-      float* O = head_ptr(out, b, h) + i0 * out.st;
-      gemm_ab(false, rows, s.Dv, jend, 1.0f, E.data(), s.Tk, 1, head_ptr(v, b, h), v.st, O, out.st);
-      for (int r = 0; r < rows; ++r) scale_row(O + r * out.st, s.Dv, inv_l[static_cast<std::size_t>(r)]);
     }
     stream_fence();
   });
@@ -299,7 +318,7 @@ void forward_flash(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
     if (unpacked_s) Kt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.D)});
     I64 kt_head = -1;
     for (std::size_t t; next(t);) {
-      const I64 bh = static_cast<I64>(t) / nqb;
+      const I64 bh = head_of_item(static_cast<I64>(t) / nqb, s);
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
       const int i0 = static_cast<int>(t % nqb) * BQ;
       const int rows = std::min(BQ, s.Tq - i0);
@@ -381,7 +400,7 @@ void backward_plain(const AttentionCache& cache, AttnView q, AttnView k, AttnVie
     if (unpacked_dp) Vt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.Dv)});
     std::vector<float> Di(static_cast<std::size_t>(BQ));
     for (std::size_t t; next(t);) {
-      const I64 bh = static_cast<I64>(t);
+      const I64 bh = head_of_item(static_cast<I64>(t), s);
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
       const float* Qh = head_ptr(q, b, h);
       const float* Kh = head_ptr(k, b, h);
@@ -533,7 +552,7 @@ void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, Att
       Vt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.Dv)});
     }
     for (std::size_t t; next(t);) {
-      const I64 bh = static_cast<I64>(t);
+      const I64 bh = head_of_item(static_cast<I64>(t), s);
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
       const float* Qh = head_ptr(q, b, h);
       const float* Kh = head_ptr(k, b, h);

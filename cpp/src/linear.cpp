@@ -82,16 +82,19 @@ const float* pre_activation_grad(const float* grad_y, const float* saved, std::s
   return buffer.data();
 }
 
+// db[c0, c1) += sum over the M rows of dz[:, c0, c1), row by row.
+void bias_grad_columns(const float* dz, float* db, std::size_t M, std::size_t N, std::size_t c0, std::size_t c1) {
+  for (std::size_t r = 0; r < M; ++r) {
+    const float* gr = dz + r * N;
+    simd::map2(db + c0, gr + c0, db + c0, c1 - c0, [](Batch a, Batch v) { return a + v; });
+  }
+}
+
 // db (N,) += sum over the M rows of dz; each task owns a block of columns and adds rows in
 // order, so the sum does not depend on the thread count.
 void bias_grad(const float* dz, float* db, std::size_t M, std::size_t N) {
   const std::size_t grain = std::max<std::size_t>(64, kElementGrain / std::max<std::size_t>(M, 1));
-  parallel_for(N, grain, [&](std::size_t c0, std::size_t c1) {
-    for (std::size_t r = 0; r < M; ++r) {
-      const float* gr = dz + r * N;
-      simd::map2(db + c0, gr + c0, db + c0, c1 - c0, [](Batch a, Batch v) { return a + v; });
-    }
-  });
+  parallel_for(N, grain, [&](std::size_t c0, std::size_t c1) { bias_grad_columns(dz, db, M, N, c0, c1); });
 }
 
 #if defined(__AVX512BF16__)
@@ -307,15 +310,30 @@ void linear_backward(const float* grad_y, const float* x, const float* w, float*
   const SerialBlas serial;
   xt::xtensor<float, 1> dz_buffer;
   const float* g = pre_activation_grad(grad_y, saved, M, N, act, dz_buffer);
-  if (dx != nullptr && K > 0) {
-    if (N == 0)
-      std::fill(dx, dx + M * K, 0.0f);
-    else  // dx (M, K) = dz (M, N) @ w (N, K)
-      sgemm_rows_parallel(false, false, m, k, n, 1.0f, g, n, w, k, 0.0f, dx, k);
-  }
-  if (dw != nullptr && M > 0 && K > 0)  // dw (N, K) += dz^T (N, M) @ x (M, K)
-    sgemm_rows_parallel(true, false, n, k, m, 1.0f, g, n, x, k, 1.0f, dw, k);
-  if (db != nullptr && M > 0) bias_grad(g, db, M, N);
+  if (dx != nullptr && K > 0 && N == 0) std::fill(dx, dx + M * K, 0.0f);
+  // dx (M, K) = dz (M, N) @ w (N, K) and dw (N, K) += dz^T (N, M) @ x (M, K), each split by
+  // rows of its output as sgemm_rows_parallel splits it (the same parts, so the same bits
+  // for a given thread count), every part one serial OpenBLAS call; the parts of both
+  // products are claimed in one parallel region: no barrier between the products, and a
+  // thread done early with its part of one (or slowed by another process) is not waited
+  // for while parts remain. The part of dw's rows [r0, r1) also sums db[r0, r1) (dz's
+  // columns, each over the rows in order as bias_grad: the bits do not depend on the split).
+  const bool with_dx = dx != nullptr && K > 0 && N > 0, with_dw = dw != nullptr && M > 0 && K > 0;
+  const std::size_t dx_rows = sgemm_part_rows(m, k, n), dw_rows = sgemm_part_rows(n, k, m);
+  const std::size_t dx_parts = with_dx ? (M + dx_rows - 1) / dx_rows : 0;
+  const std::size_t dw_parts = with_dw ? (N + dw_rows - 1) / dw_rows : 0;
+  parallel_claim(dx_parts + dw_parts, [&](const ClaimFn& next) {
+    for (std::size_t p; next(p);) {
+      if (p < dx_parts) {
+        sgemm_rows(false, false, p * dx_rows, std::min(M, (p + 1) * dx_rows), k, n, 1.0f, g, n, w, k, 0.0f, dx, k);
+        continue;
+      }
+      const std::size_t r0 = (p - dx_parts) * dw_rows, r1 = std::min(N, r0 + dw_rows);
+      sgemm_rows(true, false, r0, r1, k, m, 1.0f, g, n, x, k, 1.0f, dw, k);
+      if (db != nullptr) bias_grad_columns(g, db, M, N, r0, r1);
+    }
+  });
+  if (db != nullptr && M > 0 && !with_dw) bias_grad(g, db, M, N);
 }
 
 #if defined(__AVX512BF16__)
