@@ -23,7 +23,9 @@ class Seq2SeqConfig(PresetConfig):
     else a window of its statements) of at most ``unit_len`` tokens (capped by ``max_len``),
     ``mutants`` distinct injected bugs per unit (:mod:`seqlab.data.code.mining`); ``completion``
     pairs of up to ``train_completions`` cut points per function in the training files of a
-    mined corpus (the held-out files keep the miner's 2 per function).
+    mined corpus (the held-out files keep the miner's 2 per function; the default 2 adds
+    none; 4 adds about 6,000 pairs to the default corpus's 7,605 training pairs, about 1.8x
+    the training time).
     Decoding: beams of ``beam_width`` with GNMT length penalty ``length_penalty``.
     Training: ``epochs`` of ``batch_size`` pairs, AdamW (``lr``, ``weight_decay``),
     gradient norm clipped to ``clip_grad_norm``, the learning rate multiplied by
@@ -40,7 +42,7 @@ class Seq2SeqConfig(PresetConfig):
     max_len: int = 100
     unit_len: int = 100
     mutants: int = 1
-    train_completions: int = 4
+    train_completions: int = 2
     beam_width: int = 5
     length_penalty: float = 0.6
     epochs: int = 20
