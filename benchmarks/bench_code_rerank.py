@@ -12,6 +12,9 @@ run directory is written.
 
     python benchmarks/bench_code_rerank.py /tmp/co_default \
         --real-edits ../shared/data/debian_patch_hunks.jsonl
+
+``--train-completions 2`` for runs made before ``Seq2SeqConfig.train_completions`` existed
+(their training files gave 2 completion cut points per function, as the held-out ones).
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="a code optimizer run directory")
     parser.add_argument("--real-edits", default=None, help="a JSONL of real bug_fix edits to score .fix on")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--train-completions", type=int, default=None,
+                        help="completion cut points per function of the training files the run was "
+                             "trained with (runs made before the setting existed: 2)")
     args = parser.parse_args()
     seqlab.set_num_threads(args.threads)
     t0 = time.process_time()
@@ -42,9 +48,10 @@ def main() -> None:
     arguments = record.get("arguments", {})
     fitted = CodeOptimizer.load(args.run)
     data = resume_data(args.run, record, None, False)
-    corpus, splits = corpus_splits(
-        data, arguments.get("task", "all"), arguments.get("lang", "auto"), fitted.config
-    )
+    config = fitted.config
+    if args.train_completions is not None:
+        config = config.with_overrides(train_completions=args.train_completions)
+    corpus, splits = corpus_splits(data, arguments.get("task", "all"), arguments.get("lang", "auto"), config)
     saved = json.loads((args.run / "evaluation.json").read_text()).get("data", {}).get("splits")
     now = {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)}
     if saved is not None and saved != now:

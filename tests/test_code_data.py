@@ -20,6 +20,7 @@ from seqlab.data.code import (
     CodeDataError,
     CodePair,
     CodeSplits,
+    add_training_pairs,
     build_code_vocabulary,
     check_no_leakage,
     decode_ids,
@@ -28,6 +29,7 @@ from seqlab.data.code import (
     inject_bug,
     load_code_data,
     mine_code,
+    mine_completions,
     mine_file,
     parses,
     read_pairs_jsonl,
@@ -354,6 +356,34 @@ def test_split_by_file_has_no_overlap_and_removes_duplicates():
     leak = CodeSplits([_pair("a.py", 1)], [], [_pair("b.py", 1)])
     with pytest.raises(ValueError, match="same bug_fix pair .* both the 'train' and 'test' splits"):
         check_no_leakage(leak)
+
+
+def test_more_completion_cut_points_in_training_files_only(tmp_path):
+    for name in ("textwrap.py", "shlex.py", "glob.py", "bisect.py", "fnmatch.py", "colorsys.py"):
+        (tmp_path / name).write_text((STDLIB / name).read_text())
+    corpus = load_code_data(tmp_path, lang="python", max_len=100, seed=0)
+    assert corpus.mined and corpus.root == tmp_path
+    splits = split_by_file(corpus.pairs, fractions=(0.5, 0.25, 0.25), seed=0)
+    train_files = {p.file for p in splits.train}
+    more = mine_completions(corpus, train_files, 1000)  # every cut point
+    assert more and {p.task for p in more} == {"completion"} and {p.file for p in more} <= train_files
+    # every cut point includes the miner's 2 per function
+    assert {p.key() for p in splits.train if p.task == "completion"} <= {p.key() for p in more}
+    added = add_training_pairs(splits, more)
+    assert added.val == splits.val and added.test == splits.test  # the held-out pairs as they were
+    assert added.added_to_train == len(added.train) - len(splits.train) > 0
+    assert len({p.key() for p in added.train}) == len(added.train)
+    check_no_leakage(added)  # no file and no pair on two sides
+    # a pair identical to a held-out one is not added; a pair of a held-out file is refused
+    held = splits.test[0]
+    twin = CodePair(held.task, held.lang, held.source, held.target, sorted(train_files)[0], 1)
+    assert add_training_pairs(splits, [twin]).added_to_train == 0
+    with pytest.raises(ValueError, match=f"{held.file!r} .* is not a training file"):
+        add_training_pairs(splits, [held])
+    # pairs read from JSON Lines are not mined again
+    given = [{"task": p.task, "lang": p.lang, "source": p.source, "target": p.target}
+             for p in splits.train[:3]]
+    assert mine_completions(load_code_data(given), train_files, 9) == []
 
 
 def test_extended_vocabulary_ids_and_batches():

@@ -514,3 +514,34 @@ def test_bf16_precision_is_checked(rng):
     src, src_len, src_ext, *_ = code_batch(rng, 2, 6, 3, V, OOV)
     with pytest.raises(ValueError, match="precision: expected 'fp32' or 'bf16', got 'fp16'"):
         DecoderSession(model, src, src_len, src_ext, V + OOV, UNK, precision="fp16")
+
+
+def test_masked_session_never_emits_the_banned_ids(rng):
+    from seqlab.models.code.search import MaskedSession
+
+    model = make_model()
+    # the unknown token made the likeliest output at every step
+    model.decoder.out.bias.data[UNK] = 50.0
+    model.decoder.gen.bias.data[:] = 5.0  # p_gen ~ 0.99: the vocabulary distribution decides
+    src, src_len, src_ext, *_ = code_batch(rng, 3, 8, 3, V, OOV)
+    session = DecoderSession(model, src, src_len, src_ext, V + OOV, UNK)
+    assert all(UNK in hy.tokens for hy in greedy(session, 6, EOS))
+    banned = [0, UNK, 4]
+    masked = MaskedSession(session, banned)
+    h, c = session.initial_state()
+    rows = np.arange(3)
+    logp, *_ = masked.step(rows, None, h, c)
+    raw, *_ = session.step(rows, None, h, c)
+    assert np.isneginf(logp[:, banned]).all()
+    keep = np.setdiff1d(np.arange(raw.shape[1]), banned)
+    np.testing.assert_array_equal(logp[:, keep], raw[:, keep])
+    values, ids, *_ = masked.step_top_k(rows, None, h, c, 4)
+    order = np.argsort(-logp, axis=1, kind="stable")[:, :4]
+    np.testing.assert_array_equal(ids, order)
+    np.testing.assert_allclose(values, np.take_along_axis(logp, order, axis=1), rtol=1e-6)
+    for mode in ("greedy", "convergent", "divergent", "hybrid"):
+        found = decode(masked, mode, 8, EOS, n=3, width=3, rng=np.random.default_rng(0))
+        tokens = {t for hyps in found for hy in hyps for t in hy.tokens}
+        assert tokens and not tokens & set(banned), mode
+    # copies of out-of-vocabulary source tokens (extended ids >= V) stay allowed
+    assert np.isfinite(logp[:, V:]).any()

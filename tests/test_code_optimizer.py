@@ -188,3 +188,25 @@ def test_reranking_weights_are_chosen_on_validation_saved_and_loaded(fitted: Cod
     loaded = seqlab.load(fitted.run_dir)
     assert loaded.rerankings == fitted.rerankings
     assert set(loaded.experts) == set(fitted.experts)
+
+
+def test_completion_pool_holds_the_reindented_prefix_lines_and_never_unk(fitted: CodeOptimizer) -> None:
+    from seqlab.recipes.code_optimizer import FREQUENT_LINES
+
+    prefix = "def f(self, x):\n    if x:\n        self.handle_read()\n    elif self.y:\n"
+    (pool,) = fitted.candidate_pools("completion", [prefix], ["python"])
+    texts = [c.text for c in pool]
+    assert len(set(texts)) == len(texts)
+    # the prefix's lines re-indented to the next line's indentation, proposed (not searched)
+    assert "        self.handle_read()" in texts and "        x = 1" not in texts
+    frequent = fitted.experts["completion"].frequent_lines("python", FREQUENT_LINES)
+    assert frequent and {"        " + line for line in frequent} <= set(texts)
+    assert not next(c for c in pool if c.text == "        self.handle_read()").searched
+    # no decoding mode emits the unknown token (a tiny model's likeliest token for rare ones)
+    sources = [p.source for p in fitted.splits.test if p.task == "completion"][:8] + [prefix]
+    for mode in ("greedy", "convergent", "divergent", "hybrid"):
+        for outs in fitted.predict("completion", sources, ["python"] * len(sources), mode, n=3):
+            assert not any("<unk>" in o for o in outs), mode
+    for task, code in (("bug_fix", "if a < b:\n    x = a + 1"), ("generation", "def g(x):\n    # add one")):
+        for mode in ("greedy", "divergent"):
+            assert not any("<unk>" in o for o in fitted.predict(task, [code], ["python"], mode, n=3)[0])

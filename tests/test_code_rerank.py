@@ -106,3 +106,38 @@ def test_similarity_breaks_ties_of_exact_match():
     assert choose_reranking(pools, targets, weights=(0.0, 1.0))[0] == Reranking()  # a tie: the model alone
     chosen, em = choose_reranking(pools, targets, weights=(0.0, 1.0), similarity=True)
     assert chosen.ngram_weight == 1.0 and em == 0.0
+
+
+def test_completion_candidates_are_reindented_prefix_lines_and_frequent_lines():
+    from seqlab.models.code.search import completion_candidates, expected_indent, indent_unit
+
+    prefix = "def f(self, x):\n    if x:\n        self.handle_read()\n    elif self.y:\n"
+    # Python: after a line ending with ':' one level deeper than it
+    assert expected_indent(prefix, "python") == "        "
+    assert expected_indent("def f(x):\n    y = x\n", "python") == "    "
+    assert expected_indent("", "python") == ""
+    cands = completion_candidates(prefix, "python", ["return None", "pass", "  pass  "])
+    assert "        self.handle_read()" in cands  # repeated from the parallel branch, re-indented
+    assert "        def f(self, x):" in cands and "        elif self.y:" in cands
+    assert cands[-2:] == ["        return None", "        pass"]  # the given lines last, distinct
+    assert len(cands) == len(set(cands)) and all(c.strip() for c in cands)
+    # the prefix's own indentation step (two spaces here, tabs there)
+    assert indent_unit("def g():\n  if a:\n    b()\n  if c:\n") == "  "
+    assert completion_candidates("def g():\n  if a:\n    b()\n  if c:\n", "python")[2] == "    b()"
+    assert indent_unit("def g():\n\tif a:\n") == "\t"
+    # C: the previous line's indentation, one deeper after '{'
+    c_prefix = "int f (int a)\n{\n  int b = a;\n  if (b)\n    {\n"
+    assert expected_indent(c_prefix, "c", "  ") == "      "  # GNU style: braces indented too
+    assert completion_candidates("int f (void)\n{\n  g ();\n", "c") == ["  int f (void)", "  {", "  g ();"]
+
+
+def test_completer_frequent_lines_are_the_training_next_lines():
+    pairs = [CodePair("completion", "python", "def f(x):\n", "    return x", f"c{k}.py") for k in range(3)]
+    pairs += [CodePair("completion", "python", "def g():\n", "        pass", "d.py"),
+              CodePair("completion", "c", "int f (void)\n{\n", "  return 0;", "e.c")]
+    comp = NGramCompleter(order=3).fit(pairs)
+    assert comp.frequent_lines("python", 5) == ["return x", "pass"]
+    assert comp.frequent_lines("python", 1) == ["return x"]
+    assert comp.frequent_lines("c", 5) == ["return 0;"] and comp.frequent_lines("go", 5) == []
+    # the baseline's own completion is unchanged by what it counts
+    assert comp.complete("def f(x):\n", "python") == "    return x"

@@ -11,7 +11,10 @@ the baselines and writes the run directory.
 unsure), plus every candidate one edit of the injected bug classes away from the source
 (:func:`seqlab.data.code.bugs.enumerate_edits`, the set the n-gram reranker searches) and
 the source itself, each scored by the model (:func:`seqlab.models.code.search.score_targets`);
-``completion`` adds the n-gram completer's line to its beams. Both re-rank their candidates
+``completion`` adds the n-gram completer's line, every line of the prefix and the most
+frequent next lines of the training code, re-indented to the line's expected indentation
+(:func:`seqlab.models.code.search.completion_candidates`). No mode ever emits the unknown
+token (:class:`seqlab.models.code.search.MaskedSession`). Both re-rank their candidates
 by a product of experts, the model's log-probability plus a weight times an n-gram model's
 of the training code, outputs that do not parse last, the weights chosen on the validation
 split (:mod:`seqlab.models.code.rerank`, :meth:`CodeOptimizer.choose_rerankings`). The
@@ -35,7 +38,9 @@ import numpy as np
 from ..autograd import Tensor
 from ..data.code.bugs import enumerate_edits
 from ..data.code.encoding import (
+    BOS_ID,
     EOS_ID,
+    PAD_ID,
     UNK_ID,
     CodeBatches,
     EncodedPairs,
@@ -69,7 +74,15 @@ from ..models.code.rerank import (
     choose_reranking,
     exact_match,
 )
-from ..models.code.search import MODES, Hypothesis, decode, hybrid_pool, score_targets
+from ..models.code.search import (
+    MODES,
+    Hypothesis,
+    MaskedSession,
+    completion_candidates,
+    decode,
+    hybrid_pool,
+    score_targets,
+)
 from ..models.code.seq2seq import CodeSeq2Seq, DecoderSession
 from ..optim import AdamW
 from ..report.evaluation import EvaluationSummary, append_to_report, recipe_html
@@ -91,6 +104,8 @@ EXPERT_PAIRS = "ngram_train_pairs.jsonl"
 RERANKED = ("bug_fix", "completion")
 SCORE_KEYS = ["exact_match", "token_accuracy", "edit_similarity", "parse_rate"]
 _DECODE_BATCH = 64
+#: the most frequent next lines of the training code that join every completion pool
+FREQUENT_LINES = 10
 
 
 def tagged(pair: CodePair) -> CodePair:
@@ -208,6 +223,7 @@ class CodeOptimizer:
             em_alone = exact_match(pools, targets, Reranking())
             self.rerankings[task] = chosen
             out[task] = {"validation_exact_match": em, "validation_exact_match_model_alone": em_alone,
+                         "validation_ties_broken_by": "edit_similarity" if task == "completion" else None,
                          "validation_n": len(held)}
         self.reranking_notes = out
         return {task: self.reranking(task) for task in out}
@@ -278,7 +294,8 @@ class CodeOptimizer:
                              [:n])
             return found
         else:
-            session = DecoderSession(self.model, ids, lengths, ext, extended, UNK_ID)
+            session = MaskedSession(DecoderSession(self.model, ids, lengths, ext, extended, UNK_ID),
+                                    self._banned_ids())
             results = decode(session, mode, limit + 1, EOS_ID, n=n, width=c.beam_width,
                              alpha=c.length_penalty, rng=rng)
         return [[text(b, hy) for hy in hyps] or [""] for b, hyps in enumerate(results)]
@@ -288,10 +305,12 @@ class CodeOptimizer:
         """One source's candidates in hybrid mode: the beams (and samples where the model is
         unsure, :func:`~seqlab.models.code.search.hybrid_pool`), plus for ``bug_fix`` the
         source and every candidate one edit of the bug classes away, for ``completion`` the
-        n-gram completer's line, each scored by the model; with the n-gram expert's
-        log-probability when the task has one (else 0). Distinct texts."""
+        n-gram completer's line, the prefix's lines and the :data:`FREQUENT_LINES` most
+        frequent next lines of the training pairs, re-indented, each scored by the model; with
+        the n-gram expert's log-probability when the task has one (else 0). Distinct texts."""
         c = self.config
-        found = hybrid_pool(session, c.beam_width, n, c.max_len + 1, EOS_ID, rng, alpha=c.length_penalty)[0]
+        search = MaskedSession(session, self._banned_ids())  # scoring given outputs: unmasked
+        found = hybrid_pool(search, c.beam_width, n, c.max_len + 1, EOS_ID, rng, alpha=c.length_penalty)[0]
         scored = {"".join(decode_ids(hy.tokens, self.vocab, oovs)): hy for hy in found}
         searched = set(scored)
         expert = self.experts.get(task)
@@ -300,11 +319,13 @@ class CodeOptimizer:
             tokens = tokenize_code(source, lang)
             extra = [tokens, *(e.apply(tokens) for e in enumerate_edits(tokens, lang, source))]
         elif task == "completion" and isinstance(expert, NGramCompleter):
-            line = expert.complete(source, lang)
-            try:
-                extra = [tokenize_code(line, lang)] if line else []
-            except CodeSyntaxError:  # a line cut short (an open bracket): not a candidate
-                extra = []
+            lines = [expert.complete(source, lang)]
+            lines += completion_candidates(source, lang, expert.frequent_lines(lang, FREQUENT_LINES))
+            for line in dict.fromkeys(ln for ln in lines if ln.strip()):
+                try:
+                    extra.append(tokenize_code(line, lang))
+                except CodeSyntaxError:  # a line cut short (an open bracket): not a candidate
+                    continue
         extra = [toks for toks in extra if len(toks) <= c.max_len]
         searched -= {"".join(toks) for toks in extra}
         extra = [toks for text, toks in {"".join(toks): toks for toks in extra}.items() if text not in scored]
@@ -326,6 +347,12 @@ class CodeOptimizer:
         return [Candidate(t, scored[t].log_prob, scored[t].score, g, t == source, t in searched,
                           _parses(pair, t) and (task != "completion" or bool(t.strip())))
                 for t, g in zip(texts, ngram)]
+
+    def _banned_ids(self) -> list[int]:
+        """The ids no decoding mode may emit: padding, the unknown token, the start token and
+        the task tags (out-of-vocabulary source tokens are copied through their extended ids)."""
+        tags = [self.vocab.stoi[t] for t in TASK_TAGS.values() if t in self.vocab.stoi]
+        return [PAD_ID, UNK_ID, BOS_ID, *tags]
 
     def _target_ids(self, tokens: Sequence[str], oovs: list[str]) -> list[int]:
         """Extended ids of an output's tokens: the vocabulary's, else the source's own
@@ -368,7 +395,8 @@ class CodeOptimizer:
     def complete(self, prefix: str, mode: str | None = None, n: int = 1,
                  lang: str | None = None) -> str | list[str]:
         """The next line after ``prefix`` (the lines of a function so far); default mode hybrid
-        (beam search, sampling when unsure and the n-gram completer's line, re-ranked with the
+        (beam search, sampling when unsure, the n-gram completer's line, the prefix's lines and
+        the most frequent next lines of the training code re-indented, re-ranked with the
         n-gram expert by the weights chosen on the validation split; lines that do not lex or
         hold only blanks ranked last)."""
         return self._one("completion", prefix, mode, n, lang)
@@ -518,7 +546,8 @@ def summaries(evaluation: dict[str, Any]) -> dict[str, EvaluationSummary]:
             notes = ["The model beats every baseline on exact match."]
         if BEAM_ROW in table:
             extra = ("the one-edit candidates of the bug classes and the source" if task == "bug_fix"
-                     else "the n-gram completer's line")
+                     else "the n-gram completer's line, the prefix's lines and the "
+                     f"{FREQUENT_LINES} most frequent next lines of the training code, re-indented")
             notes.append(f"`model` decodes in mode {rows.get('mode')}: beam search plus {extra}, all scored "
                          f"by the model{rows.get('reranking', '')}; `{BEAM_ROW}` is the model's beam search "
                          "alone.")
@@ -541,7 +570,9 @@ def _reranking_note(r: dict[str, Any]) -> str:
     if "validation_n" in r:
         text += (f" (weights chosen on {r['validation_n']} validation pairs: exact match "
                  f"{r['validation_exact_match']:.3f}, "
-                 f"model alone {r['validation_exact_match_model_alone']:.3f})")
+                 f"model alone {r['validation_exact_match_model_alone']:.3f}"
+                 + ("; ties on exact match broken by edit similarity"
+                    if r.get("validation_ties_broken_by") == "edit_similarity" else "") + ")")
     return text
 
 
@@ -585,12 +616,16 @@ def _benchmark(fitted: CodeOptimizer, test: Sequence[CodePair], trainer: Trainer
 def corpus_splits(data: Any, task: str, lang: str, config: Seq2SeqConfig) -> tuple[Any, Any]:
     """The corpus a run of ``config`` mines or reads from ``data`` (see :func:`code_optimizer`)
     and its split by file: ``(CodeCorpus, CodeSplits)``; the same for the same arguments."""
-    from ..data.code.corpus import load_code_data
-    from ..data.code.splits import split_by_file
+    from ..data.code.corpus import load_code_data, mine_completions
+    from ..data.code.splits import add_training_pairs, split_by_file
 
     corpus = load_code_data(data, task=task, lang=lang, max_len=config.max_len, seed=config.seed,
                             unit_len=config.unit_len, mutants=config.mutants)
-    return corpus, split_by_file(corpus.pairs, seed=config.seed)
+    splits = split_by_file(corpus.pairs, seed=config.seed)
+    if config.train_completions > 2 and any(p.task == "completion" for p in splits.train):
+        files = {p.file for p in splits.train}
+        splits = add_training_pairs(splits, mine_completions(corpus, files, config.train_completions))
+    return corpus, splits
 
 
 def _step(m: CodeSeq2Seq, batch: EncodedPairs) -> Tensor:
@@ -685,6 +720,10 @@ def code_optimizer(
         print(f"seqlab code optimizer: {corpus.source}; {len(corpus.pairs)} pairs ({counts}); split by file: "
               f"{len(splits.train)} train, {len(splits.val)} val, {len(splits.test)} test; vocabulary "
               f"{len(vocab)}", flush=True)
+        if splits.added_to_train:
+            print(f"{splits.added_to_train} more completion pairs in training: up to "
+                  f"{config.train_completions} cut points per function of the training files (held-out "
+                  "files: 2)", flush=True)
         if train_enc.truncated_source or train_enc.truncated_target:
             print(f"note: {train_enc.truncated_source} sources and {train_enc.truncated_target} targets "
                   f"longer than max_len={config.max_len} were truncated for training")
@@ -721,6 +760,7 @@ def code_optimizer(
         "data": {"source": corpus.source, "files": corpus.files, "skipped_files": len(corpus.skipped),
                  "pairs": corpus.counts(), "duplicates_removed": splits.duplicates_removed,
                  "splits": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+                 "completion_pairs_added_to_train": splits.added_to_train,
                  "truncated_for_training": {"sources": train_enc.truncated_source,
                                             "targets": train_enc.truncated_target}},
         "real_edits_file": None if edits is None else str(edits),

@@ -12,7 +12,7 @@ The pipeline a recipe runs::
 """
 
 from .bugs import BUG_CLASSES, Edit, enumerate_edits, inject_bug
-from .corpus import CodeCorpus, load_code_data, source_files
+from .corpus import CodeCorpus, load_code_data, mine_completions, source_files
 from .encoding import (
     BOS,
     EOS,
@@ -28,7 +28,7 @@ from .encoding import (
 from .lexers import LANGS, CodeSyntaxError
 from .mining import mine_code, mine_file
 from .pairs import TASKS, CodeDataError, CodePair, read_pairs_jsonl, write_pairs_jsonl
-from .splits import CodeSplits, check_no_leakage, split_by_file
+from .splits import CodeSplits, add_training_pairs, check_no_leakage, split_by_file
 from .syntax import gcc_syntax_ok, lexes, parses
 from .tokens import detokenize_code, tokenize_code
 
@@ -64,6 +64,8 @@ __all__ = [
     "source_files",
     "source_ids",
     "split_by_file",
+    "add_training_pairs",
+    "mine_completions",
     "target_ids",
     "tokenize_code",
     "write_pairs_jsonl",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import sysconfig
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,12 @@ class CodeCorpus:
     source: str
     files: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: mined from source files (not read as pairs); their :attr:`CodePair.file` names are
+    #: relative to ``root`` (None: the names are the paths)
+    mined: bool = False
+    root: Path | None = None
+    #: how the corpus was mined (``max_len``, ``unit_len``, ``mutants``, ``seed``)
+    mining: dict[str, Any] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """Pairs per task."""
@@ -214,7 +221,7 @@ def load_code_data(
             f"default corpus: {n_py} Python standard-library files, {len(paths) - n_py} C files of {dirs}"
         )
         cap = DEFAULT_MAX_PAIRS if max_pairs is None else max_pairs
-        corpus = CodeCorpus(cap_pairs(pairs, cap, seed), description, len(paths), skipped)
+        corpus = CodeCorpus(cap_pairs(pairs, cap, seed), description, len(paths), skipped, mined=True)
     elif isinstance(data, (list, tuple)):
         pairs = [p if isinstance(p, CodePair) else _pair_from_dict(p, i) for i, p in enumerate(data)]
         corpus = CodeCorpus(cap_pairs(pairs, max_pairs, seed), f"{len(pairs)} given pairs")
@@ -233,7 +240,8 @@ def load_code_data(
                 )
             pairs, skipped = mine_files(paths, tasks, max_len, seed, relative_to=path, gcc=gcc,
                                         unit_len=unit_len, mutants=mutants)
-            corpus = CodeCorpus(cap_pairs(pairs, max_pairs, seed), str(path), len(paths), skipped)
+            corpus = CodeCorpus(cap_pairs(pairs, max_pairs, seed), str(path), len(paths), skipped, mined=True,
+                                root=path)
         elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
             pairs = read_pairs_jsonl(path, lang, require_parse)
             corpus = CodeCorpus(cap_pairs(pairs, max_pairs, seed), str(path))
@@ -246,10 +254,11 @@ def load_code_data(
                 )
             pairs, _ = mine_files([path], tasks, max_len, seed, file_lang, on_error="raise", gcc=gcc,
                                   unit_len=unit_len, mutants=mutants)
-            corpus = CodeCorpus(cap_pairs(pairs, max_pairs, seed), str(path), 1)
+            corpus = CodeCorpus(cap_pairs(pairs, max_pairs, seed), str(path), 1, mined=True)
     else:
         raise TypeError(f"data: expected None, a path or a list of pairs, got {type(data).__name__}")
     corpus.pairs = [p for p in corpus.pairs if p.task in tasks and p.lang in langs]
+    corpus.mining = {"max_len": max_len, "seed": seed}
     if not corpus.pairs:
         skipped_note = (
             f"; {len(corpus.skipped)} files skipped, first: {corpus.skipped[0]}" if corpus.skipped else ""
@@ -276,3 +285,28 @@ def _pair_from_dict(d: Any, i: int) -> CodePair:
         else guess_lang(d["source"], d["target"])
     )
     return CodePair(d["task"], lang, d["source"], d["target"], str(d.get("file", where)), i)
+
+
+def mine_completions(corpus: CodeCorpus, files: Iterable[str], completions: int) -> list[CodePair]:
+    """``completion`` pairs of up to ``completions`` cut points per function of ``files``
+    (names of :attr:`CodeCorpus.pairs`' files) of a mined corpus, mined again with the
+    corpus's ``max_len`` and seed (every cut point for a large ``completions``); [] for a
+    corpus read as pairs. A file that can no longer be read or parsed gives nothing.
+
+    The recipe takes more cut points in the training files only
+    (:func:`seqlab.data.code.splits.add_training_pairs`), so the held-out pairs stay those
+    of the corpus."""
+    if not corpus.mined:
+        return []
+    max_len, seed = corpus.mining.get("max_len", 100), corpus.mining.get("seed", 0)
+    out: list[CodePair] = []
+    for name in sorted(set(files)):
+        path = corpus.root / name if corpus.root is not None else Path(name)
+        lang = lang_of_path(path)
+        if lang is None:
+            continue
+        try:
+            out += mine_code(read_source(path), lang, name, ("completion",), max_len, seed, completions)
+        except (CodeDataError, OSError):
+            continue
+    return out

@@ -16,6 +16,7 @@ class CodeSplits:
 
     Attributes:
         train, val, test: the pairs.
+        added_to_train: pairs added to ``train`` after the split (:func:`add_training_pairs`).
         duplicates_removed: pairs dropped from ``val``/``test`` because the same pair (task,
             language, source, target) is in an earlier split (``train``, then ``val``), and
             repeated pairs within a split.
@@ -25,6 +26,7 @@ class CodeSplits:
     val: list[CodePair]
     test: list[CodePair]
     duplicates_removed: dict[str, int] = field(default_factory=dict)
+    added_to_train: int = 0
 
     def items(self) -> list[tuple[str, list[CodePair]]]:
         return [("train", self.train), ("val", self.val), ("test", self.test)]
@@ -72,3 +74,23 @@ def check_no_leakage(splits: CodeSplits) -> None:
                     f"the same {p.task} pair (from {p.file!r}, line {p.line}) is in both the {other!r} and "
                     f"{name!r} splits"
                 )
+
+
+def add_training_pairs(splits: CodeSplits, pairs: Sequence[CodePair]) -> CodeSplits:
+    """``splits`` with ``pairs`` (more pairs mined from the training files, such as every
+    completion cut point) added to ``train``: a pair of a file that is not a training file
+    is refused, and a pair already in any split (or repeated) is dropped, so the held-out
+    splits stay as they are and :func:`check_no_leakage` still holds (checked)."""
+    train_files = {p.file for p in splits.train}
+    seen = {p.key() for _, part in splits.items() for p in part}
+    added = []
+    for p in pairs:
+        if p.file not in train_files:
+            raise ValueError(f"add_training_pairs: {p.file!r} (line {p.line}) is not a training file")
+        if p.key() not in seen:
+            seen.add(p.key())
+            added.append(p)
+    out = CodeSplits([*splits.train, *added], splits.val, splits.test, dict(splits.duplicates_removed),
+                     splits.added_to_train + len(added))
+    check_no_leakage(out)
+    return out

@@ -200,14 +200,23 @@ class NGramCompleter:
         self.models: dict[str, NGramModel] = {}
         self.max_tokens = max_tokens
         self.cache_weight = cache_weight
+        #: per language, how often each line (stripped) is the next line of a training pair
+        self.line_counts: dict[str, Counter[str]] = defaultdict(Counter)
+
+    def frequent_lines(self, lang: str, k: int) -> list[str]:
+        """The ``k`` most frequent next lines (stripped) of the training pairs of ``lang``,
+        most frequent first (ties: first seen)."""
+        return [line for line, _ in self.line_counts.get(lang, Counter()).most_common(k)]
 
     def fit(self, pairs: Iterable[CodePair]) -> NGramCompleter:
         """One n-gram model per language over the training completion pairs, each
         tokenised as the code it completes (source and target joined, so a new line's
         indentation is one token with its newline, as everywhere else)."""
         seqs: dict[str, list[list[str]]] = defaultdict(list)
+        self.line_counts = defaultdict(Counter)
         for p in pairs:
             if p.task == "completion":
+                self.line_counts[p.lang][p.target.strip()] += 1
                 try:
                     seqs[p.lang].append(tokenize_code(p.source + p.target, p.lang))
                 except CodeSyntaxError:

@@ -54,6 +54,45 @@ class Hypothesis:
         return self.log_prob / max(1, len(self.tokens) + int(self.finished))
 
 
+class MaskedSession:
+    """A :class:`StepSession` that never emits the ``banned`` ids (the unknown token, the
+    padding and start tokens, the task tags): their log-probabilities are -inf in
+    :meth:`step` and they are left out of :meth:`step_top_k`, so no decoding mode (greedy,
+    beam search, sampling) can choose them. Copies of out-of-vocabulary source tokens
+    (extended ids past the vocabulary) stay allowed. Scoring given outputs
+    (:func:`score_targets`) should use the unmasked session: a candidate holding a token
+    the model cannot name is scored as the unknown token there."""
+
+    def __init__(self, session: StepSession, banned: Sequence[int]) -> None:
+        self.session = session
+        self.batch = session.batch
+        self.banned = np.unique(np.asarray(list(banned), dtype=np.int64))
+
+    def initial_state(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.session.initial_state()
+
+    def step(
+        self, rows: np.ndarray, prev: np.ndarray | None, h: np.ndarray, c: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        logp, h_new, c_new = self.session.step(rows, prev, h, c)
+        logp = np.array(logp, copy=True)
+        logp[:, self.banned[self.banned < logp.shape[1]]] = -np.inf
+        return logp, h_new, c_new
+
+    def step_top_k(
+        self, rows: np.ndarray, prev: np.ndarray | None, h: np.ndarray, c: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The inner session's ``k + len(banned)`` best ids, the banned ones dropped: each
+        row's k best allowed ids (largest first) and their log-probabilities."""
+        values, ids, h_new, c_new = _step_top_k(self.session, rows, prev, h, c, k + self.banned.size)
+        allowed = ~np.isin(ids, self.banned)
+        order = np.argsort(~allowed, axis=1, kind="stable")[:, :k]  # allowed first, in order
+        values = np.take_along_axis(values, order, axis=1)
+        ids = np.take_along_axis(ids, order, axis=1)
+        values = np.where(np.take_along_axis(allowed, order, axis=1), values, -np.inf)
+        return values, ids, h_new, c_new
+
+
 def length_penalty(length: np.ndarray | int, alpha: float) -> np.ndarray:
     """GNMT's ``((5 + length) / 6) ** alpha`` (Wu et al. 2016)."""
     return ((5.0 + np.asarray(length, dtype=np.float64)) / 6.0) ** alpha
@@ -383,6 +422,40 @@ def hybrid(
         ranked = sorted(pool, key=lambda hy: (is_valid is not None and not is_valid(hy), -hy.score))
         out.append(ranked[: max(n, width)])
     return out
+
+
+def expected_indent(prefix: str, lang: str, unit: str = "    ") -> str:
+    """The indentation the line after ``prefix`` most likely has: Python after a line
+    ending with ``:`` one ``unit`` deeper than it, C after a line ending with ``{`` one
+    ``unit`` deeper, else the previous non-blank line's ("" for an empty prefix)."""
+    lines = [ln for ln in prefix.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    last = lines[-1].rstrip()
+    indent = last[: len(last) - len(last.lstrip())]
+    opener = ":" if lang == "python" else "{"
+    return indent + unit if last.endswith(opener) else indent
+
+
+def indent_unit(prefix: str) -> str:
+    """The prefix's indentation step: the smallest positive growth of indentation from one
+    non-blank line to the next (a tab when it indents with tabs), four spaces by default."""
+    widths = [len(ln) - len(ln.lstrip()) for ln in prefix.splitlines() if ln.strip()]
+    steps = [b - a for a, b in zip(widths, widths[1:]) if b > a]
+    if any(ln.startswith("\t") for ln in prefix.splitlines()):
+        return "\t"
+    return " " * min(steps) if steps else "    "
+
+
+def completion_candidates(prefix: str, lang: str, lines: Sequence[str] = ()) -> list[str]:
+    """Candidate next lines of ``prefix`` for a completion pool, re-indented to the line's
+    :func:`expected_indent`: every distinct line of the prefix (code repeats itself: a
+    call in a parallel branch, ``self.x = x`` after a signature), then ``lines`` (such as
+    the most frequent next lines of the training code: ``return None``, ``pass``). Lines
+    are stripped before re-indenting; blank ones are skipped; distinct, in that order."""
+    indent = expected_indent(prefix, lang, indent_unit(prefix))
+    found = [ln.strip() for ln in prefix.splitlines()] + [ln.strip() for ln in lines]
+    return [indent + ln for ln in dict.fromkeys(found) if ln]
 
 
 MODES = ("greedy", "convergent", "divergent", "hybrid")
