@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 
 import seqlab
 from seqlab import functional as F
@@ -130,3 +131,56 @@ def test_thread_count_changes_during_other_threads_work_are_safe() -> None:
     for seed in range(3):
         # the pool size decides how work is split, so the last bits may differ
         _assert_same(results[seed], serial[seed], exact=False)
+
+
+def test_fused_bf16_output_layer_while_the_pool_is_resized() -> None:
+    """The fused bf16 output layer sizes its per-thread workspace from the pool's size when
+    it starts; a pool grown by another thread meanwhile must not run past it (ASan checks
+    the memory in the sanitizer run) nor change the values."""
+    if not F.bf16_gemm_available() or F.bf16_gemm_engine() != "amx":
+        pytest.skip("the fused bf16 op runs on AMX tiles; this process has none")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((700, 32)).astype(np.float32)
+    w = (rng.standard_normal((900, 32)) * 0.5).astype(np.float32)
+    t = rng.integers(0, 900, 700)
+
+    def fused() -> list[np.ndarray]:
+        xs = seqlab.tensor(x, requires_grad=True)
+        ws = seqlab.tensor(w, requires_grad=True)
+        with F.gemm_precision("bf16"):
+            loss = F.linear_cross_entropy(xs, ws, t)
+            loss.backward()
+        return [loss.data, xs.grad, ws.grad]
+
+    before = seqlab.get_num_threads()
+    seqlab.set_num_threads(1)
+    try:
+        serial = fused()
+    finally:
+        seqlab.set_num_threads(before)
+    stop = threading.Event()
+    changes = 0
+
+    def resize() -> None:
+        nonlocal changes
+        while not stop.is_set():
+            for n in (1, 3, 2):
+                seqlab.set_num_threads(n)
+                changes += 1
+
+    def work() -> list[list[np.ndarray]]:
+        try:
+            return [fused() for _ in range(15)]
+        finally:
+            stop.set()
+
+    try:
+        runs = _in_threads([work, work, resize])
+    finally:
+        stop.set()
+        seqlab.set_num_threads(before)
+    assert changes > 3
+    for run in runs[:2]:
+        assert isinstance(run, list)
+        for result in run:
+            _assert_same(result, serial, exact=False)

@@ -111,9 +111,12 @@ auto head_ptr(const View& v, int b, int h) {
 // whose rows hold the heads side by side with cache lines straddling two heads when the
 // buffer is not 64-byte aligned, never share a line. On one thread batch-major (the rows of
 // one batch element are finished while in cache). The result of an item does not depend
-// on the order or on which thread runs it.
-inline I64 head_of_item(I64 item, const AttnShape& s) {
-  if (get_num_threads() == 1) return item;
+// on the order or on which thread runs it. `head_major` is read once per kernel call
+// (heads_major()): every item of a call must map through the same order, even when another
+// Python thread changes the pool's size meanwhile.
+inline bool heads_major() { return get_num_threads() > 1; }
+inline I64 head_of_item(I64 item, const AttnShape& s, bool head_major) {
+  if (!head_major) return item;
   return (item % s.B) * s.H + item / s.B;
 }
 
@@ -237,6 +240,7 @@ void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
   const bool unpacked_s = gemm_unpacked_ok(s.Tk);
   const bool whole_heads = static_cast<I64>(s.B) * s.H >= 4 * static_cast<I64>(get_num_threads());
   const int tiles_per_item = whole_heads ? nqb : 1, items_per_head = nqb / tiles_per_item;
+  const bool head_major = heads_major();
   parallel_claim(static_cast<std::size_t>(s.B) * s.H * items_per_head, [&](const ClaimFn& next) {
     auto E = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(BQ) * s.Tk});
     std::vector<float> inv_l(static_cast<std::size_t>(BQ));
@@ -244,7 +248,7 @@ void forward_plain(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
     if (unpacked_s) Kt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.D)});
     I64 kt_head = -1;
     for (std::size_t t; next(t);) {
-      const I64 bh = head_of_item(static_cast<I64>(t) / items_per_head, s);
+      const I64 bh = head_of_item(static_cast<I64>(t) / items_per_head, s, head_major);
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
       const int first = static_cast<int>(static_cast<I64>(t) % items_per_head) * tiles_per_item;
       for (int tile = first; tile < first + tiles_per_item; ++tile) {
@@ -311,6 +315,7 @@ void forward_flash(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
   const RowDropout dropout(o, s.Tq);
   // S through the unpacked kernel against K^T (transposed once per head and thread).
   const bool unpacked_s = gemm_unpacked_ok(s.Tk);
+  const bool head_major = heads_major();
   parallel_claim(static_cast<std::size_t>(s.B) * s.H * nqb, [&](const ClaimFn& next) {
     auto S = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(BQ) * BK});
     float m[BQ], l[BQ];
@@ -318,7 +323,7 @@ void forward_flash(const AttnShape& s, const AttnOptions& o, AttnView q, AttnVie
     if (unpacked_s) Kt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.D)});
     I64 kt_head = -1;
     for (std::size_t t; next(t);) {
-      const I64 bh = head_of_item(static_cast<I64>(t) / nqb, s);
+      const I64 bh = head_of_item(static_cast<I64>(t) / nqb, s, head_major);
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
       const int i0 = static_cast<int>(t % nqb) * BQ;
       const int rows = std::min(BQ, s.Tq - i0);
@@ -392,6 +397,7 @@ void backward_plain(const AttentionCache& cache, AttnView q, AttnView k, AttnVie
   const RowDropout dropout(opt, s.Tq);
   // dP through the unpacked kernel against V^T (transposed once per head).
   const bool unpacked_dp = gemm_unpacked_ok(s.Tk);
+  const bool head_major = heads_major();
   parallel_claim(static_cast<std::size_t>(s.B) * s.H, [&](const ClaimFn& next) {
     const auto tile = static_cast<std::size_t>(BQ) * s.Tk;
     auto dP = xt::xtensor<float, 1>::from_shape({tile});
@@ -400,7 +406,7 @@ void backward_plain(const AttentionCache& cache, AttnView q, AttnView k, AttnVie
     if (unpacked_dp) Vt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.Dv)});
     std::vector<float> Di(static_cast<std::size_t>(BQ));
     for (std::size_t t; next(t);) {
-      const I64 bh = head_of_item(static_cast<I64>(t), s);
+      const I64 bh = head_of_item(static_cast<I64>(t), s, head_major);
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
       const float* Qh = head_ptr(q, b, h);
       const float* Kh = head_ptr(k, b, h);
@@ -540,6 +546,7 @@ void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, Att
   const RowDropout dropout(opt, s.Tq);
   // S and dP through the unpacked kernel against K^T and V^T (transposed once per head).
   const bool unpacked = gemm_unpacked_ok(s.Tk);
+  const bool head_major = heads_major();
   parallel_claim(static_cast<std::size_t>(s.B) * s.H, [&](const ClaimFn& next) {
     const auto tile = static_cast<std::size_t>(BQ) * BK;
     auto Di = xt::xtensor<float, 1>::from_shape({static_cast<std::size_t>(s.Tq)});
@@ -552,7 +559,7 @@ void attention_backward(const AttentionCache& cache, AttnView q, AttnView k, Att
       Vt = xt::xtensor<float, 1>::from_shape({chunked_size(s.Tk, s.Dv)});
     }
     for (std::size_t t; next(t);) {
-      const I64 bh = head_of_item(static_cast<I64>(t), s);
+      const I64 bh = head_of_item(static_cast<I64>(t), s, head_major);
       const int b = static_cast<int>(bh / s.H), h = static_cast<int>(bh % s.H);
       const float* Qh = head_ptr(q, b, h);
       const float* Kh = head_ptr(k, b, h);

@@ -259,6 +259,9 @@ void linear_cross_entropy_amx(const float* hidden, const float* weight, const st
     std::atomic<std::size_t> slots{0};
     parallel_claim(static_cast<std::size_t>((srows + R - 1) / R), [&](const ClaimFn& next) {
       const std::size_t slot = slots.fetch_add(1);
+      // The workspace holds plan.threads slots; a participant past them (the pool grew since
+      // the plan was made, by set_num_threads on another thread) leaves the blocks to the others.
+      if (slot >= static_cast<std::size_t>(plan.threads)) return;
       auto* xa = reinterpret_cast<std::uint16_t*>(ws.at<std::uint8_t>(plan.xa) + slot * plan.xa_each);
       auto* logits = reinterpret_cast<float*>(ws.at<std::uint8_t>(plan.logits) + slot * plan.logits_each);
       auto* ga = reinterpret_cast<std::uint16_t*>(ws.at<std::uint8_t>(plan.ga) + slot * plan.ga_each);
