@@ -94,17 +94,11 @@ def _assert_same(a: list[np.ndarray], b: list[np.ndarray], exact: bool = True) -
             np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-5, err_msg=f"output {i}")
 
 
-def test_four_threads_match_serial_calls() -> None:
-    serial = [_work(seed) for seed in range(4)]
-    for _ in range(2):
-        together = _in_threads([lambda s=seed: _work(s) for seed in range(4)])
-        for seed in range(4):
-            _assert_same(together[seed], serial[seed])
-
-
-def test_thread_count_changes_during_other_threads_work_are_safe() -> None:
+def _while_resizing(jobs: list[Callable[[], object]]) -> tuple[list[object], int]:
+    """Runs ``jobs`` in threads beside one that keeps resizing the pool (1, 3, 2 threads, ...)
+    until the first job ends; returns the jobs' results and how many resizes were made. The
+    pool's size is restored afterwards."""
     before = seqlab.get_num_threads()
-    serial = [_work(seed) for seed in range(3)]
     stop = threading.Event()
     changes = 0
 
@@ -115,18 +109,31 @@ def test_thread_count_changes_during_other_threads_work_are_safe() -> None:
                 seqlab.set_num_threads(n)
                 changes += 1
 
-    def work(seed: int) -> list[np.ndarray]:
+    def first() -> object:
         try:
-            return _work(seed)
+            return jobs[0]()
         finally:
-            if seed == 0:
-                stop.set()
+            stop.set()
 
     try:
-        results = _in_threads([lambda s=seed: work(s) for seed in range(3)] + [resize])
+        results = _in_threads([first, *jobs[1:], resize])
     finally:
         stop.set()
         seqlab.set_num_threads(before)
+    return results[: len(jobs)], changes
+
+
+def test_four_threads_match_serial_calls() -> None:
+    serial = [_work(seed) for seed in range(4)]
+    for _ in range(2):
+        together = _in_threads([lambda s=seed: _work(s) for seed in range(4)])
+        for seed in range(4):
+            _assert_same(together[seed], serial[seed])
+
+
+def test_thread_count_changes_during_other_threads_work_are_safe() -> None:
+    serial = [_work(seed) for seed in range(3)]
+    results, changes = _while_resizing([lambda s=seed: _work(s) for seed in range(3)])
     assert changes > 3
     for seed in range(3):
         # the pool size decides how work is split, so the last bits may differ
@@ -158,27 +165,7 @@ def test_fused_bf16_output_layer_while_the_pool_is_resized() -> None:
         serial = fused()
     finally:
         seqlab.set_num_threads(before)
-    stop = threading.Event()
-    changes = 0
-
-    def resize() -> None:
-        nonlocal changes
-        while not stop.is_set():
-            for n in (1, 3, 2):
-                seqlab.set_num_threads(n)
-                changes += 1
-
-    def work() -> list[list[np.ndarray]]:
-        try:
-            return [fused() for _ in range(15)]
-        finally:
-            stop.set()
-
-    try:
-        runs = _in_threads([work, work, resize])
-    finally:
-        stop.set()
-        seqlab.set_num_threads(before)
+    runs, changes = _while_resizing([lambda: [fused() for _ in range(15)]] * 2)
     assert changes > 3
     for run in runs[:2]:
         assert isinstance(run, list)
