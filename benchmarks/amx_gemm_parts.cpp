@@ -24,27 +24,16 @@
 #include "seqlab/blas.hpp"
 #include "seqlab/gemm_amx.hpp"
 
+#include "cpu_timer.hpp"
+
 namespace {
 using seqlab::gemm::I64;
 namespace gemm = seqlab::gemm;
 
-double cpu_seconds() {
-  timespec t;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
 
 // Median CPU milliseconds of fn over `repeats` calls after one untimed call.
 double median_ms(const std::function<void()>& fn, int repeats) {
-  fn();
-  std::vector<double> t;
-  for (int r = 0; r < repeats; ++r) {
-    const double t0 = cpu_seconds();
-    fn();
-    t.push_back(cpu_seconds() - t0);
-  }
-  std::sort(t.begin(), t.end());
-  return 1e3 * t[t.size() / 2];
+  return 1e3 * seqlab_bench::median_seconds(fn, repeats);
 }
 
 using seqlab::sgemm;

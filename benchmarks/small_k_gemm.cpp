@@ -27,27 +27,12 @@
 #include "seqlab/blas.hpp"
 #include "seqlab/gemm_microkernel.hpp"
 
+#include "cpu_timer.hpp"
+
 namespace {
 using seqlab::gemm::I64;
 
-double cpu_seconds() {
-  timespec t;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
-
-// Median CPU seconds of fn over `repeats` calls after one untimed call.
-double median_seconds(const std::function<void()>& fn, int repeats) {
-  fn();
-  std::vector<double> t;
-  for (int r = 0; r < repeats; ++r) {
-    const double t0 = cpu_seconds();
-    fn();
-    t.push_back(cpu_seconds() - t0);
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
+using seqlab_bench::median_seconds;
 
 float max_diff(const std::vector<float>& a, const std::vector<float>& b) {
   float d = 0.0f;
