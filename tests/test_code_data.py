@@ -405,7 +405,9 @@ def test_extended_vocabulary_ids_and_batches():
     toks = test[0].target_tokens
     out = enc.tgt_out[0, : enc.tgt_len[0]]
     assert out[toks.index(" rare_name")] == v and out[toks.index(" unseen")] == 1 and out[len(toks)] == 3
-    assert enc.tgt_in[0, 0] == 2 and enc.tgt_in[0, toks.index(" rare_name") + 1] == 1
+    # decoder inputs: token t's vocabulary id at t (read at step t + 1), no <s> in front
+    assert enc.tgt_in[0, 0] == vocab.stoi["y"] and enc.tgt_in[0, toks.index(" rare_name")] == 1
+    assert enc.tgt_in[0, len(toks)] == 0
     assert "".join(decode_ids(enc.tgt_out[1], vocab, enc.oovs[1])) == test[1].target
     assert "".join(decode_ids(enc.src_ext[0], vocab, enc.oovs[0])) == test[0].source
     batches = list(CodeBatches(enc, batch_size=2, shuffle=True).batches(np.random.default_rng(0)))

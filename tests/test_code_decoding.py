@@ -545,3 +545,31 @@ def test_masked_session_never_emits_the_banned_ids(rng):
         assert tokens and not tokens & set(banned), mode
     # copies of out-of-vocabulary source tokens (extended ids >= V) stay allowed
     assert np.isfinite(logp[:, V:]).any()
+
+
+def test_encoded_pairs_train_what_the_incremental_decoder_reads():
+    """The recipe's path end to end: pairs encoded as the Trainer batches them give the
+    teacher-forced loss that the incremental session's scores of the same targets give.
+    (A decoder input shifted by one, such as ``<s>`` in front of the inputs, trains a model
+    on the token before the previous one: its loss is then not what decoding scores.)"""
+    from seqlab.data.code import CodePair
+    from seqlab.data.code.encoding import UNK_ID, build_code_vocabulary, encode_pairs
+
+    pairs = [
+        CodePair("bug_fix", "python", "def f(a, b):\n    return a + b\n", "def f(a, b):\n    return a - b\n", "t.py"),
+        CodePair("completion", "python", "def g(x):\n    y = x * 2\n", "    return y + rare", "t.py", 3),
+    ]
+    vocab = build_code_vocabulary(pairs[:1], min_count=1)
+    enc = encode_pairs(pairs, vocab, max_source=32, max_target=32)
+    model = CodeSeq2Seq(Seq2SeqConfig(vocab_size=len(vocab), embedding_dim=12, hidden_size=16, dropout=0.0))
+    model.eval()
+    set_biases(model, np.random.default_rng(3))
+    extended = len(vocab) + enc.max_oov
+    with no_grad():
+        loss = float(model(enc.src_ids, enc.src_len, enc.src_ext, enc.tgt_in, enc.tgt_out, enc.tgt_len,
+                           extended).data)
+    session = DecoderSession(model, enc.src_ids, enc.src_len, enc.src_ext, extended, UNK_ID)
+    targets = [list(enc.tgt_out[b, : enc.tgt_len[b] - 1]) for b in range(len(pairs))]
+    scored = score_targets(session, np.arange(len(pairs)), targets, 3)
+    nll = -sum(hy.log_prob for hy in scored) / int(enc.tgt_len.sum())
+    np.testing.assert_allclose(nll, loss, rtol=1e-4)

@@ -69,14 +69,20 @@ def target_ids(
     tokens: Sequence[str], vocab: Vocabulary, oovs: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(decoder input ids, loss target extended ids)`` of target tokens, ``(T + 1,)``
-    each: ``<s>`` then the vocabulary ids, and the extended ids then ``</s>``."""
+    each: the vocabulary ids then ``<pad>``, and the extended ids then ``</s>``.
+
+    The decoder (:class:`~seqlab.nn.PointerGeneratorDecoder`) starts from its learned
+    ``start`` input and reads ``inputs[t - 1]`` at step ``t``: the token it predicted at step
+    ``t - 1``, exactly what an incremental decoder feeds back. So ``inputs[t]`` is target
+    token ``t`` (no ``<s>`` in front, which would make training read the token before the
+    previous one) and the last entry is never read."""
     ids = vocab.encode(tokens)
     ext = ids.copy()
     if len(oovs):
         index = {t: len(vocab) + k for k, t in enumerate(oovs)}
         for i in np.flatnonzero(ids == UNK_ID):
             ext[i] = index.get(tokens[int(i)], UNK_ID)
-    return np.concatenate([[BOS_ID], ids]), np.concatenate([ext, [EOS_ID]])
+    return np.concatenate([ids, [PAD_ID]]), np.concatenate([ext, [EOS_ID]])
 
 
 def decode_ids(ids: Sequence[int] | np.ndarray, vocab: Vocabulary, oovs: Sequence[str]) -> list[str]:
@@ -107,7 +113,8 @@ class EncodedPairs:
     Attributes:
         src_ids, src_ext: ``(N, S)`` vocabulary ids and extended ids of the sources.
         src_len: ``(N,)`` source lengths.
-        tgt_in: ``(N, T + 1)`` decoder inputs: ``<s>`` then target vocabulary ids.
+        tgt_in: ``(N, T + 1)`` decoder inputs: target vocabulary ids (step ``t`` reads
+            ``tgt_in[:, t - 1]``, step 0 the decoder's start; see :func:`target_ids`).
         tgt_out: ``(N, T + 1)`` loss targets: target extended ids then ``</s>``.
         tgt_len: ``(N,)`` target lengths including ``</s>``.
         oovs: per pair, its source's OOV tokens (extended ids ``V``, ``V + 1``, ...).
