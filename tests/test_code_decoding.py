@@ -556,7 +556,8 @@ def test_encoded_pairs_train_what_the_incremental_decoder_reads():
     from seqlab.data.code.encoding import UNK_ID, build_code_vocabulary, encode_pairs
 
     pairs = [
-        CodePair("bug_fix", "python", "def f(a, b):\n    return a + b\n", "def f(a, b):\n    return a - b\n", "t.py"),
+        CodePair("bug_fix", "python", "def f(a, b):\n    return a + b\n", "def f(a, b):\n    return a - b\n",
+                 "t.py"),
         CodePair("completion", "python", "def g(x):\n    y = x * 2\n", "    return y + rare", "t.py", 3),
     ]
     vocab = build_code_vocabulary(pairs[:1], min_count=1)

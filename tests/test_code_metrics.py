@@ -48,3 +48,25 @@ def test_errors_name_the_argument():
         metrics.edit_similarity([], [])
     with pytest.raises(ValueError, match="flags: no examples"):
         metrics.share([])
+
+
+@pytest.mark.parametrize(("wins", "losses"), [(0, 0), (3, 0), (7, 2), (2, 7), (5, 5), (40, 21), (300, 250)])
+def test_sign_test_is_the_two_sided_binomial_tail(wins, losses):
+    from math import comb
+
+    n, k = wins + losses, min(wins, losses)
+    expected = 1.0 if n == 0 else min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2**n)
+    assert metrics.sign_test(wins, losses) == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ValueError, match="counts >= 0"):
+        metrics.sign_test(-1, 2)
+
+
+def test_paired_exact_match_counts_discordant_pairs():
+    refs = ["a", "b", "c", "d", "e", "f"]
+    model = ["a", "b", "c", "x", "e", "y"]
+    baseline = ["a", "z", "z", "d", "z", "y"]
+    got = metrics.paired_exact_match(model, baseline, refs)
+    assert got["a_only"] == 3 and got["b_only"] == 1 and got["both"] == 1
+    assert got["p_value"] == pytest.approx(metrics.sign_test(3, 1)) and got["p_value"] == pytest.approx(0.625)
+    with pytest.raises(ValueError, match="predictions_b and references"):
+        metrics.paired_exact_match(model, baseline[:2], refs)

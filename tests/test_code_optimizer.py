@@ -54,6 +54,12 @@ def test_run_directory_is_written_and_read_back(fitted: CodeOptimizer) -> None:
         assert all(rows[b]["n"] == model["n"] for b in baselines)
         assert set(rows["loses_to"]) == {b for b in baselines
                                         if rows[b]["exact_match"] > model["exact_match"]}
+        for b in baselines:  # the paired test counts the same exact matches as the scores
+            paired = rows[b]["vs_model"]
+            hits = model["exact_match"] * model["n"], rows[b]["exact_match"] * model["n"]
+            assert paired["a_only"] + paired["both"] == pytest.approx(hits[0])
+            assert paired["b_only"] + paired["both"] == pytest.approx(hits[1])
+            assert 0.0 < paired["p_value"] <= 1.0
     assert "unchanged_rate" in results["bug_fix"]["model"]
     # bug_fix's default mode adds the one-edit candidates; beam search alone is reported beside it
     assert results["bug_fix"]["mode"] == "hybrid"
@@ -210,3 +216,22 @@ def test_completion_pool_holds_the_reindented_prefix_lines_and_never_unk(fitted:
     for task, code in (("bug_fix", "if a < b:\n    x = a + 1"), ("generation", "def g(x):\n    # add one")):
         for mode in ("greedy", "divergent"):
             assert not any("<unk>" in o for o in fitted.predict(task, [code], ["python"], mode, n=3)[0])
+
+
+def test_report_calls_a_lead_within_chance_not_significant() -> None:
+    from seqlab.recipes.code_optimizer import summaries
+
+    def scores(em: float, n: int = 300) -> dict:
+        return {"n": n, "exact_match": em, "token_accuracy": 0.5, "edit_similarity": 0.5, "parse_rate": 1.0,
+                "few_samples": False}
+
+    close = {"model": scores(0.011), "ngram": {**scores(0.005), "vs_model": {"a_only": 4, "b_only": 1,
+                                                                            "both": 1, "p_value": 0.375}},
+             "mode": "hybrid"}
+    clear = {"model": scores(0.2), "ngram": {**scores(0.1), "vs_model": {"a_only": 40, "b_only": 10,
+                                                                        "both": 20, "p_value": 2e-5}},
+             "mode": "hybrid"}
+    (note,) = summaries({"completion": close})["completion"].notes
+    assert "not significantly" in note and "p = 0.38" in note and "alone exact on 4 pairs" in note
+    (note,) = summaries({"completion": clear})["completion"].notes
+    assert note.startswith("The model beats every baseline") and "p = 2e-05" in note

@@ -7,7 +7,15 @@ Every function accepts NumPy arrays or ``seqlab.Tensor`` and raises ``ValueError
 naming the argument and the shapes for bad input.
 """
 
-from .code import edit_similarity, exact_match, levenshtein, share, token_accuracy
+from .code import (
+    edit_similarity,
+    exact_match,
+    levenshtein,
+    paired_exact_match,
+    share,
+    sign_test,
+    token_accuracy,
+)
 from .latent import bottleneck_utilization, pca_explained_variance
 from .reconstruction import sequence_cosine, token_cosine
 from .regression import mae, mse, r2, rmse
@@ -31,6 +39,7 @@ __all__ = [
     "mae",
     "mrr",
     "mse",
+    "paired_exact_match",
     "pairwise_cosine",
     "pca_explained_variance",
     "r2",
@@ -38,6 +47,7 @@ __all__ = [
     "rmse",
     "sequence_cosine",
     "share",
+    "sign_test",
     "target_rank",
     "token_accuracy",
     "token_cosine",

@@ -8,6 +8,7 @@ examples; ``ValueError`` names the argument when the lengths differ or are zero.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import exp, lgamma, log
 
 import numpy as np
 
@@ -85,3 +86,38 @@ def share(flags: Sequence[bool]) -> float:
     if len(flags) == 0:
         raise ValueError("flags: no examples")
     return float(np.mean(np.asarray(flags, dtype=bool)))
+
+
+def paired_exact_match(
+    predictions_a: Sequence[str], predictions_b: Sequence[str], references: Sequence[str]
+) -> dict[str, float | int]:
+    """Two predictors' exact matches on the same examples, compared pair by pair (the exact
+    McNemar test, a sign test on the discordant examples).
+
+    Returns ``a_only`` (examples only ``a`` gets exactly right), ``b_only``, ``both`` and
+    ``p_value``: the two-sided binomial probability, with equal chances, of a split of the
+    ``a_only + b_only`` discordant examples at least as uneven as the one seen (1.0 when
+    there is none). A small ``p_value`` (say below 0.05) says the difference in exact match
+    is more than the luck of which examples were held out.
+    """
+    _check_lists(predictions_a, references, "predictions_a", "references")
+    _check_lists(predictions_b, references, "predictions_b", "references")
+    hit_a = np.array([p == r for p, r in zip(predictions_a, references)])
+    hit_b = np.array([p == r for p, r in zip(predictions_b, references)])
+    a_only, b_only = int((hit_a & ~hit_b).sum()), int((hit_b & ~hit_a).sum())
+    return {"a_only": a_only, "b_only": b_only, "both": int((hit_a & hit_b).sum()),
+            "p_value": sign_test(a_only, b_only)}
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: the probability, under Binomial(wins + losses, 1/2), of a
+    split at least as uneven as ``wins`` against ``losses`` (1.0 for no trials)."""
+    if wins < 0 or losses < 0:
+        raise ValueError(f"wins and losses: expected counts >= 0, got {wins} and {losses}")
+    n, k = wins + losses, min(wins, losses)
+    if n == 0:
+        return 1.0
+    # log-space binomial terms: exact for any n without overflowing
+    logs = [lgamma(n + 1) - lgamma(i + 1) - lgamma(n - i + 1) - n * log(2.0) for i in range(k + 1)]
+    tail = sum(exp(x) for x in logs)
+    return float(min(1.0, 2.0 * tail))

@@ -28,6 +28,7 @@ import json
 import math
 import textwrap
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -64,7 +65,13 @@ from ..data.vocabulary import Vocabulary
 from ..models.code.baselines import NGramCompleter, NGramReranker
 from ..models.code.config import Seq2SeqConfig
 from ..models.code.config import preset as make_preset
-from ..models.code.evaluate import _parses, baseline_scores, evaluate_outputs, real_edit_scores
+from ..models.code.evaluate import (
+    _parses,
+    add_paired_tests,
+    baseline_scores,
+    evaluate_outputs,
+    real_edit_scores,
+)
 from ..models.code.rerank import (
     SEARCH_BIASES,
     SOURCE_BIASES,
@@ -106,6 +113,8 @@ SCORE_KEYS = ["exact_match", "token_accuracy", "edit_similarity", "parse_rate"]
 _DECODE_BATCH = 64
 #: the most frequent next lines of the training code that join every completion pool
 FREQUENT_LINES = 10
+#: the sign-test p-value below which the report calls the model's lead over a baseline real
+SIGNIFICANT = 0.05
 
 
 def tagged(pair: CodePair) -> CodePair:
@@ -416,7 +425,12 @@ class CodeOptimizer:
         Returns ``{task: {"model": scores, baseline: scores, ..., "mode": str,
         "loses_to": [baselines that beat it on exact match]}, "real_edits": {...}}``;
         ``bug_fix`` also holds ``"model_beam_search"``: the model decoded by beam search alone
-        (mode convergent), beside its default mode's one-edit candidates.
+        (mode convergent), beside its default mode's one-edit candidates. Each baseline's
+        scores hold ``"vs_model"``, the paired comparison of exact matches on the same pairs
+        (:func:`seqlab.metrics.paired_exact_match`: ``a_only`` the model's, ``b_only`` the
+        baseline's, ``p_value`` of the sign test); the report calls a lead with ``p_value``
+        of :data:`SIGNIFICANT` or more not significant. Sources longer than ``max_len``
+        tokens are left out of every row, counted in ``"skipped_longer_than_max_len"``.
         """
         from ..data.code.corpus import load_code_data
 
@@ -432,10 +446,13 @@ class CodeOptimizer:
         test = [p for p in test if p.task in self.tasks and p.lang in self.langs]
         if not test:
             raise ValueError("evaluate(): no held-out pair of the model's tasks and languages")
-        baselines = baseline_scores(train, test) if train else {}
+        too_long = Counter(p.task for p in test if len(p.source_tokens) > self.config.max_len)
+        test = [p for p in test if len(p.source_tokens) <= self.config.max_len]  # the model's and baselines'
+        baseline_outputs: dict[str, dict[str, list[str]]] = {}
+        baselines = baseline_scores(train, test, outputs=baseline_outputs) if train else {}
         out: dict[str, Any] = {}
         for task in TASKS:
-            held = [p for p in test if p.task == task and len(p.source_tokens) <= self.config.max_len]
+            held = [p for p in test if p.task == task]
             if not held:
                 continue
             outputs = [o[0] for o in self.predict(task, [p.source for p in held], [p.lang for p in held])]
@@ -447,7 +464,10 @@ class CodeOptimizer:
             if task in self.rerankings:
                 rows["reranking"] = _reranking_note(self.reranking(task))
             rows.update(baselines.get(task, {}))
+            add_paired_tests(rows, outputs, baseline_outputs.get(task, {}), [p.target for p in held])
             rows["mode"] = DEFAULT_MODES[task]
+            if too_long[task]:
+                rows["skipped_longer_than_max_len"] = too_long[task]
             rows["loses_to"] = [name for name, s in rows.items() if isinstance(s, dict)
                                 and not name.startswith("model") and s["exact_match"] > model["exact_match"]]
             out[task] = rows
@@ -543,7 +563,17 @@ def summaries(evaluation: dict[str, Any]) -> dict[str, EvaluationSummary]:
         elif ties:
             notes = [f"**The model does not beat baseline {', '.join(ties)} on exact match (a tie).**"]
         else:
-            notes = ["The model beats every baseline on exact match."]
+            unsure = [n for n, s in table.items()
+                      if s.get("vs_model", {}).get("p_value", 0.0) >= SIGNIFICANT]
+            if unsure:
+                paired = "; ".join(_paired_note(n, table[n]["vs_model"]) for n in unsure)
+                notes = [f"**The model is ahead of baseline {', '.join(unsure)} on exact match, but not "
+                         f"significantly:** {paired}."]
+            else:
+                tested = [n for n in table if "vs_model" in table[n]]
+                notes = ["The model beats every baseline on exact match"
+                         + (" (" + "; ".join(_paired_note(n, table[n]["vs_model"]) for n in tested) + ")"
+                            if tested else "") + "."]
         if BEAM_ROW in table:
             extra = ("the one-edit candidates of the bug classes and the source" if task == "bug_fix"
                      else "the n-gram completer's line, the prefix's lines and the "
@@ -553,6 +583,13 @@ def summaries(evaluation: dict[str, Any]) -> dict[str, EvaluationSummary]:
                          "alone.")
         out[task] = EvaluationSummary(title, table, int(table["model"]["n"]), "pairs", keys=keys, notes=notes)
     return out
+
+
+def _paired_note(name: str, paired: dict[str, Any]) -> str:
+    """``"against ngram: the model alone exact on 14 pairs, the baseline alone on 3, sign test
+    p = 0.013"``."""
+    return (f"against {name}: the model alone exact on {paired['a_only']} pairs, the baseline alone on "
+            f"{paired['b_only']}, two-sided sign test p = {paired['p_value']:.2g}")
 
 
 def _reranking_note(r: dict[str, Any]) -> str:

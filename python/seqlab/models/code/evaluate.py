@@ -68,17 +68,28 @@ def evaluate_outputs(pairs: Sequence[CodePair], outputs: Sequence[str]) -> dict[
     return scores
 
 
-def task_scores(pairs: Sequence[CodePair], predict: Predictor) -> dict[str, Any]:
-    """Scores of ``predict(source, lang) -> output`` on ``pairs`` (one task)."""
-    return evaluate_outputs(pairs, [predict(p.source, p.lang) for p in pairs])
+def task_scores(
+    pairs: Sequence[CodePair], predict: Predictor, outputs: list[str] | None = None
+) -> dict[str, Any]:
+    """Scores of ``predict(source, lang) -> output`` on ``pairs`` (one task); the outputs
+    are appended to ``outputs`` when given."""
+    found = [predict(p.source, p.lang) for p in pairs]
+    if outputs is not None:
+        outputs.extend(found)
+    return evaluate_outputs(pairs, found)
 
 
 def baseline_scores(
-    train: Sequence[CodePair], test: Sequence[CodePair], order: int = 4
+    train: Sequence[CodePair],
+    test: Sequence[CodePair],
+    order: int = 4,
+    outputs: dict[str, dict[str, list[str]]] | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """``{task: {baseline: scores}}`` of the baselines fitted on ``train`` and scored on
     ``test``, for every task present in ``test``: ``bug_fix`` ``unchanged`` and
-    ``ngram_reranker``; ``completion`` ``ngram``; ``generation`` ``nearest_body``."""
+    ``ngram_reranker``; ``completion`` ``ngram``; ``generation`` ``nearest_body``. Each
+    baseline's outputs (in the order of the task's pairs in ``test``) go to
+    ``outputs[task][baseline]`` when ``outputs`` is given."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for task in TASKS:
         held = [p for p in test if p.task == task]
@@ -86,14 +97,18 @@ def baseline_scores(
             continue
         if task == "bug_fix":
             reranker = NGramReranker(order).fit(train)
-            out[task] = {
-                "unchanged": task_scores(held, lambda s, _lang: unchanged(s)),
-                "ngram_reranker": task_scores(held, reranker.fix),
-            }
+            predictors: dict[str, Predictor] = {"unchanged": lambda s, _lang: unchanged(s),
+                                                "ngram_reranker": reranker.fix}
         elif task == "completion":
-            out[task] = {"ngram": task_scores(held, NGramCompleter(order).fit(train).complete)}
+            predictors = {"ngram": NGramCompleter(order).fit(train).complete}
         else:
-            out[task] = {"nearest_body": task_scores(held, NearestBody().fit(train).generate)}
+            predictors = {"nearest_body": NearestBody().fit(train).generate}
+        out[task] = {}
+        for name, predict in predictors.items():
+            found: list[str] = []
+            out[task][name] = task_scores(held, predict, found)
+            if outputs is not None:
+                outputs.setdefault(task, {})[name] = found
     return out
 
 
@@ -107,10 +122,23 @@ def real_edit_scores(
     if not pairs:
         raise ValueError(f"{path}: no bug_fix pairs")
     reranker = NGramReranker(order).fit(train)
+    found: dict[str, list[str]] = {"unchanged": [], "ngram_reranker": []}
     out = {
-        "unchanged": task_scores(pairs, lambda s, _lang: unchanged(s)),
-        "ngram_reranker": task_scores(pairs, reranker.fix),
+        "unchanged": task_scores(pairs, lambda s, _lang: unchanged(s), found["unchanged"]),
+        "ngram_reranker": task_scores(pairs, reranker.fix, found["ngram_reranker"]),
     }
     if fix is not None:
-        out["model"] = task_scores(pairs, fix)
+        model: list[str] = []
+        out["model"] = task_scores(pairs, fix, model)
+        add_paired_tests(out, model, found, [p.target for p in pairs])
     return out
+
+
+def add_paired_tests(rows: dict[str, Any], model: Sequence[str], baselines: dict[str, Sequence[str]],
+                     references: Sequence[str]) -> None:
+    """Adds to each baseline's scores in ``rows`` its paired comparison with the model's
+    outputs on the same examples (``"vs_model"``: :func:`seqlab.metrics.paired_exact_match`
+    with the model as ``a``)."""
+    for name, outputs in baselines.items():
+        if name in rows:
+            rows[name]["vs_model"] = metrics.paired_exact_match(model, outputs, references)
