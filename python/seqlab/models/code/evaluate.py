@@ -12,7 +12,7 @@ source) and ``few_samples`` (true below 200 examples: such a figure must say so)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +134,7 @@ def real_edit_scores(
     return out
 
 
-def add_paired_tests(rows: dict[str, Any], model: Sequence[str], baselines: dict[str, Sequence[str]],
+def add_paired_tests(rows: dict[str, Any], model: Sequence[str], baselines: Mapping[str, Sequence[str]],
                      references: Sequence[str]) -> None:
     """Adds to each baseline's scores in ``rows`` its paired comparison with the model's
     outputs on the same examples (``"vs_model"``: :func:`seqlab.metrics.paired_exact_match`
