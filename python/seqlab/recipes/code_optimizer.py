@@ -588,8 +588,9 @@ def summaries(evaluation: dict[str, Any]) -> dict[str, EvaluationSummary]:
 def _paired_note(name: str, paired: dict[str, Any]) -> str:
     """``"against ngram: the model alone exact on 14 pairs, the baseline alone on 3, sign test
     p = 0.013"``."""
-    return (f"against {name}: the model alone exact on {paired['a_only']} pairs, the baseline alone on "
-            f"{paired['b_only']}, two-sided sign test p = {paired['p_value']:.2g}")
+    a = paired["a_only"]
+    return (f"against {name}: the model alone exact on {a} pair{'s' if a != 1 else ''}, the baseline alone "
+            f"on {paired['b_only']}, two-sided sign test p = {paired['p_value']:.2g}")
 
 
 def _reranking_note(r: dict[str, Any]) -> str:
@@ -618,7 +619,7 @@ def _print_evaluation(sums: dict[str, EvaluationSummary]) -> None:
         keys = s.shown_keys()
         print(f"{task}: {s.sample_line()}")
         for note in s.notes:
-            print(f"  {note.strip('*')}")
+            print(f"  {note.replace('**', '')}")
         print(f"  {'':16s}" + "".join(f"{k:>17s}" for k in keys))
         for name, row in s.rows.items():
             print(f"  {name:16s}" + "".join(f"{row.get(k, float('nan')):17.4f}" for k in keys))
