@@ -43,7 +43,7 @@ def test_run_directory_is_written_and_read_back(fitted: CodeOptimizer) -> None:
         assert (run / name).is_file(), name
     evaluation = json.loads((run / "evaluation.json").read_text())
     results = evaluation["results"]
-    assert set(results) <= {"bug_fix", "completion", "generation", "real_edits"}
+    assert set(results) <= {"bug_fix", "completion", "generation", "real_edits", "correct_code"}
     assert "bug_fix" in results
     for task, rows in results.items():
         model = rows["model"]
@@ -235,3 +235,40 @@ def test_report_calls_a_lead_within_chance_not_significant() -> None:
     assert "not significantly" in note and "p = 0.38" in note and "alone exact on 4 pairs" in note
     (note,) = summaries({"completion": clear})["completion"].notes
     assert note.startswith("The model beats every baseline") and "p = 2e-05" in note
+
+
+def test_fix_of_code_that_may_be_correct(fitted: CodeOptimizer) -> None:
+    """``assume_bug=False`` ranks the same pool by weights chosen on the validation units with
+    and without their bug (the best of the grid on that mixed set), and the evaluation scores
+    ``.fix`` on the held-out units themselves (correct code), where the input is the answer."""
+    from seqlab.models.code.rerank import MAYBE_CORRECT_SOURCE_BIASES, exact_match
+    from seqlab.recipes.code_optimizer import CORRECT_CODE, MAYBE_CORRECT, MAYBE_CORRECT_ROW
+
+    chosen = fitted.rerankings[MAYBE_CORRECT]
+    assert chosen.source_bias in MAYBE_CORRECT_SOURCE_BIASES
+    notes = fitted.reranking(MAYBE_CORRECT)
+    held = [p for p in fitted.splits.val if p.task == "bug_fix" and len(p.source_tokens) <= 40]
+    targets = [p.target for p in held]
+    buggy = fitted.candidate_pools("bug_fix", [p.source for p in held], [p.lang for p in held])
+    clean = fitted.candidate_pools("bug_fix", targets, [p.lang for p in held])
+    assert notes["validation_exact_match"] == pytest.approx(exact_match(buggy, targets, chosen))
+    assert notes["validation_correct_kept"] == pytest.approx(exact_match(clean, targets, chosen))
+    mixed = (notes["validation_exact_match"] + notes["validation_correct_kept"]) / 2
+    assert notes["validation_accuracy"] == pytest.approx(mixed)
+    # at least as good on the mixed set as the weights chosen for buggy code only
+    assert mixed >= (exact_match(buggy, targets, fitted.rerankings["bug_fix"])
+                     + exact_match(clean, targets, fitted.rerankings["bug_fix"])) / 2 - 1e-12
+    # .fix follows the chosen ranking, layout kept
+    code = targets[0]
+    (pool,) = fitted.candidate_pools("bug_fix", [code], [held[0].lang])
+    assert fitted.fix(code, assume_bug=False, lang=held[0].lang) == chosen.rank(pool)[0].text
+    # the evaluation: the maybe-correct row on buggy code, and the correct-code section
+    results = json.loads((fitted.run_dir / "evaluation.json").read_text())["results"]
+    assert results["bug_fix"][MAYBE_CORRECT_ROW]["n"] == results["bug_fix"]["model"]["n"]
+    correct = results[CORRECT_CODE]
+    assert correct["unchanged"]["exact_match"] == 1.0
+    assert correct["model"]["n"] == results["bug_fix"]["model"]["n"]
+    for row in ("model", MAYBE_CORRECT_ROW, "ngram_reranker"):  # on correct code, kept = exact match
+        assert correct[row]["unchanged_rate"] == correct[row]["exact_match"]
+    assert "bug_fix on correct code" in (fitted.run_dir / "training_report.md").read_text()
+    assert seqlab.load(fitted.run_dir).rerankings[MAYBE_CORRECT] == chosen

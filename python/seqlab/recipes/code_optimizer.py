@@ -73,6 +73,7 @@ from ..models.code.evaluate import (
     real_edit_scores,
 )
 from ..models.code.rerank import (
+    MAYBE_CORRECT_SOURCE_BIASES,
     SEARCH_BIASES,
     SOURCE_BIASES,
     WEIGHTS,
@@ -109,6 +110,13 @@ REAL_EDITS = "debian_patch_hunks.jsonl"
 EXPERT_PAIRS = "ngram_train_pairs.jsonl"
 #: the tasks whose hybrid candidates are re-ranked with an n-gram expert
 RERANKED = ("bug_fix", "completion")
+#: the re-ranking of ``fix(..., assume_bug=False)``: the snippet may hold no bug, so the
+#: unchanged snippet competes with the repairs (weights chosen on buggy and correct code)
+MAYBE_CORRECT = "bug_fix_maybe_correct"
+#: the evaluation row of ``bug_fix`` decoded with ``assume_bug=False``, and the evaluation of
+#: ``.fix`` on correct code (the held-out units themselves, where the right output is the input)
+MAYBE_CORRECT_ROW = "model_assume_bug_false"
+CORRECT_CODE = "correct_code"
 SCORE_KEYS = ["exact_match", "token_accuracy", "edit_similarity", "parse_rate"]
 _DECODE_BATCH = 64
 #: the most frequent next lines of the training code that join every completion pool
@@ -190,9 +198,10 @@ class CodeOptimizer:
         return self.langs[0] if len(self.langs) == 1 else guess_lang(code, "")
 
     def predict(self, task: str, sources: Sequence[str], langs: Sequence[str], mode: str | None = None,
-                n: int = 1) -> list[list[str]]:
+                n: int = 1, assume_bug: bool = True) -> list[list[str]]:
         """Up to ``n`` outputs per source (best first) for ``task``, by ``mode`` (default the
-        task's: :data:`DEFAULT_MODES`). Sources longer than ``max_len`` tokens are refused."""
+        task's: :data:`DEFAULT_MODES`); ``assume_bug`` as in :meth:`fix`. Sources longer than
+        ``max_len`` tokens are refused."""
         check_task(task)
         if task not in self.tasks:
             raise ValueError(f"task: this model was trained on {list(self.tasks)}, not {task!r}")
@@ -201,7 +210,16 @@ class CodeOptimizer:
             raise ValueError(f"mode: expected one of {MODES} or None (the task's default), got {mode!r}")
         if n < 1:
             raise ValueError(f"n: expected a positive number of outputs, got {n}")
-        return [outs for chunk in self._chunks(task, sources, langs, mode, n, pools=False) for outs in chunk]
+        chunks = self._chunks(task, sources, langs, mode, n)
+        if mode != "hybrid":
+            return [outs for chunk in chunks for outs in chunk]
+        reranking = self.rerankings.get(self._reranking_key(task, assume_bug), Reranking())
+        return [[cand.text for cand in reranking.rank(pool)][:n] for chunk in chunks for pool in chunk]
+
+    def _reranking_key(self, task: str, assume_bug: bool) -> str:
+        """The key of :attr:`rerankings` that ranks ``task``'s hybrid candidates (a model
+        without weights for it ranks by its own score, the unchanged snippet competing)."""
+        return MAYBE_CORRECT if task == "bug_fix" and not assume_bug else task
 
     def fit_experts(self, train: Sequence[CodePair]) -> None:
         """Fits the n-gram experts of the re-ranking on ``train`` (the training split):
@@ -234,6 +252,16 @@ class CodeOptimizer:
             out[task] = {"validation_exact_match": em, "validation_exact_match_model_alone": em_alone,
                          "validation_ties_broken_by": "edit_similarity" if task == "completion" else None,
                          "validation_n": len(held)}
+            if task == "bug_fix":  # the same units without their bug: correct code, to be kept
+                clean = self.candidate_pools(task, targets, [p.lang for p in held])
+                mixed, accuracy = choose_reranking([*pools, *clean], [*targets, *targets], WEIGHTS,
+                                                   MAYBE_CORRECT_SOURCE_BIASES, SEARCH_BIASES)
+                self.rerankings[MAYBE_CORRECT] = mixed
+                out[MAYBE_CORRECT] = {
+                    "validation_accuracy": accuracy,
+                    "validation_exact_match": exact_match(pools, targets, mixed),
+                    "validation_correct_kept": exact_match(clean, targets, mixed),
+                    "validation_n": len(held), "validation_correct_n": len(held)}
         self.reranking_notes = out
         return {task: self.reranking(task) for task in out}
 
@@ -246,11 +274,12 @@ class CodeOptimizer:
                         n: int = 1) -> list[list[Candidate]]:
         """Every candidate the hybrid mode of ``task`` weighs, per source, unranked (see
         :meth:`_hybrid_pool`)."""
-        chunks = self._chunks(task, sources, langs, "hybrid", n, pools=True)
+        chunks = self._chunks(task, sources, langs, "hybrid", n)
         return [pool for pools in chunks for pool in pools]
 
-    def _chunks(self, task: str, sources: Sequence[str], langs: Sequence[str], mode: str, n: int,
-                pools: bool) -> list[Any]:
+    def _chunks(self, task: str, sources: Sequence[str], langs: Sequence[str], mode: str,
+                n: int) -> list[Any]:
+        """Per batch of :data:`_DECODE_BATCH` sources, :meth:`_predict_batch`'s result."""
         rng = np.random.default_rng(self.seed)
         was_training = self.model.training
         self.model.eval()
@@ -259,14 +288,16 @@ class CodeOptimizer:
             for start in range(0, len(sources), _DECODE_BATCH):
                 chunk = range(start, min(start + _DECODE_BATCH, len(sources)))
                 out.append(self._predict_batch(task, [sources[i] for i in chunk], [langs[i] for i in chunk],
-                                               mode, n, rng, pools))
+                                               mode, n, rng))
         finally:
             if was_training:
                 self.model.train()
         return out
 
     def _predict_batch(self, task: str, sources: list[str], langs: list[str], mode: str, n: int,
-                       rng: np.random.Generator, pools: bool = False) -> Any:
+                       rng: np.random.Generator) -> Any:
+        """Hybrid mode: each source's candidate pool (:meth:`_hybrid_pool`), unranked; other
+        modes: up to ``n`` output texts per source, best first."""
         limit = self.config.max_len
         encoded = []
         for k, (src, lang) in enumerate(zip(sources, langs)):
@@ -297,10 +328,7 @@ class CodeOptimizer:
             for b in range(len(sources)):
                 one = DecoderSession(self.model, ids[b : b + 1], lengths[b : b + 1], ext[b : b + 1],
                                      len(self.vocab) + len(oovs[b]), UNK_ID)
-                pool = self._hybrid_pool(task, one, sources[b], langs[b], oovs[b], n, rng)
-                found.append(pool if pools else
-                             [cand.text for cand in self.rerankings.get(task, Reranking()).rank(pool)]
-                             [:n])
+                found.append(self._hybrid_pool(task, one, sources[b], langs[b], oovs[b], n, rng))
             return found
         else:
             session = MaskedSession(DecoderSession(self.model, ids, lengths, ext, extended, UNK_ID),
@@ -369,22 +397,31 @@ class CodeOptimizer:
         index = {t: len(self.vocab) + k for k, t in enumerate(oovs)}
         return [self.vocab.stoi.get(t, index.get(t, UNK_ID)) for t in tokens]
 
-    def _one(self, task: str, code: str, mode: str | None, n: int, lang: str | None) -> str | list[str]:
+    def _one(self, task: str, code: str, mode: str | None, n: int, lang: str | None,
+             assume_bug: bool = True) -> str | list[str]:
         if not isinstance(code, str):
             raise TypeError(f"expected the code as a str, got {type(code).__name__}")
-        outs = self.predict(task, [code], [self._lang(code, lang)], mode, n)[0]
+        outs = self.predict(task, [code], [self._lang(code, lang)], mode, n, assume_bug)[0]
         return outs[0] if n == 1 else outs
 
-    def fix(self, code: str, mode: str | None = None, n: int = 1, lang: str | None = None) -> str | list[str]:
+    def fix(self, code: str, mode: str | None = None, n: int = 1, lang: str | None = None,
+            assume_bug: bool = True) -> str | list[str]:
         """The snippet with its bug fixed, whole, with its indentation and surrounding blank
         lines kept; ``n > 1``: a list of ``n`` candidates, best first. Any snippet of up to
         ``max_len`` tokens: one line, a few lines, a function. Default mode hybrid: the beams
         and every candidate one edit of the bug classes away (and the snippet itself), scored
         by the model and re-ranked with the n-gram expert by the weights chosen on the
         validation split (:attr:`rerankings`), those that do not parse last;
-        ``mode="convergent"``: beam search alone. The weights are chosen on sources that each
-        hold one bug: they may rank the unchanged snippet last, so that ``fix`` always changes
-        something."""
+        ``mode="convergent"``: beam search alone.
+
+        ``assume_bug=True`` (the default, the task the model is judged on): the snippet holds
+        a bug; the weights are chosen on sources that each hold one, and they may rank the
+        unchanged snippet last, so that ``fix`` always changes something.
+        ``assume_bug=False``: the snippet may be correct; the unchanged snippet competes with
+        the repairs, by weights chosen on the validation units both with their bug and
+        without it (``reranking("bug_fix_maybe_correct")``), so correct code is mostly
+        returned as it is, at the price of fewer bugs fixed (the report's
+        ``model_assume_bug_false`` row and its ``correct_code`` section give both rates)."""
         if not isinstance(code, str):
             raise TypeError(f"fix: expected the code as a str, got {type(code).__name__}")
         body = textwrap.dedent(code)
@@ -394,7 +431,7 @@ class CodeOptimizer:
         core = body.strip()
         if not core:
             return code if n == 1 else [code]
-        outs = self._one("bug_fix", core, mode, n, lang)
+        outs = self._one("bug_fix", core, mode, n, lang, assume_bug)
 
         def whole(fixed: str) -> str:
             return textwrap.indent(head + fixed + tail, indent) if indent else head + fixed + tail
@@ -455,9 +492,17 @@ class CodeOptimizer:
             held = [p for p in test if p.task == task]
             if not held:
                 continue
-            outputs = [o[0] for o in self.predict(task, [p.source for p in held], [p.lang for p in held])]
+            sources, langs = [p.source for p in held], [p.lang for p in held]
+            pools = self.candidate_pools(task, sources, langs) if DEFAULT_MODES[task] == "hybrid" else None
+            if pools is not None:
+                outputs = [self._best(task, pool) for pool in pools]
+            else:
+                outputs = [o[0] for o in self.predict(task, sources, langs)]
             model = evaluate_outputs(held, outputs)
             rows: dict[str, Any] = {"model": model}
+            if task == "bug_fix" and pools is not None:  # the same pools ranked for maybe-correct code
+                kept_if_correct = [self._best(task, pool, assume_bug=False) for pool in pools]
+                rows[MAYBE_CORRECT_ROW] = evaluate_outputs(held, kept_if_correct)
             if task in RERANKED and DEFAULT_MODES[task] != "convergent":
                 beams = self.predict(task, [p.source for p in held], [p.lang for p in held], "convergent")
                 rows[BEAM_ROW] = evaluate_outputs(held, [o[0] for o in beams])
@@ -471,11 +516,41 @@ class CodeOptimizer:
             rows["loses_to"] = [name for name, s in rows.items() if isinstance(s, dict)
                                 and not name.startswith("model") and s["exact_match"] > model["exact_match"]]
             out[task] = rows
+        held = [p for p in test if p.task == "bug_fix"]
+        if held and DEFAULT_MODES["bug_fix"] == "hybrid":
+            out[CORRECT_CODE] = self._correct_code_rows(held, train)
         if real_edits is not None and "bug_fix" in self.tasks and "c" in self.langs:
             out["real_edits"] = real_edit_scores(real_edits, train, self._fix_for_eval)
         self.evaluation = out
         self.summaries = summaries(out)
         return out
+
+    def _best(self, task: str, pool: Sequence[Candidate], assume_bug: bool = True) -> str:
+        """The text the hybrid mode returns from ``pool`` ("" for an empty pool)."""
+        ranked = self.rerankings.get(self._reranking_key(task, assume_bug), Reranking()).rank(pool)
+        return ranked[0].text if ranked else ""
+
+    def _correct_code_rows(self, held: Sequence[CodePair], train: Sequence[CodePair]) -> dict[str, Any]:
+        """``.fix`` on correct code: the held-out bug-fix units themselves as the sources, so
+        the right output is the input (``exact_match`` is the share kept as it is): the model
+        with ``assume_bug`` True and False, and the n-gram reranker (which may keep the source)."""
+        correct = [replace(p, source=p.target) for p in held]
+        pools = self.candidate_pools("bug_fix", [p.source for p in correct], [p.lang for p in correct])
+        outputs = [self._best("bug_fix", pool) for pool in pools]
+        rows: dict[str, Any] = {
+            "model": evaluate_outputs(correct, outputs),
+            MAYBE_CORRECT_ROW: evaluate_outputs(
+                correct, [self._best("bug_fix", pool, assume_bug=False) for pool in pools]),
+        }
+        if train:
+            found: dict[str, dict[str, list[str]]] = {}
+            rows.update(baseline_scores(train, correct, outputs=found).get("bug_fix", {}))
+            add_paired_tests(rows, outputs, found.get("bug_fix", {}), [p.target for p in correct])
+        rows["mode"] = DEFAULT_MODES["bug_fix"]
+        best = rows["model"]["exact_match"]
+        rows["loses_to"] = [name for name, sc in rows.items() if isinstance(sc, dict)
+                            and not name.startswith("model") and sc["exact_match"] > best]
+        return rows
 
     def _fix_for_eval(self, source: str, lang: str) -> str:
         try:
@@ -517,7 +592,7 @@ class CodeOptimizer:
         if (path / EXPERT_PAIRS).is_file():  # the n-gram experts, refitted on the run's training pairs
             fitted.fit_experts(read_pairs_jsonl(path / EXPERT_PAIRS))
             fitted.rerankings = {task: Reranking.from_dict(d) for task, d in meta.get("rerank", {}).items()
-                                 if task in fitted.experts}
+                                 if ("bug_fix" if task == MAYBE_CORRECT else task) in fitted.experts}
             fitted.reranking_notes = {task: {k: v for k, v in d.items() if k.startswith("validation")}
                                       for task, d in meta.get("rerank", {}).items()}
         document = saved_evaluation(path)
@@ -550,12 +625,16 @@ def summaries(evaluation: dict[str, Any]) -> dict[str, EvaluationSummary]:
         if "model" not in table:
             continue
         table = {"model": table["model"], **{k: v for k, v in table.items() if k != "model"}}
-        keys = [*SCORE_KEYS, *(["unchanged_rate"] if task in ("bug_fix", "real_edits") else [])]
+        fixes = task in ("bug_fix", "real_edits", CORRECT_CODE)
+        keys = [*SCORE_KEYS, *(["unchanged_rate"] if fixes else [])]
         best = table["model"]["exact_match"]
         losers = [n for n, s in table.items() if not n.startswith("model") and s["exact_match"] > best]
         ties = [n for n, s in table.items() if not n.startswith("model") and s["exact_match"] == best]
         if task == "real_edits":
             title = "real edits to C code (Debian patch hunks), never trained on"
+        elif task == CORRECT_CODE:
+            title = ("bug_fix on correct code: the held-out units without their bug, so the right output is "
+                     "the input and exact match is the share kept as it is")
         else:
             title = f"{task}, held-out files, mode {rows.get('mode')}"
         if losers:
@@ -581,6 +660,13 @@ def summaries(evaluation: dict[str, Any]) -> dict[str, EvaluationSummary]:
             notes.append(f"`model` decodes in mode {rows.get('mode')}: beam search plus {extra}, all scored "
                          f"by the model{rows.get('reranking', '')}; `{BEAM_ROW}` is the model's beam search "
                          "alone.")
+        if MAYBE_CORRECT_ROW in table:
+            notes.append(f"`{MAYBE_CORRECT_ROW}` is `.fix(code, assume_bug=False)`: the same candidates, "
+                         "the unchanged snippet competing with the repairs (weights chosen on the validation "
+                         "units with and without their bug); see the correct-code section for what it keeps.")
+        if task == CORRECT_CODE:
+            notes.append("`model` is `.fix(code)`, which assumes a bug and so changes correct code; "
+                         f"`{MAYBE_CORRECT_ROW}` is `.fix(code, assume_bug=False)`.")
         out[task] = EvaluationSummary(title, table, int(table["model"]["n"]), "pairs", keys=keys, notes=notes)
     return out
 

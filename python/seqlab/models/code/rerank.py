@@ -37,6 +37,10 @@ from ...metrics.code import edit_similarity
 #: the grids :func:`choose_reranking` searches
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 SOURCE_BIASES = (0.0, -1.0, -2.0, -5.0, -10.0, -math.inf)
+#: the source biases searched when the source may be correct (``fix(..., assume_bug=False)``):
+#: a positive bias keeps the snippet unless a repair outscores it by that much; the grid
+#: holds :data:`SOURCE_BIASES` too, so the choice is at least as good on the mixed set
+MAYBE_CORRECT_SOURCE_BIASES = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, *SOURCE_BIASES)
 SEARCH_BIASES = (0.0, -2.0, -5.0, -10.0, -math.inf)
 
 
