@@ -660,7 +660,7 @@ def summaries(evaluation: dict[str, Any]) -> dict[str, EvaluationSummary]:
             notes.append(f"`model` decodes in mode {rows.get('mode')}: beam search plus {extra}, all scored "
                          f"by the model{rows.get('reranking', '')}; `{BEAM_ROW}` is the model's beam search "
                          "alone.")
-        if MAYBE_CORRECT_ROW in table:
+        if MAYBE_CORRECT_ROW in table and task == "bug_fix":
             notes.append(f"`{MAYBE_CORRECT_ROW}` is `.fix(code, assume_bug=False)`: the same candidates, "
                          "the unchanged snippet competing with the repairs (weights chosen on the validation "
                          "units with and without their bug); see the correct-code section for what it keeps.")
@@ -706,9 +706,10 @@ def _print_evaluation(sums: dict[str, EvaluationSummary]) -> None:
         print(f"{task}: {s.sample_line()}")
         for note in s.notes:
             print(f"  {note.replace('**', '')}")
-        print(f"  {'':16s}" + "".join(f"{k:>17s}" for k in keys))
+        width = max(16, *(len(name) for name in s.rows))
+        print(f"  {'':{width}s}" + "".join(f"{k:>17s}" for k in keys))
         for name, row in s.rows.items():
-            print(f"  {name:16s}" + "".join(f"{row.get(k, float('nan')):17.4f}" for k in keys))
+            print(f"  {name:{width}s}" + "".join(f"{row.get(k, float('nan')):17.4f}" for k in keys))
 
 
 def _benchmark(fitted: CodeOptimizer, test: Sequence[CodePair], trainer: Trainer,
