@@ -1,4 +1,5 @@
-"""The static checks CI runs beside the tests: ruff over the project, mypy over the package.
+"""The static checks CI runs beside the tests: ruff over the project (the notebooks too), mypy
+over the package.
 
 mypy runs in the mode ``[tool.mypy]`` of pyproject.toml states (default mode, untyped
 third-party packages as Any), so that a user's type checker believes what ``py.typed``
@@ -36,7 +37,7 @@ def _run(cmd: list[str]) -> None:
 
 
 def test_ruff_is_clean() -> None:
-    _run([*_tool("ruff"), "check", "python", "tests", "benchmarks"])
+    _run([*_tool("ruff"), "check", "python", "tests", "benchmarks", "notebooks"])
 
 
 @pytest.mark.slow
