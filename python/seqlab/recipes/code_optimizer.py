@@ -20,6 +20,13 @@ of the training code, outputs that do not parse last, the weights chosen on the 
 split (:mod:`seqlab.models.code.rerank`, :meth:`CodeOptimizer.choose_rerankings`). The
 evaluation reports the model's beam search alone (mode convergent) beside it as
 ``model_beam_search``.
+
+``fix`` assumes the snippet holds a bug; ``fix(code, assume_bug=False)`` ranks the same
+candidates by a second set of weights, chosen on the validation units with and without their
+bug, so that correct code is mostly kept. The evaluation scores both on the held-out buggy
+units and on the units themselves (``correct_code``), and every baseline row carries a paired
+sign test against the model (``vs_model``); the report calls a lead with p >= 0.05 not
+significant.
 """
 
 from __future__ import annotations
