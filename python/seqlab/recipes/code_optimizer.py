@@ -220,13 +220,15 @@ class CodeOptimizer:
         chunks = self._chunks(task, sources, langs, mode, n)
         if mode != "hybrid":
             return [outs for chunk in chunks for outs in chunk]
-        reranking = self.rerankings.get(self._reranking_key(task, assume_bug), Reranking())
+        reranking = self._reranking(task, assume_bug)
         return [[cand.text for cand in reranking.rank(pool)][:n] for chunk in chunks for pool in chunk]
 
-    def _reranking_key(self, task: str, assume_bug: bool) -> str:
-        """The key of :attr:`rerankings` that ranks ``task``'s hybrid candidates (a model
-        without weights for it ranks by its own score, the unchanged snippet competing)."""
-        return MAYBE_CORRECT if task == "bug_fix" and not assume_bug else task
+    def _reranking(self, task: str, assume_bug: bool = True) -> Reranking:
+        """The weights that rank ``task``'s hybrid candidates (``assume_bug=False``: those of
+        :data:`MAYBE_CORRECT`); a model without them ranks by its own score, the unchanged
+        snippet competing."""
+        key = MAYBE_CORRECT if task == "bug_fix" and not assume_bug else task
+        return self.rerankings.get(key, Reranking())
 
     def fit_experts(self, train: Sequence[CodePair]) -> None:
         """Fits the n-gram experts of the re-ranking on ``train`` (the training split):
@@ -511,7 +513,7 @@ class CodeOptimizer:
                 kept_if_correct = [self._best(task, pool, assume_bug=False) for pool in pools]
                 rows[MAYBE_CORRECT_ROW] = evaluate_outputs(held, kept_if_correct)
             if task in RERANKED and DEFAULT_MODES[task] != "convergent":
-                beams = self.predict(task, [p.source for p in held], [p.lang for p in held], "convergent")
+                beams = self.predict(task, sources, langs, "convergent")
                 rows[BEAM_ROW] = evaluate_outputs(held, [o[0] for o in beams])
             if task in self.rerankings:
                 rows["reranking"] = _reranking_note(self.reranking(task))
@@ -520,8 +522,7 @@ class CodeOptimizer:
             rows["mode"] = DEFAULT_MODES[task]
             if too_long[task]:
                 rows["skipped_longer_than_max_len"] = too_long[task]
-            rows["loses_to"] = [name for name, s in rows.items() if isinstance(s, dict)
-                                and not name.startswith("model") and s["exact_match"] > model["exact_match"]]
+            rows["loses_to"] = _loses_to(rows)
             out[task] = rows
         held = [p for p in test if p.task == "bug_fix"]
         if held and DEFAULT_MODES["bug_fix"] == "hybrid":
@@ -534,7 +535,7 @@ class CodeOptimizer:
 
     def _best(self, task: str, pool: Sequence[Candidate], assume_bug: bool = True) -> str:
         """The text the hybrid mode returns from ``pool`` ("" for an empty pool)."""
-        ranked = self.rerankings.get(self._reranking_key(task, assume_bug), Reranking()).rank(pool)
+        ranked = self._reranking(task, assume_bug).rank(pool)
         return ranked[0].text if ranked else ""
 
     def _correct_code_rows(self, held: Sequence[CodePair], train: Sequence[CodePair]) -> dict[str, Any]:
@@ -554,9 +555,7 @@ class CodeOptimizer:
             rows.update(baseline_scores(train, correct, outputs=found).get("bug_fix", {}))
             add_paired_tests(rows, outputs, found.get("bug_fix", {}), [p.target for p in correct])
         rows["mode"] = DEFAULT_MODES["bug_fix"]
-        best = rows["model"]["exact_match"]
-        rows["loses_to"] = [name for name, sc in rows.items() if isinstance(sc, dict)
-                            and not name.startswith("model") and sc["exact_match"] > best]
+        rows["loses_to"] = _loses_to(rows)
         return rows
 
     def _fix_for_eval(self, source: str, lang: str) -> str:
@@ -676,6 +675,13 @@ def summaries(evaluation: dict[str, Any]) -> dict[str, EvaluationSummary]:
                          f"`{MAYBE_CORRECT_ROW}` is `.fix(code, assume_bug=False)`.")
         out[task] = EvaluationSummary(title, table, int(table["model"]["n"]), "pairs", keys=keys, notes=notes)
     return out
+
+
+def _loses_to(rows: dict[str, Any]) -> list[str]:
+    """The baselines of an evaluation's ``rows`` with a higher exact match than ``rows["model"]``."""
+    best = rows["model"]["exact_match"]
+    return [name for name, s in rows.items()
+            if isinstance(s, dict) and not name.startswith("model") and s["exact_match"] > best]
 
 
 def _paired_note(name: str, paired: dict[str, Any]) -> str:

@@ -55,7 +55,7 @@ class CodeCorpus:
     #: relative to ``root`` (None: the names are the paths)
     mined: bool = False
     root: Path | None = None
-    #: how the corpus was mined (``max_len``, ``unit_len``, ``mutants``, ``seed``)
+    #: how the corpus was mined (``max_len``, ``seed``), for :func:`mine_completions`
     mining: dict[str, Any] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:

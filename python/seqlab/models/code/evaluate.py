@@ -121,16 +121,12 @@ def real_edit_scores(
     pairs = [p for p in read_pairs_jsonl(path) if p.task == "bug_fix"]
     if not pairs:
         raise ValueError(f"{path}: no bug_fix pairs")
-    reranker = NGramReranker(order).fit(train)
-    found: dict[str, list[str]] = {"unchanged": [], "ngram_reranker": []}
-    out = {
-        "unchanged": task_scores(pairs, lambda s, _lang: unchanged(s), found["unchanged"]),
-        "ngram_reranker": task_scores(pairs, reranker.fix, found["ngram_reranker"]),
-    }
+    found: dict[str, dict[str, list[str]]] = {}
+    out = baseline_scores(train, pairs, order, outputs=found)["bug_fix"]
     if fix is not None:
         model: list[str] = []
         out["model"] = task_scores(pairs, fix, model)
-        add_paired_tests(out, model, found, [p.target for p in pairs])
+        add_paired_tests(out, model, found["bug_fix"], [p.target for p in pairs])
     return out
 
 

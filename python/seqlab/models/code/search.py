@@ -8,7 +8,8 @@ The strategies drive any :class:`StepSession`: ``initial_state()`` gives the sta
 (B, H) of B examples; ``step(rows, prev, h, c)`` advances N rows (row n continuing example
 ``rows[n]`` after token ``prev[n]``, or from the start when ``prev`` is None) by one
 token and returns the log-probabilities (N, X) of the next token's id and the new
-states. The work of a step (LSTM, attention, copy mixture) is one C++ call
+states, as new arrays the caller may change (:class:`MaskedSession` masks in
+place). The work of a step (LSTM, attention, copy mixture) is one C++ call
 (:class:`seqlab.models.code.seq2seq.DecoderSession`); the strategies only pick tokens.
 A session may also offer ``step_top_k(rows, prev, h, c, k)``, returning each row's k
 most likely next ids (largest first) and their log-probabilities instead of the whole
@@ -74,8 +75,7 @@ class MaskedSession:
     def step(
         self, rows: np.ndarray, prev: np.ndarray | None, h: np.ndarray, c: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        logp, h_new, c_new = self.session.step(rows, prev, h, c)
-        logp = np.array(logp, copy=True)
+        logp, h_new, c_new = self.session.step(rows, prev, h, c)  # a new array: masked in place
         logp[:, self.banned[self.banned < logp.shape[1]]] = -np.inf
         return logp, h_new, c_new
 
@@ -440,10 +440,11 @@ def expected_indent(prefix: str, lang: str, unit: str = "    ") -> str:
 def indent_unit(prefix: str) -> str:
     """The prefix's indentation step: the smallest positive growth of indentation from one
     non-blank line to the next (a tab when it indents with tabs), four spaces by default."""
-    widths = [len(ln) - len(ln.lstrip()) for ln in prefix.splitlines() if ln.strip()]
-    steps = [b - a for a, b in zip(widths, widths[1:]) if b > a]
-    if any(ln.startswith("\t") for ln in prefix.splitlines()):
+    lines = [ln for ln in prefix.splitlines() if ln.strip()]
+    if any(ln.startswith("\t") for ln in lines):
         return "\t"
+    widths = [len(ln) - len(ln.lstrip()) for ln in lines]
+    steps = [b - a for a, b in zip(widths, widths[1:]) if b > a]
     return " " * min(steps) if steps else "    "
 
 
