@@ -185,6 +185,9 @@ def test_a_killed_worker_fails_its_trial_and_the_other_finishes(
         if victim.poll() is None:
             victim.kill()
     killed_trial = running[0].number
+    # The next worker fails a silent trial when it starts one after the grace period (2 x the
+    # 1 s heartbeat) has passed; a survivor that starts all its trials sooner leaves it RUNNING.
+    time.sleep(3.0)
     survivor = subprocess.run([*argv, "--worker-index", "1"], env=_env(), capture_output=True, text=True,
                               timeout=240)
     assert survivor.returncode == 0, survivor.stderr[-3000:]
